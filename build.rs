@@ -1,0 +1,2 @@
+//! Link-time settings for the appliance binaries.
+fn main() {}

@@ -1,0 +1,2 @@
+//! Worker threads (placeholder: being written).
+#![forbid(unsafe_code)]

@@ -1,0 +1,3 @@
+//! Packet generator (placeholder: being written).
+#![forbid(unsafe_code)]
+fn main() {}

@@ -1,0 +1,1 @@
+//! Quiescent-state-based reclamation (placeholder: being written).

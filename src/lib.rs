@@ -1,0 +1,2 @@
+//! The appliance (placeholder: being written).
+#![forbid(unsafe_code)]
