@@ -1,1 +1,45 @@
-//! Bindings to DPDK (placeholder: being written).
+//! Bindings to the system DPDK 22.11 and a small safe layer over them.
+//!
+//! [`sys`] is the bindgen output (generated at build time from `csrc/wrapper.h`, with C
+//! wrappers for DPDK's static inline functions). Above it, one small type per DPDK object, with
+//! ownership in the type:
+//!
+//! - [`Eal`]: process-wide initialisation (once per process) and cleanup; [`tsc`],
+//!   [`lcore_id`], [`thread_register`] for threads that EAL did not launch.
+//! - [`Mempool`]: a pool of packet buffers; [`Mbuf`]: one owned packet buffer (dropping frees
+//!   it); [`MbufBurst`]: up to [`BURST_SIZE`] of them, what RX and TX move.
+//! - [`Port`]: an Ethernet device; [`RxQueue`], [`TxQueue`]: its queues, one per thread.
+//! - [`RteLpm`], [`RteFib`]: DPDK's LPM tables, as benchmark references.
+//! - [`advise_hugepages`]: transparent huge pages for large tables outside DPDK.
+//!
+//! Errors cross the boundary once, as [`Error`] (operation, errno, `rte_strerror` text).
+//!
+//! # Lifetimes and drop order
+//!
+//! `rte_eal_cleanup` unmaps all DPDK memory. Every mempool, port (queues included) and LPM
+//! table registers itself while alive, and [`Eal::cleanup`] refuses while any is registered.
+//! Tear down in this order: stop the workers (dropping their queues and bursts), drop or close
+//! the ports (a port keeps the pool its RX queues use), drop mbufs and pools (a pool with mbufs
+//! still out is leaked, never freed), drop LPM tables, then call [`Eal::cleanup`].
+//!
+//! This crate installs no signal handlers.
+
+pub mod sys;
+
+mod burst;
+mod eal;
+mod error;
+mod hugepage;
+mod lpm;
+mod mbuf;
+mod mempool;
+mod port;
+
+pub use burst::{Drain, MbufBurst, BURST_SIZE};
+pub use eal::{lcore_id, thread_register, thread_unregister, tsc, Eal};
+pub use error::{Error, Result};
+pub use hugepage::advise_hugepages;
+pub use lpm::{RteFib, RteLpm, LPM_MISS, RTE_FIB_MAX_NEXT_HOP, RTE_LPM_MAX_NEXT_HOP};
+pub use mbuf::{Mbuf, PacketWindow};
+pub use mempool::{Mempool, DEFAULT_DATA_ROOM, HEADROOM};
+pub use port::{offload, Link, Port, PortConfig, PortId, PortInfo, PortStats, RxQueue, TxQueue};

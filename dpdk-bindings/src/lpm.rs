@@ -1,0 +1,252 @@
+//! DPDK's own IPv4 longest-prefix-match tables (`rte_lpm`, `rte_fib`), kept as references to
+//! benchmark the router's LPM against on the same routes.
+
+use std::ffi::CString;
+use std::ptr::NonNull;
+
+use crate::eal::EalRef;
+use crate::error::{check, Error, Result};
+use crate::mempool::socket_arg;
+use crate::sys;
+
+/// Lookup result for an address no route covers, in [`RteLpm::lookup_bulk`] and
+/// [`RteFib::lookup_bulk`]. Not a valid next hop.
+pub const LPM_MISS: u32 = u32::MAX;
+
+/// Largest next hop an [`RteLpm`] stores (24 bits).
+pub const RTE_LPM_MAX_NEXT_HOP: u32 = (1 << 24) - 1;
+
+/// Largest next hop an [`RteFib`] with 4-byte entries stores (31 bits; one bit marks tbl8
+/// pointers). [`LPM_MISS`] is reported as a miss, not as a next hop.
+pub const RTE_FIB_MAX_NEXT_HOP: u32 = (1 << 31) - 2;
+
+/// Addresses per DPDK bulk call. DPDK's LPM keeps a variable-length array of this many indexes
+/// on the stack, so the count is kept small (and a multiple of 8, as DPDK recommends).
+const BULK_CHUNK: usize = 64;
+
+/// The FIB's default next hop, returned for misses and mapped to [`LPM_MISS`].
+const FIB_DEFAULT_NH: u64 = (1 << 31) - 1;
+
+/// A DPDK `rte_lpm` table (DIR-24-8). Lookups through `&self` may run on several threads;
+/// changes take `&mut self`.
+#[derive(Debug)]
+pub struct RteLpm {
+    raw: NonNull<sys::rte_lpm>,
+    _eal: EalRef,
+}
+
+// SAFETY: the table may be freed from any thread; nothing ties it to its creator.
+unsafe impl Send for RteLpm {}
+// SAFETY: through &self only lookups run, which read the table; changes need &mut self.
+unsafe impl Sync for RteLpm {}
+
+impl RteLpm {
+    /// Creates a table for up to `max_rules` routes with `number_tbl8s` groups for prefixes
+    /// longer than /24, on NUMA `socket` (`None`: any). `name` must be unique.
+    pub fn new(
+        name: &str,
+        max_rules: u32,
+        number_tbl8s: u32,
+        socket: Option<u32>,
+    ) -> Result<RteLpm> {
+        const OP: &str = "rte_lpm_create";
+        let c_name = CString::new(name)
+            .map_err(|_| Error::with_detail(OP, libc::EINVAL, format!("NUL byte in {name:?}")))?;
+        let socket = socket_arg(OP, socket)?;
+        let eal = EalRef::acquire(OP)?;
+        let config = sys::rte_lpm_config {
+            max_rules,
+            number_tbl8s,
+            flags: 0,
+        };
+        // SAFETY: EAL is running; name and config are valid for the call (DPDK copies them).
+        let raw = unsafe { sys::rte_lpm_create(c_name.as_ptr(), socket, &config) };
+        let raw = NonNull::new(raw).ok_or_else(|| {
+            Error::from_rte_errno(OP).detail(format!(
+                "table {name:?}: {max_rules} rules, {number_tbl8s} tbl8 groups"
+            ))
+        })?;
+        Ok(RteLpm { raw, _eal: eal })
+    }
+
+    /// Adds (or replaces) the route `ip/depth -> next_hop`. `EINVAL` for a depth outside
+    /// 1..=32 or a next hop above [`RTE_LPM_MAX_NEXT_HOP`]; `ENOSPC` when the table is full.
+    pub fn add(&mut self, ip: u32, depth: u8, next_hop: u32) -> Result<()> {
+        const OP: &str = "rte_lpm_add";
+        if next_hop > RTE_LPM_MAX_NEXT_HOP {
+            return Err(Error::with_detail(
+                OP,
+                libc::EINVAL,
+                format!("next hop {next_hop}"),
+            ));
+        }
+        // SAFETY: the table is alive and borrowed mutably, so no lookup runs concurrently;
+        // DPDK validates ip and depth.
+        check(OP, unsafe {
+            sys::rte_lpm_add(self.raw.as_ptr(), ip, depth, next_hop)
+        })?;
+        Ok(())
+    }
+
+    /// Deletes the route `ip/depth`; `ENOENT` when there is none.
+    pub fn delete(&mut self, ip: u32, depth: u8) -> Result<()> {
+        // SAFETY: as in add().
+        check("rte_lpm_delete", unsafe {
+            sys::rte_lpm_delete(self.raw.as_ptr(), ip, depth)
+        })?;
+        Ok(())
+    }
+
+    /// The next hop of the longest prefix covering `ip`.
+    #[inline]
+    pub fn lookup(&self, ip: u32) -> Option<u32> {
+        let mut next_hop = 0u32;
+        // SAFETY: the table is alive; lookups only read it; next_hop is a valid out pointer.
+        let ret = unsafe { sys::rte_lpm_lookup(self.raw.as_ptr(), ip, &mut next_hop) };
+        (ret == 0).then_some(next_hop)
+    }
+
+    /// Looks up `ips[i]` into `next_hops[i]` ([`LPM_MISS`] for a miss) for the first
+    /// `min(ips.len(), next_hops.len())` addresses; returns that count.
+    #[inline]
+    pub fn lookup_bulk(&self, ips: &[u32], next_hops: &mut [u32]) -> usize {
+        let count = ips.len().min(next_hops.len());
+        for (ips, out) in ips[..count]
+            .chunks(BULK_CHUNK)
+            .zip(next_hops[..count].chunks_mut(BULK_CHUNK))
+        {
+            let n = u32::try_from(ips.len()).unwrap_or(0);
+            // SAFETY: the table is alive; ips and out both hold n entries.
+            unsafe {
+                sys::rte_lpm_lookup_bulk_func(self.raw.as_ptr(), ips.as_ptr(), out.as_mut_ptr(), n)
+            };
+            for hop in out {
+                *hop = if *hop & sys::RTE_LPM_LOOKUP_SUCCESS != 0 {
+                    *hop & RTE_LPM_MAX_NEXT_HOP
+                } else {
+                    LPM_MISS
+                };
+            }
+        }
+        count
+    }
+}
+
+impl Drop for RteLpm {
+    fn drop(&mut self) {
+        // SAFETY: the table is alive and owned by self alone; nothing uses it afterwards.
+        unsafe { sys::rte_lpm_free(self.raw.as_ptr()) };
+    }
+}
+
+/// A DPDK `rte_fib` table (DIR-24-8 with 4-byte next hops, over an `rte_rib`). Lookups through
+/// `&self` may run on several threads; changes take `&mut self`.
+#[derive(Debug)]
+pub struct RteFib {
+    raw: NonNull<sys::rte_fib>,
+    _eal: EalRef,
+}
+
+// SAFETY: the table may be freed from any thread; nothing ties it to its creator.
+unsafe impl Send for RteFib {}
+// SAFETY: through &self only lookups run, which read the table; changes need &mut self.
+unsafe impl Sync for RteFib {}
+
+impl RteFib {
+    /// Creates a table for up to `max_routes` routes with `number_tbl8s` groups for prefixes
+    /// longer than /24, on NUMA `socket` (`None`: any). `name` must be unique.
+    pub fn new(
+        name: &str,
+        max_routes: u32,
+        number_tbl8s: u32,
+        socket: Option<u32>,
+    ) -> Result<RteFib> {
+        const OP: &str = "rte_fib_create";
+        let c_name = CString::new(name)
+            .map_err(|_| Error::with_detail(OP, libc::EINVAL, format!("NUL byte in {name:?}")))?;
+        let socket = socket_arg(OP, socket)?;
+        let max_routes_c = i32::try_from(max_routes)
+            .map_err(|_| Error::with_detail(OP, libc::EINVAL, format!("{max_routes} routes")))?;
+        let eal = EalRef::acquire(OP)?;
+        let mut conf = sys::rte_fib_conf {
+            type_: sys::RTE_FIB_DIR24_8,
+            default_nh: FIB_DEFAULT_NH,
+            max_routes: max_routes_c,
+            ..Default::default()
+        };
+        conf.__bindgen_anon_1.dir24_8.nh_sz = sys::RTE_FIB_DIR24_8_4B;
+        conf.__bindgen_anon_1.dir24_8.num_tbl8 = number_tbl8s;
+        // SAFETY: EAL is running; name and conf are valid for the call (DPDK copies them).
+        let raw = unsafe { sys::rte_fib_create(c_name.as_ptr(), socket, &mut conf) };
+        let raw = NonNull::new(raw).ok_or_else(|| {
+            Error::from_rte_errno(OP).detail(format!(
+                "table {name:?}: {max_routes} routes, {number_tbl8s} tbl8 groups"
+            ))
+        })?;
+        Ok(RteFib { raw, _eal: eal })
+    }
+
+    /// Adds (or replaces) the route `ip/depth -> next_hop`. `EINVAL` for a depth above 32 or
+    /// a next hop above [`RTE_FIB_MAX_NEXT_HOP`]; `ENOSPC` when the table is full.
+    pub fn add(&mut self, ip: u32, depth: u8, next_hop: u32) -> Result<()> {
+        const OP: &str = "rte_fib_add";
+        if next_hop > RTE_FIB_MAX_NEXT_HOP {
+            return Err(Error::with_detail(
+                OP,
+                libc::EINVAL,
+                format!("next hop {next_hop}"),
+            ));
+        }
+        // SAFETY: the table is alive and borrowed mutably, so no lookup runs concurrently;
+        // DPDK validates ip and depth.
+        check(OP, unsafe {
+            sys::rte_fib_add(self.raw.as_ptr(), ip, depth, u64::from(next_hop))
+        })?;
+        Ok(())
+    }
+
+    /// Deletes the route `ip/depth`; `ENOENT` when there is none.
+    pub fn delete(&mut self, ip: u32, depth: u8) -> Result<()> {
+        // SAFETY: as in add().
+        check("rte_fib_delete", unsafe {
+            sys::rte_fib_delete(self.raw.as_ptr(), ip, depth)
+        })?;
+        Ok(())
+    }
+
+    /// Looks up `ips[i]` into `next_hops[i]` ([`LPM_MISS`] for a miss) for the first
+    /// `min(ips.len(), next_hops.len())` addresses; returns that count.
+    #[inline]
+    pub fn lookup_bulk(&self, ips: &[u32], next_hops: &mut [u64]) -> usize {
+        let count = ips.len().min(next_hops.len());
+        for (ips, out) in ips[..count]
+            .chunks(BULK_CHUNK)
+            .zip(next_hops[..count].chunks_mut(BULK_CHUNK))
+        {
+            let n = i32::try_from(ips.len()).unwrap_or(0);
+            // SAFETY: the table is alive; ips and out both hold n entries. DPDK declares ips
+            // mutable but only reads it, and lookups only read the table.
+            unsafe {
+                sys::rte_fib_lookup_bulk(
+                    self.raw.as_ptr(),
+                    ips.as_ptr().cast_mut(),
+                    out.as_mut_ptr(),
+                    n,
+                )
+            };
+            for hop in out {
+                if *hop == FIB_DEFAULT_NH {
+                    *hop = u64::from(LPM_MISS);
+                }
+            }
+        }
+        count
+    }
+}
+
+impl Drop for RteFib {
+    fn drop(&mut self) {
+        // SAFETY: the table is alive and owned by self alone; nothing uses it afterwards.
+        unsafe { sys::rte_fib_free(self.raw.as_ptr()) };
+    }
+}
