@@ -21,29 +21,34 @@ pub fn fold(sum: u64) -> u16 {
     sum as u16
 }
 
-/// The unfolded sum of `bytes` read as big-endian 16-bit words, an odd last byte padded with a
-/// zero (RFC 1071 section 4.1).
+/// The one's complement sum of `bytes` read as **little-endian** 16-bit words, an odd last
+/// byte padded with a zero, folded to 16 bits. Byte-swapped, it is the big-endian sum (RFC
+/// 1071 section 2 (B), "byte order independence"); little-endian reads need no byte swap on
+/// the machines this router runs on.
 ///
 /// Four bytes are added at a time into a 64-bit accumulator, which is the same one's
-/// complement sum (RFC 1071 section 2, "parallel summation") and leaves the carries to one
-/// final fold. The accumulator cannot overflow below 16 GiB of input.
+/// complement sum (RFC 1071 section 2 (C), "parallel summation") and leaves the carries to
+/// one final fold. The accumulator cannot overflow below 16 GiB of input.
 #[inline]
-fn sum_words(bytes: &[u8]) -> u64 {
+fn sum_le(bytes: &[u8]) -> u16 {
     let mut chunks = bytes.chunks_exact(4);
     let mut acc: u64 = 0;
     for c in &mut chunks {
-        acc += u64::from(u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
+        acc += u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
     }
-    let rest = chunks.remainder();
-    let mut tail = [0u8; 4];
-    tail[..rest.len()].copy_from_slice(rest);
-    acc + u64::from(u32::from_be_bytes(tail))
+    let tail = match *chunks.remainder() {
+        [a] => u32::from(a),
+        [a, b] => u32::from(u16::from_le_bytes([a, b])),
+        [a, b, c] => u32::from_le_bytes([a, b, c, 0]),
+        _ => 0,
+    };
+    fold(acc + u64::from(tail))
 }
 
 /// The one's complement sum of `bytes` (RFC 1071), folded to 16 bits, not complemented.
 #[inline]
 pub fn data(bytes: &[u8]) -> u16 {
-    fold(sum_words(bytes))
+    sum_le(bytes).swap_bytes()
 }
 
 /// The one's complement sum of partial sums (RFC 1071 section 2, "associative").

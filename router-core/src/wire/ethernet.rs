@@ -263,11 +263,10 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
     /// EtherType says one is there. Returns [`Error::Truncated`] otherwise.
     #[inline]
     pub fn check_len(&self) -> Result<()> {
-        let b = self.buffer.as_ref();
-        if b.len() < HEADER_LEN {
-            return Err(Error::Truncated);
-        }
-        if read_u16(b, field::ETHERTYPE) == EtherType::VLAN.0 && b.len() < VLAN_HEADER_LEN {
+        let len = self.buffer.as_ref().len();
+        // Written as the same `header_len()` that the getters use, so that the compiler sees
+        // their bounds checks are already done.
+        if len < HEADER_LEN || len < self.header_len() {
             return Err(Error::Truncated);
         }
         Ok(())
@@ -306,11 +305,12 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
     /// The EtherType of the payload: the one after the VLAN tag when the frame is tagged.
     #[inline]
     pub fn ethertype(&self) -> EtherType {
-        let b = self.buffer.as_ref();
-        let outer = read_u16(b, field::ETHERTYPE);
-        match outer == EtherType::VLAN.0 {
-            true => EtherType(read_u16(b, field::VLAN_ETHERTYPE)),
-            false => EtherType(outer),
+        // The last two bytes of the header: offset 12, or 16 (`field::VLAN_ETHERTYPE`) after a
+        // tag. Slicing the header the way `check_len` bounds it lets the compiler drop the
+        // bounds check; the header is never shorter than 14 bytes.
+        match &self.buffer.as_ref()[..self.header_len()] {
+            [.., hi, lo] => EtherType(u16::from_be_bytes([*hi, *lo])),
+            [] | [_] => unreachable!("an Ethernet header is at least 14 bytes"),
         }
     }
 

@@ -760,7 +760,7 @@ mod tests {
     fn options_sit_between_header_and_payload() {
         // The echo request with a Router Alert option (RFC 2113): IHL 6.
         let original = echo();
-        let mut bytes = vec![0u8; 88];
+        let mut bytes = [0u8; 88];
         bytes[..20].copy_from_slice(&original[..20]);
         bytes[20..24].copy_from_slice(&[0x94, 0x04, 0x00, 0x00]);
         bytes[24..].copy_from_slice(&original[20..]);
