@@ -138,6 +138,12 @@ fn main() {
     println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
     println!("cargo:rerun-if-env-changed=PKG_CONFIG_LIBDIR");
 
+    let version = pkg_config(&["--modversion", "libdpdk"]).join("");
+    if !version.starts_with("22.11") {
+        println!(
+            "cargo:warning=these bindings are written for DPDK 22.11; pkg-config found {version}"
+        );
+    }
     let cflags = pkg_config(&["--cflags", "libdpdk"]);
     let libs = pkg_config(&["--libs", "libdpdk"]);
 

@@ -22,7 +22,26 @@
 //! the ports (a port keeps the pool its RX queues use), drop mbufs and pools (a pool with mbufs
 //! still out is leaked, never freed), drop LPM tables, then call [`Eal::cleanup`].
 //!
-//! This crate installs no signal handlers.
+//! # Threads
+//!
+//! [`Mempool`], [`RteLpm`] and [`RteFib`] are `Send + Sync` (clone a pool handle per thread).
+//! [`Mbuf`], [`MbufBurst`], [`RxQueue`] and [`TxQueue`] are `Send`: each lives on one thread at
+//! a time. A queue is not `Clone`, so no two threads poll one queue:
+//!
+//! ```compile_fail
+//! fn cloned<T: Clone>() {}
+//! cloned::<dpdk_bindings::RxQueue>();
+//! ```
+//!
+//! [`Port`] is `Send` but not `Sync`: DPDK's control functions are not thread-safe.
+//!
+//! ```compile_fail
+//! fn shared<T: Sync>() {}
+//! shared::<dpdk_bindings::Port>();
+//! ```
+//!
+//! Threads that EAL did not launch call [`thread_register`] so that the per-lcore mempool
+//! caches serve them. This crate installs no signal handlers.
 
 pub mod sys;
 
@@ -43,3 +62,25 @@ pub use lpm::{RteFib, RteLpm, LPM_MISS, RTE_FIB_MAX_NEXT_HOP, RTE_LPM_MAX_NEXT_H
 pub use mbuf::{Mbuf, PacketWindow};
 pub use mempool::{Mempool, DEFAULT_DATA_ROOM, HEADROOM};
 pub use port::{offload, Link, Port, PortConfig, PortId, PortInfo, PortStats, RxQueue, TxQueue};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send<T: Send>() {}
+    fn send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn thread_traits() {
+        send_sync::<Mempool>();
+        send_sync::<RteLpm>();
+        send_sync::<RteFib>();
+        send_sync::<Eal>();
+        send_sync::<Error>();
+        send::<Mbuf>();
+        send::<MbufBurst>();
+        send::<RxQueue>();
+        send::<TxQueue>();
+        send::<Port>();
+    }
+}

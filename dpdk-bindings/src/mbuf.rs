@@ -211,9 +211,9 @@ impl Mbuf {
         Ok(unsafe { std::slice::from_raw_parts_mut(start.cast::<u8>(), n) })
     }
 
-    /// Grows the packet by `n` bytes at the end of its last segment and returns them
+    /// Grows a single-segment packet by `n` bytes at the end and returns them
     /// (`rte_pktmbuf_append`). `ENOSPC` when the tailroom is smaller, `EPERM` when the buffer
-    /// is shared.
+    /// is shared, `ENOTSUP` for a multi-segment packet.
     #[inline]
     pub fn append(&mut self, n: usize) -> Result<&mut [u8]> {
         const OP: &str = "rte_pktmbuf_append";
