@@ -317,9 +317,10 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
     /// The 802.1Q tag control information (PCP, DEI, VLAN id), if the frame is tagged.
     #[inline]
     pub fn vlan_tci(&self) -> Option<u16> {
-        match self.is_tagged() {
-            true => Some(read_u16(self.buffer.as_ref(), field::VLAN_TCI)),
-            false => None,
+        if self.is_tagged() {
+            Some(read_u16(self.buffer.as_ref(), field::VLAN_TCI))
+        } else {
+            None
         }
     }
 
@@ -338,9 +339,10 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
     /// The length of the header: 14, or 18 with a VLAN tag.
     #[inline]
     pub fn header_len(&self) -> usize {
-        match self.is_tagged() {
-            true => VLAN_HEADER_LEN,
-            false => HEADER_LEN,
+        if self.is_tagged() {
+            VLAN_HEADER_LEN
+        } else {
+            HEADER_LEN
         }
     }
 
@@ -372,9 +374,10 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> EthernetFrame<T> {
     /// `check_len` again before any other method.
     #[inline]
     pub fn set_ethertype(&mut self, value: EtherType) {
-        let at = match self.is_tagged() {
-            true => field::VLAN_ETHERTYPE,
-            false => field::ETHERTYPE,
+        let at = if self.is_tagged() {
+            field::VLAN_ETHERTYPE
+        } else {
+            field::ETHERTYPE
         };
         write_u16(self.buffer.as_mut(), at, value.0);
     }

@@ -329,10 +329,10 @@ impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
     /// has one, RFC 792). Returns [`Error::Truncated`] otherwise.
     #[inline]
     pub fn check_len(&self) -> Result<()> {
-        match self.buffer.as_ref().len() < HEADER_LEN {
-            true => Err(Error::Truncated),
-            false => Ok(()),
+        if self.buffer.as_ref().len() < HEADER_LEN {
+            return Err(Error::Truncated);
         }
+        Ok(())
     }
 
     /// Returns the buffer.
@@ -462,12 +462,20 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv4Packet<T> {
     /// Turns an echo request into its reply in place (RFC 792: "the type code changed to 0"),
     /// keeping identifier, sequence number and data, and updating the checksum incrementally
     /// (RFC 1624 eqn. 3) instead of summing the data again. The IP header is the caller's.
+    ///
+    /// A result of `0x0000` is stored as `0xffff`, the other one's complement zero. Eqn. 3
+    /// cannot tell whether the rest of the message is all zero (a request with identifier 0,
+    /// sequence number 0 and no data becomes exactly that), which needs `0xffff`; `0xffff`
+    /// verifies in the other case too, where `0x0000` would be rejected by the receiver.
     #[inline]
     pub fn reply_in_place(&mut self) {
         let b = self.buffer.as_mut();
         let old = read_u16(b, field::TYPE);
         let new = old & 0x00ff; // type 0, code kept (0 in a valid request)
-        let sum = checksum::update_u16(read_u16(b, field::CHECKSUM), old, new);
+        let sum = match checksum::update_u16(read_u16(b, field::CHECKSUM), old, new) {
+            0 => 0xffff,
+            sum => sum,
+        };
         write_u16(b, field::TYPE, new);
         write_u16(b, field::CHECKSUM, sum);
     }
@@ -689,6 +697,20 @@ mod tests {
                 data_len: 56
             })
         );
+    }
+
+    #[test]
+    fn reply_in_place_to_an_all_zero_request() {
+        // Identifier 0, sequence number 0, no data: the reply is all zero but its checksum.
+        let mut message = [8u8, 0, 0, 0, 0, 0, 0, 0];
+        let mut p = Icmpv4Packet::new_checked(&mut message[..]).unwrap();
+        p.fill_checksum();
+        assert_eq!(p.checksum(), 0xf7ff);
+        p.reply_in_place();
+        assert_eq!(p.checksum(), 0xffff);
+        assert!(p.verify_checksum());
+        p.fill_checksum();
+        assert_eq!(p.checksum(), 0xffff);
     }
 
     #[test]
