@@ -115,7 +115,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn errors_display_their_doc_comment() {
+    fn errors_have_distinct_messages() {
         let all = [
             Error::Truncated,
             Error::BadVersion,

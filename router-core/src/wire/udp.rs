@@ -313,22 +313,20 @@ mod tests {
 
     #[test]
     fn a_zero_sum_is_sent_as_all_ones() {
-        // Find a payload whose checksum computes to zero: RFC 768 sends it as 0xffff.
+        // Two payload bytes chosen to bring the sum to 0xffff, whose complement is zero:
+        // RFC 768 sends a computed zero as 0xffff, since zero means "no checksum".
         let mut bytes = [0u8; 10];
-        let mut p = UdpPacket::new_unchecked(&mut bytes[..]);
         UdpRepr {
             src_port: 1,
             dst_port: 2,
             payload_len: 2,
         }
-        .emit(&mut p);
-        let natural = !checksum::combine(&[
+        .emit(&mut UdpPacket::new_unchecked(&mut bytes[..]));
+        let sum_without_payload = checksum::combine(&[
             checksum::pseudo_header_v4(VM1, RESOLVER, IpProtocol::Udp, 10),
             checksum::data(&bytes),
         ]);
-        // Payload word w adds to the sum; choose it so that the sum becomes 0xffff.
-        let w = natural;
-        bytes[8..].copy_from_slice(&w.to_be_bytes());
+        bytes[8..].copy_from_slice(&(!sum_without_payload).to_be_bytes());
         let mut p = UdpPacket::new_checked(&mut bytes[..]).unwrap();
         p.fill_checksum(VM1, RESOLVER);
         assert_eq!(p.checksum(), 0xffff);
