@@ -1,0 +1,191 @@
+//! What one worker is given: its queues, its core, its burst size and how it idles.
+
+use std::time::Duration;
+
+use dpdk_bindings::{RxQueue, TxQueue, BURST_SIZE};
+use router_core::dataplane::MAX_PORTS;
+use router_core::engine::MAX_BURST;
+
+use crate::error::WorkerError;
+
+/// Burst sizes a worker accepts: powers of two up to [`MAX_BURST`]. The RX burst array is a
+/// const generic (no allocation, no bounds checks), and the bindings receive up to the array's
+/// capacity, so each accepted size is one compiled copy of the poll loop.
+pub const BURST_SIZES: [usize; 7] = [1, 2, 4, 8, 16, 32, 64];
+
+const _: () = assert!(BURST_SIZES[BURST_SIZES.len() - 1] == MAX_BURST);
+const _: () = assert!(BURST_SIZE <= MAX_BURST && BURST_SIZE.is_power_of_two());
+
+/// Default number of consecutive empty poll loops before an adaptive worker first sleeps. At
+/// roughly 50 to 200 ns per empty loop this is 25 to 100 µs of spinning: short pauses between
+/// bursts never cost a sleep.
+pub const IDLE_EMPTY_LOOPS_DEFAULT: u32 = 512;
+/// Default first sleep of an adaptive worker. Linux adds its timer slack (50 µs by default) to
+/// every sleep, so shorter values gain little.
+pub const IDLE_SLEEP_MIN_DEFAULT: Duration = Duration::from_micros(20);
+/// Default longest sleep of an adaptive worker: the worst added latency for the first packet
+/// after an idle period.
+pub const IDLE_SLEEP_MAX_DEFAULT: Duration = Duration::from_millis(1);
+
+/// How a worker behaves when its RX queues are empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdleMode {
+    /// Spin on the RX queues without pause: lowest latency, one core at 100% whatever the
+    /// load. For dedicated, isolated cores.
+    Poll,
+    /// Spin while traffic flows, sleep with exponential back-off when it stops (see
+    /// [`AdaptiveIdle`]). Lets several router processes share a small machine.
+    Adaptive(AdaptiveIdle),
+}
+
+impl IdleMode {
+    /// Adaptive back-off with the default parameters.
+    pub const fn adaptive() -> IdleMode {
+        IdleMode::Adaptive(AdaptiveIdle::DEFAULT)
+    }
+}
+
+impl Default for IdleMode {
+    /// [`IdleMode::adaptive`]: a spinning worker on a shared machine starves everything else.
+    fn default() -> Self {
+        IdleMode::adaptive()
+    }
+}
+
+/// Parameters of [`IdleMode::Adaptive`].
+///
+/// A poll loop in which every RX queue of the worker was empty is an *empty loop*. After
+/// `empty_loops` consecutive empty loops the worker sleeps `sleep_min`; each further empty loop
+/// sleeps twice as long as the previous one, up to `sleep_max`. The first loop that receives a
+/// packet resets both the count and the sleep length, so the worker is back to full-speed
+/// polling at once. While it sleeps the worker is offline for QSBR, so it never delays the
+/// reclamation of table memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdaptiveIdle {
+    /// Consecutive empty loops before the first sleep.
+    pub empty_loops: u32,
+    /// The first sleep.
+    pub sleep_min: Duration,
+    /// The longest sleep.
+    pub sleep_max: Duration,
+}
+
+impl AdaptiveIdle {
+    /// [`IDLE_EMPTY_LOOPS_DEFAULT`], [`IDLE_SLEEP_MIN_DEFAULT`], [`IDLE_SLEEP_MAX_DEFAULT`].
+    pub const DEFAULT: AdaptiveIdle = AdaptiveIdle {
+        empty_loops: IDLE_EMPTY_LOOPS_DEFAULT,
+        sleep_min: IDLE_SLEEP_MIN_DEFAULT,
+        sleep_max: IDLE_SLEEP_MAX_DEFAULT,
+    };
+}
+
+impl Default for AdaptiveIdle {
+    fn default() -> Self {
+        AdaptiveIdle::DEFAULT
+    }
+}
+
+/// Everything one worker owns. Build it with [`WorkerConfig::new`] and set the fields.
+#[derive(Debug)]
+pub struct WorkerConfig {
+    /// The worker's index (0-based). Names the thread `dvr-worker-N`; by the daemon's
+    /// convention it is also the index of the worker's TX queue on every port.
+    pub index: usize,
+    /// The core to pin the thread to (`core_affinity` id); `None`: not pinned.
+    pub core: Option<usize>,
+    /// The RX queues the worker polls, in order, possibly of several ports. At least one.
+    pub rx_queues: Vec<RxQueue>,
+    /// One TX queue per egress port, in any order: the worker indexes them by their port id. A
+    /// frame the engine forwards to a port without one here is dropped and counted.
+    pub tx_queues: Vec<TxQueue>,
+    /// Packets per RX burst and per TX flush: one of [`BURST_SIZES`]. Default [`BURST_SIZE`].
+    pub burst_size: usize,
+    /// What to do when the RX queues are empty.
+    pub idle: IdleMode,
+    /// TSC ticks per second (`Eal::tsc_hz`): converts cycles to the engine's nanoseconds and
+    /// sets the histogram publication period.
+    pub tsc_hz: u64,
+}
+
+impl WorkerConfig {
+    /// A worker with no queues, not pinned, [`BURST_SIZE`] packets per burst and the default
+    /// [`IdleMode`].
+    pub fn new(index: usize, tsc_hz: u64) -> WorkerConfig {
+        WorkerConfig {
+            index,
+            core: None,
+            rx_queues: Vec::new(),
+            tx_queues: Vec::new(),
+            burst_size: BURST_SIZE,
+            idle: IdleMode::default(),
+            tsc_hz,
+        }
+    }
+
+    /// Checks the configuration: burst size, TSC frequency, idle parameters, that the core
+    /// exists, that there is an RX queue, that every port id fits the per-port tables and that
+    /// no port has two TX queues. [`spawn`](crate::spawn) runs the same checks.
+    pub fn validate(&self) -> Result<(), WorkerError> {
+        if !BURST_SIZES.contains(&self.burst_size) {
+            return Err(WorkerError::BurstSize {
+                burst_size: self.burst_size,
+            });
+        }
+        if self.tsc_hz == 0 {
+            return Err(WorkerError::TscHz);
+        }
+        if let IdleMode::Adaptive(idle) = self.idle {
+            if idle.sleep_min.is_zero() || idle.sleep_min > idle.sleep_max {
+                return Err(WorkerError::IdleSleep {
+                    sleep_min: idle.sleep_min,
+                    sleep_max: idle.sleep_max,
+                });
+            }
+        }
+        if let Some(core) = self.core {
+            check_core(core)?;
+        }
+        if self.rx_queues.is_empty() {
+            return Err(WorkerError::NoRxQueue { index: self.index });
+        }
+        for rx in &self.rx_queues {
+            check_port(rx.port().0)?;
+        }
+        let mut seen = [false; MAX_PORTS];
+        for tx in &self.tx_queues {
+            let port = tx.port().0;
+            check_port(port)?;
+            let slot = &mut seen[usize::from(port)];
+            if *slot {
+                return Err(WorkerError::DuplicateTxPort { port });
+            }
+            *slot = true;
+        }
+        Ok(())
+    }
+}
+
+/// A port id must index the per-port tables ([`MAX_PORTS`] entries).
+fn check_port(port: u16) -> Result<(), WorkerError> {
+    if usize::from(port) >= MAX_PORTS {
+        return Err(WorkerError::PortOutOfRange {
+            port,
+            max_ports: MAX_PORTS,
+        });
+    }
+    Ok(())
+}
+
+/// The core must be one this process may run on.
+fn check_core(core: usize) -> Result<(), WorkerError> {
+    let available: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    if available.contains(&core) {
+        Ok(())
+    } else {
+        Err(WorkerError::NoSuchCore { core, available })
+    }
+}
