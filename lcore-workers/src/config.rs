@@ -176,16 +176,134 @@ fn check_port(port: u16) -> Result<(), WorkerError> {
     Ok(())
 }
 
-/// The core must be one this process may run on.
+/// The core must exist and be online. Not the calling thread's affinity: after EAL init the
+/// main thread is pinned to the main lcore's core, and a worker may be pinned elsewhere.
 fn check_core(core: usize) -> Result<(), WorkerError> {
-    let available: Vec<usize> = core_affinity::get_core_ids()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|c| c.id)
-        .collect();
+    let available = online_cores();
     if available.contains(&core) {
         Ok(())
     } else {
         Err(WorkerError::NoSuchCore { core, available })
+    }
+}
+
+/// The online CPUs (`/sys/devices/system/cpu/online`), or where that cannot be read, the
+/// CPUs the calling thread may run on.
+fn online_cores() -> Vec<usize> {
+    std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .ok()
+        .and_then(|list| parse_cpu_list(list.trim()))
+        .unwrap_or_else(|| {
+            core_affinity::get_core_ids()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| c.id)
+                .collect()
+        })
+}
+
+/// Parses a kernel CPU list such as `0-3,6,8-9`.
+fn parse_cpu_list(list: &str) -> Option<Vec<usize>> {
+    let mut cores = Vec::new();
+    for part in list.split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((first, last)) => {
+                let (first, last) = (first.parse::<usize>().ok()?, last.parse::<usize>().ok()?);
+                if first > last {
+                    return None;
+                }
+                cores.extend(first..=last);
+            }
+            None => cores.push(part.parse().ok()?),
+        }
+    }
+    Some(cores)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpu_list("0"), Some(vec![0]));
+        assert_eq!(parse_cpu_list("0-3,6,8-9"), Some(vec![0, 1, 2, 3, 6, 8, 9]));
+        assert_eq!(parse_cpu_list(""), Some(vec![]));
+        assert_eq!(parse_cpu_list("3-1"), None);
+        assert_eq!(parse_cpu_list("a"), None);
+        assert!(online_cores().contains(&0));
+    }
+
+    #[test]
+    fn validation_without_queues() {
+        let hz = 2_000_000_000;
+        let config = WorkerConfig::new(7, hz);
+        assert_eq!(config.burst_size, BURST_SIZE);
+        assert_eq!(config.idle, IdleMode::Adaptive(AdaptiveIdle::DEFAULT));
+        assert!(matches!(
+            config.validate(),
+            Err(WorkerError::NoRxQueue { index: 7 })
+        ));
+
+        for burst_size in [0, 3, 48, 65, 128] {
+            let config = WorkerConfig {
+                burst_size,
+                ..WorkerConfig::new(0, hz)
+            };
+            let err = config.validate().unwrap_err();
+            assert!(matches!(err, WorkerError::BurstSize { .. }), "{err}");
+        }
+        for burst_size in BURST_SIZES {
+            let config = WorkerConfig {
+                burst_size,
+                ..WorkerConfig::new(0, hz)
+            };
+            assert!(matches!(
+                config.validate(),
+                Err(WorkerError::NoRxQueue { .. })
+            ));
+        }
+
+        let err = WorkerConfig::new(0, 0).validate().unwrap_err();
+        assert!(matches!(err, WorkerError::TscHz));
+
+        let err = WorkerConfig {
+            core: Some(100_000),
+            ..WorkerConfig::new(0, hz)
+        }
+        .validate()
+        .unwrap_err();
+        assert!(matches!(err, WorkerError::NoSuchCore { core: 100_000, .. }));
+        assert!(
+            err.to_string().contains("core 100000 does not exist"),
+            "{err}"
+        );
+
+        for (sleep_min, sleep_max) in [
+            (Duration::ZERO, Duration::from_millis(1)),
+            (Duration::from_millis(2), Duration::from_millis(1)),
+        ] {
+            let config = WorkerConfig {
+                idle: IdleMode::Adaptive(AdaptiveIdle {
+                    sleep_min,
+                    sleep_max,
+                    ..AdaptiveIdle::DEFAULT
+                }),
+                ..WorkerConfig::new(0, hz)
+            };
+            assert!(matches!(
+                config.validate(),
+                Err(WorkerError::IdleSleep { .. })
+            ));
+        }
+        let poll = WorkerConfig {
+            idle: IdleMode::Poll,
+            core: Some(0),
+            ..WorkerConfig::new(0, hz)
+        };
+        assert!(matches!(
+            poll.validate(),
+            Err(WorkerError::NoRxQueue { .. })
+        ));
     }
 }
