@@ -164,6 +164,9 @@ fn worker_main(
             return None;
         }
     };
+    // Gives the lcore id back when the thread ends, even by a panic; declared before the
+    // worker is built, so dropped after it (and after every mbuf it held).
+    let _registration = Registration;
     let parts = Parts {
         engine: shared.engine,
         rx_queues: config.rx_queues,
@@ -194,7 +197,6 @@ fn worker_main(
         // 32, and anything validate() let through by mistake.
         _ => run::<32>(parts, ready, lcore),
     };
-    thread_unregister();
     let stats = stats.snapshot();
     tracing::info!(
         worker = index,
@@ -209,6 +211,15 @@ fn worker_main(
         run_cycles,
         stats,
     })
+}
+
+/// The calling thread's registration with EAL: unregisters it when dropped.
+struct Registration;
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        thread_unregister();
+    }
 }
 
 /// Pins the thread, registers it with EAL and registers its QSBR reader.
@@ -248,5 +259,49 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
         message.clone()
     } else {
         "a panic with a non-text payload".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::punt::punt_channel;
+    use router_core::dataplane::{Dataplane, Topology};
+    use router_core::table::{AtomicMap, NextHops};
+
+    fn shared() -> WorkerShared {
+        let dataplane = Dataplane::new(
+            Topology::default(),
+            Arc::new(NextHops::new(2)),
+            Arc::new(AtomicMap::new(8)),
+        );
+        WorkerShared {
+            engine: Engine::new(Arc::new(dataplane)),
+            qsbr: Arc::new(Qsbr::new(1)),
+            punt: punt_channel().0,
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    #[test]
+    fn spawn_checks_the_configuration_first() {
+        let bad_core = WorkerConfig {
+            core: Some(100_000),
+            ..WorkerConfig::new(0, 1_000_000_000)
+        };
+        let err = spawn(bad_core, shared()).unwrap_err();
+        assert!(
+            matches!(err, WorkerError::NoSuchCore { core: 100_000, .. }),
+            "{err}"
+        );
+        let err = spawn(WorkerConfig::new(3, 1_000_000_000), shared()).unwrap_err();
+        assert!(matches!(err, WorkerError::NoRxQueue { index: 3 }), "{err}");
+    }
+
+    #[test]
+    fn panic_messages() {
+        assert_eq!(panic_message(&"static"), "static");
+        assert_eq!(panic_message(&String::from("owned")), "owned");
+        assert_eq!(panic_message(&42u32), "a panic with a non-text payload");
     }
 }

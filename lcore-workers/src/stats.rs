@@ -41,7 +41,9 @@ pub struct WorkerStats {
     pub empty_polls: Counter,
     /// TSC cycles spent on traffic: for every burst, from just before the `rx_burst` call that
     /// returned it to the end of its dispatch, plus the end-of-loop TX flush of loops that had
-    /// traffic. Divide by the packets received for busy cycles per packet.
+    /// traffic. Divide by the packets received for busy cycles per packet. A thread preempted
+    /// in the middle of a burst adds the whole preemption: on a shared machine prefer the
+    /// percentiles of the per-burst histogram, which show such outliers as outliers.
     pub busy_cycles: Counter,
     /// Adaptive idle sleeps.
     pub idle_sleeps: Counter,
