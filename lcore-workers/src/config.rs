@@ -66,7 +66,8 @@ pub struct AdaptiveIdle {
     pub empty_loops: u32,
     /// The first sleep.
     pub sleep_min: Duration,
-    /// The longest sleep.
+    /// The longest sleep: also the worst added latency for the first packet after an idle
+    /// period, and how long the worker may take to notice the stop flag.
     pub sleep_max: Duration,
 }
 

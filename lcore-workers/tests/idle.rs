@@ -192,7 +192,7 @@ fn check_traffic(setup: &mut Setup, index: u16, worker: &WorkerHandle, idle: Idl
     let first = round_trip(0);
     // At most the longest sleep plus scheduling noise on a shared machine.
     assert!(
-        first < Duration::from_millis(50),
+        first < Duration::from_millis(100),
         "first frame took {first:?}"
     );
 
