@@ -1,0 +1,3 @@
+//! LPM benchmarks (being written).
+
+fn main() {}
