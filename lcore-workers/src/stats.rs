@@ -215,7 +215,7 @@ mod tests {
         stats.port(2).tx_packets.add(6);
         stats.port(2).tx_drops.add(2);
         stats.port(u16::MAX).rx_packets.inc(); // the dummy last slot, never a panic
-        EngineCounters::drop(&stats.engine, DropReason::TxFull);
+        stats.engine.count_drop(DropReason::TxFull);
         let snap = stats.snapshot();
         assert_eq!(snap.index, 3);
         assert_eq!((snap.loops, snap.bursts), (10, 4));

@@ -302,15 +302,16 @@ impl<const N: usize> Worker<N> {
         true
     }
 
-    /// Frees and counts (`multi_segment`) the packets the engine cannot take: several segments,
-    /// or a data buffer shared with another mbuf. Rare: the slow path of a burst.
+    /// Frees and counts the packets the engine cannot take: several segments (`multi_segment`),
+    /// or a data buffer shared with another mbuf (`shared_buffer`). Rare: the slow path of a burst.
     #[cold]
     fn drop_unprocessable(&mut self) {
         let counters = &self.out.counters;
         self.burst.retain(|mbuf| {
             let ok = mbuf.window_mut().is_some();
             if !ok {
-                EngineCounters::drop(counters, DropReason::MultiSegment);
+                let reason = if mbuf.is_contiguous() { DropReason::SharedBuffer } else { DropReason::MultiSegment };
+                counters.count_drop(reason);
             }
             ok
         });
@@ -368,7 +369,7 @@ impl<const N: usize> Output<N> {
             rx_tsc,
         };
         match self.punt.try_send(punted) {
-            Ok(()) => self.counters.punt(reason),
+            Ok(()) => self.counters.count_punt(reason),
             // Full, or the control thread is gone: either way nobody takes it now.
             Err(err) => self.discard(err.into_inner().mbuf, DropReason::PuntQueueFull),
         }
@@ -380,14 +381,14 @@ impl<const N: usize> Output<N> {
         let Some(tx) = self.tx.get_mut(usize::from(port)).and_then(Option::as_mut) else {
             self.stats.tx_no_queue.inc();
             self.stats.port(port).tx_drops.inc();
-            self.discard(mbuf, DropReason::TxFull);
+            self.discard(mbuf, DropReason::NoTxQueue);
             return;
         };
         // A buffer is flushed as soon as it fills, so it always has room here.
         if let Err(mbuf) = tx.push(mbuf, rx_tsc) {
             tx.flush(&self.stats, &mut self.local.residence_cycles);
             if let Err(mbuf) = tx.push(mbuf, rx_tsc) {
-                EngineCounters::drop(&self.counters, DropReason::TxFull);
+                self.counters.count_drop(DropReason::TxFull);
                 drop(mbuf);
             }
         }
@@ -399,7 +400,7 @@ impl<const N: usize> Output<N> {
     /// Counts a drop and queues the packet for the bulk free at the end of the burst.
     #[inline]
     fn discard(&mut self, mbuf: Mbuf, reason: DropReason) {
-        EngineCounters::drop(&self.counters, reason);
+        self.counters.count_drop(reason);
         // At most one burst of packets is discarded between two clears: there is room.
         if let Err(mbuf) = self.garbage.push(mbuf) {
             drop(mbuf);

@@ -300,7 +300,7 @@ fn check_drops(h: &mut Harness) {
     let stats = h.worker.stats();
     assert_eq!(stats.drops(DropReason::PortNotAttached), 50);
     assert_eq!(stats.drops(DropReason::L2SamePort), 20);
-    assert_eq!(stats.drops(DropReason::TxFull), 10);
+    assert_eq!(stats.drops(DropReason::NoTxQueue), 10);
     assert_eq!(stats.tx_no_queue.get(), 10);
     assert_eq!(stats.port(h.c).tx_drops.get(), 10);
     assert_eq!(stats.port(h.c).rx_packets.get(), 50);

@@ -10,3 +10,14 @@ pub mod wire;
 pub mod qsbr;
 
 pub mod lpm;
+
+pub mod table;
+
+pub mod dataplane;
+
+pub mod engine;
+
+pub mod model;
+
+pub mod stats;
+pub mod control;

@@ -1,0 +1,357 @@
+//! Neighbour resolution by ARP (RFC 826), with the states of RFC 4861 section 7.3.2 that
+//! routers use for IPv4 too: incomplete, reachable, stale, probe, failed. Time is an argument.
+//!
+//! Only dynamic neighbours go through this: instance ports are permanent entries that ARP never
+//! changes. The data path keeps forwarding to a stale or probed neighbour with the MAC it has;
+//! only an incomplete or failed one stops traffic (held, then answered with ICMP host
+//! unreachable).
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use serde::Serialize;
+
+use super::NeighborOrigin;
+use crate::dataplane::{Nanos, PortId};
+use crate::table::{NextHopIndex, NextHopKind, NextHopState};
+use crate::wire::EthernetAddress;
+
+const MS: Nanos = 1_000_000;
+
+/// Timers and limits of neighbour resolution.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NeighborConfig {
+    /// How long a confirmed neighbour is reachable before it goes stale.
+    pub reachable_ms: u64,
+    /// Time between ARP requests while resolving or probing.
+    pub retrans_ms: u64,
+    /// ARP requests before a neighbour is declared failed.
+    pub probes_max: u32,
+    /// How long a failed neighbour is answered with ICMP host unreachable before it is retried.
+    pub failed_ms: u64,
+    /// How long an unused stale neighbour is kept.
+    pub stale_ms: u64,
+    /// Packets held per unresolved neighbour.
+    pub hold_max: usize,
+}
+
+impl Default for NeighborConfig {
+    fn default() -> Self {
+        NeighborConfig { reachable_ms: 30_000, retrans_ms: 1_000, probes_max: 3, failed_ms: 20_000, stale_ms: 60_000, hold_max: 256 }
+    }
+}
+
+/// The resolution state of a dynamic neighbour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NeighborState {
+    /// ARP requests sent, no answer yet (packets are held).
+    Incomplete,
+    /// Confirmed recently.
+    Reachable,
+    /// Not confirmed recently; still used for forwarding.
+    Stale,
+    /// In use while stale: unicast ARP requests to confirm it.
+    Probe,
+    /// No answer: packets get ICMP host unreachable.
+    Failed,
+    /// A permanent entry (instance port).
+    Permanent,
+    /// Referenced by a route, not resolved yet.
+    Unresolved,
+}
+
+/// An ARP request to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Solicit {
+    pub port: PortId,
+    /// The whole frame (padded to the Ethernet minimum).
+    pub frame: Vec<u8>,
+}
+
+/// Where and as whom to ask for a neighbour.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Asker {
+    pub ports: Vec<PortId>,
+    pub src_mac: EthernetAddress,
+    pub src_ip: u32,
+}
+
+#[derive(Clone, Debug)]
+struct Resolution {
+    ip: u32,
+    asker: Asker,
+    state: NeighborState,
+    deadline: Nanos,
+    probes: u32,
+    /// When the state last changed.
+    since: Nanos,
+    mac: EthernetAddress,
+}
+
+/// What a timer tick asks the control plane to do.
+#[derive(Debug, Default)]
+pub(crate) struct TickOutcome {
+    pub solicits: Vec<Solicit>,
+    /// Neighbours that did not answer: mark failed (held packets get ICMP host unreachable).
+    pub failed: Vec<NextHopIndex>,
+    /// Failed or unused stale neighbours to forget.
+    pub expired: Vec<NextHopIndex>,
+}
+
+/// An operator's view of one neighbour.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NeighborView {
+    pub router: String,
+    pub ip: Ipv4Addr,
+    pub mac: Option<String>,
+    pub state: NeighborState,
+    /// "local port N", "peer N", or what the next hop does.
+    pub location: String,
+    /// Milliseconds since the state last changed (dynamic neighbours).
+    pub age_ms: Option<u64>,
+    /// Routes using this neighbour as their gateway.
+    pub routes: u32,
+    pub next_hop: NextHopIndex,
+}
+
+/// The resolution state of every dynamic neighbour, by next hop.
+#[derive(Debug)]
+pub(crate) struct Neighbors {
+    cfg: NeighborConfig,
+    entries: HashMap<NextHopIndex, Resolution>,
+}
+
+impl Neighbors {
+    pub fn new(cfg: NeighborConfig) -> Self {
+        Neighbors { cfg, entries: HashMap::new() }
+    }
+
+    pub fn config(&self) -> &NeighborConfig {
+        &self.cfg
+    }
+
+    /// Starts resolving `ip` for next hop `nh` unless that is under way. Returns the requests
+    /// to send now.
+    pub fn start(&mut self, nh: NextHopIndex, ip: u32, asker: Asker, now: Nanos) -> Vec<Solicit> {
+        if let Some(r) = self.entries.get(&nh) {
+            if matches!(r.state, NeighborState::Incomplete | NeighborState::Failed) {
+                return Vec::new();
+            }
+        }
+        let solicits = solicit(&asker, ip, None);
+        self.entries.insert(
+            nh,
+            Resolution {
+                ip,
+                asker,
+                state: NeighborState::Incomplete,
+                deadline: now + self.cfg.retrans_ms * MS,
+                probes: 1,
+                since: now,
+                mac: EthernetAddress::ZERO,
+            },
+        );
+        solicits
+    }
+
+    /// True while `nh` is being resolved (packets for it are held).
+    pub fn is_incomplete(&self, nh: NextHopIndex) -> bool {
+        self.entries.get(&nh).is_some_and(|r| r.state == NeighborState::Incomplete)
+    }
+
+    /// True while `nh` failed (packets for it get ICMP host unreachable).
+    pub fn is_failed(&self, nh: NextHopIndex) -> bool {
+        self.entries.get(&nh).is_some_and(|r| r.state == NeighborState::Failed)
+    }
+
+    /// An ARP reply (or request) from the neighbour confirmed it at `mac`. Returns true if the
+    /// neighbour was waiting (its held packets can go now).
+    pub fn confirm(&mut self, nh: NextHopIndex, mac: EthernetAddress, now: Nanos) -> bool {
+        let Some(r) = self.entries.get_mut(&nh) else { return false };
+        let was_waiting = matches!(r.state, NeighborState::Incomplete | NeighborState::Failed);
+        r.state = NeighborState::Reachable;
+        r.deadline = now + self.cfg.reachable_ms * MS;
+        r.probes = 0;
+        r.since = now;
+        r.mac = mac;
+        was_waiting
+    }
+
+    /// Registers a neighbour learned without asking (e.g. from a request it sent us).
+    pub fn learn(&mut self, nh: NextHopIndex, ip: u32, asker: Asker, mac: EthernetAddress, now: Nanos) {
+        self.entries.insert(
+            nh,
+            Resolution {
+                ip,
+                asker,
+                state: NeighborState::Reachable,
+                deadline: now + self.cfg.reachable_ms * MS,
+                probes: 0,
+                since: now,
+                mac,
+            },
+        );
+    }
+
+    /// Forgets a neighbour (deleted, or became permanent).
+    pub fn forget(&mut self, nh: NextHopIndex) {
+        self.entries.remove(&nh);
+    }
+
+    /// Runs the timers. `used(nh)` tells whether the data path used a neighbour since the last
+    /// call (and clears that).
+    pub fn tick(&mut self, now: Nanos, mut used: impl FnMut(NextHopIndex) -> bool) -> TickOutcome {
+        let mut out = TickOutcome::default();
+        let cfg = &self.cfg;
+        for (&nh, r) in &mut self.entries {
+            // A stale neighbour in use is confirmed at once, without waiting for its deadline.
+            if r.state == NeighborState::Stale && used(nh) {
+                r.state = NeighborState::Probe;
+                r.since = now;
+                r.probes = 1;
+                r.deadline = now + cfg.retrans_ms * MS;
+                out.solicits.extend(solicit(&r.asker, r.ip, Some(r.mac)));
+                continue;
+            }
+            if now < r.deadline {
+                continue;
+            }
+            match r.state {
+                NeighborState::Incomplete | NeighborState::Probe if r.probes < cfg.probes_max => {
+                    let unicast = (r.state == NeighborState::Probe).then_some(r.mac);
+                    out.solicits.extend(solicit(&r.asker, r.ip, unicast));
+                    r.probes += 1;
+                    r.deadline = now + cfg.retrans_ms * MS;
+                }
+                NeighborState::Incomplete | NeighborState::Probe => {
+                    r.state = NeighborState::Failed;
+                    r.since = now;
+                    r.deadline = now + cfg.failed_ms * MS;
+                    out.failed.push(nh);
+                }
+                NeighborState::Reachable => {
+                    r.since = now;
+                    if used(nh) {
+                        r.state = NeighborState::Probe;
+                        r.probes = 1;
+                        r.deadline = now + cfg.retrans_ms * MS;
+                        out.solicits.extend(solicit(&r.asker, r.ip, Some(r.mac)));
+                    } else {
+                        r.state = NeighborState::Stale;
+                        r.deadline = now + cfg.stale_ms * MS;
+                    }
+                }
+                NeighborState::Stale => out.expired.push(nh),
+                NeighborState::Failed => out.expired.push(nh),
+                NeighborState::Permanent | NeighborState::Unresolved => {}
+            }
+        }
+        for nh in &out.expired {
+            self.entries.remove(nh);
+        }
+        out
+    }
+
+    /// The operator's view of a neighbour.
+    #[allow(clippy::too_many_arguments)]
+    pub fn view(
+        &self,
+        router: String,
+        ip: Ipv4Addr,
+        nh: NextHopIndex,
+        origin: NeighborOrigin,
+        routes: u32,
+        state: NextHopState,
+        now: Nanos,
+    ) -> NeighborView {
+        let res = self.entries.get(&nh);
+        let s = match (origin, res) {
+            (NeighborOrigin::Static, _) => NeighborState::Permanent,
+            (_, Some(r)) => r.state,
+            (_, None) => NeighborState::Unresolved,
+        };
+        let (mac, location) = match state.kind() {
+            NextHopKind::Local => (Some(state.mac().to_string()), format!("local port {}", state.target())),
+            NextHopKind::Remote => (Some(state.mac().to_string()), format!("peer {}", state.target())),
+            k => (None, k.name().to_string()),
+        };
+        NeighborView {
+            router,
+            ip,
+            mac,
+            state: s,
+            location,
+            age_ms: res.map(|r| now.saturating_sub(r.since) / MS),
+            routes,
+            next_hop: nh,
+        }
+    }
+}
+
+/// ARP requests for `ip`: broadcast on every port of the asker, or unicast to `mac` (a probe).
+fn solicit(asker: &Asker, ip: u32, unicast: Option<EthernetAddress>) -> Vec<Solicit> {
+    asker
+        .ports
+        .iter()
+        .map(|&port| Solicit { port, frame: super::punt::arp_request(asker.src_mac, asker.src_ip, ip, unicast) })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn asker() -> Asker {
+        Asker { ports: vec![3], src_mac: EthernetAddress([2, 0, 0, 0, 0, 1]), src_ip: 0x0a00_0101 }
+    }
+
+    const S: Nanos = 1_000_000_000;
+
+    #[test]
+    fn unanswered_resolution_fails_after_probes_then_expires() {
+        let mut n = Neighbors::new(NeighborConfig::default());
+        let sent = n.start(7, 0x0a00_0105, asker(), 0);
+        assert_eq!(sent.len(), 1);
+        assert!(n.is_incomplete(7));
+        // A second start while incomplete sends nothing.
+        assert!(n.start(7, 0x0a00_0105, asker(), 0).is_empty());
+        assert!(n.tick(S / 2, |_| false).solicits.is_empty());
+        assert_eq!(n.tick(S, |_| false).solicits.len(), 1);
+        assert_eq!(n.tick(2 * S, |_| false).solicits.len(), 1);
+        let out = n.tick(3 * S, |_| false);
+        assert_eq!(out.failed, vec![7]);
+        assert!(n.is_failed(7));
+        // Failed neighbours are answered with host unreachable for failed_ms, then forgotten.
+        assert!(n.tick(10 * S, |_| false).expired.is_empty());
+        assert_eq!(n.tick(23 * S, |_| false).expired, vec![7]);
+        assert!(!n.is_failed(7));
+    }
+
+    #[test]
+    fn reachable_goes_stale_then_probe_when_used_and_back_on_reply() {
+        let mut n = Neighbors::new(NeighborConfig::default());
+        n.start(1, 5, asker(), 0);
+        let mac = EthernetAddress([2, 0, 0, 0, 0, 9]);
+        assert!(n.confirm(1, mac, S / 10));
+        assert!(!n.is_incomplete(1));
+        // Unused when the reachable time ends: stale, nothing sent.
+        let out = n.tick(31 * S, |_| false);
+        assert!(out.solicits.is_empty() && out.expired.is_empty());
+        // Used while stale: a unicast probe to the known MAC at the next tick.
+        let out = n.tick(32 * S, |_| true);
+        assert_eq!(out.solicits.len(), 1);
+        assert_eq!(&out.solicits[0].frame[0..6], &mac.0);
+        assert!(!n.confirm(1, mac, 32 * S + S / 10));
+        assert!(n.tick(40 * S, |_| false).solicits.is_empty());
+    }
+
+    #[test]
+    fn unused_stale_neighbours_expire() {
+        let mut n = Neighbors::new(NeighborConfig::default());
+        n.learn(4, 9, asker(), EthernetAddress([2, 0, 0, 0, 0, 4]), 0);
+        n.tick(30 * S, |_| false);
+        assert_eq!(n.tick(90 * S, |_| false).expired, vec![4]);
+    }
+}

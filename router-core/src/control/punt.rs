@@ -1,0 +1,542 @@
+//! What the control thread does with a punted packet: answer ARP for the gateways and the VTEP,
+//! answer ARP for known instance ports (ARP suppression: an instance's ARP for another instance
+//! never needs to cross the fabric), learn neighbours from replies, answer ICMP echo for the
+//! router's own addresses, start resolving a neighbour and hold the packet meanwhile, and plan
+//! the replication of broadcast and unknown-unicast frames.
+//!
+//! Replies are built in place in the punted buffer (no allocation); ARP requests the router
+//! originates are returned as frames for the daemon to send.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use super::neigh::{Asker, Solicit};
+use super::{ControlPlane, NeighborOrigin, NextHopOwner};
+use crate::dataplane::{l2_key, L2Location, Nanos, NetworkId, PeerId, PortId, PortRole, Topology};
+use crate::engine::{build_icmp_error, check_ipv4, write_ethernet, DropReason, FabricHeader, PacketBuf, PuntReason};
+use crate::lpm::NO_ROUTE;
+use crate::table::{NextHopIndex, NextHopKind, NextHopState};
+use crate::wire::{self, icmpv4, ArpOperation, ArpPacket, EtherType, EthernetAddress, Icmpv4Message, IpProtocol};
+
+const ETH_LEN: usize = wire::ethernet::HEADER_LEN;
+/// Shortest Ethernet frame without FCS.
+const ETH_MIN_FRAME: usize = 60;
+
+/// What to do with a punted packet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PuntAction {
+    /// The frame was rewritten in place into a reply: send it on this port.
+    Reply(PortId),
+    /// Free it and count the reason.
+    Drop(DropReason),
+    /// Keep it until the next hop resolves or fails, then run it through the engine again.
+    Hold(NextHopIndex),
+    /// Run it through the engine again now (the next hop changed since it was punted).
+    Reinject,
+    /// Send copies of it.
+    Flood(Flood),
+}
+
+/// The copies of a flooded frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Flood {
+    pub network: NetworkId,
+    /// Bytes of outer headers to strip from the frame first (a frame from the fabric).
+    pub strip: usize,
+    /// Local ports that get the frame as it is.
+    pub ports: Vec<PortId>,
+    /// Peer hosts that get it VXLAN-encapsulated (built with [`ControlPlane::fabric_header`]).
+    pub peers: Vec<PeerId>,
+    pub vni: u32,
+}
+
+/// A timer tick's work for the daemon.
+#[derive(Debug, Default)]
+pub struct Tick {
+    /// ARP requests to send.
+    pub solicits: Vec<Solicit>,
+    /// Next hops whose held packets go through the engine again now (resolved or failed).
+    pub released: Vec<NextHopIndex>,
+}
+
+impl ControlPlane {
+    /// Decides what to do with a packet a worker punted for `reason` from port `input`.
+    /// `solicits` receives the ARP requests to send.
+    pub fn handle_punt(
+        &mut self,
+        pkt: &mut PacketBuf<'_>,
+        input: PortId,
+        reason: PuntReason,
+        now: Nanos,
+        solicits: &mut Vec<Solicit>,
+    ) -> PuntAction {
+        let topo = Arc::clone(&self.dp.topology.load());
+        if pkt.len() < ETH_LEN {
+            return PuntAction::Drop(DropReason::FrameTruncated);
+        }
+        let role = topo.port(input).map_or(PortRole::Unused, |p| p.role);
+        match (reason, role) {
+            (_, PortRole::Unused) => PuntAction::Drop(DropReason::PortNotAttached),
+            (PuntReason::Arp, PortRole::Fabric) => self.arp_fabric(&topo, pkt, input, now),
+            (PuntReason::Arp, PortRole::Local { network }) => self.arp_local(&topo, pkt, input, network, now),
+            (PuntReason::LocalDelivery, _) => self.local_delivery(&topo, pkt, input, role),
+            (PuntReason::NeighborMiss, PortRole::Local { network }) => {
+                self.neighbor_miss(&topo, pkt, network, now, solicits)
+            }
+            (PuntReason::UnderlayMiss, PortRole::Local { network }) => {
+                self.underlay_miss(&topo, pkt, network, now, solicits)
+            }
+            (PuntReason::Flood, PortRole::Local { network }) => self.flood_local(&topo, network, input),
+            (PuntReason::Flood, PortRole::Fabric) => self.flood_from_fabric(&topo, pkt),
+            (PuntReason::NeighborMiss | PuntReason::UnderlayMiss, PortRole::Fabric) => {
+                PuntAction::Drop(DropReason::NotForRouter)
+            }
+        }
+    }
+
+    /// ARP on the fabric: requests for our VTEP, replies from underlay neighbours.
+    fn arp_fabric(&mut self, topo: &Topology, pkt: &mut PacketBuf<'_>, input: PortId, now: Nanos) -> PuntAction {
+        let (Some(host), Some(port)) = (topo.host, topo.port(input)) else {
+            return PuntAction::Drop(DropReason::NoFabric);
+        };
+        let Ok(arp) = ArpPacket::new_checked(&pkt.frame()[ETH_LEN..]) else {
+            return PuntAction::Drop(DropReason::ArpMalformed);
+        };
+        let (op, sender_ip, sender_mac, target_ip) =
+            (arp.operation(), arp.sender_ip_u32(), arp.sender_hw(), arp.target_ip_u32());
+        // Whatever the operation, a known underlay neighbour speaking confirms itself.
+        if let Some(u) = self.underlay.get(&sender_ip).copied() {
+            if sender_mac.is_unicast() {
+                self.next_hops.set(u.nh, NextHopState::new(NextHopKind::Local, input, sender_mac));
+                let asker = Asker { ports: vec![input], src_mac: port.mac, src_ip: host.vtep };
+                if !self.neigh.confirm(u.nh, sender_mac, now) && !self.neigh.is_incomplete(u.nh) {
+                    self.neigh.learn(u.nh, sender_ip, asker, sender_mac, now);
+                }
+            }
+        }
+        if op == ArpOperation::Request && target_ip == host.vtep {
+            reply_arp(pkt, port.mac);
+            return PuntAction::Reply(input);
+        }
+        PuntAction::Drop(DropReason::NotForRouter)
+    }
+
+    /// ARP from an instance network.
+    fn arp_local(
+        &mut self,
+        topo: &Topology,
+        pkt: &mut PacketBuf<'_>,
+        input: PortId,
+        network: NetworkId,
+        now: Nanos,
+    ) -> PuntAction {
+        let Ok(arp) = ArpPacket::new_checked(&pkt.frame()[ETH_LEN..]) else {
+            return PuntAction::Drop(DropReason::ArpMalformed);
+        };
+        let (op, sender_ip, sender_mac, target_ip) =
+            (arp.operation(), arp.sender_ip_u32(), arp.sender_hw(), arp.target_ip_u32());
+        if !sender_mac.is_unicast() {
+            return PuntAction::Drop(DropReason::ArpMalformed);
+        }
+        let Some(net) = topo.network(network) else { return PuntAction::Drop(DropReason::Stale) };
+        let gw = net.iface.and_then(|i| topo.iface(i).map(|g| (i, *g)));
+
+        // Learn or confirm a dynamic neighbour (never a permanent one) from what it says.
+        if let Some((iface, g)) = gw {
+            if g.subnet.contains(sender_ip) && sender_ip != g.ip {
+                self.learn_from_arp(g.router, iface, sender_ip, sender_mac, input, now);
+            }
+        }
+        if op != ArpOperation::Request || arp.is_gratuitous() {
+            return PuntAction::Drop(DropReason::NotForRouter);
+        }
+        // The gateway answers for itself, on every host, and its ARP never leaves the host.
+        if let Some((_, g)) = gw {
+            if target_ip == g.ip {
+                reply_arp(pkt, g.mac);
+                return PuntAction::Reply(input);
+            }
+        }
+        // ARP suppression: answer for an instance port we know, unless it sits behind the
+        // port the request came from (it answers for itself there).
+        let network_name = self.network_name(network).map(str::to_string);
+        if let Some(port) = network_name.and_then(|n| self.model.ports.get(&(n, Ipv4Addr::from(target_ip)))) {
+            let location = self.dp.l2.get(l2_key(network, port.mac.to_u64())).and_then(L2Location::decode);
+            if location == Some(L2Location::Local(input)) {
+                return PuntAction::Drop(DropReason::NotForRouter);
+            }
+            reply_arp(pkt, port.mac.0);
+            return PuntAction::Reply(input);
+        }
+        self.flood_local(topo, network, input)
+    }
+
+    fn learn_from_arp(
+        &mut self,
+        router: u16,
+        iface: u16,
+        ip: u32,
+        mac: EthernetAddress,
+        input: PortId,
+        now: Nanos,
+    ) {
+        let Some(n) = self.neighbors.get(&(router, ip)).copied() else { return };
+        if n.origin == NeighborOrigin::Static {
+            return;
+        }
+        let asker = self.asker_for(iface).unwrap_or(Asker { ports: vec![input], src_mac: mac, src_ip: 0 });
+        self.next_hops.set(n.nh, NextHopState::new(NextHopKind::Local, input, mac));
+        if let Some(entry) = self.neighbors.get_mut(&(router, ip)) {
+            entry.origin = NeighborOrigin::Dynamic;
+        }
+        if !self.neigh.confirm(n.nh, mac, now) && !self.neigh.is_incomplete(n.nh) {
+            self.neigh.learn(n.nh, ip, asker, mac, now);
+        }
+        if !n.host_route {
+            if let Some(name) = self.router_name(router).map(str::to_string) {
+                if self.lpm_insert(&name, Prefix32::of(ip), n.nh).is_ok() {
+                    if let Some(entry) = self.neighbors.get_mut(&(router, ip)) {
+                        entry.host_route = true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Where and as whom to ARP for neighbours of an interface.
+    fn asker_for(&self, iface: u16) -> Option<Asker> {
+        let topo = self.dp.topology.load();
+        let g = topo.iface(iface)?;
+        let net = topo.network(g.network)?;
+        Some(Asker { ports: net.local_ports.clone(), src_mac: g.mac, src_ip: g.ip })
+    }
+
+    /// ICMP echo to a gateway address or the VTEP gets a reply; UDP gets port unreachable;
+    /// anything else is not for a router.
+    fn local_delivery(&mut self, topo: &Topology, pkt: &mut PacketBuf<'_>, input: PortId, role: PortRole) -> PuntAction {
+        let Ok(total_len) = check_ipv4(&pkt.frame()[ETH_LEN..]) else {
+            return PuntAction::Drop(DropReason::Ipv4Truncated);
+        };
+        pkt.truncate(ETH_LEN + total_len);
+        let ip = wire::Ipv4Packet::new_unchecked(&pkt.frame()[ETH_LEN..]);
+        let dst = ip.dst_addr_u32();
+        let ours = match role {
+            PortRole::Fabric => topo.host.is_some_and(|h| h.vtep == dst),
+            PortRole::Local { network } => topo
+                .network(network)
+                .and_then(|n| n.iface)
+                .and_then(|i| topo.iface(i))
+                .is_some_and(|g| g.ip == dst),
+            PortRole::Unused => false,
+        };
+        if !ours || ip.is_fragment() {
+            return PuntAction::Drop(DropReason::NotForRouter);
+        }
+        match ip.protocol() {
+            IpProtocol::Icmp => {
+                let header_len = ip.header_len();
+                let Ok(icmp) = wire::Icmpv4Packet::new_checked(ip.payload()) else {
+                    return PuntAction::Drop(DropReason::IcmpIgnored);
+                };
+                if icmp.msg_type() != Icmpv4Message::EchoRequest || !icmp.verify_checksum() {
+                    return PuntAction::Drop(DropReason::IcmpIgnored);
+                }
+                let f = pkt.frame_mut();
+                swap_macs(f);
+                let mut ipm = wire::Ipv4Packet::new_unchecked(&mut f[ETH_LEN..]);
+                let (src, dst) = (ipm.src_addr(), ipm.dst_addr());
+                ipm.set_src_addr(dst);
+                ipm.set_dst_addr(src);
+                ipm.set_ttl(crate::engine::ORIGINATED_TTL);
+                ipm.fill_checksum();
+                let mut icmp = wire::Icmpv4Packet::new_unchecked(&mut f[ETH_LEN + header_len..ETH_LEN + total_len]);
+                icmp.reply_in_place();
+                PuntAction::Reply(input)
+            }
+            IpProtocol::Udp if role != PortRole::Fabric => {
+                // RFC 1122 section 3.2.2.1 / RFC 1812 section 4.3.2: nothing listens here.
+                let src_mac = wire::EthernetFrame::new_unchecked(pkt.frame()).dst_addr();
+                let gw_ip = dst;
+                if !icmpv4::icmp_error_allowed(&ip) {
+                    return PuntAction::Drop(DropReason::NotForRouter);
+                }
+                if !build_icmp_error(pkt, src_mac.0, gw_ip, Icmpv4Message::DstUnreachable, 3, 0, 0) {
+                    return PuntAction::Drop(DropReason::NoHeadroom);
+                }
+                PuntAction::Reply(input)
+            }
+            _ => PuntAction::Drop(DropReason::NotForRouter),
+        }
+    }
+
+    /// A destination without a resolved neighbour: start ARP and hold the packet.
+    fn neighbor_miss(
+        &mut self,
+        topo: &Topology,
+        pkt: &mut PacketBuf<'_>,
+        network: NetworkId,
+        now: Nanos,
+        solicits: &mut Vec<Solicit>,
+    ) -> PuntAction {
+        let Some((iface_id, router, dst)) = self.routed_destination(topo, pkt, network) else {
+            return PuntAction::Drop(DropReason::Stale);
+        };
+        let Some(name) = self.router_name(router).map(str::to_string) else {
+            return PuntAction::Drop(DropReason::Stale);
+        };
+        let hop = self.routers.get(&name).and_then(|r| r.lpm.lpm().lookup(dst)).map_or(NO_ROUTE, |h| h.index());
+        let (nh, target_ip, iface) = match self.owners.get(&hop).copied() {
+            Some(NextHopOwner::Connected(i)) => {
+                // The destination itself is the neighbour: a dynamic entry and its /32.
+                let nh = match self.neighbors.get(&(router, dst)) {
+                    Some(n) => n.nh,
+                    None => match self.next_hops.alloc(i, NextHopState::action(NextHopKind::Pending, 0)) {
+                        Ok(nh) => {
+                            self.owners.insert(nh, NextHopOwner::Neighbor { router, ip: dst });
+                            self.neighbors.insert(
+                                (router, dst),
+                                super::Neighbor { nh, iface: i, routes: 0, origin: NeighborOrigin::Dynamic, host_route: false },
+                            );
+                            if self.lpm_insert(&name, Prefix32::of(dst), nh).is_ok() {
+                                if let Some(n) = self.neighbors.get_mut(&(router, dst)) {
+                                    n.host_route = true;
+                                }
+                            }
+                            nh
+                        }
+                        Err(_) => return PuntAction::Drop(DropReason::HostUnreachable),
+                    },
+                };
+                (nh, dst, i)
+            }
+            Some(NextHopOwner::Neighbor { ip, .. }) => {
+                let i = self.neighbors.get(&(router, ip)).map_or(iface_id, |n| n.iface);
+                (hop, ip, i)
+            }
+            _ => return PuntAction::Reinject,
+        };
+        match self.dp.next_hops.get(nh).state.kind() {
+            NextHopKind::Local | NextHopKind::Remote | NextHopKind::Failed => return PuntAction::Reinject,
+            _ => {}
+        }
+        if self.neigh.is_failed(nh) {
+            return PuntAction::Reinject;
+        }
+        if let Some(asker) = self.asker_for(iface) {
+            solicits.extend(self.neigh.start(nh, target_ip, asker, now));
+        }
+        PuntAction::Hold(nh)
+    }
+
+    /// The underlay neighbour toward a peer is not resolved: ARP for it on the fabric.
+    fn underlay_miss(
+        &mut self,
+        topo: &Topology,
+        pkt: &mut PacketBuf<'_>,
+        network: NetworkId,
+        now: Nanos,
+        solicits: &mut Vec<Solicit>,
+    ) -> PuntAction {
+        // The peer is named by the routed next hop, or by the L2 entry of a bridged frame.
+        let dst_mac = wire::EthernetFrame::new_unchecked(pkt.frame()).dst_addr();
+        let peer = match self.dp.l2.get(l2_key(network, dst_mac.to_u64())).and_then(L2Location::decode) {
+            Some(L2Location::Remote(p)) => Some(p),
+            _ => self.routed_destination(topo, pkt, network).and_then(|(_, router, dst)| {
+                let lpm = topo.router(router)?.lpm.clone();
+                let state = self.dp.next_hops.get(lpm.lookup(dst)?.index()).state;
+                (state.kind() == NextHopKind::Remote).then_some(state.target())
+            }),
+        };
+        let (Some(peer), Some(host), Some(fabric)) = (peer.and_then(|p| topo.peer(p)), topo.host, topo.fabric) else {
+            return PuntAction::Drop(DropReason::NoFabric);
+        };
+        let nh = peer.underlay;
+        if self.dp.next_hops.get(nh).state.kind() == NextHopKind::Local {
+            return PuntAction::Reinject;
+        }
+        let Some(ip) = self.owners.get(&nh).and_then(|o| match o {
+            NextHopOwner::Underlay(ip) => Some(*ip),
+            _ => None,
+        }) else {
+            return PuntAction::Drop(DropReason::Stale);
+        };
+        let mac = topo.port(fabric).map_or(EthernetAddress::ZERO, |p| p.mac);
+        solicits.extend(self.neigh.start(nh, ip, Asker { ports: vec![fabric], src_mac: mac, src_ip: host.vtep }, now));
+        PuntAction::Hold(nh)
+    }
+
+    /// The interface, router and IPv4 destination of a frame routed on `network`.
+    fn routed_destination(&self, topo: &Topology, pkt: &PacketBuf<'_>, network: NetworkId) -> Option<(u16, u16, u32)> {
+        let iface = topo.network(network)?.iface?;
+        let router = topo.iface(iface)?.router;
+        check_ipv4(&pkt.frame()[ETH_LEN..]).ok()?;
+        let dst = wire::Ipv4Packet::new_unchecked(&pkt.frame()[ETH_LEN..]).dst_addr_u32();
+        Some((iface, router, dst))
+    }
+
+    /// A broadcast or unknown unicast from a local port: to the other local ports of the
+    /// network and to the peer hosts that have instances on it.
+    fn flood_local(&self, topo: &Topology, network: NetworkId, input: PortId) -> PuntAction {
+        let Some(net) = topo.network(network) else { return PuntAction::Drop(DropReason::Stale) };
+        let ports: Vec<PortId> = net.local_ports.iter().copied().filter(|&p| p != input).collect();
+        let peers = if topo.fabric.is_some() && topo.host.is_some() { net.flood_peers.clone() } else { Vec::new() };
+        if ports.is_empty() && peers.is_empty() {
+            return PuntAction::Drop(DropReason::NoFloodTarget);
+        }
+        PuntAction::Flood(Flood { network, strip: 0, ports, peers, vni: net.vni })
+    }
+
+    /// A broadcast from the fabric for a network with several local ports: to each of them
+    /// (never back to the fabric).
+    fn flood_from_fabric(&self, topo: &Topology, pkt: &PacketBuf<'_>) -> PuntAction {
+        let f = pkt.frame();
+        let Ok(total_len) = check_ipv4(&f[ETH_LEN..]) else { return PuntAction::Drop(DropReason::Ipv4Truncated) };
+        let ip = wire::Ipv4Packet::new_unchecked(&f[ETH_LEN..ETH_LEN + total_len]);
+        let strip = ETH_LEN + ip.header_len() + wire::udp::HEADER_LEN + wire::vxlan::VXLAN_HEADER_LEN;
+        let Some(vni) = wire::UdpPacket::new_checked(ip.payload())
+            .ok()
+            .and_then(|u| wire::VxlanPacket::new_checked(u.payload()).ok().map(|v| v.vni()))
+        else {
+            return PuntAction::Drop(DropReason::VxlanBadHeader);
+        };
+        let Some((&network, net)) = topo.vni_to_network.get(&vni).and_then(|n| Some((n, topo.network(*n)?))) else {
+            return PuntAction::Drop(DropReason::UnknownVni);
+        };
+        if net.local_ports.is_empty() {
+            return PuntAction::Drop(DropReason::NoLocalPort);
+        }
+        PuntAction::Flood(Flood { network, strip, ports: net.local_ports.clone(), peers: Vec::new(), vni })
+    }
+
+    /// The outer headers for sending `frame` to `peer` with `vni`, if the underlay toward it is
+    /// resolved (flood copies).
+    pub fn fabric_header(&self, peer: PeerId, vni: u32, frame: &[u8], ident: u16) -> Option<FabricHeader> {
+        let topo = self.dp.topology.load();
+        let host = topo.host?;
+        let fabric = topo.port(topo.fabric?)?;
+        let p = topo.peer(peer)?;
+        let underlay = self.dp.next_hops.get(p.underlay).state;
+        (underlay.kind() == NextHopKind::Local).then(|| FabricHeader {
+            dst_mac: underlay.mac_bytes(),
+            src_mac: fabric.mac.0,
+            src_vtep: host.vtep,
+            dst_vtep: p.vtep,
+            vni,
+            src_port: wire::vxlan::entropy_src_port(crate::engine::flow_hash(frame)),
+            ident,
+        })
+    }
+
+    /// Runs the neighbour timers: ARP retries and probes, failures, expiry. Call every
+    /// 100 ms or so.
+    pub fn tick(&mut self, now: Nanos) -> Tick {
+        self.reclaim();
+        let table = Arc::clone(&self.dp.next_hops);
+        let out = self.neigh.tick(now, |nh| table.take_used(nh));
+        let mut tick = Tick { solicits: out.solicits, released: Vec::new() };
+        for nh in out.failed {
+            if matches!(self.owners.get(&nh), Some(NextHopOwner::Neighbor { .. })) {
+                self.next_hops.set(nh, NextHopState::action(NextHopKind::Failed, 0));
+            }
+            tick.released.push(nh);
+        }
+        for nh in out.expired {
+            self.expire_neighbor(nh);
+        }
+        tick
+    }
+
+    /// A neighbour's reply arrived: the held packets for it can go.
+    pub fn resolved(&self, nh: NextHopIndex) -> bool {
+        matches!(self.dp.next_hops.get(nh).state.kind(), NextHopKind::Local | NextHopKind::Remote)
+    }
+
+    /// Forgets a dynamic neighbour that failed or went unused: its /32 goes, and a gateway of
+    /// routes goes back to unresolved.
+    fn expire_neighbor(&mut self, nh: NextHopIndex) {
+        match self.owners.get(&nh).copied() {
+            Some(NextHopOwner::Neighbor { router, ip }) => {
+                let Some(n) = self.neighbors.get(&(router, ip)).copied() else { return };
+                if n.origin == NeighborOrigin::Static {
+                    return;
+                }
+                let name = self.router_name(router).map(str::to_string);
+                if n.host_route {
+                    if let Some(name) = &name {
+                        let _ = self.lpm_remove(name, Prefix32::of(ip));
+                    }
+                }
+                if n.routes > 0 {
+                    self.next_hops.set(nh, NextHopState::action(NextHopKind::Pending, 0));
+                    self.neighbors.insert(
+                        (router, ip),
+                        super::Neighbor { origin: NeighborOrigin::Unresolved, host_route: false, ..n },
+                    );
+                } else {
+                    self.neighbors.remove(&(router, ip));
+                    self.owners.remove(&nh);
+                    self.next_hops.free(nh);
+                }
+            }
+            Some(NextHopOwner::Underlay(_)) => {
+                self.next_hops.set(nh, NextHopState::action(NextHopKind::Resolve, 0));
+            }
+            _ => {}
+        }
+    }
+
+    /// Packets held per unresolved neighbour.
+    pub fn hold_max(&self) -> usize {
+        self.neigh.config().hold_max
+    }
+}
+
+/// A /32 for an address given as a word.
+struct Prefix32;
+
+impl Prefix32 {
+    fn of(ip: u32) -> crate::lpm::Prefix {
+        crate::lpm::Prefix::containing(ip, 32)
+    }
+}
+
+/// Turns an ARP request in place into the reply from `hw` (RFC 826), addressed to the requester.
+fn reply_arp(pkt: &mut PacketBuf<'_>, hw: EthernetAddress) {
+    let f = pkt.frame_mut();
+    let requester = EthernetAddress([f[6], f[7], f[8], f[9], f[10], f[11]]);
+    let mut arp = ArpPacket::new_unchecked(&mut f[ETH_LEN..]);
+    arp.reply_in_place(hw);
+    write_ethernet(f, requester.0, hw.0, EtherType::ARP);
+    pkt.truncate(ETH_LEN + wire::arp::PACKET_LEN);
+    pad_to_minimum(pkt);
+}
+
+/// Ethernet frames are at least 60 bytes: pad with zeroes where the buffer allows.
+fn pad_to_minimum(pkt: &mut PacketBuf<'_>) {
+    let len = pkt.len();
+    if len < ETH_MIN_FRAME && pkt.set_len(ETH_MIN_FRAME) {
+        pkt.frame_mut()[len..].fill(0);
+    }
+}
+
+fn swap_macs(f: &mut [u8]) {
+    for i in 0..6 {
+        f.swap(i, 6 + i);
+    }
+}
+
+/// An ARP request from `src_mac`/`src_ip` for `target_ip`: broadcast, or unicast to `unicast`
+/// (a probe of a known neighbour).
+pub(crate) fn arp_request(src_mac: EthernetAddress, src_ip: u32, target_ip: u32, unicast: Option<EthernetAddress>) -> Vec<u8> {
+    let mut f = vec![0u8; ETH_MIN_FRAME];
+    write_ethernet(&mut f, unicast.unwrap_or(EthernetAddress::BROADCAST).0, src_mac.0, EtherType::ARP);
+    let repr = wire::ArpRepr {
+        operation: ArpOperation::Request,
+        source_hw: src_mac,
+        source_ip: Ipv4Addr::from(src_ip),
+        target_hw: EthernetAddress::ZERO,
+        target_ip: Ipv4Addr::from(target_ip),
+    };
+    repr.emit(&mut ArpPacket::new_unchecked(&mut f[ETH_LEN..ETH_LEN + wire::arp::PACKET_LEN]));
+    f
+}

@@ -1,0 +1,231 @@
+//! A two-host DVR topology built through the public API, and frame builders.
+#![allow(dead_code)]
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use router_core::control::{ControlConfig, ControlPlane, PortSetup, PuntAction, Solicit};
+use router_core::engine::{Engine, PacketBuf, PuntReason, Verdict, WorkerState};
+use router_core::model::{
+    Change, HostSpec, InstancePortSpec, InterfaceSpec, NetworkSpec, PeerSpec, RouteSpec, RouterSpec,
+};
+use router_core::qsbr::Qsbr;
+use router_core::wire::{self, EthernetAddress};
+
+pub const HEADROOM: usize = 128;
+pub const BUF_LEN: usize = 2048 + HEADROOM;
+
+pub const BLUE: u16 = 0;
+pub const RED: u16 = 1;
+pub const FABRIC: u16 = 2;
+pub const BLUE2: u16 = 3;
+
+pub fn mac(s: &str) -> EthernetAddress {
+    s.parse().unwrap()
+}
+
+pub fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+pub const GW_BLUE: &str = "fa:16:3e:00:01:01";
+pub const GW_RED: &str = "fa:16:3e:00:02:01";
+pub const GW_BLUE2: &str = "fa:16:3e:00:11:01";
+pub const DVR_A: &str = "fa:16:3f:00:00:0a";
+pub const DVR_B: &str = "fa:16:3f:00:00:0b";
+pub const VM_BLUE_A: &str = "fa:16:3e:aa:01:05";
+pub const VM_RED_A: &str = "fa:16:3e:aa:02:07";
+pub const VM_RED_B: &str = "fa:16:3e:bb:02:08";
+pub const VM_SNAT: &str = "fa:16:3e:cc:01:fe";
+pub const VM_T2_A: &str = "fa:16:3e:aa:11:05";
+pub const FABRIC_A: &str = "02:00:00:00:f0:0a";
+pub const FABRIC_B: &str = "02:00:00:00:f0:0b";
+pub const VTEP_A: &str = "192.0.2.10";
+pub const VTEP_B: &str = "192.0.2.20";
+pub const VNI_BLUE: u32 = 1001;
+pub const VNI_RED: u32 = 1002;
+pub const VNI_BLUE2: u32 = 2001;
+
+/// One host: its control plane and a worker's view of the engine.
+pub struct Host {
+    pub name: &'static str,
+    pub cp: ControlPlane,
+    pub engine: Engine,
+    pub worker: WorkerState,
+    pub reader: router_core::qsbr::QsbrReader,
+    pub fabric_mac: EthernetAddress,
+}
+
+fn ports(fabric_mac: &str) -> Vec<PortSetup> {
+    let local = |name: &str, m: &str| PortSetup { name: name.into(), mac: mac(m), mtu: 1500, fabric: false };
+    vec![
+        local("blue", "02:00:00:00:00:01"),
+        local("red", "02:00:00:00:00:02"),
+        PortSetup { name: "fabric".into(), mac: mac(fabric_mac), mtu: 1500, fabric: true },
+        local("blue2", "02:00:00:00:00:03"),
+    ]
+}
+
+/// The changes that build the BLUE/RED router (and a second tenant with an overlapping
+/// subnet) as seen from host `me` of {host-a, host-b}.
+pub fn topology(me: &str) -> Vec<Change> {
+    let (my_mac, my_vtep, peer, peer_mac, peer_vtep) = if me == "host-a" {
+        (DVR_A, VTEP_A, "host-b", DVR_B, VTEP_B)
+    } else {
+        (DVR_B, VTEP_B, "host-a", DVR_A, VTEP_A)
+    };
+    let add = |c: Change| c;
+    let port = |network: &str, i: &str, m: &str, host: &str| Change::AddPort {
+        spec: InstancePortSpec { network: network.into(), ip: ip(i), mac: mac(m).into(), host: host.into(), port: None },
+        replace: false,
+    };
+    vec![
+        Change::SetHost(HostSpec { name: me.into(), dvr_mac: mac(my_mac).into(), vtep: ip(my_vtep) }),
+        add(Change::AddPeer {
+            spec: PeerSpec { name: peer.into(), dvr_mac: mac(peer_mac).into(), vtep: ip(peer_vtep) },
+            replace: false,
+        }),
+        Change::AddNetwork { spec: NetworkSpec { name: "blue".into(), vni: VNI_BLUE, ports: vec!["blue".into()] }, replace: false },
+        Change::AddNetwork { spec: NetworkSpec { name: "red".into(), vni: VNI_RED, ports: vec!["red".into()] }, replace: false },
+        Change::AddNetwork {
+            spec: NetworkSpec { name: "blue2".into(), vni: VNI_BLUE2, ports: vec!["blue2".into()] },
+            replace: false,
+        },
+        Change::AddRouter { spec: RouterSpec { name: "r1".into(), large: false }, replace: false },
+        Change::AddRouter { spec: RouterSpec { name: "r2".into(), large: false }, replace: false },
+        Change::AddInterface {
+            spec: InterfaceSpec { router: "r1".into(), network: "blue".into(), address: "10.0.1.1/24".parse().unwrap(), mac: mac(GW_BLUE).into() },
+            replace: false,
+        },
+        Change::AddInterface {
+            spec: InterfaceSpec { router: "r1".into(), network: "red".into(), address: "10.0.2.1/24".parse().unwrap(), mac: mac(GW_RED).into() },
+            replace: false,
+        },
+        Change::AddInterface {
+            spec: InterfaceSpec { router: "r2".into(), network: "blue2".into(), address: "10.0.1.1/24".parse().unwrap(), mac: mac(GW_BLUE2).into() },
+            replace: false,
+        },
+        port("blue", "10.0.1.5", VM_BLUE_A, "host-a"),
+        port("red", "10.0.2.7", VM_RED_A, "host-a"),
+        port("red", "10.0.2.8", VM_RED_B, "host-b"),
+        // The SNAT node's port on BLUE lives on host-b in this topology.
+        port("blue", "10.0.1.254", VM_SNAT, "host-b"),
+        port("blue2", "10.0.1.5", VM_T2_A, "host-a"),
+        Change::AddRoute {
+            spec: RouteSpec { router: "r1".into(), prefix: "0.0.0.0/0".parse().unwrap(), via: ip("10.0.1.254") },
+            replace: false,
+        },
+    ]
+}
+
+impl Host {
+    pub fn new(name: &'static str) -> Host {
+        let fabric_mac = if name == "host-a" { FABRIC_A } else { FABRIC_B };
+        let qsbr = Arc::new(Qsbr::new(4));
+        let reader = qsbr.register().unwrap();
+        let mut cp = ControlPlane::new(ControlConfig::new(ports(fabric_mac)), qsbr).unwrap();
+        cp.apply_batch(&topology(name)).unwrap();
+        let engine = Engine::new(Arc::clone(cp.dataplane()));
+        let worker = engine.worker_state();
+        Host { name, cp, engine, worker, reader, fabric_mac: mac(fabric_mac) }
+    }
+
+    /// Runs one frame through the engine; returns the verdict and the frame as it left.
+    pub fn process(&mut self, input: u16, frame: &[u8]) -> (Verdict, Vec<u8>) {
+        let mut buf = vec![0u8; BUF_LEN];
+        buf[HEADROOM..HEADROOM + frame.len()].copy_from_slice(frame);
+        let mut pkts = [PacketBuf::new(&mut buf, HEADROOM, frame.len()).unwrap()];
+        let mut verdicts = [Verdict::Drop(router_core::engine::DropReason::Stale)];
+        self.engine.process_burst(&mut self.worker, input, 0, &mut pkts, &mut verdicts);
+        self.reader.quiescent();
+        (verdicts[0], pkts[0].frame().to_vec())
+    }
+
+    /// Hands a punted frame to the control plane; returns the action, the frame after it and
+    /// the ARP requests it sent.
+    pub fn punt(&mut self, input: u16, reason: PuntReason, frame: &[u8], now: u64) -> (PuntAction, Vec<u8>, Vec<Solicit>) {
+        let mut buf = vec![0u8; BUF_LEN];
+        buf[HEADROOM..HEADROOM + frame.len()].copy_from_slice(frame);
+        let mut pkt = PacketBuf::new(&mut buf, HEADROOM, frame.len()).unwrap();
+        let mut solicits = Vec::new();
+        let action = self.cp.handle_punt(&mut pkt, input, reason, now, &mut solicits);
+        (action, pkt.frame().to_vec(), solicits)
+    }
+
+    /// Makes the underlay toward the peer resolved, as an ARP reply from its VTEP would.
+    pub fn resolve_underlay(&mut self) {
+        let (peer_vtep, peer_mac) = if self.name == "host-a" { (VTEP_B, FABRIC_B) } else { (VTEP_A, FABRIC_A) };
+        let my_vtep = if self.name == "host-a" { VTEP_A } else { VTEP_B };
+        let reply = arp_frame(2, mac(peer_mac), ip(peer_vtep), self.fabric_mac, ip(my_vtep), self.fabric_mac);
+        let (action, _, _) = self.punt(FABRIC, PuntReason::Arp, &reply, 1);
+        assert_eq!(action, PuntAction::Drop(router_core::engine::DropReason::NotForRouter));
+    }
+}
+
+/// An Ethernet + IPv4 frame with a payload of `payload_len` bytes of protocol `proto`.
+#[allow(clippy::too_many_arguments)]
+pub fn ipv4_frame(src_mac: &str, dst_mac: &str, src: &str, dst: &str, ttl: u8, proto: u8, payload_len: usize, dont_frag: bool) -> Vec<u8> {
+    let total = 20 + payload_len;
+    let mut f = vec![0u8; 14 + total];
+    f[0..6].copy_from_slice(&mac(dst_mac).0);
+    f[6..12].copy_from_slice(&mac(src_mac).0);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    let ipb = &mut f[14..];
+    ipb[0] = 0x45;
+    ipb[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    ipb[4..6].copy_from_slice(&0x1234u16.to_be_bytes());
+    if dont_frag {
+        ipb[6] = 0x40;
+    }
+    ipb[8] = ttl;
+    ipb[9] = proto;
+    ipb[12..16].copy_from_slice(&ip(src).octets());
+    ipb[16..20].copy_from_slice(&ip(dst).octets());
+    for (i, b) in ipb[20..].iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    let mut p = wire::Ipv4Packet::new_unchecked(&mut f[14..]);
+    p.fill_checksum();
+    f
+}
+
+/// An ICMP echo request frame.
+pub fn ping_frame(src_mac: &str, dst_mac: &str, src: &str, dst: &str, ttl: u8) -> Vec<u8> {
+    let mut f = ipv4_frame(src_mac, dst_mac, src, dst, ttl, 1, 16, false);
+    let icmp = &mut f[34..];
+    icmp[0] = 8;
+    icmp[1] = 0;
+    icmp[2] = 0;
+    icmp[3] = 0;
+    icmp[4..8].copy_from_slice(&[0, 1, 0, 1]);
+    let sum = wire::checksum::compute(icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    f
+}
+
+/// An ARP frame (op 1 request, 2 reply).
+pub fn arp_frame(op: u16, sha: EthernetAddress, spa: Ipv4Addr, tha: EthernetAddress, tpa: Ipv4Addr, eth_dst: EthernetAddress) -> Vec<u8> {
+    let mut f = vec![0u8; 60];
+    f[0..6].copy_from_slice(&eth_dst.0);
+    f[6..12].copy_from_slice(&sha.0);
+    f[12..14].copy_from_slice(&[0x08, 0x06]);
+    let a = &mut f[14..42];
+    a[0..2].copy_from_slice(&1u16.to_be_bytes());
+    a[2..4].copy_from_slice(&0x0800u16.to_be_bytes());
+    a[4] = 6;
+    a[5] = 4;
+    a[6..8].copy_from_slice(&op.to_be_bytes());
+    a[8..14].copy_from_slice(&sha.0);
+    a[14..18].copy_from_slice(&spa.octets());
+    a[18..24].copy_from_slice(&tha.0);
+    a[24..28].copy_from_slice(&tpa.octets());
+    f
+}
+
+pub fn ttl(frame: &[u8]) -> u8 {
+    frame[14 + 8]
+}
+
+pub fn ipv4_ok(frame: &[u8]) -> bool {
+    wire::Ipv4Packet::new_checked(&frame[14..]).is_ok_and(|p| p.verify_checksum())
+}

@@ -1,0 +1,419 @@
+//! The forwarding engine and the control plane together, through the public API: the DVR
+//! packet walk between two hosts, RFC 1812 checks and ICMP errors, ARP, tenant isolation and
+//! neighbour resolution.
+
+mod common;
+
+use common::*;
+use router_core::control::PuntAction;
+use router_core::engine::{DropReason, PuntReason, Verdict};
+use router_core::model::{Change, InstancePortSpec};
+use router_core::wire::{self, EthernetAddress, Icmpv4Packet, Ipv4Packet, UdpPacket, VxlanPacket};
+
+#[test]
+fn east_west_on_one_host_is_routed_locally() {
+    let mut a = Host::new("host-a");
+    let frame = ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.7", 64);
+    let (v, out) = a.process(BLUE, &frame);
+    assert_eq!(v, Verdict::Forward(RED));
+    assert_eq!(&out[0..6], &mac(VM_RED_A).0, "destination is the instance");
+    assert_eq!(&out[6..12], &mac(GW_RED).0, "source is RED's gateway MAC");
+    assert_eq!(ttl(&out), 63);
+    assert!(ipv4_ok(&out), "incremental checksum is right");
+    assert_eq!(out[14..].len(), frame[14..].len());
+    assert_eq!(&out[34..], &frame[34..], "payload untouched");
+}
+
+/// The packet walk of docs/dvr-semantics.md: routed at the source host, bridged at the
+/// destination, DVR MAC on the fabric, gateway MAC restored.
+#[test]
+fn east_west_across_hosts_follows_the_dvr_walk() {
+    let mut a = Host::new("host-a");
+    let mut b = Host::new("host-b");
+    let frame = ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.8", 64);
+
+    // The underlay toward host-b is unknown at first: the frame is punted, unmodified.
+    let (v, out) = a.process(BLUE, &frame);
+    assert_eq!(v, Verdict::Punt(PuntReason::UnderlayMiss));
+    assert_eq!(out, frame);
+    let (action, _, solicits) = a.punt(BLUE, PuntReason::UnderlayMiss, &frame, 0);
+    assert!(matches!(action, PuntAction::Hold(_)));
+    assert_eq!(solicits.len(), 1, "ARP for host-b's VTEP on the fabric");
+    assert_eq!(solicits[0].port, FABRIC);
+    let arp = wire::ArpPacket::new_checked(&solicits[0].frame[14..]).unwrap();
+    assert_eq!(arp.target_ip(), ip(VTEP_B));
+    assert_eq!(arp.sender_ip(), ip(VTEP_A));
+
+    a.resolve_underlay();
+    let (v, out) = a.process(BLUE, &frame);
+    assert_eq!(v, Verdict::Forward(FABRIC));
+    // Outer headers: underlay next hop, VTEPs, UDP 4789 with an entropy source port, RED's VNI.
+    assert_eq!(&out[0..6], &mac(FABRIC_B).0);
+    assert_eq!(&out[6..12], &mac(FABRIC_A).0);
+    let outer = Ipv4Packet::new_checked(&out[14..]).unwrap();
+    assert!(outer.verify_checksum());
+    assert!(outer.dont_frag(), "outer packets are never fragmented");
+    assert_eq!(outer.src_addr(), ip(VTEP_A));
+    assert_eq!(outer.dst_addr(), ip(VTEP_B));
+    let udp = UdpPacket::new_checked(outer.payload()).unwrap();
+    assert_eq!(udp.dst_port(), 4789);
+    assert!(udp.src_port() >= 49152);
+    let vx = VxlanPacket::new_checked(udp.payload()).unwrap();
+    assert_eq!(vx.vni(), VNI_RED);
+    let inner = &udp.payload()[8..];
+    assert_eq!(&inner[6..12], &mac(DVR_A).0, "inner source is host-a's DVR MAC");
+    assert_eq!(&inner[0..6], &mac(VM_RED_B).0);
+    assert_eq!(ttl(inner), 63);
+    assert!(ipv4_ok(inner));
+
+    // Host B: decapsulate, recognise host-a's DVR MAC, restore RED's gateway MAC, deliver.
+    let (v, delivered) = b.process(FABRIC, &out);
+    assert_eq!(v, Verdict::Forward(RED));
+    assert_eq!(&delivered[6..12], &mac(GW_RED).0);
+    assert_eq!(&delivered[0..6], &mac(VM_RED_B).0);
+    assert_eq!(ttl(&delivered), 63, "not routed again");
+    assert_eq!(&delivered[14..], &inner[14..]);
+
+    // The reply is routed on host B and carries host B's DVR MAC.
+    b.resolve_underlay();
+    let reply = ping_frame(VM_RED_B, GW_RED, "10.0.2.8", "10.0.1.5", 64);
+    let (v, out) = b.process(RED, &reply);
+    assert_eq!(v, Verdict::Forward(FABRIC));
+    let outer = Ipv4Packet::new_checked(&out[14..]).unwrap();
+    let udp = UdpPacket::new_checked(outer.payload()).unwrap();
+    assert_eq!(VxlanPacket::new_checked(udp.payload()).unwrap().vni(), VNI_BLUE);
+    assert_eq!(&udp.payload()[8 + 6..8 + 12], &mac(DVR_B).0);
+    let (v, delivered) = a.process(FABRIC, &out);
+    assert_eq!(v, Verdict::Forward(BLUE));
+    assert_eq!(&delivered[6..12], &mac(GW_BLUE).0);
+}
+
+#[test]
+fn fabric_ingress_drops_what_it_cannot_trust() {
+    let mut a = Host::new("host-a");
+    let mut b = Host::new("host-b");
+    a.resolve_underlay();
+    let frame = ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.8", 64);
+    let (_, good) = a.process(BLUE, &frame);
+
+    let mut unknown_vni = good.clone();
+    unknown_vni[14 + 20 + 8 + 4..14 + 20 + 8 + 7].copy_from_slice(&[0, 0x99, 0x99]);
+    assert_eq!(b.process(FABRIC, &unknown_vni).0, Verdict::Drop(DropReason::UnknownVni));
+
+    let mut unknown_vtep = good.clone();
+    unknown_vtep[14 + 12..14 + 16].copy_from_slice(&[192, 0, 2, 99]);
+    refill_ip_checksum(&mut unknown_vtep);
+    assert_eq!(b.process(FABRIC, &unknown_vtep).0, Verdict::Drop(DropReason::UnknownVtep));
+
+    let mut not_ours = good.clone();
+    not_ours[14 + 16..14 + 20].copy_from_slice(&[192, 0, 2, 30]);
+    refill_ip_checksum(&mut not_ours);
+    assert_eq!(b.process(FABRIC, &not_ours).0, Verdict::Drop(DropReason::FabricNotForUs));
+
+    // An inner source MAC in the DVR range that is no peer's.
+    let mut forged = good.clone();
+    forged[50 + 6..50 + 12].copy_from_slice(&mac("fa:16:3f:00:00:99").0);
+    assert_eq!(b.process(FABRIC, &forged).0, Verdict::Drop(DropReason::UnknownDvrMac));
+
+    let mut no_flag = good.clone();
+    no_flag[14 + 20 + 8] = 0;
+    assert_eq!(b.process(FABRIC, &no_flag).0, Verdict::Drop(DropReason::VxlanBadHeader));
+
+    // Host A does not accept its own DVR MAC back from "host-b"'s VTEP as host-b's.
+    let mut wrong_peer = good.clone();
+    wrong_peer[14 + 12..14 + 16].copy_from_slice(&ip(VTEP_B).octets());
+    wrong_peer[14 + 16..14 + 20].copy_from_slice(&ip(VTEP_A).octets());
+    wrong_peer[0..6].copy_from_slice(&mac(FABRIC_A).0);
+    refill_ip_checksum(&mut wrong_peer);
+    assert_eq!(a.process(FABRIC, &wrong_peer).0, Verdict::Drop(DropReason::UnknownDvrMac));
+
+    assert_eq!(b.process(FABRIC, &good).0, Verdict::Forward(RED));
+}
+
+fn refill_ip_checksum(f: &mut [u8]) {
+    Ipv4Packet::new_unchecked(&mut f[14..]).fill_checksum();
+}
+
+#[test]
+fn rfc1812_header_checks_drop_with_named_reasons() {
+    let mut a = Host::new("host-a");
+    let good = ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.7", 64);
+    let mut cases: Vec<(Vec<u8>, DropReason)> = Vec::new();
+    cases.push((good[..10].to_vec(), DropReason::FrameTruncated));
+    cases.push((good[..14 + 12].to_vec(), DropReason::Ipv4Truncated));
+    let mut bad = good.clone();
+    bad[14 + 10] ^= 0xff;
+    cases.push((bad, DropReason::Ipv4BadChecksum));
+    let mut bad = good.clone();
+    bad[14] = 0x65;
+    cases.push((bad, DropReason::Ipv4BadVersion));
+    let mut bad = good.clone();
+    bad[14] = 0x44;
+    cases.push((bad, DropReason::Ipv4BadHeaderLength));
+    let mut bad = good.clone();
+    bad[14 + 2..14 + 4].copy_from_slice(&1000u16.to_be_bytes());
+    refill_ip_checksum(&mut bad);
+    cases.push((bad, DropReason::Ipv4BadTotalLength));
+    let mut bad = good.clone();
+    bad[14 + 2..14 + 4].copy_from_slice(&12u16.to_be_bytes());
+    refill_ip_checksum(&mut bad);
+    cases.push((bad, DropReason::Ipv4BadTotalLength));
+    cases.push((ping_frame(VM_BLUE_A, GW_BLUE, "127.0.0.1", "10.0.2.7", 64), DropReason::MartianSource));
+    cases.push((ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "224.0.0.5", 64), DropReason::Multicast));
+    cases.push((ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.255", 64), DropReason::Broadcast));
+    cases.push((ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "0.1.2.3", 64), DropReason::MartianDestination));
+    let mut vlan = good.clone();
+    vlan[12..14].copy_from_slice(&[0x81, 0x00]);
+    cases.push((vlan, DropReason::VlanTagged));
+    let mut spoof = good.clone();
+    spoof[6..12].copy_from_slice(&mac(DVR_B).0);
+    cases.push((spoof, DropReason::SpoofedDvrMac));
+    for (frame, reason) in cases {
+        assert_eq!(a.process(BLUE, &frame).0, Verdict::Drop(reason), "{reason}");
+    }
+    assert_eq!(a.process(BLUE, &good).0, Verdict::Forward(RED), "traffic keeps flowing");
+    // A port attached to nothing drops everything.
+    assert_eq!(a.process(7, &good).0, Verdict::Drop(DropReason::PortNotAttached));
+}
+
+#[test]
+fn ttl_expiry_gets_time_exceeded_from_the_input_gateway() {
+    let mut a = Host::new("host-a");
+    let frame = ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.7", 1);
+    let (v, out) = a.process(BLUE, &frame);
+    assert_eq!(v, Verdict::Forward(BLUE));
+    assert_eq!(&out[0..6], &mac(VM_BLUE_A).0);
+    assert_eq!(&out[6..12], &mac(GW_BLUE).0);
+    let ipp = Ipv4Packet::new_checked(&out[14..]).unwrap();
+    assert!(ipp.verify_checksum());
+    assert_eq!(ipp.src_addr(), ip("10.0.1.1"));
+    assert_eq!(ipp.dst_addr(), ip("10.0.1.5"));
+    let icmp = Icmpv4Packet::new_checked(ipp.payload()).unwrap();
+    assert!(icmp.verify_checksum());
+    assert_eq!((u8::from(icmp.msg_type()), icmp.code()), (11, 0));
+    // The quote is the original header and 8 bytes of its payload.
+    assert_eq!(icmp.data(), &frame[14..14 + 28]);
+
+    // A packet for the router itself with TTL 1 is delivered, not expired.
+    let to_gw = ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.1.1", 1);
+    assert_eq!(a.process(BLUE, &to_gw).0, Verdict::Punt(PuntReason::LocalDelivery));
+    // No ICMP error about an ICMP error (RFC 1812 section 4.3.2.7).
+    let mut err = ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.7", 1);
+    err[34] = 3;
+    assert_eq!(a.process(BLUE, &err).0, Verdict::Drop(DropReason::TtlExceeded));
+}
+
+#[test]
+fn no_route_gets_net_unreachable_and_df_gets_frag_needed() {
+    let mut a = Host::new("host-a");
+    // Tenant 2 has no default route.
+    let frame = ping_frame(VM_T2_A, GW_BLUE2, "10.0.1.5", "8.8.8.8", 64);
+    let (v, out) = a.process(BLUE2, &frame);
+    assert_eq!(v, Verdict::Forward(BLUE2));
+    let icmp_bytes = &out[34..];
+    assert_eq!((icmp_bytes[0], icmp_bytes[1]), (3, 0));
+
+    // Across the fabric the inner packet may be 1500 - 50 bytes.
+    a.resolve_underlay();
+    let fits = ipv4_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.8", 64, 17, 1450 - 20, true);
+    assert_eq!(a.process(BLUE, &fits).0, Verdict::Forward(FABRIC));
+    let big = ipv4_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.8", 64, 17, 1451 - 20, true);
+    let (v, out) = a.process(BLUE, &big);
+    assert_eq!(v, Verdict::Forward(BLUE));
+    let icmp = Icmpv4Packet::new_checked(&out[34..]).unwrap();
+    assert_eq!((u8::from(icmp.msg_type()), icmp.code(), icmp.next_hop_mtu()), (3, 4, 1450));
+    let big_no_df = ipv4_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.8", 64, 17, 1451 - 20, false);
+    assert_eq!(a.process(BLUE, &big_no_df).0, Verdict::Drop(DropReason::FragmentationUnsupported));
+    // Locally the port MTU (1500) applies.
+    let local = ipv4_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.7", 64, 17, 1480, true);
+    assert_eq!(a.process(BLUE, &local).0, Verdict::Forward(RED));
+}
+
+#[test]
+fn default_route_goes_to_the_snat_node_over_the_fabric() {
+    let mut a = Host::new("host-a");
+    a.resolve_underlay();
+    let frame = ping_frame(VM_RED_A, GW_RED, "10.0.2.7", "198.51.100.1", 64);
+    let (v, out) = a.process(RED, &frame);
+    assert_eq!(v, Verdict::Forward(FABRIC));
+    let inner = &out[50..];
+    assert_eq!(&inner[0..6], &mac(VM_SNAT).0, "to the SNAT port's MAC");
+    assert_eq!(&inner[6..12], &mac(DVR_A).0);
+    let vni = u32::from_be_bytes([0, out[46], out[47], out[48]]);
+    assert_eq!(vni, VNI_BLUE, "on the SNAT port's network");
+}
+
+#[test]
+fn overlapping_tenants_stay_isolated() {
+    let mut a = Host::new("host-a");
+    // Tenant 2's 10.0.1.5 asks for 10.0.2.7: tenant 2 has no such subnet and no default route.
+    let frame = ping_frame(VM_T2_A, GW_BLUE2, "10.0.1.5", "10.0.2.7", 64);
+    let (v, out) = a.process(BLUE2, &frame);
+    assert_eq!(v, Verdict::Forward(BLUE2), "an ICMP error back, never into tenant 1");
+    assert_eq!(out[34], 3);
+    // Frames for tenant 1's gateway MAC on tenant 2's port are bridged lookups in tenant 2's
+    // network, where that MAC is unknown.
+    let cross = ping_frame(VM_T2_A, GW_BLUE, "10.0.1.5", "10.0.2.7", 64);
+    assert_eq!(a.process(BLUE2, &cross).0, Verdict::Punt(PuntReason::Flood));
+}
+
+#[test]
+fn gateway_arp_and_ping_are_answered_locally() {
+    let mut a = Host::new("host-a");
+    let req = arp_frame(1, mac(VM_BLUE_A), ip("10.0.1.5"), EthernetAddress::ZERO, ip("10.0.1.1"), EthernetAddress::BROADCAST);
+    assert_eq!(a.process(BLUE, &req).0, Verdict::Punt(PuntReason::Arp));
+    let (action, out, _) = a.punt(BLUE, PuntReason::Arp, &req, 0);
+    assert_eq!(action, PuntAction::Reply(BLUE));
+    assert_eq!(&out[0..6], &mac(VM_BLUE_A).0);
+    let arp = wire::ArpPacket::new_checked(&out[14..]).unwrap();
+    assert_eq!(arp.operation(), wire::ArpOperation::Reply);
+    assert_eq!(arp.sender_hw(), mac(GW_BLUE));
+    assert_eq!(arp.sender_ip(), ip("10.0.1.1"));
+    assert_eq!(arp.target_ip(), ip("10.0.1.5"));
+
+    // ARP suppression: host-b's RED instance is answered for by host A.
+    let req = arp_frame(1, mac(VM_RED_A), ip("10.0.2.7"), EthernetAddress::ZERO, ip("10.0.2.8"), EthernetAddress::BROADCAST);
+    let (action, out, _) = a.punt(RED, PuntReason::Arp, &req, 0);
+    assert_eq!(action, PuntAction::Reply(RED));
+    assert_eq!(wire::ArpPacket::new_checked(&out[14..]).unwrap().sender_hw(), mac(VM_RED_B));
+
+    let ping = ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.1.1", 64);
+    assert_eq!(a.process(BLUE, &ping).0, Verdict::Punt(PuntReason::LocalDelivery));
+    let (action, out, _) = a.punt(BLUE, PuntReason::LocalDelivery, &ping, 0);
+    assert_eq!(action, PuntAction::Reply(BLUE));
+    let ipp = Ipv4Packet::new_checked(&out[14..]).unwrap();
+    assert!(ipp.verify_checksum());
+    assert_eq!((ipp.src_addr(), ipp.dst_addr()), (ip("10.0.1.1"), ip("10.0.1.5")));
+    let icmp = Icmpv4Packet::new_checked(ipp.payload()).unwrap();
+    assert!(icmp.verify_checksum());
+    assert_eq!(u8::from(icmp.msg_type()), 0);
+}
+
+#[test]
+fn unknown_neighbour_is_resolved_by_arp_and_static_entries_resist_poisoning() {
+    let mut a = Host::new("host-a");
+    // 10.0.2.50 is on RED but is no instance port: resolve it.
+    let frame = ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.50", 64);
+    assert_eq!(a.process(BLUE, &frame).0, Verdict::Punt(PuntReason::NeighborMiss));
+    let (action, _, solicits) = a.punt(BLUE, PuntReason::NeighborMiss, &frame, 0);
+    let PuntAction::Hold(nh) = action else { panic!("{action:?}") };
+    assert_eq!(solicits.len(), 1);
+    assert_eq!(solicits[0].port, RED);
+    let arp = wire::ArpPacket::new_checked(&solicits[0].frame[14..]).unwrap();
+    assert_eq!((arp.sender_ip(), arp.target_ip()), (ip("10.0.2.1"), ip("10.0.2.50")));
+    assert!(!a.cp.resolved(nh));
+    // Still unresolved: the next packet is punted too, and held for the same next hop.
+    assert_eq!(a.process(BLUE, &frame).0, Verdict::Punt(PuntReason::NeighborMiss));
+    let (action, _, solicits) = a.punt(BLUE, PuntReason::NeighborMiss, &frame, 1);
+    assert_eq!(action, PuntAction::Hold(nh));
+    assert!(solicits.is_empty(), "one resolution at a time");
+
+    let who = mac("52:54:00:00:02:32");
+    let reply = arp_frame(2, who, ip("10.0.2.50"), mac(GW_RED), ip("10.0.2.1"), mac(GW_RED));
+    a.punt(RED, PuntReason::Arp, &reply, 2);
+    assert!(a.cp.resolved(nh));
+    let (v, out) = a.process(BLUE, &frame);
+    assert_eq!(v, Verdict::Forward(RED));
+    assert_eq!(&out[0..6], &who.0);
+
+    // An ARP reply claiming an instance port's address changes nothing.
+    let poison = arp_frame(2, who, ip("10.0.2.7"), mac(GW_RED), ip("10.0.2.1"), mac(GW_RED));
+    a.punt(RED, PuntReason::Arp, &poison, 3);
+    let (v, out) = a.process(BLUE, &ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.7", 64));
+    assert_eq!(v, Verdict::Forward(RED));
+    assert_eq!(&out[0..6], &mac(VM_RED_A).0);
+
+    // Nobody answers for 10.0.2.51: after the probes, ICMP host unreachable.
+    let lost = ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.51", 64);
+    let (action, _, _) = a.punt(BLUE, PuntReason::NeighborMiss, &lost, 0);
+    let PuntAction::Hold(nh) = action else { panic!() };
+    let s = 1_000_000_000;
+    let mut released = Vec::new();
+    for t in 1..=4 {
+        released.extend(a.cp.tick(t * s).released);
+    }
+    assert_eq!(released, vec![nh]);
+    let (v, out) = a.process(BLUE, &lost);
+    assert_eq!(v, Verdict::Forward(BLUE));
+    assert_eq!((out[34], out[35]), (3, 1), "host unreachable");
+}
+
+#[test]
+fn bridged_traffic_crosses_hosts_without_rewrite() {
+    let mut a = Host::new("host-a");
+    let mut b = Host::new("host-b");
+    a.resolve_underlay();
+    // BLUE-A to the SNAT port on BLUE (same subnet, on host-b): plain L2 over the VNI.
+    let frame = ping_frame(VM_BLUE_A, VM_SNAT, "10.0.1.5", "10.0.1.254", 64);
+    let (v, out) = a.process(BLUE, &frame);
+    assert_eq!(v, Verdict::Forward(FABRIC));
+    assert_eq!(&out[50..], &frame[..], "inner frame untouched");
+    // Host B has the SNAT port as a remote (host-b is "host-b": it is local there). Add a
+    // local BLUE port on host-b to receive it.
+    b.cp
+        .apply(&Change::AddPort {
+            spec: InstancePortSpec {
+                network: "blue".into(),
+                ip: ip("10.0.1.6"),
+                mac: mac("fa:16:3e:bb:01:06").into(),
+                host: "host-b".into(),
+                port: None,
+            },
+            replace: false,
+        })
+        .unwrap();
+    let to_b = ping_frame(VM_BLUE_A, "fa:16:3e:bb:01:06", "10.0.1.5", "10.0.1.6", 64);
+    let (v, out) = a.process(BLUE, &to_b);
+    assert_eq!(v, Verdict::Punt(PuntReason::Flood), "host A does not know 10.0.1.6 yet");
+    a.cp.apply(&Change::AddPort {
+        spec: InstancePortSpec { network: "blue".into(), ip: ip("10.0.1.6"), mac: mac("fa:16:3e:bb:01:06").into(), host: "host-b".into(), port: None },
+        replace: false,
+    })
+    .unwrap();
+    let (v, out2) = a.process(BLUE, &to_b);
+    assert_eq!(v, Verdict::Forward(FABRIC));
+    let (v, delivered) = b.process(FABRIC, &out2);
+    assert_eq!(v, Verdict::Forward(BLUE));
+    assert_eq!(delivered, to_b);
+    let _ = out;
+}
+
+#[test]
+fn deleting_a_port_stops_traffic_and_re_adding_restores_it() {
+    let mut a = Host::new("host-a");
+    let frame = ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.7", 64);
+    assert_eq!(a.process(BLUE, &frame).0, Verdict::Forward(RED));
+    a.cp.apply(&Change::DelPort { network: "red".into(), ip: ip("10.0.2.7") }).unwrap();
+    assert_eq!(a.process(BLUE, &frame).0, Verdict::Punt(PuntReason::NeighborMiss));
+    a.cp.apply(&Change::AddPort {
+        spec: InstancePortSpec { network: "red".into(), ip: ip("10.0.2.7"), mac: mac(VM_RED_A).into(), host: "host-a".into(), port: None },
+        replace: false,
+    })
+    .unwrap();
+    assert_eq!(a.process(BLUE, &frame).0, Verdict::Forward(RED));
+}
+
+#[test]
+fn a_refused_batch_changes_nothing() {
+    let mut a = Host::new("host-a");
+    let before = a.cp.model().clone();
+    let usage = a.cp.table_usage();
+    let batch = vec![
+        Change::AddPort {
+            spec: InstancePortSpec { network: "red".into(), ip: ip("10.0.2.9"), mac: mac("fa:16:3e:00:00:09").into(), host: "host-a".into(), port: None },
+            replace: false,
+        },
+        // Outside RED's subnet: refused.
+        Change::AddPort {
+            spec: InstancePortSpec { network: "red".into(), ip: ip("10.0.3.9"), mac: mac("fa:16:3e:00:00:0a").into(), host: "host-a".into(), port: None },
+            replace: false,
+        },
+    ];
+    let err = a.cp.apply_batch(&batch).unwrap_err();
+    assert_eq!(err.0, 1);
+    assert!(err.1.to_string().contains("outside 10.0.2.0/24"), "{}", err.1);
+    assert_eq!(a.cp.model(), &before);
+    assert_eq!(a.cp.table_usage(), usage);
+    let frame = ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.9", 64);
+    assert_eq!(a.process(BLUE, &frame).0, Verdict::Punt(PuntReason::NeighborMiss));
+}

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs what building, running and testing dvrd needs on Debian 12, and nothing that is
+# already there. Idempotent; run as root. Used by the Makefile, CI and the Dockerfile.
+#
+#   scripts/install-deps.sh            build + runtime + test tools
+#   scripts/install-deps.sh --runtime  only what a running dvrd needs (the runtime image)
+set -euo pipefail
+
+mode=${1:-all}
+build_pkgs=(dpdk dpdk-dev libdpdk-dev dpdk-doc libclang-dev pkg-config libnuma-dev
+  build-essential)
+runtime_pkgs=(dpdk iproute2 libnuma1 ca-certificates)
+test_pkgs=(iproute2 iputils-ping iputils-arping tcpdump iperf3 procps psmisc socat
+  python3 valgrind kmod)
+
+case "$mode" in
+  --runtime) want=("${runtime_pkgs[@]}") ;;
+  all|--all) want=("${build_pkgs[@]}" "${runtime_pkgs[@]}" "${test_pkgs[@]}") ;;
+  *) echo "usage: $0 [--runtime]" >&2; exit 2 ;;
+esac
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: run as root (it installs Debian packages)" >&2
+  exit 1
+fi
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ "$mode" != "--runtime" ] && ! command -v cargo >/dev/null 2>&1; then
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    echo "install-deps: cargo is in $HOME/.cargo/bin; add it to PATH" >&2
+  else
+    echo "install-deps: no Rust toolchain; install it with rustup (https://rustup.rs)" >&2
+    exit 1
+  fi
+fi
+echo "install-deps: ok"
