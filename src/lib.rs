@@ -1,2 +1,5 @@
-//! The appliance (placeholder: being written).
+//! The appliance: the `dvrd` daemon (configuration, DPDK setup, control thread) and what
+//! `dvrctl` shares with it.
 #![forbid(unsafe_code)]
+
+pub mod config;

@@ -436,7 +436,7 @@ impl Model {
         {
             return Err(ModelError::Conflict { kind: "peer (DVR MAC or VTEP)", name: other.name.clone() });
         }
-        upsert(&mut self.peers, spec.name.clone(), spec, replace, "peer", MAX_PEERS)
+        upsert(&mut self.peers, (spec.name.clone(), spec.name.clone()), spec, replace, "peer", MAX_PEERS)
     }
 
     fn del_peer(&mut self, name: &str) -> Result<Applied, ModelError> {
@@ -483,7 +483,7 @@ impl Model {
                 });
             }
         }
-        upsert(&mut self.networks, spec.name.clone(), spec, replace, "network", MAX_NETWORKS)
+        upsert(&mut self.networks, (spec.name.clone(), spec.name.clone()), spec, replace, "network", MAX_NETWORKS)
     }
 
     fn del_network(&mut self, name: &str) -> Result<Applied, ModelError> {
@@ -510,7 +510,7 @@ impl Model {
                 ));
             }
         }
-        upsert(&mut self.routers, spec.name.clone(), spec, replace, "router", MAX_ROUTERS)
+        upsert(&mut self.routers, (spec.name.clone(), spec.name.clone()), spec, replace, "router", MAX_ROUTERS)
     }
 
     fn del_router(&mut self, name: &str) -> Result<Applied, ModelError> {
@@ -580,7 +580,7 @@ impl Model {
         if !self.interfaces.contains_key(&key) && count >= MAX_INTERFACES_PER_ROUTER {
             return Err(ModelError::Limit { kind: "interfaces per router", limit: MAX_INTERFACES_PER_ROUTER });
         }
-        upsert(&mut self.interfaces, key, spec, replace, "interface", usize::MAX)
+        upsert(&mut self.interfaces, (key, format!("{} on {}", spec.router, spec.network)), spec, replace, "interface", usize::MAX)
     }
 
     fn network_has_dependents(&self, router: &str, iface: &InterfaceSpec) -> bool {
@@ -622,7 +622,8 @@ impl Model {
             return Err(ModelError::invalid("route.prefix", format!("{} is a connected subnet", spec.prefix)));
         }
         let key = (spec.router.clone(), spec.prefix);
-        upsert(&mut self.routes, key, spec, replace, "route", usize::MAX)
+        let name = format!("{} in router {}", spec.prefix, spec.router);
+        upsert(&mut self.routes, (key, name), spec, replace, "route", usize::MAX)
     }
 
     fn del_route(&mut self, router: &str, prefix: Prefix) -> Result<Applied, ModelError> {
@@ -691,7 +692,8 @@ impl Model {
             return Err(ModelError::Conflict { kind: "port with this MAC", name: format!("{} on {}", other.ip, other.network) });
         }
         let key = (spec.network.clone(), spec.ip);
-        upsert(&mut self.ports, key, spec, replace, "port", usize::MAX)
+        let name = format!("{} on network {}", spec.ip, spec.network);
+        upsert(&mut self.ports, (key, name), spec, replace, "port", usize::MAX)
     }
 
     fn del_port(&mut self, network: &str, ip: Ipv4Addr) -> Result<Applied, ModelError> {
@@ -709,20 +711,18 @@ impl Model {
     }
 }
 
-fn upsert<K: Ord, V: Clone + PartialEq + fmt::Debug>(
+/// Inserts or replaces `spec` under `key`; `name` is how errors call it.
+fn upsert<K: Ord, V: Clone + PartialEq>(
     map: &mut BTreeMap<K, V>,
-    key: K,
+    (key, name): (K, String),
     spec: &V,
     replace: bool,
     kind: &'static str,
     limit: usize,
-) -> Result<Applied, ModelError>
-where
-    K: fmt::Debug,
-{
+) -> Result<Applied, ModelError> {
     match map.get(&key) {
         Some(old) if old == spec => Ok(Applied::Unchanged),
-        Some(_) if !replace => Err(ModelError::Conflict { kind, name: key_name(&key) }),
+        Some(_) if !replace => Err(ModelError::Conflict { kind, name }),
         Some(_) => {
             map.insert(key, spec.clone());
             Ok(Applied::Changed)
@@ -733,10 +733,6 @@ where
             Ok(Applied::Changed)
         }
     }
-}
-
-fn key_name<K: fmt::Debug>(key: &K) -> String {
-    format!("{key:?}").trim_matches('"').replace('"', "")
 }
 
 fn check_name(field: &'static str, name: &str) -> Result<(), ModelError> {

@@ -184,7 +184,7 @@ pub struct NextHop {
 impl NextHops {
     /// A table of `capacity` next hops (all empty). Slot 0 is reserved as the empty next hop.
     pub fn new(capacity: usize) -> Self {
-        assert!(capacity >= 2 && capacity <= (1 << 24), "next-hop capacity must be 2..=2^24");
+        assert!((2..=1 << 24).contains(&capacity), "next-hop capacity must be 2..=2^24");
         let slots = (0..capacity)
             .map(|_| NextHopSlot {
                 state: AtomicU64::new(0),

@@ -1,0 +1,536 @@
+//! The daemon's configuration file (TOML), read with the `config` crate, typed with serde.
+//!
+//! Every key may be overridden from the environment: `DVR_` + the key path in upper case with
+//! `__` between levels, e.g. `DVR_EAL__FILE_PREFIX=dvrd-a` or `DVR_DATAPLANE__IDLE=poll`.
+//! An invalid file is reported with the key, the value and what was expected, before any port
+//! is touched. `dvrd.example.toml` at the repository root documents every key.
+
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use router_core::control::NeighborConfig;
+use router_core::lpm::Prefix;
+use router_core::model::{
+    Change, HostSpec, InstancePortSpec, InterfaceAddr, InterfaceSpec, MacAddr, NetworkSpec, PeerSpec, RouteSpec,
+    RouterSpec,
+};
+use serde::Deserialize;
+
+/// Most RX/TX descriptors per queue.
+pub const DESCRIPTORS_MAX: u16 = 4096;
+
+/// The whole configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub eal: EalConfig,
+    #[serde(default)]
+    pub dataplane: DataplaneConfig,
+    #[serde(default)]
+    pub workers: Vec<WorkerSpec>,
+    pub ports: Vec<PortSpec>,
+    pub host: Option<HostSpec>,
+    #[serde(default)]
+    pub fabric: FabricConfig,
+    #[serde(default)]
+    pub peers: Vec<PeerSpec>,
+    #[serde(default)]
+    pub networks: Vec<NetworkSpec>,
+    #[serde(default)]
+    pub routers: Vec<RouterConfig>,
+    #[serde(default)]
+    pub instance_ports: Vec<InstancePortSpec>,
+    #[serde(default)]
+    pub neighbor: NeighborConfig,
+    #[serde(default)]
+    pub icmp: IcmpConfig,
+    #[serde(default)]
+    pub tables: TablesConfig,
+    #[serde(default)]
+    pub control: ControlSettings,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// EAL settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EalConfig {
+    /// The main lcore's CPU (the control thread).
+    pub main_core: usize,
+    /// Back the mempool with hugepages; without them EAL runs with `--no-huge` and
+    /// `memory_mb` of ordinary memory.
+    pub hugepages: bool,
+    /// Memory EAL reserves, in MiB.
+    pub memory_mb: u32,
+    /// Keeps this process's runtime files apart from other DPDK processes'.
+    pub file_prefix: String,
+    /// Virtual devices to create (`--vdev`), e.g. `net_af_packet0,iface=veth0`.
+    pub vdevs: Vec<String>,
+    /// Probe PCI devices (bare metal). Off for virtual devices only.
+    pub pci: bool,
+    /// Extra EAL arguments, passed as they are.
+    pub extra_args: Vec<String>,
+}
+
+impl Default for EalConfig {
+    fn default() -> Self {
+        EalConfig {
+            main_core: 0,
+            hugepages: true,
+            memory_mb: 512,
+            file_prefix: "dvrd".into(),
+            vdevs: Vec::new(),
+            pci: false,
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+/// How a worker waits when there is no traffic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdleSetting {
+    /// Spin: lowest latency, burns the core.
+    Poll,
+    /// Sleep after a run of empty polls, snap back on traffic.
+    Adaptive,
+}
+
+impl<'de> Deserialize<'de> for IdleSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "poll" => Ok(IdleSetting::Poll),
+            "adaptive" => Ok(IdleSetting::Adaptive),
+            other => Err(serde::de::Error::custom(format!("`{other}` is not an idle mode (expected \"poll\" or \"adaptive\")"))),
+        }
+    }
+}
+
+/// Data-path sizes.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataplaneConfig {
+    pub mbufs: u32,
+    pub mbuf_cache: u32,
+    /// Packets per RX burst: 1, 2, 4, 8, 16, 32 or 64.
+    pub burst: usize,
+    pub idle: IdleSetting,
+    pub rx_desc: u16,
+    pub tx_desc: u16,
+    /// Depth of the punt channel from workers to the control thread.
+    pub punt_queue: usize,
+}
+
+impl Default for DataplaneConfig {
+    fn default() -> Self {
+        DataplaneConfig {
+            mbufs: 16383,
+            mbuf_cache: 256,
+            burst: 32,
+            idle: IdleSetting::Adaptive,
+            rx_desc: 1024,
+            tx_desc: 1024,
+            punt_queue: 1024,
+        }
+    }
+}
+
+/// A worker: the core it is pinned to and the ports it receives from (one RX queue each).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSpec {
+    pub core: usize,
+    pub rx: Vec<String>,
+}
+
+/// A DPDK port.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortSpec {
+    /// How networks and workers refer to it.
+    pub name: String,
+    /// The DPDK device name (`net_af_packet0`, `0000:3b:00.0`, ...).
+    pub device: String,
+    /// The underlay port (at most one).
+    #[serde(default)]
+    pub fabric: bool,
+    /// Largest IPv4 packet on the link.
+    #[serde(default = "default_mtu")]
+    pub mtu: u16,
+}
+
+fn default_mtu() -> u16 {
+    1500
+}
+
+/// The underlay.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FabricConfig {
+    /// The underlay gateway toward the peers' VTEPs when they are on other subnets.
+    pub gateway: Option<Ipv4Addr>,
+}
+
+/// A router with its interfaces and routes.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterConfig {
+    pub name: String,
+    #[serde(default)]
+    pub large: bool,
+    #[serde(default)]
+    pub interfaces: Vec<RouterInterface>,
+    #[serde(default)]
+    pub routes: Vec<RouterRoute>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterInterface {
+    pub network: String,
+    pub address: InterfaceAddr,
+    pub mac: MacAddr,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterRoute {
+    pub prefix: Prefix,
+    pub via: Ipv4Addr,
+}
+
+/// ICMP error rate limit per router (RFC 1812 section 4.3.2.8).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IcmpConfig {
+    pub rate_per_s: u32,
+    pub burst: u32,
+}
+
+impl Default for IcmpConfig {
+    fn default() -> Self {
+        IcmpConfig { rate_per_s: 1000, burst: 100 }
+    }
+}
+
+/// Table capacities, allocated at startup.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TablesConfig {
+    pub next_hops: usize,
+    pub l2_entries: usize,
+    pub tbl8_groups_compact: u32,
+    pub tbl8_groups_large: u32,
+}
+
+impl Default for TablesConfig {
+    fn default() -> Self {
+        TablesConfig { next_hops: 1 << 18, l2_entries: 1 << 18, tbl8_groups_compact: 1024, tbl8_groups_large: 1 << 16 }
+    }
+}
+
+/// The control API and metrics.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlSettings {
+    /// The control API's Unix socket.
+    pub socket: PathBuf,
+    /// The Prometheus metrics endpoint (off when absent).
+    pub metrics: Option<SocketAddr>,
+}
+
+impl Default for ControlSettings {
+    fn default() -> Self {
+        ControlSettings { socket: PathBuf::from("/run/dvrd/dvrd.sock"), metrics: None }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter: `info`, `debug`, `dvrd=debug,info`, ...
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { level: "info".into() }
+    }
+}
+
+/// A configuration that cannot be used. The message names the key, the value and what was
+/// expected.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {message}")]
+    Load { path: String, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.into(), message: message.into() }
+}
+
+impl Config {
+    /// Reads `path` (TOML) with `DVR_...` environment overrides and validates it.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let err = |e: config::ConfigError| ConfigError::Load { path: path.display().to_string(), message: e.to_string() };
+        if !path.exists() {
+            return Err(ConfigError::Load { path: path.display().to_string(), message: "no such file".into() });
+        }
+        let source = config::Config::builder()
+            .add_source(config::File::from(path).format(config::FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix("DVR")
+                    .prefix_separator("_")
+                    .separator("__")
+                    .list_separator(",")
+                    .with_list_parse_key("eal.vdevs")
+                    .with_list_parse_key("eal.extra_args")
+                    .try_parsing(true),
+            )
+            .build()
+            .map_err(err)?;
+        let cfg: Config = source.try_deserialize().map_err(err)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses a TOML string (no environment), for tests and the embedded demo topology.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let source = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .build()
+            .and_then(|c| c.try_deserialize::<Config>())
+            .map_err(|e| ConfigError::Load { path: "<inline>".into(), message: e.to_string() })?;
+        source.validate()?;
+        Ok(source)
+    }
+
+    /// Checks what serde cannot: references between sections, limits, CPU numbers.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let d = &self.dataplane;
+        if !lcore_workers::BURST_SIZES.contains(&d.burst) {
+            return Err(invalid("dataplane.burst", format!("{} is not one of {:?}", d.burst, lcore_workers::BURST_SIZES)));
+        }
+        for (key, v) in [("dataplane.rx_desc", d.rx_desc), ("dataplane.tx_desc", d.tx_desc)] {
+            if !(64..=DESCRIPTORS_MAX).contains(&v) || !v.is_power_of_two() {
+                return Err(invalid(key, format!("{v} is not a power of two in 64..={DESCRIPTORS_MAX}")));
+            }
+        }
+        if d.mbufs < 1024 {
+            return Err(invalid("dataplane.mbufs", format!("{} is too few (at least 1024)", d.mbufs)));
+        }
+        if d.punt_queue == 0 {
+            return Err(invalid("dataplane.punt_queue", "0: must be at least 1"));
+        }
+        if self.eal.memory_mb < 64 {
+            return Err(invalid("eal.memory_mb", format!("{} MiB is too little (at least 64)", self.eal.memory_mb)));
+        }
+        if self.eal.file_prefix.is_empty() || self.eal.file_prefix.contains('/') {
+            return Err(invalid("eal.file_prefix", format!("`{}` is not a file name", self.eal.file_prefix)));
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        let max_cpu = core_affinity::get_core_ids().map_or(cpus, |ids| ids.iter().map(|c| c.id + 1).max().unwrap_or(cpus));
+        if self.eal.main_core >= max_cpu {
+            return Err(invalid("eal.main_core", format!("CPU {} does not exist (this machine has {max_cpu})", self.eal.main_core)));
+        }
+        if self.ports.is_empty() {
+            return Err(invalid("ports", "no port: at least one is needed"));
+        }
+        let mut names = BTreeSet::new();
+        let mut devices = BTreeSet::new();
+        for (i, p) in self.ports.iter().enumerate() {
+            if p.name.is_empty() || !names.insert(p.name.as_str()) {
+                return Err(invalid(format!("ports[{i}].name"), format!("`{}` is empty or used twice", p.name)));
+            }
+            if !devices.insert(p.device.as_str()) {
+                return Err(invalid(format!("ports[{i}].device"), format!("`{}` is used by two ports", p.device)));
+            }
+            if !(576..=9000).contains(&p.mtu) {
+                return Err(invalid(format!("ports[{i}].mtu"), format!("{} is not in 576..=9000", p.mtu)));
+            }
+        }
+        if self.ports.iter().filter(|p| p.fabric).count() > 1 {
+            return Err(invalid("ports", "more than one port has `fabric = true`"));
+        }
+        if self.workers.is_empty() {
+            return Err(invalid("workers", "no worker: at least one is needed"));
+        }
+        let mut cores = BTreeSet::new();
+        let mut polled = BTreeSet::new();
+        for (i, w) in self.workers.iter().enumerate() {
+            if w.core >= max_cpu {
+                return Err(invalid(format!("workers[{i}].core"), format!("CPU {} does not exist (this machine has {max_cpu})", w.core)));
+            }
+            if !cores.insert(w.core) {
+                return Err(invalid(format!("workers[{i}].core"), format!("CPU {} has two workers", w.core)));
+            }
+            if w.rx.is_empty() {
+                return Err(invalid(format!("workers[{i}].rx"), "empty: a worker receives from at least one port"));
+            }
+            for name in &w.rx {
+                if !names.contains(name.as_str()) {
+                    return Err(invalid(format!("workers[{i}].rx"), format!("`{name}` is no port")));
+                }
+                polled.insert(name.as_str());
+            }
+        }
+        if let Some(p) = self.ports.iter().find(|p| !polled.contains(p.name.as_str())) {
+            return Err(invalid("workers", format!("no worker receives from port `{}`", p.name)));
+        }
+        let tables = &self.tables;
+        if tables.next_hops < 64 || tables.next_hops > (1 << 24) {
+            return Err(invalid("tables.next_hops", format!("{} is not in 64..=16777216", tables.next_hops)));
+        }
+        if tables.l2_entries < 16 || tables.l2_entries > (1 << 24) {
+            return Err(invalid("tables.l2_entries", format!("{} is not in 16..=16777216", tables.l2_entries)));
+        }
+        // The routing state goes through the same validation as the control API.
+        self.changes()?;
+        Ok(())
+    }
+
+    /// The routing state as model changes, each with the key it came from.
+    pub fn changes_with_keys(&self) -> Vec<(String, Change)> {
+        let mut out = Vec::new();
+        if let Some(h) = &self.host {
+            out.push(("host".to_string(), Change::SetHost(h.clone())));
+        }
+        for (i, p) in self.peers.iter().enumerate() {
+            out.push((format!("peers[{i}]"), Change::AddPeer { spec: p.clone(), replace: false }));
+        }
+        for (i, n) in self.networks.iter().enumerate() {
+            out.push((format!("networks[{i}]"), Change::AddNetwork { spec: n.clone(), replace: false }));
+        }
+        for (i, r) in self.routers.iter().enumerate() {
+            out.push((
+                format!("routers[{i}]"),
+                Change::AddRouter { spec: RouterSpec { name: r.name.clone(), large: r.large }, replace: false },
+            ));
+        }
+        for (i, r) in self.routers.iter().enumerate() {
+            for (j, itf) in r.interfaces.iter().enumerate() {
+                let spec = InterfaceSpec {
+                    router: r.name.clone(),
+                    network: itf.network.clone(),
+                    address: itf.address,
+                    mac: itf.mac,
+                };
+                out.push((format!("routers[{i}].interfaces[{j}]"), Change::AddInterface { spec, replace: false }));
+            }
+        }
+        for (i, p) in self.instance_ports.iter().enumerate() {
+            out.push((format!("instance_ports[{i}]"), Change::AddPort { spec: p.clone(), replace: false }));
+        }
+        for (i, r) in self.routers.iter().enumerate() {
+            for (j, route) in r.routes.iter().enumerate() {
+                let spec = RouteSpec { router: r.name.clone(), prefix: route.prefix, via: route.via };
+                out.push((format!("routers[{i}].routes[{j}]"), Change::AddRoute { spec, replace: false }));
+            }
+        }
+        out
+    }
+
+    /// The routing state as model changes, validated all together against an empty model.
+    pub fn changes(&self) -> Result<Vec<Change>, ConfigError> {
+        let keyed = self.changes_with_keys();
+        let local_ports = self.ports.iter().filter(|p| !p.fabric).map(|p| p.name.clone()).collect();
+        let mut model = router_core::model::Model::new(local_ports);
+        for (key, change) in &keyed {
+            model.apply(change).map_err(|e| invalid(key.clone(), e.to_string()))?;
+        }
+        Ok(keyed.into_iter().map(|(_, c)| c).collect())
+    }
+
+    /// The EAL arguments.
+    pub fn eal_args(&self) -> Vec<String> {
+        let mut args = vec!["dvrd".to_string()];
+        // Only the main lcore is an EAL thread; workers register themselves on their cores.
+        args.push("-l".into());
+        args.push(self.eal.main_core.to_string());
+        args.push(format!("--main-lcore={}", self.eal.main_core));
+        args.push(format!("--file-prefix={}", self.eal.file_prefix));
+        if !self.eal.hugepages {
+            args.push("--no-huge".into());
+            args.push("--no-shconf".into());
+        }
+        args.push("-m".into());
+        args.push(self.eal.memory_mb.to_string());
+        if !self.eal.pci {
+            args.push("--no-pci".into());
+        }
+        args.push("--no-telemetry".into());
+        for v in &self.eal.vdevs {
+            args.push(format!("--vdev={v}"));
+        }
+        args.extend(self.eal.extra_args.iter().cloned());
+        args
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[eal]
+hugepages = false
+vdevs = ["net_null0"]
+
+[[ports]]
+name = "blue"
+device = "net_null0"
+
+[[workers]]
+core = 0
+rx = ["blue"]
+"#;
+
+    #[test]
+    fn example_file_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("dvrd.example.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let cfg = Config::from_toml(&text).unwrap();
+        assert!(!cfg.changes().unwrap().is_empty());
+    }
+
+    #[test]
+    fn minimal_file_gets_defaults() {
+        let cfg = Config::from_toml(MINIMAL).unwrap();
+        assert_eq!(cfg.dataplane.burst, 32);
+        assert_eq!(cfg.dataplane.idle, IdleSetting::Adaptive);
+        let args = cfg.eal_args();
+        assert!(args.contains(&"--no-huge".to_string()));
+        assert!(args.contains(&"--vdev=net_null0".to_string()));
+    }
+
+    fn error_of(text: &str) -> String {
+        Config::from_toml(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_the_key_the_value_and_the_expectation() {
+        let e = error_of(&MINIMAL.replace("core = 0", "core = 999"));
+        assert!(e.contains("workers[0].core") && e.contains("999"), "{e}");
+        let e = error_of(&format!("{MINIMAL}\n[dataplane]\nburst = 48\n"));
+        assert!(e.contains("dataplane.burst") && e.contains("48"), "{e}");
+        let e = error_of(&MINIMAL.replace("rx = [\"blue\"]", "rx = [\"green\"]"));
+        assert!(e.contains("workers[0].rx") && e.contains("green"), "{e}");
+        let e = error_of(&format!("{MINIMAL}\n[dataplane]\nidle = \"sometimes\"\n"));
+        assert!(e.contains("sometimes") && e.contains("poll"), "{e}");
+        let e = error_of(&format!("{MINIMAL}\nbogus = 1\n"));
+        assert!(e.contains("bogus"), "{e}");
+        let e = error_of(&format!(
+            "{MINIMAL}\n[[networks]]\nname = \"n\"\nvni = 1\nports = [\"blue\"]\n[[routers]]\nname = \"r\"\n[[routers.interfaces]]\nnetwork = \"n\"\naddress = \"10.0.1.0/24\"\nmac = \"fa:16:3e:00:00:01\"\n"
+        ));
+        assert!(e.contains("10.0.1.0/24") && e.contains("host address"), "{e}");
+        let e = error_of(&format!(
+            "{MINIMAL}\n[[networks]]\nname = \"n\"\nvni = 1\nports = [\"blue\"]\n[[routers]]\nname = \"r\"\n[[routers.interfaces]]\nnetwork = \"n\"\naddress = \"10.0.1.1/24\"\nmac = \"01:16:3e:00:00:01\"\n"
+        ));
+        assert!(e.contains("routers[0].interfaces[0]") && e.contains("unicast"), "{e}");
+    }
+}
