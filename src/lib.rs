@@ -3,3 +3,6 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod daemon;
+pub mod logging;
+pub mod stats;

@@ -1,5 +1,6 @@
 //! What one worker is given: its queues, its core, its burst size and how it idles.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use dpdk_bindings::{RxQueue, TxQueue, BURST_SIZE};
@@ -99,6 +100,8 @@ pub struct WorkerConfig {
     /// One TX queue per egress port, in any order: the worker indexes them by their port id. A
     /// frame the engine forwards to a port without one here is dropped and counted.
     pub tx_queues: Vec<TxQueue>,
+    /// Packets the control thread sends through this worker (see [`crate::InjectQueue`]).
+    pub inject: Option<Arc<crate::InjectQueue>>,
     /// Packets per RX burst and per TX flush: one of [`BURST_SIZES`]. Default [`BURST_SIZE`].
     pub burst_size: usize,
     /// What to do when the RX queues are empty.
@@ -117,6 +120,7 @@ impl WorkerConfig {
             core: None,
             rx_queues: Vec::new(),
             tx_queues: Vec::new(),
+            inject: None,
             burst_size: BURST_SIZE,
             idle: IdleMode::default(),
             tsc_hz,

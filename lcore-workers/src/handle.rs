@@ -171,6 +171,7 @@ fn worker_main(
         engine: shared.engine,
         rx_queues: config.rx_queues,
         tx_queues: config.tx_queues,
+        inject: config.inject,
         idle: config.idle,
         clock,
         punt: shared.punt,

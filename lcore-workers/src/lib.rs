@@ -49,6 +49,7 @@ pub use histogram::{
     HISTOGRAM_MAX_CYCLES, HISTOGRAM_PUBLISH_INTERVAL_MS, HISTOGRAM_SIGFIG,
 };
 pub use punt::{
+    inject_queue, Injected, InjectQueue, INJECT_QUEUE_CAPACITY,
     punt_channel, punt_channel_with_capacity, PuntReceiver, PuntSender, Punted,
     PUNT_CHANNEL_CAPACITY,
 };

@@ -1,6 +1,9 @@
 //! Packets the engine hands to the control thread, on a bounded channel.
 
+use std::sync::Arc;
+
 use crossbeam::channel::{bounded, Receiver, Sender};
+use crossbeam::queue::ArrayQueue;
 use dpdk_bindings::Mbuf;
 use router_core::engine::PuntReason;
 
@@ -20,6 +23,27 @@ pub struct Punted {
     pub reason: PuntReason,
     /// The TSC just before the RX burst that received it.
     pub rx_tsc: u64,
+}
+
+/// Packets the control thread asks a worker to send, so that it needs no TX queue of its own
+/// (virtual devices often have a single one). The worker drains the queue once per poll loop
+/// into its TX buffers. A full queue refuses the packet; the control thread counts it.
+pub const INJECT_QUEUE_CAPACITY: usize = 1024;
+
+/// A packet the control thread sends through a worker.
+#[derive(Debug)]
+pub struct Injected {
+    pub mbuf: Mbuf,
+    /// The DPDK port to send it on.
+    pub port: u16,
+}
+
+/// The control thread's queue into a worker's TX path.
+pub type InjectQueue = ArrayQueue<Injected>;
+
+/// An inject queue, [`INJECT_QUEUE_CAPACITY`] packets deep.
+pub fn inject_queue() -> Arc<InjectQueue> {
+    Arc::new(ArrayQueue::new(INJECT_QUEUE_CAPACITY))
 }
 
 /// The workers' side of the punt channel (one clone per worker).

@@ -23,7 +23,7 @@ use router_core::stats::EngineCounters;
 use crate::clock::TscClock;
 use crate::config::{AdaptiveIdle, IdleMode};
 use crate::histogram::{LocalHistograms, WorkerHistograms, HISTOGRAM_PUBLISH_INTERVAL_MS};
-use crate::punt::{PuntSender, Punted};
+use crate::punt::{InjectQueue, PuntSender, Punted};
 use crate::stats::WorkerStats;
 use crate::tx::TxPort;
 
@@ -32,6 +32,7 @@ pub(crate) struct Parts {
     pub(crate) engine: Engine,
     pub(crate) rx_queues: Vec<RxQueue>,
     pub(crate) tx_queues: Vec<TxQueue>,
+    pub(crate) inject: Option<Arc<InjectQueue>>,
     pub(crate) idle: IdleMode,
     pub(crate) clock: TscClock,
     pub(crate) punt: PuntSender,
@@ -52,6 +53,8 @@ pub(crate) struct Worker<const N: usize> {
     engine: Engine,
     state: WorkerState,
     rx: Vec<RxPort>,
+    /// Packets the control thread sends through this worker.
+    inject: Option<Arc<InjectQueue>>,
     /// The burst being processed; empty between polls.
     burst: MbufBurst<N>,
     verdicts: [Verdict; MAX_BURST],
@@ -101,6 +104,7 @@ impl<const N: usize> Worker<N> {
             engine,
             rx_queues,
             tx_queues,
+            inject,
             idle,
             clock,
             punt,
@@ -133,6 +137,7 @@ impl<const N: usize> Worker<N> {
             engine,
             state,
             rx,
+            inject,
             burst: MbufBurst::new(),
             verdicts: [Verdict::Drop(DropReason::FrameTruncated); MAX_BURST],
             windows: [(0, 0); MAX_BURST],
@@ -179,6 +184,7 @@ impl<const N: usize> Worker<N> {
         for index in 0..self.rx.len() {
             received += self.poll(index);
         }
+        received += self.drain_injected();
         if received != 0 {
             let flush_start = tsc();
             self.out.flush_all();
@@ -203,6 +209,23 @@ impl<const N: usize> Worker<N> {
             self.next_publish = self.last_tsc.saturating_add(self.publish_interval);
             self.out.stats.histogram_publishes.inc();
         }
+    }
+
+    /// Moves up to a burst of the control thread's packets into the TX buffers.
+    #[inline]
+    fn drain_injected(&mut self) -> usize {
+        let Some(queue) = &self.inject else { return 0 };
+        if queue.is_empty() {
+            return 0;
+        }
+        let now = tsc();
+        let mut n = 0;
+        while n < N {
+            let Some(item) = queue.pop() else { break };
+            self.out.forward(item.mbuf, item.port, now);
+            n += 1;
+        }
+        n
     }
 
     /// Sleeps once the worker has been idle long enough, for longer each time. Offline for

@@ -1,0 +1,257 @@
+//! One snapshot of everything the daemon counts: ports (the router's view and the device's own
+//! counters), workers, drops and punts by reason, routers, latency histograms. The exit summary,
+//! the control API and the metrics endpoint all render this one structure.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use lcore_workers::{HistogramSnapshot, Percentiles, TscClock, WorkerStatsSnapshot};
+use router_core::control::TableUsage;
+use router_core::engine::{DropReason, PuntReason};
+use router_core::stats::EngineTotals;
+use serde::Serialize;
+
+/// One port.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PortStatsView {
+    pub name: String,
+    pub device: String,
+    pub port_id: u16,
+    pub fabric: bool,
+    pub link_up: bool,
+    /// Packets and bytes the workers received and sent on the port.
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    /// Packets the workers could not send on the port.
+    pub tx_drops: u64,
+    /// The device's own counters.
+    pub device_rx_packets: u64,
+    pub device_tx_packets: u64,
+    pub device_rx_missed: u64,
+    pub device_rx_errors: u64,
+    pub device_tx_errors: u64,
+    pub device_rx_nombuf: u64,
+}
+
+/// One worker.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct WorkerView {
+    pub index: usize,
+    pub core: usize,
+    pub loops: u64,
+    pub bursts: u64,
+    pub empty_polls: u64,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    pub busy_cycles: u64,
+    pub busy_cycles_per_packet: Option<f64>,
+    /// Share of polls that found nothing.
+    pub empty_poll_share: f64,
+    pub idle_sleeps: u64,
+}
+
+/// Percentiles in nanoseconds (and the count of values).
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct LatencyView {
+    pub count: u64,
+    pub p50_ns: u64,
+    pub p90_ns: u64,
+    pub p99_ns: u64,
+    pub p999_ns: u64,
+    pub max_ns: u64,
+}
+
+impl LatencyView {
+    fn of(p: Percentiles, clock: Option<&TscClock>) -> Self {
+        let ns = |v: u64| clock.map_or(0, |c| c.ns(v));
+        LatencyView {
+            count: p.count,
+            p50_ns: ns(p.p50),
+            p90_ns: ns(p.p90),
+            p99_ns: ns(p.p99),
+            p999_ns: ns(p.p999),
+            max_ns: ns(p.max),
+        }
+    }
+}
+
+/// The latency histograms merged over the workers.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Latency {
+    /// Processing time of one burst (RX burst returned to the burst dispatched).
+    pub burst: LatencyView,
+    /// Residence time of one packet (RX burst to TX burst handed to the port).
+    pub residence: LatencyView,
+    /// Processing time of one burst in TSC cycles: p50, p99, max.
+    pub burst_cycles_p50: u64,
+    pub burst_cycles_p99: u64,
+    pub burst_cycles_max: u64,
+}
+
+impl Latency {
+    pub fn of(h: Option<&HistogramSnapshot>) -> Self {
+        let Some(h) = h else { return Latency::default() };
+        let clock = h.clock();
+        let burst = h.burst();
+        Latency {
+            burst: LatencyView::of(burst, clock.as_ref()),
+            residence: LatencyView::of(h.residence(), clock.as_ref()),
+            burst_cycles_p50: burst.p50,
+            burst_cycles_p99: burst.p99,
+            burst_cycles_max: burst.max,
+        }
+    }
+}
+
+/// One router's counters.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RouterView {
+    pub name: String,
+    pub routed_local: u64,
+    pub routed_remote: u64,
+    pub delivered_from_fabric: u64,
+    pub icmp_errors: u64,
+}
+
+/// Everything, at one moment.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Snapshot {
+    pub uptime_s: f64,
+    pub tsc_hz: u64,
+    pub ports: Vec<PortStatsView>,
+    pub workers: Vec<WorkerView>,
+    /// Drops by reason, workers and control thread together (zero counts included).
+    pub drops: BTreeMap<String, u64>,
+    pub punts: BTreeMap<String, u64>,
+    pub bridged_local: u64,
+    pub bridged_remote: u64,
+    pub bridged_from_fabric: u64,
+    pub icmp_rate_limited: u64,
+    pub routers: Vec<RouterView>,
+    pub latency: Latency,
+    pub tables: Option<TableUsage>,
+    pub mempool_in_use: u32,
+    pub mempool_available: u32,
+}
+
+impl Snapshot {
+    /// Fills drops, punts and the bridge counters from engine totals.
+    pub fn set_engine(&mut self, t: &EngineTotals) {
+        self.drops = t.drops.iter().cloned().collect();
+        self.punts = t.punts.iter().cloned().collect();
+        self.bridged_local = t.bridged_local;
+        self.bridged_remote = t.bridged_remote;
+        self.bridged_from_fabric = t.bridged_from_fabric;
+        self.icmp_rate_limited = t.icmp_rate_limited;
+    }
+
+    /// A worker's view from its counters.
+    pub fn worker_view(s: &WorkerStatsSnapshot, core: usize) -> WorkerView {
+        let polls = s.bursts + s.empty_polls;
+        WorkerView {
+            index: s.index,
+            core,
+            loops: s.loops,
+            bursts: s.bursts,
+            empty_polls: s.empty_polls,
+            rx_packets: s.rx_packets(),
+            tx_packets: s.tx_packets(),
+            busy_cycles: s.busy_cycles,
+            busy_cycles_per_packet: s.busy_cycles_per_packet(),
+            empty_poll_share: if polls == 0 { 0.0 } else { s.empty_polls as f64 / polls as f64 },
+            idle_sleeps: s.idle_sleeps,
+        }
+    }
+
+    /// Total drops.
+    pub fn drops_total(&self) -> u64 {
+        self.drops.values().sum()
+    }
+
+    /// The human summary printed at exit and by `dvrctl stats`.
+    pub fn render(&self) -> String {
+        let mut o = String::new();
+        let _ = writeln!(o, "ports:");
+        let _ = writeln!(
+            o,
+            "  {:<10} {:>6} {:>12} {:>12} {:>14} {:>14} {:>9} {:>9} {:>9}",
+            "name", "link", "rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "tx_drops", "dev_miss", "dev_err"
+        );
+        for p in &self.ports {
+            let _ = writeln!(
+                o,
+                "  {:<10} {:>6} {:>12} {:>12} {:>14} {:>14} {:>9} {:>9} {:>9}",
+                p.name,
+                if p.link_up { "up" } else { "down" },
+                p.rx_packets,
+                p.tx_packets,
+                p.rx_bytes,
+                p.tx_bytes,
+                p.tx_drops,
+                p.device_rx_missed,
+                p.device_rx_errors + p.device_tx_errors,
+            );
+        }
+        let _ = writeln!(o, "workers:");
+        for w in &self.workers {
+            let cpp = w.busy_cycles_per_packet.map_or("-".to_string(), |c| format!("{c:.0}"));
+            let _ = writeln!(
+                o,
+                "  worker {} (cpu {}): rx {} tx {} bursts {} empty polls {:.1}% busy cycles/packet {cpp}",
+                w.index,
+                w.core,
+                w.rx_packets,
+                w.tx_packets,
+                w.bursts,
+                100.0 * w.empty_poll_share
+            );
+        }
+        let drops: Vec<_> = self.drops.iter().filter(|(_, &n)| n > 0).collect();
+        let _ = writeln!(o, "drops: {}", if drops.is_empty() { "none".to_string() } else { String::new() });
+        for (reason, n) in drops {
+            let _ = writeln!(o, "  {reason:<28} {n}");
+        }
+        let punts: Vec<_> = self.punts.iter().filter(|(_, &n)| n > 0).collect();
+        if !punts.is_empty() {
+            let _ = writeln!(o, "punted to the control thread:");
+            for (reason, n) in punts {
+                let _ = writeln!(o, "  {reason:<28} {n}");
+            }
+        }
+        if !self.routers.is_empty() {
+            let _ = writeln!(o, "routers:");
+            for r in &self.routers {
+                let _ = writeln!(
+                    o,
+                    "  {:<12} routed here {} routed to peers {} delivered from peers {} icmp errors {}",
+                    r.name, r.routed_local, r.routed_remote, r.delivered_from_fabric, r.icmp_errors
+                );
+            }
+        }
+        if self.bridged_local + self.bridged_remote + self.bridged_from_fabric > 0 {
+            let _ = writeln!(
+                o,
+                "bridged: local {} to peers {} from peers {}",
+                self.bridged_local, self.bridged_remote, self.bridged_from_fabric
+            );
+        }
+        let l = &self.latency;
+        let _ = writeln!(o, "latency (ns):            {:>8} {:>8} {:>8} {:>8} {:>8} {:>10}", "p50", "p90", "p99", "p99.9", "max", "count");
+        for (name, v) in [("per burst", l.burst), ("per packet rx->tx", l.residence)] {
+            let _ = writeln!(
+                o,
+                "  {name:<22} {:>8} {:>8} {:>8} {:>8} {:>8} {:>10}",
+                v.p50_ns, v.p90_ns, v.p99_ns, v.p999_ns, v.max_ns, v.count
+            );
+        }
+        let _ = writeln!(o, "mempool: {} in use, {} available", self.mempool_in_use, self.mempool_available);
+        o
+    }
+}
+
+/// Names of every drop and punt reason (for callers that need the full list).
+pub fn reason_names() -> (Vec<&'static str>, Vec<&'static str>) {
+    (DropReason::ALL.iter().map(|r| r.name()).collect(), PuntReason::ALL.iter().map(|r| r.name()).collect())
+}
