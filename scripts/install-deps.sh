@@ -10,7 +10,7 @@ mode=${1:-all}
 build_pkgs=(dpdk dpdk-dev libdpdk-dev dpdk-doc libclang-dev pkg-config libnuma-dev
   build-essential)
 runtime_pkgs=(dpdk iproute2 libnuma1 ca-certificates)
-test_pkgs=(iproute2 iputils-ping iputils-arping tcpdump iperf3 procps psmisc socat
+test_pkgs=(iproute2 iputils-ping iputils-arping tcpdump iperf3 procps psmisc socat ethtool bridge-utils make
   python3 valgrind kmod)
 
 case "$mode" in
