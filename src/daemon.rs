@@ -15,10 +15,13 @@ use std::time::{Duration, Instant};
 use crossbeam::channel::RecvTimeoutError;
 use dpdk_bindings::{Eal, Mbuf, Mempool, Port, PortConfig};
 use lcore_workers::{
-    inject_queue, punt_channel_with_capacity, AdaptiveIdle, HistogramSnapshot, IdleMode, InjectQueue, Injected,
-    Punted, PuntReceiver, TscClock, WorkerConfig, WorkerHandle, WorkerShared,
+    inject_queue, punt_channel_with_capacity, AdaptiveIdle, HistogramSnapshot, IdleMode,
+    InjectQueue, Injected, PuntReceiver, Punted, TscClock, WorkerConfig, WorkerHandle,
+    WorkerShared,
 };
-use router_core::control::{ApplyError, ControlConfig, ControlPlane, PortSetup, PuntAction, Solicit};
+use router_core::control::{
+    ApplyError, ControlConfig, ControlPlane, PortSetup, PuntAction, Solicit,
+};
 use router_core::engine::{DropReason, Engine, PacketBuf, PuntReason, Verdict, WorkerState};
 use router_core::qsbr::Qsbr;
 use router_core::stats::{EngineCounters, EngineTotals};
@@ -57,7 +60,11 @@ pub enum DaemonError {
     #[error("DPDK: {0}")]
     Dpdk(#[from] dpdk_bindings::Error),
     #[error("port `{port}` ({device}): {source}")]
-    Port { port: String, device: String, source: dpdk_bindings::Error },
+    Port {
+        port: String,
+        device: String,
+        source: dpdk_bindings::Error,
+    },
     #[error("{key}: {source}")]
     Routing { key: String, source: ApplyError },
     #[error("worker: {0}")]
@@ -91,7 +98,8 @@ pub fn run(cfg: Config, opts: Options) -> Result<Snapshot, DaemonError> {
     let started = Instant::now();
     let eal = Eal::init(&cfg.eal_args())?;
     info!(version = eal.version(), tsc_hz = eal.tsc_hz(), "EAL up");
-    let clock = TscClock::new(eal.tsc_hz()).ok_or_else(|| DaemonError::Other("TSC frequency is 0".into()))?;
+    let clock = TscClock::new(eal.tsc_hz())
+        .ok_or_else(|| DaemonError::Other("TSC frequency is 0".into()))?;
     let pool = Mempool::pktmbuf(
         "dvrd_pool",
         cfg.dataplane.mbufs,
@@ -119,7 +127,10 @@ pub fn run(cfg: Config, opts: Options) -> Result<Snapshot, DaemonError> {
         }
     }
     if in_use != 0 {
-        error!(in_use, "LEAK: packet buffers were not returned to the mempool");
+        error!(
+            in_use,
+            "LEAK: packet buffers were not returned to the mempool"
+        );
         return Err(DaemonError::Leak(in_use));
     }
     if let Err(e) = pool.close() {
@@ -145,11 +156,20 @@ fn run_with(
     // Router-core port ids are DPDK port ids: unconfigured ids become unused placeholders.
     let max_id = ports.iter().map(|p| p.port.id().0).max().unwrap_or(0);
     let mut setups: Vec<PortSetup> = (0..=max_id)
-        .map(|i| PortSetup { name: format!("unused-{i}"), mac: EthernetAddress::ZERO, mtu: 1500, fabric: false })
+        .map(|i| PortSetup {
+            name: format!("unused-{i}"),
+            mac: EthernetAddress::ZERO,
+            mtu: 1500,
+            fabric: false,
+        })
         .collect();
     for (p, spec) in ports.iter().zip(&cfg.ports) {
-        setups[usize::from(p.port.id().0)] =
-            PortSetup { name: p.name.clone(), mac: EthernetAddress(p.port.mac_addr().map_err(|source| port_error(p, source))?), mtu: spec.mtu, fabric: p.fabric };
+        setups[usize::from(p.port.id().0)] = PortSetup {
+            name: p.name.clone(),
+            mac: EthernetAddress(p.port.mac_addr().map_err(|source| port_error(p, source))?),
+            mtu: spec.mtu,
+            fabric: p.fabric,
+        };
     }
     let mut ccfg = ControlConfig::new(setups);
     ccfg.next_hops = cfg.tables.next_hops;
@@ -161,8 +181,11 @@ fn run_with(
     ccfg.fabric_gateway = cfg.fabric.gateway;
     ccfg.neighbor = cfg.neighbor.clone();
     let qsbr = Arc::new(Qsbr::new(n_workers + 2));
-    let mut cp = ControlPlane::new(ccfg, Arc::clone(&qsbr))
-        .map_err(|source| DaemonError::Routing { key: "ports".into(), source })?;
+    let mut cp =
+        ControlPlane::new(ccfg, Arc::clone(&qsbr)).map_err(|source| DaemonError::Routing {
+            key: "ports".into(),
+            source,
+        })?;
     cp.set_table_memory_hook(|addr, len| {
         if let Err(e) = dpdk_bindings::advise_hugepages(addr, len) {
             debug!("transparent huge pages for a routing table: {e}");
@@ -171,9 +194,17 @@ fn run_with(
     let keyed = cfg.changes_with_keys();
     let changes: Vec<_> = keyed.iter().map(|(_, c)| c.clone()).collect();
     cp.apply_batch(&changes)
-        .map_err(|(i, source)| DaemonError::Routing { key: keyed[i].0.clone(), source })?;
+        .map_err(|(i, source)| DaemonError::Routing {
+            key: keyed[i].0.clone(),
+            source,
+        })?;
     let usage = cp.table_usage();
-    info!(routes = usage.routes, neighbours = usage.next_hops_used, l2 = usage.l2_used, "routing state programmed");
+    info!(
+        routes = usage.routes,
+        neighbours = usage.next_hops_used,
+        l2 = usage.l2_used,
+        "routing state programmed"
+    );
 
     let engine = Engine::new(Arc::clone(cp.dataplane()));
     let (punt_tx, punt_rx) = punt_channel_with_capacity(cfg.dataplane.punt_queue);
@@ -201,12 +232,22 @@ fn run_with(
         };
         for name in &w.rx {
             let q = next_rx_queue.entry(name.clone()).or_insert(0);
-            let p = ports.iter_mut().find(|p| &p.name == name).expect("validated");
-            wc.rx_queues.push(p.port.rx_queue(*q).map_err(|source| port_error(p, source))?);
+            let p = ports
+                .iter_mut()
+                .find(|p| &p.name == name)
+                .expect("validated");
+            wc.rx_queues.push(
+                p.port
+                    .rx_queue(*q)
+                    .map_err(|source| port_error(p, source))?,
+            );
             *q += 1;
         }
         for p in ports.iter_mut() {
-            let q = p.port.tx_queue(i as u16).map_err(|source| port_error(p, source))?;
+            let q = p
+                .port
+                .tx_queue(i as u16)
+                .map_err(|source| port_error(p, source))?;
             wc.tx_queues.push(q);
         }
         let shared = WorkerShared {
@@ -240,13 +281,23 @@ fn run_with(
         next_tick: Instant::now(),
         ident: 0,
     };
-    let mut daemon = Daemon { ports, workers, control_counters: Arc::clone(control.worker.counters()), started, clock };
+    let mut daemon = Daemon {
+        ports,
+        workers,
+        control_counters: Arc::clone(control.worker.counters()),
+        started,
+        clock,
+    };
     daemon.wait_links();
     if let Some(path) = &opts.ready_file {
         std::fs::write(path, format!("{}\n", std::process::id()))
             .map_err(|e| DaemonError::Other(format!("ready file {}: {e}", path.display())))?;
     }
-    info!(ports = daemon.ports.len(), workers = daemon.workers.len(), "dvrd ready");
+    info!(
+        ports = daemon.ports.len(),
+        workers = daemon.workers.len(),
+        "dvrd ready"
+    );
 
     let result = control.run(&stop, &mut daemon);
     stop_workers.store(true, Ordering::Relaxed);
@@ -280,17 +331,33 @@ fn run_with(
 }
 
 fn port_error(p: &PortRuntime, source: dpdk_bindings::Error) -> DaemonError {
-    DaemonError::Port { port: p.name.clone(), device: p.device.clone(), source }
+    DaemonError::Port {
+        port: p.name.clone(),
+        device: p.device.clone(),
+        source,
+    }
 }
 
 /// Configures and starts every port: one RX queue per worker that polls it, one TX queue per
 /// worker.
-fn open_ports(cfg: &Config, pool: &Mempool, n_workers: usize) -> Result<Vec<PortRuntime>, DaemonError> {
+fn open_ports(
+    cfg: &Config,
+    pool: &Mempool,
+    n_workers: usize,
+) -> Result<Vec<PortRuntime>, DaemonError> {
     let mut out = Vec::with_capacity(cfg.ports.len());
     for spec in &cfg.ports {
-        let err = |source| DaemonError::Port { port: spec.name.clone(), device: spec.device.clone(), source };
+        let err = |source| DaemonError::Port {
+            port: spec.name.clone(),
+            device: spec.device.clone(),
+            source,
+        };
         let mut port = Port::by_name(&spec.device).map_err(err)?;
-        let rx_queues = cfg.workers.iter().filter(|w| w.rx.contains(&spec.name)).count() as u16;
+        let rx_queues = cfg
+            .workers
+            .iter()
+            .filter(|w| w.rx.contains(&spec.name))
+            .count() as u16;
         let pc = PortConfig {
             rx_queues,
             tx_queues: n_workers as u16,
@@ -307,12 +374,20 @@ fn open_ports(cfg: &Config, pool: &Mempool, n_workers: usize) -> Result<Vec<Port
         port.start().map_err(err)?;
         let mac = EthernetAddress(port.mac_addr().map_err(err)?);
         info!(port = %spec.name, device = %spec.device, id = port.id().0, %mac, fabric = spec.fabric, "port started");
-        out.push(PortRuntime { name: spec.name.clone(), device: spec.device.clone(), fabric: spec.fabric, port });
+        out.push(PortRuntime {
+            name: spec.name.clone(),
+            device: spec.device.clone(),
+            fabric: spec.fabric,
+            port,
+        });
     }
     Ok(out)
 }
 
-fn join_with_timeout(h: WorkerHandle, timeout: Duration) -> Result<lcore_workers::WorkerSummary, String> {
+fn join_with_timeout(
+    h: WorkerHandle,
+    timeout: Duration,
+) -> Result<lcore_workers::WorkerSummary, String> {
     let deadline = Instant::now() + timeout;
     while !h.is_finished() {
         if Instant::now() > deadline {
@@ -343,14 +418,26 @@ impl Daemon {
 
     /// The workers' histograms merged.
     pub fn histograms(&self) -> Option<HistogramSnapshot> {
-        let snaps: Vec<_> = self.workers.iter().map(|(h, _)| h.histograms().snapshot()).collect();
+        let snaps: Vec<_> = self
+            .workers
+            .iter()
+            .map(|(h, _)| h.histograms().snapshot())
+            .collect();
         HistogramSnapshot::merge(&snaps)
     }
 
     /// All counters now.
     pub fn snapshot(&self, cp: &ControlPlane, pool: Option<&Mempool>) -> Snapshot {
-        let mut s = Snapshot { tsc_hz: self.clock.hz(), uptime_s: self.started.elapsed().as_secs_f64(), ..Snapshot::default() };
-        let worker_snaps: Vec<_> = self.workers.iter().map(|(h, core)| (h.stats().snapshot(), *core)).collect();
+        let mut s = Snapshot {
+            tsc_hz: self.clock.hz(),
+            uptime_s: self.started.elapsed().as_secs_f64(),
+            ..Snapshot::default()
+        };
+        let worker_snaps: Vec<_> = self
+            .workers
+            .iter()
+            .map(|(h, core)| (h.stats().snapshot(), *core))
+            .collect();
         for p in &self.ports {
             let id = p.port.id().0;
             let mut v = PortStatsView {
@@ -379,7 +466,10 @@ impl Daemon {
             }
             s.ports.push(v);
         }
-        s.workers = worker_snaps.iter().map(|(w, core)| Snapshot::worker_view(w, *core)).collect();
+        s.workers = worker_snaps
+            .iter()
+            .map(|(w, core)| Snapshot::worker_view(w, *core))
+            .collect();
         let counters: Vec<Arc<EngineCounters>> = self
             .workers
             .iter()
@@ -387,9 +477,14 @@ impl Daemon {
             .chain(std::iter::once(Arc::clone(&self.control_counters)))
             .collect();
         s.set_engine(&EngineTotals::sum(counters.iter().map(|c| c.as_ref())));
-        for (name, _) in &cp.model().routers {
-            let Some(id) = cp.router_id(name) else { continue };
-            let mut r = RouterView { name: name.clone(), ..RouterView::default() };
+        for name in cp.model().routers.keys() {
+            let Some(id) = cp.router_id(name) else {
+                continue;
+            };
+            let mut r = RouterView {
+                name: name.clone(),
+                ..RouterView::default()
+            };
             for c in &counters {
                 let rc = c.router(id);
                 r.routed_local += rc.routed_local.get();
@@ -410,7 +505,10 @@ impl Daemon {
 
     /// True if a worker thread ended on its own (a bug: it should run until told to stop).
     fn worker_died(&self) -> Option<usize> {
-        self.workers.iter().find(|(h, _)| h.is_finished()).map(|(h, _)| h.index())
+        self.workers
+            .iter()
+            .find(|(h, _)| h.is_finished())
+            .map(|(h, _)| h.index())
     }
 }
 
@@ -452,7 +550,9 @@ impl ControlThread {
                 self.next_tick = Instant::now() + TICK_INTERVAL;
                 self.tick();
                 if let Some(i) = daemon.worker_died() {
-                    return Err(DaemonError::Other(format!("worker {i} stopped unexpectedly")));
+                    return Err(DaemonError::Other(format!(
+                        "worker {i} stopped unexpectedly"
+                    )));
                 }
             }
         }
@@ -470,7 +570,12 @@ impl ControlThread {
 
     /// Handles one punted packet.
     fn handle(&mut self, p: Punted, depth: u32) {
-        let Punted { mut mbuf, port, reason, .. } = p;
+        let Punted {
+            mut mbuf,
+            port,
+            reason,
+            ..
+        } = p;
         let now = self.now();
         let mut solicits = Vec::new();
         let action = {
@@ -482,7 +587,9 @@ impl ControlThread {
                 self.count_drop(DropReason::FrameTruncated);
                 return;
             };
-            let action = self.cp.handle_punt(&mut pkt, port, reason, now, &mut solicits);
+            let action = self
+                .cp
+                .handle_punt(&mut pkt, port, reason, now, &mut solicits);
             let (head, len) = (pkt.head(), pkt.len());
             if mbuf.set_window(head, len).is_err() {
                 self.count_drop(DropReason::NoHeadroom);
@@ -520,9 +627,12 @@ impl ControlThread {
                     self.send(out, c);
                 }
                 for &peer in &f.peers {
-                    let Some(fabric) = self.cp.fabric_port() else { break };
+                    let Some(fabric) = self.cp.fabric_port() else {
+                        break;
+                    };
                     self.ident = self.ident.wrapping_add(1);
-                    let Some(header) = self.cp.fabric_header(peer, f.vni, mbuf.data(), self.ident) else {
+                    let Some(header) = self.cp.fabric_header(peer, f.vni, mbuf.data(), self.ident)
+                    else {
                         self.count_drop(DropReason::NoFloodTarget);
                         continue;
                     };
@@ -532,10 +642,13 @@ impl ControlThread {
                     };
                     let encapsulated = c.window_mut().and_then(|w| {
                         let mut pkt = PacketBuf::new(w.buf, w.head, w.len).ok()?;
-                        router_core::engine::encapsulate(&mut pkt, &header).then(|| (pkt.head(), pkt.len()))
+                        router_core::engine::encapsulate(&mut pkt, &header)
+                            .then(|| (pkt.head(), pkt.len()))
                     });
                     match encapsulated {
-                        Some((head, len)) if c.set_window(head, len).is_ok() => self.send(fabric, c),
+                        Some((head, len)) if c.set_window(head, len).is_ok() => {
+                            self.send(fabric, c)
+                        }
                         _ => self.count_drop(DropReason::NoHeadroom),
                     }
                 }
@@ -557,7 +670,8 @@ impl ControlThread {
             let mut pkts = [pkt];
             let mut verdicts = [Verdict::Drop(DropReason::Stale)];
             let now = self.now();
-            self.engine.process_burst(&mut self.worker, port, now, &mut pkts, &mut verdicts);
+            self.engine
+                .process_burst(&mut self.worker, port, now, &mut pkts, &mut verdicts);
             let (head, len) = (pkts[0].head(), pkts[0].len());
             if mbuf.set_window(head, len).is_err() {
                 self.count_drop(DropReason::NoHeadroom);
@@ -570,7 +684,15 @@ impl ControlThread {
             Verdict::Drop(r) => self.count_drop(r),
             Verdict::Punt(r) if depth < REINJECT_DEPTH_MAX => {
                 self.worker.counters().count_punt(r);
-                self.handle(Punted { mbuf, port, reason: r, rx_tsc: 0 }, depth + 1);
+                self.handle(
+                    Punted {
+                        mbuf,
+                        port,
+                        reason: r,
+                        rx_tsc: 0,
+                    },
+                    depth + 1,
+                );
             }
             Verdict::Punt(_) => self.count_drop(DropReason::Stale),
         }
@@ -609,7 +731,12 @@ impl ControlThread {
         if self.holds.is_empty() {
             return;
         }
-        let resolved: Vec<_> = self.holds.keys().copied().filter(|&nh| self.cp.resolved(nh)).collect();
+        let resolved: Vec<_> = self
+            .holds
+            .keys()
+            .copied()
+            .filter(|&nh| self.cp.resolved(nh))
+            .collect();
         for nh in resolved {
             self.release(nh);
         }

@@ -77,9 +77,9 @@ impl FromStr for MacAddr {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        EthernetAddress::from_str(s)
-            .map(MacAddr)
-            .map_err(|_| format!("`{s}` is not a MAC address (expected six hex octets like fa:16:3e:00:00:01)"))
+        EthernetAddress::from_str(s).map(MacAddr).map_err(|_| {
+            format!("`{s}` is not a MAC address (expected six hex octets like fa:16:3e:00:00:01)")
+        })
     }
 }
 
@@ -140,7 +140,9 @@ impl FromStr for InterfaceAddr {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let expected = "expected a gateway address with its subnet length, like 10.0.1.1/24";
-        let (ip, len) = s.split_once('/').ok_or_else(|| format!("`{s}`: {expected}"))?;
+        let (ip, len) = s
+            .split_once('/')
+            .ok_or_else(|| format!("`{s}`: {expected}"))?;
         let ip: Ipv4Addr = ip.parse().map_err(|_| format!("`{s}`: {expected}"))?;
         let len: u8 = len.parse().map_err(|_| format!("`{s}`: {expected}"))?;
         if !(1..=30).contains(&len) {
@@ -154,7 +156,9 @@ impl FromStr for InterfaceAddr {
             ));
         }
         if !is_unicast_host(ip) {
-            return Err(format!("`{s}`: the gateway address must be a unicast address"));
+            return Err(format!(
+                "`{s}`: the gateway address must be a unicast address"
+            ));
         }
         Ok(addr)
     }
@@ -177,7 +181,12 @@ impl<'de> Deserialize<'de> for InterfaceAddr {
 /// limited broadcast (RFC 1812 section 5.3.7 martians).
 pub fn is_unicast_host(ip: Ipv4Addr) -> bool {
     let o = ip.octets();
-    !(ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() || ip.is_broadcast() || o[0] >= 240 || o[0] == 0)
+    !(ip.is_unspecified()
+        || ip.is_loopback()
+        || ip.is_multicast()
+        || ip.is_broadcast()
+        || o[0] >= 240
+        || o[0] == 0)
 }
 
 /// This host: its name, its DVR MAC (source MAC of every frame it routes onto the fabric) and
@@ -264,18 +273,51 @@ pub struct InstancePortSpec {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
     SetHost(HostSpec),
-    AddPeer { spec: PeerSpec, replace: bool },
-    DelPeer { name: String },
-    AddNetwork { spec: NetworkSpec, replace: bool },
-    DelNetwork { name: String },
-    AddRouter { spec: RouterSpec, replace: bool },
-    DelRouter { name: String },
-    AddInterface { spec: InterfaceSpec, replace: bool },
-    DelInterface { router: String, network: String },
-    AddRoute { spec: RouteSpec, replace: bool },
-    DelRoute { router: String, prefix: Prefix },
-    AddPort { spec: InstancePortSpec, replace: bool },
-    DelPort { network: String, ip: Ipv4Addr },
+    AddPeer {
+        spec: PeerSpec,
+        replace: bool,
+    },
+    DelPeer {
+        name: String,
+    },
+    AddNetwork {
+        spec: NetworkSpec,
+        replace: bool,
+    },
+    DelNetwork {
+        name: String,
+    },
+    AddRouter {
+        spec: RouterSpec,
+        replace: bool,
+    },
+    DelRouter {
+        name: String,
+    },
+    AddInterface {
+        spec: InterfaceSpec,
+        replace: bool,
+    },
+    DelInterface {
+        router: String,
+        network: String,
+    },
+    AddRoute {
+        spec: RouteSpec,
+        replace: bool,
+    },
+    DelRoute {
+        router: String,
+        prefix: Prefix,
+    },
+    AddPort {
+        spec: InstancePortSpec,
+        replace: bool,
+    },
+    DelPort {
+        network: String,
+        ip: Ipv4Addr,
+    },
 }
 
 /// What applying a change did.
@@ -297,7 +339,11 @@ pub enum ModelError {
     #[error("{kind} `{name}` already exists with a different value (use replace)")]
     Conflict { kind: &'static str, name: String },
     #[error("{kind} `{name}` is in use by {user}")]
-    InUse { kind: &'static str, name: String, user: String },
+    InUse {
+        kind: &'static str,
+        name: String,
+        user: String,
+    },
     #[error("limit reached: at most {limit} {kind}")]
     Limit { kind: &'static str, limit: usize },
     #[error("the host (name, DVR MAC, VTEP) must be set before {what}")]
@@ -306,7 +352,10 @@ pub enum ModelError {
 
 impl ModelError {
     fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
-        ModelError::Invalid { field, reason: reason.into() }
+        ModelError::Invalid {
+            field,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -338,7 +387,10 @@ pub struct Model {
 impl Model {
     /// An empty model whose networks may attach to `local_ports`.
     pub fn new(local_ports: Vec<String>) -> Self {
-        Model { local_ports, ..Model::default() }
+        Model {
+            local_ports,
+            ..Model::default()
+        }
     }
 
     /// Applies one change, or refuses it and changes nothing.
@@ -408,8 +460,15 @@ impl Model {
                 });
             }
         }
-        if let Some(p) = self.peers.values().find(|p| p.name == spec.name || p.dvr_mac == spec.dvr_mac || p.vtep == spec.vtep) {
-            return Err(ModelError::Conflict { kind: "peer", name: p.name.clone() });
+        if let Some(p) = self
+            .peers
+            .values()
+            .find(|p| p.name == spec.name || p.dvr_mac == spec.dvr_mac || p.vtep == spec.vtep)
+        {
+            return Err(ModelError::Conflict {
+                kind: "peer",
+                name: p.name.clone(),
+            });
         }
         self.host = Some(spec.clone());
         Ok(Applied::Changed)
@@ -419,32 +478,60 @@ impl Model {
         check_name("peer.name", &spec.name)?;
         check_mac("peer.dvr_mac", spec.dvr_mac)?;
         check_unicast("peer.vtep", spec.vtep)?;
-        let host = self.host.as_ref().ok_or(ModelError::NoHost { what: "peers are added" })?;
+        let host = self.host.as_ref().ok_or(ModelError::NoHost {
+            what: "peers are added",
+        })?;
         if host.name == spec.name {
-            return Err(ModelError::invalid("peer.name", format!("`{}` is this host", spec.name)));
+            return Err(ModelError::invalid(
+                "peer.name",
+                format!("`{}` is this host", spec.name),
+            ));
         }
         if host.dvr_mac == spec.dvr_mac {
-            return Err(ModelError::invalid("peer.dvr_mac", format!("{} is this host's DVR MAC", spec.dvr_mac)));
+            return Err(ModelError::invalid(
+                "peer.dvr_mac",
+                format!("{} is this host's DVR MAC", spec.dvr_mac),
+            ));
         }
         if host.vtep == spec.vtep {
-            return Err(ModelError::invalid("peer.vtep", format!("{} is this host's VTEP", spec.vtep)));
+            return Err(ModelError::invalid(
+                "peer.vtep",
+                format!("{} is this host's VTEP", spec.vtep),
+            ));
         }
         if let Some(other) = self
             .peers
             .values()
             .find(|p| p.name != spec.name && (p.dvr_mac == spec.dvr_mac || p.vtep == spec.vtep))
         {
-            return Err(ModelError::Conflict { kind: "peer (DVR MAC or VTEP)", name: other.name.clone() });
+            return Err(ModelError::Conflict {
+                kind: "peer (DVR MAC or VTEP)",
+                name: other.name.clone(),
+            });
         }
-        upsert(&mut self.peers, (spec.name.clone(), spec.name.clone()), spec, replace, "peer", MAX_PEERS)
+        upsert(
+            &mut self.peers,
+            (spec.name.clone(), spec.name.clone()),
+            spec,
+            replace,
+            "peer",
+            MAX_PEERS,
+        )
     }
 
     fn del_peer(&mut self, name: &str) -> Result<Applied, ModelError> {
         if !self.peers.contains_key(name) {
-            return Err(ModelError::NotFound { kind: "peer", name: name.into() });
+            return Err(ModelError::NotFound {
+                kind: "peer",
+                name: name.into(),
+            });
         }
         if let Some(p) = self.ports.values().find(|p| p.host == name) {
-            return Err(ModelError::InUse { kind: "peer", name: name.into(), user: format!("port {} on network {}", p.ip, p.network) });
+            return Err(ModelError::InUse {
+                kind: "peer",
+                name: name.into(),
+                user: format!("port {} on network {}", p.ip, p.network),
+            });
         }
         self.peers.remove(name);
         Ok(Applied::Changed)
@@ -453,29 +540,52 @@ impl Model {
     fn add_network(&mut self, spec: &NetworkSpec, replace: bool) -> Result<Applied, ModelError> {
         check_name("network.name", &spec.name)?;
         if spec.vni == 0 || spec.vni > VNI_MAX {
-            return Err(ModelError::invalid("network.vni", format!("{} is not a VNI (1..={VNI_MAX})", spec.vni)));
+            return Err(ModelError::invalid(
+                "network.vni",
+                format!("{} is not a VNI (1..={VNI_MAX})", spec.vni),
+            ));
         }
-        if let Some(other) = self.networks.values().find(|n| n.name != spec.name && n.vni == spec.vni) {
-            return Err(ModelError::Conflict { kind: "network with this VNI", name: other.name.clone() });
+        if let Some(other) = self
+            .networks
+            .values()
+            .find(|n| n.name != spec.name && n.vni == spec.vni)
+        {
+            return Err(ModelError::Conflict {
+                kind: "network with this VNI",
+                name: other.name.clone(),
+            });
         }
         for (i, port) in spec.ports.iter().enumerate() {
             if !self.local_ports.iter().any(|p| p == port) {
-                return Err(ModelError::NotFound { kind: "local port", name: port.clone() });
+                return Err(ModelError::NotFound {
+                    kind: "local port",
+                    name: port.clone(),
+                });
             }
             if spec.ports[..i].contains(port) {
-                return Err(ModelError::invalid("network.ports", format!("`{port}` is listed twice")));
+                return Err(ModelError::invalid(
+                    "network.ports",
+                    format!("`{port}` is listed twice"),
+                ));
             }
-            if let Some(other) = self.networks.values().find(|n| n.name != spec.name && n.ports.contains(port)) {
-                return Err(ModelError::Conflict { kind: "local port attached to network", name: format!("{port} ({})", other.name) });
+            if let Some(other) = self
+                .networks
+                .values()
+                .find(|n| n.name != spec.name && n.ports.contains(port))
+            {
+                return Err(ModelError::Conflict {
+                    kind: "local port attached to network",
+                    name: format!("{port} ({})", other.name),
+                });
             }
         }
         if let Some(old) = self.networks.get(&spec.name) {
             // Instance ports pinned to a local port must keep it.
-            if let Some(p) = self
-                .ports
-                .values()
-                .find(|p| p.network == spec.name && p.port.as_ref().is_some_and(|lp| !spec.ports.contains(lp)) && old != spec)
-            {
+            if let Some(p) = self.ports.values().find(|p| {
+                p.network == spec.name
+                    && p.port.as_ref().is_some_and(|lp| !spec.ports.contains(lp))
+                    && old != spec
+            }) {
                 return Err(ModelError::InUse {
                     kind: "local port",
                     name: p.port.clone().unwrap_or_default(),
@@ -483,18 +593,36 @@ impl Model {
                 });
             }
         }
-        upsert(&mut self.networks, (spec.name.clone(), spec.name.clone()), spec, replace, "network", MAX_NETWORKS)
+        upsert(
+            &mut self.networks,
+            (spec.name.clone(), spec.name.clone()),
+            spec,
+            replace,
+            "network",
+            MAX_NETWORKS,
+        )
     }
 
     fn del_network(&mut self, name: &str) -> Result<Applied, ModelError> {
         if !self.networks.contains_key(name) {
-            return Err(ModelError::NotFound { kind: "network", name: name.into() });
+            return Err(ModelError::NotFound {
+                kind: "network",
+                name: name.into(),
+            });
         }
         if let Some(i) = self.interface_of_network(name) {
-            return Err(ModelError::InUse { kind: "network", name: name.into(), user: format!("an interface of router {}", i.router) });
+            return Err(ModelError::InUse {
+                kind: "network",
+                name: name.into(),
+                user: format!("an interface of router {}", i.router),
+            });
         }
         if let Some(p) = self.ports.values().find(|p| p.network == name) {
-            return Err(ModelError::InUse { kind: "network", name: name.into(), user: format!("port {}", p.ip) });
+            return Err(ModelError::InUse {
+                kind: "network",
+                name: name.into(),
+                user: format!("port {}", p.ip),
+            });
         }
         self.networks.remove(name);
         Ok(Applied::Changed)
@@ -510,30 +638,58 @@ impl Model {
                 ));
             }
         }
-        upsert(&mut self.routers, (spec.name.clone(), spec.name.clone()), spec, replace, "router", MAX_ROUTERS)
+        upsert(
+            &mut self.routers,
+            (spec.name.clone(), spec.name.clone()),
+            spec,
+            replace,
+            "router",
+            MAX_ROUTERS,
+        )
     }
 
     fn del_router(&mut self, name: &str) -> Result<Applied, ModelError> {
         if !self.routers.contains_key(name) {
-            return Err(ModelError::NotFound { kind: "router", name: name.into() });
+            return Err(ModelError::NotFound {
+                kind: "router",
+                name: name.into(),
+            });
         }
         if let Some((_, i)) = self.interfaces.iter().find(|((r, _), _)| r == name) {
-            return Err(ModelError::InUse { kind: "router", name: name.into(), user: format!("its interface on {}", i.network) });
+            return Err(ModelError::InUse {
+                kind: "router",
+                name: name.into(),
+                user: format!("its interface on {}", i.network),
+            });
         }
         if let Some((_, r)) = self.routes.iter().find(|((r, _), _)| r == name) {
-            return Err(ModelError::InUse { kind: "router", name: name.into(), user: format!("its route {}", r.prefix) });
+            return Err(ModelError::InUse {
+                kind: "router",
+                name: name.into(),
+                user: format!("its route {}", r.prefix),
+            });
         }
         self.routers.remove(name);
         Ok(Applied::Changed)
     }
 
-    fn add_interface(&mut self, spec: &InterfaceSpec, replace: bool) -> Result<Applied, ModelError> {
+    fn add_interface(
+        &mut self,
+        spec: &InterfaceSpec,
+        replace: bool,
+    ) -> Result<Applied, ModelError> {
         check_mac("interface.mac", spec.mac)?;
         if !self.routers.contains_key(&spec.router) {
-            return Err(ModelError::NotFound { kind: "router", name: spec.router.clone() });
+            return Err(ModelError::NotFound {
+                kind: "router",
+                name: spec.router.clone(),
+            });
         }
         if !self.networks.contains_key(&spec.network) {
-            return Err(ModelError::NotFound { kind: "network", name: spec.network.clone() });
+            return Err(ModelError::NotFound {
+                kind: "network",
+                name: spec.network.clone(),
+            });
         }
         let key = (spec.router.clone(), spec.network.clone());
         if let Some(other) = self.interface_of_network(&spec.network) {
@@ -558,7 +714,10 @@ impl Model {
             }
         }
         if let Some(old) = self.interfaces.get(&key) {
-            if old != spec && old.address.subnet() != subnet && self.network_has_dependents(&spec.router, old) {
+            if old != spec
+                && old.address.subnet() != subnet
+                && self.network_has_dependents(&spec.router, old)
+            {
                 return Err(ModelError::InUse {
                     kind: "interface",
                     name: format!("{} on {}", spec.router, spec.network),
@@ -567,34 +726,68 @@ impl Model {
             }
         }
         // Instance ports already on the network must lie in the new subnet.
-        if let Some(p) = self.ports.values().find(|p| p.network == spec.network && !subnet.contains(u32::from(p.ip))) {
+        if let Some(p) = self
+            .ports
+            .values()
+            .find(|p| p.network == spec.network && !subnet.contains(u32::from(p.ip)))
+        {
             return Err(ModelError::invalid(
                 "interface.address",
                 format!("port {} on {} is outside {subnet}", p.ip, spec.network),
             ));
         }
-        if let Some(p) = self.ports.values().find(|p| p.network == spec.network && p.ip == spec.address.ip) {
-            return Err(ModelError::Conflict { kind: "instance port with the gateway address", name: p.ip.to_string() });
+        if let Some(p) = self
+            .ports
+            .values()
+            .find(|p| p.network == spec.network && p.ip == spec.address.ip)
+        {
+            return Err(ModelError::Conflict {
+                kind: "instance port with the gateway address",
+                name: p.ip.to_string(),
+            });
         }
-        let count = self.interfaces.keys().filter(|(r, _)| r == &spec.router).count();
+        let count = self
+            .interfaces
+            .keys()
+            .filter(|(r, _)| r == &spec.router)
+            .count();
         if !self.interfaces.contains_key(&key) && count >= MAX_INTERFACES_PER_ROUTER {
-            return Err(ModelError::Limit { kind: "interfaces per router", limit: MAX_INTERFACES_PER_ROUTER });
+            return Err(ModelError::Limit {
+                kind: "interfaces per router",
+                limit: MAX_INTERFACES_PER_ROUTER,
+            });
         }
-        upsert(&mut self.interfaces, (key, format!("{} on {}", spec.router, spec.network)), spec, replace, "interface", usize::MAX)
+        upsert(
+            &mut self.interfaces,
+            (key, format!("{} on {}", spec.router, spec.network)),
+            spec,
+            replace,
+            "interface",
+            usize::MAX,
+        )
     }
 
     fn network_has_dependents(&self, router: &str, iface: &InterfaceSpec) -> bool {
         let subnet = iface.address.subnet();
-        self.routes.values().any(|r| r.router == router && subnet.contains(u32::from(r.via)))
+        self.routes
+            .values()
+            .any(|r| r.router == router && subnet.contains(u32::from(r.via)))
     }
 
     fn del_interface(&mut self, router: &str, network: &str) -> Result<Applied, ModelError> {
         let key = (router.to_string(), network.to_string());
         let Some(iface) = self.interfaces.get(&key) else {
-            return Err(ModelError::NotFound { kind: "interface", name: format!("{router} on {network}") });
+            return Err(ModelError::NotFound {
+                kind: "interface",
+                name: format!("{router} on {network}"),
+            });
         };
         let subnet = iface.address.subnet();
-        if let Some(r) = self.routes.values().find(|r| r.router == router && subnet.contains(u32::from(r.via))) {
+        if let Some(r) = self
+            .routes
+            .values()
+            .find(|r| r.router == router && subnet.contains(u32::from(r.via)))
+        {
             return Err(ModelError::InUse {
                 kind: "interface",
                 name: format!("{router} on {network}"),
@@ -607,7 +800,10 @@ impl Model {
 
     fn add_route(&mut self, spec: &RouteSpec, replace: bool) -> Result<Applied, ModelError> {
         if !self.routers.contains_key(&spec.router) {
-            return Err(ModelError::NotFound { kind: "router", name: spec.router.clone() });
+            return Err(ModelError::NotFound {
+                kind: "router",
+                name: spec.router.clone(),
+            });
         }
         let Some(iface) = self.interface_for(&spec.router, spec.via) else {
             return Err(ModelError::invalid(
@@ -616,19 +812,35 @@ impl Model {
             ));
         };
         if iface.address.ip == spec.via {
-            return Err(ModelError::invalid("route.via", format!("{} is the router's own address", spec.via)));
+            return Err(ModelError::invalid(
+                "route.via",
+                format!("{} is the router's own address", spec.via),
+            ));
         }
         if iface.address.subnet() == spec.prefix {
-            return Err(ModelError::invalid("route.prefix", format!("{} is a connected subnet", spec.prefix)));
+            return Err(ModelError::invalid(
+                "route.prefix",
+                format!("{} is a connected subnet", spec.prefix),
+            ));
         }
         let key = (spec.router.clone(), spec.prefix);
         let name = format!("{} in router {}", spec.prefix, spec.router);
-        upsert(&mut self.routes, (key, name), spec, replace, "route", usize::MAX)
+        upsert(
+            &mut self.routes,
+            (key, name),
+            spec,
+            replace,
+            "route",
+            usize::MAX,
+        )
     }
 
     fn del_route(&mut self, router: &str, prefix: Prefix) -> Result<Applied, ModelError> {
         if self.routes.remove(&(router.to_string(), prefix)).is_none() {
-            return Err(ModelError::NotFound { kind: "route", name: format!("{prefix} in router {router}") });
+            return Err(ModelError::NotFound {
+                kind: "route",
+                name: format!("{prefix} in router {router}"),
+            });
         }
         Ok(Applied::Changed)
     }
@@ -637,21 +849,35 @@ impl Model {
         check_mac("port.mac", spec.mac)?;
         check_unicast("port.ip", spec.ip)?;
         let Some(network) = self.networks.get(&spec.network) else {
-            return Err(ModelError::NotFound { kind: "network", name: spec.network.clone() });
+            return Err(ModelError::NotFound {
+                kind: "network",
+                name: spec.network.clone(),
+            });
         };
-        let host = self.host.as_ref().ok_or(ModelError::NoHost { what: "ports are added" })?;
+        let host = self.host.as_ref().ok_or(ModelError::NoHost {
+            what: "ports are added",
+        })?;
         let local = host.name == spec.host;
         if !local && !self.peers.contains_key(&spec.host) {
-            return Err(ModelError::NotFound { kind: "host", name: spec.host.clone() });
+            return Err(ModelError::NotFound {
+                kind: "host",
+                name: spec.host.clone(),
+            });
         }
         if let Some(lp) = &spec.port {
             if !local {
-                return Err(ModelError::invalid("port.port", "only an instance on this host has a local port"));
+                return Err(ModelError::invalid(
+                    "port.port",
+                    "only an instance on this host has a local port",
+                ));
             }
             if !network.ports.contains(lp) {
                 return Err(ModelError::invalid(
                     "port.port",
-                    format!("network {} is not attached to local port `{lp}`", spec.network),
+                    format!(
+                        "network {} is not attached to local port `{lp}`",
+                        spec.network
+                    ),
                 ));
             }
         } else if local && network.ports.len() != 1 {
@@ -668,37 +894,67 @@ impl Model {
             if !iface.address.subnet().contains(u32::from(spec.ip)) {
                 return Err(ModelError::invalid(
                     "port.ip",
-                    format!("{} is outside {} of network {}", spec.ip, iface.address.subnet(), spec.network),
+                    format!(
+                        "{} is outside {} of network {}",
+                        spec.ip,
+                        iface.address.subnet(),
+                        spec.network
+                    ),
                 ));
             }
             if iface.address.ip == spec.ip {
-                return Err(ModelError::invalid("port.ip", format!("{} is the gateway address", spec.ip)));
+                return Err(ModelError::invalid(
+                    "port.ip",
+                    format!("{} is the gateway address", spec.ip),
+                ));
             }
             if iface.address.broadcast() == spec.ip {
-                return Err(ModelError::invalid("port.ip", format!("{} is the broadcast address", spec.ip)));
+                return Err(ModelError::invalid(
+                    "port.ip",
+                    format!("{} is the broadcast address", spec.ip),
+                ));
             }
             if iface.mac == spec.mac {
-                return Err(ModelError::invalid("port.mac", format!("{} is the gateway MAC", spec.mac)));
+                return Err(ModelError::invalid(
+                    "port.mac",
+                    format!("{} is the gateway MAC", spec.mac),
+                ));
             }
         }
         if self.is_dvr_mac(spec.mac) {
-            return Err(ModelError::invalid("port.mac", format!("{} is inside the DVR MAC range", spec.mac)));
+            return Err(ModelError::invalid(
+                "port.mac",
+                format!("{} is inside the DVR MAC range", spec.mac),
+            ));
         }
         if let Some(other) = self
             .ports
             .values()
             .find(|p| p.network == spec.network && p.mac == spec.mac && p.ip != spec.ip)
         {
-            return Err(ModelError::Conflict { kind: "port with this MAC", name: format!("{} on {}", other.ip, other.network) });
+            return Err(ModelError::Conflict {
+                kind: "port with this MAC",
+                name: format!("{} on {}", other.ip, other.network),
+            });
         }
         let key = (spec.network.clone(), spec.ip);
         let name = format!("{} on network {}", spec.ip, spec.network);
-        upsert(&mut self.ports, (key, name), spec, replace, "port", usize::MAX)
+        upsert(
+            &mut self.ports,
+            (key, name),
+            spec,
+            replace,
+            "port",
+            usize::MAX,
+        )
     }
 
     fn del_port(&mut self, network: &str, ip: Ipv4Addr) -> Result<Applied, ModelError> {
         if self.ports.remove(&(network.to_string(), ip)).is_none() {
-            return Err(ModelError::NotFound { kind: "port", name: format!("{ip} on network {network}") });
+            return Err(ModelError::NotFound {
+                kind: "port",
+                name: format!("{ip} on network {network}"),
+            });
         }
         Ok(Applied::Changed)
     }
@@ -738,7 +994,9 @@ fn upsert<K: Ord, V: Clone + PartialEq>(
 fn check_name(field: &'static str, name: &str) -> Result<(), ModelError> {
     let ok = !name.is_empty()
         && name.len() <= NAME_LEN_MAX
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
     if ok {
         Ok(())
     } else {
@@ -753,7 +1011,10 @@ fn check_mac(field: &'static str, mac: MacAddr) -> Result<(), ModelError> {
     if mac.is_assignable() {
         Ok(())
     } else {
-        Err(ModelError::invalid(field, format!("{mac} is not a unicast MAC address")))
+        Err(ModelError::invalid(
+            field,
+            format!("{mac} is not a unicast MAC address"),
+        ))
     }
 }
 
@@ -761,6 +1022,295 @@ fn check_unicast(field: &'static str, ip: Ipv4Addr) -> Result<(), ModelError> {
     if is_unicast_host(ip) {
         Ok(())
     } else {
-        Err(ModelError::invalid(field, format!("{ip} is not a unicast host address")))
+        Err(ModelError::invalid(
+            field,
+            format!("{ip} is not a unicast host address"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mac(s: &str) -> MacAddr {
+        s.parse().unwrap()
+    }
+
+    fn base() -> Model {
+        let mut m = Model::new(vec![
+            "p-blue".into(),
+            "p-red".into(),
+            "p-two-a".into(),
+            "p-two-b".into(),
+        ]);
+        let changes = [
+            Change::SetHost(HostSpec {
+                name: "a".into(),
+                dvr_mac: mac("fa:16:3f:00:00:0a"),
+                vtep: "192.0.2.10".parse().unwrap(),
+            }),
+            Change::AddPeer {
+                spec: PeerSpec {
+                    name: "b".into(),
+                    dvr_mac: mac("fa:16:3f:00:00:0b"),
+                    vtep: "192.0.2.20".parse().unwrap(),
+                },
+                replace: false,
+            },
+            Change::AddNetwork {
+                spec: NetworkSpec {
+                    name: "blue".into(),
+                    vni: 10,
+                    ports: vec!["p-blue".into()],
+                },
+                replace: false,
+            },
+            Change::AddNetwork {
+                spec: NetworkSpec {
+                    name: "red".into(),
+                    vni: 20,
+                    ports: vec!["p-red".into()],
+                },
+                replace: false,
+            },
+            Change::AddRouter {
+                spec: RouterSpec {
+                    name: "r".into(),
+                    large: false,
+                },
+                replace: false,
+            },
+            Change::AddInterface {
+                spec: iface("blue", "10.0.1.1/24", "fa:16:3e:00:01:01"),
+                replace: false,
+            },
+        ];
+        for c in &changes {
+            m.apply(c).unwrap();
+        }
+        m
+    }
+
+    fn iface(network: &str, address: &str, m: &str) -> InterfaceSpec {
+        InterfaceSpec {
+            router: "r".into(),
+            network: network.into(),
+            address: address.parse().unwrap(),
+            mac: mac(m),
+        }
+    }
+
+    fn port(network: &str, ip: &str, m: &str, host: &str) -> Change {
+        Change::AddPort {
+            spec: InstancePortSpec {
+                network: network.into(),
+                ip: ip.parse().unwrap(),
+                mac: mac(m),
+                host: host.into(),
+                port: None,
+            },
+            replace: false,
+        }
+    }
+
+    fn refused(m: &mut Model, c: Change) -> String {
+        let before = m.clone();
+        let e = m.apply(&c).unwrap_err().to_string();
+        assert_eq!(*m, before, "a refused change changed the model");
+        e
+    }
+
+    #[test]
+    fn adds_are_idempotent_and_conflicts_need_replace() {
+        let mut m = base();
+        let c = port("blue", "10.0.1.5", "fa:16:3e:00:00:05", "a");
+        assert_eq!(m.apply(&c), Ok(Applied::Changed));
+        assert_eq!(m.apply(&c), Ok(Applied::Unchanged));
+        let other = port("blue", "10.0.1.5", "fa:16:3e:00:00:06", "a");
+        assert!(refused(&mut m, other.clone()).contains("already exists"));
+        let Change::AddPort { spec, .. } = other else {
+            unreachable!()
+        };
+        assert_eq!(
+            m.apply(&Change::AddPort {
+                spec,
+                replace: true
+            }),
+            Ok(Applied::Changed)
+        );
+    }
+
+    #[test]
+    fn bad_requests_are_refused_with_a_reason() {
+        let mut m = base();
+        let e = refused(
+            &mut m,
+            Change::AddInterface {
+                spec: iface("red", "10.0.1.129/25", "fa:16:3e:00:02:01"),
+                replace: false,
+            },
+        );
+        assert!(e.contains("overlaps"), "{e}");
+        let e = refused(
+            &mut m,
+            Change::AddInterface {
+                spec: iface("red", "10.0.2.1/24", "01:00:5e:00:00:01"),
+                replace: false,
+            },
+        );
+        assert!(e.contains("unicast"), "{e}");
+        let e = refused(&mut m, port("blue", "10.0.9.5", "fa:16:3e:00:00:05", "a"));
+        assert!(e.contains("outside 10.0.1.0/24"), "{e}");
+        let e = refused(
+            &mut m,
+            port("blue", "10.0.1.5", "fa:16:3e:00:00:05", "nowhere"),
+        );
+        assert!(e.contains("host `nowhere` does not exist"), "{e}");
+        let e = refused(&mut m, port("blue", "10.0.1.1", "fa:16:3e:00:00:05", "a"));
+        assert!(e.contains("gateway"), "{e}");
+        let e = refused(&mut m, port("blue", "10.0.1.6", "fa:16:3f:00:00:99", "a"));
+        assert!(e.contains("DVR MAC range"), "{e}");
+        let e = refused(&mut m, port("green", "10.0.1.6", "fa:16:3e:00:00:06", "a"));
+        assert!(e.contains("network `green` does not exist"), "{e}");
+        let route = |prefix: &str, via: &str| Change::AddRoute {
+            spec: RouteSpec {
+                router: "r".into(),
+                prefix: prefix.parse().unwrap(),
+                via: via.parse().unwrap(),
+            },
+            replace: false,
+        };
+        let e = refused(&mut m, route("10.9.0.0/16", "10.0.7.1"));
+        assert!(e.contains("not on a subnet"), "{e}");
+        let e = refused(&mut m, route("10.9.0.0/16", "10.0.1.1"));
+        assert!(e.contains("own address"), "{e}");
+        let e = refused(
+            &mut m,
+            Change::AddRoute {
+                spec: RouteSpec {
+                    router: "x".into(),
+                    prefix: "10.9.0.0/16".parse().unwrap(),
+                    via: "10.0.1.9".parse().unwrap(),
+                },
+                replace: false,
+            },
+        );
+        assert!(e.contains("router `x` does not exist"), "{e}");
+        assert!("10.9.0.1/16".parse::<Prefix>().is_err(), "host bits set");
+        let e = refused(
+            &mut m,
+            Change::AddNetwork {
+                spec: NetworkSpec {
+                    name: "dup".into(),
+                    vni: 10,
+                    ports: vec![],
+                },
+                replace: false,
+            },
+        );
+        assert!(e.contains("VNI"), "{e}");
+        let e = refused(
+            &mut m,
+            Change::AddNetwork {
+                spec: NetworkSpec {
+                    name: "n2".into(),
+                    vni: 30,
+                    ports: vec!["p-blue".into()],
+                },
+                replace: false,
+            },
+        );
+        assert!(e.contains("p-blue"), "{e}");
+        let e = refused(
+            &mut m,
+            Change::AddPeer {
+                spec: PeerSpec {
+                    name: "c".into(),
+                    dvr_mac: mac("fa:16:3f:00:00:0b"),
+                    vtep: "192.0.2.30".parse().unwrap(),
+                },
+                replace: false,
+            },
+        );
+        assert!(e.contains("b"), "{e}");
+    }
+
+    #[test]
+    fn deletes_respect_dependencies() {
+        let mut m = base();
+        m.apply(&port("blue", "10.0.1.254", "fa:16:3e:00:00:fe", "b"))
+            .unwrap();
+        m.apply(&Change::AddRoute {
+            spec: RouteSpec {
+                router: "r".into(),
+                prefix: "0.0.0.0/0".parse().unwrap(),
+                via: "10.0.1.254".parse().unwrap(),
+            },
+            replace: false,
+        })
+        .unwrap();
+        let e = refused(
+            &mut m,
+            Change::DelInterface {
+                router: "r".into(),
+                network: "blue".into(),
+            },
+        );
+        assert!(e.contains("route 0.0.0.0/0"), "{e}");
+        let e = refused(&mut m, Change::DelPeer { name: "b".into() });
+        assert!(e.contains("in use"), "{e}");
+        let e = refused(&mut m, Change::DelRouter { name: "r".into() });
+        assert!(e.contains("in use"), "{e}");
+        let e = refused(
+            &mut m,
+            Change::DelPort {
+                network: "blue".into(),
+                ip: "10.0.1.99".parse().unwrap(),
+            },
+        );
+        assert!(e.contains("does not exist"), "{e}");
+        m.apply(&Change::DelRoute {
+            router: "r".into(),
+            prefix: "0.0.0.0/0".parse().unwrap(),
+        })
+        .unwrap();
+        m.apply(&Change::DelInterface {
+            router: "r".into(),
+            network: "blue".into(),
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn a_batch_is_all_or_nothing() {
+        let mut m = base();
+        let before = m.clone();
+        let batch = [
+            port("blue", "10.0.1.5", "fa:16:3e:00:00:05", "a"),
+            port("blue", "10.0.1.6", "ff:ff:ff:ff:ff:ff", "a"),
+        ];
+        let (i, e) = m.apply_batch(&batch).unwrap_err();
+        assert_eq!(i, 1);
+        assert!(e.to_string().contains("unicast"));
+        assert_eq!(m, before);
+        assert_eq!(m.apply_batch(&batch[..1]).unwrap(), vec![Applied::Changed]);
+    }
+
+    #[test]
+    fn interface_addresses_parse_strictly() {
+        for bad in [
+            "10.0.1.0/24",
+            "10.0.1.255/24",
+            "10.0.1.1",
+            "10.0.1.1/31",
+            "10.0.1.1/x",
+            "224.0.0.1/24",
+        ] {
+            assert!(bad.parse::<InterfaceAddr>().is_err(), "{bad}");
+        }
+        let a: InterfaceAddr = "10.0.1.1/24".parse().unwrap();
+        assert_eq!(a.subnet().to_string(), "10.0.1.0/24");
+        assert_eq!(a.broadcast().to_string(), "10.0.1.255");
     }
 }
