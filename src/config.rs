@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use router_core::control::NeighborConfig;
 use router_core::lpm::Prefix;
 use router_core::model::{
-    Change, HostSpec, InstancePortSpec, InterfaceAddr, InterfaceSpec, MacAddr, NetworkSpec, PeerSpec, RouteSpec,
-    RouterSpec,
+    Change, HostSpec, InstancePortSpec, InterfaceAddr, InterfaceSpec, MacAddr, NetworkSpec,
+    PeerSpec, RouteSpec, RouterSpec,
 };
 use serde::Deserialize;
 
@@ -103,7 +103,9 @@ impl<'de> Deserialize<'de> for IdleSetting {
         match String::deserialize(d)?.as_str() {
             "poll" => Ok(IdleSetting::Poll),
             "adaptive" => Ok(IdleSetting::Adaptive),
-            other => Err(serde::de::Error::custom(format!("`{other}` is not an idle mode (expected \"poll\" or \"adaptive\")"))),
+            other => Err(serde::de::Error::custom(format!(
+                "`{other}` is not an idle mode (expected \"poll\" or \"adaptive\")"
+            ))),
         }
     }
 }
@@ -211,7 +213,10 @@ pub struct IcmpConfig {
 
 impl Default for IcmpConfig {
     fn default() -> Self {
-        IcmpConfig { rate_per_s: 1000, burst: 100 }
+        IcmpConfig {
+            rate_per_s: 1000,
+            burst: 100,
+        }
     }
 }
 
@@ -227,7 +232,12 @@ pub struct TablesConfig {
 
 impl Default for TablesConfig {
     fn default() -> Self {
-        TablesConfig { next_hops: 1 << 18, l2_entries: 1 << 18, tbl8_groups_compact: 1024, tbl8_groups_large: 1 << 16 }
+        TablesConfig {
+            next_hops: 1 << 18,
+            l2_entries: 1 << 18,
+            tbl8_groups_compact: 1024,
+            tbl8_groups_large: 1 << 16,
+        }
     }
 }
 
@@ -243,7 +253,10 @@ pub struct ControlSettings {
 
 impl Default for ControlSettings {
     fn default() -> Self {
-        ControlSettings { socket: PathBuf::from("/run/dvrd/dvrd.sock"), metrics: None }
+        ControlSettings {
+            socket: PathBuf::from("/run/dvrd/dvrd.sock"),
+            metrics: None,
+        }
     }
 }
 
@@ -256,7 +269,9 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { level: "info".into() }
+        LogConfig {
+            level: "info".into(),
+        }
     }
 }
 
@@ -271,15 +286,24 @@ pub enum ConfigError {
 }
 
 fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key: key.into(), message: message.into() }
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
 }
 
 impl Config {
     /// Reads `path` (TOML) with `DVR_...` environment overrides and validates it.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let err = |e: config::ConfigError| ConfigError::Load { path: path.display().to_string(), message: e.to_string() };
+        let err = |e: config::ConfigError| ConfigError::Load {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
         if !path.exists() {
-            return Err(ConfigError::Load { path: path.display().to_string(), message: "no such file".into() });
+            return Err(ConfigError::Load {
+                path: path.display().to_string(),
+                message: "no such file".into(),
+            });
         }
         let source = config::Config::builder()
             .add_source(config::File::from(path).format(config::FileFormat::Toml))
@@ -305,7 +329,10 @@ impl Config {
             .add_source(config::File::from_str(text, config::FileFormat::Toml))
             .build()
             .and_then(|c| c.try_deserialize::<Config>())
-            .map_err(|e| ConfigError::Load { path: "<inline>".into(), message: e.to_string() })?;
+            .map_err(|e| ConfigError::Load {
+                path: "<inline>".into(),
+                message: e.to_string(),
+            })?;
         source.validate()?;
         Ok(source)
     }
@@ -314,29 +341,55 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let d = &self.dataplane;
         if !lcore_workers::BURST_SIZES.contains(&d.burst) {
-            return Err(invalid("dataplane.burst", format!("{} is not one of {:?}", d.burst, lcore_workers::BURST_SIZES)));
+            return Err(invalid(
+                "dataplane.burst",
+                format!("{} is not one of {:?}", d.burst, lcore_workers::BURST_SIZES),
+            ));
         }
-        for (key, v) in [("dataplane.rx_desc", d.rx_desc), ("dataplane.tx_desc", d.tx_desc)] {
+        for (key, v) in [
+            ("dataplane.rx_desc", d.rx_desc),
+            ("dataplane.tx_desc", d.tx_desc),
+        ] {
             if !(64..=DESCRIPTORS_MAX).contains(&v) || !v.is_power_of_two() {
-                return Err(invalid(key, format!("{v} is not a power of two in 64..={DESCRIPTORS_MAX}")));
+                return Err(invalid(
+                    key,
+                    format!("{v} is not a power of two in 64..={DESCRIPTORS_MAX}"),
+                ));
             }
         }
         if d.mbufs < 1024 {
-            return Err(invalid("dataplane.mbufs", format!("{} is too few (at least 1024)", d.mbufs)));
+            return Err(invalid(
+                "dataplane.mbufs",
+                format!("{} is too few (at least 1024)", d.mbufs),
+            ));
         }
         if d.punt_queue == 0 {
             return Err(invalid("dataplane.punt_queue", "0: must be at least 1"));
         }
         if self.eal.memory_mb < 64 {
-            return Err(invalid("eal.memory_mb", format!("{} MiB is too little (at least 64)", self.eal.memory_mb)));
+            return Err(invalid(
+                "eal.memory_mb",
+                format!("{} MiB is too little (at least 64)", self.eal.memory_mb),
+            ));
         }
         if self.eal.file_prefix.is_empty() || self.eal.file_prefix.contains('/') {
-            return Err(invalid("eal.file_prefix", format!("`{}` is not a file name", self.eal.file_prefix)));
+            return Err(invalid(
+                "eal.file_prefix",
+                format!("`{}` is not a file name", self.eal.file_prefix),
+            ));
         }
         let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-        let max_cpu = core_affinity::get_core_ids().map_or(cpus, |ids| ids.iter().map(|c| c.id + 1).max().unwrap_or(cpus));
+        let max_cpu = core_affinity::get_core_ids().map_or(cpus, |ids| {
+            ids.iter().map(|c| c.id + 1).max().unwrap_or(cpus)
+        });
         if self.eal.main_core >= max_cpu {
-            return Err(invalid("eal.main_core", format!("CPU {} does not exist (this machine has {max_cpu})", self.eal.main_core)));
+            return Err(invalid(
+                "eal.main_core",
+                format!(
+                    "CPU {} does not exist (this machine has {max_cpu})",
+                    self.eal.main_core
+                ),
+            ));
         }
         if self.ports.is_empty() {
             return Err(invalid("ports", "no port: at least one is needed"));
@@ -345,13 +398,22 @@ impl Config {
         let mut devices = BTreeSet::new();
         for (i, p) in self.ports.iter().enumerate() {
             if p.name.is_empty() || !names.insert(p.name.as_str()) {
-                return Err(invalid(format!("ports[{i}].name"), format!("`{}` is empty or used twice", p.name)));
+                return Err(invalid(
+                    format!("ports[{i}].name"),
+                    format!("`{}` is empty or used twice", p.name),
+                ));
             }
             if !devices.insert(p.device.as_str()) {
-                return Err(invalid(format!("ports[{i}].device"), format!("`{}` is used by two ports", p.device)));
+                return Err(invalid(
+                    format!("ports[{i}].device"),
+                    format!("`{}` is used by two ports", p.device),
+                ));
             }
             if !(576..=9000).contains(&p.mtu) {
-                return Err(invalid(format!("ports[{i}].mtu"), format!("{} is not in 576..=9000", p.mtu)));
+                return Err(invalid(
+                    format!("ports[{i}].mtu"),
+                    format!("{} is not in 576..=9000", p.mtu),
+                ));
             }
         }
         if self.ports.iter().filter(|p| p.fabric).count() > 1 {
@@ -364,30 +426,55 @@ impl Config {
         let mut polled = BTreeSet::new();
         for (i, w) in self.workers.iter().enumerate() {
             if w.core >= max_cpu {
-                return Err(invalid(format!("workers[{i}].core"), format!("CPU {} does not exist (this machine has {max_cpu})", w.core)));
+                return Err(invalid(
+                    format!("workers[{i}].core"),
+                    format!("CPU {} does not exist (this machine has {max_cpu})", w.core),
+                ));
             }
             if !cores.insert(w.core) {
-                return Err(invalid(format!("workers[{i}].core"), format!("CPU {} has two workers", w.core)));
+                return Err(invalid(
+                    format!("workers[{i}].core"),
+                    format!("CPU {} has two workers", w.core),
+                ));
             }
             if w.rx.is_empty() {
-                return Err(invalid(format!("workers[{i}].rx"), "empty: a worker receives from at least one port"));
+                return Err(invalid(
+                    format!("workers[{i}].rx"),
+                    "empty: a worker receives from at least one port",
+                ));
             }
             for name in &w.rx {
                 if !names.contains(name.as_str()) {
-                    return Err(invalid(format!("workers[{i}].rx"), format!("`{name}` is no port")));
+                    return Err(invalid(
+                        format!("workers[{i}].rx"),
+                        format!("`{name}` is no port"),
+                    ));
                 }
                 polled.insert(name.as_str());
             }
         }
-        if let Some(p) = self.ports.iter().find(|p| !polled.contains(p.name.as_str())) {
-            return Err(invalid("workers", format!("no worker receives from port `{}`", p.name)));
+        if let Some(p) = self
+            .ports
+            .iter()
+            .find(|p| !polled.contains(p.name.as_str()))
+        {
+            return Err(invalid(
+                "workers",
+                format!("no worker receives from port `{}`", p.name),
+            ));
         }
         let tables = &self.tables;
         if tables.next_hops < 64 || tables.next_hops > (1 << 24) {
-            return Err(invalid("tables.next_hops", format!("{} is not in 64..=16777216", tables.next_hops)));
+            return Err(invalid(
+                "tables.next_hops",
+                format!("{} is not in 64..=16777216", tables.next_hops),
+            ));
         }
         if tables.l2_entries < 16 || tables.l2_entries > (1 << 24) {
-            return Err(invalid("tables.l2_entries", format!("{} is not in 16..=16777216", tables.l2_entries)));
+            return Err(invalid(
+                "tables.l2_entries",
+                format!("{} is not in 16..=16777216", tables.l2_entries),
+            ));
         }
         // The routing state goes through the same validation as the control API.
         self.changes()?;
@@ -401,15 +488,33 @@ impl Config {
             out.push(("host".to_string(), Change::SetHost(h.clone())));
         }
         for (i, p) in self.peers.iter().enumerate() {
-            out.push((format!("peers[{i}]"), Change::AddPeer { spec: p.clone(), replace: false }));
+            out.push((
+                format!("peers[{i}]"),
+                Change::AddPeer {
+                    spec: p.clone(),
+                    replace: false,
+                },
+            ));
         }
         for (i, n) in self.networks.iter().enumerate() {
-            out.push((format!("networks[{i}]"), Change::AddNetwork { spec: n.clone(), replace: false }));
+            out.push((
+                format!("networks[{i}]"),
+                Change::AddNetwork {
+                    spec: n.clone(),
+                    replace: false,
+                },
+            ));
         }
         for (i, r) in self.routers.iter().enumerate() {
             out.push((
                 format!("routers[{i}]"),
-                Change::AddRouter { spec: RouterSpec { name: r.name.clone(), large: r.large }, replace: false },
+                Change::AddRouter {
+                    spec: RouterSpec {
+                        name: r.name.clone(),
+                        large: r.large,
+                    },
+                    replace: false,
+                },
             ));
         }
         for (i, r) in self.routers.iter().enumerate() {
@@ -420,16 +525,38 @@ impl Config {
                     address: itf.address,
                     mac: itf.mac,
                 };
-                out.push((format!("routers[{i}].interfaces[{j}]"), Change::AddInterface { spec, replace: false }));
+                out.push((
+                    format!("routers[{i}].interfaces[{j}]"),
+                    Change::AddInterface {
+                        spec,
+                        replace: false,
+                    },
+                ));
             }
         }
         for (i, p) in self.instance_ports.iter().enumerate() {
-            out.push((format!("instance_ports[{i}]"), Change::AddPort { spec: p.clone(), replace: false }));
+            out.push((
+                format!("instance_ports[{i}]"),
+                Change::AddPort {
+                    spec: p.clone(),
+                    replace: false,
+                },
+            ));
         }
         for (i, r) in self.routers.iter().enumerate() {
             for (j, route) in r.routes.iter().enumerate() {
-                let spec = RouteSpec { router: r.name.clone(), prefix: route.prefix, via: route.via };
-                out.push((format!("routers[{i}].routes[{j}]"), Change::AddRoute { spec, replace: false }));
+                let spec = RouteSpec {
+                    router: r.name.clone(),
+                    prefix: route.prefix,
+                    via: route.via,
+                };
+                out.push((
+                    format!("routers[{i}].routes[{j}]"),
+                    Change::AddRoute {
+                        spec,
+                        replace: false,
+                    },
+                ));
             }
         }
         out
@@ -438,10 +565,17 @@ impl Config {
     /// The routing state as model changes, validated all together against an empty model.
     pub fn changes(&self) -> Result<Vec<Change>, ConfigError> {
         let keyed = self.changes_with_keys();
-        let local_ports = self.ports.iter().filter(|p| !p.fabric).map(|p| p.name.clone()).collect();
+        let local_ports = self
+            .ports
+            .iter()
+            .filter(|p| !p.fabric)
+            .map(|p| p.name.clone())
+            .collect();
         let mut model = router_core::model::Model::new(local_ports);
         for (key, change) in &keyed {
-            model.apply(change).map_err(|e| invalid(key.clone(), e.to_string()))?;
+            model
+                .apply(change)
+                .map_err(|e| invalid(key.clone(), e.to_string()))?;
         }
         Ok(keyed.into_iter().map(|(_, c)| c).collect())
     }
@@ -527,10 +661,16 @@ rx = ["blue"]
         let e = error_of(&format!(
             "{MINIMAL}\n[[networks]]\nname = \"n\"\nvni = 1\nports = [\"blue\"]\n[[routers]]\nname = \"r\"\n[[routers.interfaces]]\nnetwork = \"n\"\naddress = \"10.0.1.0/24\"\nmac = \"fa:16:3e:00:00:01\"\n"
         ));
-        assert!(e.contains("10.0.1.0/24") && e.contains("host address"), "{e}");
+        assert!(
+            e.contains("10.0.1.0/24") && e.contains("host address"),
+            "{e}"
+        );
         let e = error_of(&format!(
             "{MINIMAL}\n[[networks]]\nname = \"n\"\nvni = 1\nports = [\"blue\"]\n[[routers]]\nname = \"r\"\n[[routers.interfaces]]\nnetwork = \"n\"\naddress = \"10.0.1.1/24\"\nmac = \"01:16:3e:00:00:01\"\n"
         ));
-        assert!(e.contains("routers[0].interfaces[0]") && e.contains("unicast"), "{e}");
+        assert!(
+            e.contains("routers[0].interfaces[0]") && e.contains("unicast"),
+            "{e}"
+        );
     }
 }

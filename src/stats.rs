@@ -92,7 +92,9 @@ pub struct Latency {
 
 impl Latency {
     pub fn of(h: Option<&HistogramSnapshot>) -> Self {
-        let Some(h) = h else { return Latency::default() };
+        let Some(h) = h else {
+            return Latency::default();
+        };
         let clock = h.clock();
         let burst = h.burst();
         Latency {
@@ -160,7 +162,11 @@ impl Snapshot {
             tx_packets: s.tx_packets(),
             busy_cycles: s.busy_cycles,
             busy_cycles_per_packet: s.busy_cycles_per_packet(),
-            empty_poll_share: if polls == 0 { 0.0 } else { s.empty_polls as f64 / polls as f64 },
+            empty_poll_share: if polls == 0 {
+                0.0
+            } else {
+                s.empty_polls as f64 / polls as f64
+            },
             idle_sleeps: s.idle_sleeps,
         }
     }
@@ -177,7 +183,15 @@ impl Snapshot {
         let _ = writeln!(
             o,
             "  {:<10} {:>6} {:>12} {:>12} {:>14} {:>14} {:>9} {:>9} {:>9}",
-            "name", "link", "rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "tx_drops", "dev_miss", "dev_err"
+            "name",
+            "link",
+            "rx_packets",
+            "tx_packets",
+            "rx_bytes",
+            "tx_bytes",
+            "tx_drops",
+            "dev_miss",
+            "dev_err"
         );
         for p in &self.ports {
             let _ = writeln!(
@@ -196,7 +210,9 @@ impl Snapshot {
         }
         let _ = writeln!(o, "workers:");
         for w in &self.workers {
-            let cpp = w.busy_cycles_per_packet.map_or("-".to_string(), |c| format!("{c:.0}"));
+            let cpp = w
+                .busy_cycles_per_packet
+                .map_or("-".to_string(), |c| format!("{c:.0}"));
             let _ = writeln!(
                 o,
                 "  worker {} (cpu {}): rx {} tx {} bursts {} empty polls {:.1}% busy cycles/packet {cpp}",
@@ -209,7 +225,15 @@ impl Snapshot {
             );
         }
         let drops: Vec<_> = self.drops.iter().filter(|(_, &n)| n > 0).collect();
-        let _ = writeln!(o, "drops: {}", if drops.is_empty() { "none".to_string() } else { String::new() });
+        let _ = writeln!(
+            o,
+            "drops: {}",
+            if drops.is_empty() {
+                "none".to_string()
+            } else {
+                String::new()
+            }
+        );
         for (reason, n) in drops {
             let _ = writeln!(o, "  {reason:<28} {n}");
         }
@@ -238,7 +262,11 @@ impl Snapshot {
             );
         }
         let l = &self.latency;
-        let _ = writeln!(o, "latency (ns):            {:>8} {:>8} {:>8} {:>8} {:>8} {:>10}", "p50", "p90", "p99", "p99.9", "max", "count");
+        let _ = writeln!(
+            o,
+            "latency (ns):            {:>8} {:>8} {:>8} {:>8} {:>8} {:>10}",
+            "p50", "p90", "p99", "p99.9", "max", "count"
+        );
         for (name, v) in [("per burst", l.burst), ("per packet rx->tx", l.residence)] {
             let _ = writeln!(
                 o,
@@ -246,12 +274,19 @@ impl Snapshot {
                 v.p50_ns, v.p90_ns, v.p99_ns, v.p999_ns, v.max_ns, v.count
             );
         }
-        let _ = writeln!(o, "mempool: {} in use, {} available", self.mempool_in_use, self.mempool_available);
+        let _ = writeln!(
+            o,
+            "mempool: {} in use, {} available",
+            self.mempool_in_use, self.mempool_available
+        );
         o
     }
 }
 
 /// Names of every drop and punt reason (for callers that need the full list).
 pub fn reason_names() -> (Vec<&'static str>, Vec<&'static str>) {
-    (DropReason::ALL.iter().map(|r| r.name()).collect(), PuntReason::ALL.iter().map(|r| r.name()).collect())
+    (
+        DropReason::ALL.iter().map(|r| r.name()).collect(),
+        PuntReason::ALL.iter().map(|r| r.name()).collect(),
+    )
 }

@@ -166,12 +166,16 @@ impl Topology {
 
     #[inline]
     pub fn network(&self, network: NetworkId) -> Option<&NetworkInfo> {
-        self.networks.get(usize::from(network)).and_then(Option::as_ref)
+        self.networks
+            .get(usize::from(network))
+            .and_then(Option::as_ref)
     }
 
     #[inline]
     pub fn router(&self, router: RouterId) -> Option<&RouterInfo> {
-        self.routers.get(usize::from(router)).and_then(Option::as_ref)
+        self.routers
+            .get(usize::from(router))
+            .and_then(Option::as_ref)
     }
 
     #[inline]
@@ -234,7 +238,11 @@ pub struct Dataplane {
 
 impl Dataplane {
     pub fn new(topology: Topology, next_hops: Arc<NextHops>, l2: Arc<AtomicMap>) -> Self {
-        Dataplane { topology: Arc::new(ArcSwap::from_pointee(topology)), next_hops, l2 }
+        Dataplane {
+            topology: Arc::new(ArcSwap::from_pointee(topology)),
+            next_hops,
+            l2,
+        }
     }
 
     /// Publishes a new topology; workers pick it up at their next burst.
@@ -258,16 +266,27 @@ impl IcmpLimiter {
     /// Allows `rate_per_s` messages per second on average and bursts of `burst`. A rate of 0
     /// disables the limit.
     pub fn new(rate_per_s: u32, burst: u32) -> Self {
-        let l = IcmpLimiter { tat: AtomicU64::new(0), interval_ns: AtomicU64::new(0), burst_ns: AtomicU64::new(0) };
+        let l = IcmpLimiter {
+            tat: AtomicU64::new(0),
+            interval_ns: AtomicU64::new(0),
+            burst_ns: AtomicU64::new(0),
+        };
         l.set(rate_per_s, burst);
         l
     }
 
     /// Changes the rate (control thread).
     pub fn set(&self, rate_per_s: u32, burst: u32) {
-        let interval = if rate_per_s == 0 { 0 } else { 1_000_000_000 / u64::from(rate_per_s) };
+        let interval = if rate_per_s == 0 {
+            0
+        } else {
+            1_000_000_000 / u64::from(rate_per_s)
+        };
         self.interval_ns.store(interval, Ordering::Relaxed);
-        self.burst_ns.store(interval.saturating_mul(u64::from(burst.max(1) - 1)), Ordering::Relaxed);
+        self.burst_ns.store(
+            interval.saturating_mul(u64::from(burst.max(1) - 1)),
+            Ordering::Relaxed,
+        );
     }
 
     /// Takes one token at `now`; false when the rate is exceeded. Never waits: a lost race with
@@ -284,7 +303,9 @@ impl IcmpLimiter {
             return false;
         }
         let next = tat.max(now) + interval;
-        self.tat.compare_exchange(tat, next, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+        self.tat
+            .compare_exchange(tat, next, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
     }
 }
 
@@ -320,7 +341,10 @@ mod tests {
 
     #[test]
     fn dvr_mac_range() {
-        let t = Topology { dvr_mac_base: (0xfa163f000000, 24), ..Topology::default() };
+        let t = Topology {
+            dvr_mac_base: (0xfa163f000000, 24),
+            ..Topology::default()
+        };
         assert!(t.is_dvr_mac(0xfa163f0000aa));
         assert!(!t.is_dvr_mac(0xfa163e0000aa));
         let none = Topology::default();

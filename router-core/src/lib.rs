@@ -19,5 +19,5 @@ pub mod engine;
 
 pub mod model;
 
-pub mod stats;
 pub mod control;
+pub mod stats;

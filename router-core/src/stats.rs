@@ -24,7 +24,10 @@ impl Counter {
     /// Adds `n`. Only the owning thread may call this.
     #[inline]
     pub fn add(&self, n: u64) {
-        self.0.store(self.0.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
     }
 
     /// Reads the value (any thread).
@@ -72,7 +75,9 @@ impl Default for EngineCounters {
             bridged_remote: Counter::default(),
             bridged_from_fabric: Counter::default(),
             icmp_rate_limited: Counter::default(),
-            routers: (0..MAX_ROUTERS).map(|_| RouterCounters::default()).collect(),
+            routers: (0..MAX_ROUTERS)
+                .map(|_| RouterCounters::default())
+                .collect(),
         }
     }
 }
@@ -125,8 +130,14 @@ impl EngineTotals {
             t.bridged_from_fabric += c.bridged_from_fabric.get();
             t.icmp_rate_limited += c.icmp_rate_limited.get();
         }
-        t.drops = DropReason::ALL.iter().map(|r| (r.name().to_string(), drops[r.index()])).collect();
-        t.punts = PuntReason::ALL.iter().map(|r| (r.name().to_string(), punts[r.index()])).collect();
+        t.drops = DropReason::ALL
+            .iter()
+            .map(|r| (r.name().to_string(), drops[r.index()]))
+            .collect();
+        t.punts = PuntReason::ALL
+            .iter()
+            .map(|r| (r.name().to_string(), punts[r.index()]))
+            .collect();
         t
     }
 

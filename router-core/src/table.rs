@@ -70,7 +70,10 @@ impl NextHopKind {
     }
 
     fn from_code(code: u64) -> NextHopKind {
-        Self::ALL.get(code as usize).copied().unwrap_or(NextHopKind::Empty)
+        Self::ALL
+            .get(code as usize)
+            .copied()
+            .unwrap_or(NextHopKind::Empty)
     }
 
     /// A short lower-case name for operators.
@@ -153,7 +156,13 @@ impl NextHopState {
 
 impl std::fmt::Debug for NextHopState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}(target {}, {})", self.kind().name(), self.target(), self.mac())
+        write!(
+            f,
+            "{}(target {}, {})",
+            self.kind().name(),
+            self.target(),
+            self.mac()
+        )
     }
 }
 
@@ -184,7 +193,10 @@ pub struct NextHop {
 impl NextHops {
     /// A table of `capacity` next hops (all empty). Slot 0 is reserved as the empty next hop.
     pub fn new(capacity: usize) -> Self {
-        assert!((2..=1 << 24).contains(&capacity), "next-hop capacity must be 2..=2^24");
+        assert!(
+            (2..=1 << 24).contains(&capacity),
+            "next-hop capacity must be 2..=2^24"
+        );
         let slots = (0..capacity)
             .map(|_| NextHopSlot {
                 state: AtomicU64::new(0),
@@ -209,7 +221,10 @@ impl NextHops {
                 state: NextHopState(slot.state.load(Ordering::Acquire)),
                 iface: slot.iface.load(Ordering::Relaxed) as IfaceId,
             },
-            None => NextHop { state: NextHopState::EMPTY, iface: IFACE_NONE },
+            None => NextHop {
+                state: NextHopState::EMPTY,
+                iface: IFACE_NONE,
+            },
         }
     }
 
@@ -226,11 +241,15 @@ impl NextHops {
 
     /// Reads and clears the used flag (control thread, ageing).
     pub fn take_used(&self, id: NextHopIndex) -> bool {
-        self.slots.get(id as usize).is_some_and(|s| s.used.swap(false, Ordering::Relaxed))
+        self.slots
+            .get(id as usize)
+            .is_some_and(|s| s.used.swap(false, Ordering::Relaxed))
     }
 
     fn set_state(&self, id: NextHopIndex, state: NextHopState) {
-        self.slots[id as usize].state.store(state.0, Ordering::Release);
+        self.slots[id as usize]
+            .state
+            .store(state.0, Ordering::Release);
     }
 
     fn init(&self, id: NextHopIndex, iface: IfaceId, state: NextHopState) {
@@ -262,7 +281,12 @@ impl NextHopAllocator {
     pub fn new(table: Arc<NextHops>, qsbr: Arc<Qsbr>) -> Self {
         // Slot 0 stays empty forever: an LPM value of 0 is never a live next hop.
         let free = (1..table.capacity() as NextHopIndex).rev().collect();
-        NextHopAllocator { table, qsbr, free, retired: Retired::new() }
+        NextHopAllocator {
+            table,
+            qsbr,
+            free,
+            retired: Retired::new(),
+        }
     }
 
     pub fn table(&self) -> &Arc<NextHops> {
@@ -270,7 +294,11 @@ impl NextHopAllocator {
     }
 
     /// Takes a free slot, initialised with `iface` and `state` before anyone can see its id.
-    pub fn alloc(&mut self, iface: IfaceId, state: NextHopState) -> Result<NextHopIndex, NextHopsFull> {
+    pub fn alloc(
+        &mut self,
+        iface: IfaceId,
+        state: NextHopState,
+    ) -> Result<NextHopIndex, NextHopsFull> {
         if self.free.is_empty() {
             self.reclaim();
         }
@@ -280,7 +308,9 @@ impl NextHopAllocator {
                 !self.free.is_empty()
             });
         }
-        let id = self.free.pop().ok_or(NextHopsFull { capacity: self.table.capacity() })?;
+        let id = self.free.pop().ok_or(NextHopsFull {
+            capacity: self.table.capacity(),
+        })?;
         self.table.init(id, iface, state);
         Ok(id)
     }
@@ -354,8 +384,16 @@ impl AtomicMap {
     /// power of two, so probes stay short).
     pub fn new(capacity: usize) -> Self {
         let size = (capacity.max(8) * 2).next_power_of_two();
-        let slots = (0..size).map(|_| MapSlot { key: AtomicU64::new(KEY_EMPTY), value: AtomicU64::new(0) }).collect();
-        AtomicMap { slots, mask: size - 1 }
+        let slots = (0..size)
+            .map(|_| MapSlot {
+                key: AtomicU64::new(KEY_EMPTY),
+                value: AtomicU64::new(0),
+            })
+            .collect();
+        AtomicMap {
+            slots,
+            mask: size - 1,
+        }
     }
 
     /// The most keys the writer will insert (half the slots).
@@ -424,7 +462,14 @@ pub struct AtomicMapWriter {
 impl AtomicMapWriter {
     pub fn new(map: Arc<AtomicMap>, qsbr: Arc<Qsbr>) -> Self {
         let reusable = vec![false; map.slots.len()];
-        AtomicMapWriter { map, qsbr, len: 0, tombstones: 0, retired: Retired::new(), reusable }
+        AtomicMapWriter {
+            map,
+            qsbr,
+            len: 0,
+            tombstones: 0,
+            retired: Retired::new(),
+            reusable,
+        }
     }
 
     pub fn map(&self) -> &Arc<AtomicMap> {
@@ -466,9 +511,13 @@ impl AtomicMapWriter {
             Probe::Full => None,
         };
         if self.len >= self.map.capacity() {
-            return Err(AtomicMapError::Full { capacity: self.map.capacity() });
+            return Err(AtomicMapError::Full {
+                capacity: self.map.capacity(),
+            });
         }
-        let i = free_slot.ok_or(AtomicMapError::Full { capacity: self.map.capacity() })?;
+        let i = free_slot.ok_or(AtomicMapError::Full {
+            capacity: self.map.capacity(),
+        })?;
         let slot = &self.map.slots[i];
         if slot.key.load(Ordering::Relaxed) == KEY_TOMBSTONE {
             self.tombstones -= 1;
@@ -574,11 +623,18 @@ mod tests {
         let table = Arc::new(NextHops::new(3));
         let mut alloc = NextHopAllocator::new(table.clone(), q.clone());
         let mac = EthernetAddress([2, 0, 0, 0, 0, 1]);
-        let a = alloc.alloc(7, NextHopState::new(NextHopKind::Local, 1, mac)).unwrap();
-        let b = alloc.alloc(8, NextHopState::action(NextHopKind::Resolve, 0)).unwrap();
+        let a = alloc
+            .alloc(7, NextHopState::new(NextHopKind::Local, 1, mac))
+            .unwrap();
+        let b = alloc
+            .alloc(8, NextHopState::action(NextHopKind::Resolve, 0))
+            .unwrap();
         assert_ne!(a, 0);
         assert_ne!(b, 0);
-        assert_eq!(alloc.alloc(0, NextHopState::EMPTY), Err(NextHopsFull { capacity: 3 }));
+        assert_eq!(
+            alloc.alloc(0, NextHopState::EMPTY),
+            Err(NextHopsFull { capacity: 3 })
+        );
         assert_eq!(table.get(a).iface, 7);
         assert_eq!(table.get(a).state.mac(), mac);
         alloc.set(b, NextHopState::new(NextHopKind::Remote, 2, mac));
@@ -589,7 +645,9 @@ mod tests {
         assert!(alloc.alloc(0, NextHopState::EMPTY).is_err());
         assert_eq!(table.get(a).state.kind(), NextHopKind::Local);
         reader.quiescent();
-        let c = alloc.alloc(9, NextHopState::action(NextHopKind::Pending, 0)).unwrap();
+        let c = alloc
+            .alloc(9, NextHopState::action(NextHopKind::Pending, 0))
+            .unwrap();
         assert_eq!(c, a);
         assert_eq!(table.get(c).iface, 9);
         assert_eq!(table.get(12345).state, NextHopState::EMPTY);
@@ -606,7 +664,10 @@ mod tests {
         assert_eq!(w.get(5), None);
         assert_eq!(w.remove(5), None);
         assert_eq!(w.insert(0, 1), Err(AtomicMapError::ReservedKey(0)));
-        assert_eq!(w.insert(u64::MAX, 1), Err(AtomicMapError::ReservedKey(u64::MAX)));
+        assert_eq!(
+            w.insert(u64::MAX, 1),
+            Err(AtomicMapError::ReservedKey(u64::MAX))
+        );
     }
 
     #[test]
@@ -619,11 +680,17 @@ mod tests {
         for k in 1..=cap as u64 {
             w.insert(k, k).unwrap();
         }
-        assert!(matches!(w.insert(1000, 1), Err(AtomicMapError::Full { .. })));
+        assert!(matches!(
+            w.insert(1000, 1),
+            Err(AtomicMapError::Full { .. })
+        ));
         // Churn far more keys than there are slots: tombstones come back after each grace period.
         for round in 0..100u64 {
             let k = 1 + round % cap as u64;
-            assert_eq!(w.remove(k), Some(k + if round < cap as u64 { 0 } else { 1000 }));
+            assert_eq!(
+                w.remove(k),
+                Some(k + if round < cap as u64 { 0 } else { 1000 })
+            );
             reader.quiescent();
             w.insert(k, k + 1000).unwrap();
         }

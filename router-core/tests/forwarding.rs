@@ -61,7 +61,11 @@ fn east_west_across_hosts_follows_the_dvr_walk() {
     let vx = VxlanPacket::new_checked(udp.payload()).unwrap();
     assert_eq!(vx.vni(), VNI_RED);
     let inner = &udp.payload()[8..];
-    assert_eq!(&inner[6..12], &mac(DVR_A).0, "inner source is host-a's DVR MAC");
+    assert_eq!(
+        &inner[6..12],
+        &mac(DVR_A).0,
+        "inner source is host-a's DVR MAC"
+    );
     assert_eq!(&inner[0..6], &mac(VM_RED_B).0);
     assert_eq!(ttl(inner), 63);
     assert!(ipv4_ok(inner));
@@ -81,7 +85,10 @@ fn east_west_across_hosts_follows_the_dvr_walk() {
     assert_eq!(v, Verdict::Forward(FABRIC));
     let outer = Ipv4Packet::new_checked(&out[14..]).unwrap();
     let udp = UdpPacket::new_checked(outer.payload()).unwrap();
-    assert_eq!(VxlanPacket::new_checked(udp.payload()).unwrap().vni(), VNI_BLUE);
+    assert_eq!(
+        VxlanPacket::new_checked(udp.payload()).unwrap().vni(),
+        VNI_BLUE
+    );
     assert_eq!(&udp.payload()[8 + 6..8 + 12], &mac(DVR_B).0);
     let (v, delivered) = a.process(FABRIC, &out);
     assert_eq!(v, Verdict::Forward(BLUE));
@@ -98,26 +105,41 @@ fn fabric_ingress_drops_what_it_cannot_trust() {
 
     let mut unknown_vni = good.clone();
     unknown_vni[14 + 20 + 8 + 4..14 + 20 + 8 + 7].copy_from_slice(&[0, 0x99, 0x99]);
-    assert_eq!(b.process(FABRIC, &unknown_vni).0, Verdict::Drop(DropReason::UnknownVni));
+    assert_eq!(
+        b.process(FABRIC, &unknown_vni).0,
+        Verdict::Drop(DropReason::UnknownVni)
+    );
 
     let mut unknown_vtep = good.clone();
     unknown_vtep[14 + 12..14 + 16].copy_from_slice(&[192, 0, 2, 99]);
     refill_ip_checksum(&mut unknown_vtep);
-    assert_eq!(b.process(FABRIC, &unknown_vtep).0, Verdict::Drop(DropReason::UnknownVtep));
+    assert_eq!(
+        b.process(FABRIC, &unknown_vtep).0,
+        Verdict::Drop(DropReason::UnknownVtep)
+    );
 
     let mut not_ours = good.clone();
     not_ours[14 + 16..14 + 20].copy_from_slice(&[192, 0, 2, 30]);
     refill_ip_checksum(&mut not_ours);
-    assert_eq!(b.process(FABRIC, &not_ours).0, Verdict::Drop(DropReason::FabricNotForUs));
+    assert_eq!(
+        b.process(FABRIC, &not_ours).0,
+        Verdict::Drop(DropReason::FabricNotForUs)
+    );
 
     // An inner source MAC in the DVR range that is no peer's.
     let mut forged = good.clone();
     forged[50 + 6..50 + 12].copy_from_slice(&mac("fa:16:3f:00:00:99").0);
-    assert_eq!(b.process(FABRIC, &forged).0, Verdict::Drop(DropReason::UnknownDvrMac));
+    assert_eq!(
+        b.process(FABRIC, &forged).0,
+        Verdict::Drop(DropReason::UnknownDvrMac)
+    );
 
     let mut no_flag = good.clone();
     no_flag[14 + 20 + 8] = 0;
-    assert_eq!(b.process(FABRIC, &no_flag).0, Verdict::Drop(DropReason::VxlanBadHeader));
+    assert_eq!(
+        b.process(FABRIC, &no_flag).0,
+        Verdict::Drop(DropReason::VxlanBadHeader)
+    );
 
     // Host A does not accept its own DVR MAC back from "host-b"'s VTEP as host-b's.
     let mut wrong_peer = good.clone();
@@ -125,7 +147,10 @@ fn fabric_ingress_drops_what_it_cannot_trust() {
     wrong_peer[14 + 16..14 + 20].copy_from_slice(&ip(VTEP_A).octets());
     wrong_peer[0..6].copy_from_slice(&mac(FABRIC_A).0);
     refill_ip_checksum(&mut wrong_peer);
-    assert_eq!(a.process(FABRIC, &wrong_peer).0, Verdict::Drop(DropReason::UnknownDvrMac));
+    assert_eq!(
+        a.process(FABRIC, &wrong_peer).0,
+        Verdict::Drop(DropReason::UnknownDvrMac)
+    );
 
     assert_eq!(b.process(FABRIC, &good).0, Verdict::Forward(RED));
 }
@@ -158,10 +183,22 @@ fn rfc1812_header_checks_drop_with_named_reasons() {
     bad[14 + 2..14 + 4].copy_from_slice(&12u16.to_be_bytes());
     refill_ip_checksum(&mut bad);
     cases.push((bad, DropReason::Ipv4BadTotalLength));
-    cases.push((ping_frame(VM_BLUE_A, GW_BLUE, "127.0.0.1", "10.0.2.7", 64), DropReason::MartianSource));
-    cases.push((ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "224.0.0.5", 64), DropReason::Multicast));
-    cases.push((ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.255", 64), DropReason::Broadcast));
-    cases.push((ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "0.1.2.3", 64), DropReason::MartianDestination));
+    cases.push((
+        ping_frame(VM_BLUE_A, GW_BLUE, "127.0.0.1", "10.0.2.7", 64),
+        DropReason::MartianSource,
+    ));
+    cases.push((
+        ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "224.0.0.5", 64),
+        DropReason::Multicast,
+    ));
+    cases.push((
+        ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.255", 64),
+        DropReason::Broadcast,
+    ));
+    cases.push((
+        ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "0.1.2.3", 64),
+        DropReason::MartianDestination,
+    ));
     let mut vlan = good.clone();
     vlan[12..14].copy_from_slice(&[0x81, 0x00]);
     cases.push((vlan, DropReason::VlanTagged));
@@ -171,9 +208,16 @@ fn rfc1812_header_checks_drop_with_named_reasons() {
     for (frame, reason) in cases {
         assert_eq!(a.process(BLUE, &frame).0, Verdict::Drop(reason), "{reason}");
     }
-    assert_eq!(a.process(BLUE, &good).0, Verdict::Forward(RED), "traffic keeps flowing");
+    assert_eq!(
+        a.process(BLUE, &good).0,
+        Verdict::Forward(RED),
+        "traffic keeps flowing"
+    );
     // A port attached to nothing drops everything.
-    assert_eq!(a.process(7, &good).0, Verdict::Drop(DropReason::PortNotAttached));
+    assert_eq!(
+        a.process(7, &good).0,
+        Verdict::Drop(DropReason::PortNotAttached)
+    );
 }
 
 #[test]
@@ -196,11 +240,17 @@ fn ttl_expiry_gets_time_exceeded_from_the_input_gateway() {
 
     // A packet for the router itself with TTL 1 is delivered, not expired.
     let to_gw = ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.1.1", 1);
-    assert_eq!(a.process(BLUE, &to_gw).0, Verdict::Punt(PuntReason::LocalDelivery));
+    assert_eq!(
+        a.process(BLUE, &to_gw).0,
+        Verdict::Punt(PuntReason::LocalDelivery)
+    );
     // No ICMP error about an ICMP error (RFC 1812 section 4.3.2.7).
     let mut err = ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.7", 1);
     err[34] = 3;
-    assert_eq!(a.process(BLUE, &err).0, Verdict::Drop(DropReason::TtlExceeded));
+    assert_eq!(
+        a.process(BLUE, &err).0,
+        Verdict::Drop(DropReason::TtlExceeded)
+    );
 }
 
 #[test]
@@ -215,17 +265,52 @@ fn no_route_gets_net_unreachable_and_df_gets_frag_needed() {
 
     // Across the fabric the inner packet may be 1500 - 50 bytes.
     a.resolve_underlay();
-    let fits = ipv4_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.8", 64, 17, 1450 - 20, true);
+    let fits = ipv4_frame(
+        VM_BLUE_A,
+        GW_BLUE,
+        "10.0.1.5",
+        "10.0.2.8",
+        64,
+        17,
+        1450 - 20,
+        true,
+    );
     assert_eq!(a.process(BLUE, &fits).0, Verdict::Forward(FABRIC));
-    let big = ipv4_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.8", 64, 17, 1451 - 20, true);
+    let big = ipv4_frame(
+        VM_BLUE_A,
+        GW_BLUE,
+        "10.0.1.5",
+        "10.0.2.8",
+        64,
+        17,
+        1451 - 20,
+        true,
+    );
     let (v, out) = a.process(BLUE, &big);
     assert_eq!(v, Verdict::Forward(BLUE));
     let icmp = Icmpv4Packet::new_checked(&out[34..]).unwrap();
-    assert_eq!((u8::from(icmp.msg_type()), icmp.code(), icmp.next_hop_mtu()), (3, 4, 1450));
-    let big_no_df = ipv4_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.8", 64, 17, 1451 - 20, false);
-    assert_eq!(a.process(BLUE, &big_no_df).0, Verdict::Drop(DropReason::FragmentationUnsupported));
+    assert_eq!(
+        (u8::from(icmp.msg_type()), icmp.code(), icmp.next_hop_mtu()),
+        (3, 4, 1450)
+    );
+    let big_no_df = ipv4_frame(
+        VM_BLUE_A,
+        GW_BLUE,
+        "10.0.1.5",
+        "10.0.2.8",
+        64,
+        17,
+        1451 - 20,
+        false,
+    );
+    assert_eq!(
+        a.process(BLUE, &big_no_df).0,
+        Verdict::Drop(DropReason::FragmentationUnsupported)
+    );
     // Locally the port MTU (1500) applies.
-    let local = ipv4_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.7", 64, 17, 1480, true);
+    let local = ipv4_frame(
+        VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.7", 64, 17, 1480, true,
+    );
     assert_eq!(a.process(BLUE, &local).0, Verdict::Forward(RED));
 }
 
@@ -249,7 +334,11 @@ fn overlapping_tenants_stay_isolated() {
     // Tenant 2's 10.0.1.5 asks for 10.0.2.7: tenant 2 has no such subnet and no default route.
     let frame = ping_frame(VM_T2_A, GW_BLUE2, "10.0.1.5", "10.0.2.7", 64);
     let (v, out) = a.process(BLUE2, &frame);
-    assert_eq!(v, Verdict::Forward(BLUE2), "an ICMP error back, never into tenant 1");
+    assert_eq!(
+        v,
+        Verdict::Forward(BLUE2),
+        "an ICMP error back, never into tenant 1"
+    );
     assert_eq!(out[34], 3);
     // Frames for tenant 1's gateway MAC on tenant 2's port are bridged lookups in tenant 2's
     // network, where that MAC is unknown.
@@ -260,7 +349,14 @@ fn overlapping_tenants_stay_isolated() {
 #[test]
 fn gateway_arp_and_ping_are_answered_locally() {
     let mut a = Host::new("host-a");
-    let req = arp_frame(1, mac(VM_BLUE_A), ip("10.0.1.5"), EthernetAddress::ZERO, ip("10.0.1.1"), EthernetAddress::BROADCAST);
+    let req = arp_frame(
+        1,
+        mac(VM_BLUE_A),
+        ip("10.0.1.5"),
+        EthernetAddress::ZERO,
+        ip("10.0.1.1"),
+        EthernetAddress::BROADCAST,
+    );
     assert_eq!(a.process(BLUE, &req).0, Verdict::Punt(PuntReason::Arp));
     let (action, out, _) = a.punt(BLUE, PuntReason::Arp, &req, 0);
     assert_eq!(action, PuntAction::Reply(BLUE));
@@ -272,18 +368,36 @@ fn gateway_arp_and_ping_are_answered_locally() {
     assert_eq!(arp.target_ip(), ip("10.0.1.5"));
 
     // ARP suppression: host-b's RED instance is answered for by host A.
-    let req = arp_frame(1, mac(VM_RED_A), ip("10.0.2.7"), EthernetAddress::ZERO, ip("10.0.2.8"), EthernetAddress::BROADCAST);
+    let req = arp_frame(
+        1,
+        mac(VM_RED_A),
+        ip("10.0.2.7"),
+        EthernetAddress::ZERO,
+        ip("10.0.2.8"),
+        EthernetAddress::BROADCAST,
+    );
     let (action, out, _) = a.punt(RED, PuntReason::Arp, &req, 0);
     assert_eq!(action, PuntAction::Reply(RED));
-    assert_eq!(wire::ArpPacket::new_checked(&out[14..]).unwrap().sender_hw(), mac(VM_RED_B));
+    assert_eq!(
+        wire::ArpPacket::new_checked(&out[14..])
+            .unwrap()
+            .sender_hw(),
+        mac(VM_RED_B)
+    );
 
     let ping = ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.1.1", 64);
-    assert_eq!(a.process(BLUE, &ping).0, Verdict::Punt(PuntReason::LocalDelivery));
+    assert_eq!(
+        a.process(BLUE, &ping).0,
+        Verdict::Punt(PuntReason::LocalDelivery)
+    );
     let (action, out, _) = a.punt(BLUE, PuntReason::LocalDelivery, &ping, 0);
     assert_eq!(action, PuntAction::Reply(BLUE));
     let ipp = Ipv4Packet::new_checked(&out[14..]).unwrap();
     assert!(ipp.verify_checksum());
-    assert_eq!((ipp.src_addr(), ipp.dst_addr()), (ip("10.0.1.1"), ip("10.0.1.5")));
+    assert_eq!(
+        (ipp.src_addr(), ipp.dst_addr()),
+        (ip("10.0.1.1"), ip("10.0.1.5"))
+    );
     let icmp = Icmpv4Packet::new_checked(ipp.payload()).unwrap();
     assert!(icmp.verify_checksum());
     assert_eq!(u8::from(icmp.msg_type()), 0);
@@ -294,22 +408,40 @@ fn unknown_neighbour_is_resolved_by_arp_and_static_entries_resist_poisoning() {
     let mut a = Host::new("host-a");
     // 10.0.2.50 is on RED but is no instance port: resolve it.
     let frame = ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.50", 64);
-    assert_eq!(a.process(BLUE, &frame).0, Verdict::Punt(PuntReason::NeighborMiss));
+    assert_eq!(
+        a.process(BLUE, &frame).0,
+        Verdict::Punt(PuntReason::NeighborMiss)
+    );
     let (action, _, solicits) = a.punt(BLUE, PuntReason::NeighborMiss, &frame, 0);
-    let PuntAction::Hold(nh) = action else { panic!("{action:?}") };
+    let PuntAction::Hold(nh) = action else {
+        panic!("{action:?}")
+    };
     assert_eq!(solicits.len(), 1);
     assert_eq!(solicits[0].port, RED);
     let arp = wire::ArpPacket::new_checked(&solicits[0].frame[14..]).unwrap();
-    assert_eq!((arp.sender_ip(), arp.target_ip()), (ip("10.0.2.1"), ip("10.0.2.50")));
+    assert_eq!(
+        (arp.sender_ip(), arp.target_ip()),
+        (ip("10.0.2.1"), ip("10.0.2.50"))
+    );
     assert!(!a.cp.resolved(nh));
     // Still unresolved: the next packet is punted too, and held for the same next hop.
-    assert_eq!(a.process(BLUE, &frame).0, Verdict::Punt(PuntReason::NeighborMiss));
+    assert_eq!(
+        a.process(BLUE, &frame).0,
+        Verdict::Punt(PuntReason::NeighborMiss)
+    );
     let (action, _, solicits) = a.punt(BLUE, PuntReason::NeighborMiss, &frame, 1);
     assert_eq!(action, PuntAction::Hold(nh));
     assert!(solicits.is_empty(), "one resolution at a time");
 
     let who = mac("52:54:00:00:02:32");
-    let reply = arp_frame(2, who, ip("10.0.2.50"), mac(GW_RED), ip("10.0.2.1"), mac(GW_RED));
+    let reply = arp_frame(
+        2,
+        who,
+        ip("10.0.2.50"),
+        mac(GW_RED),
+        ip("10.0.2.1"),
+        mac(GW_RED),
+    );
     a.punt(RED, PuntReason::Arp, &reply, 2);
     assert!(a.cp.resolved(nh));
     let (v, out) = a.process(BLUE, &frame);
@@ -317,16 +449,28 @@ fn unknown_neighbour_is_resolved_by_arp_and_static_entries_resist_poisoning() {
     assert_eq!(&out[0..6], &who.0);
 
     // An ARP reply claiming an instance port's address changes nothing.
-    let poison = arp_frame(2, who, ip("10.0.2.7"), mac(GW_RED), ip("10.0.2.1"), mac(GW_RED));
+    let poison = arp_frame(
+        2,
+        who,
+        ip("10.0.2.7"),
+        mac(GW_RED),
+        ip("10.0.2.1"),
+        mac(GW_RED),
+    );
     a.punt(RED, PuntReason::Arp, &poison, 3);
-    let (v, out) = a.process(BLUE, &ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.7", 64));
+    let (v, out) = a.process(
+        BLUE,
+        &ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.7", 64),
+    );
     assert_eq!(v, Verdict::Forward(RED));
     assert_eq!(&out[0..6], &mac(VM_RED_A).0);
 
     // Nobody answers for 10.0.2.51: after the probes, ICMP host unreachable.
     let lost = ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.51", 64);
     let (action, _, _) = a.punt(BLUE, PuntReason::NeighborMiss, &lost, 0);
-    let PuntAction::Hold(nh) = action else { panic!() };
+    let PuntAction::Hold(nh) = action else {
+        panic!()
+    };
     let s = 1_000_000_000;
     let mut released = Vec::new();
     for t in 1..=4 {
@@ -350,23 +494,32 @@ fn bridged_traffic_crosses_hosts_without_rewrite() {
     assert_eq!(&out[50..], &frame[..], "inner frame untouched");
     // Host B has the SNAT port as a remote (host-b is "host-b": it is local there). Add a
     // local BLUE port on host-b to receive it.
-    b.cp
-        .apply(&Change::AddPort {
-            spec: InstancePortSpec {
-                network: "blue".into(),
-                ip: ip("10.0.1.6"),
-                mac: mac("fa:16:3e:bb:01:06").into(),
-                host: "host-b".into(),
-                port: None,
-            },
-            replace: false,
-        })
-        .unwrap();
+    b.cp.apply(&Change::AddPort {
+        spec: InstancePortSpec {
+            network: "blue".into(),
+            ip: ip("10.0.1.6"),
+            mac: mac("fa:16:3e:bb:01:06").into(),
+            host: "host-b".into(),
+            port: None,
+        },
+        replace: false,
+    })
+    .unwrap();
     let to_b = ping_frame(VM_BLUE_A, "fa:16:3e:bb:01:06", "10.0.1.5", "10.0.1.6", 64);
     let (v, out) = a.process(BLUE, &to_b);
-    assert_eq!(v, Verdict::Punt(PuntReason::Flood), "host A does not know 10.0.1.6 yet");
+    assert_eq!(
+        v,
+        Verdict::Punt(PuntReason::Flood),
+        "host A does not know 10.0.1.6 yet"
+    );
     a.cp.apply(&Change::AddPort {
-        spec: InstancePortSpec { network: "blue".into(), ip: ip("10.0.1.6"), mac: mac("fa:16:3e:bb:01:06").into(), host: "host-b".into(), port: None },
+        spec: InstancePortSpec {
+            network: "blue".into(),
+            ip: ip("10.0.1.6"),
+            mac: mac("fa:16:3e:bb:01:06").into(),
+            host: "host-b".into(),
+            port: None,
+        },
         replace: false,
     })
     .unwrap();
@@ -383,10 +536,23 @@ fn deleting_a_port_stops_traffic_and_re_adding_restores_it() {
     let mut a = Host::new("host-a");
     let frame = ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.7", 64);
     assert_eq!(a.process(BLUE, &frame).0, Verdict::Forward(RED));
-    a.cp.apply(&Change::DelPort { network: "red".into(), ip: ip("10.0.2.7") }).unwrap();
-    assert_eq!(a.process(BLUE, &frame).0, Verdict::Punt(PuntReason::NeighborMiss));
+    a.cp.apply(&Change::DelPort {
+        network: "red".into(),
+        ip: ip("10.0.2.7"),
+    })
+    .unwrap();
+    assert_eq!(
+        a.process(BLUE, &frame).0,
+        Verdict::Punt(PuntReason::NeighborMiss)
+    );
     a.cp.apply(&Change::AddPort {
-        spec: InstancePortSpec { network: "red".into(), ip: ip("10.0.2.7"), mac: mac(VM_RED_A).into(), host: "host-a".into(), port: None },
+        spec: InstancePortSpec {
+            network: "red".into(),
+            ip: ip("10.0.2.7"),
+            mac: mac(VM_RED_A).into(),
+            host: "host-a".into(),
+            port: None,
+        },
         replace: false,
     })
     .unwrap();
@@ -400,20 +566,39 @@ fn a_refused_batch_changes_nothing() {
     let usage = a.cp.table_usage();
     let batch = vec![
         Change::AddPort {
-            spec: InstancePortSpec { network: "red".into(), ip: ip("10.0.2.9"), mac: mac("fa:16:3e:00:00:09").into(), host: "host-a".into(), port: None },
+            spec: InstancePortSpec {
+                network: "red".into(),
+                ip: ip("10.0.2.9"),
+                mac: mac("fa:16:3e:00:00:09").into(),
+                host: "host-a".into(),
+                port: None,
+            },
             replace: false,
         },
         // Outside RED's subnet: refused.
         Change::AddPort {
-            spec: InstancePortSpec { network: "red".into(), ip: ip("10.0.3.9"), mac: mac("fa:16:3e:00:00:0a").into(), host: "host-a".into(), port: None },
+            spec: InstancePortSpec {
+                network: "red".into(),
+                ip: ip("10.0.3.9"),
+                mac: mac("fa:16:3e:00:00:0a").into(),
+                host: "host-a".into(),
+                port: None,
+            },
             replace: false,
         },
     ];
     let err = a.cp.apply_batch(&batch).unwrap_err();
     assert_eq!(err.0, 1);
-    assert!(err.1.to_string().contains("outside 10.0.2.0/24"), "{}", err.1);
+    assert!(
+        err.1.to_string().contains("outside 10.0.2.0/24"),
+        "{}",
+        err.1
+    );
     assert_eq!(a.cp.model(), &before);
     assert_eq!(a.cp.table_usage(), usage);
     let frame = ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.9", 64);
-    assert_eq!(a.process(BLUE, &frame).0, Verdict::Punt(PuntReason::NeighborMiss));
+    assert_eq!(
+        a.process(BLUE, &frame).0,
+        Verdict::Punt(PuntReason::NeighborMiss)
+    );
 }

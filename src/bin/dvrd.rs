@@ -40,7 +40,13 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     dvr_router::logging::init(&cfg.log.level);
-    match daemon::run(cfg, Options { ready_file: args.ready_file, summary_json: args.summary_json }) {
+    match daemon::run(
+        cfg,
+        Options {
+            ready_file: args.ready_file,
+            summary_json: args.summary_json,
+        },
+    ) {
         Ok(summary) => {
             print!("{}", summary.render());
             ExitCode::SUCCESS

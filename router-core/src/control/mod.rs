@@ -18,24 +18,25 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-pub use self::neigh::{NeighborConfig, NeighborState, NeighborView};
 pub use self::neigh::Solicit;
+pub use self::neigh::{NeighborConfig, NeighborState, NeighborView};
 pub use self::punt::{Flood, PuntAction, Tick};
 
 use crate::dataplane::{
-    l2_key, Dataplane, HostInfo, IcmpLimiter, IfaceInfo, L2Location, NetworkId, NetworkInfo, PeerId,
-    PeerInfo, PortId, PortInfo, PortRole, RouterId, RouterInfo, Topology,
+    l2_key, Dataplane, HostInfo, IcmpLimiter, IfaceInfo, L2Location, NetworkId, NetworkInfo,
+    PeerId, PeerInfo, PortId, PortInfo, PortRole, RouterId, RouterInfo, Topology,
 };
 use crate::engine::DropReason;
 use crate::lpm::{self, LpmConfig, LpmError, LpmWriter, Prefix};
 use crate::model::{
-    Applied, Change, InstancePortSpec, InterfaceKey, InterfaceSpec, MacAddr, Model, ModelError, NetworkSpec,
-    PeerSpec, RouteSpec, RouterSpec, DVR_MAC_BASE_DEFAULT, MAX_NETWORKS, MAX_PEERS, MAX_ROUTERS,
+    Applied, Change, InstancePortSpec, InterfaceKey, InterfaceSpec, MacAddr, Model, ModelError,
+    NetworkSpec, PeerSpec, RouteSpec, RouterSpec, DVR_MAC_BASE_DEFAULT, MAX_NETWORKS, MAX_PEERS,
+    MAX_ROUTERS,
 };
 use crate::qsbr::{Qsbr, Retired};
 use crate::table::{
-    AtomicMap, AtomicMapError, AtomicMapWriter, IfaceId, NextHopAllocator, NextHopIndex, NextHopKind, NextHopState,
-    NextHops, NextHopsFull, IFACE_NONE,
+    AtomicMap, AtomicMapError, AtomicMapWriter, IfaceId, NextHopAllocator, NextHopIndex,
+    NextHopKind, NextHopState, NextHops, NextHopsFull, IFACE_NONE,
 };
 use crate::wire::EthernetAddress;
 
@@ -190,7 +191,12 @@ struct IdPool {
 
 impl IdPool {
     fn new(max: usize) -> Self {
-        IdPool { next: 0, max, free: Vec::new(), retired: Retired::new() }
+        IdPool {
+            next: 0,
+            max,
+            free: Vec::new(),
+            retired: Retired::new(),
+        }
     }
 
     fn alloc(&mut self, qsbr: &Qsbr, kind: &'static str) -> Result<u16, ApplyError> {
@@ -199,7 +205,11 @@ impl IdPool {
             return Ok(id);
         }
         if usize::from(self.next) >= self.max {
-            return Err(ModelError::Limit { kind, limit: self.max }.into());
+            return Err(ModelError::Limit {
+                kind,
+                limit: self.max,
+            }
+            .into());
         }
         self.next += 1;
         Ok(self.next - 1)
@@ -254,18 +264,35 @@ impl ControlPlane {
     /// A control plane with empty tables, publishing to a new [`Dataplane`] whose workers
     /// register with `qsbr`.
     pub fn new(cfg: ControlConfig, qsbr: Arc<Qsbr>) -> Result<Self, ApplyError> {
-        let fabrics: Vec<_> = cfg.ports.iter().enumerate().filter(|(_, p)| p.fabric).collect();
+        let fabrics: Vec<_> = cfg
+            .ports
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.fabric)
+            .collect();
         if fabrics.len() > 1 {
             return Err(ApplyError::Config("at most one fabric port".into()));
         }
         if cfg.ports.len() > crate::dataplane::MAX_PORTS {
-            return Err(ApplyError::Config(format!("at most {} ports", crate::dataplane::MAX_PORTS)));
+            return Err(ApplyError::Config(format!(
+                "at most {} ports",
+                crate::dataplane::MAX_PORTS
+            )));
         }
         let fabric = fabrics.first().map(|(i, _)| *i as PortId);
         let table = Arc::new(NextHops::new(cfg.next_hops));
         let l2 = Arc::new(AtomicMap::new(cfg.l2_entries));
-        let dp = Arc::new(Dataplane::new(Topology::default(), Arc::clone(&table), Arc::clone(&l2)));
-        let local_ports = cfg.ports.iter().filter(|p| !p.fabric).map(|p| p.name.clone()).collect();
+        let dp = Arc::new(Dataplane::new(
+            Topology::default(),
+            Arc::clone(&table),
+            Arc::clone(&l2),
+        ));
+        let local_ports = cfg
+            .ports
+            .iter()
+            .filter(|p| !p.fabric)
+            .map(|p| p.name.clone())
+            .collect();
         let mut model = Model::new(local_ports);
         model.dvr_mac_base = Some(cfg.dvr_mac_base);
         let neigh = Neighbors::new(cfg.neighbor.clone());
@@ -322,7 +349,11 @@ impl ControlPlane {
 
     /// The id of a port by name.
     pub fn port_id(&self, name: &str) -> Option<PortId> {
-        self.cfg.ports.iter().position(|p| p.name == name).map(|i| i as PortId)
+        self.cfg
+            .ports
+            .iter()
+            .position(|p| p.name == name)
+            .map(|i| i as PortId)
     }
 
     /// The fabric port, if any.
@@ -332,7 +363,9 @@ impl ControlPlane {
 
     /// Applies one change (validated first; refused or failed changes change nothing).
     pub fn apply(&mut self, change: &Change) -> Result<Applied, ApplyError> {
-        self.apply_batch(std::slice::from_ref(change)).map(|a| a[0]).map_err(|(_, e)| e)
+        self.apply_batch(std::slice::from_ref(change))
+            .map(|a| a[0])
+            .map_err(|(_, e)| e)
     }
 
     /// Applies every change or none. On error, the index of the change that failed.
@@ -388,42 +421,94 @@ impl ControlPlane {
         Some(match change {
             Change::SetHost(_) => Change::SetHost(m.host.clone()?),
             Change::AddPeer { spec, .. } => match m.peers.get(&spec.name) {
-                Some(old) => Change::AddPeer { spec: old.clone(), replace: true },
-                None => Change::DelPeer { name: spec.name.clone() },
+                Some(old) => Change::AddPeer {
+                    spec: old.clone(),
+                    replace: true,
+                },
+                None => Change::DelPeer {
+                    name: spec.name.clone(),
+                },
             },
-            Change::DelPeer { name } => Change::AddPeer { spec: m.peers.get(name)?.clone(), replace: false },
-            Change::AddNetwork { spec, .. } => match m.networks.get(&spec.name) {
-                Some(old) => Change::AddNetwork { spec: old.clone(), replace: true },
-                None => Change::DelNetwork { name: spec.name.clone() },
-            },
-            Change::DelNetwork { name } => Change::AddNetwork { spec: m.networks.get(name)?.clone(), replace: false },
-            Change::AddRouter { spec, .. } => match m.routers.get(&spec.name) {
-                Some(old) => Change::AddRouter { spec: old.clone(), replace: true },
-                None => Change::DelRouter { name: spec.name.clone() },
-            },
-            Change::DelRouter { name } => Change::AddRouter { spec: m.routers.get(name)?.clone(), replace: false },
-            Change::AddInterface { spec, .. } => match m.interfaces.get(&(spec.router.clone(), spec.network.clone())) {
-                Some(old) => Change::AddInterface { spec: old.clone(), replace: true },
-                None => Change::DelInterface { router: spec.router.clone(), network: spec.network.clone() },
-            },
-            Change::DelInterface { router, network } => Change::AddInterface {
-                spec: m.interfaces.get(&(router.clone(), network.clone()))?.clone(),
+            Change::DelPeer { name } => Change::AddPeer {
+                spec: m.peers.get(name)?.clone(),
                 replace: false,
             },
-            Change::AddRoute { spec, .. } => match m.routes.get(&(spec.router.clone(), spec.prefix)) {
-                Some(old) => Change::AddRoute { spec: old.clone(), replace: true },
-                None => Change::DelRoute { router: spec.router.clone(), prefix: spec.prefix },
+            Change::AddNetwork { spec, .. } => match m.networks.get(&spec.name) {
+                Some(old) => Change::AddNetwork {
+                    spec: old.clone(),
+                    replace: true,
+                },
+                None => Change::DelNetwork {
+                    name: spec.name.clone(),
+                },
             },
-            Change::DelRoute { router, prefix } => {
-                Change::AddRoute { spec: m.routes.get(&(router.clone(), *prefix))?.clone(), replace: false }
+            Change::DelNetwork { name } => Change::AddNetwork {
+                spec: m.networks.get(name)?.clone(),
+                replace: false,
+            },
+            Change::AddRouter { spec, .. } => match m.routers.get(&spec.name) {
+                Some(old) => Change::AddRouter {
+                    spec: old.clone(),
+                    replace: true,
+                },
+                None => Change::DelRouter {
+                    name: spec.name.clone(),
+                },
+            },
+            Change::DelRouter { name } => Change::AddRouter {
+                spec: m.routers.get(name)?.clone(),
+                replace: false,
+            },
+            Change::AddInterface { spec, .. } => match m
+                .interfaces
+                .get(&(spec.router.clone(), spec.network.clone()))
+            {
+                Some(old) => Change::AddInterface {
+                    spec: old.clone(),
+                    replace: true,
+                },
+                None => Change::DelInterface {
+                    router: spec.router.clone(),
+                    network: spec.network.clone(),
+                },
+            },
+            Change::DelInterface { router, network } => Change::AddInterface {
+                spec: m
+                    .interfaces
+                    .get(&(router.clone(), network.clone()))?
+                    .clone(),
+                replace: false,
+            },
+            Change::AddRoute { spec, .. } => {
+                match m.routes.get(&(spec.router.clone(), spec.prefix)) {
+                    Some(old) => Change::AddRoute {
+                        spec: old.clone(),
+                        replace: true,
+                    },
+                    None => Change::DelRoute {
+                        router: spec.router.clone(),
+                        prefix: spec.prefix,
+                    },
+                }
             }
+            Change::DelRoute { router, prefix } => Change::AddRoute {
+                spec: m.routes.get(&(router.clone(), *prefix))?.clone(),
+                replace: false,
+            },
             Change::AddPort { spec, .. } => match m.ports.get(&(spec.network.clone(), spec.ip)) {
-                Some(old) => Change::AddPort { spec: old.clone(), replace: true },
-                None => Change::DelPort { network: spec.network.clone(), ip: spec.ip },
+                Some(old) => Change::AddPort {
+                    spec: old.clone(),
+                    replace: true,
+                },
+                None => Change::DelPort {
+                    network: spec.network.clone(),
+                    ip: spec.ip,
+                },
             },
-            Change::DelPort { network, ip } => {
-                Change::AddPort { spec: m.ports.get(&(network.clone(), *ip))?.clone(), replace: false }
-            }
+            Change::DelPort { network, ip } => Change::AddPort {
+                spec: m.ports.get(&(network.clone(), *ip))?.clone(),
+                replace: false,
+            },
         })
     }
 
@@ -505,13 +590,22 @@ impl ControlPlane {
     }
 
     fn program_peer(&mut self, spec: &PeerSpec, old: Option<&PeerSpec>) -> Result<(), ApplyError> {
-        let underlay_ip = self.cfg.fabric_gateway.map_or(u32::from(spec.vtep), u32::from);
+        let underlay_ip = self
+            .cfg
+            .fabric_gateway
+            .map_or(u32::from(spec.vtep), u32::from);
         match (old, self.peers.get(&spec.name).copied()) {
             (Some(_), Some(state)) => {
                 if state.underlay_ip != underlay_ip {
                     self.underlay_ref(underlay_ip)?;
                     self.underlay_unref(state.underlay_ip);
-                    self.peers.insert(spec.name.clone(), PeerState { underlay_ip, ..state });
+                    self.peers.insert(
+                        spec.name.clone(),
+                        PeerState {
+                            underlay_ip,
+                            ..state
+                        },
+                    );
                 }
             }
             _ => {
@@ -520,7 +614,8 @@ impl ControlPlane {
                     self.peer_ids.release(&self.qsbr, id);
                     return Err(e);
                 }
-                self.peers.insert(spec.name.clone(), PeerState { id, underlay_ip });
+                self.peers
+                    .insert(spec.name.clone(), PeerState { id, underlay_ip });
             }
         }
         self.dirty = true;
@@ -541,7 +636,9 @@ impl ControlPlane {
             u.peers += 1;
             return Ok(());
         }
-        let nh = self.next_hops.alloc(IFACE_NONE, NextHopState::action(NextHopKind::Resolve, 0))?;
+        let nh = self
+            .next_hops
+            .alloc(IFACE_NONE, NextHopState::action(NextHopKind::Resolve, 0))?;
         self.owners.insert(nh, NextHopOwner::Underlay(ip));
         self.underlay.insert(ip, UnderlayNeighbor { nh, peers: 1 });
         Ok(())
@@ -560,7 +657,11 @@ impl ControlPlane {
         }
     }
 
-    fn program_network(&mut self, spec: &NetworkSpec, old: Option<&NetworkSpec>) -> Result<(), ApplyError> {
+    fn program_network(
+        &mut self,
+        spec: &NetworkSpec,
+        old: Option<&NetworkSpec>,
+    ) -> Result<(), ApplyError> {
         if old.is_none() {
             let id = self.network_ids.alloc(&self.qsbr, "networks")?;
             self.networks.insert(spec.name.clone(), id);
@@ -569,8 +670,13 @@ impl ControlPlane {
         // Local ports moved: instance ports that defaulted to the only port follow it.
         if old.is_some_and(|o| o.ports != spec.ports) {
             self.publish_if_dirty();
-            let ports: Vec<_> =
-                self.model.ports.values().filter(|p| p.network == spec.name).cloned().collect();
+            let ports: Vec<_> = self
+                .model
+                .ports
+                .values()
+                .filter(|p| p.network == spec.name)
+                .cloned()
+                .collect();
             for p in ports {
                 self.remove_port(&p);
                 self.install_port(&p)?;
@@ -588,16 +694,23 @@ impl ControlPlane {
         } else {
             LpmConfig::root16(self.cfg.tbl8_groups_compact)
         };
-        let lpm = LpmWriter::new(config, Arc::clone(&self.qsbr))
-            .map_err(|source| ApplyError::Lpm { router: spec.name.clone(), source })?;
+        let lpm =
+            LpmWriter::new(config, Arc::clone(&self.qsbr)).map_err(|source| ApplyError::Lpm {
+                router: spec.name.clone(),
+                source,
+            })?;
         if let Some(hook) = &self.table_memory_hook {
             for (addr, len) in lpm.lpm().memory_regions() {
                 hook(addr, len);
             }
         }
         let id = self.router_ids.alloc(&self.qsbr, "routers")?;
-        let icmp = Arc::new(IcmpLimiter::new(self.cfg.icmp_rate_per_s, self.cfg.icmp_burst));
-        self.routers.insert(spec.name.clone(), RouterState { id, lpm, icmp });
+        let icmp = Arc::new(IcmpLimiter::new(
+            self.cfg.icmp_rate_per_s,
+            self.cfg.icmp_burst,
+        ));
+        self.routers
+            .insert(spec.name.clone(), RouterState { id, lpm, icmp });
         self.dirty = true;
         Ok(())
     }
@@ -608,13 +721,26 @@ impl ControlPlane {
         let id = self.iface_ids.alloc(&self.qsbr, "interfaces")?;
         let mut allocated = Vec::new();
         let result = (|| {
-            let connected = self.next_hops.alloc(id, NextHopState::action(NextHopKind::Resolve, 0))?;
+            let connected = self
+                .next_hops
+                .alloc(id, NextHopState::action(NextHopKind::Resolve, 0))?;
             allocated.push(connected);
-            let local = self.next_hops.alloc(id, NextHopState::action(NextHopKind::LocalDelivery, 0))?;
+            let local = self
+                .next_hops
+                .alloc(id, NextHopState::action(NextHopKind::LocalDelivery, 0))?;
             allocated.push(local);
-            let broadcast = self.next_hops.alloc(id, NextHopState::blackhole(DropReason::Broadcast))?;
+            let broadcast = self
+                .next_hops
+                .alloc(id, NextHopState::blackhole(DropReason::Broadcast))?;
             allocated.push(broadcast);
-            Ok::<_, ApplyError>(IfaceState { id, router: router_id, network, connected, local, broadcast })
+            Ok::<_, ApplyError>(IfaceState {
+                id,
+                router: router_id,
+                network,
+                connected,
+                local,
+                broadcast,
+            })
         })();
         let state = match result {
             Ok(s) => s,
@@ -624,10 +750,13 @@ impl ControlPlane {
                 return Err(e);
             }
         };
-        self.owners.insert(state.connected, NextHopOwner::Connected(id));
+        self.owners
+            .insert(state.connected, NextHopOwner::Connected(id));
         self.owners.insert(state.local, NextHopOwner::Local(id));
-        self.owners.insert(state.broadcast, NextHopOwner::Broadcast(id));
-        self.ifaces.insert((spec.router.clone(), spec.network.clone()), state);
+        self.owners
+            .insert(state.broadcast, NextHopOwner::Broadcast(id));
+        self.ifaces
+            .insert((spec.router.clone(), spec.network.clone()), state);
         // Workers must know the interface before any route points at it.
         self.dirty = true;
         self.publish_if_dirty();
@@ -643,7 +772,13 @@ impl ControlPlane {
                 return Err(e);
             }
         }
-        let ports: Vec<_> = self.model.ports.values().filter(|p| p.network == spec.network).cloned().collect();
+        let ports: Vec<_> = self
+            .model
+            .ports
+            .values()
+            .filter(|p| p.network == spec.network)
+            .cloned()
+            .collect();
         for p in &ports {
             if let Err(e) = self.install_port_neighbor(p) {
                 self.remove_interface(spec);
@@ -656,10 +791,16 @@ impl ControlPlane {
     /// Removes an interface and everything that depends on it. Tolerates a partly installed one.
     fn remove_interface(&mut self, spec: &InterfaceSpec) {
         let key = (spec.router.clone(), spec.network.clone());
-        let Some(state) = self.ifaces.get(&key).copied() else { return };
+        let Some(state) = self.ifaces.get(&key).copied() else {
+            return;
+        };
         // Neighbours on the interface (instance ports and learned ones) and their host routes.
-        let on_iface: Vec<_> =
-            self.neighbors.iter().filter(|(_, n)| n.iface == state.id).map(|(k, n)| (*k, *n)).collect();
+        let on_iface: Vec<_> = self
+            .neighbors
+            .iter()
+            .filter(|(_, n)| n.iface == state.id)
+            .map(|(k, n)| (*k, *n))
+            .collect();
         for ((router, ip), n) in on_iface {
             if n.host_route {
                 let _ = self.lpm_remove(&spec.router, host_prefix(Ipv4Addr::from(ip)));
@@ -670,7 +811,11 @@ impl ControlPlane {
             self.next_hops.free(n.nh);
         }
         let subnet = spec.address.subnet();
-        for prefix in [subnet, host_prefix(spec.address.ip), host_prefix(spec.address.broadcast())] {
+        for prefix in [
+            subnet,
+            host_prefix(spec.address.ip),
+            host_prefix(spec.address.broadcast()),
+        ] {
             let _ = self.lpm_remove(&spec.router, prefix);
         }
         for nh in [state.connected, state.local, state.broadcast] {
@@ -683,7 +828,11 @@ impl ControlPlane {
         self.iface_ids.release(&self.qsbr, state.id);
     }
 
-    fn install_route(&mut self, spec: &RouteSpec, old: Option<&RouteSpec>) -> Result<(), ApplyError> {
+    fn install_route(
+        &mut self,
+        spec: &RouteSpec,
+        old: Option<&RouteSpec>,
+    ) -> Result<(), ApplyError> {
         let router_id = self.routers[&spec.router].id;
         let iface = self
             .model
@@ -702,28 +851,46 @@ impl ControlPlane {
     }
 
     fn remove_route(&mut self, spec: &RouteSpec) {
-        let Some(router_id) = self.routers.get(&spec.router).map(|r| r.id) else { return };
+        let Some(router_id) = self.routers.get(&spec.router).map(|r| r.id) else {
+            return;
+        };
         let _ = self.lpm_remove(&spec.router, spec.prefix);
         self.neighbor_unref(router_id, u32::from(spec.via));
     }
 
     /// A neighbour referenced by a route: created unresolved if it does not exist.
-    fn neighbor_ref(&mut self, router: RouterId, iface: IfaceId, ip: u32) -> Result<NextHopIndex, ApplyError> {
+    fn neighbor_ref(
+        &mut self,
+        router: RouterId,
+        iface: IfaceId,
+        ip: u32,
+    ) -> Result<NextHopIndex, ApplyError> {
         if let Some(n) = self.neighbors.get_mut(&(router, ip)) {
             n.routes += 1;
             return Ok(n.nh);
         }
-        let nh = self.next_hops.alloc(iface, NextHopState::action(NextHopKind::Pending, 0))?;
-        self.owners.insert(nh, NextHopOwner::Neighbor { router, ip });
+        let nh = self
+            .next_hops
+            .alloc(iface, NextHopState::action(NextHopKind::Pending, 0))?;
+        self.owners
+            .insert(nh, NextHopOwner::Neighbor { router, ip });
         self.neighbors.insert(
             (router, ip),
-            Neighbor { nh, iface, routes: 1, origin: NeighborOrigin::Unresolved, host_route: false },
+            Neighbor {
+                nh,
+                iface,
+                routes: 1,
+                origin: NeighborOrigin::Unresolved,
+                host_route: false,
+            },
         );
         Ok(nh)
     }
 
     fn neighbor_unref(&mut self, router: RouterId, ip: u32) {
-        let Some(n) = self.neighbors.get_mut(&(router, ip)) else { return };
+        let Some(n) = self.neighbors.get_mut(&(router, ip)) else {
+            return;
+        };
         n.routes = n.routes.saturating_sub(1);
         if n.routes == 0 && n.origin == NeighborOrigin::Unresolved {
             let nh = n.nh;
@@ -741,10 +908,15 @@ impl ControlPlane {
             let name = spec.port.as_ref().or(net.ports.first()).ok_or_else(|| {
                 ApplyError::Config(format!("network {} has no local port", spec.network))
             })?;
-            let id = self.port_id(name).ok_or_else(|| ApplyError::Config(format!("no port {name}")))?;
+            let id = self
+                .port_id(name)
+                .ok_or_else(|| ApplyError::Config(format!("no port {name}")))?;
             Ok(L2Location::Local(id))
         } else {
-            let peer = self.peers.get(&spec.host).ok_or_else(|| ApplyError::Config(format!("no peer {}", spec.host)))?;
+            let peer = self
+                .peers
+                .get(&spec.host)
+                .ok_or_else(|| ApplyError::Config(format!("no peer {}", spec.host)))?;
             Ok(L2Location::Remote(peer.id))
         }
     }
@@ -752,7 +924,8 @@ impl ControlPlane {
     fn install_port(&mut self, spec: &InstancePortSpec) -> Result<(), ApplyError> {
         let network = self.networks[&spec.network];
         let location = self.port_location(spec)?;
-        self.l2.insert(l2_key(network, spec.mac.to_u64()), location.encode())?;
+        self.l2
+            .insert(l2_key(network, spec.mac.to_u64()), location.encode())?;
         if let L2Location::Remote(peer) = location {
             self.flood_ref(network, peer);
         }
@@ -768,8 +941,14 @@ impl ControlPlane {
 
     /// The permanent neighbour entry of an instance port in its network's router, if any.
     fn install_port_neighbor(&mut self, spec: &InstancePortSpec) -> Result<(), ApplyError> {
-        let Some(iface) = self.model.interface_of_network(&spec.network).cloned() else { return Ok(()) };
-        let Some(state) = self.ifaces.get(&(iface.router.clone(), iface.network.clone())).copied() else {
+        let Some(iface) = self.model.interface_of_network(&spec.network).cloned() else {
+            return Ok(());
+        };
+        let Some(state) = self
+            .ifaces
+            .get(&(iface.router.clone(), iface.network.clone()))
+            .copied()
+        else {
             return Ok(());
         };
         let location = self.port_location(spec)?;
@@ -782,10 +961,22 @@ impl ControlPlane {
         let created = !self.neighbors.contains_key(&key);
         if created {
             let nh = self.next_hops.alloc(state.id, nh_state)?;
-            self.owners.insert(nh, NextHopOwner::Neighbor { router: state.router, ip });
+            self.owners.insert(
+                nh,
+                NextHopOwner::Neighbor {
+                    router: state.router,
+                    ip,
+                },
+            );
             self.neighbors.insert(
                 key,
-                Neighbor { nh, iface: state.id, routes: 0, origin: NeighborOrigin::Static, host_route: false },
+                Neighbor {
+                    nh,
+                    iface: state.id,
+                    routes: 0,
+                    origin: NeighborOrigin::Static,
+                    host_route: false,
+                },
             );
         }
         let n = self.neighbors.get_mut(&key).expect("present");
@@ -809,23 +1000,45 @@ impl ControlPlane {
     }
 
     fn remove_port(&mut self, spec: &InstancePortSpec) {
-        let Some(&network) = self.networks.get(&spec.network) else { return };
-        if let Some(L2Location::Remote(peer)) =
-            self.l2.remove(l2_key(network, spec.mac.to_u64())).and_then(L2Location::decode)
+        let Some(&network) = self.networks.get(&spec.network) else {
+            return;
+        };
+        if let Some(L2Location::Remote(peer)) = self
+            .l2
+            .remove(l2_key(network, spec.mac.to_u64()))
+            .and_then(L2Location::decode)
         {
             self.flood_unref(network, peer);
         }
-        let Some(iface) = self.model.interface_of_network(&spec.network).cloned() else { return };
-        let Some(state) = self.ifaces.get(&(iface.router.clone(), iface.network.clone())).copied() else { return };
+        let Some(iface) = self.model.interface_of_network(&spec.network).cloned() else {
+            return;
+        };
+        let Some(state) = self
+            .ifaces
+            .get(&(iface.router.clone(), iface.network.clone()))
+            .copied()
+        else {
+            return;
+        };
         let key = (state.router, u32::from(spec.ip));
-        let Some(n) = self.neighbors.get(&key).copied() else { return };
+        let Some(n) = self.neighbors.get(&key).copied() else {
+            return;
+        };
         if n.host_route {
             let _ = self.lpm_remove(&iface.router, host_prefix(spec.ip));
         }
         if n.routes > 0 {
             // Still the gateway of routes: back to unresolved, to be learned by ARP.
-            self.next_hops.set(n.nh, NextHopState::action(NextHopKind::Pending, 0));
-            self.neighbors.insert(key, Neighbor { origin: NeighborOrigin::Unresolved, host_route: false, ..n });
+            self.next_hops
+                .set(n.nh, NextHopState::action(NextHopKind::Pending, 0));
+            self.neighbors.insert(
+                key,
+                Neighbor {
+                    origin: NeighborOrigin::Unresolved,
+                    host_route: false,
+                    ..n
+                },
+            );
         } else {
             self.neighbors.remove(&key);
             self.owners.remove(&n.nh);
@@ -852,15 +1065,39 @@ impl ControlPlane {
         }
     }
 
-    fn lpm_insert(&mut self, router: &str, prefix: Prefix, nh: NextHopIndex) -> Result<(), ApplyError> {
-        let r = self.routers.get_mut(router).ok_or_else(|| ApplyError::Config(format!("no router {router}")))?;
-        let id = lpm::NextHopId::new(nh).ok_or_else(|| ApplyError::Config(format!("next hop {nh} out of range")))?;
-        r.lpm.insert(prefix, id).map(|_| ()).map_err(|source| ApplyError::Lpm { router: router.into(), source })
+    fn lpm_insert(
+        &mut self,
+        router: &str,
+        prefix: Prefix,
+        nh: NextHopIndex,
+    ) -> Result<(), ApplyError> {
+        let r = self
+            .routers
+            .get_mut(router)
+            .ok_or_else(|| ApplyError::Config(format!("no router {router}")))?;
+        let id = lpm::NextHopId::new(nh)
+            .ok_or_else(|| ApplyError::Config(format!("next hop {nh} out of range")))?;
+        r.lpm
+            .insert(prefix, id)
+            .map(|_| ())
+            .map_err(|source| ApplyError::Lpm {
+                router: router.into(),
+                source,
+            })
     }
 
     fn lpm_remove(&mut self, router: &str, prefix: Prefix) -> Result<(), ApplyError> {
-        let r = self.routers.get_mut(router).ok_or_else(|| ApplyError::Config(format!("no router {router}")))?;
-        r.lpm.remove(prefix).map(|_| ()).map_err(|source| ApplyError::Lpm { router: router.into(), source })
+        let r = self
+            .routers
+            .get_mut(router)
+            .ok_or_else(|| ApplyError::Config(format!("no router {router}")))?;
+        r.lpm
+            .remove(prefix)
+            .map(|_| ())
+            .map_err(|source| ApplyError::Lpm {
+                router: router.into(),
+                source,
+            })
     }
 
     /// Reclaims table memory whose grace period is over. Call periodically.
@@ -883,7 +1120,10 @@ impl ControlPlane {
         self.dirty = false;
         let m = &self.model;
         let mut t = Topology {
-            host: m.host.as_ref().map(|h| HostInfo { dvr_mac: h.dvr_mac.0, vtep: u32::from(h.vtep) }),
+            host: m.host.as_ref().map(|h| HostInfo {
+                dvr_mac: h.dvr_mac.0,
+                vtep: u32::from(h.vtep),
+            }),
             fabric: self.fabric,
             dvr_mac_base: (self.cfg.dvr_mac_base.0.to_u64(), self.cfg.dvr_mac_base.1),
             ..Topology::default()
@@ -892,15 +1132,26 @@ impl ControlPlane {
             .cfg
             .ports
             .iter()
-            .map(|p| PortInfo { role: PortRole::Unused, mac: p.mac, mtu: p.mtu })
+            .map(|p| PortInfo {
+                role: PortRole::Unused,
+                mac: p.mac,
+                mtu: p.mtu,
+            })
             .collect();
         if let Some(f) = self.fabric {
             t.ports[usize::from(f)].role = PortRole::Fabric;
         }
-        t.networks = slots(self.networks.values().map(|&i| usize::from(i) + 1).max().unwrap_or(0));
+        t.networks = slots(
+            self.networks
+                .values()
+                .map(|&i| usize::from(i) + 1)
+                .max()
+                .unwrap_or(0),
+        );
         for (name, &id) in &self.networks {
             let spec = &m.networks[name];
-            let local_ports: Vec<PortId> = spec.ports.iter().filter_map(|p| self.port_id(p)).collect();
+            let local_ports: Vec<PortId> =
+                spec.ports.iter().filter_map(|p| self.port_id(p)).collect();
             for &p in &local_ports {
                 t.ports[usize::from(p)].role = PortRole::Local { network: id };
             }
@@ -908,11 +1159,26 @@ impl ControlPlane {
                 .interface_of_network(name)
                 .and_then(|i| self.ifaces.get(&(i.router.clone(), i.network.clone())))
                 .map(|s| s.id);
-            let flood_peers = self.flood.range((id, 0)..=(id, PeerId::MAX)).map(|((_, p), _)| *p).collect();
-            t.networks[usize::from(id)] = Some(NetworkInfo { vni: spec.vni, iface, local_ports, flood_peers });
+            let flood_peers = self
+                .flood
+                .range((id, 0)..=(id, PeerId::MAX))
+                .map(|((_, p), _)| *p)
+                .collect();
+            t.networks[usize::from(id)] = Some(NetworkInfo {
+                vni: spec.vni,
+                iface,
+                local_ports,
+                flood_peers,
+            });
             t.vni_to_network.insert(spec.vni, id);
         }
-        t.ifaces = slots(self.ifaces.values().map(|s| usize::from(s.id) + 1).max().unwrap_or(0));
+        t.ifaces = slots(
+            self.ifaces
+                .values()
+                .map(|s| usize::from(s.id) + 1)
+                .max()
+                .unwrap_or(0),
+        );
         for (key, s) in &self.ifaces {
             let spec = &m.interfaces[key];
             t.ifaces[usize::from(s.id)] = Some(IfaceInfo {
@@ -923,15 +1189,34 @@ impl ControlPlane {
                 subnet: spec.address.subnet(),
             });
         }
-        t.routers = slots(self.routers.values().map(|r| usize::from(r.id) + 1).max().unwrap_or(0));
+        t.routers = slots(
+            self.routers
+                .values()
+                .map(|r| usize::from(r.id) + 1)
+                .max()
+                .unwrap_or(0),
+        );
         for r in self.routers.values() {
-            t.routers[usize::from(r.id)] = Some(RouterInfo { lpm: Arc::clone(r.lpm.lpm()), icmp: Arc::clone(&r.icmp) });
+            t.routers[usize::from(r.id)] = Some(RouterInfo {
+                lpm: Arc::clone(r.lpm.lpm()),
+                icmp: Arc::clone(&r.icmp),
+            });
         }
-        t.peers = slots(self.peers.values().map(|p| usize::from(p.id) + 1).max().unwrap_or(0));
+        t.peers = slots(
+            self.peers
+                .values()
+                .map(|p| usize::from(p.id) + 1)
+                .max()
+                .unwrap_or(0),
+        );
         for (name, p) in &self.peers {
             let spec = &m.peers[name];
             let underlay = self.underlay.get(&p.underlay_ip).map_or(0, |u| u.nh);
-            t.peers[usize::from(p.id)] = Some(PeerInfo { vtep: u32::from(spec.vtep), dvr_mac: spec.dvr_mac.0, underlay });
+            t.peers[usize::from(p.id)] = Some(PeerInfo {
+                vtep: u32::from(spec.vtep),
+                dvr_mac: spec.dvr_mac.0,
+                underlay,
+            });
             t.vtep_to_peer.insert(u32::from(spec.vtep), p.id);
             t.dvr_mac_to_peer.insert(spec.dvr_mac.to_u64(), p.id);
         }
@@ -947,7 +1232,10 @@ impl ControlPlane {
 
     /// The name of a router by id.
     pub fn router_name(&self, id: RouterId) -> Option<&str> {
-        self.routers.iter().find(|(_, r)| r.id == id).map(|(n, _)| n.as_str())
+        self.routers
+            .iter()
+            .find(|(_, r)| r.id == id)
+            .map(|(n, _)| n.as_str())
     }
 
     /// The id of a network by name.
@@ -957,12 +1245,18 @@ impl ControlPlane {
 
     /// The name of a network by id.
     pub fn network_name(&self, id: NetworkId) -> Option<&str> {
-        self.networks.iter().find(|(_, &n)| n == id).map(|(n, _)| n.as_str())
+        self.networks
+            .iter()
+            .find(|(_, &n)| n == id)
+            .map(|(n, _)| n.as_str())
     }
 
     /// The name of a peer by id.
     pub fn peer_name(&self, id: PeerId) -> Option<&str> {
-        self.peers.iter().find(|(_, p)| p.id == id).map(|(n, _)| n.as_str())
+        self.peers
+            .iter()
+            .find(|(_, p)| p.id == id)
+            .map(|(n, _)| n.as_str())
     }
 
     /// The LPM of a router (for lookups by the control thread and operators).
@@ -987,7 +1281,15 @@ impl ControlPlane {
             .iter()
             .map(|(&(router, ip), n)| {
                 let router_name = self.router_name(router).unwrap_or("?").to_string();
-                self.neigh.view(router_name, Ipv4Addr::from(ip), n.nh, n.origin, n.routes, table.get(n.nh).state, now)
+                self.neigh.view(
+                    router_name,
+                    Ipv4Addr::from(ip),
+                    n.nh,
+                    n.origin,
+                    n.routes,
+                    table.get(n.nh).state,
+                    now,
+                )
             })
             .collect();
         for (&ip, u) in &self.underlay {
@@ -1013,7 +1315,11 @@ impl ControlPlane {
             l2_used: self.l2.len(),
             l2_capacity: self.dp.l2.capacity(),
             routes: self.routers.values().map(|r| r.lpm.len()).sum(),
-            tbl8_used: self.routers.values().map(|r| r.lpm.tbl8_in_use() as usize).sum(),
+            tbl8_used: self
+                .routers
+                .values()
+                .map(|r| r.lpm.tbl8_in_use() as usize)
+                .sum(),
         }
     }
 }
@@ -1054,15 +1360,32 @@ impl Model {
             Change::AddRouter { spec, .. } => b.router = self.routers.get(&spec.name).cloned(),
             Change::DelRouter { name } => b.router = self.routers.get(name).cloned(),
             Change::AddInterface { spec, .. } => {
-                b.interface = self.interfaces.get(&(spec.router.clone(), spec.network.clone())).cloned()
+                b.interface = self
+                    .interfaces
+                    .get(&(spec.router.clone(), spec.network.clone()))
+                    .cloned()
             }
             Change::DelInterface { router, network } => {
-                b.interface = self.interfaces.get(&(router.clone(), network.clone())).cloned()
+                b.interface = self
+                    .interfaces
+                    .get(&(router.clone(), network.clone()))
+                    .cloned()
             }
-            Change::AddRoute { spec, .. } => b.route = self.routes.get(&(spec.router.clone(), spec.prefix)).cloned(),
-            Change::DelRoute { router, prefix } => b.route = self.routes.get(&(router.clone(), *prefix)).cloned(),
-            Change::AddPort { spec, .. } => b.port = self.ports.get(&(spec.network.clone(), spec.ip)).cloned(),
-            Change::DelPort { network, ip } => b.port = self.ports.get(&(network.clone(), *ip)).cloned(),
+            Change::AddRoute { spec, .. } => {
+                b.route = self
+                    .routes
+                    .get(&(spec.router.clone(), spec.prefix))
+                    .cloned()
+            }
+            Change::DelRoute { router, prefix } => {
+                b.route = self.routes.get(&(router.clone(), *prefix)).cloned()
+            }
+            Change::AddPort { spec, .. } => {
+                b.port = self.ports.get(&(spec.network.clone(), spec.ip)).cloned()
+            }
+            Change::DelPort { network, ip } => {
+                b.port = self.ports.get(&(network.clone(), *ip)).cloned()
+            }
         }
         b
     }
@@ -1083,20 +1406,40 @@ impl Model {
             Change::SetHost(_) => self.host = before.host,
             Change::AddPeer { spec, .. } => put(&mut self.peers, spec.name.clone(), before.peer),
             Change::DelPeer { name } => put(&mut self.peers, name.clone(), before.peer),
-            Change::AddNetwork { spec, .. } => put(&mut self.networks, spec.name.clone(), before.network),
+            Change::AddNetwork { spec, .. } => {
+                put(&mut self.networks, spec.name.clone(), before.network)
+            }
             Change::DelNetwork { name } => put(&mut self.networks, name.clone(), before.network),
-            Change::AddRouter { spec, .. } => put(&mut self.routers, spec.name.clone(), before.router),
+            Change::AddRouter { spec, .. } => {
+                put(&mut self.routers, spec.name.clone(), before.router)
+            }
             Change::DelRouter { name } => put(&mut self.routers, name.clone(), before.router),
-            Change::AddInterface { spec, .. } => {
-                put(&mut self.interfaces, (spec.router.clone(), spec.network.clone()), before.interface)
+            Change::AddInterface { spec, .. } => put(
+                &mut self.interfaces,
+                (spec.router.clone(), spec.network.clone()),
+                before.interface,
+            ),
+            Change::DelInterface { router, network } => put(
+                &mut self.interfaces,
+                (router.clone(), network.clone()),
+                before.interface,
+            ),
+            Change::AddRoute { spec, .. } => put(
+                &mut self.routes,
+                (spec.router.clone(), spec.prefix),
+                before.route,
+            ),
+            Change::DelRoute { router, prefix } => {
+                put(&mut self.routes, (router.clone(), *prefix), before.route)
             }
-            Change::DelInterface { router, network } => {
-                put(&mut self.interfaces, (router.clone(), network.clone()), before.interface)
+            Change::AddPort { spec, .. } => put(
+                &mut self.ports,
+                (spec.network.clone(), spec.ip),
+                before.port,
+            ),
+            Change::DelPort { network, ip } => {
+                put(&mut self.ports, (network.clone(), *ip), before.port)
             }
-            Change::AddRoute { spec, .. } => put(&mut self.routes, (spec.router.clone(), spec.prefix), before.route),
-            Change::DelRoute { router, prefix } => put(&mut self.routes, (router.clone(), *prefix), before.route),
-            Change::AddPort { spec, .. } => put(&mut self.ports, (spec.network.clone(), spec.ip), before.port),
-            Change::DelPort { network, ip } => put(&mut self.ports, (network.clone(), *ip), before.port),
         }
     }
 }
@@ -1109,4 +1452,3 @@ fn slots<T: Clone>(n: usize) -> Vec<Option<T>> {
 fn host_prefix(ip: Ipv4Addr) -> Prefix {
     Prefix::containing(u32::from(ip), 32)
 }
-

@@ -38,7 +38,14 @@ pub struct NeighborConfig {
 
 impl Default for NeighborConfig {
     fn default() -> Self {
-        NeighborConfig { reachable_ms: 30_000, retrans_ms: 1_000, probes_max: 3, failed_ms: 20_000, stale_ms: 60_000, hold_max: 256 }
+        NeighborConfig {
+            reachable_ms: 30_000,
+            retrans_ms: 1_000,
+            probes_max: 3,
+            failed_ms: 20_000,
+            stale_ms: 60_000,
+            hold_max: 256,
+        }
     }
 }
 
@@ -125,7 +132,10 @@ pub(crate) struct Neighbors {
 
 impl Neighbors {
     pub fn new(cfg: NeighborConfig) -> Self {
-        Neighbors { cfg, entries: HashMap::new() }
+        Neighbors {
+            cfg,
+            entries: HashMap::new(),
+        }
     }
 
     pub fn config(&self) -> &NeighborConfig {
@@ -158,18 +168,24 @@ impl Neighbors {
 
     /// True while `nh` is being resolved (packets for it are held).
     pub fn is_incomplete(&self, nh: NextHopIndex) -> bool {
-        self.entries.get(&nh).is_some_and(|r| r.state == NeighborState::Incomplete)
+        self.entries
+            .get(&nh)
+            .is_some_and(|r| r.state == NeighborState::Incomplete)
     }
 
     /// True while `nh` failed (packets for it get ICMP host unreachable).
     pub fn is_failed(&self, nh: NextHopIndex) -> bool {
-        self.entries.get(&nh).is_some_and(|r| r.state == NeighborState::Failed)
+        self.entries
+            .get(&nh)
+            .is_some_and(|r| r.state == NeighborState::Failed)
     }
 
     /// An ARP reply (or request) from the neighbour confirmed it at `mac`. Returns true if the
     /// neighbour was waiting (its held packets can go now).
     pub fn confirm(&mut self, nh: NextHopIndex, mac: EthernetAddress, now: Nanos) -> bool {
-        let Some(r) = self.entries.get_mut(&nh) else { return false };
+        let Some(r) = self.entries.get_mut(&nh) else {
+            return false;
+        };
         let was_waiting = matches!(r.state, NeighborState::Incomplete | NeighborState::Failed);
         r.state = NeighborState::Reachable;
         r.deadline = now + self.cfg.reachable_ms * MS;
@@ -180,7 +196,14 @@ impl Neighbors {
     }
 
     /// Registers a neighbour learned without asking (e.g. from a request it sent us).
-    pub fn learn(&mut self, nh: NextHopIndex, ip: u32, asker: Asker, mac: EthernetAddress, now: Nanos) {
+    pub fn learn(
+        &mut self,
+        nh: NextHopIndex,
+        ip: u32,
+        asker: Asker,
+        mac: EthernetAddress,
+        now: Nanos,
+    ) {
         self.entries.insert(
             nh,
             Resolution {
@@ -273,8 +296,14 @@ impl Neighbors {
             (_, None) => NeighborState::Unresolved,
         };
         let (mac, location) = match state.kind() {
-            NextHopKind::Local => (Some(state.mac().to_string()), format!("local port {}", state.target())),
-            NextHopKind::Remote => (Some(state.mac().to_string()), format!("peer {}", state.target())),
+            NextHopKind::Local => (
+                Some(state.mac().to_string()),
+                format!("local port {}", state.target()),
+            ),
+            NextHopKind::Remote => (
+                Some(state.mac().to_string()),
+                format!("peer {}", state.target()),
+            ),
             k => (None, k.name().to_string()),
         };
         NeighborView {
@@ -295,7 +324,10 @@ fn solicit(asker: &Asker, ip: u32, unicast: Option<EthernetAddress>) -> Vec<Soli
     asker
         .ports
         .iter()
-        .map(|&port| Solicit { port, frame: super::punt::arp_request(asker.src_mac, asker.src_ip, ip, unicast) })
+        .map(|&port| Solicit {
+            port,
+            frame: super::punt::arp_request(asker.src_mac, asker.src_ip, ip, unicast),
+        })
         .collect()
 }
 
@@ -304,7 +336,11 @@ mod tests {
     use super::*;
 
     fn asker() -> Asker {
-        Asker { ports: vec![3], src_mac: EthernetAddress([2, 0, 0, 0, 0, 1]), src_ip: 0x0a00_0101 }
+        Asker {
+            ports: vec![3],
+            src_mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
+            src_ip: 0x0a00_0101,
+        }
     }
 
     const S: Nanos = 1_000_000_000;

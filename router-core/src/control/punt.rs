@@ -13,10 +13,14 @@ use std::sync::Arc;
 use super::neigh::{Asker, Solicit};
 use super::{ControlPlane, NeighborOrigin, NextHopOwner};
 use crate::dataplane::{l2_key, L2Location, Nanos, NetworkId, PeerId, PortId, PortRole, Topology};
-use crate::engine::{build_icmp_error, check_ipv4, write_ethernet, DropReason, FabricHeader, PacketBuf, PuntReason};
+use crate::engine::{
+    build_icmp_error, check_ipv4, write_ethernet, DropReason, FabricHeader, PacketBuf, PuntReason,
+};
 use crate::lpm::NO_ROUTE;
 use crate::table::{NextHopIndex, NextHopKind, NextHopState};
-use crate::wire::{self, icmpv4, ArpOperation, ArpPacket, EtherType, EthernetAddress, Icmpv4Message, IpProtocol};
+use crate::wire::{
+    self, icmpv4, ArpOperation, ArpPacket, EtherType, EthernetAddress, Icmpv4Message, IpProtocol,
+};
 
 const ETH_LEN: usize = wire::ethernet::HEADER_LEN;
 /// Shortest Ethernet frame without FCS.
@@ -78,7 +82,9 @@ impl ControlPlane {
         match (reason, role) {
             (_, PortRole::Unused) => PuntAction::Drop(DropReason::PortNotAttached),
             (PuntReason::Arp, PortRole::Fabric) => self.arp_fabric(&topo, pkt, input, now),
-            (PuntReason::Arp, PortRole::Local { network }) => self.arp_local(&topo, pkt, input, network, now),
+            (PuntReason::Arp, PortRole::Local { network }) => {
+                self.arp_local(&topo, pkt, input, network, now)
+            }
             (PuntReason::LocalDelivery, _) => self.local_delivery(&topo, pkt, input, role),
             (PuntReason::NeighborMiss, PortRole::Local { network }) => {
                 self.neighbor_miss(&topo, pkt, network, now, solicits)
@@ -86,7 +92,9 @@ impl ControlPlane {
             (PuntReason::UnderlayMiss, PortRole::Local { network }) => {
                 self.underlay_miss(&topo, pkt, network, now, solicits)
             }
-            (PuntReason::Flood, PortRole::Local { network }) => self.flood_local(&topo, network, input),
+            (PuntReason::Flood, PortRole::Local { network }) => {
+                self.flood_local(&topo, network, input)
+            }
             (PuntReason::Flood, PortRole::Fabric) => self.flood_from_fabric(&topo, pkt),
             (PuntReason::NeighborMiss | PuntReason::UnderlayMiss, PortRole::Fabric) => {
                 PuntAction::Drop(DropReason::NotForRouter)
@@ -95,20 +103,37 @@ impl ControlPlane {
     }
 
     /// ARP on the fabric: requests for our VTEP, replies from underlay neighbours.
-    fn arp_fabric(&mut self, topo: &Topology, pkt: &mut PacketBuf<'_>, input: PortId, now: Nanos) -> PuntAction {
+    fn arp_fabric(
+        &mut self,
+        topo: &Topology,
+        pkt: &mut PacketBuf<'_>,
+        input: PortId,
+        now: Nanos,
+    ) -> PuntAction {
         let (Some(host), Some(port)) = (topo.host, topo.port(input)) else {
             return PuntAction::Drop(DropReason::NoFabric);
         };
         let Ok(arp) = ArpPacket::new_checked(&pkt.frame()[ETH_LEN..]) else {
             return PuntAction::Drop(DropReason::ArpMalformed);
         };
-        let (op, sender_ip, sender_mac, target_ip) =
-            (arp.operation(), arp.sender_ip_u32(), arp.sender_hw(), arp.target_ip_u32());
+        let (op, sender_ip, sender_mac, target_ip) = (
+            arp.operation(),
+            arp.sender_ip_u32(),
+            arp.sender_hw(),
+            arp.target_ip_u32(),
+        );
         // Whatever the operation, a known underlay neighbour speaking confirms itself.
         if let Some(u) = self.underlay.get(&sender_ip).copied() {
             if sender_mac.is_unicast() {
-                self.next_hops.set(u.nh, NextHopState::new(NextHopKind::Local, input, sender_mac));
-                let asker = Asker { ports: vec![input], src_mac: port.mac, src_ip: host.vtep };
+                self.next_hops.set(
+                    u.nh,
+                    NextHopState::new(NextHopKind::Local, input, sender_mac),
+                );
+                let asker = Asker {
+                    ports: vec![input],
+                    src_mac: port.mac,
+                    src_ip: host.vtep,
+                };
                 if !self.neigh.confirm(u.nh, sender_mac, now) && !self.neigh.is_incomplete(u.nh) {
                     self.neigh.learn(u.nh, sender_ip, asker, sender_mac, now);
                 }
@@ -133,12 +158,18 @@ impl ControlPlane {
         let Ok(arp) = ArpPacket::new_checked(&pkt.frame()[ETH_LEN..]) else {
             return PuntAction::Drop(DropReason::ArpMalformed);
         };
-        let (op, sender_ip, sender_mac, target_ip) =
-            (arp.operation(), arp.sender_ip_u32(), arp.sender_hw(), arp.target_ip_u32());
+        let (op, sender_ip, sender_mac, target_ip) = (
+            arp.operation(),
+            arp.sender_ip_u32(),
+            arp.sender_hw(),
+            arp.target_ip_u32(),
+        );
         if !sender_mac.is_unicast() {
             return PuntAction::Drop(DropReason::ArpMalformed);
         }
-        let Some(net) = topo.network(network) else { return PuntAction::Drop(DropReason::Stale) };
+        let Some(net) = topo.network(network) else {
+            return PuntAction::Drop(DropReason::Stale);
+        };
         let gw = net.iface.and_then(|i| topo.iface(i).map(|g| (i, *g)));
 
         // Learn or confirm a dynamic neighbour (never a permanent one) from what it says.
@@ -160,8 +191,14 @@ impl ControlPlane {
         // ARP suppression: answer for an instance port we know, unless it sits behind the
         // port the request came from (it answers for itself there).
         let network_name = self.network_name(network).map(str::to_string);
-        if let Some(port) = network_name.and_then(|n| self.model.ports.get(&(n, Ipv4Addr::from(target_ip)))) {
-            let location = self.dp.l2.get(l2_key(network, port.mac.to_u64())).and_then(L2Location::decode);
+        if let Some(port) =
+            network_name.and_then(|n| self.model.ports.get(&(n, Ipv4Addr::from(target_ip))))
+        {
+            let location = self
+                .dp
+                .l2
+                .get(l2_key(network, port.mac.to_u64()))
+                .and_then(L2Location::decode);
             if location == Some(L2Location::Local(input)) {
                 return PuntAction::Drop(DropReason::NotForRouter);
             }
@@ -180,12 +217,19 @@ impl ControlPlane {
         input: PortId,
         now: Nanos,
     ) {
-        let Some(n) = self.neighbors.get(&(router, ip)).copied() else { return };
+        let Some(n) = self.neighbors.get(&(router, ip)).copied() else {
+            return;
+        };
         if n.origin == NeighborOrigin::Static {
             return;
         }
-        let asker = self.asker_for(iface).unwrap_or(Asker { ports: vec![input], src_mac: mac, src_ip: 0 });
-        self.next_hops.set(n.nh, NextHopState::new(NextHopKind::Local, input, mac));
+        let asker = self.asker_for(iface).unwrap_or(Asker {
+            ports: vec![input],
+            src_mac: mac,
+            src_ip: 0,
+        });
+        self.next_hops
+            .set(n.nh, NextHopState::new(NextHopKind::Local, input, mac));
         if let Some(entry) = self.neighbors.get_mut(&(router, ip)) {
             entry.origin = NeighborOrigin::Dynamic;
         }
@@ -208,12 +252,22 @@ impl ControlPlane {
         let topo = self.dp.topology.load();
         let g = topo.iface(iface)?;
         let net = topo.network(g.network)?;
-        Some(Asker { ports: net.local_ports.clone(), src_mac: g.mac, src_ip: g.ip })
+        Some(Asker {
+            ports: net.local_ports.clone(),
+            src_mac: g.mac,
+            src_ip: g.ip,
+        })
     }
 
     /// ICMP echo to a gateway address or the VTEP gets a reply; UDP gets port unreachable;
     /// anything else is not for a router.
-    fn local_delivery(&mut self, topo: &Topology, pkt: &mut PacketBuf<'_>, input: PortId, role: PortRole) -> PuntAction {
+    fn local_delivery(
+        &mut self,
+        topo: &Topology,
+        pkt: &mut PacketBuf<'_>,
+        input: PortId,
+        role: PortRole,
+    ) -> PuntAction {
         let Ok(total_len) = check_ipv4(&pkt.frame()[ETH_LEN..]) else {
             return PuntAction::Drop(DropReason::Ipv4Truncated);
         };
@@ -249,7 +303,9 @@ impl ControlPlane {
                 ipm.set_dst_addr(src);
                 ipm.set_ttl(crate::engine::ORIGINATED_TTL);
                 ipm.fill_checksum();
-                let mut icmp = wire::Icmpv4Packet::new_unchecked(&mut f[ETH_LEN + header_len..ETH_LEN + total_len]);
+                let mut icmp = wire::Icmpv4Packet::new_unchecked(
+                    &mut f[ETH_LEN + header_len..ETH_LEN + total_len],
+                );
                 icmp.reply_in_place();
                 PuntAction::Reply(input)
             }
@@ -260,7 +316,15 @@ impl ControlPlane {
                 if !icmpv4::icmp_error_allowed(&ip) {
                     return PuntAction::Drop(DropReason::NotForRouter);
                 }
-                if !build_icmp_error(pkt, src_mac.0, gw_ip, Icmpv4Message::DstUnreachable, 3, 0, 0) {
+                if !build_icmp_error(
+                    pkt,
+                    src_mac.0,
+                    gw_ip,
+                    Icmpv4Message::DstUnreachable,
+                    3,
+                    0,
+                    0,
+                ) {
                     return PuntAction::Drop(DropReason::NoHeadroom);
                 }
                 PuntAction::Reply(input)
@@ -284,18 +348,32 @@ impl ControlPlane {
         let Some(name) = self.router_name(router).map(str::to_string) else {
             return PuntAction::Drop(DropReason::Stale);
         };
-        let hop = self.routers.get(&name).and_then(|r| r.lpm.lpm().lookup(dst)).map_or(NO_ROUTE, |h| h.index());
+        let hop = self
+            .routers
+            .get(&name)
+            .and_then(|r| r.lpm.lpm().lookup(dst))
+            .map_or(NO_ROUTE, |h| h.index());
         let (nh, target_ip, iface) = match self.owners.get(&hop).copied() {
             Some(NextHopOwner::Connected(i)) => {
                 // The destination itself is the neighbour: a dynamic entry and its /32.
                 let nh = match self.neighbors.get(&(router, dst)) {
                     Some(n) => n.nh,
-                    None => match self.next_hops.alloc(i, NextHopState::action(NextHopKind::Pending, 0)) {
+                    None => match self
+                        .next_hops
+                        .alloc(i, NextHopState::action(NextHopKind::Pending, 0))
+                    {
                         Ok(nh) => {
-                            self.owners.insert(nh, NextHopOwner::Neighbor { router, ip: dst });
+                            self.owners
+                                .insert(nh, NextHopOwner::Neighbor { router, ip: dst });
                             self.neighbors.insert(
                                 (router, dst),
-                                super::Neighbor { nh, iface: i, routes: 0, origin: NeighborOrigin::Dynamic, host_route: false },
+                                super::Neighbor {
+                                    nh,
+                                    iface: i,
+                                    routes: 0,
+                                    origin: NeighborOrigin::Dynamic,
+                                    host_route: false,
+                                },
                             );
                             if self.lpm_insert(&name, Prefix32::of(dst), nh).is_ok() {
                                 if let Some(n) = self.neighbors.get_mut(&(router, dst)) {
@@ -310,13 +388,18 @@ impl ControlPlane {
                 (nh, dst, i)
             }
             Some(NextHopOwner::Neighbor { ip, .. }) => {
-                let i = self.neighbors.get(&(router, ip)).map_or(iface_id, |n| n.iface);
+                let i = self
+                    .neighbors
+                    .get(&(router, ip))
+                    .map_or(iface_id, |n| n.iface);
                 (hop, ip, i)
             }
             _ => return PuntAction::Reinject,
         };
         match self.dp.next_hops.get(nh).state.kind() {
-            NextHopKind::Local | NextHopKind::Remote | NextHopKind::Failed => return PuntAction::Reinject,
+            NextHopKind::Local | NextHopKind::Remote | NextHopKind::Failed => {
+                return PuntAction::Reinject
+            }
             _ => {}
         }
         if self.neigh.is_failed(nh) {
@@ -339,15 +422,24 @@ impl ControlPlane {
     ) -> PuntAction {
         // The peer is named by the routed next hop, or by the L2 entry of a bridged frame.
         let dst_mac = wire::EthernetFrame::new_unchecked(pkt.frame()).dst_addr();
-        let peer = match self.dp.l2.get(l2_key(network, dst_mac.to_u64())).and_then(L2Location::decode) {
+        let peer = match self
+            .dp
+            .l2
+            .get(l2_key(network, dst_mac.to_u64()))
+            .and_then(L2Location::decode)
+        {
             Some(L2Location::Remote(p)) => Some(p),
-            _ => self.routed_destination(topo, pkt, network).and_then(|(_, router, dst)| {
-                let lpm = topo.router(router)?.lpm.clone();
-                let state = self.dp.next_hops.get(lpm.lookup(dst)?.index()).state;
-                (state.kind() == NextHopKind::Remote).then_some(state.target())
-            }),
+            _ => self
+                .routed_destination(topo, pkt, network)
+                .and_then(|(_, router, dst)| {
+                    let lpm = topo.router(router)?.lpm.clone();
+                    let state = self.dp.next_hops.get(lpm.lookup(dst)?.index()).state;
+                    (state.kind() == NextHopKind::Remote).then_some(state.target())
+                }),
         };
-        let (Some(peer), Some(host), Some(fabric)) = (peer.and_then(|p| topo.peer(p)), topo.host, topo.fabric) else {
+        let (Some(peer), Some(host), Some(fabric)) =
+            (peer.and_then(|p| topo.peer(p)), topo.host, topo.fabric)
+        else {
             return PuntAction::Drop(DropReason::NoFabric);
         };
         let nh = peer.underlay;
@@ -361,12 +453,26 @@ impl ControlPlane {
             return PuntAction::Drop(DropReason::Stale);
         };
         let mac = topo.port(fabric).map_or(EthernetAddress::ZERO, |p| p.mac);
-        solicits.extend(self.neigh.start(nh, ip, Asker { ports: vec![fabric], src_mac: mac, src_ip: host.vtep }, now));
+        solicits.extend(self.neigh.start(
+            nh,
+            ip,
+            Asker {
+                ports: vec![fabric],
+                src_mac: mac,
+                src_ip: host.vtep,
+            },
+            now,
+        ));
         PuntAction::Hold(nh)
     }
 
     /// The interface, router and IPv4 destination of a frame routed on `network`.
-    fn routed_destination(&self, topo: &Topology, pkt: &PacketBuf<'_>, network: NetworkId) -> Option<(u16, u16, u32)> {
+    fn routed_destination(
+        &self,
+        topo: &Topology,
+        pkt: &PacketBuf<'_>,
+        network: NetworkId,
+    ) -> Option<(u16, u16, u32)> {
         let iface = topo.network(network)?.iface?;
         let router = topo.iface(iface)?.router;
         check_ipv4(&pkt.frame()[ETH_LEN..]).ok()?;
@@ -377,40 +483,80 @@ impl ControlPlane {
     /// A broadcast or unknown unicast from a local port: to the other local ports of the
     /// network and to the peer hosts that have instances on it.
     fn flood_local(&self, topo: &Topology, network: NetworkId, input: PortId) -> PuntAction {
-        let Some(net) = topo.network(network) else { return PuntAction::Drop(DropReason::Stale) };
-        let ports: Vec<PortId> = net.local_ports.iter().copied().filter(|&p| p != input).collect();
-        let peers = if topo.fabric.is_some() && topo.host.is_some() { net.flood_peers.clone() } else { Vec::new() };
+        let Some(net) = topo.network(network) else {
+            return PuntAction::Drop(DropReason::Stale);
+        };
+        let ports: Vec<PortId> = net
+            .local_ports
+            .iter()
+            .copied()
+            .filter(|&p| p != input)
+            .collect();
+        let peers = if topo.fabric.is_some() && topo.host.is_some() {
+            net.flood_peers.clone()
+        } else {
+            Vec::new()
+        };
         if ports.is_empty() && peers.is_empty() {
             return PuntAction::Drop(DropReason::NoFloodTarget);
         }
-        PuntAction::Flood(Flood { network, strip: 0, ports, peers, vni: net.vni })
+        PuntAction::Flood(Flood {
+            network,
+            strip: 0,
+            ports,
+            peers,
+            vni: net.vni,
+        })
     }
 
     /// A broadcast from the fabric for a network with several local ports: to each of them
     /// (never back to the fabric).
     fn flood_from_fabric(&self, topo: &Topology, pkt: &PacketBuf<'_>) -> PuntAction {
         let f = pkt.frame();
-        let Ok(total_len) = check_ipv4(&f[ETH_LEN..]) else { return PuntAction::Drop(DropReason::Ipv4Truncated) };
+        let Ok(total_len) = check_ipv4(&f[ETH_LEN..]) else {
+            return PuntAction::Drop(DropReason::Ipv4Truncated);
+        };
         let ip = wire::Ipv4Packet::new_unchecked(&f[ETH_LEN..ETH_LEN + total_len]);
-        let strip = ETH_LEN + ip.header_len() + wire::udp::HEADER_LEN + wire::vxlan::VXLAN_HEADER_LEN;
+        let strip =
+            ETH_LEN + ip.header_len() + wire::udp::HEADER_LEN + wire::vxlan::VXLAN_HEADER_LEN;
         let Some(vni) = wire::UdpPacket::new_checked(ip.payload())
             .ok()
-            .and_then(|u| wire::VxlanPacket::new_checked(u.payload()).ok().map(|v| v.vni()))
+            .and_then(|u| {
+                wire::VxlanPacket::new_checked(u.payload())
+                    .ok()
+                    .map(|v| v.vni())
+            })
         else {
             return PuntAction::Drop(DropReason::VxlanBadHeader);
         };
-        let Some((&network, net)) = topo.vni_to_network.get(&vni).and_then(|n| Some((n, topo.network(*n)?))) else {
+        let Some((&network, net)) = topo
+            .vni_to_network
+            .get(&vni)
+            .and_then(|n| Some((n, topo.network(*n)?)))
+        else {
             return PuntAction::Drop(DropReason::UnknownVni);
         };
         if net.local_ports.is_empty() {
             return PuntAction::Drop(DropReason::NoLocalPort);
         }
-        PuntAction::Flood(Flood { network, strip, ports: net.local_ports.clone(), peers: Vec::new(), vni })
+        PuntAction::Flood(Flood {
+            network,
+            strip,
+            ports: net.local_ports.clone(),
+            peers: Vec::new(),
+            vni,
+        })
     }
 
     /// The outer headers for sending `frame` to `peer` with `vni`, if the underlay toward it is
     /// resolved (flood copies).
-    pub fn fabric_header(&self, peer: PeerId, vni: u32, frame: &[u8], ident: u16) -> Option<FabricHeader> {
+    pub fn fabric_header(
+        &self,
+        peer: PeerId,
+        vni: u32,
+        frame: &[u8],
+        ident: u16,
+    ) -> Option<FabricHeader> {
         let topo = self.dp.topology.load();
         let host = topo.host?;
         let fabric = topo.port(topo.fabric?)?;
@@ -433,10 +579,14 @@ impl ControlPlane {
         self.reclaim();
         let table = Arc::clone(&self.dp.next_hops);
         let out = self.neigh.tick(now, |nh| table.take_used(nh));
-        let mut tick = Tick { solicits: out.solicits, released: Vec::new() };
+        let mut tick = Tick {
+            solicits: out.solicits,
+            released: Vec::new(),
+        };
         for nh in out.failed {
             if matches!(self.owners.get(&nh), Some(NextHopOwner::Neighbor { .. })) {
-                self.next_hops.set(nh, NextHopState::action(NextHopKind::Failed, 0));
+                self.next_hops
+                    .set(nh, NextHopState::action(NextHopKind::Failed, 0));
             }
             tick.released.push(nh);
         }
@@ -448,7 +598,10 @@ impl ControlPlane {
 
     /// A neighbour's reply arrived: the held packets for it can go.
     pub fn resolved(&self, nh: NextHopIndex) -> bool {
-        matches!(self.dp.next_hops.get(nh).state.kind(), NextHopKind::Local | NextHopKind::Remote)
+        matches!(
+            self.dp.next_hops.get(nh).state.kind(),
+            NextHopKind::Local | NextHopKind::Remote
+        )
     }
 
     /// Forgets a dynamic neighbour that failed or went unused: its /32 goes, and a gateway of
@@ -456,7 +609,9 @@ impl ControlPlane {
     fn expire_neighbor(&mut self, nh: NextHopIndex) {
         match self.owners.get(&nh).copied() {
             Some(NextHopOwner::Neighbor { router, ip }) => {
-                let Some(n) = self.neighbors.get(&(router, ip)).copied() else { return };
+                let Some(n) = self.neighbors.get(&(router, ip)).copied() else {
+                    return;
+                };
                 if n.origin == NeighborOrigin::Static {
                     return;
                 }
@@ -467,10 +622,15 @@ impl ControlPlane {
                     }
                 }
                 if n.routes > 0 {
-                    self.next_hops.set(nh, NextHopState::action(NextHopKind::Pending, 0));
+                    self.next_hops
+                        .set(nh, NextHopState::action(NextHopKind::Pending, 0));
                     self.neighbors.insert(
                         (router, ip),
-                        super::Neighbor { origin: NeighborOrigin::Unresolved, host_route: false, ..n },
+                        super::Neighbor {
+                            origin: NeighborOrigin::Unresolved,
+                            host_route: false,
+                            ..n
+                        },
                     );
                 } else {
                     self.neighbors.remove(&(router, ip));
@@ -479,7 +639,8 @@ impl ControlPlane {
                 }
             }
             Some(NextHopOwner::Underlay(_)) => {
-                self.next_hops.set(nh, NextHopState::action(NextHopKind::Resolve, 0));
+                self.next_hops
+                    .set(nh, NextHopState::action(NextHopKind::Resolve, 0));
             }
             _ => {}
         }
@@ -527,9 +688,19 @@ fn swap_macs(f: &mut [u8]) {
 
 /// An ARP request from `src_mac`/`src_ip` for `target_ip`: broadcast, or unicast to `unicast`
 /// (a probe of a known neighbour).
-pub(crate) fn arp_request(src_mac: EthernetAddress, src_ip: u32, target_ip: u32, unicast: Option<EthernetAddress>) -> Vec<u8> {
+pub(crate) fn arp_request(
+    src_mac: EthernetAddress,
+    src_ip: u32,
+    target_ip: u32,
+    unicast: Option<EthernetAddress>,
+) -> Vec<u8> {
     let mut f = vec![0u8; ETH_MIN_FRAME];
-    write_ethernet(&mut f, unicast.unwrap_or(EthernetAddress::BROADCAST).0, src_mac.0, EtherType::ARP);
+    write_ethernet(
+        &mut f,
+        unicast.unwrap_or(EthernetAddress::BROADCAST).0,
+        src_mac.0,
+        EtherType::ARP,
+    );
     let repr = wire::ArpRepr {
         operation: ArpOperation::Request,
         source_hw: src_mac,
@@ -537,6 +708,8 @@ pub(crate) fn arp_request(src_mac: EthernetAddress, src_ip: u32, target_ip: u32,
         target_hw: EthernetAddress::ZERO,
         target_ip: Ipv4Addr::from(target_ip),
     };
-    repr.emit(&mut ArpPacket::new_unchecked(&mut f[ETH_LEN..ETH_LEN + wire::arp::PACKET_LEN]));
+    repr.emit(&mut ArpPacket::new_unchecked(
+        &mut f[ETH_LEN..ETH_LEN + wire::arp::PACKET_LEN],
+    ));
     f
 }

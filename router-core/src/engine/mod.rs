@@ -33,7 +33,8 @@ use self::trace::{NoTrace, TraceEvent, Tracer};
 pub use self::vxlan::{encapsulate, flow_hash, FabricHeader};
 
 use crate::dataplane::{
-    l2_key, Dataplane, IfaceInfo, L2Location, Nanos, NetworkId, NetworkInfo, PortId, PortRole, RouterInfo, Topology,
+    l2_key, Dataplane, IfaceInfo, L2Location, Nanos, NetworkId, NetworkInfo, PortId, PortRole,
+    RouterInfo, Topology,
 };
 use crate::lpm::NO_ROUTE;
 use crate::stats::EngineCounters;
@@ -83,7 +84,9 @@ pub struct WorkerState {
 
 impl std::fmt::Debug for WorkerState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WorkerState").field("ip_ident", &self.ip_ident).finish_non_exhaustive()
+        f.debug_struct("WorkerState")
+            .field("ip_ident", &self.ip_ident)
+            .finish_non_exhaustive()
     }
 }
 
@@ -97,7 +100,6 @@ impl WorkerState {
     pub fn topology(&mut self) -> &Arc<Topology> {
         self.topology.load()
     }
-
 }
 
 /// The per-burst context the passes share.
@@ -139,7 +141,11 @@ impl Engine {
 
     /// A worker's state that counts into `counters`.
     pub fn worker_state_with(&self, counters: Arc<EngineCounters>) -> WorkerState {
-        WorkerState { topology: Cache::new(Arc::clone(&self.dp.topology)), counters, ip_ident: 0 }
+        WorkerState {
+            topology: Cache::new(Arc::clone(&self.dp.topology)),
+            counters,
+            ip_ident: 0,
+        }
     }
 
     /// Processes a burst of frames received on `input`; `verdicts[i]` tells what to do with
@@ -170,16 +176,26 @@ impl Engine {
     ) {
         assert!(pkts.len() <= MAX_BURST && verdicts.len() >= pkts.len());
         let topo = Arc::clone(w.topology.load());
-        let mut cx = Ctx { topo: &topo, counters: &w.counters, ident: &mut w.ip_ident, input, now };
+        let mut cx = Ctx {
+            topo: &topo,
+            counters: &w.counters,
+            ident: &mut w.ip_ident,
+            input,
+            now,
+        };
         let role = topo.port(input).map_or(PortRole::Unused, |p| p.role);
         match role {
-            PortRole::Local { network } => self.ingress_local(&mut cx, network, pkts, verdicts, tracer),
+            PortRole::Local { network } => {
+                self.ingress_local(&mut cx, network, pkts, verdicts, tracer)
+            }
             PortRole::Fabric => {
                 for (i, pkt) in pkts.iter_mut().enumerate() {
                     verdicts[i] = self.ingress_fabric(&mut cx, pkt, i, tracer);
                 }
             }
-            PortRole::Unused => verdicts[..pkts.len()].fill(Verdict::Drop(DropReason::PortNotAttached)),
+            PortRole::Unused => {
+                verdicts[..pkts.len()].fill(Verdict::Drop(DropReason::PortNotAttached))
+            }
         }
     }
 
@@ -227,7 +243,14 @@ impl Engine {
             let i = usize::from(which[k]);
             if T::ENABLED {
                 let nh = (hops[k] != NO_ROUTE).then_some(hops[k]);
-                t.record(i, TraceEvent::Lookup { router: gw.router, dst: Ipv4Addr::from(dsts[k]), next_hop: nh });
+                t.record(
+                    i,
+                    TraceEvent::Lookup {
+                        router: gw.router,
+                        dst: Ipv4Addr::from(dsts[k]),
+                        next_hop: nh,
+                    },
+                );
             }
             verdicts[i] = self.route(cx, gw, router, &mut pkts[i], hops[k], i, t);
         }
@@ -256,7 +279,13 @@ impl Engine {
         let ethertype = EtherType(read_u16(f, ETH_TYPE));
         if T::ENABLED {
             t.record(i, TraceEvent::ethernet(f));
-            t.record(i, TraceEvent::Network { network, router: router.map(|(g, _)| g.router) });
+            t.record(
+                i,
+                TraceEvent::Network {
+                    network,
+                    router: router.map(|(g, _)| g.router),
+                },
+            );
         }
         if cx.topo.is_dvr_mac(src) {
             return Done(Verdict::Drop(DropReason::SpoofedDvrMac));
@@ -274,7 +303,11 @@ impl Engine {
         if is_multicast_mac(dst) {
             // Gateway ARP is answered here and never leaves the host; other ARP is answered
             // from the known instance ports or flooded by the control thread.
-            return Done(Verdict::Punt(if ethertype == EtherType::ARP { PuntReason::Arp } else { PuntReason::Flood }));
+            return Done(Verdict::Punt(if ethertype == EtherType::ARP {
+                PuntReason::Arp
+            } else {
+                PuntReason::Flood
+            }));
         }
         Done(self.bridge_local(cx, network, net, pkt, dst, i, t))
     }
@@ -282,7 +315,13 @@ impl Engine {
     /// RFC 1812 section 5.2.2 checks and the address checks of section 5.3.7 on a frame to the
     /// gateway MAC.
     #[inline]
-    fn classify_ipv4<T: Tracer>(&self, pkt: &mut PacketBuf<'_>, gw: &IfaceInfo, i: usize, t: &mut T) -> Classified {
+    fn classify_ipv4<T: Tracer>(
+        &self,
+        pkt: &mut PacketBuf<'_>,
+        gw: &IfaceInfo,
+        i: usize,
+        t: &mut T,
+    ) -> Classified {
         use Classified::Done;
         let total_len = match check_ipv4(&pkt.frame()[ETH_LEN..]) {
             Ok(len) => len,
@@ -327,12 +366,25 @@ impl Engine {
         i: usize,
         t: &mut T,
     ) -> Verdict {
-        let location = self.dp.l2.get(l2_key(network, dst)).and_then(L2Location::decode);
+        let location = self
+            .dp
+            .l2
+            .get(l2_key(network, dst))
+            .and_then(L2Location::decode);
         if T::ENABLED {
-            t.record(i, TraceEvent::L2 { network, mac: wire::EthernetAddress::from_u64(dst), location });
+            t.record(
+                i,
+                TraceEvent::L2 {
+                    network,
+                    mac: wire::EthernetAddress::from_u64(dst),
+                    location,
+                },
+            );
         }
         match location {
-            Some(L2Location::Local(port)) if port == cx.input => Verdict::Drop(DropReason::L2SamePort),
+            Some(L2Location::Local(port)) if port == cx.input => {
+                Verdict::Drop(DropReason::L2SamePort)
+            }
             Some(L2Location::Local(port)) => {
                 cx.counters.bridged_local.inc();
                 Verdict::Forward(port)
@@ -362,17 +414,34 @@ impl Engine {
         t: &mut T,
     ) -> Verdict {
         if hop == NO_ROUTE {
-            return self.icmp_error(cx, gw, router, pkt, IcmpError::NET_UNREACHABLE, DropReason::NoRoute, i, t);
+            return self.icmp_error(
+                cx,
+                gw,
+                router,
+                pkt,
+                IcmpError::NET_UNREACHABLE,
+                DropReason::NoRoute,
+                i,
+                t,
+            );
         }
         let nh = self.dp.next_hops.get(hop);
         if T::ENABLED {
-            t.record(i, TraceEvent::NextHop { id: hop, state: nh.state, iface: nh.iface });
+            t.record(
+                i,
+                TraceEvent::NextHop {
+                    id: hop,
+                    state: nh.state,
+                    iface: nh.iface,
+                },
+            );
         }
         let kind = nh.state.kind();
         match kind {
             NextHopKind::LocalDelivery => return Verdict::Punt(PuntReason::LocalDelivery),
             NextHopKind::Blackhole => {
-                let reason = DropReason::from_index(usize::from(nh.state.target())).unwrap_or(DropReason::Blackhole);
+                let reason = DropReason::from_index(usize::from(nh.state.target()))
+                    .unwrap_or(DropReason::Blackhole);
                 return Verdict::Drop(reason);
             }
             NextHopKind::Empty => return Verdict::Drop(DropReason::NoNextHop),
@@ -381,13 +450,29 @@ impl Engine {
         // RFC 1812 section 5.3.1: a packet that would leave with TTL 0 is discarded with a
         // time exceeded message.
         if pkt.frame()[IP_TTL] <= 1 {
-            return self.icmp_error(cx, gw, router, pkt, IcmpError::TTL_EXCEEDED, DropReason::TtlExceeded, i, t);
+            return self.icmp_error(
+                cx,
+                gw,
+                router,
+                pkt,
+                IcmpError::TTL_EXCEEDED,
+                DropReason::TtlExceeded,
+                i,
+                t,
+            );
         }
         match kind {
             NextHopKind::Resolve | NextHopKind::Pending => Verdict::Punt(PuntReason::NeighborMiss),
-            NextHopKind::Failed => {
-                self.icmp_error(cx, gw, router, pkt, IcmpError::HOST_UNREACHABLE, DropReason::HostUnreachable, i, t)
-            }
+            NextHopKind::Failed => self.icmp_error(
+                cx,
+                gw,
+                router,
+                pkt,
+                IcmpError::HOST_UNREACHABLE,
+                DropReason::HostUnreachable,
+                i,
+                t,
+            ),
             NextHopKind::Local => self.route_local(cx, gw, router, pkt, hop, nh, i, t),
             NextHopKind::Remote => self.route_remote(cx, gw, router, pkt, hop, nh, i, t),
             NextHopKind::LocalDelivery | NextHopKind::Blackhole | NextHopKind::Empty => {
@@ -452,7 +537,9 @@ impl Engine {
         };
         // Outer packets are never fragmented: the inner packet must fit the fabric MTU less
         // the encapsulation.
-        let mtu = fabric.mtu.saturating_sub(wire::vxlan::VXLAN_ENCAP_OVERHEAD as u16);
+        let mtu = fabric
+            .mtu
+            .saturating_sub(wire::vxlan::VXLAN_ENCAP_OVERHEAD as u16);
         if let Some(v) = self.check_mtu(cx, gw, router, pkt, mtu, i, t) {
             return v;
         }
@@ -514,7 +601,14 @@ impl Engine {
             return Verdict::Drop(DropReason::NoHeadroom);
         }
         if T::ENABLED {
-            t.record(i, TraceEvent::Encap { peer, vni, src_port: sport });
+            t.record(
+                i,
+                TraceEvent::Encap {
+                    peer,
+                    vni,
+                    src_port: sport,
+                },
+            );
         }
         Verdict::Forward(fabric_port)
     }
@@ -540,7 +634,10 @@ impl Engine {
         }
         let dont_frag = pkt.frame()[ETH_LEN + 6] & 0x40 != 0;
         Some(if dont_frag {
-            let error = IcmpError { mtu, ..IcmpError::FRAG_NEEDED };
+            let error = IcmpError {
+                mtu,
+                ..IcmpError::FRAG_NEEDED
+            };
             self.icmp_error(cx, gw, router, pkt, error, DropReason::PacketTooBig, i, t)
         } else {
             Verdict::Drop(DropReason::FragmentationUnsupported)
@@ -574,18 +671,39 @@ impl Engine {
         let ident = cx.next_ident();
         // RFC 1812 section 4.3.2.4: the source is the address of the interface the error leaves
         // by, which is the one the datagram came in on.
-        if !build_icmp_error(pkt, gw.mac.0, gw.ip, error.msg_type, error.code, error.mtu, ident) {
+        if !build_icmp_error(
+            pkt,
+            gw.mac.0,
+            gw.ip,
+            error.msg_type,
+            error.code,
+            error.mtu,
+            ident,
+        ) {
             return Verdict::Drop(DropReason::NoHeadroom);
         }
         if T::ENABLED {
-            t.record(i, TraceEvent::IcmpError { msg_type: error.msg_type.into(), code: error.code, mtu: error.mtu });
+            t.record(
+                i,
+                TraceEvent::IcmpError {
+                    msg_type: error.msg_type.into(),
+                    code: error.code,
+                    mtu: error.mtu,
+                },
+            );
         }
         cx.counters.router(gw.router).icmp_errors.inc();
         Verdict::Forward(cx.input)
     }
 
     /// A frame from the fabric: check, decapsulate, deliver.
-    fn ingress_fabric<T: Tracer>(&self, cx: &mut Ctx<'_>, pkt: &mut PacketBuf<'_>, i: usize, t: &mut T) -> Verdict {
+    fn ingress_fabric<T: Tracer>(
+        &self,
+        cx: &mut Ctx<'_>,
+        pkt: &mut PacketBuf<'_>,
+        i: usize,
+        t: &mut T,
+    ) -> Verdict {
         let topo = cx.topo;
         let (Some(host), Some(port)) = (topo.host, topo.port(cx.input)) else {
             return Verdict::Drop(DropReason::NoFabric);
@@ -646,9 +764,11 @@ impl Engine {
         let Some(&network) = topo.vni_to_network.get(&vni) else {
             return Verdict::Drop(DropReason::UnknownVni);
         };
-        let outer_len = ETH_LEN + outer.header_len() + wire::udp::HEADER_LEN + wire::vxlan::VXLAN_HEADER_LEN;
+        let outer_len =
+            ETH_LEN + outer.header_len() + wire::udp::HEADER_LEN + wire::vxlan::VXLAN_HEADER_LEN;
         // The UDP length bounds the VXLAN payload (checked against the outer total length).
-        let inner_len = usize::from(udp.len()).saturating_sub(wire::udp::HEADER_LEN + wire::vxlan::VXLAN_HEADER_LEN);
+        let inner_len = usize::from(udp.len())
+            .saturating_sub(wire::udp::HEADER_LEN + wire::vxlan::VXLAN_HEADER_LEN);
         if inner_len < ETH_LEN {
             return Verdict::Drop(DropReason::FrameTruncated);
         }
@@ -660,12 +780,23 @@ impl Engine {
         let inner_src = mac_u64(inner, ETH_SRC);
         let routed_by = topo.dvr_mac_to_peer.get(&inner_src).copied();
         if T::ENABLED {
-            t.record(i, TraceEvent::Decap { peer, vni, network, routed: routed_by.is_some() });
+            t.record(
+                i,
+                TraceEvent::Decap {
+                    peer,
+                    vni,
+                    network,
+                    routed: routed_by.is_some(),
+                },
+            );
             t.record(i, TraceEvent::ethernet(inner));
         }
         match routed_by {
             Some(p) if p != peer => return Verdict::Drop(DropReason::DvrMacMismatch),
-            Some(_) => return self.deliver_routed(cx, pkt, network, net, outer_len, inner_len, inner_dst, i, t),
+            Some(_) => {
+                return self
+                    .deliver_routed(cx, pkt, network, net, outer_len, inner_len, inner_dst, i, t)
+            }
             None if topo.is_dvr_mac(inner_src) => return Verdict::Drop(DropReason::UnknownDvrMac),
             None => {}
         }
@@ -677,7 +808,12 @@ impl Engine {
                 _ => return Verdict::Punt(PuntReason::Flood),
             }
         } else {
-            match self.dp.l2.get(l2_key(network, inner_dst)).and_then(L2Location::decode) {
+            match self
+                .dp
+                .l2
+                .get(l2_key(network, inner_dst))
+                .and_then(L2Location::decode)
+            {
                 Some(L2Location::Local(p)) => p,
                 _ => return Verdict::Drop(DropReason::UnknownL2Destination),
             }
@@ -706,9 +842,20 @@ impl Engine {
         let Some(gw) = net.iface.and_then(|g| cx.topo.iface(g)) else {
             return Verdict::Drop(DropReason::NoInterface);
         };
-        let location = self.dp.l2.get(l2_key(network, inner_dst)).and_then(L2Location::decode);
+        let location = self
+            .dp
+            .l2
+            .get(l2_key(network, inner_dst))
+            .and_then(L2Location::decode);
         if T::ENABLED {
-            t.record(i, TraceEvent::L2 { network, mac: wire::EthernetAddress::from_u64(inner_dst), location });
+            t.record(
+                i,
+                TraceEvent::L2 {
+                    network,
+                    mac: wire::EthernetAddress::from_u64(inner_dst),
+                    location,
+                },
+            );
         }
         let Some(L2Location::Local(port)) = location else {
             return Verdict::Drop(DropReason::UnknownL2Destination);
@@ -733,10 +880,26 @@ struct IcmpError {
 }
 
 impl IcmpError {
-    const NET_UNREACHABLE: IcmpError = IcmpError { msg_type: Icmpv4Message::DstUnreachable, code: 0, mtu: 0 };
-    const HOST_UNREACHABLE: IcmpError = IcmpError { msg_type: Icmpv4Message::DstUnreachable, code: 1, mtu: 0 };
-    const FRAG_NEEDED: IcmpError = IcmpError { msg_type: Icmpv4Message::DstUnreachable, code: 4, mtu: 0 };
-    const TTL_EXCEEDED: IcmpError = IcmpError { msg_type: Icmpv4Message::TimeExceeded, code: 0, mtu: 0 };
+    const NET_UNREACHABLE: IcmpError = IcmpError {
+        msg_type: Icmpv4Message::DstUnreachable,
+        code: 0,
+        mtu: 0,
+    };
+    const HOST_UNREACHABLE: IcmpError = IcmpError {
+        msg_type: Icmpv4Message::DstUnreachable,
+        code: 1,
+        mtu: 0,
+    };
+    const FRAG_NEEDED: IcmpError = IcmpError {
+        msg_type: Icmpv4Message::DstUnreachable,
+        code: 4,
+        mtu: 0,
+    };
+    const TTL_EXCEEDED: IcmpError = IcmpError {
+        msg_type: Icmpv4Message::TimeExceeded,
+        code: 0,
+        mtu: 0,
+    };
 }
 
 /// RFC 1812 section 5.2.2: checks an IPv4 header at the start of `ip` (the Ethernet payload)
@@ -749,7 +912,9 @@ pub fn check_ipv4(ip: &[u8]) -> Result<usize, DropReason> {
         Err(wire::Error::BadHeaderLength) => return Err(DropReason::Ipv4BadHeaderLength),
         Err(wire::Error::BadTotalLength) => return Err(DropReason::Ipv4BadTotalLength),
         // The header fits but the total length runs past the frame.
-        Err(_) if ip.len() >= wire::ipv4::HEADER_LEN && usize::from(ip[0] & 0xf) * 4 <= ip.len() => {
+        Err(_)
+            if ip.len() >= wire::ipv4::HEADER_LEN && usize::from(ip[0] & 0xf) * 4 <= ip.len() =>
+        {
             return Err(DropReason::Ipv4BadTotalLength)
         }
         Err(_) => return Err(DropReason::Ipv4Truncated),
@@ -776,7 +941,8 @@ pub(crate) fn build_icmp_error(
     let f = pkt.frame();
     let original = wire::Ipv4Packet::new_unchecked(&f[ETH_LEN..]);
     let header_len = original.header_len();
-    let quoted = header_len + (usize::from(original.total_len()) - header_len).min(icmpv4::ERROR_QUOTED_PAYLOAD_LEN);
+    let quoted = header_len
+        + (usize::from(original.total_len()) - header_len).min(icmpv4::ERROR_QUOTED_PAYLOAD_LEN);
     let sender_mac = mac_bytes(f, ETH_SRC);
     let sender_ip = read_u32(f, IP_SRC);
     if !pkt.prepend(ICMP_ERROR_PREPEND) {
@@ -786,8 +952,22 @@ pub(crate) fn build_icmp_error(
     pkt.truncate(ETH_LEN + ip_len);
     let f = pkt.frame_mut();
     write_ethernet(f, sender_mac, src_mac, EtherType::IPV4);
-    write_ipv4_header(&mut f[ETH_LEN..], ip_len as u16, ident, false, wire::IpProtocol::Icmp, src_ip, sender_ip);
-    icmpv4::emit_error(&mut f[ETH_LEN + wire::ipv4::HEADER_LEN..], msg_type, code, mtu).is_ok()
+    write_ipv4_header(
+        &mut f[ETH_LEN..],
+        ip_len as u16,
+        ident,
+        false,
+        wire::IpProtocol::Icmp,
+        src_ip,
+        sender_ip,
+    );
+    icmpv4::emit_error(
+        &mut f[ETH_LEN + wire::ipv4::HEADER_LEN..],
+        msg_type,
+        code,
+        mtu,
+    )
+    .is_ok()
 }
 
 /// True for a source address that names one host (RFC 1812 section 5.3.7).

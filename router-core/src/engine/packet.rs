@@ -26,7 +26,11 @@ impl<'a> PacketBuf<'a> {
     pub fn new(buf: &'a mut [u8], head: usize, len: usize) -> Result<Self, BadWindow> {
         match head.checked_add(len) {
             Some(end) if end <= buf.len() => Ok(PacketBuf { buf, head, len }),
-            _ => Err(BadWindow { head, len, capacity: buf.len() }),
+            _ => Err(BadWindow {
+                head,
+                len,
+                capacity: buf.len(),
+            }),
         }
     }
 

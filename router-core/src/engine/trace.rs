@@ -16,23 +16,61 @@ use crate::wire::EthernetAddress;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TraceEvent {
     /// An Ethernet header as parsed (outer or inner).
-    Ethernet { src: EthernetAddress, dst: EthernetAddress, ethertype: u16 },
+    Ethernet {
+        src: EthernetAddress,
+        dst: EthernetAddress,
+        ethertype: u16,
+    },
     /// An IPv4 header as parsed.
-    Ipv4 { src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, ttl: u8, total_len: u16 },
+    Ipv4 {
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        protocol: u8,
+        ttl: u8,
+        total_len: u16,
+    },
     /// The network of the input port and the router attached to it.
-    Network { network: NetworkId, router: Option<RouterId> },
+    Network {
+        network: NetworkId,
+        router: Option<RouterId>,
+    },
     /// The LPM lookup in a router's table.
-    Lookup { router: RouterId, dst: Ipv4Addr, next_hop: Option<NextHopIndex> },
+    Lookup {
+        router: RouterId,
+        dst: Ipv4Addr,
+        next_hop: Option<NextHopIndex>,
+    },
     /// The next hop the lookup pointed at.
-    NextHop { id: NextHopIndex, state: NextHopState, iface: IfaceId },
+    NextHop {
+        id: NextHopIndex,
+        state: NextHopState,
+        iface: IfaceId,
+    },
     /// An L2 table lookup.
-    L2 { network: NetworkId, mac: EthernetAddress, location: Option<L2Location> },
+    L2 {
+        network: NetworkId,
+        mac: EthernetAddress,
+        location: Option<L2Location>,
+    },
     /// A frame from the fabric, decapsulated; `routed` when its source is a peer's DVR MAC.
-    Decap { peer: PeerId, vni: u32, network: NetworkId, routed: bool },
+    Decap {
+        peer: PeerId,
+        vni: u32,
+        network: NetworkId,
+        routed: bool,
+    },
     /// VXLAN encapsulation toward a peer.
-    Encap { peer: PeerId, vni: u32, src_port: u16 },
+    Encap {
+        peer: PeerId,
+        vni: u32,
+        src_port: u16,
+    },
     /// The headers after a rewrite.
-    Rewrite { src: EthernetAddress, dst: EthernetAddress, ttl: u8 },
+    Rewrite {
+        src: EthernetAddress,
+        dst: EthernetAddress,
+        ttl: u8,
+    },
     /// The packet was turned into an ICMP error.
     IcmpError { msg_type: u8, code: u8, mtu: u16 },
 }
@@ -40,8 +78,21 @@ pub enum TraceEvent {
 impl TraceEvent {
     /// The Ethernet header at the start of `frame` (at least 14 bytes).
     pub(crate) fn ethernet(frame: &[u8]) -> Self {
-        let mac = |at: usize| EthernetAddress([frame[at], frame[at + 1], frame[at + 2], frame[at + 3], frame[at + 4], frame[at + 5]]);
-        TraceEvent::Ethernet { dst: mac(0), src: mac(6), ethertype: u16::from_be_bytes([frame[12], frame[13]]) }
+        let mac = |at: usize| {
+            EthernetAddress([
+                frame[at],
+                frame[at + 1],
+                frame[at + 2],
+                frame[at + 3],
+                frame[at + 4],
+                frame[at + 5],
+            ])
+        };
+        TraceEvent::Ethernet {
+            dst: mac(0),
+            src: mac(6),
+            ethertype: u16::from_be_bytes([frame[12], frame[13]]),
+        }
     }
 
     /// The IPv4 header at the start of `ip` (checked already).
@@ -57,36 +108,97 @@ impl TraceEvent {
 
     /// Source, destination and TTL of a rewritten IPv4 frame.
     pub(crate) fn rewrite(frame: &[u8]) -> Self {
-        let TraceEvent::Ethernet { src, dst, .. } = Self::ethernet(frame) else { unreachable!() };
-        TraceEvent::Rewrite { src, dst, ttl: frame.get(22).copied().unwrap_or(0) }
+        let TraceEvent::Ethernet { src, dst, .. } = Self::ethernet(frame) else {
+            unreachable!()
+        };
+        TraceEvent::Rewrite {
+            src,
+            dst,
+            ttl: frame.get(22).copied().unwrap_or(0),
+        }
     }
 }
 
 impl fmt::Display for TraceEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            TraceEvent::Ethernet { src, dst, ethertype } => write!(f, "ethernet {src} > {dst} type {ethertype:#06x}"),
-            TraceEvent::Ipv4 { src, dst, protocol, ttl, total_len } => {
-                write!(f, "ipv4 {src} > {dst} proto {protocol} ttl {ttl} len {total_len}")
+            TraceEvent::Ethernet {
+                src,
+                dst,
+                ethertype,
+            } => write!(f, "ethernet {src} > {dst} type {ethertype:#06x}"),
+            TraceEvent::Ipv4 {
+                src,
+                dst,
+                protocol,
+                ttl,
+                total_len,
+            } => {
+                write!(
+                    f,
+                    "ipv4 {src} > {dst} proto {protocol} ttl {ttl} len {total_len}"
+                )
             }
-            TraceEvent::Network { network, router: Some(r) } => write!(f, "network {network}, router {r}"),
-            TraceEvent::Network { network, router: None } => write!(f, "network {network}, no router"),
-            TraceEvent::Lookup { router, dst, next_hop: Some(nh) } => write!(f, "lpm router {router} {dst} -> next hop {nh}"),
-            TraceEvent::Lookup { router, dst, next_hop: None } => write!(f, "lpm router {router} {dst} -> no route"),
-            TraceEvent::NextHop { id, state, iface } => write!(f, "next hop {id}: {state:?} via interface {iface}"),
-            TraceEvent::L2 { network, mac, location } => match location {
-                Some(L2Location::Local(p)) => write!(f, "l2 network {network} {mac} -> local port {p}"),
+            TraceEvent::Network {
+                network,
+                router: Some(r),
+            } => write!(f, "network {network}, router {r}"),
+            TraceEvent::Network {
+                network,
+                router: None,
+            } => write!(f, "network {network}, no router"),
+            TraceEvent::Lookup {
+                router,
+                dst,
+                next_hop: Some(nh),
+            } => write!(f, "lpm router {router} {dst} -> next hop {nh}"),
+            TraceEvent::Lookup {
+                router,
+                dst,
+                next_hop: None,
+            } => write!(f, "lpm router {router} {dst} -> no route"),
+            TraceEvent::NextHop { id, state, iface } => {
+                write!(f, "next hop {id}: {state:?} via interface {iface}")
+            }
+            TraceEvent::L2 {
+                network,
+                mac,
+                location,
+            } => match location {
+                Some(L2Location::Local(p)) => {
+                    write!(f, "l2 network {network} {mac} -> local port {p}")
+                }
                 Some(L2Location::Remote(h)) => write!(f, "l2 network {network} {mac} -> peer {h}"),
                 None => write!(f, "l2 network {network} {mac} -> unknown"),
             },
-            TraceEvent::Decap { peer, vni, network, routed } => write!(
+            TraceEvent::Decap {
+                peer,
+                vni,
+                network,
+                routed,
+            } => write!(
                 f,
                 "vxlan decap from peer {peer} vni {vni} network {network}: {}",
-                if routed { "routed by the peer (DVR MAC), deliver" } else { "bridged" }
+                if routed {
+                    "routed by the peer (DVR MAC), deliver"
+                } else {
+                    "bridged"
+                }
             ),
-            TraceEvent::Encap { peer, vni, src_port } => write!(f, "vxlan encap to peer {peer} vni {vni} udp sport {src_port}"),
+            TraceEvent::Encap {
+                peer,
+                vni,
+                src_port,
+            } => write!(
+                f,
+                "vxlan encap to peer {peer} vni {vni} udp sport {src_port}"
+            ),
             TraceEvent::Rewrite { src, dst, ttl } => write!(f, "rewrite {src} > {dst} ttl {ttl}"),
-            TraceEvent::IcmpError { msg_type, code, mtu } => write!(f, "icmp error type {msg_type} code {code} mtu {mtu}"),
+            TraceEvent::IcmpError {
+                msg_type,
+                code,
+                mtu,
+            } => write!(f, "icmp error type {msg_type} code {code} mtu {mtu}"),
         }
     }
 }
@@ -125,7 +237,9 @@ impl BurstRecorder {
     /// A recorder for bursts of up to `burst` packets.
     pub fn new(burst: usize) -> Self {
         BurstRecorder {
-            events: (0..burst).map(|_| Vec::with_capacity(EVENTS_PER_PACKET_MAX)).collect(),
+            events: (0..burst)
+                .map(|_| Vec::with_capacity(EVENTS_PER_PACKET_MAX))
+                .collect(),
             lost: vec![0; burst],
         }
     }

@@ -36,7 +36,15 @@ pub fn encapsulate(pkt: &mut PacketBuf<'_>, h: &FabricHeader) -> bool {
     let f = pkt.frame_mut();
     write_ethernet(f, h.dst_mac, h.src_mac, EtherType::IPV4);
     let ip_len = (IP_LEN + UDP_LEN + VXLAN_LEN + inner_len) as u16;
-    write_ipv4_header(&mut f[ETH_LEN..], ip_len, h.ident, true, IpProtocol::Udp, h.src_vtep, h.dst_vtep);
+    write_ipv4_header(
+        &mut f[ETH_LEN..],
+        ip_len,
+        h.ident,
+        true,
+        IpProtocol::Udp,
+        h.src_vtep,
+        h.dst_vtep,
+    );
     let udp = &mut f[ETH_LEN + IP_LEN..ETH_LEN + IP_LEN + UDP_LEN];
     udp[0..2].copy_from_slice(&h.src_port.to_be_bytes());
     udp[2..4].copy_from_slice(&wire::vxlan::VXLAN_PORT.to_be_bytes());
@@ -59,7 +67,9 @@ pub fn flow_hash(frame: &[u8]) -> u32 {
     let mix = |h: u64, v: u64| (h ^ v).wrapping_mul(K).rotate_left(29);
     if frame.len() >= ETH_LEN + IP_LEN && frame[12..14] == [0x08, 0x00] {
         let ip = &frame[ETH_LEN..];
-        let addrs = u64::from_be_bytes([ip[12], ip[13], ip[14], ip[15], ip[16], ip[17], ip[18], ip[19]]);
+        let addrs = u64::from_be_bytes([
+            ip[12], ip[13], ip[14], ip[15], ip[16], ip[17], ip[18], ip[19],
+        ]);
         let proto = ip[9];
         let mut h = mix(u64::from(proto), addrs);
         let ihl = usize::from(ip[0] & 0xf) * 4;
@@ -111,7 +121,10 @@ mod tests {
         assert_eq!(ip.src_addr_u32(), h.src_vtep);
         assert_eq!(ip.dst_addr_u32(), h.dst_vtep);
         let udp = UdpPacket::new_checked(ip.payload()).unwrap();
-        assert_eq!((udp.src_port(), udp.dst_port(), udp.len(), udp.checksum()), (50000, 4789, 76, 0));
+        assert_eq!(
+            (udp.src_port(), udp.dst_port(), udp.len(), udp.checksum()),
+            (50000, 4789, 76, 0)
+        );
         let vx = VxlanPacket::new_checked(udp.payload()).unwrap();
         assert!(vx.has_vni());
         assert_eq!(vx.vni(), 0x00ab_cdef);
@@ -122,7 +135,15 @@ mod tests {
     fn encapsulation_needs_headroom() {
         let mut buf = [0u8; 128];
         let mut pkt = PacketBuf::new(&mut buf, 49, 60).unwrap();
-        let h = FabricHeader { dst_mac: [0; 6], src_mac: [0; 6], src_vtep: 0, dst_vtep: 0, vni: 1, src_port: 0, ident: 0 };
+        let h = FabricHeader {
+            dst_mac: [0; 6],
+            src_mac: [0; 6],
+            src_vtep: 0,
+            dst_vtep: 0,
+            vni: 1,
+            src_port: 0,
+            ident: 0,
+        };
         assert!(!encapsulate(&mut pkt, &h));
         assert_eq!((pkt.head(), pkt.len()), (49, 60));
     }

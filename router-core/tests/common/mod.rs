@@ -57,11 +57,21 @@ pub struct Host {
 }
 
 fn ports(fabric_mac: &str) -> Vec<PortSetup> {
-    let local = |name: &str, m: &str| PortSetup { name: name.into(), mac: mac(m), mtu: 1500, fabric: false };
+    let local = |name: &str, m: &str| PortSetup {
+        name: name.into(),
+        mac: mac(m),
+        mtu: 1500,
+        fabric: false,
+    };
     vec![
         local("blue", "02:00:00:00:00:01"),
         local("red", "02:00:00:00:00:02"),
-        PortSetup { name: "fabric".into(), mac: mac(fabric_mac), mtu: 1500, fabric: true },
+        PortSetup {
+            name: "fabric".into(),
+            mac: mac(fabric_mac),
+            mtu: 1500,
+            fabric: true,
+        },
         local("blue2", "02:00:00:00:00:03"),
     ]
 }
@@ -76,33 +86,92 @@ pub fn topology(me: &str) -> Vec<Change> {
     };
     let add = |c: Change| c;
     let port = |network: &str, i: &str, m: &str, host: &str| Change::AddPort {
-        spec: InstancePortSpec { network: network.into(), ip: ip(i), mac: mac(m).into(), host: host.into(), port: None },
+        spec: InstancePortSpec {
+            network: network.into(),
+            ip: ip(i),
+            mac: mac(m).into(),
+            host: host.into(),
+            port: None,
+        },
         replace: false,
     };
     vec![
-        Change::SetHost(HostSpec { name: me.into(), dvr_mac: mac(my_mac).into(), vtep: ip(my_vtep) }),
+        Change::SetHost(HostSpec {
+            name: me.into(),
+            dvr_mac: mac(my_mac).into(),
+            vtep: ip(my_vtep),
+        }),
         add(Change::AddPeer {
-            spec: PeerSpec { name: peer.into(), dvr_mac: mac(peer_mac).into(), vtep: ip(peer_vtep) },
+            spec: PeerSpec {
+                name: peer.into(),
+                dvr_mac: mac(peer_mac).into(),
+                vtep: ip(peer_vtep),
+            },
             replace: false,
         }),
-        Change::AddNetwork { spec: NetworkSpec { name: "blue".into(), vni: VNI_BLUE, ports: vec!["blue".into()] }, replace: false },
-        Change::AddNetwork { spec: NetworkSpec { name: "red".into(), vni: VNI_RED, ports: vec!["red".into()] }, replace: false },
         Change::AddNetwork {
-            spec: NetworkSpec { name: "blue2".into(), vni: VNI_BLUE2, ports: vec!["blue2".into()] },
+            spec: NetworkSpec {
+                name: "blue".into(),
+                vni: VNI_BLUE,
+                ports: vec!["blue".into()],
+            },
             replace: false,
         },
-        Change::AddRouter { spec: RouterSpec { name: "r1".into(), large: false }, replace: false },
-        Change::AddRouter { spec: RouterSpec { name: "r2".into(), large: false }, replace: false },
-        Change::AddInterface {
-            spec: InterfaceSpec { router: "r1".into(), network: "blue".into(), address: "10.0.1.1/24".parse().unwrap(), mac: mac(GW_BLUE).into() },
+        Change::AddNetwork {
+            spec: NetworkSpec {
+                name: "red".into(),
+                vni: VNI_RED,
+                ports: vec!["red".into()],
+            },
+            replace: false,
+        },
+        Change::AddNetwork {
+            spec: NetworkSpec {
+                name: "blue2".into(),
+                vni: VNI_BLUE2,
+                ports: vec!["blue2".into()],
+            },
+            replace: false,
+        },
+        Change::AddRouter {
+            spec: RouterSpec {
+                name: "r1".into(),
+                large: false,
+            },
+            replace: false,
+        },
+        Change::AddRouter {
+            spec: RouterSpec {
+                name: "r2".into(),
+                large: false,
+            },
             replace: false,
         },
         Change::AddInterface {
-            spec: InterfaceSpec { router: "r1".into(), network: "red".into(), address: "10.0.2.1/24".parse().unwrap(), mac: mac(GW_RED).into() },
+            spec: InterfaceSpec {
+                router: "r1".into(),
+                network: "blue".into(),
+                address: "10.0.1.1/24".parse().unwrap(),
+                mac: mac(GW_BLUE).into(),
+            },
             replace: false,
         },
         Change::AddInterface {
-            spec: InterfaceSpec { router: "r2".into(), network: "blue2".into(), address: "10.0.1.1/24".parse().unwrap(), mac: mac(GW_BLUE2).into() },
+            spec: InterfaceSpec {
+                router: "r1".into(),
+                network: "red".into(),
+                address: "10.0.2.1/24".parse().unwrap(),
+                mac: mac(GW_RED).into(),
+            },
+            replace: false,
+        },
+        Change::AddInterface {
+            spec: InterfaceSpec {
+                router: "r2".into(),
+                network: "blue2".into(),
+                address: "10.0.1.1/24".parse().unwrap(),
+                mac: mac(GW_BLUE2).into(),
+            },
             replace: false,
         },
         port("blue", "10.0.1.5", VM_BLUE_A, "host-a"),
@@ -112,7 +181,11 @@ pub fn topology(me: &str) -> Vec<Change> {
         port("blue", "10.0.1.254", VM_SNAT, "host-b"),
         port("blue2", "10.0.1.5", VM_T2_A, "host-a"),
         Change::AddRoute {
-            spec: RouteSpec { router: "r1".into(), prefix: "0.0.0.0/0".parse().unwrap(), via: ip("10.0.1.254") },
+            spec: RouteSpec {
+                router: "r1".into(),
+                prefix: "0.0.0.0/0".parse().unwrap(),
+                via: ip("10.0.1.254"),
+            },
             replace: false,
         },
     ]
@@ -127,7 +200,14 @@ impl Host {
         cp.apply_batch(&topology(name)).unwrap();
         let engine = Engine::new(Arc::clone(cp.dataplane()));
         let worker = engine.worker_state();
-        Host { name, cp, engine, worker, reader, fabric_mac: mac(fabric_mac) }
+        Host {
+            name,
+            cp,
+            engine,
+            worker,
+            reader,
+            fabric_mac: mac(fabric_mac),
+        }
     }
 
     /// Runs one frame through the engine; returns the verdict and the frame as it left.
@@ -136,35 +216,71 @@ impl Host {
         buf[HEADROOM..HEADROOM + frame.len()].copy_from_slice(frame);
         let mut pkts = [PacketBuf::new(&mut buf, HEADROOM, frame.len()).unwrap()];
         let mut verdicts = [Verdict::Drop(router_core::engine::DropReason::Stale)];
-        self.engine.process_burst(&mut self.worker, input, 0, &mut pkts, &mut verdicts);
+        self.engine
+            .process_burst(&mut self.worker, input, 0, &mut pkts, &mut verdicts);
         self.reader.quiescent();
         (verdicts[0], pkts[0].frame().to_vec())
     }
 
     /// Hands a punted frame to the control plane; returns the action, the frame after it and
     /// the ARP requests it sent.
-    pub fn punt(&mut self, input: u16, reason: PuntReason, frame: &[u8], now: u64) -> (PuntAction, Vec<u8>, Vec<Solicit>) {
+    pub fn punt(
+        &mut self,
+        input: u16,
+        reason: PuntReason,
+        frame: &[u8],
+        now: u64,
+    ) -> (PuntAction, Vec<u8>, Vec<Solicit>) {
         let mut buf = vec![0u8; BUF_LEN];
         buf[HEADROOM..HEADROOM + frame.len()].copy_from_slice(frame);
         let mut pkt = PacketBuf::new(&mut buf, HEADROOM, frame.len()).unwrap();
         let mut solicits = Vec::new();
-        let action = self.cp.handle_punt(&mut pkt, input, reason, now, &mut solicits);
+        let action = self
+            .cp
+            .handle_punt(&mut pkt, input, reason, now, &mut solicits);
         (action, pkt.frame().to_vec(), solicits)
     }
 
     /// Makes the underlay toward the peer resolved, as an ARP reply from its VTEP would.
     pub fn resolve_underlay(&mut self) {
-        let (peer_vtep, peer_mac) = if self.name == "host-a" { (VTEP_B, FABRIC_B) } else { (VTEP_A, FABRIC_A) };
-        let my_vtep = if self.name == "host-a" { VTEP_A } else { VTEP_B };
-        let reply = arp_frame(2, mac(peer_mac), ip(peer_vtep), self.fabric_mac, ip(my_vtep), self.fabric_mac);
+        let (peer_vtep, peer_mac) = if self.name == "host-a" {
+            (VTEP_B, FABRIC_B)
+        } else {
+            (VTEP_A, FABRIC_A)
+        };
+        let my_vtep = if self.name == "host-a" {
+            VTEP_A
+        } else {
+            VTEP_B
+        };
+        let reply = arp_frame(
+            2,
+            mac(peer_mac),
+            ip(peer_vtep),
+            self.fabric_mac,
+            ip(my_vtep),
+            self.fabric_mac,
+        );
         let (action, _, _) = self.punt(FABRIC, PuntReason::Arp, &reply, 1);
-        assert_eq!(action, PuntAction::Drop(router_core::engine::DropReason::NotForRouter));
+        assert_eq!(
+            action,
+            PuntAction::Drop(router_core::engine::DropReason::NotForRouter)
+        );
     }
 }
 
 /// An Ethernet + IPv4 frame with a payload of `payload_len` bytes of protocol `proto`.
 #[allow(clippy::too_many_arguments)]
-pub fn ipv4_frame(src_mac: &str, dst_mac: &str, src: &str, dst: &str, ttl: u8, proto: u8, payload_len: usize, dont_frag: bool) -> Vec<u8> {
+pub fn ipv4_frame(
+    src_mac: &str,
+    dst_mac: &str,
+    src: &str,
+    dst: &str,
+    ttl: u8,
+    proto: u8,
+    payload_len: usize,
+    dont_frag: bool,
+) -> Vec<u8> {
     let total = 20 + payload_len;
     let mut f = vec![0u8; 14 + total];
     f[0..6].copy_from_slice(&mac(dst_mac).0);
@@ -204,7 +320,14 @@ pub fn ping_frame(src_mac: &str, dst_mac: &str, src: &str, dst: &str, ttl: u8) -
 }
 
 /// An ARP frame (op 1 request, 2 reply).
-pub fn arp_frame(op: u16, sha: EthernetAddress, spa: Ipv4Addr, tha: EthernetAddress, tpa: Ipv4Addr, eth_dst: EthernetAddress) -> Vec<u8> {
+pub fn arp_frame(
+    op: u16,
+    sha: EthernetAddress,
+    spa: Ipv4Addr,
+    tha: EthernetAddress,
+    tpa: Ipv4Addr,
+    eth_dst: EthernetAddress,
+) -> Vec<u8> {
     let mut f = vec![0u8; 60];
     f[0..6].copy_from_slice(&eth_dst.0);
     f[6..12].copy_from_slice(&sha.0);
