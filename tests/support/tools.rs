@@ -1,0 +1,297 @@
+//! The tools a user would reach for: ping, arping, tcpdump, and a raw frame injector.
+
+use std::fmt;
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::cmd::{command_line, output_of, CmdOutput};
+use super::frames::{hex, Mac};
+use super::net::Netns;
+use super::pcap::{self, PcapRecord, LINKTYPE_ETHERNET};
+use super::process::{describe, Process, POLL};
+use super::test_scope::Scope;
+
+/// How long tcpdump gets to start listening.
+const CAPTURE_START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long tcpdump gets to flush and exit after SIGINT.
+const CAPTURE_STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Options of [`ping`].
+#[derive(Debug, Clone)]
+pub struct PingOpts {
+    /// Echo requests to send (`-c`).
+    pub count: u32,
+    /// Between requests (`-i`; below 200 ms needs root).
+    pub interval: Duration,
+    /// How long to wait for the last reply (`-W`).
+    pub timeout: Duration,
+    /// ICMP data bytes (`-s`; ping's default is 56).
+    pub size: Option<usize>,
+    /// Set DF and never fragment locally (`-M do`).
+    pub dont_fragment: bool,
+    /// IP TTL (`-t`).
+    pub ttl: Option<u8>,
+}
+
+impl Default for PingOpts {
+    /// 5 requests 200 ms apart, 2 s for the last reply.
+    fn default() -> Self {
+        PingOpts {
+            count: 5,
+            interval: Duration::from_millis(200),
+            timeout: Duration::from_secs(2),
+            size: None,
+            dont_fragment: false,
+            ttl: None,
+        }
+    }
+}
+
+impl PingOpts {
+    pub fn count(count: u32) -> Self {
+        PingOpts { count, ..PingOpts::default() }
+    }
+}
+
+/// What ping reported.
+#[derive(Debug, Clone)]
+pub struct PingResult {
+    pub transmitted: u32,
+    pub received: u32,
+    /// ICMP errors received instead of replies (`+N errors`).
+    pub errors: u32,
+    pub output: CmdOutput,
+}
+
+impl PingResult {
+    /// Panics, with ping's output, unless every request got its reply.
+    pub fn assert_all_answered(&self) {
+        assert!(
+            self.transmitted > 0 && self.received == self.transmitted,
+            "{} of {} echo requests answered\n{}",
+            self.received,
+            self.transmitted,
+            self.output
+        );
+    }
+}
+
+impl fmt::Display for PingResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{} answered, {} errors", self.received, self.transmitted, self.errors)
+    }
+}
+
+fn seconds(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64())
+}
+
+/// Runs `ping` in `netns` toward `dst` and parses its summary line.
+pub fn ping(netns: &Netns, dst: Ipv4Addr, opts: &PingOpts) -> PingResult {
+    let mut cmd = netns.command("ping");
+    cmd.args(["-n", "-c", &opts.count.to_string(), "-i", &seconds(opts.interval), "-W", &seconds(opts.timeout)]);
+    if let Some(s) = opts.size {
+        cmd.args(["-s", &s.to_string()]);
+    }
+    if opts.dont_fragment {
+        cmd.args(["-M", "do"]);
+    }
+    if let Some(t) = opts.ttl {
+        cmd.args(["-t", &t.to_string()]);
+    }
+    cmd.arg(dst.to_string());
+    let output = output_of(&mut cmd);
+    let (transmitted, received, errors) = parse_ping_summary(&output.stdout)
+        .unwrap_or_else(|| panic!("no summary line in the output of ping: {output}"));
+    PingResult { transmitted, received, errors, output }
+}
+
+/// `5 packets transmitted, 4 received, +1 errors, 20% packet loss, time 803ms`.
+pub fn parse_ping_summary(text: &str) -> Option<(u32, u32, u32)> {
+    let line = text.lines().find(|l| l.contains("packets transmitted"))?;
+    let number_before = |word: &str| -> Option<u32> {
+        line.split(", ").find(|part| part.contains(word))?.split_whitespace().next()?.trim_start_matches('+').parse().ok()
+    };
+    Some((number_before("transmitted")?, number_before("received")?, number_before("errors").unwrap_or(0)))
+}
+
+/// What arping reported.
+#[derive(Debug, Clone)]
+pub struct ArpingResult {
+    /// Every reply: the sender's IP and MAC.
+    pub replies: Vec<(Ipv4Addr, Mac)>,
+    pub output: CmdOutput,
+}
+
+impl ArpingResult {
+    /// The MAC of the replies. Panics unless there is at least one and all agree.
+    pub fn mac(&self) -> Mac {
+        let first = self.replies.first().unwrap_or_else(|| panic!("no ARP reply\n{}", self.output)).1;
+        assert!(self.replies.iter().all(|r| r.1 == first), "ARP replies disagree: {:?}\n{}", self.replies, self.output);
+        first
+    }
+}
+
+/// Runs iputils `arping` in `netns` on `iface` for `target`: `count` requests, at most
+/// `timeout`.
+pub fn arping(netns: &Netns, iface: &str, target: Ipv4Addr, count: u32, timeout: Duration) -> ArpingResult {
+    let secs = timeout.as_secs().max(1).to_string();
+    let output = netns.run("arping", &["-c", &count.to_string(), "-w", &secs, "-I", iface, &target.to_string()]);
+    let replies = parse_arping_replies(&output.stdout);
+    ArpingResult { replies, output }
+}
+
+/// `Unicast reply from 10.0.1.1 [FA:16:3E:00:01:01]  0.632ms`.
+pub fn parse_arping_replies(text: &str) -> Vec<(Ipv4Addr, Mac)> {
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.split("reply from ").nth(1)?;
+            let ip = rest.split_whitespace().next()?.parse().ok()?;
+            let mac = rest.split('[').nth(1)?.split(']').next()?.to_ascii_lowercase().parse().ok()?;
+            Some((ip, mac))
+        })
+        .collect()
+}
+
+/// A tcpdump capture to a pcap file in the test's folder, listening once `start` returns.
+#[derive(Debug)]
+pub struct Capture {
+    process: Process,
+    path: PathBuf,
+}
+
+impl Capture {
+    /// Starts `tcpdump -U -w` on `iface` (in `netns`, or the root namespace) with the filter
+    /// expression `filter` (empty: everything), and waits until it listens.
+    pub fn start(scope: &Scope, netns: Option<&Netns>, iface: &str, filter: &str) -> Capture {
+        let label = scope.unique_label(&format!("tcpdump-{iface}"));
+        let path = scope.file(&format!("{label}.pcap"));
+        let mut cmd = match netns {
+            Some(ns) => ns.command("tcpdump"),
+            None => Command::new("tcpdump"),
+        };
+        // -Z root: Debian's tcpdump drops to user `tcpdump`, who may not write the test folder.
+        cmd.args(["-i", iface, "-n", "-U", "--immediate-mode", "-Z", "root", "-s", "0", "-w"]).arg(&path);
+        if !filter.is_empty() {
+            cmd.arg(filter);
+        }
+        let mut process = Process::spawn_labelled(scope, label, cmd);
+        if let Err(e) = process.wait_for_output("listening on", CAPTURE_START_TIMEOUT) {
+            panic!("tcpdump on {iface} did not start: {e}");
+        }
+        Capture { process, path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The frames captured so far (tcpdump -U writes each one as it comes).
+    pub fn frames(&self) -> Vec<PcapRecord> {
+        match pcap::read(&self.path) {
+            Ok(p) => {
+                assert_eq!(p.linktype, LINKTYPE_ETHERNET, "{}: not an Ethernet capture", self.path.display());
+                p.records
+            }
+            // tcpdump writes the global header at once, but give it the benefit of the doubt.
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Waits until `count` captured frames satisfy `pred`; returns them, or all that matched
+    /// when `timeout` runs out (the caller asserts).
+    pub fn wait_for_count(&self, count: usize, timeout: Duration, pred: impl Fn(&[u8]) -> bool) -> Vec<PcapRecord> {
+        let start = Instant::now();
+        loop {
+            let found: Vec<PcapRecord> = self.frames().into_iter().filter(|r| pred(&r.data)).collect();
+            if found.len() >= count || start.elapsed() >= timeout {
+                return found;
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Waits for one captured frame that satisfies `pred`.
+    pub fn wait_for(&self, timeout: Duration, pred: impl Fn(&[u8]) -> bool) -> Option<PcapRecord> {
+        self.wait_for_count(1, timeout, pred).into_iter().next()
+    }
+
+    /// Stops tcpdump (SIGINT: it flushes and exits) and returns every captured frame.
+    pub fn stop(mut self) -> Vec<PcapRecord> {
+        let stopped = self.process.stop_with("INT", CAPTURE_STOP_GRACE);
+        assert!(
+            !stopped.killed,
+            "tcpdump ({}) ignored SIGINT\n{}",
+            self.process.command(),
+            self.process.stderr()
+        );
+        let p = pcap::read(&self.path).unwrap_or_else(|e| panic!("capture {}: {e}", describe(stopped.status)));
+        assert_eq!(p.linktype, LINKTYPE_ETHERNET, "{}: not an Ethernet capture", self.path.display());
+        p.records
+    }
+
+    /// One line per frame (hex), for failure messages.
+    pub fn dump(frames: &[PcapRecord]) -> String {
+        frames.iter().map(|r| format!("  {}\n", hex(&r.data))).collect()
+    }
+}
+
+/// The Python program that sends raw frames: one hex frame per line of stdin, on the
+/// interface named in argv[1]; prints `ok <bytes>` or `err <errno> <message>` per frame.
+const INJECTOR: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((sys.argv[1], 0))
+for line in sys.stdin:
+    line = line.strip()
+    if not line:
+        continue
+    try:
+        print("ok", s.send(bytes.fromhex(line)), flush=True)
+    except OSError as e:
+        print("err", e.errno, e.strerror, flush=True)
+"#;
+
+fn python() -> &'static str {
+    if Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    }
+}
+
+/// Sends each frame as it is (no padding, no checksum fix) on `iface` in `netns`, through an
+/// AF_PACKET socket. One result per frame: the bytes sent, or the kernel's refusal (it refuses
+/// frames shorter than an Ethernet header).
+pub fn inject_frames(netns: &Netns, iface: &str, frames: &[Vec<u8>]) -> Vec<Result<usize, String>> {
+    let mut cmd = netns.command(python());
+    cmd.args(["-c", INJECTOR, iface]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let line = command_line(&cmd);
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run the frame injector: {e}"));
+    {
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        for f in frames {
+            writeln!(stdin, "{}", hex(f)).expect("writing to the frame injector");
+        }
+    }
+    let out = child.wait_with_output().expect("waiting for the frame injector");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "frame injector failed ({}): `{line}`\n{stdout}{}",
+        describe(out.status),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results: Vec<Result<usize, String>> = stdout
+        .lines()
+        .map(|l| match l.strip_prefix("ok ") {
+            Some(n) => n.trim().parse().map_err(|_| l.to_string()),
+            None => Err(l.to_string()),
+        })
+        .collect();
+    assert_eq!(results.len(), frames.len(), "frame injector answered {} of {} frames:\n{stdout}", results.len(), frames.len());
+    results
+}
