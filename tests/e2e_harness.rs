@@ -8,10 +8,14 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use router_core::wire::{EtherType, Icmpv4Message, IpProtocol, Ipv4Packet};
-use support::frames::{echo_request_frame, ethernet, hex, icmp_of, ipv4_of, is_echo, mac, Ipv4Fields};
+use support::frames::{
+    echo_request_frame, ethernet, hex, icmp_of, ipv4_of, is_echo, mac, Ipv4Fields,
+};
 use support::test_scope::{prefix_of, root_links};
 use support::tools::{parse_arping_replies, parse_ping_summary};
-use support::{scope, Capture, DvrdConfig, Fabric, Instance, InstanceSpec, Netns, PingOpts, Process, Scope};
+use support::{
+    scope, Capture, DvrdConfig, Fabric, Instance, InstanceSpec, Netns, PingOpts, Process, Scope,
+};
 
 const BLUE_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 5);
 const BLUE_GW: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 1);
@@ -32,9 +36,22 @@ struct KernelRouter {
 fn kernel_router(s: &Scope) -> KernelRouter {
     let router = Netns::new(s, "krtr");
     router.sysctl("net.ipv4.ip_forward", "1");
-    let blue = Instance::new_in(s, "blue", InstanceSpec::new("10.0.1.5/24", BLUE_MAC, "10.0.1.1"), Some(&router));
-    let red = Instance::new_in(s, "red", InstanceSpec::new("10.0.2.7/24", RED_MAC, "10.0.2.1"), Some(&router));
-    for (i, gw, gw_mac) in [(&blue, "10.0.1.1/24", BLUE_GW_MAC), (&red, "10.0.2.1/24", RED_GW_MAC)] {
+    let blue = Instance::new_in(
+        s,
+        "blue",
+        InstanceSpec::new("10.0.1.5/24", BLUE_MAC, "10.0.1.1"),
+        Some(&router),
+    );
+    let red = Instance::new_in(
+        s,
+        "red",
+        InstanceSpec::new("10.0.2.7/24", RED_MAC, "10.0.2.1"),
+        Some(&router),
+    );
+    for (i, gw, gw_mac) in [
+        (&blue, "10.0.1.1/24", BLUE_GW_MAC),
+        (&red, "10.0.2.1/24", RED_GW_MAC),
+    ] {
         router.ip(&["link", "set", "dev", i.host_if(), "address", gw_mac]);
         router.ip(&["addr", "add", gw, "dev", i.host_if()]);
         router.sysctl(&format!("net.ipv4.conf.{}.arp_ignore", i.host_if()), "0");
@@ -47,32 +64,62 @@ fn names_are_short_unique_and_stable() {
     let a = prefix_of("e2e_datapath::routed_ping");
     assert_eq!(a, prefix_of("e2e_datapath::routed_ping"));
     assert_ne!(a, prefix_of("e2e_datapath::routed_ping2"));
-    assert_eq!(a.len(), 6);
+    assert_eq!(a.len(), 7);
+    assert!(
+        a.starts_with("dvt"),
+        "{a}: scripts/netns-cleanup.sh removes names starting with dvt"
+    );
     let s = scope!();
-    assert_eq!(s.prefix(), prefix_of("e2e_harness::names_are_short_unique_and_stable"));
+    assert_eq!(
+        s.prefix(),
+        prefix_of("e2e_harness::names_are_short_unique_and_stable")
+    );
     assert!(s.ifname("abcdefgh").len() <= 15);
-    assert!(std::panic::catch_unwind(|| s.ifname("abcdefghij")).is_err(), "a 16-character interface name was accepted");
+    assert!(
+        std::panic::catch_unwind(|| s.ifname("abcdefghi")).is_err(),
+        "a 16-character interface name was accepted"
+    );
     assert_eq!(s.unique_label("x"), "x");
     assert_eq!(s.unique_label("x"), "x-2");
 }
 
 #[test]
 fn parsers_read_tool_output_and_pcap_files() {
-    let ping = "PING 10.0.2.7 (10.0.2.7) 56(84) bytes of data.\n\n--- 10.0.2.7 ping statistics ---\n\
+    let ping =
+        "PING 10.0.2.7 (10.0.2.7) 56(84) bytes of data.\n\n--- 10.0.2.7 ping statistics ---\n\
                 5 packets transmitted, 3 received, +2 errors, 40% packet loss, time 804ms\n";
     assert_eq!(parse_ping_summary(ping), Some((5, 3, 2)));
-    assert_eq!(parse_ping_summary("2 packets transmitted, 2 received, 0% packet loss, time 1001ms"), Some((2, 2, 0)));
-    assert_eq!(parse_ping_summary("ping: connect: Network is unreachable"), None);
+    assert_eq!(
+        parse_ping_summary("2 packets transmitted, 2 received, 0% packet loss, time 1001ms"),
+        Some((2, 2, 0))
+    );
+    assert_eq!(
+        parse_ping_summary("ping: connect: Network is unreachable"),
+        None
+    );
     let arping = "ARPING 10.0.1.1 from 10.0.1.5 eth0\nUnicast reply from 10.0.1.1 [FA:16:3E:00:01:01]  0.632ms\n\
                   Sent 1 probes (1 broadcast(s))\nReceived 1 response(s)\n";
-    assert_eq!(parse_arping_replies(arping), vec![(BLUE_GW, mac(BLUE_GW_MAC))]);
+    assert_eq!(
+        parse_arping_replies(arping),
+        vec![(BLUE_GW, mac(BLUE_GW_MAC))]
+    );
 
     // A pcap file in either byte order; a partial last record is ignored.
     for little in [true, false] {
-        let w = |v: u32| if little { v.to_le_bytes() } else { v.to_be_bytes() };
+        let w = |v: u32| {
+            if little {
+                v.to_le_bytes()
+            } else {
+                v.to_be_bytes()
+            }
+        };
         let mut b = Vec::new();
         b.extend(w(0xa1b2_c3d4));
-        b.extend(if little { [2u8, 0, 4, 0] } else { [0u8, 2, 0, 4] });
+        b.extend(if little {
+            [2u8, 0, 4, 0]
+        } else {
+            [0u8, 2, 0, 4]
+        });
         b.extend([0u8; 8]);
         b.extend(w(262_144));
         b.extend(w(1));
@@ -98,9 +145,9 @@ fn parsers_read_tool_output_and_pcap_files() {
 fn config_writer_output_is_accepted_by_the_dvrd_parser() {
     use support::config::{HostCfg, InstancePortCfg, NetworkCfg, PortCfg, RouterCfg};
     let cfg = DvrdConfig::new(HostCfg::new("host-a", "fa:16:3f:00:00:0a", "192.0.2.10"))
-        .port(PortCfg::local("blue", "e00000blue").mtu(1500))
-        .port(PortCfg::local("red", "e00000red"))
-        .port(PortCfg::fabric("fabric", "e00000fab").mtu(1600))
+        .port(PortCfg::local("blue", "dvt0000blue").mtu(1500))
+        .port(PortCfg::local("red", "dvt0000red"))
+        .port(PortCfg::fabric("fabric", "dvt0000fab").mtu(1600))
         .peer(HostCfg::new("host-b", "fa:16:3f:00:00:0b", "192.0.2.20"))
         .network(NetworkCfg::new("blue", 1001, &["blue"]))
         .network(NetworkCfg::new("red", 1002, &["red"]))
@@ -110,22 +157,43 @@ fn config_writer_output_is_accepted_by_the_dvrd_parser() {
                 .interface("red", "10.0.2.1/24", RED_GW_MAC)
                 .route("0.0.0.0/0", "10.0.1.254"),
         )
-        .instance_port(InstancePortCfg::new("blue", BLUE_IP, mac(BLUE_MAC), "host-a"))
+        .instance_port(InstancePortCfg::new(
+            "blue",
+            BLUE_IP,
+            mac(BLUE_MAC),
+            "host-a",
+        ))
         .instance_port(InstancePortCfg::new("red", RED_IP, mac(RED_MAC), "host-a"))
-        .instance_port(InstancePortCfg::new("blue", Ipv4Addr::new(10, 0, 1, 254), mac("fa:16:3e:cc:01:fe"), "host-b"));
-    let text = cfg.to_toml("e00000a", std::path::Path::new("/tmp/e00000a.sock"));
-    let parsed = dvr_router::config::Config::from_toml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        .instance_port(InstancePortCfg::new(
+            "blue",
+            Ipv4Addr::new(10, 0, 1, 254),
+            mac("fa:16:3e:cc:01:fe"),
+            "host-b",
+        ));
+    let text = cfg.to_toml("dvt0000a", std::path::Path::new("/tmp/dvt0000a.sock"));
+    let parsed =
+        dvr_router::config::Config::from_toml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert!(!parsed.eal.hugepages);
     assert_eq!(parsed.eal.memory_mb, 256);
-    assert_eq!(parsed.eal.file_prefix, "e00000a");
-    assert_eq!(parsed.eal.vdevs, vec!["net_af_packet0,iface=e00000blue", "net_af_packet1,iface=e00000red", "net_af_packet2,iface=e00000fab"]);
+    assert_eq!(parsed.eal.file_prefix, "dvt0000a");
+    assert_eq!(
+        parsed.eal.vdevs,
+        vec![
+            "net_af_packet0,iface=dvt0000blue",
+            "net_af_packet1,iface=dvt0000red",
+            "net_af_packet2,iface=dvt0000fab"
+        ]
+    );
     assert_eq!(parsed.workers.len(), 1);
     assert_eq!(parsed.workers[0].rx, vec!["blue", "red", "fabric"]);
     assert!(parsed.ports[2].fabric);
     assert_eq!(parsed.ports[2].mtu, 1600);
     assert_eq!(parsed.instance_ports.len(), 3);
     assert_eq!(parsed.routers[0].interfaces.len(), 2);
-    assert_eq!(parsed.dataplane.idle, dvr_router::config::IdleSetting::Adaptive);
+    assert_eq!(
+        parsed.dataplane.idle,
+        dvr_router::config::IdleSetting::Adaptive
+    );
 }
 
 #[test]
@@ -138,14 +206,33 @@ fn guards_clean_up_after_a_panicking_test_and_sweep_leftovers() {
     let _ = support::run("ip", &["netns", "del", &ns]); // from an earlier failure of this test
     let _ = support::run("ip", &["link", "del", &link]);
     support::run_ok("ip", &["netns", "add", &ns]);
-    support::run_ok("ip", &["link", "add", &link, "type", "veth", "peer", "name", &format!("{link}p")]);
+    support::run_ok(
+        "ip",
+        &[
+            "link",
+            "add",
+            &link,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &format!("{link}p"),
+        ],
+    );
 
     let pid = std::sync::Mutex::new(0u32);
     let result = std::panic::catch_unwind(|| {
         let s = Scope::new(PROBE);
         assert!(!netns_exists(&ns), "the leftover namespace was not swept");
-        assert!(!root_links().contains(&link), "the leftover link was not swept");
-        let _i = Instance::new(&s, "blue", InstanceSpec::new("10.0.1.5/24", BLUE_MAC, "10.0.1.1"));
+        assert!(
+            !root_links().contains(&link),
+            "the leftover link was not swept"
+        );
+        let _i = Instance::new(
+            &s,
+            "blue",
+            InstanceSpec::new("10.0.1.5/24", BLUE_MAC, "10.0.1.1"),
+        );
         let mut sleeper = std::process::Command::new("sleep");
         sleeper.arg("600");
         let p = Process::spawn(&s, "sleeper", sleeper);
@@ -155,15 +242,23 @@ fn guards_clean_up_after_a_panicking_test_and_sweep_leftovers() {
     assert!(result.is_err());
     let pid = *pid.lock().unwrap();
     assert!(pid != 0);
-    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "process {pid} survived the failed test");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "process {pid} survived the failed test"
+    );
     let netns = support::run_ok("ip", &["netns", "list"]);
     assert!(!netns.contains(&prefix), "namespaces left behind:\n{netns}");
-    let left: Vec<String> = root_links().into_iter().filter(|l| l.starts_with(&prefix)).collect();
+    let left: Vec<String> = root_links()
+        .into_iter()
+        .filter(|l| l.starts_with(&prefix))
+        .collect();
     assert!(left.is_empty(), "links left behind: {left:?}");
 }
 
 fn netns_exists(name: &str) -> bool {
-    support::run_ok("ip", &["netns", "list"]).lines().any(|l| l.split_whitespace().next() == Some(name))
+    support::run_ok("ip", &["netns", "list"])
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some(name))
 }
 
 #[test]
@@ -173,28 +268,46 @@ fn kernel_router_ping_arping_capture_and_time_exceeded() {
     let capture_red = k.red.capture("icmp");
     let capture_blue = k.blue.capture("icmp");
 
-    k.blue.ping(RED_IP, &PingOpts::count(3)).assert_all_answered();
+    k.blue
+        .ping(RED_IP, &PingOpts::count(3))
+        .assert_all_answered();
     let arp = k.blue.arping(BLUE_GW, 2, Duration::from_secs(3));
     assert_eq!(arp.mac(), mac(BLUE_GW_MAC), "{}", arp.output);
     assert_eq!(k.blue.neighbor(BLUE_GW), Some(mac(BLUE_GW_MAC)));
 
     // TTL 1 toward RED: the router answers with ICMP time exceeded.
-    let ip = Ipv4Fields { ttl: 1, ident: 0x7711, ..Ipv4Fields::new(BLUE_IP, RED_IP, IpProtocol::Icmp) };
-    k.blue.inject(&[echo_request_frame(mac(BLUE_GW_MAC), mac(BLUE_MAC), ip, 1)]);
+    let ip = Ipv4Fields {
+        ttl: 1,
+        ident: 0x7711,
+        ..Ipv4Fields::new(BLUE_IP, RED_IP, IpProtocol::Icmp)
+    };
+    k.blue
+        .inject(&[echo_request_frame(mac(BLUE_GW_MAC), mac(BLUE_MAC), ip, 1)]);
     let exceeded = capture_blue.wait_for(Duration::from_secs(5), |f| {
         icmp_of(f).is_some_and(|i| i.msg_type() == Icmpv4Message::TimeExceeded)
     });
-    let exceeded = exceeded.unwrap_or_else(|| panic!("no time exceeded:\n{}", Capture::dump(&capture_blue.frames())));
+    let exceeded = exceeded.unwrap_or_else(|| {
+        panic!(
+            "no time exceeded:\n{}",
+            Capture::dump(&capture_blue.frames())
+        )
+    });
     let icmp = icmp_of(&exceeded.data).unwrap();
     let quoted = Ipv4Packet::new_unchecked(icmp.data());
     assert_eq!((quoted.dst_addr(), quoted.ident()), (RED_IP, 0x7711));
 
     let red = capture_red.stop();
-    let requests: Vec<_> = red.iter().filter(|r| is_echo(&r.data, false, BLUE_IP, RED_IP)).collect();
+    let requests: Vec<_> = red
+        .iter()
+        .filter(|r| is_echo(&r.data, false, BLUE_IP, RED_IP))
+        .collect();
     assert_eq!(requests.len(), 3, "{}", Capture::dump(&red));
     for r in requests {
         let ip = ipv4_of(&r.data).unwrap();
-        assert_eq!(support::frames::ethernet_of(&r.data).unwrap().src_addr(), mac(RED_GW_MAC));
+        assert_eq!(
+            support::frames::ethernet_of(&r.data).unwrap().src_addr(),
+            mac(RED_GW_MAC)
+        );
         assert_eq!(ip.ttl(), 63);
         assert!(ip.verify_checksum());
     }
@@ -206,14 +319,25 @@ fn injector_sends_exact_bytes_and_the_kernel_refuses_runts() {
     let s = scope!();
     let k = kernel_router(&s);
     let capture = Capture::start(&s, Some(&k.router), k.blue.host_if(), "");
-    let mut odd = ethernet(mac(BLUE_GW_MAC), mac(BLUE_MAC), EtherType::IPV4, &[0x45, 0, 0, 99]);
+    let mut odd = ethernet(
+        mac(BLUE_GW_MAC),
+        mac(BLUE_MAC),
+        EtherType::IPV4,
+        &[0x45, 0, 0, 99],
+    );
     odd.extend([0xde, 0xad]);
     let frames = vec![odd.clone(), odd[..14].to_vec(), odd[..10].to_vec()];
     let results = k.blue.try_inject(&frames);
     assert_eq!(results[0], Ok(odd.len()));
     assert_eq!(results[1], Ok(14));
-    assert!(results[2].is_err(), "the kernel sent a 10-byte frame: {:?}", results[2]);
-    let got = capture.wait_for_count(2, Duration::from_secs(5), |f| f[6..12] == mac(BLUE_MAC).0[..] && f[12..14] == [8, 0]);
+    assert!(
+        results[2].is_err(),
+        "the kernel sent a 10-byte frame: {:?}",
+        results[2]
+    );
+    let got = capture.wait_for_count(2, Duration::from_secs(5), |f| {
+        f[6..12] == mac(BLUE_MAC).0[..] && f[12..14] == [8, 0]
+    });
     let got: Vec<String> = got.iter().map(|r| hex(&r.data)).collect();
     assert_eq!(got, vec![hex(&odd), hex(&odd[..14])]);
 }
@@ -227,8 +351,20 @@ fn fabric_bridges_hosts_and_kernel_vxlan_nodes() {
     let n2 = Netns::new(&s, "node2");
     fabric.attach_node(&n1, "node1", "fab0", "192.0.2.31/24", 1600);
     fabric.attach_node(&n2, "node2", "fab0", "192.0.2.32/24", 1600);
-    n1.add_vxlan("vx0", 1001, Ipv4Addr::new(192, 0, 2, 31), "fab0", &[Ipv4Addr::new(192, 0, 2, 32)]);
-    n2.add_vxlan("vx0", 1001, Ipv4Addr::new(192, 0, 2, 32), "fab0", &[Ipv4Addr::new(192, 0, 2, 31)]);
+    n1.add_vxlan(
+        "vx0",
+        1001,
+        Ipv4Addr::new(192, 0, 2, 31),
+        "fab0",
+        &[Ipv4Addr::new(192, 0, 2, 32)],
+    );
+    n2.add_vxlan(
+        "vx0",
+        1001,
+        Ipv4Addr::new(192, 0, 2, 32),
+        "fab0",
+        &[Ipv4Addr::new(192, 0, 2, 31)],
+    );
     n1.ip(&["addr", "add", "10.9.0.1/24", "dev", "vx0"]);
     n2.ip(&["addr", "add", "10.9.0.2/24", "dev", "vx0"]);
 
@@ -237,11 +373,24 @@ fn fabric_bridges_hosts_and_kernel_vxlan_nodes() {
     let p = support::ping(&n1, Ipv4Addr::new(10, 9, 0, 2), &PingOpts::count(3));
     p.assert_all_answered();
     let bridged = on_bridge.stop();
-    let vni: Vec<u32> = bridged.iter().filter_map(|r| support::frames::vxlan_of(&r.data).map(|v| v.vni())).collect();
-    assert!(vni.len() >= 6 && vni.iter().all(|v| *v == 1001), "VNIs on the bridge: {vni:?}");
+    let vni: Vec<u32> = bridged
+        .iter()
+        .filter_map(|r| support::frames::vxlan_of(&r.data).map(|v| v.vni()))
+        .collect();
+    assert!(
+        vni.len() >= 6 && vni.iter().all(|v| *v == 1001),
+        "VNIs on the bridge: {vni:?}"
+    );
     // The host's port is a bridge port: broadcasts (the nodes' ARP requests) reach it.
     let flooded = on_host_port.stop();
-    let arp_requests = flooded.iter().filter(|r| r.data[..6] == [0xff; 6] && r.data[12..14] == [8, 6]).count();
-    assert!(arp_requests >= 1, "the host's fabric port saw no underlay broadcast:\n{}", Capture::dump(&flooded));
+    let arp_requests = flooded
+        .iter()
+        .filter(|r| r.data[..6] == [0xff; 6] && r.data[12..14] == [8, 6])
+        .count();
+    assert!(
+        arp_requests >= 1,
+        "the host's fabric port saw no underlay broadcast:\n{}",
+        Capture::dump(&flooded)
+    );
     assert_eq!(port.port("fabric").iface, port.host_if());
 }

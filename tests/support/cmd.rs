@@ -75,7 +75,9 @@ pub fn command_line(cmd: &Command) -> String {
 /// Panics only when the program cannot be started.
 pub fn output_of(cmd: &mut Command) -> CmdOutput {
     let line = command_line(cmd);
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run `{line}`: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `{line}`: {e}"));
     CmdOutput::from_output(line, out)
 }
 
@@ -92,7 +94,9 @@ pub fn run_ok(program: &str, args: &[&str]) -> String {
 /// The path of `tool` on `PATH`.
 pub fn which(tool: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(tool)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
 }
 
 /// True when the process runs with effective user id 0.
@@ -109,11 +113,16 @@ pub fn is_root() -> bool {
 pub fn require_environment() {
     let mut problems = Vec::new();
     if !is_root() {
-        problems.push("the end-to-end tests must run as root (network namespaces, veths, raw sockets)".to_string());
+        problems.push(
+            "the end-to-end tests must run as root (network namespaces, veths, raw sockets)"
+                .to_string(),
+        );
     }
     for (tool, package) in REQUIRED_TOOLS {
         if which(tool).is_none() {
-            problems.push(format!("`{tool}` is not on PATH (Debian package {package})"));
+            problems.push(format!(
+                "`{tool}` is not on PATH (Debian package {package})"
+            ));
         }
     }
     assert!(

@@ -28,15 +28,27 @@ pub struct PortCfg {
 
 impl PortCfg {
     pub fn local(name: &str, iface: &str) -> Self {
-        PortCfg { name: name.into(), iface: iface.into(), fabric: false, mtu: None, vdev_args: String::new() }
+        PortCfg {
+            name: name.into(),
+            iface: iface.into(),
+            fabric: false,
+            mtu: None,
+            vdev_args: String::new(),
+        }
     }
 
     pub fn fabric(name: &str, iface: &str) -> Self {
-        PortCfg { fabric: true, ..PortCfg::local(name, iface) }
+        PortCfg {
+            fabric: true,
+            ..PortCfg::local(name, iface)
+        }
     }
 
     pub fn mtu(self, mtu: u16) -> Self {
-        PortCfg { mtu: Some(mtu), ..self }
+        PortCfg {
+            mtu: Some(mtu),
+            ..self
+        }
     }
 }
 
@@ -52,7 +64,11 @@ pub type PeerCfg = HostCfg;
 
 impl HostCfg {
     pub fn new(name: &str, dvr_mac: &str, vtep: &str) -> Self {
-        HostCfg { name: name.into(), dvr_mac: super::frames::mac(dvr_mac), vtep: vtep.parse().expect("VTEP address") }
+        HostCfg {
+            name: name.into(),
+            dvr_mac: super::frames::mac(dvr_mac),
+            vtep: vtep.parse().expect("VTEP address"),
+        }
     }
 }
 
@@ -67,7 +83,11 @@ pub struct NetworkCfg {
 
 impl NetworkCfg {
     pub fn new(name: &str, vni: u32, ports: &[&str]) -> Self {
-        NetworkCfg { name: name.into(), vni, ports: ports.iter().map(|p| p.to_string()).collect() }
+        NetworkCfg {
+            name: name.into(),
+            vni,
+            ports: ports.iter().map(|p| p.to_string()).collect(),
+        }
     }
 }
 
@@ -95,17 +115,29 @@ pub struct RouterCfg {
 
 impl RouterCfg {
     pub fn new(name: &str) -> Self {
-        RouterCfg { name: name.into(), large: false, interfaces: Vec::new(), routes: Vec::new() }
+        RouterCfg {
+            name: name.into(),
+            large: false,
+            interfaces: Vec::new(),
+            routes: Vec::new(),
+        }
     }
 
     /// Adds an interface: `interface("blue", "10.0.1.1/24", "fa:16:3e:00:01:01")`.
     pub fn interface(mut self, network: &str, address: &str, mac: &str) -> Self {
-        self.interfaces.push(InterfaceCfg { network: network.into(), address: address.into(), mac: super::frames::mac(mac) });
+        self.interfaces.push(InterfaceCfg {
+            network: network.into(),
+            address: address.into(),
+            mac: super::frames::mac(mac),
+        });
         self
     }
 
     pub fn route(mut self, prefix: &str, via: &str) -> Self {
-        self.routes.push(RouteCfg { prefix: prefix.into(), via: via.parse().expect("next hop address") });
+        self.routes.push(RouteCfg {
+            prefix: prefix.into(),
+            via: via.parse().expect("next hop address"),
+        });
         self
     }
 }
@@ -123,7 +155,13 @@ pub struct InstancePortCfg {
 
 impl InstancePortCfg {
     pub fn new(network: &str, ip: Ipv4Addr, mac: Mac, host: &str) -> Self {
-        InstancePortCfg { network: network.into(), ip, mac, host: host.into(), port: None }
+        InstancePortCfg {
+            network: network.into(),
+            ip,
+            mac,
+            host: host.into(),
+            port: None,
+        }
     }
 }
 
@@ -178,7 +216,10 @@ fn s(text: &str) -> String {
 }
 
 fn list(items: &[String]) -> String {
-    format!("[{}]", items.iter().map(|i| s(i)).collect::<Vec<_>>().join(", "))
+    format!(
+        "[{}]",
+        items.iter().map(|i| s(i)).collect::<Vec<_>>().join(", ")
+    )
 }
 
 impl DvrdConfig {
@@ -240,24 +281,46 @@ impl DvrdConfig {
     pub fn to_toml(&self, file_prefix: &str, control_socket: &Path) -> String {
         let mut t = String::new();
         let w = &mut t;
-        let _ = writeln!(w, "# Written by the end-to-end test harness (tests/support/config.rs).\n");
+        let _ = writeln!(
+            w,
+            "# Written by the end-to-end test harness (tests/support/config.rs).\n"
+        );
         let vdevs: Vec<String> = self
             .ports
             .iter()
             .enumerate()
             .map(|(i, p)| format!("{},iface={}{}", Self::device(i), p.iface, p.vdev_args))
             .collect();
-        let _ = writeln!(w, "[eal]\nmain_core = 0\nhugepages = false\nmemory_mb = {}", self.memory_mb);
-        let _ = writeln!(w, "file_prefix = {}\npci = false\nvdevs = {}", s(file_prefix), list(&vdevs));
+        let _ = writeln!(
+            w,
+            "[eal]\nmain_core = 0\nhugepages = false\nmemory_mb = {}",
+            self.memory_mb
+        );
+        let _ = writeln!(
+            w,
+            "file_prefix = {}\npci = false\nvdevs = {}",
+            s(file_prefix),
+            list(&vdevs)
+        );
         let _ = writeln!(w, "extra_args = {}\n", list(&self.eal_extra_args));
         let _ = writeln!(w, "[dataplane]\nidle = {}", s(&self.idle));
         if let Some(m) = self.mbufs {
             let _ = writeln!(w, "mbufs = {m}");
         }
         let rx: Vec<String> = self.ports.iter().map(|p| p.name.clone()).collect();
-        let _ = writeln!(w, "\n[[workers]]\ncore = {}\nrx = {}\n", worker_core(), list(&rx));
+        let _ = writeln!(
+            w,
+            "\n[[workers]]\ncore = {}\nrx = {}\n",
+            worker_core(),
+            list(&rx)
+        );
         for (i, p) in self.ports.iter().enumerate() {
-            let _ = writeln!(w, "[[ports]]\nname = {}\ndevice = {}", s(&p.name), s(&Self::device(i)));
+            let _ = writeln!(
+                w,
+                "[[ports]]\nname = {}\ndevice = {}",
+                s(&p.name),
+                s(&Self::device(i))
+            );
             if p.fabric {
                 let _ = writeln!(w, "fabric = true");
             }
@@ -267,19 +330,42 @@ impl DvrdConfig {
             let _ = writeln!(w);
         }
         if let Some(h) = &self.host {
-            let _ = writeln!(w, "[host]\nname = {}\ndvr_mac = {}\nvtep = {}\n", s(&h.name), s(&h.dvr_mac.to_string()), s(&h.vtep.to_string()));
+            let _ = writeln!(
+                w,
+                "[host]\nname = {}\ndvr_mac = {}\nvtep = {}\n",
+                s(&h.name),
+                s(&h.dvr_mac.to_string()),
+                s(&h.vtep.to_string())
+            );
         }
         if let Some(g) = self.fabric_gateway {
             let _ = writeln!(w, "[fabric]\ngateway = {}\n", s(&g.to_string()));
         }
         for p in &self.peers {
-            let _ = writeln!(w, "[[peers]]\nname = {}\ndvr_mac = {}\nvtep = {}\n", s(&p.name), s(&p.dvr_mac.to_string()), s(&p.vtep.to_string()));
+            let _ = writeln!(
+                w,
+                "[[peers]]\nname = {}\ndvr_mac = {}\nvtep = {}\n",
+                s(&p.name),
+                s(&p.dvr_mac.to_string()),
+                s(&p.vtep.to_string())
+            );
         }
         for n in &self.networks {
-            let _ = writeln!(w, "[[networks]]\nname = {}\nvni = {}\nports = {}\n", s(&n.name), n.vni, list(&n.ports));
+            let _ = writeln!(
+                w,
+                "[[networks]]\nname = {}\nvni = {}\nports = {}\n",
+                s(&n.name),
+                n.vni,
+                list(&n.ports)
+            );
         }
         for r in &self.routers {
-            let _ = writeln!(w, "[[routers]]\nname = {}\nlarge = {}\n", s(&r.name), r.large);
+            let _ = writeln!(
+                w,
+                "[[routers]]\nname = {}\nlarge = {}\n",
+                s(&r.name),
+                r.large
+            );
             for i in &r.interfaces {
                 let _ = writeln!(
                     w,
@@ -290,7 +376,12 @@ impl DvrdConfig {
                 );
             }
             for route in &r.routes {
-                let _ = writeln!(w, "[[routers.routes]]\nprefix = {}\nvia = {}\n", s(&route.prefix), s(&route.via.to_string()));
+                let _ = writeln!(
+                    w,
+                    "[[routers.routes]]\nprefix = {}\nvia = {}\n",
+                    s(&route.prefix),
+                    s(&route.via.to_string())
+                );
             }
         }
         for p in &self.instance_ports {
@@ -307,7 +398,11 @@ impl DvrdConfig {
             }
             let _ = writeln!(w);
         }
-        let _ = writeln!(w, "[control]\nsocket = {}\n", s(&control_socket.to_string_lossy()));
+        let _ = writeln!(
+            w,
+            "[control]\nsocket = {}\n",
+            s(&control_socket.to_string_lossy())
+        );
         let _ = writeln!(w, "[log]\nlevel = {}\n", s(&self.log_level));
         if !self.extra_toml.is_empty() {
             let _ = writeln!(w, "{}", self.extra_toml);

@@ -52,7 +52,13 @@ pub struct Dvrd {
 
 impl fmt::Debug for Dvrd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Dvrd({} pid {} config {})", self.label, self.process.pid(), self.config_path.display())
+        write!(
+            f,
+            "Dvrd({} pid {} config {})",
+            self.label,
+            self.process.pid(),
+            self.config_path.display()
+        )
     }
 }
 
@@ -84,7 +90,10 @@ impl DvrdExit {
         );
         match &self.summary {
             Ok(s) => s,
-            Err(e) => panic!("dvrd exited with 0 but its summary is unusable: {e}\n--- stdout\n{}", self.stdout),
+            Err(e) => panic!(
+                "dvrd exited with 0 but its summary is unusable: {e}\n--- stdout\n{}",
+                self.stdout
+            ),
         }
     }
 }
@@ -99,21 +108,42 @@ impl Dvrd {
 
     /// Starts dvrd on the config text `make_toml(file_prefix, control_socket)` without
     /// waiting for it.
-    pub fn spawn(scope: &Scope, label: &str, make_toml: impl FnOnce(&str, &Path) -> String) -> Dvrd {
+    pub fn spawn(
+        scope: &Scope,
+        label: &str,
+        make_toml: impl FnOnce(&str, &Path) -> String,
+    ) -> Dvrd {
         let label = scope.unique_label(label);
         let file_prefix = scope.dpdk_prefix(&label);
         let config_path = scope.file(&format!("{label}.toml"));
         let ready_path = scope.file(&format!("{label}.ready"));
         let summary_path = scope.file(&format!("{label}.summary.json"));
         let socket = scope.file(&format!("{label}.sock"));
-        assert!(socket.as_os_str().len() < 100, "control socket path too long for a Unix socket: {}", socket.display());
+        assert!(
+            socket.as_os_str().len() < 100,
+            "control socket path too long for a Unix socket: {}",
+            socket.display()
+        );
         std::fs::write(&config_path, make_toml(&file_prefix, &socket))
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", config_path.display()));
         scope.register_log(&format!("{label} config"), &config_path);
         let mut cmd = command();
-        cmd.arg("--config").arg(&config_path).arg("--ready-file").arg(&ready_path).arg("--summary-json").arg(&summary_path);
+        cmd.arg("--config")
+            .arg(&config_path)
+            .arg("--ready-file")
+            .arg(&ready_path)
+            .arg("--summary-json")
+            .arg(&summary_path);
         let process = Process::spawn_labelled(scope, label.clone(), cmd);
-        Dvrd { scope: scope.clone(), label, file_prefix, config_path, ready_path, summary_path, process }
+        Dvrd {
+            scope: scope.clone(),
+            label,
+            file_prefix,
+            config_path,
+            ready_path,
+            summary_path,
+            process,
+        }
     }
 
     /// Waits for the ready file; panics with dvrd's logs if it exits first or takes too long.
@@ -176,7 +206,12 @@ impl Dvrd {
     /// Panics, with its logs, if it has exited (a crash, a panic in a worker...).
     pub fn assert_running(&mut self) {
         if let Some(status) = self.process.try_wait() {
-            panic!("dvrd {} is not running any more ({})\n--- stderr\n{}", self.label, describe(status), self.process.stderr());
+            panic!(
+                "dvrd {} is not running any more ({})\n--- stderr\n{}",
+                self.label,
+                describe(status),
+                self.process.stderr()
+            );
         }
     }
 
@@ -227,15 +262,29 @@ impl Summary {
     }
 
     fn counts(&self, key: &str) -> BTreeMap<String, u64> {
-        let obj = self.0.get(key).and_then(Value::as_object).unwrap_or_else(|| panic!("summary has no `{key}` object:\n{self}"));
+        let obj = self
+            .0
+            .get(key)
+            .and_then(Value::as_object)
+            .unwrap_or_else(|| panic!("summary has no `{key}` object:\n{self}"));
         obj.iter()
-            .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or_else(|| panic!("summary `{key}.{k}` is not a count: {v}"))))
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.as_u64()
+                        .unwrap_or_else(|| panic!("summary `{key}.{k}` is not a count: {v}")),
+                )
+            })
             .collect()
     }
 
     /// The entry of port `name` in `ports`.
     pub fn port(&self, name: &str) -> &Value {
-        let ports = self.0.get("ports").and_then(Value::as_array).unwrap_or_else(|| panic!("summary has no `ports` array:\n{self}"));
+        let ports = self
+            .0
+            .get("ports")
+            .and_then(Value::as_array)
+            .unwrap_or_else(|| panic!("summary has no `ports` array:\n{self}"));
         ports
             .iter()
             .find(|p| p.get("name").and_then(Value::as_str) == Some(name))
@@ -275,7 +324,12 @@ pub struct DvrdRun {
 
 /// Runs `dvrd args...` and waits up to `timeout` for it to exit by itself (killing it then).
 /// Output goes to `<label>.stdout`/`.stderr` in the test's folder.
-pub fn run_to_exit(scope: &Scope, label: &str, args: &[&std::ffi::OsStr], timeout: Duration) -> DvrdRun {
+pub fn run_to_exit(
+    scope: &Scope,
+    label: &str,
+    args: &[&std::ffi::OsStr],
+    timeout: Duration,
+) -> DvrdRun {
     let mut cmd = command();
     cmd.args(args);
     let start = Instant::now();
@@ -287,5 +341,11 @@ pub fn run_to_exit(scope: &Scope, label: &str, args: &[&std::ffi::OsStr], timeou
         Some(s) => s,
         None => p.stop_with("KILL", Duration::from_secs(5)).status,
     };
-    DvrdRun { code: status.code(), timed_out, elapsed, stdout: p.stdout(), stderr: p.stderr() }
+    DvrdRun {
+        code: status.code(),
+        timed_out,
+        elapsed,
+        stdout: p.stdout(),
+        stderr: p.stderr(),
+    }
 }

@@ -4,8 +4,8 @@
 use std::net::Ipv4Addr;
 
 use router_core::wire::{
-    EtherType, EthernetAddress, EthernetFrame, EthernetRepr, Icmpv4Message, Icmpv4Packet, Icmpv4Repr, IpProtocol,
-    Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr, VxlanPacket,
+    EtherType, EthernetAddress, EthernetFrame, EthernetRepr, Icmpv4Message, Icmpv4Packet,
+    Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr, VxlanPacket,
 };
 
 /// An Ethernet address (`fa:16:3e:00:01:01`).
@@ -18,7 +18,12 @@ pub fn mac(text: &str) -> Mac {
 
 /// An Ethernet frame: header and `payload` (no padding, no FCS).
 pub fn ethernet(dst: Mac, src: Mac, ethertype: EtherType, payload: &[u8]) -> Vec<u8> {
-    let repr = EthernetRepr { src, dst, ethertype, vlan: None };
+    let repr = EthernetRepr {
+        src,
+        dst,
+        ethertype,
+        vlan: None,
+    };
     let mut buf = vec![0u8; repr.header_len() + payload.len()];
     repr.emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
     buf[repr.header_len()..].copy_from_slice(payload);
@@ -39,7 +44,14 @@ pub struct Ipv4Fields {
 impl Ipv4Fields {
     /// TTL 64, ident 0x4242, DF clear.
     pub fn new(src: Ipv4Addr, dst: Ipv4Addr, protocol: IpProtocol) -> Self {
-        Ipv4Fields { src, dst, protocol, ttl: 64, ident: 0x4242, dont_frag: false }
+        Ipv4Fields {
+            src,
+            dst,
+            protocol,
+            ttl: 64,
+            ident: 0x4242,
+            dont_frag: false,
+        }
     }
 }
 
@@ -65,7 +77,11 @@ pub fn ipv4(f: Ipv4Fields, payload: &[u8]) -> Vec<u8> {
 /// An ICMP echo request with `data_len` bytes of data (0, 1, 2... mod 256) and a correct
 /// checksum.
 pub fn icmp_echo_request(ident: u16, seq_no: u16, data_len: usize) -> Vec<u8> {
-    let repr = Icmpv4Repr::EchoRequest { ident, seq_no, data_len };
+    let repr = Icmpv4Repr::EchoRequest {
+        ident,
+        seq_no,
+        data_len,
+    };
     let mut buf = vec![0u8; repr.buffer_len()];
     for (i, b) in buf[8..].iter_mut().enumerate() {
         *b = i as u8;
@@ -76,7 +92,11 @@ pub fn icmp_echo_request(ident: u16, seq_no: u16, data_len: usize) -> Vec<u8> {
 
 /// A UDP datagram with a correct checksum over the pseudo-header of `src`/`dst`.
 pub fn udp(src: Ipv4Addr, dst: Ipv4Addr, src_port: u16, dst_port: u16, payload: &[u8]) -> Vec<u8> {
-    let repr = UdpRepr { src_port, dst_port, payload_len: payload.len() };
+    let repr = UdpRepr {
+        src_port,
+        dst_port,
+        payload_len: payload.len(),
+    };
     let mut buf = vec![0u8; repr.buffer_len()];
     buf[repr.header_len()..].copy_from_slice(payload);
     let mut packet = UdpPacket::new_unchecked(&mut buf[..]);
@@ -89,7 +109,13 @@ pub fn udp(src: Ipv4Addr, dst: Ipv4Addr, src_port: u16, dst_port: u16, payload: 
 /// sequence `seq_no`, 56 bytes of data like ping's default).
 pub fn echo_request_frame(dst: Mac, src: Mac, ip: Ipv4Fields, seq_no: u16) -> Vec<u8> {
     let icmp = icmp_echo_request(ip.ident, seq_no, 56);
-    let ip = ipv4(Ipv4Fields { protocol: IpProtocol::Icmp, ..ip }, &icmp);
+    let ip = ipv4(
+        Ipv4Fields {
+            protocol: IpProtocol::Icmp,
+            ..ip
+        },
+        &icmp,
+    );
     ethernet(dst, src, EtherType::IPV4, &ip)
 }
 
@@ -135,7 +161,9 @@ pub fn udp_of(frame: &[u8]) -> Option<UdpPacket<&[u8]>> {
 
 /// The VXLAN packet (header and inner frame) of a frame to UDP port 4789.
 pub fn vxlan_of(frame: &[u8]) -> Option<VxlanPacket<&[u8]>> {
-    let (IpProtocol::Udp, false, range) = ip_payload(frame)? else { return None };
+    let (IpProtocol::Udp, false, range) = ip_payload(frame)? else {
+        return None;
+    };
     let udp = UdpPacket::new_checked(&frame[range.clone()]).ok()?;
     if udp.dst_port() != router_core::wire::VXLAN_PORT {
         return None;
@@ -147,9 +175,15 @@ pub fn vxlan_of(frame: &[u8]) -> Option<VxlanPacket<&[u8]>> {
 /// Is `frame` an ICMP echo request (`reply` false) or reply (`reply` true) from `src` to
 /// `dst`?
 pub fn is_echo(frame: &[u8], reply: bool, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
-    let want = if reply { Icmpv4Message::EchoReply } else { Icmpv4Message::EchoRequest };
+    let want = if reply {
+        Icmpv4Message::EchoReply
+    } else {
+        Icmpv4Message::EchoRequest
+    };
     match (ipv4_of(frame), icmp_of(frame)) {
-        (Some(ip), Some(icmp)) => ip.src_addr() == src && ip.dst_addr() == dst && icmp.msg_type() == want,
+        (Some(ip), Some(icmp)) => {
+            ip.src_addr() == src && ip.dst_addr() == dst && icmp.msg_type() == want
+        }
         _ => false,
     }
 }

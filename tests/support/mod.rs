@@ -31,7 +31,10 @@ pub mod tools;
 pub mod topo;
 
 pub use self::cmd::{require_environment, run, run_ok, CmdOutput};
-pub use self::config::{DvrdConfig, HostCfg, InstancePortCfg, InterfaceCfg, NetworkCfg, PeerCfg, PortCfg, RouteCfg, RouterCfg};
+pub use self::config::{
+    DvrdConfig, HostCfg, InstancePortCfg, InterfaceCfg, NetworkCfg, PeerCfg, PortCfg, RouteCfg,
+    RouterCfg,
+};
 pub use self::dvrd::{Dvrd, DvrdExit, DvrdRun, Summary};
 pub use self::frames::Mac;
 pub use self::net::{Bridge, Link, Netns};

@@ -22,9 +22,14 @@ pub fn ip(netns: Option<&str>, args: &[&str]) -> String {
 /// namespace): with them on, a packet socket (af_packet) sees partial checksums and 64 KB
 /// GSO frames instead of what is on the wire.
 pub fn disable_offloads(netns: Option<&str>, ifname: &str) {
-    let args = ["-K", ifname, "tx", "off", "rx", "off", "tso", "off", "gso", "off", "gro", "off"];
+    let args = [
+        "-K", ifname, "tx", "off", "rx", "off", "tso", "off", "gso", "off", "gro", "off",
+    ];
     let out = match netns {
-        Some(ns) => run("ip", &[&["netns", "exec", ns, "ethtool"][..], &args[..]].concat()),
+        Some(ns) => run(
+            "ip",
+            &[&["netns", "exec", ns, "ethtool"][..], &args[..]].concat(),
+        ),
         None => run("ethtool", &args),
     };
     assert!(out.success(), "cannot turn off offloads on {ifname}: {out}");
@@ -50,8 +55,12 @@ pub fn make_silent(netns: Option<&str>, ifname: &str) {
 /// The MAC address of a link.
 pub fn link_mac(netns: Option<&str>, ifname: &str) -> Mac {
     let out = ip(netns, &["-o", "link", "show", "dev", ifname]);
-    let text = out.split("link/ether ").nth(1).and_then(|s| s.split_whitespace().next());
-    text.and_then(|t| t.parse().ok()).unwrap_or_else(|| panic!("no MAC address in `{out}`"))
+    let text = out
+        .split("link/ether ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next());
+    text.and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no MAC address in `{out}`"))
 }
 
 /// A network namespace, deleted (with every process in it) when dropped. IPv6 is off in it
@@ -72,7 +81,10 @@ impl Netns {
     pub fn new(scope: &Scope, tag: &str) -> Netns {
         let name = scope.nsname(tag);
         run_ok("ip", &["netns", "add", &name]);
-        let ns = Netns { scope: scope.clone(), name };
+        let ns = Netns {
+            scope: scope.clone(),
+            name,
+        };
         ns.ip(&["link", "set", "lo", "up"]);
         ns.sysctl("net.ipv6.conf.all.disable_ipv6", "1");
         ns.sysctl("net.ipv6.conf.default.disable_ipv6", "1");
@@ -124,23 +136,62 @@ impl Netns {
     /// The MAC the namespace's neighbour table holds for `ip`, if any (in a usable state).
     pub fn neighbor(&self, addr: Ipv4Addr) -> Option<Mac> {
         let out = self.ip(&["neigh", "show", &addr.to_string()]);
-        let line = out.lines().find(|l| !l.contains("FAILED") && !l.contains("INCOMPLETE"))?;
-        line.split("lladdr ").nth(1)?.split_whitespace().next()?.parse().ok()
+        let line = out
+            .lines()
+            .find(|l| !l.contains("FAILED") && !l.contains("INCOMPLETE"))?;
+        line.split("lladdr ")
+            .nth(1)?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
     }
 
     /// Adds a Linux vxlan device `name` (VNI `vni`, UDP 4789, source `local`, over `dev`,
     /// learning off), up, with static flood entries to `remotes` (head-end replication).
     /// For kernel nodes on the fabric, such as a SNAT node.
-    pub fn add_vxlan(&self, name: &str, vni: u32, local: Ipv4Addr, dev: &str, remotes: &[Ipv4Addr]) {
+    pub fn add_vxlan(
+        &self,
+        name: &str,
+        vni: u32,
+        local: Ipv4Addr,
+        dev: &str,
+        remotes: &[Ipv4Addr],
+    ) {
         let vni = vni.to_string();
         let local = local.to_string();
         self.ip(&[
-            "link", "add", name, "type", "vxlan", "id", &vni, "local", &local, "dev", dev, "dstport", "4789",
+            "link",
+            "add",
+            name,
+            "type",
+            "vxlan",
+            "id",
+            &vni,
+            "local",
+            &local,
+            "dev",
+            dev,
+            "dstport",
+            "4789",
             "nolearning",
         ]);
         for r in remotes {
             let r = r.to_string();
-            run_ok("bridge", &["-n", &self.name, "fdb", "append", "00:00:00:00:00:00", "dev", name, "dst", &r]);
+            run_ok(
+                "bridge",
+                &[
+                    "-n",
+                    &self.name,
+                    "fdb",
+                    "append",
+                    "00:00:00:00:00:00",
+                    "dev",
+                    name,
+                    "dst",
+                    &r,
+                ],
+            );
         }
         self.disable_offloads(name);
         self.ip(&["link", "set", name, "up"]);
@@ -176,7 +227,11 @@ impl fmt::Debug for Link {
 impl Link {
     /// Takes ownership of an existing link.
     pub fn adopt(scope: &Scope, netns: Option<&str>, name: &str) -> Link {
-        Link { scope: scope.clone(), netns: netns.map(str::to_string), name: name.to_string() }
+        Link {
+            scope: scope.clone(),
+            netns: netns.map(str::to_string),
+            name: name.to_string(),
+        }
     }
 
     /// Creates the veth pair `a` (root namespace, owned by the guard) and `b`, both down.
@@ -228,7 +283,22 @@ impl Bridge {
     /// [`Scope::ifname`]), up.
     pub fn new(scope: &Scope, netns: Option<&Netns>, name: &str) -> Bridge {
         let ns = netns.map(Netns::name);
-        ip(ns, &["link", "add", name, "type", "bridge", "stp_state", "0", "forward_delay", "0", "mcast_snooping", "0"]);
+        ip(
+            ns,
+            &[
+                "link",
+                "add",
+                name,
+                "type",
+                "bridge",
+                "stp_state",
+                "0",
+                "forward_delay",
+                "0",
+                "mcast_snooping",
+                "0",
+            ],
+        );
         let link = Link::adopt(scope, ns, name);
         make_silent(ns, name);
         link.set(&["up"]);
@@ -242,7 +312,10 @@ impl Bridge {
     /// Enslaves `ifname` (in the bridge's namespace) and brings it up.
     pub fn attach(&self, ifname: &str) {
         let ns = self.link.netns();
-        ip(ns, &["link", "set", "dev", ifname, "master", self.link.name()]);
+        ip(
+            ns,
+            &["link", "set", "dev", ifname, "master", self.link.name()],
+        );
         ip(ns, &["link", "set", "dev", ifname, "up"]);
     }
 }

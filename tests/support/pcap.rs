@@ -34,7 +34,10 @@ pub struct Pcap {
 /// Parses a pcap file's bytes.
 pub fn parse(bytes: &[u8]) -> Result<Pcap, String> {
     if bytes.len() < GLOBAL_HEADER_LEN {
-        return Err(format!("{} bytes: shorter than the pcap global header", bytes.len()));
+        return Err(format!(
+            "{} bytes: shorter than the pcap global header",
+            bytes.len()
+        ));
     }
     let magic_le = u32::from_le_bytes(bytes[0..4].try_into().unwrap());
     let magic_be = u32::from_be_bytes(bytes[0..4].try_into().unwrap());
@@ -43,7 +46,11 @@ pub fn parse(bytes: &[u8]) -> Result<Pcap, String> {
         (MAGIC_NANOS, _) => (true, true),
         (_, MAGIC_MICROS) => (false, false),
         (_, MAGIC_NANOS) => (false, true),
-        _ => return Err(format!("magic {magic_le:#010x} is no pcap magic (pcapng is not supported)")),
+        _ => {
+            return Err(format!(
+                "magic {magic_le:#010x} is no pcap magic (pcapng is not supported)"
+            ))
+        }
     };
     let u32_at = |b: &[u8], at: usize| -> u32 {
         let word: [u8; 4] = b[at..at + 4].try_into().unwrap();
@@ -67,10 +74,18 @@ pub fn parse(bytes: &[u8]) -> Result<Pcap, String> {
             break; // the record being written
         }
         let time_ns = secs * 1_000_000_000 + if nanos { frac } else { frac * 1000 };
-        records.push(PcapRecord { time_ns, orig_len, data: bytes[start..start + incl_len].to_vec() });
+        records.push(PcapRecord {
+            time_ns,
+            orig_len,
+            data: bytes[start..start + incl_len].to_vec(),
+        });
         at = start + incl_len;
     }
-    Ok(Pcap { linktype, snaplen, records })
+    Ok(Pcap {
+        linktype,
+        snaplen,
+        records,
+    })
 }
 
 /// Reads and parses a pcap file.

@@ -32,7 +32,13 @@ pub struct Process {
 
 impl fmt::Debug for Process {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Process({} pid {}: {})", self.label, self.child.id(), self.command)
+        write!(
+            f,
+            "Process({} pid {}: {})",
+            self.label,
+            self.child.id(),
+            self.command
+        )
     }
 }
 
@@ -66,7 +72,10 @@ impl Process {
         let stdout = scope.file(&format!("{label}.stdout"));
         let stderr = scope.file(&format!("{label}.stderr"));
         let mut wrapped = Command::new("setpriv");
-        wrapped.args(["--pdeathsig", "TERM", "--"]).arg(cmd.get_program()).args(cmd.get_args());
+        wrapped
+            .args(["--pdeathsig", "TERM", "--"])
+            .arg(cmd.get_program())
+            .args(cmd.get_args());
         for (k, v) in cmd.get_envs() {
             match v {
                 Some(v) => wrapped.env(k, v),
@@ -77,13 +86,32 @@ impl Process {
             wrapped.current_dir(d);
         }
         let command = command_line(&cmd);
-        let open = |p: &Path| File::create(p).unwrap_or_else(|e| panic!("cannot create {}: {e}", p.display()));
-        wrapped.stdin(Stdio::null()).stdout(open(&stdout)).stderr(open(&stderr));
-        let child = wrapped.spawn().unwrap_or_else(|e| panic!("cannot start `{command}`: {e}"));
-        std::fs::write(scope.file(&format!("{label}.cmdline")), format!("{command}\n")).ok();
+        let open = |p: &Path| {
+            File::create(p).unwrap_or_else(|e| panic!("cannot create {}: {e}", p.display()))
+        };
+        wrapped
+            .stdin(Stdio::null())
+            .stdout(open(&stdout))
+            .stderr(open(&stderr));
+        let child = wrapped
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start `{command}`: {e}"));
+        std::fs::write(
+            scope.file(&format!("{label}.cmdline")),
+            format!("{command}\n"),
+        )
+        .ok();
         scope.register_log(&format!("{label} stdout"), &stdout);
         scope.register_log(&format!("{label} stderr"), &stderr);
-        Process { scope: scope.clone(), label, command, child, status: None, stdout, stderr }
+        Process {
+            scope: scope.clone(),
+            label,
+            command,
+            child,
+            status: None,
+            stdout,
+            stderr,
+        }
     }
 
     pub fn label(&self) -> &str {
@@ -119,7 +147,10 @@ impl Process {
     /// Its exit status, if it has exited.
     pub fn try_wait(&mut self) -> Option<ExitStatus> {
         if self.status.is_none() {
-            self.status = self.child.try_wait().unwrap_or_else(|e| panic!("waiting for {}: {e}", self.label));
+            self.status = self
+                .child
+                .try_wait()
+                .unwrap_or_else(|e| panic!("waiting for {}: {e}", self.label));
         }
         self.status
     }
@@ -149,16 +180,28 @@ impl Process {
     /// Sends `sig`, waits up to `grace`, then SIGKILLs it.
     pub fn stop_with(&mut self, sig: &str, grace: Duration) -> Stopped {
         if let Some(status) = self.try_wait() {
-            return Stopped { status, killed: false };
+            return Stopped {
+                status,
+                killed: false,
+            };
         }
         self.signal(sig);
         if let Some(status) = self.wait_timeout(grace) {
-            return Stopped { status, killed: false };
+            return Stopped {
+                status,
+                killed: false,
+            };
         }
         let _ = self.child.kill();
-        let status = self.child.wait().unwrap_or_else(|e| panic!("waiting for {}: {e}", self.label));
+        let status = self
+            .child
+            .wait()
+            .unwrap_or_else(|e| panic!("waiting for {}: {e}", self.label));
         self.status = Some(status);
-        Stopped { status, killed: true }
+        Stopped {
+            status,
+            killed: true,
+        }
     }
 
     /// Waits until `needle` shows up in its stdout or stderr. Fails early, with its output,
@@ -199,7 +242,10 @@ impl Drop for Process {
     fn drop(&mut self) {
         let stopped = self.stop_with("TERM", STOP_GRACE);
         if stopped.killed {
-            eprintln!("[e2e] {} ignored SIGTERM for {STOP_GRACE:?}: killed", self.label);
+            eprintln!(
+                "[e2e] {} ignored SIGTERM for {STOP_GRACE:?}: killed",
+                self.label
+            );
         }
     }
 }

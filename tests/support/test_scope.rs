@@ -13,8 +13,9 @@ use super::cmd::{require_environment, run};
 
 /// Longest Linux interface name (IFNAMSIZ - 1).
 pub const IFNAME_LEN_MAX: usize = 15;
-/// Length of the prefix of every name a scope creates: `e` and five hex digits.
-pub const PREFIX_LEN: usize = 6;
+/// Length of the prefix of every name a scope creates: `dvt` and four hex digits (`dvt` is
+/// what `scripts/netns-cleanup.sh` removes after an interrupted run).
+pub const PREFIX_LEN: usize = 7;
 /// How long a test waits for another live run of the same test to finish.
 const LOCK_WAIT: Duration = Duration::from_secs(120);
 /// Where the lock files live (tmpfs: gone after a reboot, like the namespaces).
@@ -50,12 +51,15 @@ impl fmt::Debug for Scope {
 
 /// FNV-1a, 32 bits: a stable hash (std's hasher may change between releases).
 fn fnv1a(s: &str) -> u32 {
-    s.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+    s.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
 }
 
-/// The name prefix of a test: `e` and five hex digits of the hash of its path.
+/// The name prefix of a test: `dvt` and four hex digits of the hash of its path.
 pub fn prefix_of(test: &str) -> String {
-    format!("e{:05x}", fnv1a(test) & 0xf_ffff)
+    let h = fnv1a(test);
+    format!("dvt{:04x}", (h >> 16) ^ (h & 0xffff))
 }
 
 impl Scope {
@@ -78,7 +82,10 @@ impl Scope {
             Err(e) => panic!("cannot remove the old log folder {}: {e}", dir.display()),
         }
         fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
-        eprintln!("[e2e] {test}: names start with `{prefix}`, logs in {}", dir.display());
+        eprintln!(
+            "[e2e] {test}: names start with `{prefix}`, logs in {}",
+            dir.display()
+        );
         Scope {
             inner: Arc::new(Inner {
                 test: test.to_string(),
@@ -168,7 +175,10 @@ impl Scope {
 /// Names are built from tags: lower-case letters, digits, `-` only.
 fn check_tag(tag: &str) {
     assert!(
-        !tag.is_empty() && tag.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-'),
+        !tag.is_empty()
+            && tag
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-'),
         "tag `{tag}`: use lower-case letters, digits and `-`"
     );
 }
@@ -201,7 +211,11 @@ impl Drop for Inner {
     fn drop(&mut self) {
         if std::thread::panicking() {
             let logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
-            eprintln!("[e2e] {} FAILED; logs of its processes follow (all files in {})", self.test, self.dir.display());
+            eprintln!(
+                "[e2e] {} FAILED; logs of its processes follow (all files in {})",
+                self.test,
+                self.dir.display()
+            );
             for (label, path) in logs.iter() {
                 eprintln!("===== {label}: {}", path.display());
                 eprint!("{}", tail(path, LOG_TAIL_LINES));
@@ -221,15 +235,24 @@ fn acquire_lock(prefix: &str, test: &str) -> PathBuf {
     let me = std::process::id();
     let start = Instant::now();
     loop {
-        match fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+        match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
             Ok(_) => {
-                fs::write(&path, format!("{me} {test}\n")).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+                fs::write(&path, format!("{me} {test}\n"))
+                    .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
                 return path;
             }
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {
                 let holder = fs::read_to_string(&path).unwrap_or_default();
-                let pid: Option<u32> = holder.split_whitespace().next().and_then(|p| p.parse().ok());
-                let alive = pid.is_some_and(|p| p != me && Path::new(&format!("/proc/{p}")).exists());
+                let pid: Option<u32> = holder
+                    .split_whitespace()
+                    .next()
+                    .and_then(|p| p.parse().ok());
+                let alive =
+                    pid.is_some_and(|p| p != me && Path::new(&format!("/proc/{p}")).exists());
                 if !alive {
                     // A crashed run (or a half-written file): take it over.
                     let _ = fs::remove_file(&path);
@@ -275,7 +298,11 @@ pub fn sweep(prefix: &str, dir: &Path) {
             for e in entries.flatten() {
                 if e.file_name().to_string_lossy().starts_with(prefix) {
                     let p = e.path();
-                    let _ = if p.is_dir() { fs::remove_dir_all(&p) } else { fs::remove_file(&p) };
+                    let _ = if p.is_dir() {
+                        fs::remove_dir_all(&p)
+                    } else {
+                        fs::remove_file(&p)
+                    };
                 }
             }
         }
@@ -306,13 +333,17 @@ fn kill_processes_mentioning(dir: &Path) {
     // With the trailing slash, `.../e2e/f/ping/` does not match `.../e2e/f/ping_gateway/x`.
     let needle = format!("{}/", dir.to_string_lossy());
     let me = std::process::id().to_string();
-    let Ok(entries) = fs::read_dir("/proc") else { return };
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return;
+    };
     for e in entries.flatten() {
         let pid = e.file_name().to_string_lossy().into_owned();
         if pid == me || !pid.bytes().all(|c| c.is_ascii_digit()) {
             continue;
         }
-        let Ok(cmdline) = fs::read(e.path().join("cmdline")) else { continue };
+        let Ok(cmdline) = fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
         if cmdline.contains(&needle) {
             eprintln!("[e2e] sweep: killing leftover process {pid}: {cmdline}");

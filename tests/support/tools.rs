@@ -52,7 +52,10 @@ impl Default for PingOpts {
 
 impl PingOpts {
     pub fn count(count: u32) -> Self {
-        PingOpts { count, ..PingOpts::default() }
+        PingOpts {
+            count,
+            ..PingOpts::default()
+        }
     }
 }
 
@@ -81,7 +84,11 @@ impl PingResult {
 
 impl fmt::Display for PingResult {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{} answered, {} errors", self.received, self.transmitted, self.errors)
+        write!(
+            f,
+            "{}/{} answered, {} errors",
+            self.received, self.transmitted, self.errors
+        )
     }
 }
 
@@ -92,7 +99,15 @@ fn seconds(d: Duration) -> String {
 /// Runs `ping` in `netns` toward `dst` and parses its summary line.
 pub fn ping(netns: &Netns, dst: Ipv4Addr, opts: &PingOpts) -> PingResult {
     let mut cmd = netns.command("ping");
-    cmd.args(["-n", "-c", &opts.count.to_string(), "-i", &seconds(opts.interval), "-W", &seconds(opts.timeout)]);
+    cmd.args([
+        "-n",
+        "-c",
+        &opts.count.to_string(),
+        "-i",
+        &seconds(opts.interval),
+        "-W",
+        &seconds(opts.timeout),
+    ]);
     if let Some(s) = opts.size {
         cmd.args(["-s", &s.to_string()]);
     }
@@ -106,16 +121,31 @@ pub fn ping(netns: &Netns, dst: Ipv4Addr, opts: &PingOpts) -> PingResult {
     let output = output_of(&mut cmd);
     let (transmitted, received, errors) = parse_ping_summary(&output.stdout)
         .unwrap_or_else(|| panic!("no summary line in the output of ping: {output}"));
-    PingResult { transmitted, received, errors, output }
+    PingResult {
+        transmitted,
+        received,
+        errors,
+        output,
+    }
 }
 
 /// `5 packets transmitted, 4 received, +1 errors, 20% packet loss, time 803ms`.
 pub fn parse_ping_summary(text: &str) -> Option<(u32, u32, u32)> {
     let line = text.lines().find(|l| l.contains("packets transmitted"))?;
     let number_before = |word: &str| -> Option<u32> {
-        line.split(", ").find(|part| part.contains(word))?.split_whitespace().next()?.trim_start_matches('+').parse().ok()
+        line.split(", ")
+            .find(|part| part.contains(word))?
+            .split_whitespace()
+            .next()?
+            .trim_start_matches('+')
+            .parse()
+            .ok()
     };
-    Some((number_before("transmitted")?, number_before("received")?, number_before("errors").unwrap_or(0)))
+    Some((
+        number_before("transmitted")?,
+        number_before("received")?,
+        number_before("errors").unwrap_or(0),
+    ))
 }
 
 /// What arping reported.
@@ -129,17 +159,43 @@ pub struct ArpingResult {
 impl ArpingResult {
     /// The MAC of the replies. Panics unless there is at least one and all agree.
     pub fn mac(&self) -> Mac {
-        let first = self.replies.first().unwrap_or_else(|| panic!("no ARP reply\n{}", self.output)).1;
-        assert!(self.replies.iter().all(|r| r.1 == first), "ARP replies disagree: {:?}\n{}", self.replies, self.output);
+        let first = self
+            .replies
+            .first()
+            .unwrap_or_else(|| panic!("no ARP reply\n{}", self.output))
+            .1;
+        assert!(
+            self.replies.iter().all(|r| r.1 == first),
+            "ARP replies disagree: {:?}\n{}",
+            self.replies,
+            self.output
+        );
         first
     }
 }
 
 /// Runs iputils `arping` in `netns` on `iface` for `target`: `count` requests, at most
 /// `timeout`.
-pub fn arping(netns: &Netns, iface: &str, target: Ipv4Addr, count: u32, timeout: Duration) -> ArpingResult {
+pub fn arping(
+    netns: &Netns,
+    iface: &str,
+    target: Ipv4Addr,
+    count: u32,
+    timeout: Duration,
+) -> ArpingResult {
     let secs = timeout.as_secs().max(1).to_string();
-    let output = netns.run("arping", &["-c", &count.to_string(), "-w", &secs, "-I", iface, &target.to_string()]);
+    let output = netns.run(
+        "arping",
+        &[
+            "-c",
+            &count.to_string(),
+            "-w",
+            &secs,
+            "-I",
+            iface,
+            &target.to_string(),
+        ],
+    );
     let replies = parse_arping_replies(&output.stdout);
     ArpingResult { replies, output }
 }
@@ -150,7 +206,14 @@ pub fn parse_arping_replies(text: &str) -> Vec<(Ipv4Addr, Mac)> {
         .filter_map(|l| {
             let rest = l.split("reply from ").nth(1)?;
             let ip = rest.split_whitespace().next()?.parse().ok()?;
-            let mac = rest.split('[').nth(1)?.split(']').next()?.to_ascii_lowercase().parse().ok()?;
+            let mac = rest
+                .split('[')
+                .nth(1)?
+                .split(']')
+                .next()?
+                .to_ascii_lowercase()
+                .parse()
+                .ok()?;
             Some((ip, mac))
         })
         .collect()
@@ -174,7 +237,19 @@ impl Capture {
             None => Command::new("tcpdump"),
         };
         // -Z root: Debian's tcpdump drops to user `tcpdump`, who may not write the test folder.
-        cmd.args(["-i", iface, "-n", "-U", "--immediate-mode", "-Z", "root", "-s", "0", "-w"]).arg(&path);
+        cmd.args([
+            "-i",
+            iface,
+            "-n",
+            "-U",
+            "--immediate-mode",
+            "-Z",
+            "root",
+            "-s",
+            "0",
+            "-w",
+        ])
+        .arg(&path);
         if !filter.is_empty() {
             cmd.arg(filter);
         }
@@ -193,7 +268,12 @@ impl Capture {
     pub fn frames(&self) -> Vec<PcapRecord> {
         match pcap::read(&self.path) {
             Ok(p) => {
-                assert_eq!(p.linktype, LINKTYPE_ETHERNET, "{}: not an Ethernet capture", self.path.display());
+                assert_eq!(
+                    p.linktype,
+                    LINKTYPE_ETHERNET,
+                    "{}: not an Ethernet capture",
+                    self.path.display()
+                );
                 p.records
             }
             // tcpdump writes the global header at once, but give it the benefit of the doubt.
@@ -203,10 +283,19 @@ impl Capture {
 
     /// Waits until `count` captured frames satisfy `pred`; returns them, or all that matched
     /// when `timeout` runs out (the caller asserts).
-    pub fn wait_for_count(&self, count: usize, timeout: Duration, pred: impl Fn(&[u8]) -> bool) -> Vec<PcapRecord> {
+    pub fn wait_for_count(
+        &self,
+        count: usize,
+        timeout: Duration,
+        pred: impl Fn(&[u8]) -> bool,
+    ) -> Vec<PcapRecord> {
         let start = Instant::now();
         loop {
-            let found: Vec<PcapRecord> = self.frames().into_iter().filter(|r| pred(&r.data)).collect();
+            let found: Vec<PcapRecord> = self
+                .frames()
+                .into_iter()
+                .filter(|r| pred(&r.data))
+                .collect();
             if found.len() >= count || start.elapsed() >= timeout {
                 return found;
             }
@@ -228,14 +317,23 @@ impl Capture {
             self.process.command(),
             self.process.stderr()
         );
-        let p = pcap::read(&self.path).unwrap_or_else(|e| panic!("capture {}: {e}", describe(stopped.status)));
-        assert_eq!(p.linktype, LINKTYPE_ETHERNET, "{}: not an Ethernet capture", self.path.display());
+        let p = pcap::read(&self.path)
+            .unwrap_or_else(|e| panic!("capture {}: {e}", describe(stopped.status)));
+        assert_eq!(
+            p.linktype,
+            LINKTYPE_ETHERNET,
+            "{}: not an Ethernet capture",
+            self.path.display()
+        );
         p.records
     }
 
     /// One line per frame (hex), for failure messages.
     pub fn dump(frames: &[PcapRecord]) -> String {
-        frames.iter().map(|r| format!("  {}\n", hex(&r.data))).collect()
+        frames
+            .iter()
+            .map(|r| format!("  {}\n", hex(&r.data)))
+            .collect()
     }
 }
 
@@ -268,16 +366,23 @@ fn python() -> &'static str {
 /// frames shorter than an Ethernet header).
 pub fn inject_frames(netns: &Netns, iface: &str, frames: &[Vec<u8>]) -> Vec<Result<usize, String>> {
     let mut cmd = netns.command(python());
-    cmd.args(["-c", INJECTOR, iface]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.args(["-c", INJECTOR, iface])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let line = command_line(&cmd);
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run the frame injector: {e}"));
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run the frame injector: {e}"));
     {
         let mut stdin = child.stdin.take().expect("stdin is piped");
         for f in frames {
             writeln!(stdin, "{}", hex(f)).expect("writing to the frame injector");
         }
     }
-    let out = child.wait_with_output().expect("waiting for the frame injector");
+    let out = child
+        .wait_with_output()
+        .expect("waiting for the frame injector");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -292,6 +397,12 @@ pub fn inject_frames(netns: &Netns, iface: &str, frames: &[Vec<u8>]) -> Vec<Resu
             None => Err(l.to_string()),
         })
         .collect();
-    assert_eq!(results.len(), frames.len(), "frame injector answered {} of {} frames:\n{stdout}", results.len(), frames.len());
+    assert_eq!(
+        results.len(),
+        frames.len(),
+        "frame injector answered {} of {} frames:\n{stdout}",
+        results.len(),
+        frames.len()
+    );
     results
 }

@@ -16,13 +16,15 @@ use super::tools::{arping, inject_frames, ping, ArpingResult, Capture, PingOpts,
 
 /// The interface name of an instance inside its namespace.
 pub const INSTANCE_IFNAME: &str = "eth0";
-/// Longest tag of an instance or fabric port: the prefix (6) + tag + one suffix character
+/// Longest tag of an instance or fabric port: the prefix (7) + tag + one suffix character
 /// must fit in 15.
-pub const TAG_LEN_MAX: usize = 8;
+pub const TAG_LEN_MAX: usize = 7;
 
 /// Parses `10.0.1.5/24`.
 pub fn cidr(text: &str) -> (Ipv4Addr, u8) {
-    let (a, l) = text.split_once('/').unwrap_or_else(|| panic!("`{text}` is not ADDRESS/LENGTH"));
+    let (a, l) = text
+        .split_once('/')
+        .unwrap_or_else(|| panic!("`{text}` is not ADDRESS/LENGTH"));
     let a = a.parse().unwrap_or_else(|e| panic!("`{text}`: {e}"));
     let l: u8 = l.parse().unwrap_or_else(|e| panic!("`{text}`: {e}"));
     assert!(l <= 32, "`{text}`: prefix length above 32");
@@ -49,7 +51,11 @@ impl InstanceSpec {
             address,
             prefix_len,
             mac: mac(mac_text),
-            gateway: Some(gateway.parse().unwrap_or_else(|e| panic!("`{gateway}`: {e}"))),
+            gateway: Some(
+                gateway
+                    .parse()
+                    .unwrap_or_else(|e| panic!("`{gateway}`: {e}")),
+            ),
             mtu: 1500,
         }
     }
@@ -72,7 +78,15 @@ pub struct Instance {
 
 impl fmt::Debug for Instance {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Instance({} {}/{} {} via {:?})", self.netns.name(), self.spec.address, self.spec.prefix_len, self.spec.mac, self.host_if)
+        write!(
+            f,
+            "Instance({} {}/{} {} via {:?})",
+            self.netns.name(),
+            self.spec.address,
+            self.spec.prefix_len,
+            self.spec.mac,
+            self.host_if
+        )
     }
 }
 
@@ -83,12 +97,25 @@ impl Instance {
     }
 
     /// An instance whose host end is in `host_ns` (None: the root namespace).
-    pub fn new_in(scope: &Scope, tag: &str, spec: InstanceSpec, host_ns: Option<&Netns>) -> Instance {
-        assert!(tag.len() <= TAG_LEN_MAX, "instance tag `{tag}` is longer than {TAG_LEN_MAX}");
+    pub fn new_in(
+        scope: &Scope,
+        tag: &str,
+        spec: InstanceSpec,
+        host_ns: Option<&Netns>,
+    ) -> Instance {
+        assert!(
+            tag.len() <= TAG_LEN_MAX,
+            "instance tag `{tag}` is longer than {TAG_LEN_MAX}"
+        );
         let netns = Netns::new(scope, tag);
         let host_name = scope.ifname(tag);
         let inner_tmp = scope.ifname(&format!("{tag}i"));
-        ip(None, &["link", "add", &host_name, "type", "veth", "peer", "name", &inner_tmp]);
+        ip(
+            None,
+            &[
+                "link", "add", &host_name, "type", "veth", "peer", "name", &inner_tmp,
+            ],
+        );
         let host_ns_name = host_ns.map(Netns::name);
         if let Some(ns) = host_ns_name {
             ip(None, &["link", "set", "dev", &host_name, "netns", ns]);
@@ -100,18 +127,46 @@ impl Instance {
         disable_offloads(host_ns_name, &host_name);
         host_if.set(&["mtu", &mtu, "up"]);
 
-        ip(None, &["link", "set", "dev", &inner_tmp, "netns", netns.name()]);
+        ip(
+            None,
+            &["link", "set", "dev", &inner_tmp, "netns", netns.name()],
+        );
         netns.ip(&["link", "set", "dev", &inner_tmp, "name", INSTANCE_IFNAME]);
-        netns.sysctl(&format!("net.ipv6.conf.{INSTANCE_IFNAME}.disable_ipv6"), "1");
+        netns.sysctl(
+            &format!("net.ipv6.conf.{INSTANCE_IFNAME}.disable_ipv6"),
+            "1",
+        );
         netns.disable_offloads(INSTANCE_IFNAME);
-        netns.ip(&["link", "set", "dev", INSTANCE_IFNAME, "address", &spec.mac.to_string(), "mtu", &mtu]);
+        netns.ip(&[
+            "link",
+            "set",
+            "dev",
+            INSTANCE_IFNAME,
+            "address",
+            &spec.mac.to_string(),
+            "mtu",
+            &mtu,
+        ]);
         let addr = format!("{}/{}", spec.address, spec.prefix_len);
         netns.ip(&["addr", "add", &addr, "dev", INSTANCE_IFNAME]);
         netns.ip(&["link", "set", "dev", INSTANCE_IFNAME, "up"]);
         if let Some(gw) = spec.gateway {
-            netns.ip(&["route", "add", "default", "via", &gw.to_string(), "dev", INSTANCE_IFNAME]);
+            netns.ip(&[
+                "route",
+                "add",
+                "default",
+                "via",
+                &gw.to_string(),
+                "dev",
+                INSTANCE_IFNAME,
+            ]);
         }
-        Instance { tag: tag.to_string(), spec, host_if, netns }
+        Instance {
+            tag: tag.to_string(),
+            spec,
+            host_if,
+            netns,
+        }
     }
 
     pub fn tag(&self) -> &str {
@@ -159,7 +214,12 @@ impl Instance {
 
     /// A capture on the instance's `eth0`.
     pub fn capture(&self, filter: &str) -> Capture {
-        Capture::start(self.netns.scope(), Some(&self.netns), INSTANCE_IFNAME, filter)
+        Capture::start(
+            self.netns.scope(),
+            Some(&self.netns),
+            INSTANCE_IFNAME,
+            filter,
+        )
     }
 
     /// Sends raw frames out of `eth0`; panics if the kernel refuses one.
@@ -239,7 +299,12 @@ impl Fabric {
     pub fn new(scope: &Scope, tag: &str) -> Fabric {
         let netns = Netns::new(scope, tag);
         let bridge = Bridge::new(scope, Some(&netns), FABRIC_BRIDGE);
-        Fabric { scope: scope.clone(), bridge, netns, links: Vec::new() }
+        Fabric {
+            scope: scope.clone(),
+            bridge,
+            netns,
+            links: Vec::new(),
+        }
     }
 
     pub fn netns(&self) -> &Netns {
@@ -249,13 +314,38 @@ impl Fabric {
     /// A veth from the root namespace (`<prefix><tag>`: the host's fabric port) to the
     /// bridge, MTU `mtu` (the underlay needs 50 bytes more than the tenant networks).
     pub fn attach_host(&mut self, tag: &str, mtu: u16) -> FabricPort {
-        assert!(tag.len() <= TAG_LEN_MAX, "fabric port tag `{tag}` is longer than {TAG_LEN_MAX}");
+        assert!(
+            tag.len() <= TAG_LEN_MAX,
+            "fabric port tag `{tag}` is longer than {TAG_LEN_MAX}"
+        );
         let host = self.scope.ifname(tag);
         let bridge_side = self.scope.ifname(&format!("{tag}b"));
         let mtu_text = mtu.to_string();
-        ip(None, &["link", "add", &host, "type", "veth", "peer", "name", &bridge_side]);
+        ip(
+            None,
+            &[
+                "link",
+                "add",
+                &host,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &bridge_side,
+            ],
+        );
         let link = Link::adopt(&self.scope, None, &host);
-        ip(None, &["link", "set", "dev", &bridge_side, "netns", self.netns.name()]);
+        ip(
+            None,
+            &[
+                "link",
+                "set",
+                "dev",
+                &bridge_side,
+                "netns",
+                self.netns.name(),
+            ],
+        );
         make_silent(None, &host);
         disable_offloads(None, &host);
         link.set(&["mtu", &mtu_text, "up"]);
@@ -267,13 +357,41 @@ impl Fabric {
     /// `192.0.2.30/24`, MTU `mtu`) to the bridge: a kernel node on the underlay, such as a SNAT
     /// node with a vxlan device ([`Netns::add_vxlan`]).
     pub fn attach_node(&mut self, node: &Netns, tag: &str, ifname: &str, address: &str, mtu: u16) {
-        assert!(tag.len() <= TAG_LEN_MAX, "fabric port tag `{tag}` is longer than {TAG_LEN_MAX}");
+        assert!(
+            tag.len() <= TAG_LEN_MAX,
+            "fabric port tag `{tag}` is longer than {TAG_LEN_MAX}"
+        );
         let bridge_side = self.scope.ifname(&format!("{tag}b"));
         let node_tmp = self.scope.ifname(&format!("{tag}n"));
         let mtu_text = mtu.to_string();
-        ip(None, &["link", "add", &bridge_side, "type", "veth", "peer", "name", &node_tmp]);
-        ip(None, &["link", "set", "dev", &node_tmp, "netns", node.name()]);
-        ip(None, &["link", "set", "dev", &bridge_side, "netns", self.netns.name()]);
+        ip(
+            None,
+            &[
+                "link",
+                "add",
+                &bridge_side,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &node_tmp,
+            ],
+        );
+        ip(
+            None,
+            &["link", "set", "dev", &node_tmp, "netns", node.name()],
+        );
+        ip(
+            None,
+            &[
+                "link",
+                "set",
+                "dev",
+                &bridge_side,
+                "netns",
+                self.netns.name(),
+            ],
+        );
         node.ip(&["link", "set", "dev", &node_tmp, "name", ifname]);
         node.disable_offloads(ifname);
         node.ip(&["link", "set", "dev", ifname, "mtu", &mtu_text]);
