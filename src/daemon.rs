@@ -12,12 +12,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam::channel::RecvTimeoutError;
+use crossbeam::channel::{bounded, Receiver, Sender};
 use dpdk_bindings::{Eal, Mbuf, Mempool, Port, PortConfig};
 use lcore_workers::{
     inject_queue, punt_channel_with_capacity, AdaptiveIdle, HistogramSnapshot, IdleMode,
-    InjectQueue, Injected, PuntReceiver, Punted, TscClock, WorkerConfig, WorkerHandle,
-    WorkerShared,
+    InjectQueue, Injected, PuntReceiver, Punted, TraceFilter, TraceReceiver, TraceRecord, TraceTap,
+    TscClock, WorkerConfig, WorkerHandle, WorkerHistograms, WorkerShared,
 };
 use router_core::control::{
     ApplyError, ControlConfig, ControlPlane, PortSetup, PuntAction, Solicit,
@@ -29,7 +29,17 @@ use router_core::table::NextHopIndex;
 use router_core::wire::EthernetAddress;
 use tracing::{debug, error, info, warn};
 
+use crate::api::server::ApiServer;
+use crate::api::view::{
+    Applied as AppliedView, BatchApplied, HistSet, HistView, HostView, IcmpView, Interfaces,
+    Lookup, MetricsData, MetricsSummary, Neighbors, NetworkView, Networks, Peers, Ports, ResetView,
+    RouterEntry, Routers, Routes, StatsView, TracePacket, TraceView, WorkerHist,
+};
+use crate::api::{
+    ApiError, Call, ErrorCode, Outcome, Reply, Request, TraceRequest, CALL_QUEUE_DEPTH,
+};
 use crate::config::{Config, IdleSetting};
+use crate::metrics::MetricsServer;
 use crate::stats::{Latency, PortStatsView, RouterView, Snapshot};
 
 /// How often the control thread runs the neighbour timers.
@@ -44,6 +54,8 @@ const WORKER_JOIN_TIMEOUT: Duration = Duration::from_secs(5);
 const LINK_WAIT: Duration = Duration::from_secs(3);
 /// Times a packet may go back through the engine on the control thread.
 const REINJECT_DEPTH_MAX: u32 = 2;
+/// API requests answered per loop before punted packets and timers get a turn.
+const CALL_BUDGET: usize = 64;
 
 /// Options from the command line.
 #[derive(Clone, Debug, Default)]
@@ -206,6 +218,24 @@ fn run_with(
         "routing state programmed"
     );
 
+    // The control API and the metrics endpoint take requests from now on; the control thread
+    // answers them once its loop runs.
+    let (calls_tx, calls_rx) = bounded(CALL_QUEUE_DEPTH);
+    let api = ApiServer::start(&cfg.control.socket, calls_tx.clone())
+        .map_err(|e| DaemonError::Other(e.to_string()))?;
+    let metrics = match cfg.control.metrics {
+        Some(addr) => {
+            crate::metrics::check_exposure(addr);
+            Some(
+                MetricsServer::start(addr, calls_tx.clone())
+                    .map_err(|e| DaemonError::Other(e.to_string()))?,
+            )
+        }
+        None => None,
+    };
+    let (trace_tap, trace_rx) = TraceTap::new();
+    let trace_tap = Arc::new(trace_tap);
+
     let engine = Engine::new(Arc::clone(cp.dataplane()));
     let (punt_tx, punt_rx) = punt_channel_with_capacity(cfg.dataplane.punt_queue);
     let stop_workers = Arc::new(AtomicBool::new(false));
@@ -226,6 +256,7 @@ fn run_with(
             wc.inject = Some(Arc::clone(&inject));
         }
         wc.burst_size = cfg.dataplane.burst;
+        wc.trace = Some(Arc::clone(&trace_tap));
         wc.idle = match cfg.dataplane.idle {
             IdleSetting::Poll => IdleMode::Poll,
             IdleSetting::Adaptive => IdleMode::Adaptive(AdaptiveIdle::DEFAULT),
@@ -280,13 +311,32 @@ fn run_with(
         punt_rx,
         next_tick: Instant::now(),
         ident: 0,
+        calls_rx,
+        _calls_tx: calls_tx,
+        trace: Trace {
+            tap: trace_tap,
+            rx: trace_rx,
+            pending: None,
+            next_session: 1,
+        },
+        baseline: None,
     };
+    let hists = Histograms::new(
+        workers
+            .iter()
+            .map(|(h, _)| Arc::clone(h.histograms()))
+            .collect(),
+        eal.tsc_hz(),
+    );
     let mut daemon = Daemon {
         ports,
         workers,
         control_counters: Arc::clone(control.worker.counters()),
         started,
         clock,
+        hists,
+        api: Some(api),
+        metrics,
     };
     daemon.wait_links();
     if let Some(path) = &opts.ready_file {
@@ -300,9 +350,13 @@ fn run_with(
     );
 
     let result = control.run(&stop, &mut daemon);
+    // No new requests; those in flight are answered `shutting_down` when the control thread's
+    // receiver goes.
+    daemon.api.take();
+    daemon.metrics.take();
+    control.trace.tap.disarm();
     stop_workers.store(true, Ordering::Relaxed);
     let mut snapshot = daemon.snapshot(&control.cp, None);
-    let histograms = daemon.histograms();
     for (h, core) in std::mem::take(&mut daemon.workers) {
         let index = h.index();
         match join_with_timeout(h, WORKER_JOIN_TIMEOUT) {
@@ -314,7 +368,9 @@ fn run_with(
             Err(e) => error!(worker = index, "{e}"),
         }
     }
-    snapshot.latency = Latency::of(histograms.as_ref());
+    // The workers published everything they recorded when they stopped.
+    daemon.hists.collect();
+    snapshot.latency = Latency::of(Some(&daemon.hists.lifetime_merged()));
     // Free what the control thread holds, then the ports.
     drop(control);
     for p in daemon.ports.drain(..) {
@@ -328,6 +384,21 @@ fn run_with(
     }
     snapshot.uptime_s = started.elapsed().as_secs_f64();
     result.map(|()| snapshot)
+}
+
+/// Refuses a filter that names a router that does not exist.
+fn check_router(cp: &ControlPlane, router: Option<&str>) -> Result<(), ApiError> {
+    match router {
+        Some(r) if cp.router_id(r).is_none() => Err(not_found("router", r)),
+        _ => Ok(()),
+    }
+}
+
+fn not_found(kind: &str, name: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::NotFound,
+        format!("{kind} `{name}` does not exist"),
+    )
 }
 
 fn port_error(p: &PortRuntime, source: dpdk_bindings::Error) -> DaemonError {
@@ -405,6 +476,10 @@ struct Daemon {
     control_counters: Arc<EngineCounters>,
     started: Instant,
     clock: TscClock,
+    /// The workers' latency histograms, accumulated on the reader's side.
+    hists: Histograms,
+    api: Option<ApiServer>,
+    metrics: Option<MetricsServer>,
 }
 
 impl Daemon {
@@ -416,18 +491,8 @@ impl Daemon {
         }
     }
 
-    /// The workers' histograms merged.
-    pub fn histograms(&self) -> Option<HistogramSnapshot> {
-        let snaps: Vec<_> = self
-            .workers
-            .iter()
-            .map(|(h, _)| h.histograms().snapshot())
-            .collect();
-        HistogramSnapshot::merge(&snaps)
-    }
-
-    /// All counters now.
-    pub fn snapshot(&self, cp: &ControlPlane, pool: Option<&Mempool>) -> Snapshot {
+    /// All counters now, with the latency since start.
+    pub fn snapshot(&mut self, cp: &ControlPlane, pool: Option<&Mempool>) -> Snapshot {
         let mut s = Snapshot {
             tsc_hz: self.clock.hz(),
             uptime_s: self.started.elapsed().as_secs_f64(),
@@ -494,7 +559,8 @@ impl Daemon {
             }
             s.routers.push(r);
         }
-        s.latency = Latency::of(self.histograms().as_ref());
+        self.hists.collect();
+        s.latency = Latency::of(Some(&self.hists.lifetime_merged()));
         s.tables = Some(cp.table_usage());
         if let Some(pool) = pool {
             s.mempool_in_use = pool.in_use();
@@ -512,6 +578,86 @@ impl Daemon {
     }
 }
 
+/// The workers' latency histograms, taken from them on request and accumulated here: since
+/// start (for the exit summary and the metrics endpoint) and since the last reset (for the
+/// API). Taking moves each value out exactly once, so nothing is counted twice or lost.
+struct Histograms {
+    shared: Vec<Arc<WorkerHistograms>>,
+    lifetime: Vec<HistogramSnapshot>,
+    since_reset: Vec<HistogramSnapshot>,
+    reset_at: Instant,
+    tsc_hz: u64,
+}
+
+impl Histograms {
+    fn new(shared: Vec<Arc<WorkerHistograms>>, tsc_hz: u64) -> Self {
+        let empty = || {
+            shared
+                .iter()
+                .map(|_| HistogramSnapshot::empty(tsc_hz))
+                .collect()
+        };
+        Histograms {
+            lifetime: empty(),
+            since_reset: empty(),
+            shared,
+            reset_at: Instant::now(),
+            tsc_hz,
+        }
+    }
+
+    /// Takes what the workers published since the last call.
+    fn collect(&mut self) {
+        for ((shared, lifetime), since) in self
+            .shared
+            .iter()
+            .zip(&mut self.lifetime)
+            .zip(&mut self.since_reset)
+        {
+            let taken = shared.take();
+            lifetime.add(&taken);
+            since.add(&taken);
+        }
+    }
+
+    fn reset(&mut self) {
+        self.collect();
+        self.since_reset = self
+            .shared
+            .iter()
+            .map(|_| HistogramSnapshot::empty(self.tsc_hz))
+            .collect();
+        self.reset_at = Instant::now();
+    }
+
+    fn lifetime_merged(&self) -> HistogramSnapshot {
+        HistogramSnapshot::merge(&self.lifetime)
+            .unwrap_or_else(|| HistogramSnapshot::empty(self.tsc_hz))
+    }
+
+    fn since_reset_merged(&self) -> HistogramSnapshot {
+        HistogramSnapshot::merge(&self.since_reset)
+            .unwrap_or_else(|| HistogramSnapshot::empty(self.tsc_hz))
+    }
+}
+
+/// The packet trace: the workers' switch, their records, and the session in progress.
+struct Trace {
+    tap: Arc<TraceTap>,
+    rx: TraceReceiver,
+    pending: Option<PendingTrace>,
+    next_session: u64,
+}
+
+/// A trace a client waits for.
+struct PendingTrace {
+    session: u64,
+    requested: u32,
+    deadline: Instant,
+    reply: Sender<Outcome>,
+    packets: Vec<TracePacket>,
+}
+
 /// The control thread's state.
 struct ControlThread {
     cp: ControlPlane,
@@ -526,25 +672,59 @@ struct ControlThread {
     punt_rx: PuntReceiver,
     next_tick: Instant,
     ident: u16,
+    /// Requests from the API and metrics threads.
+    calls_rx: Receiver<Call>,
+    /// Keeps the request channel connected while no server holds a sender.
+    _calls_tx: Sender<Call>,
+    trace: Trace,
+    /// The counters at the last `stats.reset`, and when.
+    baseline: Option<(Snapshot, Instant)>,
 }
 
 impl ControlThread {
+    /// Waits on punted packets, API requests and trace records at once, so that each is handled
+    /// as soon as it arrives; runs the timers between.
     fn run(&mut self, stop: &AtomicBool, daemon: &mut Daemon) -> Result<(), DaemonError> {
+        let punts = self.punt_rx.clone();
+        let calls = self.calls_rx.clone();
+        let records = self.trace.rx.clone();
         while !stop.load(Ordering::Relaxed) {
-            match self.punt_rx.recv_timeout(PUNT_WAIT) {
-                Ok(p) => {
-                    self.handle(p, 0);
-                    for _ in 1..PUNT_BUDGET {
-                        match self.punt_rx.try_recv() {
-                            Ok(p) => self.handle(p, 0),
-                            Err(_) => break,
+            let wait = self.wait();
+            crossbeam::select! {
+                recv(punts) -> p => match p {
+                    Ok(p) => {
+                        self.handle(p, 0);
+                        for p in punts.try_iter().take(PUNT_BUDGET - 1) {
+                            self.handle(p, 0);
                         }
                     }
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Err(DaemonError::Other("every worker stopped".into()));
-                }
+                    Err(_) => return Err(DaemonError::Other("every worker stopped".into())),
+                },
+                recv(calls) -> c => {
+                    if let Ok(c) = c {
+                        self.serve(c, daemon);
+                        for c in calls.try_iter().take(CALL_BUDGET - 1) {
+                            self.serve(c, daemon);
+                        }
+                    }
+                },
+                recv(records) -> r => {
+                    if let Ok(r) = r {
+                        self.trace_record(r);
+                        for r in records.try_iter().take(lcore_workers::TRACE_CHANNEL_CAPACITY) {
+                            self.trace_record(r);
+                        }
+                    }
+                },
+                default(wait) => {}
+            }
+            if self
+                .trace
+                .pending
+                .as_ref()
+                .is_some_and(|t| Instant::now() >= t.deadline)
+            {
+                self.finish_trace(false);
             }
             if Instant::now() >= self.next_tick {
                 self.next_tick = Instant::now() + TICK_INTERVAL;
@@ -558,6 +738,344 @@ impl ControlThread {
         }
         info!("stopping");
         Ok(())
+    }
+
+    /// How long the loop may wait for something to arrive: until the next timer, at most
+    /// [`PUNT_WAIT`] (the stop flag is checked between waits).
+    fn wait(&self) -> Duration {
+        let now = Instant::now();
+        let mut until = self.next_tick;
+        if let Some(t) = &self.trace.pending {
+            until = until.min(t.deadline);
+        }
+        until.saturating_duration_since(now).min(PUNT_WAIT)
+    }
+
+    /// Answers one request of the API or metrics thread.
+    fn serve(&mut self, call: Call, daemon: &mut Daemon) {
+        match call {
+            Call::Metrics { reply } => {
+                let _ = reply.send(self.metrics_data(daemon));
+            }
+            Call::Api {
+                request,
+                reply,
+                deadline,
+            } => {
+                if Instant::now() > deadline {
+                    // The client was told `timeout` already; doing it now would surprise it.
+                    warn!(
+                        ?request,
+                        "control API request expired in the queue: not applied"
+                    );
+                    return;
+                }
+                if let Request::Trace(t) = request {
+                    self.start_trace(t, reply);
+                    return;
+                }
+                let _ = reply.send(self.execute(request, daemon));
+            }
+        }
+    }
+
+    fn execute(&mut self, request: Request, daemon: &mut Daemon) -> Outcome {
+        let cp = &self.cp;
+        let model = cp.model();
+        Ok(match request {
+            Request::Change(change) => {
+                let applied = self.cp.apply(&change)?;
+                debug!(?change, ?applied, "control API change");
+                Reply::Applied(AppliedView {
+                    changed: applied == router_core::model::Applied::Changed,
+                })
+            }
+            Request::Batch(changes) => {
+                let started = Instant::now();
+                let applied = self
+                    .cp
+                    .apply_batch(&changes)
+                    .map_err(|(i, e)| ApiError::from(e).at(i))?;
+                let changed = applied
+                    .iter()
+                    .filter(|&&a| a == router_core::model::Applied::Changed)
+                    .count();
+                info!(
+                    changes = changes.len(),
+                    changed,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "control API batch applied"
+                );
+                Reply::Batch(BatchApplied {
+                    changes: changes.len(),
+                    changed,
+                    unchanged: changes.len() - changed,
+                })
+            }
+            Request::HostShow => Reply::Host(HostView {
+                host: model.host.clone(),
+            }),
+            Request::PeerList => Reply::Peers(Peers {
+                peers: model.peers.values().cloned().collect(),
+            }),
+            Request::NetworkList => Reply::Networks(Networks {
+                networks: model
+                    .networks
+                    .values()
+                    .map(|n| NetworkView {
+                        name: n.name.clone(),
+                        vni: n.vni,
+                        ports: n.ports.clone(),
+                        router: model
+                            .interface_of_network(&n.name)
+                            .map(|i| i.router.clone()),
+                    })
+                    .collect(),
+            }),
+            Request::RouterList => Reply::Routers(Routers {
+                routers: model
+                    .routers
+                    .values()
+                    .map(|r| RouterEntry {
+                        name: r.name.clone(),
+                        large: r.large,
+                        interfaces: model
+                            .interfaces
+                            .keys()
+                            .filter(|(name, _)| *name == r.name)
+                            .count(),
+                        routes: model
+                            .routes
+                            .keys()
+                            .filter(|(name, _)| *name == r.name)
+                            .count(),
+                        prefixes: cp.router_lpm(&r.name).map_or(0, |l| l.len()),
+                    })
+                    .collect(),
+            }),
+            Request::InterfaceList { router } => {
+                check_router(cp, router.as_deref())?;
+                Reply::Interfaces(Interfaces {
+                    interfaces: model
+                        .interfaces
+                        .values()
+                        .filter(|i| router.as_ref().is_none_or(|r| *r == i.router))
+                        .cloned()
+                        .collect(),
+                })
+            }
+            Request::RouteList { router } => {
+                check_router(cp, router.as_deref())?;
+                Reply::Routes(Routes {
+                    routes: model
+                        .routes
+                        .values()
+                        .filter(|r| router.as_ref().is_none_or(|name| *name == r.router))
+                        .cloned()
+                        .collect(),
+                })
+            }
+            Request::RouteLookup { router, ip } => {
+                let lpm = cp
+                    .router_lpm(&router)
+                    .ok_or_else(|| not_found("router", &router))?;
+                let next_hop = lpm.lpm().lookup(u32::from(ip)).map(|nh| nh.index());
+                let result = match next_hop {
+                    Some(nh) => crate::api::describe::next_hop(
+                        cp,
+                        nh,
+                        cp.dataplane().next_hops.get(nh).state,
+                    ),
+                    None => "no route (ICMP destination unreachable, net unreachable)".to_string(),
+                };
+                Reply::Lookup(Lookup {
+                    router,
+                    ip,
+                    next_hop,
+                    result,
+                })
+            }
+            Request::PortList { network } => {
+                if let Some(n) = &network {
+                    if !model.networks.contains_key(n) {
+                        return Err(not_found("network", n));
+                    }
+                }
+                Reply::Ports(Ports {
+                    ports: model
+                        .ports
+                        .values()
+                        .filter(|p| network.as_ref().is_none_or(|n| *n == p.network))
+                        .cloned()
+                        .collect(),
+                })
+            }
+            Request::NeighList { router } => {
+                if let Some(r) = &router {
+                    if r != "underlay" && cp.router_id(r).is_none() {
+                        return Err(not_found("router", r));
+                    }
+                }
+                let neighbors = cp
+                    .neighbors(self.clock.now_ns())
+                    .into_iter()
+                    .filter(|n| router.as_ref().is_none_or(|r| *r == n.router))
+                    .collect();
+                Reply::Neighbors(Neighbors { neighbors })
+            }
+            Request::StatsShow => Reply::Stats(Box::new(self.stats(daemon))),
+            Request::StatsReset => {
+                let snapshot = daemon.snapshot(&self.cp, Some(&self.pool));
+                self.baseline = Some((snapshot, Instant::now()));
+                daemon.hists.reset();
+                info!("counters and histograms reset");
+                Reply::Reset(ResetView {
+                    reset: "counters and histograms".into(),
+                })
+            }
+            Request::HistShow { full, ticks } => {
+                let hists = &mut daemon.hists;
+                hists.collect();
+                let full = full.then_some(ticks);
+                Reply::Hist(Box::new(HistView {
+                    since_reset_s: hists.reset_at.elapsed().as_secs_f64(),
+                    tsc_hz: hists.tsc_hz,
+                    merged: HistSet::of(&hists.since_reset_merged(), full),
+                    workers: daemon
+                        .workers
+                        .iter()
+                        .zip(&hists.since_reset)
+                        .map(|((h, _), snap)| WorkerHist {
+                            worker: h.index(),
+                            hist: HistSet::of(snap, full),
+                        })
+                        .collect(),
+                }))
+            }
+            Request::HistReset => {
+                daemon.hists.reset();
+                Reply::Reset(ResetView {
+                    reset: "histograms".into(),
+                })
+            }
+            Request::IcmpSet { rate_per_s, burst } => {
+                self.cp.set_icmp_rate(rate_per_s, burst);
+                info!(rate_per_s, burst, "ICMP error rate limit changed");
+                Reply::Icmp(IcmpView { rate_per_s, burst })
+            }
+            Request::Version | Request::LogShow | Request::LogSet { .. } | Request::Trace(_) => {
+                return Err(ApiError::new(
+                    ErrorCode::Internal,
+                    "this request is answered by the API thread",
+                ))
+            }
+        })
+    }
+
+    /// The counters since the last reset, with the latency since the last histogram reset.
+    fn stats(&mut self, daemon: &mut Daemon) -> StatsView {
+        let now = daemon.snapshot(&self.cp, Some(&self.pool));
+        let (mut snapshot, since) = match &self.baseline {
+            Some((base, at)) => (now.since(base), at.elapsed()),
+            None => (now, daemon.started.elapsed()),
+        };
+        snapshot.latency = Latency::of(Some(&daemon.hists.since_reset_merged()));
+        StatsView {
+            since_reset_s: since.as_secs_f64(),
+            snapshot,
+        }
+    }
+
+    /// Every counter since start and the latency summaries since start, for the metrics
+    /// endpoint.
+    fn metrics_data(&mut self, daemon: &mut Daemon) -> MetricsData {
+        let snapshot = daemon.snapshot(&self.cp, Some(&self.pool));
+        let h = daemon.hists.lifetime_merged();
+        let clock = h.clock();
+        MetricsData {
+            snapshot,
+            burst: MetricsSummary::of(&h.burst_cycles, clock.as_ref()),
+            residence: MetricsSummary::of(&h.residence_cycles, clock.as_ref()),
+        }
+    }
+
+    /// Arms the workers' trace for `t`; the answer goes out when the packets are in or at the
+    /// timeout.
+    fn start_trace(&mut self, t: TraceRequest, reply: Sender<Outcome>) {
+        if self.trace.pending.is_some() {
+            let _ = reply.send(Err(ApiError::new(
+                ErrorCode::Busy,
+                "a trace is already running: try again when it ends",
+            )));
+            return;
+        }
+        let port = match &t.port {
+            Some(name) => match self.cp.port_id(name) {
+                Some(id) if !name.starts_with("unused-") => Some(id),
+                _ => {
+                    let _ = reply.send(Err(ApiError {
+                        field: Some("port".into()),
+                        ..not_found("port", name)
+                    }));
+                    return;
+                }
+            },
+            None => None,
+        };
+        let session = self.trace.next_session;
+        self.trace.next_session += 1;
+        // Records of an earlier session still in the channel are stale.
+        while self.trace.rx.try_recv().is_ok() {}
+        let filter = TraceFilter {
+            port,
+            src: t.src,
+            dst: t.dst,
+            protocol: t.protocol,
+        };
+        self.trace.tap.arm(session, filter, t.count);
+        info!(session, count = t.count, ?filter, "packet trace armed");
+        self.trace.pending = Some(PendingTrace {
+            session,
+            requested: t.count,
+            deadline: Instant::now() + t.timeout,
+            reply,
+            packets: Vec::with_capacity(t.count as usize),
+        });
+    }
+
+    fn trace_record(&mut self, r: TraceRecord) {
+        let Some(pending) = self.trace.pending.as_mut() else {
+            return;
+        };
+        if r.session != pending.session {
+            return;
+        }
+        pending
+            .packets
+            .push(crate::api::describe::trace_packet(&self.cp, &r));
+        if pending.packets.len() >= pending.requested as usize {
+            self.finish_trace(true);
+        }
+    }
+
+    fn finish_trace(&mut self, complete: bool) {
+        self.trace.tap.disarm();
+        let Some(t) = self.trace.pending.take() else {
+            return;
+        };
+        info!(
+            session = t.session,
+            packets = t.packets.len(),
+            complete,
+            "packet trace done"
+        );
+        let view = TraceView {
+            requested: t.requested,
+            packets: t.packets,
+            complete,
+            lost: self.trace.tap.lost(),
+        };
+        let _ = t.reply.send(Ok(Reply::Trace(view)));
     }
 
     fn now(&self) -> u64 {

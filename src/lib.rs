@@ -2,7 +2,9 @@
 //! `dvrctl` shares with it.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod config;
 pub mod daemon;
 pub mod logging;
+pub mod metrics;
 pub mod stats;

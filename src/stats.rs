@@ -9,10 +9,10 @@ use lcore_workers::{HistogramSnapshot, Percentiles, TscClock, WorkerStatsSnapsho
 use router_core::control::TableUsage;
 use router_core::engine::{DropReason, PuntReason};
 use router_core::stats::EngineTotals;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One port.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct PortStatsView {
     pub name: String,
     pub device: String,
@@ -36,7 +36,7 @@ pub struct PortStatsView {
 }
 
 /// One worker.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct WorkerView {
     pub index: usize,
     pub core: usize,
@@ -53,7 +53,7 @@ pub struct WorkerView {
 }
 
 /// Percentiles in nanoseconds (and the count of values).
-#[derive(Clone, Copy, Debug, Default, Serialize)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
 pub struct LatencyView {
     pub count: u64,
     pub p50_ns: u64,
@@ -78,7 +78,7 @@ impl LatencyView {
 }
 
 /// The latency histograms merged over the workers.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Latency {
     /// Processing time of one burst (RX burst returned to the burst dispatched).
     pub burst: LatencyView,
@@ -108,7 +108,7 @@ impl Latency {
 }
 
 /// One router's counters.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct RouterView {
     pub name: String,
     pub routed_local: u64,
@@ -118,7 +118,7 @@ pub struct RouterView {
 }
 
 /// Everything, at one moment.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Snapshot {
     pub uptime_s: f64,
     pub tsc_hz: u64,
@@ -169,6 +169,70 @@ impl Snapshot {
             },
             idle_sleeps: s.idle_sleeps,
         }
+    }
+
+    /// The counters counted since `base` (an earlier snapshot of the same daemon): a reset
+    /// kept on the reader's side, never written into the workers' counters. Gauges (links,
+    /// tables, mempool, uptime) and latency are taken as they are now.
+    pub fn since(&self, base: &Snapshot) -> Snapshot {
+        let mut s = self.clone();
+        for p in &mut s.ports {
+            if let Some(b) = base.ports.iter().find(|b| b.name == p.name) {
+                p.rx_packets = p.rx_packets.saturating_sub(b.rx_packets);
+                p.rx_bytes = p.rx_bytes.saturating_sub(b.rx_bytes);
+                p.tx_packets = p.tx_packets.saturating_sub(b.tx_packets);
+                p.tx_bytes = p.tx_bytes.saturating_sub(b.tx_bytes);
+                p.tx_drops = p.tx_drops.saturating_sub(b.tx_drops);
+                p.device_rx_packets = p.device_rx_packets.saturating_sub(b.device_rx_packets);
+                p.device_tx_packets = p.device_tx_packets.saturating_sub(b.device_tx_packets);
+                p.device_rx_missed = p.device_rx_missed.saturating_sub(b.device_rx_missed);
+                p.device_rx_errors = p.device_rx_errors.saturating_sub(b.device_rx_errors);
+                p.device_tx_errors = p.device_tx_errors.saturating_sub(b.device_tx_errors);
+                p.device_rx_nombuf = p.device_rx_nombuf.saturating_sub(b.device_rx_nombuf);
+            }
+        }
+        for w in &mut s.workers {
+            if let Some(b) = base.workers.iter().find(|b| b.index == w.index) {
+                w.loops = w.loops.saturating_sub(b.loops);
+                w.bursts = w.bursts.saturating_sub(b.bursts);
+                w.empty_polls = w.empty_polls.saturating_sub(b.empty_polls);
+                w.rx_packets = w.rx_packets.saturating_sub(b.rx_packets);
+                w.tx_packets = w.tx_packets.saturating_sub(b.tx_packets);
+                w.busy_cycles = w.busy_cycles.saturating_sub(b.busy_cycles);
+                w.idle_sleeps = w.idle_sleeps.saturating_sub(b.idle_sleeps);
+                // Counts stay far below 2^53: the conversions to f64 are exact in practice.
+                w.busy_cycles_per_packet =
+                    (w.rx_packets != 0).then(|| w.busy_cycles as f64 / w.rx_packets as f64);
+                let polls = w.bursts + w.empty_polls;
+                w.empty_poll_share = if polls == 0 {
+                    0.0
+                } else {
+                    w.empty_polls as f64 / polls as f64
+                };
+            }
+        }
+        for (map, base_map) in [(&mut s.drops, &base.drops), (&mut s.punts, &base.punts)] {
+            for (k, v) in map.iter_mut() {
+                *v = v.saturating_sub(base_map.get(k).copied().unwrap_or(0));
+            }
+        }
+        for r in &mut s.routers {
+            if let Some(b) = base.routers.iter().find(|b| b.name == r.name) {
+                r.routed_local = r.routed_local.saturating_sub(b.routed_local);
+                r.routed_remote = r.routed_remote.saturating_sub(b.routed_remote);
+                r.delivered_from_fabric = r
+                    .delivered_from_fabric
+                    .saturating_sub(b.delivered_from_fabric);
+                r.icmp_errors = r.icmp_errors.saturating_sub(b.icmp_errors);
+            }
+        }
+        s.bridged_local = s.bridged_local.saturating_sub(base.bridged_local);
+        s.bridged_remote = s.bridged_remote.saturating_sub(base.bridged_remote);
+        s.bridged_from_fabric = s
+            .bridged_from_fabric
+            .saturating_sub(base.bridged_from_fabric);
+        s.icmp_rate_limited = s.icmp_rate_limited.saturating_sub(base.icmp_rate_limited);
+        s
     }
 
     /// Total drops.
@@ -289,4 +353,75 @@ pub fn reason_names() -> (Vec<&'static str>, Vec<&'static str>) {
         DropReason::ALL.iter().map(|r| r.name()).collect(),
         PuntReason::ALL.iter().map(|r| r.name()).collect(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_subtracts_counters_and_keeps_gauges() {
+        let mut base = Snapshot::default();
+        base.ports.push(PortStatsView {
+            name: "blue".into(),
+            rx_packets: 10,
+            tx_bytes: 100,
+            ..PortStatsView::default()
+        });
+        base.workers.push(WorkerView {
+            index: 0,
+            bursts: 5,
+            empty_polls: 5,
+            rx_packets: 10,
+            busy_cycles: 1000,
+            ..WorkerView::default()
+        });
+        base.drops.insert("no_route".into(), 3);
+        base.routers.push(RouterView {
+            name: "t1".into(),
+            routed_local: 4,
+            ..RouterView::default()
+        });
+        base.bridged_local = 2;
+        let mut now = base.clone();
+        now.ports[0].rx_packets = 25;
+        now.ports[0].tx_bytes = 150;
+        now.ports[0].link_up = true;
+        now.ports.push(PortStatsView {
+            name: "red".into(),
+            rx_packets: 7,
+            ..PortStatsView::default()
+        });
+        now.workers[0].bursts = 15;
+        now.workers[0].empty_polls = 15;
+        now.workers[0].rx_packets = 30;
+        now.workers[0].busy_cycles = 3000;
+        now.drops.insert("no_route".into(), 5);
+        now.drops.insert("ttl_exceeded".into(), 1);
+        now.routers[0].routed_local = 10;
+        now.bridged_local = 3;
+        now.mempool_in_use = 42;
+        let d = now.since(&base);
+        assert_eq!(
+            (
+                d.ports[0].rx_packets,
+                d.ports[0].tx_bytes,
+                d.ports[0].link_up
+            ),
+            (15, 50, true)
+        );
+        assert_eq!(
+            d.ports[1].rx_packets, 7,
+            "a port absent from the base counts from zero"
+        );
+        assert_eq!((d.workers[0].bursts, d.workers[0].rx_packets), (10, 20));
+        assert_eq!(d.workers[0].busy_cycles_per_packet, Some(100.0));
+        assert!((d.workers[0].empty_poll_share - 0.5).abs() < 1e-9);
+        assert_eq!(d.drops["no_route"], 2);
+        assert_eq!(d.drops["ttl_exceeded"], 1);
+        assert_eq!(d.routers[0].routed_local, 6);
+        assert_eq!(d.bridged_local, 1);
+        assert_eq!(d.mempool_in_use, 42);
+        assert_eq!(base.since(&now).ports[0].rx_packets, 0, "never negative");
+    }
 }

@@ -109,6 +109,8 @@ pub struct WorkerConfig {
     /// TSC ticks per second (`Eal::tsc_hz`): converts cycles to the engine's nanoseconds and
     /// sets the histogram publication period.
     pub tsc_hz: u64,
+    /// The packet trace switch (see [`crate::TraceTap`]); `None`: the worker never traces.
+    pub trace: Option<Arc<crate::TraceTap>>,
 }
 
 impl WorkerConfig {
@@ -124,6 +126,7 @@ impl WorkerConfig {
             burst_size: BURST_SIZE,
             idle: IdleMode::default(),
             tsc_hz,
+            trace: None,
         }
     }
 

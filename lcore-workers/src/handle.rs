@@ -179,6 +179,8 @@ fn worker_main(
         reader,
         stats: Arc::clone(&stats),
         histograms,
+        trace: config.trace,
+        index,
     };
     tracing::info!(
         worker = index,

@@ -23,6 +23,10 @@
 //! The control thread reads each worker's counters ([`WorkerStats`]) and histograms
 //! ([`WorkerHistograms`]) through its [`WorkerHandle`], without ever making the worker wait.
 //!
+//! Packet trace: a worker given a [`TraceTap`] checks it once per burst; while an operator's
+//! trace is armed it runs the burst through the engine's traced path and sends the records of
+//! matching packets to the control thread ([`TraceRecord`]).
+//!
 //! Time: the engine gets nanoseconds converted from the TSC with [`TscClock`]; the control
 //! thread must use the same clock for the times it compares with the engine's.
 #![forbid(unsafe_code)]
@@ -34,6 +38,7 @@ mod handle;
 mod histogram;
 mod punt;
 mod stats;
+mod trace;
 mod tx;
 mod worker;
 
@@ -49,11 +54,13 @@ pub use histogram::{
     HISTOGRAM_MAX_CYCLES, HISTOGRAM_PUBLISH_INTERVAL_MS, HISTOGRAM_SIGFIG,
 };
 pub use punt::{
-    inject_queue, Injected, InjectQueue, INJECT_QUEUE_CAPACITY,
-    punt_channel, punt_channel_with_capacity, PuntReceiver, PuntSender, Punted,
-    PUNT_CHANNEL_CAPACITY,
+    inject_queue, punt_channel, punt_channel_with_capacity, InjectQueue, Injected, PuntReceiver,
+    PuntSender, Punted, INJECT_QUEUE_CAPACITY, PUNT_CHANNEL_CAPACITY,
 };
 pub use stats::{PortCounters, PortSnapshot, WorkerStats, WorkerStatsSnapshot};
+pub use trace::{
+    TraceFilter, TraceReceiver, TraceRecord, TraceTap, TRACE_CHANNEL_CAPACITY, TRACE_PACKETS_MAX,
+};
 
 /// The histogram type of [`HistogramSnapshot`], re-exported so that users need no direct
 /// dependency on `hdrhistogram`.

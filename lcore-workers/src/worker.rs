@@ -25,6 +25,7 @@ use crate::config::{AdaptiveIdle, IdleMode};
 use crate::histogram::{LocalHistograms, WorkerHistograms, HISTOGRAM_PUBLISH_INTERVAL_MS};
 use crate::punt::{InjectQueue, PuntSender, Punted};
 use crate::stats::WorkerStats;
+use crate::trace::{TraceTap, WorkerTrace};
 use crate::tx::TxPort;
 
 /// What a worker is built from (the thread has pinned itself and registered already).
@@ -40,6 +41,8 @@ pub(crate) struct Parts {
     pub(crate) reader: QsbrReader,
     pub(crate) stats: Arc<WorkerStats>,
     pub(crate) histograms: Arc<WorkerHistograms>,
+    pub(crate) trace: Option<Arc<TraceTap>>,
+    pub(crate) index: usize,
 }
 
 /// One RX queue and the port it belongs to.
@@ -72,6 +75,8 @@ pub(crate) struct Worker<const N: usize> {
     next_publish: u64,
     /// The most recent TSC reading.
     last_tsc: u64,
+    /// The packet trace, when the worker was given a tap.
+    trace: Option<WorkerTrace>,
 }
 
 /// Where packets go after the engine: TX buffers, the free list, the punt channel, counters.
@@ -112,6 +117,8 @@ impl<const N: usize> Worker<N> {
             reader,
             stats,
             histograms,
+            trace,
+            index,
         } = parts;
         let state = engine.worker_state_with(Arc::clone(&stats.engine));
         let rx = rx_queues
@@ -158,6 +165,7 @@ impl<const N: usize> Worker<N> {
             publish_interval,
             next_publish: 0,
             last_tsc: 0,
+            trace: trace.map(|tap| WorkerTrace::new(tap, index)),
         }
     }
 
@@ -312,13 +320,32 @@ impl<const N: usize> Worker<N> {
             }
         }
         let count = pkts.len();
-        self.engine.process_burst(
-            &mut self.state,
-            port,
-            now_ns,
-            &mut pkts,
-            &mut self.verdicts[..count],
-        );
+        // One relaxed load per burst while no trace is armed.
+        let traced = self
+            .trace
+            .as_mut()
+            .and_then(|trace| trace.wants(port).then_some(trace));
+        match traced {
+            Some(trace) => {
+                trace.before(&pkts);
+                self.engine.process_burst_traced(
+                    &mut self.state,
+                    port,
+                    now_ns,
+                    &mut pkts,
+                    &mut self.verdicts[..count],
+                    trace.recorder(),
+                );
+                trace.after(port, now_ns, &self.verdicts[..count]);
+            }
+            _ => self.engine.process_burst(
+                &mut self.state,
+                port,
+                now_ns,
+                &mut pkts,
+                &mut self.verdicts[..count],
+            ),
+        }
         for (slot, pkt) in self.windows.iter_mut().zip(&pkts) {
             *slot = (pkt.head(), pkt.len());
         }
@@ -333,7 +360,11 @@ impl<const N: usize> Worker<N> {
         self.burst.retain(|mbuf| {
             let ok = mbuf.window_mut().is_some();
             if !ok {
-                let reason = if mbuf.is_contiguous() { DropReason::SharedBuffer } else { DropReason::MultiSegment };
+                let reason = if mbuf.is_contiguous() {
+                    DropReason::SharedBuffer
+                } else {
+                    DropReason::MultiSegment
+                };
                 counters.count_drop(reason);
             }
             ok

@@ -1307,6 +1307,24 @@ impl ControlPlane {
         out
     }
 
+    /// Who holds a next-hop slot (for traces and lookups).
+    pub fn next_hop_owner(&self, nh: NextHopIndex) -> Option<NextHopOwner> {
+        self.owners.get(&nh).copied()
+    }
+
+    /// The router and network of an interface, by id.
+    pub fn iface_names(&self, id: IfaceId) -> Option<(&str, &str)> {
+        self.ifaces
+            .iter()
+            .find(|(_, s)| s.id == id)
+            .map(|((r, n), _)| (r.as_str(), n.as_str()))
+    }
+
+    /// The name of a port, by id.
+    pub fn port_name(&self, id: PortId) -> Option<&str> {
+        self.cfg.ports.get(usize::from(id)).map(|p| p.name.as_str())
+    }
+
     /// Sizes of the tables, for operators.
     pub fn table_usage(&self) -> TableUsage {
         TableUsage {
@@ -1325,7 +1343,7 @@ impl ControlPlane {
 }
 
 /// How full the tables are.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TableUsage {
     pub next_hops_used: usize,
     pub next_hops_capacity: usize,

@@ -50,7 +50,7 @@ impl Default for NeighborConfig {
 }
 
 /// The resolution state of a dynamic neighbour.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NeighborState {
     /// ARP requests sent, no answer yet (packets are held).
@@ -108,7 +108,7 @@ pub(crate) struct TickOutcome {
 }
 
 /// An operator's view of one neighbour.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct NeighborView {
     pub router: String,
     pub ip: Ipv4Addr,

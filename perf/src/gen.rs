@@ -1,0 +1,653 @@
+//! The generator proper: EAL, ports, and the trial loop on one lcore.
+//!
+//! One thread (the EAL main lcore) does everything, in a loop:
+//! - **TX**, open loop: packet `k` of a TX port is due at `start + k * period` (TSC); every pass
+//!   sends what is due, at most one burst per port, stamped with its *scheduled* time. Nothing
+//!   the device under test does slows the schedule down; a TX queue that refuses packets loses
+//!   them (counted as lost, like a NIC's missed packets).
+//! - **RX** on every port: test packets are matched to their flow's sequence and their latency
+//!   recorded; ARP requests are answered (the device may resolve its underlay next hop);
+//!   anything else is counted as foreign.
+//!
+//! After the last scheduled packet the loop drains RX for a while, then reports.
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dpdk_bindings::{tsc, Eal, Mbuf, MbufBurst, Mempool, Port, PortConfig, RxQueue, TxQueue};
+
+use crate::frame::{self, Endpoints, FrameSize, Received, Stamp, Template};
+use crate::latency::LatencyRecorder;
+use crate::report::{PortReport, TrialReport};
+use crate::routes::FlowSpec;
+use crate::sched::Watch;
+use crate::seq::{Arrival, SeqTracker};
+
+/// Packets per TX or RX call.
+pub const BURST: usize = 32;
+/// Largest number of ports.
+pub const PORTS_MAX: usize = 4;
+/// Mbuf cache per lcore.
+const MBUF_CACHE: u32 = 256;
+/// The probe's rate: one packet per millisecond per TX port.
+const PROBE_RATE_PPS: f64 = 1000.0;
+/// How far in the future a trial's schedule starts (lets the loop settle).
+const START_DELAY: Duration = Duration::from_micros(200);
+/// A trial is generator-limited when the generator was behind its schedule by more than the
+/// lag limit for this fraction of the trial: it could not keep up, rather than being held up
+/// once (a preempted thread catches up within a few milliseconds).
+const LAGGING_FRACTION_MAX: f64 = 0.25;
+/// Trial number of the readiness probe (real trials count from 1).
+const PROBE_TRIAL: u16 = 0;
+
+/// An error of the generator.
+#[derive(Debug, thiserror::Error)]
+pub enum GenError {
+    /// DPDK failed.
+    #[error(transparent)]
+    Dpdk(#[from] dpdk_bindings::Error),
+    /// A setting cannot work.
+    #[error("{0}")]
+    Setup(String),
+    /// Nothing came back during the readiness probe.
+    #[error("no test packet came back within {0:?}: is the device under test forwarding?")]
+    NotReady(Duration),
+    /// Stopped by a signal.
+    #[error("interrupted")]
+    Interrupted,
+}
+
+/// How to set the generator up.
+#[derive(Debug, Clone)]
+pub struct GenSetup {
+    /// EAL vdev arguments, one per port (e.g. `net_memif0,role=client,socket=/run/a.sock,id=0`).
+    pub vdevs: Vec<String>,
+    /// Ports (indexes into `vdevs`) that send; every port receives.
+    pub tx_ports: Vec<usize>,
+    /// Destination MAC per TX port (in `tx_ports` order; the last one repeats).
+    pub dst_macs: Vec<[u8; 6]>,
+    /// IPv4 source of every packet.
+    pub src_ip: Ipv4Addr,
+    /// UDP destination port.
+    pub dst_port: u16,
+    /// Frame sizes.
+    pub frame_size: FrameSize,
+    /// The flows, shared out among the TX ports in contiguous blocks.
+    pub flows: Vec<FlowSpec>,
+    /// CPU of the lcore.
+    pub lcore: usize,
+    /// Use hugepages (otherwise `--no-huge`).
+    pub hugepages: bool,
+    /// Memory for EAL without hugepages, MiB.
+    pub memory_mb: u32,
+    /// EAL file prefix (unique per DPDK process).
+    pub file_prefix: String,
+    /// More EAL arguments.
+    pub eal_extra: Vec<String>,
+    /// Mbufs in the pool.
+    pub mbufs: u32,
+    /// Descriptors per queue.
+    pub ring_size: u16,
+    /// How long to wait for the links to come up.
+    pub link_timeout: Duration,
+    /// Lag behind the schedule past which a trial counts as disturbed.
+    pub lag_limit: Duration,
+    /// Device threads to watch: (process id, CPU of its worker).
+    pub watch: Vec<(u32, usize)>,
+    /// Time the watched threads (and the generator) may wait for a CPU during a trial before
+    /// it counts as disturbed.
+    pub wait_limit: Duration,
+}
+
+/// One port of the generator.
+#[derive(Debug)]
+struct GenPort {
+    report: PortReport,
+    mac: [u8; 6],
+    rx: RxQueue,
+    tx: TxQueue,
+}
+
+/// What a TX port sends.
+#[derive(Debug)]
+struct TxPort {
+    /// Index into the ports.
+    port: usize,
+    /// One template per entry of the size cycle.
+    templates: Vec<Template>,
+    /// Its flows: `first_flow..first_flow + flows`.
+    first_flow: usize,
+    flows: usize,
+}
+
+/// Counters of one pass of the trial loop's receive side.
+#[derive(Debug, Default, Clone, Copy)]
+struct RxCounters {
+    vxlan: u64,
+    stale: u64,
+    foreign: u64,
+    arp_replies: u64,
+}
+
+/// A running generator. Create with [`Generator::start`], end with [`Generator::close`].
+#[derive(Debug)]
+pub struct Generator {
+    eal: Eal,
+    pool: Mempool,
+    /// The control handles, kept for the shutdown order (queues first, then ports).
+    controls: Vec<Port>,
+    ports: Vec<GenPort>,
+    tx: Vec<TxPort>,
+    flows: Vec<FlowSpec>,
+    frame_size: FrameSize,
+    seq: SeqTracker,
+    latency: LatencyRecorder,
+    tsc_hz: u64,
+    trial: u16,
+    lag_limit_cycles: u64,
+    watch: Watch,
+    wait_limit: Duration,
+    stop: Arc<AtomicBool>,
+}
+
+/// The device name of a vdev argument: what comes before the first comma.
+pub fn device_name(vdev: &str) -> &str {
+    vdev.split(',').next().unwrap_or(vdev)
+}
+
+impl Generator {
+    /// Initialises EAL, creates the pool, configures and starts the ports and waits for their
+    /// links. `stop` is polled by every loop (set it from a signal handler).
+    pub fn start(setup: &GenSetup, stop: Arc<AtomicBool>) -> Result<Generator, GenError> {
+        validate(setup)?;
+        let eal = Eal::init(&eal_args(setup))?;
+        let tsc_hz = eal.tsc_hz();
+        let pool = Mempool::pktmbuf(
+            "pktgen",
+            setup.mbufs,
+            MBUF_CACHE,
+            dpdk_bindings::DEFAULT_DATA_ROOM,
+            None,
+        )?;
+        let mut controls = Vec::with_capacity(setup.vdevs.len());
+        let mut ports = Vec::with_capacity(setup.vdevs.len());
+        for (index, vdev) in setup.vdevs.iter().enumerate() {
+            let device = device_name(vdev);
+            let mut port = Port::by_name(device)?;
+            let config = PortConfig {
+                rx_desc: setup.ring_size,
+                tx_desc: setup.ring_size,
+                ..PortConfig::default()
+            };
+            port.configure(&config, &pool)?;
+            port.start()?;
+            let mac = port.mac_addr()?;
+            let rx = port.rx_queue(0)?;
+            let tx = port.tx_queue(0)?;
+            ports.push(GenPort {
+                report: PortReport {
+                    vdev: vdev.clone(),
+                    device: device.to_owned(),
+                    mac: frame::format_mac(mac),
+                    tx: setup.tx_ports.contains(&index),
+                },
+                mac,
+                rx,
+                tx,
+            });
+            controls.push(port);
+        }
+        let deadline = Instant::now() + setup.link_timeout;
+        for port in &controls {
+            let left = deadline.saturating_duration_since(Instant::now());
+            port.wait_link_up(left.max(Duration::from_millis(1)))?;
+        }
+        let tx = tx_ports(setup, &ports);
+        let lag_limit_cycles = (setup.lag_limit.as_secs_f64() * tsc_hz as f64) as u64;
+        Ok(Generator {
+            eal,
+            pool,
+            controls,
+            ports,
+            tx,
+            flows: setup.flows.clone(),
+            frame_size: setup.frame_size.clone(),
+            seq: SeqTracker::new(setup.flows.len()),
+            latency: LatencyRecorder::new(tsc_hz),
+            tsc_hz,
+            trial: PROBE_TRIAL,
+            lag_limit_cycles,
+            watch: Watch::new(&setup.watch),
+            wait_limit: setup.wait_limit,
+            stop,
+        })
+    }
+
+    /// TSC frequency, Hz.
+    pub fn tsc_hz(&self) -> u64 {
+        self.tsc_hz
+    }
+
+    /// DPDK's version.
+    pub fn dpdk_version(&self) -> &'static str {
+        self.eal.version()
+    }
+
+    /// The ports, for reports.
+    pub fn port_reports(&self) -> Vec<PortReport> {
+        self.ports.iter().map(|p| p.report.clone()).collect()
+    }
+
+    /// Number of device threads whose waiting time is watched.
+    pub fn watched_threads(&self) -> usize {
+        self.watch.device_threads()
+    }
+
+    /// Whether a stop was requested.
+    pub fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Sends one packet per millisecond per TX port until one comes back (answering ARP
+    /// meanwhile); returns how long that took.
+    pub fn probe(&mut self, timeout: Duration) -> Result<Duration, GenError> {
+        let began = Instant::now();
+        self.trial = PROBE_TRIAL;
+        let report = self.run(PROBE_RATE_PPS, timeout, Duration::ZERO, true);
+        if self.stopped() {
+            return Err(GenError::Interrupted);
+        }
+        if report.received == 0 {
+            return Err(GenError::NotReady(timeout));
+        }
+        Ok(began.elapsed())
+    }
+
+    /// Runs one trial: `rate_pps` offered (all TX ports together) for `duration`, then RX for
+    /// at most `drain` more.
+    pub fn trial(&mut self, rate_pps: f64, duration: Duration, drain: Duration) -> TrialReport {
+        self.trial = self.trial.wrapping_add(1).max(1);
+        self.run(rate_pps, duration, drain, false)
+    }
+
+    fn run(
+        &mut self,
+        rate_pps: f64,
+        duration: Duration,
+        drain: Duration,
+        until_first: bool,
+    ) -> TrialReport {
+        self.seq.reset();
+        self.latency.reset();
+        let hz = self.tsc_hz as f64;
+        let n_tx = self.tx.len();
+        let port_rate = rate_pps / n_tx as f64;
+        let period = hz / port_rate;
+        let per_port = ((duration.as_secs_f64() * port_rate).round() as u64).max(1);
+        let drain_cycles = (drain.as_secs_f64() * hz) as u64;
+        let trial = self.trial;
+        let waits_before = self.watch.read();
+
+        let Generator {
+            pool,
+            ports,
+            tx,
+            flows,
+            seq,
+            latency,
+            lag_limit_cycles,
+            stop,
+            ..
+        } = self;
+
+        let mut next_k = [0u64; PORTS_MAX];
+        let mut flow_cursor = [0usize; PORTS_MAX];
+        let mut seq_cursor = [0u32; PORTS_MAX];
+        let mut sent = 0u64;
+        let mut refused = 0u64;
+        let mut alloc_failed = 0u64;
+        let mut lag_max = 0u64;
+        let mut lag_end = 0u64;
+        let mut last_send = 0u64;
+        let mut lagging_cycles = 0u64;
+        let mut prev_now = tsc();
+        let mut rx_counters = RxCounters::default();
+        let mut burst: MbufBurst<BURST> = MbufBurst::new();
+        let mut replies: MbufBurst<BURST> = MbufBurst::new();
+
+        let start = tsc() + (START_DELAY.as_secs_f64() * hz) as u64;
+        let mut all_sent_at: Option<u64> = None;
+        loop {
+            let now = tsc();
+            let mut lagging = false;
+            if all_sent_at.is_none() && now >= start {
+                let mut all_sent = true;
+                for (t, txp) in tx.iter().enumerate() {
+                    let k0 = next_k[t];
+                    if k0 >= per_port {
+                        continue;
+                    }
+                    all_sent = false;
+                    let due = ((((now - start) as f64) / period) as u64 + 1).min(per_port);
+                    if due <= k0 {
+                        continue;
+                    }
+                    let n = ((due - k0) as usize).min(BURST);
+                    let scheduled_first = start + (k0 as f64 * period) as u64;
+                    let lag = now.saturating_sub(scheduled_first);
+                    lag_max = lag_max.max(lag);
+                    lagging |= lag > *lag_limit_cycles;
+                    if pool.alloc_burst(&mut burst, n).is_err() {
+                        alloc_failed += n as u64;
+                    } else {
+                        for (i, mbuf) in burst.as_mut_slice().iter_mut().enumerate() {
+                            let k = k0 + i as u64;
+                            let local = flow_cursor[t];
+                            let flow_id = txp.first_flow + local;
+                            let flow = flows[flow_id];
+                            let template =
+                                &txp.templates[(k % txp.templates.len() as u64) as usize];
+                            let stamp = Stamp {
+                                trial,
+                                flow: flow_id as u16,
+                                seq: seq_cursor[t],
+                                tsc: start + (k as f64 * period) as u64,
+                            };
+                            write_frame(mbuf, template, &flow, &stamp);
+                            flow_cursor[t] += 1;
+                            if flow_cursor[t] == txp.flows {
+                                flow_cursor[t] = 0;
+                                seq_cursor[t] = seq_cursor[t].wrapping_add(1);
+                            }
+                        }
+                        let took = ports[txp.port].tx.tx_burst(&mut burst);
+                        sent += took as u64;
+                        refused += burst.len() as u64;
+                        burst.clear();
+                    }
+                    next_k[t] = k0 + n as u64;
+                    if next_k[t] == per_port {
+                        lag_end = lag_end.max(lag);
+                        last_send = last_send.max(now);
+                    }
+                }
+                if all_sent {
+                    all_sent_at = Some(now);
+                }
+            }
+            if lagging {
+                lagging_cycles += now - prev_now;
+            }
+            prev_now = now;
+            for port in ports.iter_mut() {
+                poll_rx(
+                    port,
+                    &mut burst,
+                    &mut replies,
+                    trial,
+                    seq,
+                    latency,
+                    &mut rx_counters,
+                );
+            }
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            if until_first && seq.counts().received > 0 {
+                break;
+            }
+            if let Some(at) = all_sent_at {
+                let accounted = seq.counts().distinct() >= sent;
+                if accounted || tsc().saturating_sub(at) >= drain_cycles {
+                    break;
+                }
+            }
+        }
+
+        let offered: u64 = next_k[..n_tx].iter().sum();
+        let counts = seq.counts();
+        let distinct = counts.distinct();
+        let lost = offered.saturating_sub(distinct);
+        let duration_s = per_port as f64 / port_rate;
+        let send_span_s = last_send.saturating_sub(start) as f64 / hz;
+        let tx_pps_achieved = if send_span_s > duration_s {
+            offered as f64 / send_span_s
+        } else {
+            rate_pps
+        };
+        let lag_end_s = lag_end as f64 / hz;
+        let lagging_s = lagging_cycles as f64 / hz;
+        let rx_pps = distinct as f64 / duration_s;
+        let interval_ns = 1e9 / rate_pps;
+        let waits = self.watch.read().since(waits_before);
+        let waited = Duration::from_nanos(waits.device_ns + waits.own_ns);
+        TrialReport {
+            trial,
+            rate_pps,
+            duration_s,
+            offered,
+            sent,
+            tx_refused: refused,
+            alloc_failed,
+            received: counts.received,
+            received_vxlan: rx_counters.vxlan,
+            lost,
+            loss_ratio: if offered == 0 {
+                0.0
+            } else {
+                lost as f64 / offered as f64
+            },
+            reordered: counts.reordered,
+            duplicated: counts.duplicated,
+            late: counts.late,
+            stale: rx_counters.stale,
+            foreign: rx_counters.foreign,
+            arp_replies: rx_counters.arp_replies,
+            rx_pps,
+            rx_gbps: 0.0,
+            tx_pps_achieved,
+            tx_lag_max_ns: lag_max as f64 * 1e9 / hz,
+            tx_lag_end_ns: lag_end_s * 1e9,
+            generator_limited: lagging_s > LAGGING_FRACTION_MAX * duration_s,
+            device_wait_ns: waits.device_ns,
+            generator_wait_ns: waits.own_ns,
+            disturbed: lag_max > *lag_limit_cycles || waited > self.wait_limit,
+            latency: latency.summary(),
+            latency_record_corrected: latency.summary_record_corrected(interval_ns),
+        }
+        .with_gbps(self.frame_size.mean_bytes())
+    }
+
+    /// Stops and closes the ports, frees the pool and ends EAL. Returns the number of mbufs
+    /// still in use once the ports were closed (0 unless something leaked).
+    pub fn close(self) -> Result<u32, GenError> {
+        let Generator {
+            eal,
+            pool,
+            controls,
+            ports,
+            ..
+        } = self;
+        drop(ports);
+        for port in controls {
+            port.close()?;
+        }
+        let in_use = pool.in_use();
+        if in_use == 0 {
+            pool.close()?;
+            eal.cleanup()?;
+        }
+        Ok(in_use)
+    }
+}
+
+impl TrialReport {
+    fn with_gbps(mut self, mean_bytes: f64) -> TrialReport {
+        self.rx_gbps = self.rx_pps * mean_bytes * 8.0 / 1e9;
+        self
+    }
+}
+
+/// Writes test frame `stamp` of `flow` into a fresh mbuf.
+#[inline(always)]
+fn write_frame(mbuf: &mut Mbuf, template: &Template, flow: &FlowSpec, stamp: &Stamp) {
+    let Some(window) = mbuf.window_mut() else {
+        return;
+    };
+    let head = window.head;
+    let Some(out) = window.buf.get_mut(head..head + template.len) else {
+        return;
+    };
+    template.write(out, flow.dst, flow.src_port, stamp);
+    // The window fits (checked by the get_mut above), so this cannot fail.
+    let _ = mbuf.set_window(head, template.len);
+}
+
+/// Receives one burst on `port` and accounts it.
+#[inline]
+fn poll_rx(
+    port: &mut GenPort,
+    burst: &mut MbufBurst<BURST>,
+    replies: &mut MbufBurst<BURST>,
+    trial: u16,
+    seq: &mut SeqTracker,
+    latency: &mut LatencyRecorder,
+    c: &mut RxCounters,
+) {
+    if port.rx.rx_burst(burst) == 0 {
+        return;
+    }
+    let now = tsc();
+    let mut arp = false;
+    for mbuf in burst.iter() {
+        match frame::classify(mbuf.data()) {
+            Received::Test { stamp, vxlan } => {
+                if stamp.trial != trial {
+                    c.stale += 1;
+                    continue;
+                }
+                match seq.record(usize::from(stamp.flow), stamp.seq) {
+                    Some(Arrival::Duplicate) => {}
+                    Some(_) => latency.record(stamp.tsc, now),
+                    None => c.foreign += 1,
+                }
+                c.vxlan += u64::from(vxlan);
+            }
+            Received::ArpRequest => arp = true,
+            Received::Foreign => c.foreign += 1,
+        }
+    }
+    if arp {
+        answer_arp(port, burst, replies, c);
+    }
+    burst.clear();
+}
+
+/// Moves the ARP requests out of `burst`, turns them into replies and sends them back.
+#[cold]
+fn answer_arp(
+    port: &mut GenPort,
+    burst: &mut MbufBurst<BURST>,
+    replies: &mut MbufBurst<BURST>,
+    c: &mut RxCounters,
+) {
+    let mut i = burst.len();
+    while i > 0 {
+        i -= 1;
+        let is_request = burst.as_slice()[i].data().len() >= 42
+            && frame::classify(burst.as_slice()[i].data()) == Received::ArpRequest;
+        if !is_request {
+            continue;
+        }
+        if let Some(mut mbuf) = burst.swap_remove(i) {
+            if let Some(bytes) = mbuf.data_mut() {
+                if frame::arp_reply_in_place(bytes, port.mac) {
+                    c.arp_replies += 1;
+                    let _ = replies.push(mbuf);
+                }
+            }
+        }
+    }
+    port.tx.tx_burst(replies);
+    replies.clear();
+}
+
+fn validate(setup: &GenSetup) -> Result<(), GenError> {
+    let bad = |msg: String| Err(GenError::Setup(msg));
+    if setup.vdevs.is_empty() || setup.vdevs.len() > PORTS_MAX {
+        return bad(format!("1 to {PORTS_MAX} ports, got {}", setup.vdevs.len()));
+    }
+    if setup.tx_ports.is_empty() || setup.tx_ports.iter().any(|&p| p >= setup.vdevs.len()) {
+        return bad(format!(
+            "TX ports {:?} must be among the {} ports",
+            setup.tx_ports,
+            setup.vdevs.len()
+        ));
+    }
+    if setup.flows.len() < setup.tx_ports.len() || setup.flows.len() > crate::routes::FLOWS_MAX {
+        return bad(format!(
+            "{} flows: need one per TX port and at most {}",
+            setup.flows.len(),
+            crate::routes::FLOWS_MAX
+        ));
+    }
+    if setup.dst_macs.is_empty() {
+        return bad("no destination MAC".into());
+    }
+    Ok(())
+}
+
+fn eal_args(setup: &GenSetup) -> Vec<String> {
+    let mut args = vec![
+        "-l".to_owned(),
+        setup.lcore.to_string(),
+        format!("--file-prefix={}", setup.file_prefix),
+        "--no-pci".to_owned(),
+    ];
+    if !setup.hugepages {
+        args.extend([
+            "--no-huge".to_owned(),
+            "-m".to_owned(),
+            setup.memory_mb.to_string(),
+        ]);
+    }
+    args.extend(setup.vdevs.iter().map(|v| format!("--vdev={v}")));
+    args.extend(setup.eal_extra.iter().cloned());
+    args
+}
+
+fn tx_ports(setup: &GenSetup, ports: &[GenPort]) -> Vec<TxPort> {
+    let n = setup.tx_ports.len();
+    let per = setup.flows.len() / n;
+    setup
+        .tx_ports
+        .iter()
+        .enumerate()
+        .map(|(i, &port)| {
+            let dst_mac = setup.dst_macs[i.min(setup.dst_macs.len() - 1)];
+            let ends = Endpoints {
+                src_mac: ports[port].mac,
+                dst_mac,
+                src_ip: setup.src_ip,
+                dst_port: setup.dst_port,
+            };
+            TxPort {
+                port,
+                templates: setup
+                    .frame_size
+                    .cycle()
+                    .into_iter()
+                    .map(|size| Template::new(size, &ends))
+                    .collect(),
+                first_flow: i * per,
+                flows: if i + 1 == n {
+                    setup.flows.len() - i * per
+                } else {
+                    per
+                },
+            }
+        })
+        .collect()
+}

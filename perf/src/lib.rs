@@ -1,0 +1,21 @@
+//! The packet generator (`dvr-pktgen`) and the benchmark harness of `dvrd` against DPDK's
+//! l3fwd and testpmd.
+//!
+//! - [`frame`]: frame sizes, header templates, the stamp in every payload, the receive parser.
+//! - [`routes`]: the benchmark's route sets and the flows across them.
+//! - [`seq`]: per-flow sequence tracking (loss, reordering, duplicates) in bounded memory.
+//! - [`latency`]: per-packet latency in an HDR histogram.
+//! - [`search`]: the NDR/PDR binary search.
+//! - [`sched`]: time the measured threads waited for a CPU (disturbed trials).
+//! - [`gen`]: the DPDK generator loop.
+//! - [`report`]: what the generator writes as JSON.
+#![forbid(unsafe_code)]
+
+pub mod frame;
+pub mod gen;
+pub mod latency;
+pub mod report;
+pub mod routes;
+pub mod sched;
+pub mod search;
+pub mod seq;

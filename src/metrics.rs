@@ -1,0 +1,643 @@
+//! The Prometheus metrics endpoint: `GET /metrics` on a plain HTTP/1.1 server (off unless the
+//! configuration sets `[control] metrics`), answering in the text exposition format 0.0.4.
+//!
+//! Counters are the daemon's totals since start: never reset (the API's `stats.reset` keeps
+//! its baseline on the API side), so they are monotonic as Prometheus expects. The latency
+//! histograms are exported as summaries (quantiles, `_sum`, `_count`), since start.
+//!
+//! One thread serves one connection at a time, with a bounded request head and short
+//! timeouts: a slow or hostile scraper delays other scrapers, never the daemon. The data comes
+//! from the control thread through the same bounded channel as API requests.
+
+use std::fmt::Write as _;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam::channel::{bounded, Sender};
+use router_core::engine::DropReason;
+use tracing::{info, warn};
+
+use crate::api::view::{MetricsData, MetricsSummary};
+use crate::api::Call;
+use crate::stats::{PortStatsView, WorkerView};
+
+/// Largest request head accepted (request line and headers).
+pub const REQUEST_HEAD_MAX: usize = 8 * 1024;
+/// How long a scraper may take to send its request, and to read the answer.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long to wait for the control thread's data.
+const DATA_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The running endpoint; dropping it stops it.
+#[derive(Debug)]
+pub struct MetricsServer {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl MetricsServer {
+    /// Listens on `addr` and serves the data the control thread sends through `calls`.
+    pub fn start(addr: SocketAddr, calls: Sender<Call>) -> io::Result<MetricsServer> {
+        let listener = TcpListener::bind(addr)
+            .map_err(|e| io::Error::new(e.kind(), format!("metrics endpoint {addr}: {e}")))?;
+        let addr = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::Builder::new()
+            .name("dvr-metrics".into())
+            .spawn({
+                let stop = Arc::clone(&stop);
+                move || {
+                    for stream in listener.incoming() {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        if let Ok(stream) = stream {
+                            if let Err(e) = serve(stream, &calls) {
+                                tracing::debug!("metrics request: {e}");
+                            }
+                        }
+                    }
+                }
+            })?;
+        info!(%addr, "metrics endpoint listening");
+        Ok(MetricsServer {
+            addr,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn stop(&mut self) {
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
+        let _ = thread.join();
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn serve(mut stream: TcpStream, calls: &Sender<Call>) -> io::Result<()> {
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    let head = match read_head(&mut stream) {
+        Ok(Some(h)) => h,
+        Ok(None) => {
+            return respond(
+                &mut stream,
+                "431 Request Header Fields Too Large",
+                "request head too large\n",
+            )
+        }
+        Err(e) => return Err(e),
+    };
+    let request_line = head.lines().next().unwrap_or_default();
+    let mut parts = request_line.split_whitespace();
+    let (method, target, version) = (parts.next(), parts.next(), parts.next());
+    if !version.is_some_and(|v| v.starts_with("HTTP/1.")) {
+        return respond(&mut stream, "400 Bad Request", "not an HTTP/1.x request\n");
+    }
+    if method != Some("GET") && method != Some("HEAD") {
+        return respond(&mut stream, "405 Method Not Allowed", "only GET /metrics\n");
+    }
+    let path = target
+        .unwrap_or_default()
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path != "/metrics" {
+        return respond(&mut stream, "404 Not Found", "only GET /metrics\n");
+    }
+    let (reply, answer) = bounded(1);
+    if calls
+        .send_timeout(Call::Metrics { reply }, DATA_TIMEOUT)
+        .is_err()
+    {
+        return respond(
+            &mut stream,
+            "503 Service Unavailable",
+            "the daemon is busy or stopping\n",
+        );
+    }
+    let Ok(data) = answer.recv_timeout(DATA_TIMEOUT) else {
+        return respond(
+            &mut stream,
+            "503 Service Unavailable",
+            "no data from the control thread\n",
+        );
+    };
+    let body = render(&data);
+    let body = if method == Some("HEAD") {
+        String::new()
+    } else {
+        body
+    };
+    write!(
+        stream,
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    stream.flush()
+}
+
+/// Reads up to the blank line that ends the head; `None` when it is over the limit.
+fn read_head(stream: &mut TcpStream) -> io::Result<Option<String>> {
+    let deadline = Instant::now() + IO_TIMEOUT;
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        if Instant::now() > deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "request head not received in time",
+            ));
+        }
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed before the request head",
+            ));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .or_else(|| buf.windows(2).position(|w| w == b"\n\n"))
+        {
+            buf.truncate(end);
+            return Ok(Some(String::from_utf8_lossy(&buf).into_owned()));
+        }
+        if buf.len() > REQUEST_HEAD_MAX {
+            return Ok(None);
+        }
+    }
+}
+
+fn respond(stream: &mut TcpStream, status: &str, body: &str) -> io::Result<()> {
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    stream.flush()
+}
+
+/// Escapes a label value (backslash, double quote, newline).
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Writes metric families in the text exposition format.
+struct Exposition {
+    out: String,
+}
+
+impl Exposition {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {help}");
+        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                let _ = write!(self.out, "{k}=\"{}\"", label(v));
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {value}");
+    }
+
+    /// One family with one sample per item.
+    fn each<T>(
+        &mut self,
+        name: &str,
+        kind: &str,
+        help: &str,
+        items: &[T],
+        sample: impl Fn(&T) -> (Vec<(&'static str, String)>, f64),
+    ) {
+        self.family(name, kind, help);
+        for item in items {
+            let (labels, value) = sample(item);
+            let labels: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            self.sample(name, &labels, value);
+        }
+    }
+
+    fn summary(&mut self, name: &str, help: &str, s: &MetricsSummary) {
+        self.family(name, "summary", help);
+        for (q, v) in &s.quantiles {
+            self.sample(name, &[("quantile", &q.to_string())], v);
+        }
+        self.sample(&format!("{name}_sum"), &[], s.sum_s);
+        self.sample(&format!("{name}_count"), &[], s.count);
+    }
+}
+
+/// A counter family read from one kind of item: name, help, getter.
+type Family<T> = (&'static str, &'static str, fn(&T) -> u64);
+
+/// The whole exposition.
+pub fn render(data: &MetricsData) -> String {
+    let s = &data.snapshot;
+    let mut e = Exposition {
+        out: String::with_capacity(16 * 1024),
+    };
+    e.family(
+        "dvrd_uptime_seconds",
+        "gauge",
+        "Seconds since the daemon started.",
+    );
+    e.sample("dvrd_uptime_seconds", &[], s.uptime_s);
+
+    let port = |p: &PortStatsView| vec![("port", p.name.clone())];
+    let port_counters: [Family<PortStatsView>; 11] = [
+        (
+            "dvrd_port_rx_packets_total",
+            "Packets the workers received on the port.",
+            |p| p.rx_packets,
+        ),
+        (
+            "dvrd_port_rx_bytes_total",
+            "Bytes the workers received on the port.",
+            |p| p.rx_bytes,
+        ),
+        (
+            "dvrd_port_tx_packets_total",
+            "Packets the workers sent on the port.",
+            |p| p.tx_packets,
+        ),
+        (
+            "dvrd_port_tx_bytes_total",
+            "Bytes the workers sent on the port.",
+            |p| p.tx_bytes,
+        ),
+        (
+            "dvrd_port_tx_drops_total",
+            "Packets the port's TX queue did not take.",
+            |p| p.tx_drops,
+        ),
+        (
+            "dvrd_port_device_rx_packets_total",
+            "Packets the device received (its own counter).",
+            |p| p.device_rx_packets,
+        ),
+        (
+            "dvrd_port_device_tx_packets_total",
+            "Packets the device sent (its own counter).",
+            |p| p.device_tx_packets,
+        ),
+        (
+            "dvrd_port_device_rx_missed_total",
+            "Packets the device dropped for lack of RX descriptors.",
+            |p| p.device_rx_missed,
+        ),
+        (
+            "dvrd_port_device_rx_errors_total",
+            "Receive errors the device counted.",
+            |p| p.device_rx_errors,
+        ),
+        (
+            "dvrd_port_device_tx_errors_total",
+            "Transmit errors the device counted.",
+            |p| p.device_tx_errors,
+        ),
+        (
+            "dvrd_port_device_rx_nombuf_total",
+            "Receive failures for lack of packet buffers.",
+            |p| p.device_rx_nombuf,
+        ),
+    ];
+    for (name, help, get) in port_counters {
+        e.each(name, "counter", help, &s.ports, |p| {
+            (port(p), get(p) as f64)
+        });
+    }
+    e.each(
+        "dvrd_port_link_up",
+        "gauge",
+        "1 when the port's link is up.",
+        &s.ports,
+        |p| (port(p), f64::from(u8::from(p.link_up))),
+    );
+
+    let worker = |w: &WorkerView| vec![("worker", w.index.to_string())];
+    let worker_counters: [Family<WorkerView>; 7] = [
+        (
+            "dvrd_worker_loops_total",
+            "Poll loops of the worker.",
+            |w| w.loops,
+        ),
+        (
+            "dvrd_worker_bursts_total",
+            "Non-empty RX bursts the worker handled.",
+            |w| w.bursts,
+        ),
+        (
+            "dvrd_worker_empty_polls_total",
+            "RX polls that returned no packet.",
+            |w| w.empty_polls,
+        ),
+        (
+            "dvrd_worker_rx_packets_total",
+            "Packets the worker received.",
+            |w| w.rx_packets,
+        ),
+        (
+            "dvrd_worker_tx_packets_total",
+            "Packets the worker sent.",
+            |w| w.tx_packets,
+        ),
+        (
+            "dvrd_worker_busy_cycles_total",
+            "TSC cycles the worker spent on non-empty polls.",
+            |w| w.busy_cycles,
+        ),
+        (
+            "dvrd_worker_idle_sleeps_total",
+            "Times the worker slept for lack of traffic.",
+            |w| w.idle_sleeps,
+        ),
+    ];
+    for (name, help, get) in worker_counters {
+        e.each(name, "counter", help, &s.workers, |w| {
+            (worker(w), get(w) as f64)
+        });
+    }
+
+    e.family(
+        "dvrd_drops_total",
+        "counter",
+        "Packets dropped, by reason (workers and control thread).",
+    );
+    for (reason, n) in &s.drops {
+        e.sample("dvrd_drops_total", &[("reason", reason)], n);
+    }
+    e.family(
+        "dvrd_punts_total",
+        "counter",
+        "Packets handed to the control thread, by reason.",
+    );
+    for (reason, n) in &s.punts {
+        e.sample("dvrd_punts_total", &[("reason", reason)], n);
+    }
+    e.family(
+        "dvrd_bridged_packets_total",
+        "counter",
+        "Frames bridged within a network, by direction.",
+    );
+    e.sample(
+        "dvrd_bridged_packets_total",
+        &[("direction", "local")],
+        s.bridged_local,
+    );
+    e.sample(
+        "dvrd_bridged_packets_total",
+        &[("direction", "to_peers")],
+        s.bridged_remote,
+    );
+    e.sample(
+        "dvrd_bridged_packets_total",
+        &[("direction", "from_peers")],
+        s.bridged_from_fabric,
+    );
+    e.family(
+        "dvrd_icmp_rate_limited_total",
+        "counter",
+        "ICMP errors suppressed by the rate limit.",
+    );
+    e.sample("dvrd_icmp_rate_limited_total", &[], s.icmp_rate_limited);
+
+    e.family(
+        "dvrd_router_routed_packets_total",
+        "counter",
+        "Packets a router routed, by where the destination is.",
+    );
+    for r in &s.routers {
+        e.sample(
+            "dvrd_router_routed_packets_total",
+            &[("router", &r.name), ("destination", "local")],
+            r.routed_local,
+        );
+        e.sample(
+            "dvrd_router_routed_packets_total",
+            &[("router", &r.name), ("destination", "peer")],
+            r.routed_remote,
+        );
+    }
+    e.each(
+        "dvrd_router_delivered_from_fabric_total",
+        "counter",
+        "Packets peers routed and this host delivered.",
+        &s.routers,
+        |r| {
+            (
+                vec![("router", r.name.clone())],
+                r.delivered_from_fabric as f64,
+            )
+        },
+    );
+    e.each(
+        "dvrd_router_icmp_errors_total",
+        "counter",
+        "ICMP errors a router sent.",
+        &s.routers,
+        |r| (vec![("router", r.name.clone())], r.icmp_errors as f64),
+    );
+
+    if let Some(t) = &s.tables {
+        let tables = [
+            ("next_hops", t.next_hops_used, t.next_hops_capacity),
+            ("l2", t.l2_used, t.l2_capacity),
+        ];
+        e.family(
+            "dvrd_table_entries",
+            "gauge",
+            "Entries in use in a data-plane table.",
+        );
+        for (name, used, _) in tables {
+            e.sample("dvrd_table_entries", &[("table", name)], used);
+        }
+        e.family(
+            "dvrd_table_capacity",
+            "gauge",
+            "Capacity of a data-plane table.",
+        );
+        for (name, _, capacity) in tables {
+            e.sample("dvrd_table_capacity", &[("table", name)], capacity);
+        }
+        e.family("dvrd_routes", "gauge", "Prefixes in all routing tables.");
+        e.sample("dvrd_routes", &[], t.routes);
+        e.family(
+            "dvrd_lpm_tbl8_groups",
+            "gauge",
+            "LPM tbl8 groups in use in all routing tables.",
+        );
+        e.sample("dvrd_lpm_tbl8_groups", &[], t.tbl8_used);
+    }
+    e.family("dvrd_mempool_in_use", "gauge", "Packet buffers in use.");
+    e.sample("dvrd_mempool_in_use", &[], s.mempool_in_use);
+    e.family(
+        "dvrd_mempool_available",
+        "gauge",
+        "Packet buffers available.",
+    );
+    e.sample("dvrd_mempool_available", &[], s.mempool_available);
+
+    e.summary(
+        "dvrd_burst_processing_seconds",
+        "Processing time of one RX burst, RX call to dispatch done, all workers.",
+        &data.burst,
+    );
+    e.summary(
+        "dvrd_packet_residence_seconds",
+        "Residence time of one forwarded packet, RX burst to TX burst, all workers.",
+        &data.residence,
+    );
+    e.out
+}
+
+/// Every drop reason's metric label, for tests and documentation.
+pub fn drop_labels() -> impl Iterator<Item = &'static str> {
+    DropReason::ALL.iter().map(|r| r.name())
+}
+
+/// Warns once when the endpoint listens beyond loopback (it has no authentication).
+pub fn check_exposure(addr: SocketAddr) {
+    if !addr.ip().is_loopback() {
+        warn!(%addr, "the metrics endpoint has no authentication and listens beyond loopback");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::{RouterView, Snapshot};
+
+    fn data() -> MetricsData {
+        let mut s = Snapshot {
+            uptime_s: 12.5,
+            ..Snapshot::default()
+        };
+        s.ports.push(PortStatsView {
+            name: "blue".into(),
+            rx_packets: 10,
+            link_up: true,
+            ..PortStatsView::default()
+        });
+        s.ports.push(PortStatsView {
+            name: "we\"ird\\".into(),
+            ..PortStatsView::default()
+        });
+        s.workers.push(WorkerView {
+            index: 0,
+            bursts: 3,
+            ..WorkerView::default()
+        });
+        s.drops = drop_labels().map(|r| (r.to_string(), 0)).collect();
+        s.drops.insert("ipv4_bad_checksum".into(), 4);
+        s.routers.push(RouterView {
+            name: "t1".into(),
+            routed_local: 9,
+            ..RouterView::default()
+        });
+        let summary = MetricsSummary {
+            count: 2,
+            sum_s: 3e-6,
+            quantiles: vec![(0.5, 1e-6), (0.99, 2e-6)],
+        };
+        MetricsData {
+            snapshot: s,
+            burst: summary.clone(),
+            residence: summary,
+        }
+    }
+
+    #[test]
+    fn exposition_format() {
+        let text = render(&data());
+        assert!(text.contains("# TYPE dvrd_port_rx_packets_total counter\n"));
+        assert!(text.contains("dvrd_port_rx_packets_total{port=\"blue\"} 10\n"));
+        assert!(text.contains("dvrd_port_link_up{port=\"blue\"} 1\n"));
+        assert!(
+            text.contains("dvrd_port_rx_packets_total{port=\"we\\\"ird\\\\\"} 0\n"),
+            "escaped label"
+        );
+        assert!(text.contains("dvrd_drops_total{reason=\"ipv4_bad_checksum\"} 4\n"));
+        assert!(text
+            .contains("dvrd_router_routed_packets_total{router=\"t1\",destination=\"local\"} 9\n"));
+        assert!(text.contains("# TYPE dvrd_burst_processing_seconds summary\n"));
+        assert!(text.contains("dvrd_burst_processing_seconds{quantile=\"0.99\"} 0.000002\n"));
+        assert!(text.contains("dvrd_burst_processing_seconds_count 2\n"));
+        // Every sample line: a metric name, optional labels, one value that parses as a number.
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (name, value) = line.rsplit_once(' ').unwrap();
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+            assert!(name.starts_with("dvrd_"), "{line}");
+        }
+        // Every family is declared once, with HELP before TYPE.
+        let types: Vec<_> = text.lines().filter(|l| l.starts_with("# TYPE")).collect();
+        let mut unique = types.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(types.len(), unique.len());
+    }
+
+    #[test]
+    fn serves_get_metrics_only() {
+        let (tx, rx) = crossbeam::channel::bounded::<Call>(4);
+        let server = MetricsServer::start("127.0.0.1:0".parse().unwrap(), tx).unwrap();
+        let addr = server.addr();
+        let control = std::thread::spawn(move || {
+            while let Ok(call) = rx.recv() {
+                if let Call::Metrics { reply } = call {
+                    let _ = reply.send(data());
+                }
+            }
+        });
+        let get = |request: &[u8]| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(request).unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            out
+        };
+        let ok = get(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
+        assert!(ok.contains("dvrd_uptime_seconds 12.5\n"));
+        assert!(get(b"GET /other HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
+        assert!(get(b"POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405"));
+        assert!(get(b"hello\r\n\r\n").starts_with("HTTP/1.1 400"));
+        let mut huge = b"GET /metrics HTTP/1.1\r\n".to_vec();
+        huge.extend(std::iter::repeat_n(b'x', REQUEST_HEAD_MAX + 10));
+        assert!(get(&huge).starts_with("HTTP/1.1 431"));
+        drop(server);
+        drop(control);
+    }
+}
