@@ -460,9 +460,11 @@ mod tests {
     /// cells only when QSBR says so, poisoning a cell when it takes it back.
     #[test]
     fn stress_reuse_never_happens_under_a_reader() {
-        const CELLS: usize = 8;
-        const READERS: usize = 3;
-        const UPDATES: usize = 20_000;
+        // Enough cells that the writer rarely waits for all readers to be scheduled (the test must
+        // stay quick on a small, busy machine), few enough that each is reused many times.
+        const CELLS: usize = 64;
+        const READERS: usize = 2;
+        const UPDATES: usize = 10_000;
         const POISON: u64 = u64::MAX;
 
         let qsbr = Arc::new(Qsbr::new(READERS));

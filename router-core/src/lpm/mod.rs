@@ -318,9 +318,9 @@ fn entry16(root: &[AtomicU32; ROOT16_ENTRIES], tbl8: &[AtomicU32], addr: u32) ->
     load_tbl8(tbl8, entry, addr)
 }
 
-/// Lookups per pass of [`Lpm::lookup_burst`]: all root loads of a pass are issued before any
-/// tbl8 load, so that their cache misses overlap.
-pub const LOOKUP_PASS: usize = 32;
+/// Lookups per group in [`Lpm::lookup_burst`]: the root loads of a group are issued before its
+/// tbl8 loads (see `burst24` for the measurements that chose 4).
+const LOOKUP_GROUP: usize = 4;
 
 impl Lpm {
     fn new(config: LpmConfig) -> Result<Self, LpmError> {
@@ -393,38 +393,66 @@ impl Lpm {
     }
 }
 
-/// Burst lookup, 24-bit layout: per pass, every root load first (independent loads whose misses
-/// the CPU overlaps; without unsafe there is no prefetch instruction, so this is the prefetch),
-/// then the tbl8 loads of the few extended entries, then the decode.
+/// Burst lookup, 24-bit layout. Without unsafe there is no prefetch instruction; the overlap of
+/// cache and TLB misses comes from independent loads instead. Per group of [`LOOKUP_GROUP`]
+/// addresses, every root load is issued before any tbl8 load. Measured on a 1M-route table with
+/// random destinations (4 KiB pages), cycles per lookup: groups of 4: 20.6, of 8: 20.8, a plain
+/// loop of single lookups: 21.1, groups of 16: 23.6, and all root loads of a 32-address pass
+/// stored to `out` first, then the tbl8 loads: 30.3. The core already overlaps the misses of
+/// consecutive lookups as long as the rarely taken tbl8 branch predicts well; wider passes only
+/// add work (and a branchless tbl8 load, 22.5, costs more than the branch it saves).
 fn burst24(root: &[AtomicU32; ROOT24_ENTRIES], tbl8: &[AtomicU32], addrs: &[u32], out: &mut [u32]) {
-    for (addrs, out) in addrs.chunks(LOOKUP_PASS).zip(out.chunks_mut(LOOKUP_PASS)) {
-        for (entry, &addr) in out.iter_mut().zip(addrs) {
+    let mut addr_groups = addrs.chunks_exact(LOOKUP_GROUP);
+    let mut out_groups = out.chunks_exact_mut(LOOKUP_GROUP);
+    for (addrs, out) in (&mut addr_groups).zip(&mut out_groups) {
+        let mut entries = [0u32; LOOKUP_GROUP];
+        for (entry, &addr) in entries.iter_mut().zip(addrs) {
             *entry = root[(addr >> 8) as usize].load(Ordering::Acquire);
         }
-        for (entry, &addr) in out.iter_mut().zip(addrs) {
-            if is_extended(*entry) {
-                *entry = load_tbl8(tbl8, *entry, addr);
-            }
-            *entry = decode(*entry);
+        for ((out, &entry), &addr) in out.iter_mut().zip(&entries).zip(addrs) {
+            let entry = if is_extended(entry) {
+                load_tbl8(tbl8, entry, addr)
+            } else {
+                entry
+            };
+            *out = decode(entry);
         }
+    }
+    for (out, &addr) in out_groups
+        .into_remainder()
+        .iter_mut()
+        .zip(addr_groups.remainder())
+    {
+        *out = decode(entry24(root, tbl8, addr));
     }
 }
 
-/// Burst lookup, 16-bit layout: root loads first, then the rest of each lookup.
+/// Burst lookup, 16-bit layout: as [`burst24`], with up to two tbl8 levels.
 fn burst16(root: &[AtomicU32; ROOT16_ENTRIES], tbl8: &[AtomicU32], addrs: &[u32], out: &mut [u32]) {
-    for (addrs, out) in addrs.chunks(LOOKUP_PASS).zip(out.chunks_mut(LOOKUP_PASS)) {
-        for (entry, &addr) in out.iter_mut().zip(addrs) {
+    let mut addr_groups = addrs.chunks_exact(LOOKUP_GROUP);
+    let mut out_groups = out.chunks_exact_mut(LOOKUP_GROUP);
+    for (addrs, out) in (&mut addr_groups).zip(&mut out_groups) {
+        let mut entries = [0u32; LOOKUP_GROUP];
+        for (entry, &addr) in entries.iter_mut().zip(addrs) {
             *entry = root[(addr >> 16) as usize].load(Ordering::Acquire);
         }
-        for (entry, &addr) in out.iter_mut().zip(addrs) {
-            if is_extended(*entry) {
-                *entry = load_tbl8(tbl8, *entry, addr >> 8);
-                if is_extended(*entry) {
-                    *entry = load_tbl8(tbl8, *entry, addr);
+        for ((out, &entry), &addr) in out.iter_mut().zip(&entries).zip(addrs) {
+            let mut entry = entry;
+            if is_extended(entry) {
+                entry = load_tbl8(tbl8, entry, addr >> 8);
+                if is_extended(entry) {
+                    entry = load_tbl8(tbl8, entry, addr);
                 }
             }
-            *entry = decode(*entry);
+            *out = decode(entry);
         }
+    }
+    for (out, &addr) in out_groups
+        .into_remainder()
+        .iter_mut()
+        .zip(addr_groups.remainder())
+    {
+        *out = decode(entry16(root, tbl8, addr));
     }
 }
 
