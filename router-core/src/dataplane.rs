@@ -5,8 +5,6 @@
 //! load it once per burst. Large tables that change often (routes, next hops, L2 entries) are
 //! updated in place, lock-free: the LPM of each router, [`NextHops`] and the L2 [`AtomicMap`].
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -30,43 +28,78 @@ pub type Nanos = u64;
 /// Most DPDK ports one process drives.
 pub const MAX_PORTS: usize = 64;
 
-/// A hasher for small integer keys on the data path (multiply-rotate; not DoS resistant, but
-/// the keys come from the control plane, not from packets an attacker chooses freely: a miss
-/// costs one probe sequence in a table the control plane sized).
-#[derive(Default, Clone, Copy, Debug)]
-pub struct IntHasher(u64);
+/// An immutable map from integer keys to small ids, for lookups on the data path: open
+/// addressing over a power-of-two table at most half full, Fibonacci hashing, linear probing.
+/// A lookup is a multiply, a shift and usually one compare. Built when a topology is published.
+#[derive(Clone, Debug)]
+pub struct FlatMap {
+    keys: Box<[u64]>,
+    values: Box<[u16]>,
+    mask: usize,
+}
 
-impl Hasher for IntHasher {
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0
+/// The key that marks an empty slot (no VNI, VTEP or MAC is this large).
+const FLAT_EMPTY: u64 = u64::MAX;
+
+impl FlatMap {
+    /// A map of `entries`; a later entry with the same key replaces an earlier one.
+    pub fn new(entries: impl IntoIterator<Item = (u64, u16)>) -> Self {
+        let entries: Vec<_> = entries.into_iter().collect();
+        let size = (entries.len() * 2).next_power_of_two().max(8);
+        let mut m = FlatMap {
+            keys: vec![FLAT_EMPTY; size].into(),
+            values: vec![0; size].into(),
+            mask: size - 1,
+        };
+        for (key, value) in entries {
+            assert!(key != FLAT_EMPTY, "reserved key");
+            let mut i = m.home(key);
+            while m.keys[i] != FLAT_EMPTY && m.keys[i] != key {
+                i = (i + 1) & m.mask;
+            }
+            m.keys[i] = key;
+            m.values[i] = value;
+        }
+        m
     }
 
     #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
+    fn home(&self, key: u64) -> usize {
+        (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & self.mask
+    }
+
+    /// The id of `key`.
+    #[inline]
+    pub fn get(&self, key: u64) -> Option<u16> {
+        let mut i = self.home(key);
+        // At most half the slots are used: an empty one ends every probe sequence.
+        loop {
+            let k = *self.keys.get(i)?;
+            if k == key {
+                return self.values.get(i).copied();
+            }
+            if k == FLAT_EMPTY {
+                return None;
+            }
+            i = (i + 1) & self.mask;
         }
     }
 
-    #[inline]
-    fn write_u32(&mut self, n: u32) {
-        self.write_u64(u64::from(n));
-    }
-
-    #[inline]
-    fn write_u16(&mut self, n: u16) {
-        self.write_u64(u64::from(n));
-    }
-
-    #[inline]
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    /// Every entry, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, u16)> + '_ {
+        self.keys
+            .iter()
+            .zip(self.values.iter())
+            .filter(|(k, _)| **k != FLAT_EMPTY)
+            .map(|(k, v)| (*k, *v))
     }
 }
 
-/// A hash map for small integer keys on the data path.
-pub type IntMap<K, V> = HashMap<K, V, BuildHasherDefault<IntHasher>>;
+impl Default for FlatMap {
+    fn default() -> Self {
+        FlatMap::new([])
+    }
+}
 
 /// What a port is used for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,11 +179,14 @@ pub struct Topology {
     pub networks: Vec<Option<NetworkInfo>>,
     pub routers: Vec<Option<RouterInfo>>,
     pub peers: Vec<Option<PeerInfo>>,
-    pub vni_to_network: IntMap<u32, NetworkId>,
-    pub vtep_to_peer: IntMap<u32, PeerId>,
-    pub dvr_mac_to_peer: IntMap<u64, PeerId>,
-    /// The DVR MAC range (value, prefix length in bits).
-    pub dvr_mac_base: (u64, u8),
+    /// VNI to network.
+    pub vni_to_network: FlatMap,
+    /// VTEP address to peer.
+    pub vtep_to_peer: FlatMap,
+    /// DVR MAC (48 bits) to peer.
+    pub dvr_mac_to_peer: FlatMap,
+    /// The DVR MAC range, as a mask and the value a MAC has under it (see [`DvrMacRange`]).
+    pub dvr_macs: DvrMacRange,
 }
 
 impl Topology {
@@ -183,12 +219,42 @@ impl Topology {
         self.peers.get(usize::from(peer)).and_then(Option::as_ref)
     }
 
-    /// True if `mac` lies in the DVR MAC range.
+    /// True if `mac` (48 bits in a word) lies in the DVR MAC range.
     #[inline]
     pub fn is_dvr_mac(&self, mac: u64) -> bool {
-        let (base, len) = self.dvr_mac_base;
-        let shift = 48 - u32::from(len.min(48));
-        len != 0 && (mac >> shift) == (base >> shift)
+        mac & self.dvr_macs.mask == self.dvr_macs.value
+    }
+}
+
+/// A range of MAC addresses sharing a prefix, as a mask over the 48-bit value and the value
+/// under it. The empty range never matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DvrMacRange {
+    pub mask: u64,
+    pub value: u64,
+}
+
+impl DvrMacRange {
+    /// The MACs whose first `len` bits are those of `base` (`len` 1..=48); `len` 0 is empty.
+    pub fn new(base: u64, len: u8) -> Self {
+        if len == 0 {
+            return DvrMacRange::default();
+        }
+        let mask = (0xffff_ffff_ffffu64 << (48 - u32::from(len.min(48)))) & 0xffff_ffff_ffff;
+        DvrMacRange {
+            mask,
+            value: base & mask,
+        }
+    }
+}
+
+impl Default for DvrMacRange {
+    /// Matches nothing: no 48-bit MAC has bit 63 set.
+    fn default() -> Self {
+        DvrMacRange {
+            mask: 0,
+            value: 1 << 63,
+        }
     }
 }
 
@@ -340,9 +406,20 @@ mod tests {
     }
 
     #[test]
+    fn flat_map_finds_every_key_and_nothing_else() {
+        let m = FlatMap::new((0..1000u64).map(|k| (k * 7919, k as u16)));
+        for k in 0..1000u64 {
+            assert_eq!(m.get(k * 7919), Some(k as u16));
+            assert_eq!(m.get(k * 7919 + 1), None);
+        }
+        assert_eq!(FlatMap::default().get(5), None);
+        assert_eq!(m.iter().count(), 1000);
+    }
+
+    #[test]
     fn dvr_mac_range() {
         let t = Topology {
-            dvr_mac_base: (0xfa163f000000, 24),
+            dvr_macs: DvrMacRange::new(0xfa163f000000, 24),
             ..Topology::default()
         };
         assert!(t.is_dvr_mac(0xfa163f0000aa));

@@ -23,8 +23,9 @@ pub use self::neigh::{NeighborConfig, NeighborState, NeighborView};
 pub use self::punt::{Flood, PuntAction, Tick};
 
 use crate::dataplane::{
-    l2_key, Dataplane, HostInfo, IcmpLimiter, IfaceInfo, L2Location, NetworkId, NetworkInfo,
-    PeerId, PeerInfo, PortId, PortInfo, PortRole, RouterId, RouterInfo, Topology,
+    l2_key, Dataplane, DvrMacRange, FlatMap, HostInfo, IcmpLimiter, IfaceInfo, L2Location,
+    NetworkId, NetworkInfo, PeerId, PeerInfo, PortId, PortInfo, PortRole, RouterId, RouterInfo,
+    Topology,
 };
 use crate::engine::DropReason;
 use crate::lpm::{self, LpmConfig, LpmError, LpmWriter, Prefix};
@@ -1125,7 +1126,7 @@ impl ControlPlane {
                 vtep: u32::from(h.vtep),
             }),
             fabric: self.fabric,
-            dvr_mac_base: (self.cfg.dvr_mac_base.0.to_u64(), self.cfg.dvr_mac_base.1),
+            dvr_macs: DvrMacRange::new(self.cfg.dvr_mac_base.0.to_u64(), self.cfg.dvr_mac_base.1),
             ..Topology::default()
         };
         t.ports = self
@@ -1170,7 +1171,6 @@ impl ControlPlane {
                 local_ports,
                 flood_peers,
             });
-            t.vni_to_network.insert(spec.vni, id);
         }
         t.ifaces = slots(
             self.ifaces
@@ -1217,9 +1217,22 @@ impl ControlPlane {
                 dvr_mac: spec.dvr_mac.0,
                 underlay,
             });
-            t.vtep_to_peer.insert(u32::from(spec.vtep), p.id);
-            t.dvr_mac_to_peer.insert(spec.dvr_mac.to_u64(), p.id);
         }
+        t.vni_to_network = FlatMap::new(
+            self.networks
+                .iter()
+                .map(|(name, &id)| (u64::from(m.networks[name].vni), id)),
+        );
+        t.vtep_to_peer = FlatMap::new(
+            self.peers
+                .iter()
+                .map(|(name, p)| (u64::from(u32::from(m.peers[name].vtep)), p.id)),
+        );
+        t.dvr_mac_to_peer = FlatMap::new(
+            self.peers
+                .iter()
+                .map(|(name, p)| (m.peers[name].dvr_mac.to_u64(), p.id)),
+        );
         self.dp.publish(t);
     }
 

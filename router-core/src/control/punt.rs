@@ -529,10 +529,10 @@ impl ControlPlane {
         else {
             return PuntAction::Drop(DropReason::VxlanBadHeader);
         };
-        let Some((&network, net)) = topo
+        let Some((network, net)) = topo
             .vni_to_network
-            .get(&vni)
-            .and_then(|n| Some((n, topo.network(*n)?)))
+            .get(u64::from(vni))
+            .and_then(|n| Some((n, topo.network(n)?)))
         else {
             return PuntAction::Drop(DropReason::UnknownVni);
         };

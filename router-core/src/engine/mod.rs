@@ -50,6 +50,9 @@ const ETH_SRC: usize = 6;
 const ETH_TYPE: usize = 12;
 const ETH_LEN: usize = wire::ethernet::HEADER_LEN;
 const IP_TTL: usize = ETH_LEN + wire::ipv4::field::TTL;
+const IP_CHECKSUM: usize = ETH_LEN + wire::ipv4::field::CHECKSUM;
+/// An untagged Ethernet header and an IPv4 header without options.
+const MIN_IPV4_FRAME: usize = ETH_LEN + wire::ipv4::HEADER_LEN;
 const IP_SRC: usize = ETH_LEN + wire::ipv4::field::SRC_ADDR;
 const IP_DST: usize = ETH_LEN + wire::ipv4::field::DST_ADDR;
 
@@ -214,13 +217,15 @@ impl Engine {
         };
         let gw = net.iface.and_then(|i| topo.iface(i));
         let router = gw.and_then(|g| topo.router(g.router).map(|r| (g, r)));
+        // No 48-bit MAC equals a value with bit 63 set: without a router nothing is routed.
+        let gw_mac = router.map_or(1 << 63, |(g, _)| g.mac.to_u64());
 
         // Pass 1: classify; collect the destinations to route.
         let mut dsts = [0u32; MAX_BURST];
         let mut which = [0u8; MAX_BURST];
         let mut n = 0;
         for (i, pkt) in pkts.iter_mut().enumerate() {
-            match self.classify_local(cx, network, net, router, pkt, i, t) {
+            match self.classify_local(cx, network, net, router, gw_mac, pkt, i, t) {
                 Classified::Done(v) => verdicts[i] = v,
                 Classified::Route(dst) => {
                     dsts[n] = dst;
@@ -265,18 +270,18 @@ impl Engine {
         network: NetworkId,
         net: &NetworkInfo,
         router: Option<(&IfaceInfo, &RouterInfo)>,
+        gw_mac: u64,
         pkt: &mut PacketBuf<'_>,
         i: usize,
         t: &mut T,
     ) -> Classified {
         use Classified::Done;
         let f = pkt.frame();
-        if f.len() < ETH_LEN {
+        let Some(h) = f.first_chunk::<ETH_LEN>() else {
             return Done(Verdict::Drop(DropReason::FrameTruncated));
-        }
-        let dst = mac_u64(f, ETH_DST);
-        let src = mac_u64(f, ETH_SRC);
-        let ethertype = EtherType(read_u16(f, ETH_TYPE));
+        };
+        let (dst, src) = header_macs(h);
+        let ethertype = EtherType(u16::from_be_bytes([h[ETH_TYPE], h[ETH_TYPE + 1]]));
         if T::ENABLED {
             t.record(i, TraceEvent::ethernet(f));
             t.record(
@@ -293,7 +298,7 @@ impl Engine {
         if ethertype == EtherType::VLAN {
             return Done(Verdict::Drop(DropReason::VlanTagged));
         }
-        if let Some((gw, _)) = router.filter(|(g, _)| g.mac.to_u64() == dst) {
+        if let Some((gw, _)) = router.filter(|_| dst == gw_mac) {
             return match ethertype {
                 EtherType::IPV4 => self.classify_ipv4(pkt, gw, i, t),
                 EtherType::ARP => Done(Verdict::Punt(PuntReason::Arp)),
@@ -323,15 +328,21 @@ impl Engine {
         t: &mut T,
     ) -> Classified {
         use Classified::Done;
-        let total_len = match check_ipv4(&pkt.frame()[ETH_LEN..]) {
-            Ok(len) => len,
-            Err(reason) => return Done(Verdict::Drop(reason)),
+        let total_len = match check_ipv4_fast(pkt.frame()) {
+            Some(len) => len,
+            None => match check_ipv4(&pkt.frame()[ETH_LEN..]) {
+                Ok(len) => len,
+                Err(reason) => return Done(Verdict::Drop(reason)),
+            },
         };
         // Ethernet pads short frames: the datagram ends at its total length.
         pkt.truncate(ETH_LEN + total_len);
         let f = pkt.frame();
-        let src = read_u32(f, IP_SRC);
-        let dst = read_u32(f, IP_DST);
+        let Some(h) = f.first_chunk::<MIN_IPV4_FRAME>() else {
+            return Done(Verdict::Drop(DropReason::Ipv4Truncated));
+        };
+        let src = u32::from_be_bytes([h[IP_SRC], h[IP_SRC + 1], h[IP_SRC + 2], h[IP_SRC + 3]]);
+        let dst = u32::from_be_bytes([h[IP_DST], h[IP_DST + 1], h[IP_DST + 2], h[IP_DST + 3]]);
         if T::ENABLED {
             t.record(i, TraceEvent::ipv4(&f[ETH_LEN..]));
         }
@@ -753,7 +764,7 @@ impl Engine {
         if udp.dst_port() != wire::vxlan::VXLAN_PORT {
             return Verdict::Drop(DropReason::FabricNotVxlan);
         }
-        let Some(&peer) = topo.vtep_to_peer.get(&outer.src_addr_u32()) else {
+        let Some(peer) = topo.vtep_to_peer.get(u64::from(outer.src_addr_u32())) else {
             return Verdict::Drop(DropReason::UnknownVtep);
         };
         let vxlan = match wire::VxlanPacket::new_checked(udp.payload()) {
@@ -761,7 +772,7 @@ impl Engine {
             _ => return Verdict::Drop(DropReason::VxlanBadHeader),
         };
         let vni = vxlan.vni();
-        let Some(&network) = topo.vni_to_network.get(&vni) else {
+        let Some(network) = topo.vni_to_network.get(u64::from(vni)) else {
             return Verdict::Drop(DropReason::UnknownVni);
         };
         let outer_len =
@@ -778,7 +789,7 @@ impl Engine {
         let inner = &f[outer_len..outer_len + inner_len];
         let inner_dst = mac_u64(inner, ETH_DST);
         let inner_src = mac_u64(inner, ETH_SRC);
-        let routed_by = topo.dvr_mac_to_peer.get(&inner_src).copied();
+        let routed_by = topo.dvr_mac_to_peer.get(inner_src);
         if T::ENABLED {
             t.record(
                 i,
@@ -1003,14 +1014,62 @@ fn mac_u64(b: &[u8], at: usize) -> u64 {
     u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]])
 }
 
+/// The destination and source MACs of an Ethernet header, each as the low 48 bits of a word:
+/// two 8-byte loads instead of twelve byte loads.
+#[inline]
+fn header_macs(h: &[u8; ETH_LEN]) -> (u64, u64) {
+    let first = u64::from_be_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]);
+    let second = u64::from_be_bytes([h[4], h[5], h[6], h[7], h[8], h[9], h[10], h[11]]);
+    (first >> 16, second & 0xffff_ffff_ffff)
+}
+
 /// The rewrite of a routed frame: new source and destination MACs, TTL decremented with the
-/// RFC 1624 incremental checksum update.
+/// RFC 1624 incremental checksum update. The frame holds a checked IPv4 header.
 #[inline]
 fn rewrite(f: &mut [u8], src: [u8; 6], dst: [u8; 6]) {
-    f[ETH_DST..ETH_DST + 6].copy_from_slice(&dst);
-    f[ETH_SRC..ETH_SRC + 6].copy_from_slice(&src);
-    let mut ip = wire::Ipv4Packet::new_unchecked(&mut f[ETH_LEN..]);
-    ip.decrement_ttl();
+    let Some(h) = f.first_chunk_mut::<MIN_IPV4_FRAME>() else {
+        return;
+    };
+    h[ETH_DST..ETH_DST + 6].copy_from_slice(&dst);
+    h[ETH_SRC..ETH_SRC + 6].copy_from_slice(&src);
+    let ttl = h[IP_TTL];
+    if ttl == 0 {
+        return;
+    }
+    // The TTL shares a 16-bit word with the protocol: the word drops by 0x0100.
+    let old = u16::from_be_bytes([ttl, h[IP_TTL + 1]]);
+    let sum = u16::from_be_bytes([h[IP_CHECKSUM], h[IP_CHECKSUM + 1]]);
+    let sum = checksum::update_u16(sum, old, old - 0x0100);
+    h[IP_TTL] = ttl - 1;
+    h[IP_CHECKSUM..IP_CHECKSUM + 2].copy_from_slice(&sum.to_be_bytes());
+}
+
+/// RFC 1812 section 5.2.2 checks for the common case, an IPv4 header without options: the
+/// version and IHL byte is 0x45, the total length fits the frame and the header checksum
+/// verifies. `None` sends the frame to [`check_ipv4`], which names what is wrong (or accepts
+/// options).
+#[inline]
+fn check_ipv4_fast(f: &[u8]) -> Option<usize> {
+    let h = f.first_chunk::<MIN_IPV4_FRAME>()?;
+    if h[ETH_LEN] != 0x45 {
+        return None;
+    }
+    let total_len = usize::from(u16::from_be_bytes([h[ETH_LEN + 2], h[ETH_LEN + 3]]));
+    if total_len < wire::ipv4::HEADER_LEN || ETH_LEN + total_len > f.len() {
+        return None;
+    }
+    // RFC 1071: the one's complement sum of the header, checksum included, is 0xffff. Summing
+    // 32-bit little-endian words and folding gives the byte-swapped sum, which is 0xffff
+    // exactly when the true sum is (RFC 1071 section 2(B): byte order independence).
+    let mut sum = 0u64;
+    for w in h[ETH_LEN..].chunks_exact(4) {
+        sum += u64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
+    }
+    let sum = (sum & 0xffff_ffff) + (sum >> 32);
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let sum = (sum & 0xffff) + (sum >> 16);
+    (sum == 0xffff).then_some(total_len)
 }
 
 /// Writes an untagged Ethernet header.

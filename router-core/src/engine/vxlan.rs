@@ -1,7 +1,7 @@
 //! VXLAN encapsulation toward a peer host (RFC 7348).
 
-use super::{write_ethernet, write_ipv4_header, PacketBuf, ETH_LEN};
-use crate::wire::{self, EtherType, IpProtocol};
+use super::{PacketBuf, ETH_LEN, ORIGINATED_TTL};
+use crate::wire;
 
 /// The outer headers of a frame sent to a peer host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,28 +33,40 @@ pub fn encapsulate(pkt: &mut PacketBuf<'_>, h: &FabricHeader) -> bool {
     if inner_len + OVERHEAD - ETH_LEN > usize::from(u16::MAX) || !pkt.prepend(OVERHEAD) {
         return false;
     }
-    let f = pkt.frame_mut();
-    write_ethernet(f, h.dst_mac, h.src_mac, EtherType::IPV4);
+    let Some(o) = pkt.frame_mut().first_chunk_mut::<OVERHEAD>() else {
+        return false;
+    };
     let ip_len = (IP_LEN + UDP_LEN + VXLAN_LEN + inner_len) as u16;
-    write_ipv4_header(
-        &mut f[ETH_LEN..],
-        ip_len,
-        h.ident,
-        true,
-        IpProtocol::Udp,
-        h.src_vtep,
-        h.dst_vtep,
-    );
-    let udp = &mut f[ETH_LEN + IP_LEN..ETH_LEN + IP_LEN + UDP_LEN];
-    udp[0..2].copy_from_slice(&h.src_port.to_be_bytes());
-    udp[2..4].copy_from_slice(&wire::vxlan::VXLAN_PORT.to_be_bytes());
-    udp[4..6].copy_from_slice(&((UDP_LEN + VXLAN_LEN + inner_len) as u16).to_be_bytes());
-    udp[6..8].copy_from_slice(&[0, 0]);
-    let vxlan = &mut f[ETH_LEN + IP_LEN + UDP_LEN..OVERHEAD];
-    vxlan[0] = wire::vxlan::FLAG_VNI;
-    vxlan[1..4].copy_from_slice(&[0, 0, 0]);
-    vxlan[4..7].copy_from_slice(&h.vni.to_be_bytes()[1..4]);
-    vxlan[7] = 0;
+    let udp_len = (UDP_LEN + VXLAN_LEN + inner_len) as u16;
+    // The IPv4 header checksum (RFC 1071) over the 16-bit words written below.
+    let sum = 0x4500
+        + u32::from(ip_len)
+        + u32::from(h.ident)
+        + 0x4000
+        + u32::from(u16::from_be_bytes([ORIGINATED_TTL, 17]))
+        + (h.src_vtep >> 16)
+        + (h.src_vtep & 0xffff)
+        + (h.dst_vtep >> 16)
+        + (h.dst_vtep & 0xffff);
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let checksum = !((sum & 0xffff) + (sum >> 16)) as u16;
+    // A few word stores at fixed offsets rather than fifty byte stores.
+    o[0..6].copy_from_slice(&h.dst_mac);
+    o[6..12].copy_from_slice(&h.src_mac);
+    o[12..14].copy_from_slice(&[0x08, 0x00]);
+    let ip_word0 =
+        (0x4500u64 << 48) | (u64::from(ip_len) << 32) | (u64::from(h.ident) << 16) | 0x4000;
+    o[14..22].copy_from_slice(&ip_word0.to_be_bytes());
+    let ip_word1 = (u32::from(ORIGINATED_TTL) << 24) | (17 << 16) | u32::from(checksum);
+    o[22..26].copy_from_slice(&ip_word1.to_be_bytes());
+    o[26..30].copy_from_slice(&h.src_vtep.to_be_bytes());
+    o[30..34].copy_from_slice(&h.dst_vtep.to_be_bytes());
+    let udp = (u64::from(h.src_port) << 48)
+        | (u64::from(wire::vxlan::VXLAN_PORT) << 32)
+        | (u64::from(udp_len) << 16);
+    o[34..42].copy_from_slice(&udp.to_be_bytes());
+    let vxlan = (u64::from(wire::vxlan::FLAG_VNI) << 56) | (u64::from(h.vni & 0x00ff_ffff) << 8);
+    o[42..50].copy_from_slice(&vxlan.to_be_bytes());
     true
 }
 

@@ -196,7 +196,12 @@ impl Host {
         let fabric_mac = if name == "host-a" { FABRIC_A } else { FABRIC_B };
         let qsbr = Arc::new(Qsbr::new(4));
         let reader = qsbr.register().unwrap();
-        let mut cp = ControlPlane::new(ControlConfig::new(ports(fabric_mac)), qsbr).unwrap();
+        let mut cfg = ControlConfig::new(ports(fabric_mac));
+        // Small tables: fast to build for thousands of property-test cases.
+        cfg.next_hops = 4096;
+        cfg.l2_entries = 4096;
+        cfg.tbl8_groups_compact = 64;
+        let mut cp = ControlPlane::new(cfg, qsbr).unwrap();
         cp.apply_batch(&topology(name)).unwrap();
         let engine = Engine::new(Arc::clone(cp.dataplane()));
         let worker = engine.worker_state();

@@ -1,0 +1,86 @@
+//! The forwarding engine alone, per packet, for the three DVR paths: routed to a local
+//! instance, routed to a peer host (DVR rewrite + VXLAN encapsulation), and received from the
+//! fabric (decapsulation + gateway MAC restore). Bursts of 32 frames of 64 bytes.
+//!
+//! `cargo bench -p router-core --bench engine`
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use router_core::engine::{PacketBuf, Verdict};
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::*;
+
+const BURST: usize = 32;
+
+/// Runs `frames` through the engine of `host` from `input`, restoring them before each burst.
+fn bench_path(
+    c: &mut Criterion,
+    name: &str,
+    host: &mut Host,
+    input: u16,
+    frame: &[u8],
+    expect: Verdict,
+) {
+    assert_eq!(host.process(input, frame).0, expect, "{name}");
+    let mut bufs = vec![vec![0u8; BUF_LEN]; BURST];
+    let mut verdicts = [Verdict::Drop(router_core::engine::DropReason::Stale); BURST];
+    let mut g = c.benchmark_group("engine");
+    g.throughput(Throughput::Elements(BURST as u64));
+    g.bench_function(name, |b| {
+        b.iter(|| {
+            for buf in &mut bufs {
+                buf[HEADROOM..HEADROOM + frame.len()].copy_from_slice(frame);
+            }
+            let mut pkts: Vec<PacketBuf<'_>> = bufs
+                .iter_mut()
+                .map(|b| PacketBuf::new(b, HEADROOM, frame.len()).unwrap())
+                .collect();
+            host.engine
+                .process_burst(&mut host.worker, input, 1, &mut pkts, &mut verdicts);
+            std::hint::black_box(&verdicts);
+        })
+    });
+    g.finish();
+}
+
+fn engine(c: &mut Criterion) {
+    let mut a = Host::new("host-a");
+    let mut b = Host::new("host-b");
+    a.resolve_underlay();
+    // 64-byte frames: 14 Ethernet + 20 IPv4 + 26 payload (+4 FCS on the wire).
+    let local = ipv4_frame(
+        VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.7", 64, 17, 26, false,
+    );
+    let remote = ipv4_frame(
+        VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.8", 64, 17, 26, false,
+    );
+    let (_, encapsulated) = a.process(BLUE, &remote);
+    bench_path(
+        c,
+        "route_local",
+        &mut a,
+        BLUE,
+        &local,
+        Verdict::Forward(RED),
+    );
+    bench_path(
+        c,
+        "route_remote_vxlan",
+        &mut a,
+        BLUE,
+        &remote,
+        Verdict::Forward(FABRIC),
+    );
+    bench_path(
+        c,
+        "fabric_decap",
+        &mut b,
+        FABRIC,
+        &encapsulated,
+        Verdict::Forward(RED),
+    );
+}
+
+criterion_group!(benches, engine);
+criterion_main!(benches);
