@@ -118,12 +118,7 @@ impl Dvrd {
         let config_path = scope.file(&format!("{label}.toml"));
         let ready_path = scope.file(&format!("{label}.ready"));
         let summary_path = scope.file(&format!("{label}.summary.json"));
-        let socket = scope.file(&format!("{label}.sock"));
-        assert!(
-            socket.as_os_str().len() < 100,
-            "control socket path too long for a Unix socket: {}",
-            socket.display()
-        );
+        let socket = scope.socket_path(&label);
         std::fs::write(&config_path, make_toml(&file_prefix, &socket))
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", config_path.display()));
         scope.register_log(&format!("{label} config"), &config_path);

@@ -20,6 +20,9 @@ pub const PREFIX_LEN: usize = 7;
 const LOCK_WAIT: Duration = Duration::from_secs(120);
 /// Where the lock files live (tmpfs: gone after a reboot, like the namespaces).
 const LOCK_DIR: &str = "/run/dvrd-e2e";
+/// Where control sockets live: short paths (a Unix socket path has at most 107 bytes; the
+/// test folders are deeper).
+const SOCKET_DIR: &str = "/run/dvrd-e2e/sockets";
 /// Where EAL keeps its runtime folders (`--file-prefix`).
 pub const DPDK_RUN_DIR: &str = "/var/run/dpdk";
 /// Lines of each log printed when a test fails (the whole file stays on disk).
@@ -140,6 +143,14 @@ impl Scope {
     pub fn dpdk_prefix(&self, label: &str) -> String {
         check_tag(label);
         format!("{}{label}", self.inner.prefix)
+    }
+
+    /// A Unix socket path for the process labelled `label`, outside the (deep) test folder.
+    pub fn socket_path(&self, label: &str) -> PathBuf {
+        check_tag(label);
+        fs::create_dir_all(SOCKET_DIR)
+            .unwrap_or_else(|e| panic!("cannot create {SOCKET_DIR}: {e}"));
+        PathBuf::from(SOCKET_DIR).join(format!("{}{label}.sock", self.inner.prefix))
     }
 
     /// `label`, or `label-2`, `label-3`... when it was handed out before.
@@ -293,7 +304,7 @@ pub fn sweep(prefix: &str, dir: &Path) {
             let _ = run("ip", &["link", "del", &name]);
         }
     }
-    for base in [DPDK_RUN_DIR, "/dev/hugepages"] {
+    for base in [DPDK_RUN_DIR, "/dev/hugepages", SOCKET_DIR] {
         if let Ok(entries) = fs::read_dir(base) {
             for e in entries.flatten() {
                 if e.file_name().to_string_lossy().starts_with(prefix) {
