@@ -296,6 +296,13 @@ fn kernel_router_ping_arping_capture_and_time_exceeded() {
     let quoted = Ipv4Packet::new_unchecked(icmp.data());
     assert_eq!((quoted.dst_addr(), quoted.ident()), (RED_IP, 0x7711));
 
+    // A TCP transfer across the router.
+    let server = support::tools::iperf3_server(k.red.netns(), "iperf3");
+    let report = support::tools::iperf3_client(k.blue.netns(), RED_IP, &["-t", "1"]);
+    let received = report["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0);
+    assert!(received > 100_000, "iperf3 moved {received} bytes");
+    drop(server);
+
     let red = capture_red.stop();
     let requests: Vec<_> = red
         .iter()

@@ -12,6 +12,7 @@ pub const REQUIRED_TOOLS: &[(&str, &str)] = &[
     ("tcpdump", "tcpdump"),
     ("ethtool", "ethtool"),
     ("python3", "python3"),
+    ("iperf3", "iperf3"),
     ("setpriv", "util-linux"),
     ("kill", "procps"),
 ];

@@ -406,3 +406,26 @@ pub fn inject_frames(netns: &Netns, iface: &str, frames: &[Vec<u8>]) -> Vec<Resu
     );
     results
 }
+
+/// Starts `iperf3 -s -1` (one test, then exit) in `netns` and waits until it listens.
+pub fn iperf3_server(netns: &Netns, label: &str) -> Process {
+    let mut cmd = netns.command("iperf3");
+    // --forceflush: without a terminal iperf3 would hold its "Server listening" line.
+    cmd.args(["-s", "-1", "--forceflush"]);
+    let mut p = Process::spawn(netns.scope(), label, cmd);
+    if let Err(e) = p.wait_for_output("Server listening", Duration::from_secs(10)) {
+        panic!("iperf3 server did not start: {e}");
+    }
+    p
+}
+
+/// Runs `iperf3 -c server -J args...` in `netns` and returns its JSON report (`end.sum_sent`,
+/// `end.sum_received`, ...). Panics, with the output, when iperf3 fails.
+pub fn iperf3_client(netns: &Netns, server: Ipv4Addr, args: &[&str]) -> serde_json::Value {
+    let server = server.to_string();
+    let mut full = vec!["-c", server.as_str(), "-J"];
+    full.extend_from_slice(args);
+    let out = netns.run("iperf3", &full);
+    assert!(out.success(), "iperf3 failed: {out}");
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("iperf3 JSON: {e}\n{out}"))
+}
