@@ -43,7 +43,9 @@ struct Ctl {
 
 impl Ctl {
     fn of(s: &Scope, dvrd: &Dvrd) -> Ctl {
-        Ctl { socket: s.socket_path(dvrd.label()) }
+        Ctl {
+            socket: s.socket_path(dvrd.label()),
+        }
     }
 
     fn command(&self) -> Command {
@@ -65,7 +67,8 @@ impl Ctl {
     /// Runs `dvrctl --json ARGS` and parses its output.
     fn json(&self, args: &str) -> Value {
         let out = self.ok(&format!("--json {args}"));
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("dvrctl --json {args}: not JSON ({e}):\n{out}"))
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("dvrctl --json {args}: not JSON ({e}):\n{out}"))
     }
 
     /// Runs `dvrctl ARGS` and returns the exit code and stderr.
@@ -77,8 +80,16 @@ impl Ctl {
 }
 
 fn instances(s: &Scope) -> (Instance, Instance) {
-    let blue = Instance::new(s, "blue", InstanceSpec::new("10.0.1.5/24", BLUE_MAC, "10.0.1.1"));
-    let red = Instance::new(s, "red", InstanceSpec::new("10.0.2.7/24", RED_MAC, "10.0.2.1"));
+    let blue = Instance::new(
+        s,
+        "blue",
+        InstanceSpec::new("10.0.1.5/24", BLUE_MAC, "10.0.1.1"),
+    );
+    let red = Instance::new(
+        s,
+        "red",
+        InstanceSpec::new("10.0.2.7/24", RED_MAC, "10.0.2.1"),
+    );
     (blue, red)
 }
 
@@ -118,14 +129,20 @@ fn state(ctl: &Ctl) -> Value {
 fn set_arp_answers(instance: &Instance, answer: bool) {
     let value = if answer { "0" } else { "8" };
     for dev in ["all", "eth0"] {
-        instance.netns().sysctl(&format!("net.ipv4.conf.{dev}.arp_ignore"), value);
+        instance
+            .netns()
+            .sysctl(&format!("net.ipv4.conf.{dev}.arp_ignore"), value);
     }
 }
 
 /// The neighbour entry of `ip` as `dvrctl --json neigh` shows it.
 fn neighbour(ctl: &Ctl, ip: Ipv4Addr) -> Option<Value> {
     let all = ctl.json("neigh");
-    all["neighbors"].as_array()?.iter().find(|n| n["ip"] == json!(ip.to_string())).cloned()
+    all["neighbors"]
+        .as_array()?
+        .iter()
+        .find(|n| n["ip"] == json!(ip.to_string()))
+        .cloned()
 }
 
 #[test]
@@ -142,8 +159,18 @@ fn topology_built_at_run_time_with_dvrctl_and_a_deleted_port() {
 
     // Nothing routes yet.
     assert_eq!(ctl.json("router list"), json!({ "routers": [] }));
-    let before = blue.ping(RED_IP, &PingOpts { count: 2, timeout: Duration::from_millis(500), ..PingOpts::default() });
-    assert_eq!(before.received, 0, "no router yet, yet RED answered: {before}");
+    let before = blue.ping(
+        RED_IP,
+        &PingOpts {
+            count: 2,
+            timeout: Duration::from_millis(500),
+            ..PingOpts::default()
+        },
+    );
+    assert_eq!(
+        before.received, 0,
+        "no router yet, yet RED answered: {before}"
+    );
 
     for command in TOPOLOGY {
         let out = ctl.ok(command);
@@ -160,15 +187,31 @@ fn topology_built_at_run_time_with_dvrctl_and_a_deleted_port() {
     assert_eq!(routers["routers"][0]["name"], "tenant1");
     assert_eq!(routers["routers"][0]["interfaces"], 2);
     let ports = ctl.json("port list network red");
-    assert_eq!(ports, json!({ "ports": [{ "network": "red", "ip": "10.0.2.7", "mac": RED_MAC, "host": HOST }] }));
+    assert_eq!(
+        ports,
+        json!({ "ports": [{ "network": "red", "ip": "10.0.2.7", "mac": RED_MAC, "host": HOST }] })
+    );
     let networks = ctl.json("network list");
-    assert_eq!(networks["networks"][1], json!({ "name": "red", "vni": 1002, "ports": ["red"], "router": "tenant1" }));
+    assert_eq!(
+        networks["networks"][1],
+        json!({ "name": "red", "vni": 1002, "ports": ["red"], "router": "tenant1" })
+    );
     let table = ctl.ok("interface list");
-    assert!(table.contains("tenant1  red      10.0.2.1/24  fa:16:3e:00:02:01"), "{table}");
+    assert!(
+        table.contains("tenant1  red      10.0.2.1/24  fa:16:3e:00:02:01"),
+        "{table}"
+    );
     let n = neighbour(&ctl, RED_IP).expect("RED's neighbour entry");
-    assert_eq!((n["state"].as_str(), n["mac"].as_str()), (Some("permanent"), Some(RED_MAC)), "{n}");
+    assert_eq!(
+        (n["state"].as_str(), n["mac"].as_str()),
+        (Some("permanent"), Some(RED_MAC)),
+        "{n}"
+    );
     let lookup = ctl.ok("route get 10.0.2.7 router tenant1");
-    assert!(lookup.contains("neighbour 10.0.2.7 at fa:16:3e:aa:02:07 behind local port red"), "{lookup}");
+    assert!(
+        lookup.contains("neighbour 10.0.2.7 at fa:16:3e:aa:02:07 behind local port red"),
+        "{lookup}"
+    );
 
     // Delete RED's port while RED does not answer ARP: the router resolves the address as a
     // connected destination, ARP fails, and BLUE is told the host is unreachable.
@@ -176,12 +219,26 @@ fn topology_built_at_run_time_with_dvrctl_and_a_deleted_port() {
     assert_eq!(ctl.ok("port del 10.0.2.7 network red"), "");
     let (code, err) = ctl.fails("port del 10.0.2.7 network red");
     assert_eq!(code, EXIT_NOT_FOUND, "{err}");
-    assert!(err.contains("not_found: port `10.0.2.7 on network red` does not exist"), "{err}");
-    let gone = blue.ping(RED_IP, &PingOpts { count: 8, interval: Duration::from_millis(300), ..PingOpts::default() });
-    assert_eq!(gone.received, 0, "RED's port is deleted, yet it answered: {gone}");
+    assert!(
+        err.contains("not_found: port `10.0.2.7 on network red` does not exist"),
+        "{err}"
+    );
+    let gone = blue.ping(
+        RED_IP,
+        &PingOpts {
+            count: 8,
+            interval: Duration::from_millis(300),
+            ..PingOpts::default()
+        },
+    );
+    assert_eq!(
+        gone.received, 0,
+        "RED's port is deleted, yet it answered: {gone}"
+    );
     assert!(gone.errors > 0, "no ICMP error came back: {gone}");
     assert!(
-        gone.output.stdout.contains("From 10.0.1.1 icmp_seq=") && gone.output.stdout.contains("Destination Host Unreachable"),
+        gone.output.stdout.contains("From 10.0.1.1 icmp_seq=")
+            && gone.output.stdout.contains("Destination Host Unreachable"),
         "expected ICMP host unreachable from the BLUE gateway:\n{}",
         gone.output
     );
@@ -198,10 +255,20 @@ fn topology_built_at_run_time_with_dvrctl_and_a_deleted_port() {
     set_arp_answers(&red, true);
     ctl.ok("port del 10.0.2.7 network red");
     let learned = blue.ping(RED_IP, &PingOpts::count(5));
-    assert!(learned.received >= 4, "after ARP the router should reach RED again: {learned}");
+    assert!(
+        learned.received >= 4,
+        "after ARP the router should reach RED again: {learned}"
+    );
     let n = neighbour(&ctl, RED_IP).expect("the learned entry");
-    assert_eq!((n["state"].as_str(), n["mac"].as_str()), (Some("reachable"), Some(RED_MAC)), "{n}");
-    assert!(n["age_ms"].as_u64().is_some(), "a learned entry has an age: {n}");
+    assert_eq!(
+        (n["state"].as_str(), n["mac"].as_str()),
+        (Some("reachable"), Some(RED_MAC)),
+        "{n}"
+    );
+    assert!(
+        n["age_ms"].as_u64().is_some(),
+        "a learned entry has an age: {n}"
+    );
 
     dvrd.stop().assert_clean();
 }
