@@ -47,6 +47,7 @@ pub struct Dvrd {
     config_path: PathBuf,
     ready_path: PathBuf,
     summary_path: PathBuf,
+    control_socket: PathBuf,
     process: Process,
 }
 
@@ -137,6 +138,7 @@ impl Dvrd {
             config_path,
             ready_path,
             summary_path,
+            control_socket: socket,
             process,
         }
     }
@@ -191,6 +193,11 @@ impl Dvrd {
 
     pub fn summary_path(&self) -> &Path {
         &self.summary_path
+    }
+
+    /// The control API socket written in its config (`[control] socket`), for `dvrctl`.
+    pub fn control_socket(&self) -> &Path {
+        &self.control_socket
     }
 
     /// True while it runs.
