@@ -272,3 +272,352 @@ fn topology_built_at_run_time_with_dvrctl_and_a_deleted_port() {
 
     dvrd.stop().assert_clean();
 }
+
+/// A free TCP port on loopback (bound and released; good enough for one test).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// dvrd with the metrics endpoint on `127.0.0.1:port`.
+fn start_with_metrics(s: &Scope, cfg: &DvrdConfig, port: u16) -> Dvrd {
+    let mut dvrd = Dvrd::spawn(s, "dvrd", |prefix, socket| {
+        let toml = cfg.to_toml(prefix, socket);
+        assert!(
+            toml.contains("[control]\n"),
+            "the harness writes a [control] table"
+        );
+        toml.replace(
+            "[control]\n",
+            &format!("[control]\nmetrics = \"127.0.0.1:{port}\"\n"),
+        )
+    });
+    dvrd.wait_ready(support::dvrd::READY_TIMEOUT);
+    dvrd
+}
+
+/// Builds the topology with one `dvrctl apply` (one atomic batch).
+fn apply_topology(s: &Scope, ctl: &Ctl) {
+    let file = s.file("topology.txt");
+    std::fs::write(
+        &file,
+        TOPOLOGY.join("\n")
+            + "\n# and a route\nroute add 10.9.0.0/16 via 10.0.2.254 router tenant1\n",
+    )
+    .expect("write the topology file");
+    let out = ctl.ok(&format!("apply {}", file.display()));
+    assert_eq!(out, "6 changes applied (6 changed, 0 unchanged)\n");
+}
+
+/// `GET path` on the metrics endpoint: status line and body.
+fn http_get(port: u16, path: &str) -> (String, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the metrics endpoint");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (
+        head.lines().next().unwrap_or_default().to_string(),
+        body.to_string(),
+    )
+}
+
+/// One sample of the text exposition format.
+#[derive(Debug)]
+struct Sample {
+    name: String,
+    labels: Vec<(String, String)>,
+    value: f64,
+}
+
+/// Parses the text exposition format strictly: `# HELP`/`# TYPE` comments, then samples
+/// `name{label="value",...} number`, every sample of a family declared by a `# TYPE` first.
+fn parse_exposition(text: &str) -> Vec<Sample> {
+    let mut types: std::collections::BTreeMap<String, String> = Default::default();
+    let mut samples = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# ") {
+            let mut parts = rest.splitn(3, ' ');
+            let (kind, name, what) = (parts.next(), parts.next(), parts.next());
+            match kind {
+                Some("HELP") => assert!(what.is_some_and(|h| !h.is_empty()), "empty HELP: {line}"),
+                Some("TYPE") => {
+                    let what = what.unwrap_or_default();
+                    assert!(["counter", "gauge", "summary"].contains(&what), "{line}");
+                    assert!(
+                        types
+                            .insert(name.unwrap().to_string(), what.to_string())
+                            .is_none(),
+                        "family declared twice: {line}"
+                    );
+                }
+                _ => panic!("unexpected comment: {line}"),
+            }
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("no value: {line}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("not a number: {line}"));
+        let (name, labels) = match series.split_once('{') {
+            None => (series.to_string(), Vec::new()),
+            Some((name, rest)) => {
+                let body = rest
+                    .strip_suffix('}')
+                    .unwrap_or_else(|| panic!("unclosed labels: {line}"));
+                let labels = body
+                    .split("\",")
+                    .map(|kv| {
+                        let (k, v) = kv
+                            .split_once("=\"")
+                            .unwrap_or_else(|| panic!("bad label in {line}"));
+                        (k.to_string(), v.trim_end_matches('"').to_string())
+                    })
+                    .collect();
+                (name.to_string(), labels)
+            }
+        };
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "bad name: {line}"
+        );
+        let family = ["_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .filter(|f| types.contains_key(*f))
+            .unwrap_or(&name);
+        assert!(
+            types.contains_key(family),
+            "sample before its # TYPE: {line}"
+        );
+        if types[family] == "counter" {
+            assert!(
+                name.ends_with("_total"),
+                "a counter's name ends in _total: {line}"
+            );
+        }
+        samples.push(Sample {
+            name,
+            labels,
+            value,
+        });
+    }
+    samples
+}
+
+fn metric(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples
+        .iter()
+        .find(|s| {
+            s.name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.iter().any(|(sk, sv)| sk == k && sv == v))
+        })
+        .map(|s| s.value)
+}
+
+#[test]
+fn metrics_counters_histograms_trace_and_log_level() {
+    let s = scope!();
+    let (blue, red) = instances(&s);
+    let port = free_port();
+    let dvrd = start_with_metrics(&s, &empty_config(&blue, &red), port);
+    let ctl = Ctl::of(&s, &dvrd);
+    apply_topology(&s, &ctl);
+    blue.ping(RED_IP, &PingOpts::count(5)).assert_all_answered();
+
+    // Prometheus: GET /metrics only, the text format, the counters of the traffic above.
+    let (status, body) = http_get(port, "/metrics");
+    assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+    let samples = parse_exposition(&body);
+    let rx_blue =
+        metric(&samples, "dvrd_port_rx_packets_total", &[("port", "blue")]).expect("rx of blue");
+    assert!(rx_blue >= 5.0, "{rx_blue}");
+    assert!(metric(&samples, "dvrd_port_tx_packets_total", &[("port", "red")]).unwrap() >= 5.0);
+    assert_eq!(
+        metric(
+            &samples,
+            "dvrd_drops_total",
+            &[("reason", "ipv4_bad_checksum")]
+        ),
+        Some(0.0)
+    );
+    let routed = metric(
+        &samples,
+        "dvrd_router_routed_packets_total",
+        &[("router", "tenant1"), ("destination", "local")],
+    );
+    assert!(routed.unwrap() >= 10.0, "{routed:?}");
+    assert!(metric(&samples, "dvrd_worker_bursts_total", &[("worker", "0")]).unwrap() > 0.0);
+    let p99 = metric(
+        &samples,
+        "dvrd_burst_processing_seconds",
+        &[("quantile", "0.99")],
+    )
+    .expect("burst p99");
+    assert!(p99 > 0.0 && p99 < 1.0, "{p99}");
+    assert!(metric(&samples, "dvrd_packet_residence_seconds_count", &[]).unwrap() >= 10.0);
+    assert_eq!(
+        metric(&samples, "dvrd_port_link_up", &[("port", "red")]),
+        Some(1.0)
+    );
+    assert_eq!(http_get(port, "/").0, "HTTP/1.1 404 Not Found");
+
+    // Counters and histograms since a reset; the metrics endpoint never resets.
+    let stats = ctl.json("stats");
+    assert!(
+        stats["snapshot"]["ports"][0]["rx_packets"]
+            .as_u64()
+            .unwrap()
+            >= 5,
+        "{stats}"
+    );
+    assert_eq!(ctl.ok("stats reset"), "reset: counters and histograms\n");
+    let stats = ctl.json("stats");
+    assert_eq!(stats["snapshot"]["ports"][0]["rx_packets"], 0, "{stats}");
+    assert_eq!(ctl.json("hist")["merged"]["burst"]["count"], 0);
+    blue.ping(RED_IP, &PingOpts::count(3)).assert_all_answered();
+    let stats = ctl.json("stats");
+    let rx = stats["snapshot"]["ports"][0]["rx_packets"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        (3..10).contains(&rx),
+        "3 pings since the reset, {rx} packets counted: {stats}"
+    );
+    let hist = ctl.json("hist");
+    assert!(
+        hist["merged"]["burst"]["count"].as_u64().unwrap() >= 3,
+        "{hist}"
+    );
+    assert!(
+        hist["merged"]["residence"]["p99_ns"].as_u64().unwrap() > 0,
+        "{hist}"
+    );
+    assert_eq!(hist["workers"][0]["worker"], 0);
+    let full = ctl.ok("hist --full");
+    assert!(
+        full.contains("percentile distribution, per burst") && full.contains("1/(1-percentile)"),
+        "{full}"
+    );
+    let human = ctl.ok("stats");
+    assert!(
+        human.contains("ports:") && human.contains("tenant1"),
+        "{human}"
+    );
+    let (_, body) = http_get(port, "/metrics");
+    let rx_after = metric(
+        &parse_exposition(&body),
+        "dvrd_port_rx_packets_total",
+        &[("port", "blue")],
+    )
+    .unwrap();
+    assert!(
+        rx_after >= rx_blue + 3.0,
+        "the endpoint's counters are monotonic: {rx_after} after {rx_blue}"
+    );
+
+    // A trace of the next two ICMP packets to RED: every decision, with names.
+    let mut trace = ctl.command();
+    trace.args([
+        "--json", "trace", "count", "2", "dst", "10.0.2.7", "proto", "icmp", "timeout", "10",
+    ]);
+    let tracer = trace
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    blue.ping(RED_IP, &PingOpts::count(3)).assert_all_answered();
+    let out = tracer.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (t["requested"].as_u64(), t["complete"].as_bool()),
+        (Some(2), Some(true)),
+        "{t}"
+    );
+    let packets = t["packets"].as_array().unwrap();
+    assert_eq!(packets.len(), 2, "{t}");
+    for p in packets {
+        assert_eq!(p["port"], "blue", "{p}");
+        assert_eq!(p["verdict"], "forward to port red", "{p}");
+        let steps: Vec<&str> = p["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap())
+            .collect();
+        let want = [
+            format!("> {BLUE_GW_MAC} type 0x0800 (ipv4)"),
+            "input network blue, router tenant1".to_string(),
+            "ipv4 10.0.1.5 > 10.0.2.7 icmp ttl 64".to_string(),
+            "route lookup in tenant1 for 10.0.2.7: next hop".to_string(),
+            format!(
+                "neighbour 10.0.2.7 at {RED_MAC} behind local port red via interface tenant1/red"
+            ),
+            format!("rewrite ethernet {RED_GW_MAC} > {RED_MAC}, ttl 63"),
+        ];
+        for w in &want {
+            assert!(
+                steps.iter().any(|s| s.contains(w.as_str())),
+                "no step with `{w}` in {steps:#?}"
+            );
+        }
+    }
+
+    // A packet with no route: the trace shows the lookup miss and the ICMP error.
+    let mut trace = ctl.command();
+    trace.args(["trace", "count", "1", "dst", "10.77.0.1", "timeout", "10"]);
+    let tracer = trace.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let ping = blue.ping(Ipv4Addr::new(10, 77, 0, 1), &PingOpts::count(1));
+    assert_eq!(ping.received, 0);
+    let out = tracer.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("route lookup in tenant1 for 10.77.0.1: no route"),
+        "{text}"
+    );
+    assert!(text.contains("=> "), "{text}");
+    assert!(text.contains("1 of 1 packets captured"), "{text}");
+    eprintln!("trace of an unroutable packet:\n{text}");
+
+    // A trace that sees nothing ends at its timeout, incomplete.
+    let t = ctl.json("trace count 1 port red src 10.99.99.99 timeout 0.3");
+    assert_eq!(
+        (
+            t["complete"].as_bool(),
+            t["packets"].as_array().map(Vec::len)
+        ),
+        (Some(false), Some(0)),
+        "{t}"
+    );
+    let (code, err) = ctl.fails("trace port nosuch timeout 1");
+    assert_eq!(code, EXIT_NOT_FOUND, "{err}");
+
+    // The log filter, at run time.
+    assert_eq!(ctl.ok("log"), "log filter: info\n");
+    ctl.ok("log set debug");
+    assert_eq!(ctl.json("log show"), json!({ "level": "debug" }));
+    ctl.ok("route add 10.10.0.0/16 via 10.0.2.254 router tenant1");
+    ctl.ok("log set info");
+    assert!(
+        dvrd.stderr().contains("control API change"),
+        "debug logs while the filter was debug"
+    );
+    ctl.ok("icmp set rate 50 burst 10");
+
+    let version = ctl.ok("version");
+    assert!(version.contains("API version 1"), "{version}");
+    dvrd.stop().assert_clean();
+}
