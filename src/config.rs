@@ -285,6 +285,21 @@ pub enum ConfigError {
     Invalid { key: String, message: String },
 }
 
+/// The `config` crate prints nested keys as `routers[0]interfaces[0]mac`; operators read
+/// `routers[0].interfaces[0].mac`.
+fn dotted_key_paths(message: &str) -> String {
+    let mut out = String::with_capacity(message.len() + 8);
+    let mut prev = ' ';
+    for c in message.chars() {
+        if prev == ']' && (c.is_ascii_alphabetic() || c == '_') {
+            out.push('.');
+        }
+        out.push(c);
+        prev = c;
+    }
+    out
+}
+
 fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
@@ -297,7 +312,7 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let err = |e: config::ConfigError| ConfigError::Load {
             path: path.display().to_string(),
-            message: e.to_string(),
+            message: dotted_key_paths(&e.to_string()),
         };
         if !path.exists() {
             return Err(ConfigError::Load {
@@ -331,7 +346,7 @@ impl Config {
             .and_then(|c| c.try_deserialize::<Config>())
             .map_err(|e| ConfigError::Load {
                 path: "<inline>".into(),
-                message: e.to_string(),
+                message: dotted_key_paths(&e.to_string()),
             })?;
         source.validate()?;
         Ok(source)
@@ -630,6 +645,15 @@ rx = ["blue"]
         let text = std::fs::read_to_string(path).unwrap();
         let cfg = Config::from_toml(&text).unwrap();
         assert!(!cfg.changes().unwrap().is_empty());
+    }
+
+    #[test]
+    fn nested_key_paths_are_dotted() {
+        assert_eq!(
+            dotted_key_paths("invalid type for key `routers[0]interfaces[0]mac`"),
+            "invalid type for key `routers[0].interfaces[0].mac`"
+        );
+        assert_eq!(dotted_key_paths("a[1] is [x]"), "a[1] is [x]");
     }
 
     #[test]

@@ -19,9 +19,16 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long dvrd gets to exit after SIGTERM (stop workers and ports, leak check, summary).
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// The binary Cargo built for this test run.
+/// The binary Cargo built for this test run; outside `cargo test` (the demo), the `dvrd`
+/// next to the running executable.
 pub fn binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_dvrd"))
+    match option_env!("CARGO_BIN_EXE_dvrd") {
+        Some(path) => PathBuf::from(path),
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|dir| dir.join("dvrd")))
+            .unwrap_or_else(|| PathBuf::from("dvrd")),
+    }
 }
 
 /// A `dvrd` command with no `DVR_...` variables inherited (they would override the config).

@@ -73,7 +73,9 @@ impl Scope {
         require_environment();
         let prefix = prefix_of(test);
         assert_eq!(prefix.len(), PREFIX_LEN);
-        let mut dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e");
+        // Under `cargo test` logs go to the target folder; elsewhere (the demo) under /tmp.
+        let base = option_env!("CARGO_TARGET_TMPDIR").map_or_else(|| std::env::temp_dir().join("dvr"), PathBuf::from);
+        let mut dir = base.join("e2e");
         for part in test.split("::") {
             dir.push(part);
         }
