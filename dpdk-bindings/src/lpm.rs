@@ -132,6 +132,33 @@ impl RteLpm {
     }
 }
 
+impl RteLpm {
+    /// DPDK's bulk lookup as it is, for benchmarks: `next_hops[i]` gets DPDK's encoding (the
+    /// next hop with `RTE_LPM_LOOKUP_SUCCESS` set on a hit). No per-result conversion, so the
+    /// measured cost is DPDK's alone.
+    #[inline]
+    pub fn lookup_bulk_raw(&self, ips: &[u32], next_hops: &mut [u32]) -> usize {
+        let count = ips.len().min(next_hops.len());
+        for (ips, out) in ips[..count]
+            .chunks(BULK_CHUNK)
+            .zip(next_hops[..count].chunks_mut(BULK_CHUNK))
+        {
+            let n = u32::try_from(ips.len()).unwrap_or(0);
+            // SAFETY: the table is alive; ips and out both hold n entries.
+            unsafe {
+                sys::rte_lpm_lookup_bulk_func(self.raw.as_ptr(), ips.as_ptr(), out.as_mut_ptr(), n)
+            };
+        }
+        count
+    }
+
+    /// Decodes a value written by [`lookup_bulk_raw`](Self::lookup_bulk_raw).
+    #[inline]
+    pub fn decode_raw(raw: u32) -> Option<u32> {
+        (raw & sys::RTE_LPM_LOOKUP_SUCCESS != 0).then_some(raw & RTE_LPM_MAX_NEXT_HOP)
+    }
+}
+
 impl Drop for RteLpm {
     fn drop(&mut self) {
         // SAFETY: the table is alive and owned by self alone; nothing uses it afterwards.

@@ -1,0 +1,354 @@
+//! The router's LPM against DPDK's `rte_lpm` and `rte_fib` on the same table and the same
+//! destination addresses: insert time, burst lookup cycles, and lookups while another thread
+//! applies updates. Results of every lookup are cross-checked against `rte_lpm`.
+//!
+//! ```text
+//! lpm-compare [--routes 1000000] [--lookups 16777216] [--rounds 5] [--hugepages] [--json FILE]
+//! ```
+//!
+//! EAL runs with `--no-huge` unless `--hugepages` (then DPDK's tables sit in 2 MiB pages and
+//! the router's tables are advised onto transparent huge pages, so both get large pages).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::Parser;
+use dpdk_bindings::{advise_hugepages, tsc, Eal, RteFib, RteLpm, LPM_MISS};
+use router_core::lpm::testgen::{random_addresses, realistic_routes};
+use router_core::lpm::{LpmConfig, LpmWriter, NextHopId, Prefix, NO_ROUTE};
+use router_core::qsbr::Qsbr;
+use serde::Serialize;
+
+#[derive(Debug, Parser)]
+#[command(about = "Compare the router's LPM with DPDK's rte_lpm and rte_fib")]
+struct Args {
+    /// Prefixes in the table (realistic length mix).
+    #[arg(long, default_value_t = 1_000_000)]
+    routes: usize,
+    /// Random destination addresses looked up per round.
+    #[arg(long, default_value_t = 1 << 24)]
+    lookups: usize,
+    /// Rounds of lookups (medians are reported).
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Addresses per burst lookup.
+    #[arg(long, default_value_t = 32)]
+    burst: usize,
+    /// Use hugepages (EAL) and transparent huge pages (router tables).
+    #[arg(long)]
+    hugepages: bool,
+    /// Skip rte_lpm inserts (they take about a minute for 1M routes).
+    #[arg(long)]
+    skip_rte_lpm: bool,
+    /// Write the results as JSON.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct Results {
+    routes: usize,
+    lookups_per_round: usize,
+    rounds: usize,
+    burst: usize,
+    hugepages: bool,
+    tsc_hz: u64,
+    insert_s: Insert,
+    cycles_per_lookup: Lookups,
+    churn: Option<Churn>,
+    mismatches_vs_rte_lpm: u64,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct Insert {
+    router: f64,
+    rte_lpm: Option<f64>,
+    rte_fib: f64,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct Lookups {
+    router: f64,
+    rte_lpm: Option<f64>,
+    rte_fib: f64,
+    /// Every round, for the spread.
+    router_rounds: Vec<f64>,
+    rte_lpm_rounds: Vec<f64>,
+    rte_fib_rounds: Vec<f64>,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct Churn {
+    /// Updates per second the writer thread applied during the lookups.
+    updates_per_s: f64,
+    /// Lookup cycles with the writer running, and the ratio to the quiet rounds.
+    cycles_per_lookup: f64,
+    ratio_to_quiet: f64,
+    /// Worst single update, microseconds.
+    update_us_max: f64,
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let args = Args::parse();
+    let mut eal_args: Vec<String> = [
+        "lpm-compare",
+        "-l",
+        "0",
+        "--no-pci",
+        "--no-telemetry",
+        "--file-prefix=lpmcmp",
+    ]
+    .map(String::from)
+    .to_vec();
+    if args.hugepages {
+        eal_args.extend(["-m", "2048"].map(String::from));
+    } else {
+        eal_args.extend(["--no-huge", "--no-shconf", "-m", "2048"].map(String::from));
+    }
+    let eal = Eal::init(&eal_args).unwrap_or_else(|e| panic!("EAL: {e}"));
+    let hz = eal.tsc_hz();
+    let mut r = Results {
+        routes: args.routes,
+        lookups_per_round: args.lookups,
+        rounds: args.rounds,
+        burst: args.burst,
+        hugepages: args.hugepages,
+        tsc_hz: hz,
+        ..Results::default()
+    };
+
+    // rte_lpm has no /0 and at most 2^24 next hops: keep the set comparable.
+    let routes: Vec<(Prefix, NextHopId)> = realistic_routes(0x5eed, args.routes)
+        .into_iter()
+        .filter(|(p, _)| p.len() > 0)
+        .collect();
+    let addrs = random_addresses(0xadd5, args.lookups);
+    let tbl8 = 1 << 16;
+    eprintln!(
+        "{} routes, {} addresses per round, {} rounds",
+        routes.len(),
+        addrs.len(),
+        args.rounds
+    );
+
+    let qsbr = Arc::new(Qsbr::new(4));
+    let mut ours = LpmWriter::new(LpmConfig::root24(tbl8), Arc::clone(&qsbr)).expect("router LPM");
+    if args.hugepages {
+        for (addr, len) in ours.lpm().memory_regions() {
+            let _ = advise_hugepages(addr, len);
+        }
+    }
+    let t = Instant::now();
+    for &(p, nh) in &routes {
+        ours.insert(p, nh).expect("insert");
+    }
+    r.insert_s.router = t.elapsed().as_secs_f64();
+    eprintln!(
+        "router LPM: {} routes inserted in {:.3} s",
+        routes.len(),
+        r.insert_s.router
+    );
+
+    let mut fib = RteFib::new("cmp_fib", routes.len() as u32 + 16, tbl8, None).expect("rte_fib");
+    let t = Instant::now();
+    for &(p, nh) in &routes {
+        fib.add(p.bits(), p.len(), nh.index()).expect("rte_fib add");
+    }
+    r.insert_s.rte_fib = t.elapsed().as_secs_f64();
+    eprintln!("rte_fib: inserted in {:.3} s", r.insert_s.rte_fib);
+
+    let lpm = if args.skip_rte_lpm {
+        None
+    } else {
+        let mut lpm =
+            RteLpm::new("cmp_lpm", routes.len() as u32 + 16, tbl8, None).expect("rte_lpm");
+        let t = Instant::now();
+        for &(p, nh) in &routes {
+            lpm.add(p.bits(), p.len(), nh.index()).expect("rte_lpm add");
+        }
+        let s = t.elapsed().as_secs_f64();
+        r.insert_s.rte_lpm = Some(s);
+        eprintln!("rte_lpm: inserted in {s:.3} s");
+        Some(lpm)
+    };
+
+    // Cross-check every result against rte_lpm (or rte_fib when rte_lpm is skipped).
+    let mut out_ours = vec![0u32; addrs.len()];
+    for (a, o) in addrs
+        .chunks(args.burst)
+        .zip(out_ours.chunks_mut(args.burst))
+    {
+        ours.lpm().lookup_burst(a, o);
+    }
+    let mut reference = vec![0u32; addrs.len()];
+    if let Some(lpm) = &lpm {
+        lpm.lookup_bulk(&addrs, &mut reference);
+    } else {
+        let mut wide = vec![0u64; addrs.len()];
+        fib.lookup_bulk(&addrs, &mut wide);
+        reference
+            .iter_mut()
+            .zip(&wide)
+            .for_each(|(r, w)| *r = *w as u32);
+    }
+    r.mismatches_vs_rte_lpm = out_ours
+        .iter()
+        .zip(&reference)
+        .filter(|(o, e)| {
+            let o = if **o == NO_ROUTE { LPM_MISS } else { **o };
+            o != **e
+        })
+        .count() as u64;
+    eprintln!(
+        "cross-check: {} mismatches in {} lookups",
+        r.mismatches_vs_rte_lpm,
+        addrs.len()
+    );
+
+    let per_lookup = |cycles: u64| cycles as f64 / addrs.len() as f64;
+    let mut out = vec![0u32; args.burst];
+    let mut wide = vec![0u64; args.burst];
+    let mut sink = 0u64;
+    for round in 0..args.rounds {
+        // Interleaved: router, rte_lpm, rte_fib in every round.
+        let start = tsc();
+        for a in addrs.chunks(args.burst) {
+            ours.lpm().lookup_burst(a, &mut out[..a.len()]);
+            sink = sink.wrapping_add(u64::from(out[0]));
+        }
+        r.cycles_per_lookup
+            .router_rounds
+            .push(per_lookup(tsc() - start));
+        if let Some(lpm) = &lpm {
+            let start = tsc();
+            for a in addrs.chunks(args.burst) {
+                lpm.lookup_bulk_raw(a, &mut out[..a.len()]);
+                sink = sink.wrapping_add(u64::from(out[0]));
+            }
+            r.cycles_per_lookup
+                .rte_lpm_rounds
+                .push(per_lookup(tsc() - start));
+        }
+        let start = tsc();
+        for a in addrs.chunks(args.burst) {
+            fib.lookup_bulk(a, &mut wide[..a.len()]);
+            sink = sink.wrapping_add(wide[0]);
+        }
+        r.cycles_per_lookup
+            .rte_fib_rounds
+            .push(per_lookup(tsc() - start));
+        eprintln!(
+            "round {round}: router {:.1}, rte_lpm {}, rte_fib {:.1} cycles per lookup",
+            r.cycles_per_lookup.router_rounds[round],
+            r.cycles_per_lookup
+                .rte_lpm_rounds
+                .get(round)
+                .map_or("-".into(), |c| format!("{c:.1}")),
+            r.cycles_per_lookup.rte_fib_rounds[round],
+        );
+    }
+    r.cycles_per_lookup.router = median(&mut r.cycles_per_lookup.router_rounds.clone());
+    r.cycles_per_lookup.rte_lpm = (!r.cycles_per_lookup.rte_lpm_rounds.is_empty())
+        .then(|| median(&mut r.cycles_per_lookup.rte_lpm_rounds.clone()));
+    r.cycles_per_lookup.rte_fib = median(&mut r.cycles_per_lookup.rte_fib_rounds.clone());
+
+    r.churn = Some(churn(
+        &mut ours,
+        &qsbr,
+        &routes,
+        &addrs,
+        args.burst,
+        hz,
+        r.cycles_per_lookup.router,
+    ));
+    std::hint::black_box(sink);
+
+    println!("{}", serde_json::to_string_pretty(&r).expect("json"));
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&r).expect("json")).expect("write json");
+    }
+    drop(lpm);
+    drop(fib);
+    let _ = eal.cleanup();
+}
+
+/// Lookups on this thread while another applies updates at up to 1M per second: replace and
+/// restore the next hops of a 10k-prefix subset.
+fn churn(
+    ours: &mut LpmWriter,
+    qsbr: &Arc<Qsbr>,
+    routes: &[(Prefix, NextHopId)],
+    addrs: &[u32],
+    burst: usize,
+    hz: u64,
+    quiet: f64,
+) -> Churn {
+    let lpm = Arc::clone(ours.lpm());
+    let reader = qsbr.register().expect("reader");
+    let stop = Arc::new(AtomicBool::new(false));
+    let applied = Arc::new(AtomicU64::new(0));
+    let subset: Vec<_> = routes
+        .iter()
+        .step_by((routes.len() / 10_000).max(1))
+        .copied()
+        .collect();
+    let mut c = Churn::default();
+    let (updates, worst_us, elapsed) = std::thread::scope(|s| {
+        let stop2 = Arc::clone(&stop);
+        let applied2 = Arc::clone(&applied);
+        let writer = s.spawn(move || {
+            let start = Instant::now();
+            let mut worst = 0f64;
+            let mut n = 0u64;
+            'outer: loop {
+                for (i, &(p, nh)) in subset.iter().enumerate() {
+                    if stop2.load(Ordering::Relaxed) {
+                        break 'outer;
+                    }
+                    // Pace at 1M updates per second at most.
+                    while start.elapsed().as_secs_f64() * 1e6 < n as f64 {
+                        std::hint::spin_loop();
+                    }
+                    let alt =
+                        NextHopId::new((nh.index() + 1 + i as u32) & 0xff_ffff).expect("next hop");
+                    let t = Instant::now();
+                    ours.insert(p, if n % 2 == 0 { alt } else { nh })
+                        .expect("update");
+                    worst = worst.max(t.elapsed().as_secs_f64() * 1e6);
+                    n += 1;
+                    applied2.store(n, Ordering::Relaxed);
+                }
+            }
+            (n, worst, start.elapsed().as_secs_f64())
+        });
+        let mut out = vec![0u32; burst];
+        let start = tsc();
+        let mut sink = 0u64;
+        for _ in 0..2 {
+            for a in addrs.chunks(burst) {
+                lpm.lookup_burst(a, &mut out[..a.len()]);
+                sink = sink.wrapping_add(u64::from(out[0]));
+                reader.quiescent();
+            }
+        }
+        c.cycles_per_lookup = (tsc() - start) as f64 / (2 * addrs.len()) as f64;
+        std::hint::black_box(sink);
+        stop.store(true, Ordering::Relaxed);
+        writer.join().expect("writer")
+    });
+    let _ = hz;
+    c.updates_per_s = updates as f64 / elapsed;
+    c.update_us_max = worst_us;
+    c.ratio_to_quiet = c.cycles_per_lookup / quiet;
+    eprintln!(
+        "churn: {:.0} updates/s while looking up: {:.1} cycles per lookup ({:.2}x quiet), worst update {:.1} us",
+        c.updates_per_s, c.cycles_per_lookup, c.ratio_to_quiet, c.update_us_max
+    );
+    c
+}
