@@ -240,6 +240,11 @@ impl Generator {
         self.ports.iter().map(|p| p.report.clone()).collect()
     }
 
+    /// Mbufs of the pool in use now.
+    pub fn mbufs_in_use(&self) -> u32 {
+        self.pool.in_use()
+    }
+
     /// Number of device threads whose waiting time is watched.
     pub fn watched_threads(&self) -> usize {
         self.watch.device_threads()
@@ -419,7 +424,9 @@ impl Generator {
         };
         let lag_end_s = lag_end as f64 / hz;
         let lagging_s = lagging_cycles as f64 / hz;
-        let rx_pps = distinct as f64 / duration_s;
+        // Over the time the sending actually took (longer than scheduled when the generator
+        // fell behind).
+        let rx_pps = distinct as f64 / duration_s.max(send_span_s);
         let interval_ns = 1e9 / rate_pps;
         let waits = self.watch.read().since(waits_before);
         let waited = Duration::from_nanos(waits.device_ns + waits.own_ns);
@@ -614,6 +621,8 @@ fn eal_args(setup: &GenSetup) -> Vec<String> {
         ]);
     }
     args.extend(setup.vdevs.iter().map(|v| format!("--vdev={v}")));
+    // EAL's start-up chatter goes; warnings and errors stay (--eal overrides).
+    args.push("--log-level=lib.eal:warning".to_owned());
     args.extend(setup.eal_extra.iter().cloned());
     args
 }

@@ -11,6 +11,7 @@
 //! - [`report`]: what the generator writes as JSON.
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod frame;
 pub mod gen;
 pub mod latency;

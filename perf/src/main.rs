@@ -12,6 +12,7 @@
 //! given and a trial lost, reordered or duplicated a packet, 3 when mbufs leaked.
 #![forbid(unsafe_code)]
 
+use std::io::{BufRead, Write};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -143,6 +144,10 @@ struct Args {
     /// Exit with status 2 when any trial lost, reordered or duplicated a packet.
     #[arg(long)]
     fail_on_loss: bool,
+    /// Stay connected and measure once per line of stdin (see the harness); each line is the
+    /// path of a JSON report to write.
+    #[arg(long)]
+    serve: bool,
     /// Write the report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -183,32 +188,14 @@ fn run(args: &Args) -> Result<ExitCode, GenError> {
             .map_err(|e| GenError::Setup(format!("signal handler: {e}")))?;
     }
     let setup = setup(args)?;
-    let route_count = args.routes.max(1);
     let mut gen = Generator::start(&setup, Arc::clone(&stop))?;
-    let timeout = Duration::from_secs_f64(args.ready_timeout_s);
-    let mut report = RunReport {
-        tool: "dvr-pktgen".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        dpdk: gen.dpdk_version().into(),
-        tsc_hz: gen.tsc_hz(),
-        command: std::env::args().collect(),
-        frame_size: args.size.to_string(),
-        frame_bytes_mean: args.size.mean_bytes(),
-        flows: setup.flows.len(),
-        routes: route_count,
-        ports: gen.port_reports(),
-        ready_s: 0.0,
-        trials: Vec::new(),
-        search: None,
-        ladder: Vec::new(),
-        mbufs_in_use_at_exit: 0,
-        interrupted: false,
-    };
-    let measured = gen
-        .probe(timeout)
-        .map(|ready| report.ready_s = ready.as_secs_f64())
-        .and_then(|()| measure(args, &mut gen, &mut report));
+    if args.serve {
+        return serve(args, &setup, gen);
+    }
+    let mut report = new_report(args, &setup, &gen);
+    let measured = session(args, &mut gen, &mut report);
     report.interrupted = gen.stopped();
+    report.error = measured.as_ref().err().map(ToString::to_string);
     // Shut down cleanly whatever happened, then report.
     let in_use = gen.close()?;
     report.mbufs_in_use_at_exit = in_use;
@@ -231,6 +218,72 @@ fn run(args: &Args) -> Result<ExitCode, GenError> {
     if args.fail_on_loss && bad != 0 {
         eprintln!("dvr-pktgen: {bad} trials lost, reordered or duplicated packets");
         return Ok(ExitCode::from(2));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn new_report(args: &Args, setup: &GenSetup, gen: &Generator) -> RunReport {
+    RunReport {
+        tool: "dvr-pktgen".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        dpdk: gen.dpdk_version().into(),
+        tsc_hz: gen.tsc_hz(),
+        command: std::env::args().collect(),
+        frame_size: args.size.to_string(),
+        frame_bytes_mean: args.size.mean_bytes(),
+        flows: setup.flows.len(),
+        routes: args.routes.max(1),
+        ports: gen.port_reports(),
+        ready_s: 0.0,
+        trials: Vec::new(),
+        search: None,
+        ladder: Vec::new(),
+        mbufs_in_use_after: 0,
+        mbufs_in_use_at_exit: 0,
+        interrupted: false,
+        error: None,
+    }
+}
+
+/// Waits for the device to forward, then measures.
+fn session(args: &Args, gen: &mut Generator, report: &mut RunReport) -> Result<(), GenError> {
+    let ready = gen.probe(Duration::from_secs_f64(args.ready_timeout_s))?;
+    report.ready_s = ready.as_secs_f64();
+    let measured = measure(args, gen, report);
+    report.mbufs_in_use_after = gen.mbufs_in_use();
+    measured
+}
+
+/// `--serve`: stays connected and measures once per line read from stdin (the line is the
+/// path of the JSON report to write), answering `done PATH` on stdout; `quit` or the end of
+/// stdin closes the ports and exits. Used by the harness so that a device under test never
+/// sees its peer disconnect while it forwards.
+fn serve(args: &Args, setup: &GenSetup, mut gen: Generator) -> Result<ExitCode, GenError> {
+    let io_err = |e: std::io::Error| GenError::Setup(format!("stdin/stdout: {e}"));
+    let mut out = std::io::stdout();
+    writeln!(out, "ready").map_err(io_err)?;
+    out.flush().map_err(io_err)?;
+    for line in std::io::stdin().lock().lines() {
+        let line = line.map_err(io_err)?;
+        let path = line.trim();
+        if path.is_empty() {
+            continue;
+        }
+        if path == "quit" || gen.stopped() {
+            break;
+        }
+        let mut report = new_report(args, setup, &gen);
+        let measured = session(args, &mut gen, &mut report);
+        report.interrupted = gen.stopped();
+        report.error = measured.err().map(|e| e.to_string());
+        write_json(&PathBuf::from(path), &report)?;
+        writeln!(out, "done {path}").map_err(io_err)?;
+        out.flush().map_err(io_err)?;
+    }
+    let in_use = gen.close()?;
+    if in_use != 0 {
+        eprintln!("dvr-pktgen: {in_use} mbufs still in use at exit (leak)");
+        return Ok(ExitCode::from(3));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -288,7 +341,7 @@ fn trial_with_retries(
     loop {
         let t = gen.trial(rate, duration, drain(args));
         if !args.quiet {
-            print_trial(&t);
+            say(args, &trial_line(&t));
         }
         if !t.disturbed || t.generator_limited || repeated >= args.retries || gen.stopped() {
             return (t, repeated);
@@ -351,7 +404,7 @@ fn measure(args: &Args, gen: &mut Generator, report: &mut RunReport) -> Result<(
     }
     let result = search.result();
     if !args.quiet {
-        println!(
+        let line = format!(
             "NDR {:.3} Mpps  PDR {:.3} Mpps ({} trials{}{})",
             result.ndr_pps / 1e6,
             result.pdr_pps / 1e6,
@@ -367,6 +420,7 @@ fn measure(args: &Args, gen: &mut Generator, report: &mut RunReport) -> Result<(
                 ""
             },
         );
+        say(args, &line);
     }
     report.search = Some(SearchReport {
         config,
@@ -386,9 +440,19 @@ fn measure(args: &Args, gen: &mut Generator, report: &mut RunReport) -> Result<(
     Ok(())
 }
 
-fn print_trial(t: &TrialReport) {
+/// Prints a progress line: on stdout, or on stderr in `--serve` mode (stdout answers the
+/// harness there).
+fn say(args: &Args, line: &str) {
+    if args.serve {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
+    }
+}
+
+fn trial_line(t: &TrialReport) -> String {
     let l = &t.latency;
-    println!(
+    format!(
         "trial {:>3}: offered {:>8.3} Mpps  rx {:>8.3} Mpps  lost {:>9} ({:.4}%)  reord {} dup {}  \
          lat us p50 {:.1} p99 {:.1} p99.9 {:.1} max {:.1}  lag max {:.0} us  wait dut {:.0} gen {:.0} us{}{}",
         t.trial,
@@ -411,7 +475,7 @@ fn print_trial(t: &TrialReport) {
         } else {
             ""
         },
-    );
+    )
 }
 
 fn write_json(path: &PathBuf, report: &RunReport) -> Result<(), GenError> {

@@ -136,8 +136,14 @@ pub struct RunReport {
     pub search: Option<SearchReport>,
     /// The latency ladder (`--ladder`).
     pub ladder: Vec<LadderPoint>,
-    /// Mbufs of the generator's pool still in use after the ports were closed (0: no leak).
+    /// Mbufs of the generator's pool in use after the measurement, ports still open (0
+    /// unless the driver holds some).
+    pub mbufs_in_use_after: u32,
+    /// Mbufs of the generator's pool still in use after the ports were closed (0: no leak;
+    /// also 0 in `--serve` reports, written before the ports close).
     pub mbufs_in_use_at_exit: u32,
     /// The run was stopped by a signal.
     pub interrupted: bool,
+    /// Why the measurement failed.
+    pub error: Option<String>,
 }

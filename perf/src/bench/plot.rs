@@ -1,0 +1,231 @@
+//! PNG plots of a run: throughput against route-table size, latency against load.
+//!
+//! Text needs a TrueType font, read at run time from the usual system paths (no font library
+//! is linked); without one the plots are skipped and the markdown tables stand alone.
+
+use std::path::Path;
+
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+
+use super::dut::DutKind;
+use super::render::routes_label;
+use super::results::BlockSummary;
+
+/// Fonts tried, in order.
+const FONTS: [&str; 4] = [
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/lato/Lato-Regular.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+];
+
+const FONT: &str = "sans-serif";
+
+/// Registers the first font found; false when there is none.
+pub fn load_font() -> bool {
+    for path in FONTS {
+        if let Ok(bytes) = std::fs::read(path) {
+            // Registered fonts live as long as the process: leaked once.
+            let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+            if plotters::style::register_font(FONT, FontStyle::Normal, bytes).is_ok() {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+fn color(kind: DutKind) -> RGBColor {
+    match kind {
+        DutKind::TestpmdIo => RGBColor(120, 120, 120),
+        DutKind::L3fwd => RGBColor(31, 119, 180),
+        DutKind::Dvrd => RGBColor(214, 39, 40),
+        DutKind::DvrdVxlan => RGBColor(255, 127, 14),
+    }
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// PDR (median, min-max bars) against route-table size, one panel per frame size.
+pub fn throughput(path: &Path, summary: &[BlockSummary]) -> Result<(), String> {
+    let mut sizes: Vec<&str> = Vec::new();
+    for b in summary {
+        if !sizes.contains(&b.frame_size.as_str()) {
+            sizes.push(&b.frame_size);
+        }
+    }
+    let width = 560 * sizes.len().max(1) as u32;
+    let root = BitMapBackend::new(path, (width, 420)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let panels = root.split_evenly((1, sizes.len().max(1)));
+    for (panel, size) in panels.iter().zip(&sizes) {
+        let mut blocks: Vec<&BlockSummary> =
+            summary.iter().filter(|b| b.frame_size == *size).collect();
+        blocks.sort_by_key(|b| b.routes);
+        let n = blocks.len();
+        let labels: Vec<String> = blocks.iter().map(|b| routes_label(b.routes)).collect();
+        let ymax = blocks
+            .iter()
+            .flat_map(|b| b.duts.values())
+            .filter_map(|d| d.pdr_mpps.as_ref().map(|s| s.max))
+            .fold(1.0, f64::max)
+            * 1.15;
+        let title = if *size == "imix" {
+            "PDR, IMIX".to_owned()
+        } else {
+            format!("PDR, {size}-byte frames")
+        };
+        let mut chart = ChartBuilder::on(panel)
+            .caption(title, (FONT, 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..ymax)
+            .map_err(err)?;
+        let label_of = |v: &f64| {
+            let i = v.round();
+            if (v - i).abs() < 0.01 && i >= 0.0 && (i as usize) < labels.len() {
+                labels[i as usize].clone()
+            } else {
+                String::new()
+            }
+        };
+        chart
+            .configure_mesh()
+            .x_labels(n.max(1) * 2 + 1)
+            .x_label_formatter(&label_of)
+            .x_desc("routes in the table")
+            .y_desc("Mpps (median, min-max over rounds)")
+            .label_style((FONT, 13))
+            .draw()
+            .map_err(err)?;
+        for kind in DutKind::ALL {
+            let points: Vec<(f64, f64, f64, f64)> = blocks
+                .iter()
+                .enumerate()
+                .filter_map(|(i, b)| {
+                    let s = b.duts.get(&kind)?.pdr_mpps.as_ref()?;
+                    Some((i as f64, s.median, s.min, s.max))
+                })
+                .collect();
+            if points.is_empty() {
+                continue;
+            }
+            let c = color(kind);
+            chart
+                .draw_series(LineSeries::new(
+                    points.iter().map(|&(x, y, _, _)| (x, y)),
+                    c.stroke_width(2),
+                ))
+                .map_err(err)?
+                .label(kind.name())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
+                });
+            chart
+                .draw_series(
+                    points
+                        .iter()
+                        .map(|&(x, y, lo, hi)| ErrorBar::new_vertical(x, lo, y, hi, c.filled(), 8)),
+                )
+                .map_err(err)?;
+        }
+        chart
+            .configure_series_labels()
+            .label_font((FONT, 13))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::LowerLeft)
+            .draw()
+            .map_err(err)?;
+    }
+    root.present().map_err(err)
+}
+
+/// Latency (p50 dashed-marker line, p99 solid) against the load, one panel per block.
+pub fn latency(path: &Path, summary: &[BlockSummary]) -> Result<(), String> {
+    let n = summary.len().max(1);
+    let cols = n.min(3);
+    let rows = n.div_ceil(cols);
+    let root = BitMapBackend::new(path, (480 * cols as u32, 380 * rows as u32)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let panels = root.split_evenly((rows, cols));
+    for (panel, b) in panels.iter().zip(summary) {
+        let values = b
+            .duts
+            .values()
+            .flat_map(|d| d.ladder.iter())
+            .flat_map(|l| [l.p50_us.median, l.p99_us.median]);
+        let (lo, hi) = values
+            .filter(|v| *v > 0.0)
+            .fold((f64::MAX, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        if hi <= 0.0 {
+            continue;
+        }
+        let title = format!(
+            "latency, {} {} routes",
+            if b.frame_size == "imix" {
+                "IMIX".to_owned()
+            } else {
+                format!("{} B,", b.frame_size)
+            },
+            routes_label(b.routes)
+        );
+        let mut chart = ChartBuilder::on(panel)
+            .caption(title, (FONT, 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(55)
+            .build_cartesian_2d(0f64..100f64, ((lo * 0.7)..(hi * 1.4)).log_scale())
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("load, % of the device's own PDR")
+            .y_desc("us (p99 line, p50 dots)")
+            .label_style((FONT, 12))
+            .draw()
+            .map_err(err)?;
+        for kind in DutKind::ALL {
+            let Some(d) = b.duts.get(&kind) else { continue };
+            if d.ladder.is_empty() {
+                continue;
+            }
+            let c = color(kind);
+            let p99: Vec<(f64, f64)> = d
+                .ladder
+                .iter()
+                .map(|l| (l.fraction * 100.0, l.p99_us.median.max(lo)))
+                .collect();
+            let p50: Vec<(f64, f64)> = d
+                .ladder
+                .iter()
+                .map(|l| (l.fraction * 100.0, l.p50_us.median.max(lo)))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(p99.clone(), c.stroke_width(2)))
+                .map_err(err)?
+                .label(kind.name())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
+                });
+            chart
+                .draw_series(p99.iter().map(|&p| Circle::new(p, 3, c.filled())))
+                .map_err(err)?;
+            chart
+                .draw_series(p50.iter().map(|&p| TriangleMarker::new(p, 4, c.filled())))
+                .map_err(err)?;
+        }
+        chart
+            .configure_series_labels()
+            .label_font((FONT, 12))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperLeft)
+            .draw()
+            .map_err(err)?;
+    }
+    root.present().map_err(err)
+}

@@ -1,0 +1,423 @@
+//! The run: for every block start the devices once (each frozen while another is measured),
+//! then measure them in interleaved rounds, each device with the same generator and settings.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use super::dut::{self, Dut, DutKind, DutStart, Placement, Programs};
+use super::machine::{self, Machine};
+use super::plan::{BlockPlan, Plan};
+use super::proc::{self, Pipes, Proc};
+use super::results::{
+    summarise, BlockResult, DutInstance, DutRun, RoundResult, RunResults, SCHEMA,
+};
+use super::topo;
+use crate::report::RunReport;
+use crate::routes;
+
+/// Pause after resuming a device before its generator starts sending.
+const SETTLE: Duration = Duration::from_millis(100);
+/// Free 2 MiB hugepages a block needs (four devices, four generators; the largest is l3fwd
+/// with a million routes, about 160 MiB).
+const HUGEPAGES_NEEDED: u64 = 600;
+/// How long a generator may take to start and see its links up.
+const GEN_READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a device may take to exit on SIGINT.
+const EXIT_GRACE: Duration = Duration::from_secs(30);
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// What to measure.
+    pub plan: Plan,
+    /// The programs.
+    pub programs: Programs,
+    /// CPU placement.
+    pub placement: Placement,
+    /// Use hugepages.
+    pub hugepages: bool,
+    /// Raise the priority of the benchmark's processes.
+    pub boost: bool,
+    /// Logs, configurations, raw reports.
+    pub work_dir: PathBuf,
+    /// The command line, for the record.
+    pub command: String,
+    /// UTC start time.
+    pub started: String,
+}
+
+fn say(msg: &str) {
+    eprintln!("dvr-bench: {msg}");
+}
+
+/// Runs the plan.
+pub fn run(opts: &RunOptions) -> io::Result<RunResults> {
+    let began = Instant::now();
+    std::fs::create_dir_all(&opts.work_dir)?;
+    // dvrd runs from a copy with its own name, out of reach of `pkill -x dvrd` in other
+    // people's test clean-ups on a shared machine.
+    let private_dvrd = opts.work_dir.join("dvrd-bench");
+    std::fs::copy(&opts.programs.dvrd, &private_dvrd)?;
+    let mut opts = opts.clone();
+    opts.programs.dvrd = private_dvrd;
+    let opts = &opts;
+    std::fs::create_dir_all(topo::SOCKET_DIR)?;
+    let mut machine = Machine::collect(opts.hugepages, opts.boost);
+    if machine.load_start > 0.5 {
+        say(&format!(
+            "load average {:.2}: other work is running; figures will be noisy (the ratios of the \
+             interleaved rounds still compare like with like)",
+            machine.load_start
+        ));
+    }
+    let mut blocks = Vec::new();
+    for (i, block) in opts.plan.blocks.iter().enumerate() {
+        let dir = opts.work_dir.join(format!(
+            "block{}-{}B-{}routes",
+            i + 1,
+            block.frame_size,
+            block.routes
+        ));
+        std::fs::create_dir_all(&dir)?;
+        say(&format!(
+            "block {}/{}: frame size {}, {} routes",
+            i + 1,
+            opts.plan.blocks.len(),
+            block.frame_size,
+            block.routes
+        ));
+        blocks.push(run_block(opts, block, &dir)?);
+    }
+    machine.load_end = machine::load_average();
+    let summary = blocks.iter().map(summarise).collect();
+    Ok(RunResults {
+        schema: SCHEMA,
+        started: opts.started.clone(),
+        duration_s: began.elapsed().as_secs_f64(),
+        command: opts.command.clone(),
+        machine,
+        placement: opts.placement,
+        plan: opts.plan.clone(),
+        programs: opts.programs.clone(),
+        work_dir: opts.work_dir.display().to_string(),
+        blocks,
+        summary,
+    })
+}
+
+/// A device under test with its own generator, connected for the whole block. Dropped in
+/// field order: the device stops first, then the generator sees the end of its stdin.
+struct Station {
+    dut: Dut,
+    pipes: Pipes,
+    gen: Proc,
+    command: Vec<String>,
+}
+
+/// Starts the device, then its generator (in `--serve` mode: it connects once and measures on
+/// request), then freezes the device.
+fn start_station(
+    opts: &RunOptions,
+    block: &BlockPlan,
+    start: &DutStart<'_>,
+) -> io::Result<Station> {
+    let dut = dut::start(start)?;
+    let kind = dut.kind;
+    let args = pktgen_args(opts, block, kind, dut.proc.pid());
+    let log = start.dir.join(format!("pktgen-{kind}.log"));
+    let (gen, pipes) =
+        proc::spawn_piped("dvr-pktgen", &opts.programs.pktgen, &args, &log, opts.boost)?;
+    let mut command = vec![opts.programs.pktgen.display().to_string()];
+    command.extend(args);
+    let mut station = Station {
+        dut,
+        pipes,
+        gen,
+        command,
+    };
+    match station.pipes.lines.recv_timeout(GEN_READY_TIMEOUT) {
+        Ok(line) if line == "ready" => {}
+        other => {
+            return Err(io::Error::other(format!(
+                "generator for {kind} did not connect ({other:?}; see {})",
+                log.display()
+            )))
+        }
+    }
+    station.dut.proc.pause()?;
+    Ok(station)
+}
+
+fn run_block(opts: &RunOptions, block: &BlockPlan, dir: &Path) -> io::Result<BlockResult> {
+    // Hugepages are shared with whatever else runs on the machine: all the processes of a
+    // block use them, or none does.
+    let free = machine::hugepages_free();
+    let hugepages = opts.hugepages && free >= HUGEPAGES_NEEDED;
+    if opts.hugepages && !hugepages {
+        say(&format!(
+            "  only {free} free hugepages ({HUGEPAGES_NEEDED} wanted): this block runs without"
+        ));
+    }
+    let opts = &RunOptions {
+        hugepages,
+        ..opts.clone()
+    };
+    let route_set = routes::route_set(block.routes);
+    let rules = dir.join("l3fwd-rules-v4.cfg");
+    std::fs::write(&rules, routes::l3fwd_rules(&route_set, 1))?;
+    let configs = dut::write_dvrd_configs(dir, &route_set, opts.hugepages, opts.placement)?;
+    drop(route_set);
+
+    // Start the devices one after the other (route loading must not compete with a running
+    // device), each frozen once its generator is connected.
+    let mut stations: Vec<(DutInstance, Option<Station>)> = Vec::new();
+    for &kind in &block.duts {
+        let start = DutStart {
+            kind,
+            programs: &opts.programs,
+            dir,
+            l3fwd_rules: &rules,
+            dvrd_configs: (&configs.0, &configs.1),
+            placement: opts.placement,
+            hugepages: opts.hugepages,
+            boost: opts.boost,
+            routes: block.routes,
+        };
+        let log = dir.join(format!("{kind}.log")).display().to_string();
+        let mut inst = DutInstance {
+            kind,
+            ok: true,
+            error: None,
+            ready_s: 0.0,
+            command: Vec::new(),
+            log,
+            workers: None,
+            exit: String::new(),
+        };
+        match start_station(opts, block, &start) {
+            Ok(st) => {
+                say(&format!("  {kind} ready in {:.1} s", st.dut.ready_s));
+                inst.ready_s = st.dut.ready_s;
+                inst.command = st.dut.command.clone();
+                stations.push((inst, Some(st)));
+            }
+            Err(e) => {
+                say(&format!("  {kind} did not start: {e}"));
+                inst.ok = false;
+                inst.error = Some(e.to_string());
+                stations.push((inst, None));
+            }
+        }
+    }
+
+    let mut rounds = Vec::new();
+    for round in 0..opts.plan.rounds {
+        // Rotate the order every round so that no device is always first or last.
+        let mut order: Vec<DutKind> = block.duts.clone();
+        let shift = round % order.len().max(1);
+        order.rotate_left(shift);
+        let mut runs = Vec::new();
+        for &kind in &order {
+            let Some((inst, slot)) = stations.iter_mut().find(|(i, _)| i.kind == kind) else {
+                continue;
+            };
+            let Some(st) = slot.as_mut() else {
+                runs.push(DutRun::failed(
+                    kind,
+                    inst.error.clone().unwrap_or_default(),
+                    Vec::new(),
+                ));
+                continue;
+            };
+            let run = measure(opts, dir, round + 1, st);
+            match &run.error {
+                Some(e) => say(&format!("  round {} {kind}: failed: {e}", round + 1)),
+                None => say(&format!(
+                    "  round {} {kind}: PDR {:.3} Mpps, NDR {:.3} Mpps{}",
+                    round + 1,
+                    run.pdr_pps / 1e6,
+                    run.ndr_pps / 1e6,
+                    if run.pdr_generator_limited {
+                        " (generator-bound)"
+                    } else {
+                        ""
+                    }
+                )),
+            }
+            runs.push(run);
+            if !st.dut.proc.alive() || !st.gen.alive() {
+                inst.ok = false;
+                inst.error = Some(format!(
+                    "{} exited during round {} (see {})",
+                    if st.dut.proc.alive() {
+                        "its generator"
+                    } else {
+                        "it"
+                    },
+                    round + 1,
+                    inst.log
+                ));
+                say(&format!(
+                    "  {kind} is gone: {}",
+                    inst.error.as_deref().unwrap_or("")
+                ));
+                *slot = None;
+            }
+        }
+        rounds.push(RoundResult {
+            round: round + 1,
+            order,
+            runs,
+        });
+    }
+
+    let mut instances = Vec::new();
+    for (mut inst, st) in stations {
+        if let Some(mut st) = st {
+            // The device first (it stops its workers, then its ports), then the generator:
+            // no device sees its peer leave while it forwards.
+            let status = st.dut.proc.stop(EXIT_GRACE);
+            inst.exit = match status {
+                Ok(Some(s)) => s.to_string(),
+                Ok(None) => "killed after SIGINT timed out".into(),
+                Err(e) => format!("stop failed: {e}"),
+            };
+            inst.workers = st.dut.summary.as_deref().and_then(dut::read_summary);
+            let _ = writeln!(st.pipes.stdin, "quit");
+            drop(st.pipes);
+            match st.gen.wait_exit(EXIT_GRACE) {
+                Ok(Some(s)) if s.code() == Some(3) => {
+                    inst.error = Some("the generator leaked mbufs (exit status 3)".into());
+                }
+                Ok(Some(_)) => {}
+                _ => {
+                    let _ = st.gen.stop(Duration::from_secs(5));
+                }
+            }
+        }
+        instances.push(inst);
+    }
+    Ok(BlockResult {
+        frame_size: block.frame_size.clone(),
+        routes: block.routes,
+        hugepages: opts.hugepages,
+        duts: instances,
+        rounds,
+    })
+}
+
+/// The generator's arguments against `kind` (a `--serve` session per round).
+fn pktgen_args(opts: &RunOptions, block: &BlockPlan, kind: DutKind, pid: u32) -> Vec<String> {
+    let p = &opts.plan;
+    let name = kind.name();
+    let mut a = vec![
+        "--serve".into(),
+        "--port".into(),
+        topo::client_vdev(name, 0),
+        "--port".into(),
+        topo::client_vdev(name, 1),
+        "--dst-mac".into(),
+        topo::GW_BLUE_MAC.into(),
+        "--src-ip".into(),
+        topo::SRC_IP.into(),
+        "--size".into(),
+        block.frame_size.clone(),
+        "--routes".into(),
+        block.routes.to_string(),
+        "--flows".into(),
+        p.flows.to_string(),
+        "--search".into(),
+        "--rate-max".into(),
+        format!("{}", p.rate_max_pps),
+        "--resolution".into(),
+        p.resolution.to_string(),
+        "--pdr-loss".into(),
+        p.pdr_loss_ratio.to_string(),
+        "--trials-max".into(),
+        p.trials_max.to_string(),
+        "--trial-s".into(),
+        p.trial_s.to_string(),
+        "--warmup-s".into(),
+        p.warmup_s.to_string(),
+        "--retries".into(),
+        p.retries.to_string(),
+        "--lag-limit-us".into(),
+        p.lag_limit_us.to_string(),
+        "--wait-limit-us".into(),
+        p.wait_limit_us.to_string(),
+        "--watch-pid".into(),
+        pid.to_string(),
+        "--watch-cpu".into(),
+        opts.placement.worker_core.to_string(),
+        "--lcore".into(),
+        opts.placement.generator_core.to_string(),
+        "--file-prefix".into(),
+        format!("bench-pktgen-{name}"),
+    ];
+    if !p.ladder.is_empty() {
+        a.push("--ladder".into());
+        a.push(
+            p.ladder
+                .iter()
+                .map(f64::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        a.push("--ladder-s".into());
+        a.push(p.ladder_s.to_string());
+    }
+    if !opts.hugepages {
+        a.push("--no-huge".into());
+    }
+    a
+}
+
+/// Measures one device once: resume it, ask its generator for a search and a ladder, freeze
+/// it again.
+fn measure(opts: &RunOptions, dir: &Path, round: usize, st: &mut Station) -> DutRun {
+    let kind = st.dut.kind;
+    let json = dir.join(format!("round{round}-{kind}.json"));
+    let _ = std::fs::remove_file(&json);
+    let command = st.command.clone();
+    if let Err(e) = st.dut.proc.resume() {
+        return DutRun::failed(kind, format!("resume: {e}"), command);
+    }
+    sleep(SETTLE);
+    // The search and the ladder: bounded by the plan, with a wide margin.
+    let p = &opts.plan;
+    let limit = Duration::from_secs_f64(
+        60.0 + (p.trials_max as f64 * (p.retries as f64 + 1.0) + p.ladder.len() as f64 + 2.0)
+            * (p.trial_s.max(p.ladder_s) + 0.5),
+    );
+    let asked =
+        writeln!(st.pipes.stdin, "{}", json.display()).and_then(|()| st.pipes.stdin.flush());
+    let answer = asked.map_err(|e| e.to_string()).and_then(|()| {
+        st.pipes
+            .lines
+            .recv_timeout(limit)
+            .map_err(|e| format!("no answer from the generator within {limit:?} ({e})"))
+    });
+    let _ = st.dut.proc.pause();
+    let report: Option<RunReport> = std::fs::read_to_string(&json)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    match (answer, report) {
+        (Ok(_), Some(r)) => {
+            let mut run = DutRun::from_report(kind, &r, json.display().to_string(), command);
+            if let Some(e) = &r.error {
+                run.ok = false;
+                run.error = Some(e.clone());
+            } else if r.mbufs_in_use_after != 0 {
+                run.error = Some(format!(
+                    "generator: {} mbufs in use after the session",
+                    r.mbufs_in_use_after
+                ));
+            }
+            run
+        }
+        (Ok(line), None) => DutRun::failed(kind, format!("no report ({line})"), command),
+        (Err(e), _) => DutRun::failed(kind, e, command),
+    }
+}
