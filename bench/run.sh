@@ -14,9 +14,12 @@ cd "$(dirname "$0")/.."
 mode=${1:-quick}
 shift || true
 
-cargo build --release --quiet -p perf --bin dvr-pktgen --bin dvr-bench
+cargo build --release --quiet -p perf --bin dvr-pktgen --bin dvr-bench --bin engine-icount
 cargo build --release --quiet -p dvr-router --bin dvrd
 bench/build-l3fwd.sh
+
+# The deterministic part first (seconds): instructions per packet, against the baseline.
+bench/icount.sh || echo "bench: instruction counts above the baseline (see above)" >&2
 
 args=(run --mode "$mode")
 # Hugepages: every DPDK process of the run together needs about 1 GiB.

@@ -9,11 +9,14 @@
 //! - [`sched`]: time the measured threads waited for a CPU (disturbed trials).
 //! - [`gen`]: the DPDK generator loop.
 //! - [`report`]: what the generator writes as JSON.
+//! - [`icount`]: instructions per packet of the forwarding engine (callgrind).
+//! - [`bench`]: the harness against l3fwd and testpmd.
 #![forbid(unsafe_code)]
 
 pub mod bench;
 pub mod frame;
 pub mod gen;
+pub mod icount;
 pub mod latency;
 pub mod report;
 pub mod routes;

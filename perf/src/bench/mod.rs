@@ -7,8 +7,10 @@
 //! - [`run`]: the interleaved rounds.
 //! - [`results`]: the results file and the medians and ratios over the rounds.
 //! - [`machine`]: machine and build facts.
+//! - [`icount`]: instructions per packet under callgrind (`dvr-bench icount`).
 //! - [`render`], [`plot`]: markdown tables and PNG plots.
 pub mod dut;
+pub mod icount;
 pub mod machine;
 pub mod plan;
 pub mod plot;

@@ -17,7 +17,7 @@ use perf::bench::dut::{DutKind, Placement, Programs};
 use perf::bench::plan::Plan;
 use perf::bench::results::RunResults;
 use perf::bench::run::{self, RunOptions};
-use perf::bench::{plot, render};
+use perf::bench::{icount as counts, plot, render};
 
 #[derive(Debug, Parser)]
 #[command(name = "dvr-bench", version, about)]
@@ -30,6 +30,8 @@ struct Args {
 enum Cmd {
     /// Runs the benchmark.
     Run(Box<RunArgs>),
+    /// Counts the forwarding engine's instructions per packet with callgrind.
+    Icount(IcountArgs),
     /// Renders the markdown and the plots of a results file again.
     Report {
         /// The results (JSON).
@@ -38,6 +40,25 @@ enum Cmd {
         #[arg(long)]
         update_doc: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct IcountArgs {
+    /// Bursts of 32 frames counted per scenario.
+    #[arg(long, default_value_t = 1000)]
+    iterations: usize,
+    /// The scenario runner.
+    #[arg(long, default_value = "target/release/engine-icount")]
+    binary: PathBuf,
+    /// Where the results go (`<stamp>-icount.json`).
+    #[arg(long, default_value = "bench/results")]
+    out: PathBuf,
+    /// Compare with this earlier result: fail when a scenario needs more instructions.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
+    /// Allowed increase over the baseline (fraction).
+    #[arg(long, default_value_t = 0.02)]
+    tolerance: f64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -97,6 +118,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let result = match args.command {
         Cmd::Run(r) => run_cmd(*r),
+        Cmd::Icount(a) => icount_cmd(&a),
         Cmd::Report {
             results,
             update_doc,
@@ -265,4 +287,29 @@ fn relative(path: &Path, base: &Path) -> PathBuf {
         out.push(c);
     }
     out
+}
+
+fn icount_cmd(a: &IcountArgs) -> Result<(), String> {
+    let results = counts::measure(&a.binary, a.iterations)?;
+    std::fs::create_dir_all(&a.out).map_err(|e| e.to_string())?;
+    let path = a.out.join(format!("{}-icount.json", utc("+%Y-%m-%d-%H%M")));
+    let text = serde_json::to_string_pretty(&results).map_err(|e| e.to_string())?;
+    std::fs::write(&path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
+    println!("{}", counts::markdown(&results, None));
+    eprintln!("dvr-bench: instruction counts in {}", path.display());
+    if let Some(base) = &a.baseline {
+        let text = std::fs::read_to_string(base).map_err(|e| format!("{}: {e}", base.display()))?;
+        let base: counts::IcountResults =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", base.display()))?;
+        println!("{}", counts::markdown(&results, Some(&base)));
+        let worse = counts::regressions(&results, &base, a.tolerance);
+        if !worse.is_empty() {
+            return Err(format!(
+                "more instructions per packet than the baseline (+{:.0}% allowed): {}",
+                a.tolerance * 100.0,
+                worse.join(", ")
+            ));
+        }
+    }
+    Ok(())
 }
