@@ -110,13 +110,13 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// Fails the test (never skips it) when it does not run as root or a tool is missing.
-pub fn require_environment() {
+/// What keeps the end-to-end tests (and the demo) from running here: not root, tools missing.
+/// Empty when all is well.
+pub fn environment_problems() -> Vec<String> {
     let mut problems = Vec::new();
     if !is_root() {
         problems.push(
-            "the end-to-end tests must run as root (network namespaces, veths, raw sockets)"
-                .to_string(),
+            "this must run as root (network namespaces, veths, raw sockets, DPDK)".to_string(),
         );
     }
     for (tool, package) in REQUIRED_TOOLS {
@@ -126,6 +126,12 @@ pub fn require_environment() {
             ));
         }
     }
+    problems
+}
+
+/// Fails the test (never skips it) when it does not run as root or a tool is missing.
+pub fn require_environment() {
+    let problems = environment_problems();
     assert!(
         problems.is_empty(),
         "end-to-end test environment incomplete:\n  - {}\nRun `sudo scripts/install-deps.sh` and run the tests as root \

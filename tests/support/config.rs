@@ -3,8 +3,8 @@
 //!
 //! Tests run several dvrd processes on a 2-core machine: EAL runs without hugepages on 256 MiB,
 //! each process has its own `file_prefix` and control socket, the control thread is on CPU 0
-//! and the one worker on CPU 1 (CPU 0 on a single-CPU machine), idling adaptively so that the
-//! processes share the cores.
+//! and the one worker on CPU 1 (CPU 0 on a single-CPU machine) unless [`DvrdConfig::cores`]
+//! says otherwise, idling adaptively so that the processes share the cores.
 
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
@@ -187,6 +187,10 @@ pub struct DvrdConfig {
     /// Appended verbatim at the end of the file. Must start with a table header (`[neighbor]`,
     /// `[icmp]`...): a bare key there would land in the last table written.
     pub extra_toml: String,
+    /// The CPU of the control thread (EAL main lcore).
+    pub main_core: usize,
+    /// The CPU of the one worker.
+    pub worker_core: usize,
 }
 
 /// The CPU of the (single) worker: 1, or 0 on a single-CPU machine.
@@ -239,6 +243,18 @@ impl DvrdConfig {
             log_level: "info".into(),
             eal_extra_args: Vec::new(),
             extra_toml: String::new(),
+            main_core: 0,
+            worker_core: worker_core(),
+        }
+    }
+
+    /// Puts the control thread on CPU `main` and the worker on CPU `worker` (several dvrd
+    /// processes on one machine spread over its cores this way).
+    pub fn cores(self, main: usize, worker: usize) -> Self {
+        DvrdConfig {
+            main_core: main,
+            worker_core: worker,
+            ..self
         }
     }
 
@@ -293,8 +309,8 @@ impl DvrdConfig {
             .collect();
         let _ = writeln!(
             w,
-            "[eal]\nmain_core = 0\nhugepages = false\nmemory_mb = {}",
-            self.memory_mb
+            "[eal]\nmain_core = {}\nhugepages = false\nmemory_mb = {}",
+            self.main_core, self.memory_mb
         );
         let _ = writeln!(
             w,
@@ -311,7 +327,7 @@ impl DvrdConfig {
         let _ = writeln!(
             w,
             "\n[[workers]]\ncore = {}\nrx = {}\n",
-            worker_core(),
+            self.worker_core,
             list(&rx)
         );
         for (i, p) in self.ports.iter().enumerate() {

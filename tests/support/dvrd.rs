@@ -8,9 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use dvr_router::api::client::Client;
+use dvr_router::api::view::StatsView;
+use dvr_router::stats::Snapshot;
 use serde_json::Value;
 
 use super::config::DvrdConfig;
+use super::net::Netns;
 use super::process::{describe, Process, POLL};
 use super::test_scope::{tail, Scope};
 
@@ -18,6 +22,8 @@ use super::test_scope::{tail, Scope};
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long dvrd gets to exit after SIGTERM (stop workers and ports, leak check, summary).
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long one control API call may take.
+pub const API_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The binary Cargo built for this test run; outside `cargo test` (the demo), the `dvrd`
 /// next to the running executable.
@@ -34,6 +40,19 @@ pub fn binary() -> PathBuf {
 /// A `dvrd` command with no `DVR_...` variables inherited (they would override the config).
 pub fn command() -> Command {
     let mut cmd = Command::new(binary());
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("DVR_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("RUST_BACKTRACE", "1");
+    cmd
+}
+
+/// A `dvrd` command that runs in namespace `netns` (`ip netns exec`), environment as in
+/// [`command`].
+pub fn command_in(netns: &Netns) -> Command {
+    let mut cmd = netns.command(&binary().to_string_lossy());
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("DVR_") {
             cmd.env_remove(k);
@@ -121,6 +140,20 @@ impl Dvrd {
         label: &str,
         make_toml: impl FnOnce(&str, &Path) -> String,
     ) -> Dvrd {
+        Dvrd::spawn_in(scope, label, None, make_toml)
+    }
+
+    /// [`spawn`](Self::spawn) inside namespace `netns` (None: the root namespace), the way a
+    /// host runs its router: its ports are the interfaces of that namespace. Several dvrd
+    /// processes with `net_af_packet` ports must not share a namespace: the driver names its
+    /// packet fanout group after the process id and the interface index, and two processes
+    /// whose numbers collide cannot both open their ports (`could not set PACKET_FANOUT`).
+    pub fn spawn_in(
+        scope: &Scope,
+        label: &str,
+        netns: Option<&Netns>,
+        make_toml: impl FnOnce(&str, &Path) -> String,
+    ) -> Dvrd {
         let label = scope.unique_label(label);
         let file_prefix = scope.dpdk_prefix(&label);
         let config_path = scope.file(&format!("{label}.toml"));
@@ -130,7 +163,10 @@ impl Dvrd {
         std::fs::write(&config_path, make_toml(&file_prefix, &socket))
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", config_path.display()));
         scope.register_log(&format!("{label} config"), &config_path);
-        let mut cmd = command();
+        let mut cmd = match netns {
+            Some(ns) => command_in(ns),
+            None => command(),
+        };
         cmd.arg("--config")
             .arg(&config_path)
             .arg("--ready-file")
@@ -205,6 +241,22 @@ impl Dvrd {
     /// The control API socket written in its config (`[control] socket`), for `dvrctl`.
     pub fn control_socket(&self) -> &Path {
         &self.control_socket
+    }
+
+    /// Its counters now, through the control API (`stats.show`: what `dvrctl stats` shows),
+    /// or why they cannot be read.
+    pub fn try_stats(&self) -> Result<Snapshot, String> {
+        let mut client = Client::connect(&self.control_socket, API_TIMEOUT)
+            .map_err(|e| format!("dvrd {}: control API: {e}", self.label))?;
+        let view: StatsView = client
+            .call_as("stats.show", Value::Null)
+            .map_err(|e| format!("dvrd {}: stats.show: {e}", self.label))?;
+        Ok(view.snapshot)
+    }
+
+    /// [`try_stats`](Self::try_stats); panics when the API does not answer.
+    pub fn stats(&self) -> Snapshot {
+        self.try_stats().unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// True while it runs.
@@ -306,6 +358,12 @@ impl Summary {
             .get(counter)
             .and_then(Value::as_u64)
             .unwrap_or_else(|| panic!("summary port `{name}` has no counter `{counter}`:\n{self}"))
+    }
+
+    /// The whole document as the daemon's own type (what `stats.show` returns too).
+    pub fn snapshot(&self) -> Snapshot {
+        serde_json::from_value(self.0.clone())
+            .unwrap_or_else(|e| panic!("the summary is no snapshot: {e}\n{self}"))
     }
 
     /// `mempool_in_use`, if present.

@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 
 use router_core::wire::{
     EtherType, EthernetAddress, EthernetFrame, EthernetRepr, Icmpv4Message, Icmpv4Packet,
-    Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr, VxlanPacket,
+    Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr, VxlanPacket, VxlanRepr,
 };
 
 /// An Ethernet address (`fa:16:3e:00:01:01`).
@@ -186,6 +186,86 @@ pub fn is_echo(frame: &[u8], reply: bool, src: Ipv4Addr, dst: Ipv4Addr) -> bool 
         }
         _ => false,
     }
+}
+
+/// A VXLAN frame as it crosses the fabric, taken apart: outer Ethernet, IPv4 and UDP, the
+/// VNI, and the inner frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tunnelled {
+    pub outer_src_mac: Mac,
+    pub outer_dst_mac: Mac,
+    pub src_vtep: Ipv4Addr,
+    pub dst_vtep: Ipv4Addr,
+    pub outer_ttl: u8,
+    pub dont_frag: bool,
+    /// The outer IPv4 header checksum is right.
+    pub outer_checksum_ok: bool,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub vni: u32,
+    /// The inner Ethernet frame.
+    pub inner: Vec<u8>,
+}
+
+impl Tunnelled {
+    /// Takes apart a frame to UDP port 4789; `None` for anything else.
+    pub fn parse(frame: &[u8]) -> Option<Tunnelled> {
+        let eth = ethernet_of(frame)?;
+        let ip = ipv4_of(frame)?;
+        let udp = udp_of(frame)?;
+        let vxlan = vxlan_of(frame)?;
+        Some(Tunnelled {
+            outer_src_mac: eth.src_addr(),
+            outer_dst_mac: eth.dst_addr(),
+            src_vtep: ip.src_addr(),
+            dst_vtep: ip.dst_addr(),
+            outer_ttl: ip.ttl(),
+            dont_frag: ip.dont_frag(),
+            outer_checksum_ok: ip.verify_checksum(),
+            src_port: udp.src_port(),
+            dst_port: udp.dst_port(),
+            vni: vxlan.vni(),
+            inner: vxlan.payload().to_vec(),
+        })
+    }
+
+    /// The inner frame's source and destination MACs.
+    pub fn inner_macs(&self) -> Option<(Mac, Mac)> {
+        let eth = ethernet_of(&self.inner)?;
+        Some((eth.src_addr(), eth.dst_addr()))
+    }
+}
+
+/// A VXLAN frame from `src_vtep` to `dst_vtep` (UDP source port `src_port`, destination 4789,
+/// outer DF set, TTL 64), carrying `inner` on `vni`, with outer MACs `src` -> `dst`.
+pub fn vxlan_frame(
+    dst: Mac,
+    src: Mac,
+    src_vtep: Ipv4Addr,
+    dst_vtep: Ipv4Addr,
+    src_port: u16,
+    vni: u32,
+    inner: &[u8],
+) -> Vec<u8> {
+    let repr = VxlanRepr { vni };
+    let mut vxlan = vec![0u8; repr.header_len() + inner.len()];
+    repr.emit(&mut VxlanPacket::new_unchecked(&mut vxlan[..]));
+    vxlan[repr.header_len()..].copy_from_slice(inner);
+    let udp = udp(
+        src_vtep,
+        dst_vtep,
+        src_port,
+        router_core::wire::VXLAN_PORT,
+        &vxlan,
+    );
+    let ip = ipv4(
+        Ipv4Fields {
+            dont_frag: true,
+            ..Ipv4Fields::new(src_vtep, dst_vtep, IpProtocol::Udp)
+        },
+        &udp,
+    );
+    ethernet(dst, src, EtherType::IPV4, &ip)
 }
 
 /// Hex, for failure messages.

@@ -21,6 +21,7 @@
 
 pub mod cmd;
 pub mod config;
+pub mod dvr;
 pub mod dvrd;
 pub mod frames;
 pub mod net;

@@ -158,6 +158,20 @@ impl Netns {
         dev: &str,
         remotes: &[Ipv4Addr],
     ) {
+        self.add_vxlan_with_mac(name, vni, local, dev, remotes, None);
+    }
+
+    /// [`add_vxlan`](Self::add_vxlan) with the device's MAC address set (an instance port's
+    /// MAC, for a kernel node that stands for a port on a tenant network).
+    pub fn add_vxlan_with_mac(
+        &self,
+        name: &str,
+        vni: u32,
+        local: Ipv4Addr,
+        dev: &str,
+        remotes: &[Ipv4Addr],
+        mac: Option<Mac>,
+    ) {
         let vni = vni.to_string();
         let local = local.to_string();
         self.ip(&[
@@ -176,6 +190,9 @@ impl Netns {
             "4789",
             "nolearning",
         ]);
+        if let Some(mac) = mac {
+            self.ip(&["link", "set", "dev", name, "address", &mac.to_string()]);
+        }
         for r in remotes {
             let r = r.to_string();
             run_ok(

@@ -13,9 +13,14 @@ use super::cmd::{require_environment, run};
 
 /// Longest Linux interface name (IFNAMSIZ - 1).
 pub const IFNAME_LEN_MAX: usize = 15;
-/// Length of the prefix of every name a scope creates: `dvt` and four hex digits (`dvt` is
-/// what `scripts/netns-cleanup.sh` removes after an interrupted run).
+/// Length of the prefix of every name a scope creates: `dvt` (tests) or `dvd` (the demo) and
+/// four hex digits (`dvt` and `dvd` are what `scripts/netns-cleanup.sh` removes after an
+/// interrupted run).
 pub const PREFIX_LEN: usize = 7;
+/// The first letters of every name a test creates.
+pub const TEST_PREFIX: &str = "dvt";
+/// The first letters of every name the demo (`dvr-demo`) creates.
+pub const DEMO_PREFIX: &str = "dvd";
 /// How long a test waits for another live run of the same test to finish.
 const LOCK_WAIT: Duration = Duration::from_secs(120);
 /// Where the lock files live (tmpfs: gone after a reboot, like the namespaces).
@@ -61,8 +66,13 @@ fn fnv1a(s: &str) -> u32 {
 
 /// The name prefix of a test: `dvt` and four hex digits of the hash of its path.
 pub fn prefix_of(test: &str) -> String {
-    let h = fnv1a(test);
-    format!("dvt{:04x}", (h >> 16) ^ (h & 0xffff))
+    prefix_with(TEST_PREFIX, test)
+}
+
+/// `base` and four hex digits of the hash of `name`.
+pub fn prefix_with(base: &str, name: &str) -> String {
+    let h = fnv1a(name);
+    format!("{base}{:04x}", (h >> 16) ^ (h & 0xffff))
 }
 
 impl Scope {
@@ -71,14 +81,35 @@ impl Scope {
     /// (`file::function`); use the `scope!()` macro.
     pub fn new(test: &str) -> Scope {
         require_environment();
-        let prefix = prefix_of(test);
-        assert_eq!(prefix.len(), PREFIX_LEN);
-        // Under `cargo test` logs go to the target folder; elsewhere (the demo) under /tmp.
-        let base = option_env!("CARGO_TARGET_TMPDIR").map_or_else(|| std::env::temp_dir().join("dvr"), PathBuf::from);
+        // Under `cargo test` logs go to the target folder; elsewhere under /tmp.
+        let base = option_env!("CARGO_TARGET_TMPDIR")
+            .map_or_else(|| std::env::temp_dir().join("dvr"), PathBuf::from);
         let mut dir = base.join("e2e");
         for part in test.split("::") {
             dir.push(part);
         }
+        let scope = Scope::create(test, prefix_of(test), dir);
+        eprintln!(
+            "[e2e] {test}: names start with `{}`, logs in {}",
+            scope.prefix(),
+            scope.dir().display()
+        );
+        scope
+    }
+
+    /// The scope of the demo `name` (`dvr-demo`): names start with `dvd`, logs go to
+    /// `/tmp/dvr-demo/` (emptied at the start). The caller checks the environment first
+    /// ([`environment_problems`](super::cmd::environment_problems)) and says what is missing
+    /// in its own words.
+    pub fn demo(name: &str) -> Scope {
+        let dir = std::env::temp_dir().join("dvr-demo");
+        Scope::create(name, prefix_with(DEMO_PREFIX, name), dir)
+    }
+
+    /// Waits for any live run of the same name, sweeps the leftovers of an earlier one, and
+    /// creates the empty folder `dir`.
+    fn create(test: &str, prefix: String, dir: PathBuf) -> Scope {
+        assert_eq!(prefix.len(), PREFIX_LEN);
         let lock = acquire_lock(&prefix, test);
         sweep(&prefix, &dir);
         match fs::remove_dir_all(&dir) {
@@ -87,10 +118,6 @@ impl Scope {
             Err(e) => panic!("cannot remove the old log folder {}: {e}", dir.display()),
         }
         fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
-        eprintln!(
-            "[e2e] {test}: names start with `{prefix}`, logs in {}",
-            dir.display()
-        );
         Scope {
             inner: Arc::new(Inner {
                 test: test.to_string(),

@@ -429,3 +429,146 @@ pub fn iperf3_client(netns: &Netns, server: Ipv4Addr, args: &[&str]) -> serde_js
     assert!(out.success(), "iperf3 failed: {out}");
     serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("iperf3 JSON: {e}\n{out}"))
 }
+
+/// The Python program that receives one TCP connection: listens on port argv[1], prints
+/// `listening`, writes every byte of the first connection to the file argv[2], prints
+/// `received N` when the sender has closed its side, and exits.
+const TCP_RECEIVER: &str = r#"
+import socket, sys
+port, out = int(sys.argv[1]), sys.argv[2]
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", port))
+s.listen(1)
+s.settimeout(60)
+print("listening", flush=True)
+c, peer = s.accept()
+c.settimeout(60)
+n = 0
+with open(out, "wb") as f:
+    while True:
+        b = c.recv(1 << 16)
+        if not b:
+            break
+        f.write(b)
+        n += len(b)
+c.close()
+print("received", n, flush=True)
+"#;
+
+/// The Python program that sends the file argv[3] over one TCP connection to argv[1]:argv[2],
+/// closes its side and waits for the receiver to close; prints `sent N SECONDS`.
+const TCP_SENDER: &str = r#"
+import socket, sys, time
+host, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+data = open(path, "rb").read()
+start = time.monotonic()
+c = socket.create_connection((host, port), timeout=30)
+c.sendall(data)
+c.shutdown(socket.SHUT_WR)
+while c.recv(1 << 16):
+    pass
+print("sent", len(data), time.monotonic() - start, flush=True)
+"#;
+
+/// How long a TCP receiver gets to start listening.
+const RECEIVER_START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a TCP receiver gets to write its file once the sender is done.
+const RECEIVER_EXIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One plain TCP transfer of a file.
+#[derive(Debug, Clone)]
+pub struct TcpTransfer {
+    /// Bytes the sender sent.
+    pub bytes: u64,
+    /// From connect to the receiver's close, as the sender measured it.
+    pub elapsed: Duration,
+    /// Where the receiver wrote what it got.
+    pub received: PathBuf,
+}
+
+impl TcpTransfer {
+    /// Megabits per second, as the sender saw it.
+    pub fn mbit_per_s(&self) -> f64 {
+        self.bytes as f64 * 8.0 / self.elapsed.as_secs_f64().max(1e-9) / 1e6
+    }
+}
+
+/// Sends `file` from `from` to `to_ip:port` (a receiver in `to`) over one plain TCP connection;
+/// the receiver writes `received` (in the scope's folder). Panics, with both sides' output,
+/// when the transfer does not complete.
+pub fn tcp_transfer(
+    from: &Netns,
+    to: &Netns,
+    to_ip: Ipv4Addr,
+    port: u16,
+    file: &Path,
+    received: &Path,
+) -> TcpTransfer {
+    let port_text = port.to_string();
+    let mut rx_cmd = to.command(python());
+    rx_cmd.args(["-c", TCP_RECEIVER, &port_text]).arg(received);
+    let mut receiver = Process::spawn(to.scope(), "tcp-receiver", rx_cmd);
+    if let Err(e) = receiver.wait_for_output("listening", RECEIVER_START_TIMEOUT) {
+        panic!("TCP receiver did not start: {e}");
+    }
+    let mut tx_cmd = from.command(python());
+    tx_cmd
+        .args(["-c", TCP_SENDER, &to_ip.to_string(), &port_text])
+        .arg(file);
+    let sent = output_of(&mut tx_cmd);
+    let done = receiver.wait_timeout(RECEIVER_EXIT_TIMEOUT);
+    assert!(
+        sent.success() && done.is_some_and(|s| s.success()),
+        "TCP transfer of {} to {to_ip}:{port} failed: {sent}\n--- receiver ({})\n{}{}",
+        file.display(),
+        done.map_or("still running".to_string(), describe),
+        receiver.stdout(),
+        receiver.stderr()
+    );
+    let mut words = sent
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("sent "))
+        .unwrap_or_else(|| panic!("no `sent` line from the TCP sender: {sent}"))
+        .split_whitespace();
+    let bytes = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+    let secs: f64 = words.next().and_then(|w| w.parse().ok()).unwrap_or(0.0);
+    TcpTransfer {
+        bytes,
+        elapsed: Duration::from_secs_f64(secs),
+        received: received.to_path_buf(),
+    }
+}
+
+/// Writes `len` random bytes (from /dev/urandom) to `path`.
+pub fn random_file(path: &Path, len: u64) {
+    use std::io::Read;
+    let mut data = Vec::new();
+    std::fs::File::open("/dev/urandom")
+        .and_then(|f| f.take(len).read_to_end(&mut data))
+        .unwrap_or_else(|e| panic!("/dev/urandom: {e}"));
+    std::fs::write(path, &data).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
+/// The SHA-256 of a file, in hex (`sha256sum`).
+pub fn sha256(path: &Path) -> String {
+    let out = output_of(Command::new("sha256sum").arg(path)).ok();
+    out.stdout
+        .split_whitespace()
+        .next()
+        .unwrap_or_else(|| panic!("no digest in `{}`", out.stdout))
+        .to_string()
+}
+
+/// The path MTU the kernel of `netns` has cached for `dst` (the `mtu N` of `ip route get`),
+/// and the whole answer.
+pub fn cached_path_mtu(netns: &Netns, dst: Ipv4Addr) -> (Option<u16>, String) {
+    let out = netns.ip(&["route", "get", &dst.to_string()]);
+    let words: Vec<&str> = out.split_whitespace().collect();
+    let mtu = words
+        .windows(2)
+        .find(|w| w[0] == "mtu")
+        .and_then(|w| w[1].parse().ok());
+    (mtu, out)
+}

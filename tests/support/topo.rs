@@ -290,6 +290,16 @@ impl FabricPort {
     pub fn port(&self, name: &str) -> PortCfg {
         PortCfg::fabric(name, self.link.name()).mtu(self.mtu)
     }
+
+    /// The interface's MAC: the dvrd fabric port's MAC (`net_af_packet` takes it over), the
+    /// outer destination of what peers send to this host.
+    pub fn mac(&self) -> Mac {
+        self.link.mac()
+    }
+
+    pub fn mtu(&self) -> u16 {
+        self.mtu
+    }
 }
 
 /// The bridge name inside the fabric's namespace.
@@ -314,6 +324,12 @@ impl Fabric {
     /// A veth from the root namespace (`<prefix><tag>`: the host's fabric port) to the
     /// bridge, MTU `mtu` (the underlay needs 50 bytes more than the tenant networks).
     pub fn attach_host(&mut self, tag: &str, mtu: u16) -> FabricPort {
+        self.attach_host_in(tag, mtu, None)
+    }
+
+    /// [`attach_host`](Self::attach_host) with the host's end in `host_ns` (None: the root
+    /// namespace), for a dvrd that runs in that namespace.
+    pub fn attach_host_in(&mut self, tag: &str, mtu: u16, host_ns: Option<&Netns>) -> FabricPort {
         assert!(
             tag.len() <= TAG_LEN_MAX,
             "fabric port tag `{tag}` is longer than {TAG_LEN_MAX}"
@@ -334,7 +350,11 @@ impl Fabric {
                 &bridge_side,
             ],
         );
-        let link = Link::adopt(&self.scope, None, &host);
+        let host_ns_name = host_ns.map(Netns::name);
+        if let Some(ns) = host_ns_name {
+            ip(None, &["link", "set", "dev", &host, "netns", ns]);
+        }
+        let link = Link::adopt(&self.scope, host_ns_name, &host);
         ip(
             None,
             &[
@@ -346,8 +366,8 @@ impl Fabric {
                 self.netns.name(),
             ],
         );
-        make_silent(None, &host);
-        disable_offloads(None, &host);
+        make_silent(host_ns_name, &host);
+        disable_offloads(host_ns_name, &host);
         link.set(&["mtu", &mtu_text, "up"]);
         self.plug(&bridge_side, &mtu_text);
         FabricPort { link, mtu }

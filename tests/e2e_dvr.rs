@@ -1,0 +1,1066 @@
+//! Per-host distributed virtual routing across hosts, end to end: three real `dvrd` processes
+//! (hosts A, B and C), each with its instances in network namespaces, a Linux bridge as the
+//! underlay between their fabric ports, and a centralised SNAT node (a kernel namespace with a
+//! Linux vxlan device). The topology is `support::dvr` (also the demo's): router `tenant1` with
+//! BLUE 10.0.1.0/24 and RED 10.0.2.0/24, router `tenant2` with the same subnets on other VNIs.
+//!
+//! Each test checks what docs/dvr-semantics.md promises, with the tools an operator would use:
+//! ping, arping, tcpdump captures on the instances, the fabric and the SNAT node (taken apart
+//! with the `router_core::wire` views), iperf3, plain TCP transfers compared by SHA-256, the
+//! routers' counters through the control API, and their exit summaries.
+//!
+//! Run as root: `cargo test --release -p dvr-router --test e2e_dvr -- --test-threads=1`.
+
+mod support;
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use dvr_router::stats::Snapshot;
+use router_core::wire::{ArpPacket, EtherType, Icmpv4Message, IpProtocol, Ipv4Packet};
+use support::dvr::{
+    port_stats, router_stats, Cloud, HostDef, InstanceDef, BLUE, BLUE2, BLUE2_A, BLUE_A, BLUE_C,
+    FABRIC_INNER_MTU, FABRIC_PORT, HOSTS, HOST_A, HOST_B, HOST_C, INSTANCES, OUTSIDE, RED, RED2,
+    RED2_B, RED_A, RED_B, SNAT_NODE, SNAT_PORT, SNAT_UNDERLAY_IF, SNAT_VXLAN_IF, TENANT1,
+};
+use support::dvrd::DvrdExit;
+use support::frames::{
+    ethernet, ethernet_of, icmp_echo_request, icmp_of, ipv4, ipv4_of, is_echo, vxlan_frame,
+    Ipv4Fields, Mac, Tunnelled,
+};
+use support::pcap::PcapRecord;
+use support::tools::{
+    cached_path_mtu, iperf3_client, iperf3_server, random_file, sha256, tcp_transfer,
+};
+use support::{scope, Capture, Netns, PingOpts};
+
+/// Linux's default TTL, and what is left after one router (DVR routes once, on the source host).
+const TTL_SENT: u8 = 64;
+const TTL_ROUTED: u8 = TTL_SENT - 1;
+/// How long a capture waits for a frame it expects.
+const CAPTURE_WAIT: Duration = Duration::from_secs(5);
+/// The lowest outer UDP source port (RFC 7348 section 5: 49152-65535 recommended).
+const ENTROPY_PORT_MIN: u16 = 49152;
+/// Sizes of the random files sent over plain TCP.
+const TRANSFER_BYTES: u64 = 4 << 20;
+const PMTU_TRANSFER_BYTES: u64 = 8 << 20;
+/// Data bytes of the echo requests injected on the fabric: ping never sends this many by
+/// default, so a capture tells them apart.
+const INJECTED_DATA_LEN: usize = 99;
+
+/// Pings that must all be answered: 5 requests 200 ms apart, 3 s for the last reply.
+fn pings(count: u32) -> PingOpts {
+    PingOpts {
+        count,
+        timeout: Duration::from_secs(3),
+        ..PingOpts::default()
+    }
+}
+
+/// Pings with `size` data bytes (to tell flows apart in captures).
+fn pings_of_size(count: u32, size: usize) -> PingOpts {
+    PingOpts {
+        size: Some(size),
+        ..pings(count)
+    }
+}
+
+/// Pings expected to fail: short timeouts.
+fn doomed_pings(count: u32, size: usize) -> PingOpts {
+    PingOpts {
+        count,
+        size: Some(size),
+        timeout: Duration::from_secs(1),
+        ..PingOpts::default()
+    }
+}
+
+/// The VXLAN frames among captured frames, taken apart.
+fn tunnelled(frames: &[PcapRecord]) -> Vec<Tunnelled> {
+    frames
+        .iter()
+        .filter_map(|r| Tunnelled::parse(&r.data))
+        .collect()
+}
+
+/// The tunnelled frames whose inner frame is an echo request (`reply` false) or reply from
+/// `src` to `dst`.
+fn tunnelled_echoes(t: &[Tunnelled], reply: bool, src: Ipv4Addr, dst: Ipv4Addr) -> Vec<Tunnelled> {
+    t.iter()
+        .filter(|t| is_echo(&t.inner, reply, src, dst))
+        .cloned()
+        .collect()
+}
+
+/// One line per tunnelled frame, for failure messages.
+fn describe(t: &[Tunnelled]) -> String {
+    t.iter()
+        .map(|t| {
+            let inner = match (ethernet_of(&t.inner), ipv4_of(&t.inner)) {
+                (Some(e), Some(ip)) => format!(
+                    "{} -> {} {} -> {} ttl {} len {}",
+                    e.src_addr(),
+                    e.dst_addr(),
+                    ip.src_addr(),
+                    ip.dst_addr(),
+                    ip.ttl(),
+                    ip.total_len()
+                ),
+                (Some(e), None) => {
+                    format!("{} -> {} {}", e.src_addr(), e.dst_addr(), e.ethertype())
+                }
+                _ => format!("{} bytes", t.inner.len()),
+            };
+            format!(
+                "  {}:{} -> {}:{} vni {} | {inner}\n",
+                t.src_vtep, t.src_port, t.dst_vtep, t.dst_port, t.vni
+            )
+        })
+        .collect()
+}
+
+/// The frames of a capture that are ICMP echo requests (`reply` false) or replies from `src`
+/// to `dst`.
+fn echoes(frames: &[PcapRecord], reply: bool, src: Ipv4Addr, dst: Ipv4Addr) -> Vec<Vec<u8>> {
+    frames
+        .iter()
+        .filter(|r| is_echo(&r.data, reply, src, dst))
+        .map(|r| r.data.clone())
+        .collect()
+}
+
+/// Ethernet source, destination and IPv4 TTL of a frame.
+fn macs_and_ttl(frame: &[u8]) -> (Mac, Mac, u8) {
+    let eth = ethernet_of(frame).expect("an Ethernet frame");
+    let ip = ipv4_of(frame).expect("an IPv4 frame");
+    (eth.src_addr(), eth.dst_addr(), ip.ttl())
+}
+
+/// IPv4 total length of a frame (0 when it is no IPv4 frame).
+fn ip_len(frame: &[u8]) -> u16 {
+    ipv4_of(frame).map_or(0, |ip| ip.total_len())
+}
+
+/// IPv4 total length of an echo with `data` bytes.
+fn echo_len(data: usize) -> u16 {
+    (20 + 8 + data) as u16
+}
+
+/// The counters counted between two snapshots of every host, in `HOSTS` order.
+fn deltas(before: &[Snapshot], after: &[Snapshot]) -> Vec<Snapshot> {
+    after.iter().zip(before).map(|(a, b)| a.since(b)).collect()
+}
+
+/// The index of a host in `HOSTS`.
+fn at(host: &HostDef) -> usize {
+    HOSTS
+        .iter()
+        .position(|h| h.name == host.name)
+        .expect("a dvrd host")
+}
+
+/// A one-line account of each host's routing and fabric counters, for failure messages.
+fn walk(d: &[Snapshot]) -> String {
+    HOSTS
+        .iter()
+        .zip(d)
+        .map(|(h, s)| {
+            let r = router_stats(s, TENANT1.name);
+            let f = port_stats(s, FABRIC_PORT);
+            format!(
+                "  {}: routed here {} to peers {} from peers {}; fabric tx {} rx {}; drops {:?}\n",
+                h.name,
+                r.routed_local,
+                r.routed_remote,
+                r.delivered_from_fabric,
+                f.tx_packets,
+                f.rx_packets,
+                s.drops.iter().filter(|(_, n)| **n > 0).collect::<Vec<_>>()
+            )
+        })
+        .collect()
+}
+
+/// Stops every router; each must exit 0 with every packet buffer back in its pool.
+fn stop_clean(cloud: &mut Cloud) -> Vec<DvrdExit> {
+    let exits = cloud.stop();
+    for (h, e) in HOSTS.iter().zip(&exits) {
+        let summary = e.assert_clean();
+        assert_eq!(
+            summary.mempool_in_use(),
+            Some(0),
+            "{}: packet buffers leaked\n{summary}",
+            h.name
+        );
+    }
+    exits
+}
+
+#[test]
+fn east_west_on_one_host_is_routed_there_and_never_touches_the_fabric() {
+    let s = scope!();
+    let mut cloud = Cloud::build(&s);
+    let (blue_a, red_a) = (cloud.instance(&BLUE_A), cloud.instance(&RED_A));
+    let on_fabric = cloud.fabric().capture("");
+    let at_red = red_a.capture("icmp");
+    let at_blue = blue_a.capture("icmp");
+    let before = cloud.stats();
+
+    blue_a.ping(RED_A.ip, &pings(5)).assert_all_answered();
+
+    let d = deltas(&before, &cloud.stats());
+    let requests = echoes(&at_red.stop(), false, BLUE_A.ip, RED_A.ip);
+    assert_eq!(requests.len(), 5, "echo requests at RED-A");
+    for f in &requests {
+        assert_eq!(
+            macs_and_ttl(f),
+            (RED.gateway_mac(), RED_A.mac(), TTL_ROUTED),
+            "request at RED-A: from RED's gateway MAC, routed once"
+        );
+        assert!(ipv4_of(f).unwrap().verify_checksum());
+    }
+    let replies = echoes(&at_blue.stop(), true, RED_A.ip, BLUE_A.ip);
+    assert_eq!(replies.len(), 5, "echo replies at BLUE-A");
+    for f in &replies {
+        assert_eq!(
+            macs_and_ttl(f),
+            (BLUE.gateway_mac(), BLUE_A.mac(), TTL_ROUTED)
+        );
+    }
+    // Nothing crossed the underlay: no frame at all on the bridge, flat fabric counters.
+    let fabric = on_fabric.stop();
+    assert!(
+        fabric.is_empty(),
+        "frames crossed the fabric for traffic local to host A:\n{}{}",
+        Capture::dump(&fabric),
+        describe(&tunnelled(&fabric))
+    );
+    for (h, s) in HOSTS.iter().zip(&d) {
+        let f = port_stats(s, FABRIC_PORT);
+        assert_eq!(
+            (f.tx_packets, f.rx_packets),
+            (0, 0),
+            "{}: fabric port counters moved\n{}",
+            h.name,
+            walk(&d)
+        );
+    }
+    let a = router_stats(&d[at(&HOST_A)], TENANT1.name);
+    assert_eq!(
+        (a.routed_local, a.routed_remote, a.delivered_from_fabric),
+        (10, 0, 0),
+        "host A routes the 5 requests and the 5 replies itself\n{}",
+        walk(&d)
+    );
+    for h in [&HOST_B, &HOST_C] {
+        let r = router_stats(&d[at(h)], TENANT1.name);
+        assert_eq!(
+            (r.routed_local, r.routed_remote, r.delivered_from_fabric),
+            (0, 0, 0),
+            "{} took part\n{}",
+            h.name,
+            walk(&d)
+        );
+    }
+    stop_clean(&mut cloud);
+}
+
+#[test]
+fn east_west_across_hosts_is_routed_at_the_source_and_bridged_at_the_destination() {
+    let s = scope!();
+    let mut cloud = Cloud::build(&s);
+    let (blue_a, red_b) = (cloud.instance(&BLUE_A), cloud.instance(&RED_B));
+    let (fab_a, fab_b) = (
+        cloud.fabric_port(&HOST_A).mac(),
+        cloud.fabric_port(&HOST_B).mac(),
+    );
+    let on_fabric = cloud.fabric().capture("udp port 4789");
+    let at_red_b = red_b.capture("icmp");
+    let at_blue_a = blue_a.capture("icmp");
+    let before = cloud.stats();
+
+    // The first request waits while host A resolves host B's VTEP (ARP on the fabric); it is
+    // held, not lost.
+    blue_a.ping(RED_B.ip, &pings(5)).assert_all_answered();
+
+    let d = deltas(&before, &cloud.stats());
+    let fabric = tunnelled(&on_fabric.stop());
+    let dump = describe(&fabric);
+
+    // BLUE-A -> RED-B: routed on host A, VXLAN on RED's VNI with host A's DVR MAC.
+    let requests = tunnelled_echoes(&fabric, false, BLUE_A.ip, RED_B.ip);
+    assert_eq!(requests.len(), 5, "requests on the fabric:\n{dump}");
+    for t in &requests {
+        assert_eq!(
+            (t.src_vtep, t.dst_vtep, t.dst_port),
+            (HOST_A.vtep, HOST_B.vtep, 4789),
+            "outer addresses: VTEP A to VTEP B, UDP 4789\n{dump}"
+        );
+        assert_eq!((t.outer_src_mac, t.outer_dst_mac), (fab_a, fab_b));
+        assert!(
+            t.src_port >= ENTROPY_PORT_MIN,
+            "outer UDP source port {} is not in 49152-65535",
+            t.src_port
+        );
+        assert!(t.outer_checksum_ok, "outer IPv4 checksum\n{dump}");
+        assert!(t.dont_frag, "the outer packet must have DF set");
+        assert_eq!(t.vni, RED.vni, "requests travel on RED's VNI\n{dump}");
+        assert_eq!(
+            t.inner_macs(),
+            Some((HOST_A.dvr_mac(), RED_B.mac())),
+            "inner source is host A's DVR MAC\n{dump}"
+        );
+        let inner = ipv4_of(&t.inner).unwrap();
+        assert_eq!(inner.ttl(), TTL_ROUTED, "routed once, on host A");
+        assert!(inner.verify_checksum());
+    }
+    // One flow, one outer source port (the hash of the inner flow).
+    assert!(
+        requests.iter().all(|t| t.src_port == requests[0].src_port),
+        "the outer source port changed within one flow\n{dump}"
+    );
+    // RED-B -> BLUE-A: routed on host B, VXLAN on BLUE's VNI with host B's DVR MAC.
+    let replies = tunnelled_echoes(&fabric, true, RED_B.ip, BLUE_A.ip);
+    assert_eq!(replies.len(), 5, "replies on the fabric:\n{dump}");
+    for t in &replies {
+        assert_eq!((t.src_vtep, t.dst_vtep), (HOST_B.vtep, HOST_A.vtep));
+        assert_eq!((t.outer_src_mac, t.outer_dst_mac), (fab_b, fab_a));
+        assert!(t.src_port >= ENTROPY_PORT_MIN && t.outer_checksum_ok && t.dont_frag);
+        assert_eq!(t.vni, BLUE.vni, "replies travel on BLUE's VNI\n{dump}");
+        assert_eq!(
+            t.inner_macs(),
+            Some((HOST_B.dvr_mac(), BLUE_A.mac())),
+            "inner source is host B's DVR MAC\n{dump}"
+        );
+        assert_eq!(ipv4_of(&t.inner).unwrap().ttl(), TTL_ROUTED);
+    }
+    // Delivered with the gateway MAC restored, not routed again.
+    let at_red = echoes(&at_red_b.stop(), false, BLUE_A.ip, RED_B.ip);
+    assert_eq!(at_red.len(), 5, "requests at RED-B");
+    for f in &at_red {
+        assert_eq!(
+            macs_and_ttl(f),
+            (RED.gateway_mac(), RED_B.mac(), TTL_ROUTED),
+            "RED-B sees RED's gateway MAC and TTL 63"
+        );
+        assert!(ipv4_of(f).unwrap().verify_checksum());
+    }
+    let at_blue = echoes(&at_blue_a.stop(), true, RED_B.ip, BLUE_A.ip);
+    assert_eq!(at_blue.len(), 5, "replies at BLUE-A");
+    for f in &at_blue {
+        assert_eq!(
+            macs_and_ttl(f),
+            (BLUE.gateway_mac(), BLUE_A.mac(), TTL_ROUTED)
+        );
+    }
+    // The routers' own account.
+    let a = router_stats(&d[at(&HOST_A)], TENANT1.name);
+    let b = router_stats(&d[at(&HOST_B)], TENANT1.name);
+    let c = router_stats(&d[at(&HOST_C)], TENANT1.name);
+    assert_eq!(
+        (a.routed_local, a.routed_remote, a.delivered_from_fabric),
+        (0, 5, 5),
+        "host A routes the requests to host B and delivers the replies\n{}",
+        walk(&d)
+    );
+    assert_eq!(
+        (b.routed_local, b.routed_remote, b.delivered_from_fabric),
+        (0, 5, 5),
+        "host B routes the replies to host A and delivers the requests\n{}",
+        walk(&d)
+    );
+    assert_eq!(
+        (c.routed_local, c.routed_remote, c.delivered_from_fabric),
+        (0, 0, 0),
+        "host C has no part in it\n{}",
+        walk(&d)
+    );
+    stop_clean(&mut cloud);
+}
+
+#[test]
+fn tcp_across_hosts_arrives_intact() {
+    let s = scope!();
+    let mut cloud = Cloud::build(&s);
+    let (blue_a, red_b) = (cloud.instance(&BLUE_A), cloud.instance(&RED_B));
+    blue_a.ping(RED_B.ip, &pings(2)).assert_all_answered();
+
+    let server = iperf3_server(red_b.netns(), "iperf3");
+    let report = iperf3_client(blue_a.netns(), RED_B.ip, &["-t", "3"]);
+    drop(server);
+    let received = report["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0);
+    let sent = report["end"]["sum_sent"]["bytes"].as_u64().unwrap_or(0);
+    let bps = report["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap_or(0.0);
+    let retransmits = report["end"]["sum_sent"]["retransmits"]
+        .as_u64()
+        .unwrap_or(0);
+    eprintln!(
+        "[e2e] iperf3 BLUE-A -> RED-B (host A -> host B): {:.1} Mbit/s, {received} bytes, {retransmits} retransmits",
+        bps / 1e6
+    );
+    // The sender counts what it wrote within the test's time; what was still in flight at the
+    // end is not counted as received.
+    assert!(
+        received > 1_000_000 && received <= sent,
+        "iperf3: {received} of {sent} bytes received"
+    );
+
+    // Plain TCP both ways, random bytes, compared by SHA-256.
+    for (from, to, to_ip, port, name) in [
+        (blue_a, red_b, RED_B.ip, 5001, "blue-to-red"),
+        (red_b, blue_a, BLUE_A.ip, 5002, "red-to-blue"),
+    ] {
+        let file = s.file(&format!("{name}.bin"));
+        let copy = s.file(&format!("{name}.received"));
+        random_file(&file, TRANSFER_BYTES);
+        let t = tcp_transfer(from.netns(), to.netns(), to_ip, port, &file, &copy);
+        eprintln!(
+            "[e2e] TCP {name}: {} bytes in {:?} ({:.1} Mbit/s)",
+            t.bytes,
+            t.elapsed,
+            t.mbit_per_s()
+        );
+        assert_eq!(t.bytes, TRANSFER_BYTES);
+        assert_eq!(
+            sha256(&copy),
+            sha256(&file),
+            "{name}: the received file differs from the sent one"
+        );
+    }
+    let d = cloud.stats();
+    for h in [&HOST_A, &HOST_B] {
+        let r = router_stats(&d[at(h)], TENANT1.name);
+        assert!(
+            r.routed_remote > 1000 && r.delivered_from_fabric > 1000,
+            "{}: the transfers were not routed across hosts\n{}",
+            h.name,
+            walk(&d)
+        );
+    }
+    stop_clean(&mut cloud);
+}
+
+#[test]
+fn overlapping_tenants_never_leak_into_each_other() {
+    let s = scope!();
+    let mut cloud = Cloud::build(&s);
+    let blue_a = cloud.instance(&BLUE_A);
+    let blue2_a = cloud.instance(&BLUE2_A);
+    // Tenant 1 pings with 101 data bytes, tenant 2 with 202: each capture tells them apart.
+    let (t1_data, t2_data) = (101, 202);
+    let at: Vec<(&InstanceDef, Capture)> = INSTANCES
+        .iter()
+        .map(|d| (*d, cloud.instance(d).capture("")))
+        .collect();
+    let on_fabric = cloud.fabric().capture("udp port 4789");
+    let on_snat = Capture::start(&s, Some(cloud.snat_node()), SNAT_VXLAN_IF, "");
+
+    // The same addresses in both tenants: each reaches its own.
+    blue_a
+        .ping(RED_B.ip, &pings_of_size(3, t1_data))
+        .assert_all_answered();
+    blue2_a
+        .ping(RED2_B.ip, &pings_of_size(3, t2_data))
+        .assert_all_answered();
+    // Addresses that exist only in tenant 1 are unreachable from tenant 2: RED-A (routed:
+    // tenant 2 has no such port), BLUE-C (bridged: tenant 2's BLUE2 has no such port), and
+    // the outside (tenant 2 has no SNAT default route).
+    for (dst, what) in [
+        (RED_A.ip, "RED-A"),
+        (BLUE_C.ip, "BLUE-C"),
+        (OUTSIDE, "the outside"),
+    ] {
+        let p = blue2_a.ping(dst, &doomed_pings(2, t2_data + 1));
+        assert_eq!(
+            p.received, 0,
+            "BLUE2-A (tenant 2) reached {what} ({dst}) of tenant 1\n{}",
+            p.output
+        );
+    }
+
+    let fabric = tunnelled(&on_fabric.stop());
+    let dump = describe(&fabric);
+    let t2_sizes = [echo_len(t2_data), echo_len(t2_data + 1)];
+    let mut seen: Vec<(&InstanceDef, Vec<PcapRecord>)> = Vec::new();
+    for (def, capture) in at {
+        let frames = capture.stop();
+        let foreign: Vec<u16> = match def.network.router.name {
+            "tenant1" => t2_sizes.to_vec(),
+            _ => vec![echo_len(t1_data)],
+        };
+        let leaked: Vec<&PcapRecord> = frames
+            .iter()
+            .filter(|r| foreign.contains(&ip_len(&r.data)))
+            .collect();
+        assert!(
+            leaked.is_empty(),
+            "{} ({}) saw the other tenant's packets:\n{}",
+            def.name,
+            def.network.router.name,
+            Capture::dump(&frames)
+        );
+        seen.push((def, frames));
+    }
+    let frames_of = |def: &InstanceDef| -> &[PcapRecord] {
+        &seen.iter().find(|(d, _)| d.tag == def.tag).unwrap().1
+    };
+    // The instances nobody pinged saw nothing at all.
+    for def in [&RED_A, &BLUE_C] {
+        assert!(
+            frames_of(def).is_empty(),
+            "{} saw frames meant for others:\n{}",
+            def.name,
+            Capture::dump(frames_of(def))
+        );
+    }
+    // Each twin got its own tenant's three requests, from its own gateway MAC.
+    for (def, data, gw) in [
+        (&RED_B, t1_data, RED.gateway_mac()),
+        (&RED2_B, t2_data, RED2.gateway_mac()),
+    ] {
+        let requests = echoes(frames_of(def), false, BLUE_A.ip, def.ip);
+        assert_eq!(
+            requests.len(),
+            3,
+            "{}: requests\n{}",
+            def.name,
+            Capture::dump(frames_of(def))
+        );
+        for f in &requests {
+            assert_eq!(
+                ip_len(f),
+                echo_len(data),
+                "{}: the other tenant's request",
+                def.name
+            );
+            assert_eq!(macs_and_ttl(f), (gw, def.mac(), TTL_ROUTED));
+        }
+    }
+    for (def, data, gw) in [
+        (&BLUE_A, t1_data, BLUE.gateway_mac()),
+        (&BLUE2_A, t2_data, BLUE2.gateway_mac()),
+    ] {
+        let replies = echoes(frames_of(def), true, RED_B.ip, def.ip);
+        assert_eq!(replies.len(), 3, "{}: replies", def.name);
+        for f in &replies {
+            assert_eq!(
+                ip_len(f),
+                echo_len(data),
+                "{}: the other tenant's reply",
+                def.name
+            );
+            assert_eq!(macs_and_ttl(f), (gw, def.mac(), TTL_ROUTED));
+        }
+    }
+    // On the fabric each tenant's traffic has its own VNIs.
+    for t in &fabric {
+        let len = ip_len(&t.inner);
+        if len == echo_len(t1_data) {
+            assert!(
+                t.vni == BLUE.vni || t.vni == RED.vni,
+                "tenant 1 traffic on VNI {}\n{dump}",
+                t.vni
+            );
+        } else if len == echo_len(t2_data) || len == echo_len(t2_data + 1) {
+            assert!(
+                t.vni == BLUE2.vni || t.vni == RED2.vni,
+                "tenant 2 traffic on VNI {}\n{dump}",
+                t.vni
+            );
+        }
+    }
+    let t2_requests = tunnelled_echoes(&fabric, false, BLUE2_A.ip, RED2_B.ip);
+    let t2_on_red2: Vec<&Tunnelled> = t2_requests
+        .iter()
+        .filter(|t| ip_len(&t.inner) == echo_len(t2_data))
+        .collect();
+    assert_eq!(
+        t2_on_red2.len(),
+        3,
+        "tenant 2's requests on the fabric:\n{dump}"
+    );
+    assert!(t2_on_red2
+        .iter()
+        .all(|t| t.vni == RED2.vni && t.inner_macs() == Some((HOST_A.dvr_mac(), RED2_B.mac()))));
+    let snat = on_snat.stop();
+    assert!(
+        snat.is_empty(),
+        "the SNAT node (tenant 1 only) saw traffic:\n{}",
+        Capture::dump(&snat)
+    );
+    stop_clean(&mut cloud);
+}
+
+#[test]
+fn traffic_to_the_outside_goes_to_the_snat_node_over_the_fabric() {
+    let s = scope!();
+    let mut cloud = Cloud::build(&s);
+    let snat = cloud.snat_node();
+    let on_underlay = Capture::start(&s, Some(snat), SNAT_UNDERLAY_IF, "udp port 4789");
+    let on_port = Capture::start(&s, Some(snat), SNAT_VXLAN_IF, "icmp");
+    let before = cloud.stats();
+
+    // BLUE-A (host A) and BLUE-C (host C) each go straight to the SNAT node, which answers
+    // for the outside address. RED-A's packets are routed onto BLUE toward it too (the SNAT
+    // node has no way back to RED here: no reply is expected).
+    cloud
+        .instance(&BLUE_A)
+        .ping(OUTSIDE, &pings(3))
+        .assert_all_answered();
+    cloud
+        .instance(&BLUE_C)
+        .ping(OUTSIDE, &pings(3))
+        .assert_all_answered();
+    let red = cloud.instance(&RED_A).ping(OUTSIDE, &doomed_pings(2, 56));
+    assert_eq!(red.received, 0, "{}", red.output);
+
+    let d = deltas(&before, &cloud.stats());
+    let underlay = tunnelled(&on_underlay.stop());
+    let dump = describe(&underlay);
+    for (def, host, count) in [
+        (&BLUE_A, &HOST_A, 3),
+        (&BLUE_C, &HOST_C, 3),
+        (&RED_A, &HOST_A, 2),
+    ] {
+        let requests = tunnelled_echoes(&underlay, false, def.ip, OUTSIDE);
+        assert_eq!(
+            requests.len(),
+            count,
+            "{}'s requests to {OUTSIDE} at the SNAT node:\n{dump}",
+            def.name
+        );
+        for t in &requests {
+            assert_eq!(
+                (t.src_vtep, t.dst_vtep, t.dst_port),
+                (host.vtep, SNAT_NODE.vtep, 4789),
+                "{}: straight from its host to the SNAT node\n{dump}",
+                def.name
+            );
+            assert_eq!(t.vni, BLUE.vni, "to the SNAT port's network, BLUE\n{dump}");
+            assert_eq!(
+                t.inner_macs(),
+                Some((host.dvr_mac(), SNAT_PORT.mac())),
+                "inner frame from the host's DVR MAC to the SNAT port's MAC\n{dump}"
+            );
+            assert_eq!(ipv4_of(&t.inner).unwrap().ttl(), TTL_ROUTED);
+            assert!(t.outer_checksum_ok && t.dont_frag && t.src_port >= ENTROPY_PORT_MIN);
+        }
+    }
+    // The answers come back bridged on BLUE from the SNAT port straight to each instance's
+    // host.
+    for (def, host) in [(&BLUE_A, &HOST_A), (&BLUE_C, &HOST_C)] {
+        let replies = tunnelled_echoes(&underlay, true, OUTSIDE, def.ip);
+        assert_eq!(replies.len(), 3, "replies to {}:\n{dump}", def.name);
+        for t in &replies {
+            assert_eq!(
+                (t.src_vtep, t.dst_vtep, t.vni),
+                (SNAT_NODE.vtep, host.vtep, BLUE.vni)
+            );
+            assert_eq!(t.inner_macs(), Some((SNAT_PORT.mac(), def.mac())));
+        }
+    }
+    let at_port = on_port.stop();
+    let seen = echoes(&at_port, false, BLUE_A.ip, OUTSIDE);
+    assert_eq!(
+        seen.len(),
+        3,
+        "at the SNAT port:\n{}",
+        Capture::dump(&at_port)
+    );
+    for f in &seen {
+        assert_eq!(
+            macs_and_ttl(f),
+            (HOST_A.dvr_mac(), SNAT_PORT.mac(), TTL_ROUTED)
+        );
+    }
+    // Host B has no part in it (it only hears the ARP broadcasts of the underlay).
+    let b = &d[at(&HOST_B)];
+    let rb = router_stats(b, TENANT1.name);
+    assert_eq!(
+        (
+            rb.routed_local,
+            rb.routed_remote,
+            rb.delivered_from_fabric,
+            b.bridged_from_fabric
+        ),
+        (0, 0, 0, 0),
+        "host B took part in the SNAT traffic\n{}",
+        walk(&d)
+    );
+    assert!(
+        !underlay.iter().any(|t| t.src_vtep == HOST_B.vtep),
+        "host B sent to the SNAT node:\n{dump}"
+    );
+    stop_clean(&mut cloud);
+}
+
+#[test]
+fn too_big_with_df_gets_frag_needed_and_path_mtu_discovery_makes_tcp_work() {
+    let s = scope!();
+    let mut cloud = Cloud::build(&s);
+    let (blue_a, red_b) = (cloud.instance(&BLUE_A), cloud.instance(&RED_B));
+    blue_a.ping(RED_B.ip, &pings(2)).assert_all_answered();
+    let at_blue = blue_a.capture("icmp");
+
+    // 1472 data bytes: a 1500-byte packet, 50 bytes more than fits in VXLAN on a 1500 fabric.
+    let big = blue_a.ping(
+        RED_B.ip,
+        &PingOpts {
+            size: Some(1472),
+            dont_fragment: true,
+            ..doomed_pings(3, 1472)
+        },
+    );
+    assert_eq!(big.received, 0, "{}", big.output);
+    assert!(
+        big.output
+            .stdout
+            .contains(&format!("mtu = {FABRIC_INNER_MTU}")),
+        "ping does not report the next-hop MTU:\n{}",
+        big.output
+    );
+    let error = at_blue
+        .wait_for(CAPTURE_WAIT, |f| {
+            icmp_of(f).is_some_and(|i| i.msg_type() == Icmpv4Message::DstUnreachable)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no ICMP error at BLUE-A:\n{}",
+                Capture::dump(&at_blue.frames())
+            )
+        });
+    let (eth, ip, icmp) = (
+        ethernet_of(&error.data).unwrap(),
+        ipv4_of(&error.data).unwrap(),
+        icmp_of(&error.data).unwrap(),
+    );
+    assert_eq!(
+        (icmp.code(), icmp.next_hop_mtu()),
+        (4, FABRIC_INNER_MTU),
+        "fragmentation needed with the fabric MTU less VXLAN (RFC 1191)"
+    );
+    assert_eq!(
+        (ip.src_addr(), ip.dst_addr()),
+        (BLUE.gateway, BLUE_A.ip),
+        "from the BLUE gateway IP"
+    );
+    assert_eq!(
+        (eth.src_addr(), eth.dst_addr()),
+        (BLUE.gateway_mac(), BLUE_A.mac())
+    );
+    assert!(ip.verify_checksum() && icmp.verify_checksum());
+    let quoted = Ipv4Packet::new_unchecked(&icmp.data()[..20]);
+    assert_eq!(
+        (quoted.src_addr(), quoted.dst_addr(), quoted.total_len()),
+        (BLUE_A.ip, RED_B.ip, 1500),
+        "the quote is the too-big datagram's header"
+    );
+    drop(at_blue);
+
+    // The sender's kernel took note: the path MTU to RED-B is cached at 1450.
+    let (mtu, route) = cached_path_mtu(blue_a.netns(), RED_B.ip);
+    assert_eq!(
+        mtu,
+        Some(FABRIC_INNER_MTU),
+        "ip route get {}: {route}",
+        RED_B.ip
+    );
+    // The largest packet that fits goes through.
+    let data_fits = usize::from(FABRIC_INNER_MTU) - 28;
+    blue_a
+        .ping(
+            RED_B.ip,
+            &PingOpts {
+                dont_fragment: true,
+                ..pings_of_size(3, data_fits)
+            },
+        )
+        .assert_all_answered();
+
+    // A large TCP transfer from BLUE-A: its segments fit the cached path MTU from the start.
+    let file = s.file("blue-a-to-red-b.bin");
+    let copy = s.file("blue-a-to-red-b.received");
+    random_file(&file, PMTU_TRANSFER_BYTES);
+    let t = tcp_transfer(blue_a.netns(), red_b.netns(), RED_B.ip, 5011, &file, &copy);
+    assert_eq!(t.bytes, PMTU_TRANSFER_BYTES);
+    assert_eq!(
+        sha256(&copy),
+        sha256(&file),
+        "BLUE-A to RED-B: the copy differs"
+    );
+    // A sender that knows nothing yet: RED-B to BLUE-C (host B to host C). BLUE-C offers a
+    // 1460-byte MSS, RED-B's first full segments get fragmentation needed from host B, and
+    // its kernel lowers the path MTU in the middle of the transfer.
+    let blue_c = cloud.instance(&BLUE_C);
+    assert_eq!(cached_path_mtu(red_b.netns(), BLUE_C.ip).0, None);
+    let file = s.file("red-b-to-blue-c.bin");
+    let copy = s.file("red-b-to-blue-c.received");
+    random_file(&file, PMTU_TRANSFER_BYTES);
+    let t = tcp_transfer(red_b.netns(), blue_c.netns(), BLUE_C.ip, 5012, &file, &copy);
+    assert_eq!(t.bytes, PMTU_TRANSFER_BYTES);
+    assert_eq!(
+        sha256(&copy),
+        sha256(&file),
+        "RED-B to BLUE-C: the copy differs"
+    );
+    let (mtu, route) = cached_path_mtu(red_b.netns(), BLUE_C.ip);
+    assert_eq!(
+        mtu,
+        Some(FABRIC_INNER_MTU),
+        "RED-B did not learn the path MTU: ip route get {}: {route}",
+        BLUE_C.ip
+    );
+    let exits = stop_clean(&mut cloud);
+    // Host A answered the pings and host B the transfer's first segments; no packet without
+    // DF was too big (those would be dropped: the router does not fragment).
+    for h in [&HOST_A, &HOST_B] {
+        let summary = exits[at(h)].assert_clean();
+        let r = router_stats(&summary.snapshot(), TENANT1.name);
+        assert!(
+            r.icmp_errors >= 1,
+            "{}: no ICMP error sent\n{summary}",
+            h.name
+        );
+        assert_eq!(
+            summary.drop_count("fragmentation_unsupported"),
+            0,
+            "{}: a packet without DF was too big\n{summary}",
+            h.name
+        );
+    }
+}
+
+#[test]
+fn gateway_arp_and_ping_are_answered_on_every_host_and_never_cross_the_fabric() {
+    let s = scope!();
+    let mut cloud = Cloud::build(&s);
+    let on_fabric = cloud.fabric().capture("");
+    let before = cloud.stats();
+
+    for def in INSTANCES {
+        let inst = cloud.instance(def);
+        let gw = def.network.gateway;
+        let arp = inst.arping(gw, 2, Duration::from_secs(5));
+        assert!(
+            arp.replies.len() >= 2,
+            "{}: arping {gw} got {} replies\n{}",
+            def.name,
+            arp.replies.len(),
+            arp.output
+        );
+        assert_eq!(
+            arp.mac(),
+            def.network.gateway_mac(),
+            "{} ({} on {}): the gateway MAC of its own network",
+            def.name,
+            def.network.label,
+            def.host.name
+        );
+        let at_inst = inst.capture("icmp");
+        inst.ping(gw, &pings(3)).assert_all_answered();
+        let replies = echoes(&at_inst.stop(), true, gw, def.ip);
+        assert_eq!(replies.len(), 3, "{}: replies from {gw}", def.name);
+        for f in &replies {
+            let eth = ethernet_of(f).unwrap();
+            assert_eq!(
+                (eth.src_addr(), eth.dst_addr()),
+                (def.network.gateway_mac(), def.mac())
+            );
+            assert!(ipv4_of(f).unwrap().verify_checksum() && icmp_of(f).unwrap().verify_checksum());
+        }
+    }
+
+    let d = deltas(&before, &cloud.stats());
+    let frames = on_fabric.stop();
+    let gateways: Vec<Ipv4Addr> = [BLUE.gateway, RED.gateway].to_vec();
+    for r in &frames {
+        let eth = ethernet_of(&r.data);
+        let arp_target = eth
+            .as_ref()
+            .filter(|e| e.ethertype() == EtherType::ARP)
+            .and_then(|_| ArpPacket::new_checked(&r.data[14..]).ok())
+            .map(|a| a.target_ip());
+        assert!(
+            !arp_target.is_some_and(|t| gateways.contains(&t)),
+            "ARP for a gateway on the fabric:\n{}",
+            Capture::dump(&frames)
+        );
+    }
+    let tunnels = tunnelled(&frames);
+    assert!(
+        tunnels.is_empty(),
+        "gateway traffic crossed the fabric:\n{}",
+        describe(&tunnels)
+    );
+    assert!(
+        frames.is_empty(),
+        "frames on the fabric:\n{}",
+        Capture::dump(&frames)
+    );
+    for (h, s) in HOSTS.iter().zip(&d) {
+        let f = port_stats(s, FABRIC_PORT);
+        assert_eq!(
+            (f.tx_packets, f.rx_packets),
+            (0, 0),
+            "{}: fabric port counters moved\n{}",
+            h.name,
+            walk(&d)
+        );
+    }
+    stop_clean(&mut cloud);
+}
+
+/// An echo request from BLUE-A to RED-B as host A would have routed it: host A's DVR MAC (or
+/// `src_mac`) to RED-B's MAC, TTL 63, ICMP ident `ident`, [`INJECTED_DATA_LEN`] data bytes.
+fn routed_request(src_mac: Mac, ident: u16) -> Vec<u8> {
+    let icmp = icmp_echo_request(ident, 1, INJECTED_DATA_LEN);
+    let ip = ipv4(
+        Ipv4Fields {
+            ttl: TTL_ROUTED,
+            ident,
+            ..Ipv4Fields::new(BLUE_A.ip, RED_B.ip, IpProtocol::Icmp)
+        },
+        &icmp,
+    );
+    ethernet(RED_B.mac(), src_mac, EtherType::IPV4, &ip)
+}
+
+/// A frame injected on the fabric and the drop reason host B must count it under (`None`: it
+/// must be delivered).
+struct Forged {
+    what: &'static str,
+    reason: Option<&'static str>,
+    frame: Vec<u8>,
+}
+
+#[test]
+fn fabric_frames_that_cannot_be_trusted_are_dropped_by_reason_and_traffic_keeps_flowing() {
+    let s = scope!();
+    let mut cloud = Cloud::build(&s);
+    // A kernel node on the underlay that sends raw frames, from an address no host knows.
+    let probe = Netns::new(&s, "probe");
+    let unknown_vtep = Ipv4Addr::new(192, 0, 2, 99);
+    cloud
+        .fabric_mut()
+        .attach_node(&probe, "probe", "fab0", &format!("{unknown_vtep}/24"), 1500);
+    let probe_mac = probe.link_mac("fab0");
+    let host_b_mac = cloud.fabric_port(&HOST_B).mac();
+    let (blue_a, red_b) = (cloud.instance(&BLUE_A), cloud.instance(&RED_B));
+    blue_a.ping(RED_B.ip, &pings(2)).assert_all_answered();
+    let at_red_b = red_b.capture("icmp");
+
+    let to_b = |src_vtep: Ipv4Addr, vni: u32, inner: &[u8]| {
+        vxlan_frame(
+            host_b_mac,
+            probe_mac,
+            src_vtep,
+            HOST_B.vtep,
+            50000,
+            vni,
+            inner,
+        )
+    };
+    let dvr_a = HOST_A.dvr_mac();
+    let mut forged = vec![Forged {
+        what: "a well-formed routed frame from host A's VTEP (the control)",
+        reason: None,
+        frame: to_b(HOST_A.vtep, RED.vni, &routed_request(dvr_a, 0x6100)),
+    }];
+    for copy in 0..3u16 {
+        let base = 0x6200 + copy * 16;
+        forged.extend([
+            Forged {
+                what: "unknown VNI",
+                reason: Some("unknown_vni"),
+                frame: to_b(HOST_A.vtep, 4242, &routed_request(dvr_a, base)),
+            },
+            Forged {
+                what: "from a VTEP that is no peer's",
+                reason: Some("unknown_vtep"),
+                frame: to_b(unknown_vtep, RED.vni, &routed_request(dvr_a, base + 1)),
+            },
+            Forged {
+                what: "inner source in the DVR MAC range, no peer's DVR MAC",
+                reason: Some("unknown_dvr_mac"),
+                frame: to_b(
+                    HOST_A.vtep,
+                    RED.vni,
+                    &routed_request("fa:16:3f:00:00:99".parse().unwrap(), base + 2),
+                ),
+            },
+            Forged {
+                what: "inner frame shorter than an Ethernet header",
+                reason: Some("frame_truncated"),
+                frame: to_b(HOST_A.vtep, RED.vni, &routed_request(dvr_a, base + 3)[..10]),
+            },
+        ]);
+    }
+    let frames: Vec<Vec<u8>> = forged.iter().map(|f| f.frame.clone()).collect();
+    for (i, r) in support::inject_frames(&probe, "fab0", &frames)
+        .into_iter()
+        .enumerate()
+    {
+        if let Err(e) = r {
+            panic!("{} was not sent: {e}", forged[i].what);
+        }
+    }
+
+    // The control frame is delivered; nothing else is.
+    let control = at_red_b.wait_for(CAPTURE_WAIT, |f| {
+        ip_len(f) == echo_len(INJECTED_DATA_LEN)
+            && ipv4_of(f).is_some_and(|ip| ip.ident() == 0x6100)
+    });
+    let control = control.unwrap_or_else(|| {
+        panic!(
+            "the well-formed injected frame did not reach RED-B (the injector is broken):\n{}",
+            Capture::dump(&at_red_b.frames())
+        )
+    });
+    assert_eq!(
+        macs_and_ttl(&control.data),
+        (RED.gateway_mac(), RED_B.mac(), TTL_ROUTED)
+    );
+    // Still routing, both ways.
+    cloud.assert_running();
+    cloud
+        .instance(&BLUE_A)
+        .ping(RED_B.ip, &pings(3))
+        .assert_all_answered();
+    let injected: Vec<PcapRecord> = at_red_b
+        .stop()
+        .into_iter()
+        .filter(|r| {
+            is_echo(&r.data, false, BLUE_A.ip, RED_B.ip)
+                && ip_len(&r.data) == echo_len(INJECTED_DATA_LEN)
+        })
+        .collect();
+    assert_eq!(
+        injected.len(),
+        1,
+        "only the control frame may reach RED-B:\n{}",
+        Capture::dump(&injected)
+    );
+
+    let exits = stop_clean(&mut cloud);
+    let summary = exits[at(&HOST_B)].assert_clean();
+    for reason in [
+        "unknown_vni",
+        "unknown_vtep",
+        "unknown_dvr_mac",
+        "frame_truncated",
+    ] {
+        let what: Vec<&str> = forged
+            .iter()
+            .filter(|f| f.reason == Some(reason))
+            .map(|f| f.what)
+            .collect();
+        assert_eq!(
+            summary.drop_count(reason),
+            what.len() as u64,
+            "host B drops `{reason}` (for: {what:?})\ndrops: {:?}",
+            summary.drops()
+        );
+    }
+}
