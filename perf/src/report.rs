@@ -136,12 +136,16 @@ pub struct RunReport {
     pub search: Option<SearchReport>,
     /// The latency ladder (`--ladder`).
     pub ladder: Vec<LadderPoint>,
-    /// Mbufs of the generator's pool in use after the measurement, ports still open (0
-    /// unless the driver holds some).
+    /// Mbufs of the generator's pool in use after the measurement, ports still open (the
+    /// driver's posted RX buffers in zero-copy mode, otherwise 0).
     pub mbufs_in_use_after: u32,
-    /// Mbufs of the generator's pool still in use after the ports were closed (0: no leak;
-    /// also 0 in `--serve` reports, written before the ports close).
+    /// Mbufs of the generator's pool still in use after the ports were closed (0 in copy
+    /// mode unless something leaked; also 0 in `--serve` reports, written before the ports
+    /// close).
     pub mbufs_in_use_at_exit: u32,
+    /// Most mbufs the driver itself may hold at exit (memif zero-copy; 0 in copy mode): in
+    /// use above this is a leak.
+    pub mbufs_driver_hold_max: u32,
     /// The run was stopped by a signal.
     pub interrupted: bool,
     /// Why the measurement failed.

@@ -33,6 +33,9 @@ pub struct Machine {
     pub build_flags: String,
     /// Whether the harness raised its processes' priority.
     pub priority_boost: bool,
+    /// Real-time (SCHED_FIFO/RR) user processes at the start, which no priority of a normal
+    /// process can beat: `pid comm policy cpus`.
+    pub realtime_processes: Vec<String>,
 }
 
 fn output(program: &str, args: &[&str]) -> String {
@@ -98,6 +101,67 @@ impl Machine {
                 output("pkg-config", &["--modversion", "libdpdk"]),
             ),
             priority_boost,
+            realtime_processes: realtime_processes(),
         }
+    }
+}
+
+/// User processes scheduled SCHED_FIFO or SCHED_RR (kernel threads left out): each takes its
+/// CPU from every normal process, the benchmark's included, for as long as it runs.
+pub fn realtime_processes() -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // Fields after the parenthesised command: state is field 3; policy is field 41.
+        let Some((comm, rest)) = stat.split_once(") ") else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ppid = fields.get(1).copied().unwrap_or("0");
+        let policy = fields.get(38).copied().unwrap_or("0");
+        let kernel_thread = ppid == "2" || pid == "2";
+        if kernel_thread || !(policy == "1" || policy == "2") {
+            continue;
+        }
+        let cpus = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                    .map(|c| c.trim().to_owned())
+            })
+            .unwrap_or_default();
+        let comm = comm.split_once('(').map_or(comm, |(_, c)| c);
+        let policy = if policy == "1" { "FIFO" } else { "RR" };
+        found.push(format!("{pid} {comm} SCHED_{policy} cpus {cpus}"));
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn facts_are_collected() {
+        for rt in realtime_processes() {
+            eprintln!("{rt}");
+            assert!(rt.contains("SCHED_"));
+        }
+        let m = Machine::collect(true, false);
+        assert!(m.nproc >= 1);
+        assert!(load_average() >= 0.0);
     }
 }

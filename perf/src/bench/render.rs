@@ -80,6 +80,14 @@ pub fn markdown(r: &RunResults, plot_names: &[String]) -> String {
         r.placement.generator_core,
     );
 
+    if !m.realtime_processes.is_empty() {
+        let _ = writeln!(
+            md,
+            "**Real-time processes were running** (they preempt every normal process on their \
+             CPUs, the benchmark's included): {}.\n",
+            m.realtime_processes.join("; ")
+        );
+    }
     let header = |md: &mut String, first: &str, cols: &[String]| {
         let _ = writeln!(md, "| frame | routes | {first}{} |", cols.join(" | "));
         let _ = writeln!(

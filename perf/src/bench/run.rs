@@ -72,6 +72,12 @@ pub fn run(opts: &RunOptions) -> io::Result<RunResults> {
             machine.load_start
         ));
     }
+    for rt in &machine.realtime_processes {
+        say(&format!(
+            "real-time process {rt}: it preempts the benchmark on its CPUs whatever the \
+             priority; figures measured beside it say little"
+        ));
+    }
     let mut blocks = Vec::new();
     for (i, block) in opts.plan.blocks.iter().enumerate() {
         let dir = opts.work_dir.join(format!(
@@ -315,9 +321,9 @@ fn pktgen_args(opts: &RunOptions, block: &BlockPlan, kind: DutKind, pid: u32) ->
     let mut a = vec![
         "--serve".into(),
         "--port".into(),
-        topo::client_vdev(name, 0),
+        topo::client_vdev(name, 0, opts.hugepages),
         "--port".into(),
-        topo::client_vdev(name, 1),
+        topo::client_vdev(name, 1, opts.hugepages),
         "--dst-mac".into(),
         topo::GW_BLUE_MAC.into(),
         "--src-ip".into(),
@@ -409,7 +415,7 @@ fn measure(opts: &RunOptions, dir: &Path, round: usize, st: &mut Station) -> Dut
             if let Some(e) = &r.error {
                 run.ok = false;
                 run.error = Some(e.clone());
-            } else if r.mbufs_in_use_after != 0 {
+            } else if r.mbufs_in_use_after > r.mbufs_driver_hold_max {
                 run.error = Some(format!(
                     "generator: {} mbufs in use after the session",
                     r.mbufs_in_use_after

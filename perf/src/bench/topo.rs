@@ -57,12 +57,15 @@ pub fn server_vdev(dut: &str, port: usize) -> String {
     )
 }
 
-/// The generator's client vdev for port `port` of the device `dut`.
-pub fn client_vdev(dut: &str, port: usize) -> String {
+/// The generator's client vdev for port `port` of the device `dut`; `zero_copy` (needs
+/// hugepages) spares the generator one copy per packet each way, which about doubles the
+/// rate it can offer over memif. The device's side (server) copies either way.
+pub fn client_vdev(dut: &str, port: usize, zero_copy: bool) -> String {
     let mac = if port == 0 { GEN_TX_MAC } else { GEN_RX_MAC };
     format!(
-        "net_memif{port},role=client,socket={},id=0,mac={mac}",
-        socket(dut, port)
+        "net_memif{port},role=client,socket={},id=0,mac={mac}{}",
+        socket(dut, port),
+        if zero_copy { ",zero-copy=yes" } else { "" }
     )
 }
 
@@ -209,6 +212,7 @@ mod tests {
         assert!(remote.contains("fabric = true"));
         assert!(remote.contains("host = \"peer\""));
         assert!(remote.contains("hugepages = false"));
-        assert!(client_vdev("dvrd", 1).contains(GEN_RX_MAC));
+        assert!(client_vdev("dvrd", 1, false).contains(GEN_RX_MAC));
+        assert!(client_vdev("dvrd", 0, true).ends_with(",zero-copy=yes"));
     }
 }

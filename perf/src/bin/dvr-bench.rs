@@ -14,7 +14,7 @@ use std::process::{Command, ExitCode};
 use clap::{Parser, Subcommand};
 
 use perf::bench::dut::{DutKind, Placement, Programs};
-use perf::bench::plan::Plan;
+use perf::bench::plan::{BlockPlan, Plan};
 use perf::bench::results::RunResults;
 use perf::bench::run::{self, RunOptions};
 use perf::bench::{icount as counts, plot, render};
@@ -72,7 +72,8 @@ struct RunArgs {
     /// Only these devices (comma-separated: testpmd-io, l3fwd, dvrd, dvrd-vxlan).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
-    /// Only these route-table sizes (comma-separated).
+    /// These route-table sizes instead of the mode's (comma-separated), with the mode's frame
+    /// sizes.
     #[arg(long, value_delimiter = ',')]
     routes: Vec<usize>,
     /// Where the results go.
@@ -151,6 +152,30 @@ fn run_cmd(a: RunArgs) -> Result<(), String> {
     if let Some(r) = a.rounds {
         plan.rounds = r;
     }
+    if !a.routes.is_empty() {
+        let duts = plan
+            .blocks
+            .first()
+            .map(|b| b.duts.clone())
+            .unwrap_or_default();
+        let sizes: Vec<String> = plan.blocks.iter().fold(Vec::new(), |mut v, b| {
+            if !v.contains(&b.frame_size) {
+                v.push(b.frame_size.clone());
+            }
+            v
+        });
+        // The mode's frame sizes with these table sizes.
+        plan.blocks = sizes
+            .iter()
+            .flat_map(|size| {
+                a.routes.iter().map(|&routes| BlockPlan {
+                    frame_size: size.clone(),
+                    routes,
+                    duts: duts.clone(),
+                })
+            })
+            .collect();
+    }
     if !a.only.is_empty() {
         let keep: Vec<DutKind> = a
             .only
@@ -159,24 +184,6 @@ fn run_cmd(a: RunArgs) -> Result<(), String> {
             .collect::<Result<_, _>>()?;
         for b in &mut plan.blocks {
             b.duts.retain(|k| keep.contains(k));
-        }
-    }
-    if !a.routes.is_empty() {
-        plan.blocks.retain(|b| a.routes.contains(&b.routes));
-        if plan.blocks.is_empty() {
-            // Sizes the mode lacks: 64-byte blocks of those sizes.
-            let duts = Plan::named(&a.mode)
-                .and_then(|p| p.blocks.first().map(|b| b.duts.clone()))
-                .unwrap_or_default();
-            plan.blocks = a
-                .routes
-                .iter()
-                .map(|&routes| perf::bench::plan::BlockPlan {
-                    frame_size: "64".into(),
-                    routes,
-                    duts: duts.clone(),
-                })
-                .collect();
         }
     }
     let programs = Programs {
