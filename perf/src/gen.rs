@@ -718,7 +718,7 @@ mod tests {
         let small = "net_memif2,role=client,zero-copy=yes,rsize=8".to_owned();
         assert!(is_zero_copy(&zc) && !is_zero_copy(&copy));
         assert_eq!(device_name(&zc), "net_memif0");
-        assert_eq!(driver_hold_max(&[copy.clone()]), 0);
+        assert_eq!(driver_hold_max(std::slice::from_ref(&copy)), 0);
         assert_eq!(driver_hold_max(&[zc, copy, small]), 2048 + 32 + 512 + 32);
     }
 }
