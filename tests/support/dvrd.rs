@@ -191,7 +191,9 @@ impl Dvrd {
         let start = Instant::now();
         loop {
             if self.ready_path.exists() {
-                eprintln!("[e2e] {} ready after {:?}", self.label, start.elapsed());
+                if !self.scope.is_quiet() {
+                    eprintln!("[e2e] {} ready after {:?}", self.label, start.elapsed());
+                }
                 return;
             }
             if let Some(status) = self.process.try_wait() {

@@ -17,7 +17,7 @@
 //!
 //! Each test file uses a part of this module; `dead_code` and `unused_imports` are allowed for
 //! the rest.
-#![allow(dead_code, unused_imports)]
+#![allow(dead_code, unused_imports, unused_macros)]
 
 pub mod cmd;
 pub mod config;

@@ -49,6 +49,8 @@ struct Inner {
     logs: Mutex<Vec<(String, PathBuf)>>,
     /// Labels handed out, to keep them unique.
     labels: Mutex<BTreeMap<String, u32>>,
+    /// No progress messages on stderr (the demo prints its own).
+    quiet: bool,
 }
 
 impl fmt::Debug for Scope {
@@ -88,7 +90,7 @@ impl Scope {
         for part in test.split("::") {
             dir.push(part);
         }
-        let scope = Scope::create(test, prefix_of(test), dir);
+        let scope = Scope::create(test, prefix_of(test), dir, false);
         eprintln!(
             "[e2e] {test}: names start with `{}`, logs in {}",
             scope.prefix(),
@@ -103,12 +105,12 @@ impl Scope {
     /// in its own words.
     pub fn demo(name: &str) -> Scope {
         let dir = std::env::temp_dir().join("dvr-demo");
-        Scope::create(name, prefix_with(DEMO_PREFIX, name), dir)
+        Scope::create(name, prefix_with(DEMO_PREFIX, name), dir, true)
     }
 
     /// Waits for any live run of the same name, sweeps the leftovers of an earlier one, and
     /// creates the empty folder `dir`.
-    fn create(test: &str, prefix: String, dir: PathBuf) -> Scope {
+    fn create(test: &str, prefix: String, dir: PathBuf, quiet: bool) -> Scope {
         assert_eq!(prefix.len(), PREFIX_LEN);
         let lock = acquire_lock(&prefix, test);
         sweep(&prefix, &dir);
@@ -126,8 +128,14 @@ impl Scope {
                 lock,
                 logs: Mutex::new(Vec::new()),
                 labels: Mutex::new(BTreeMap::new()),
+                quiet,
             }),
         }
+    }
+
+    /// True when progress messages are not wanted on stderr (the demo's scope).
+    pub fn is_quiet(&self) -> bool {
+        self.inner.quiet
     }
 
     /// The test's path.
