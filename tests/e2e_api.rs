@@ -21,7 +21,6 @@ use support::config::{HostCfg, NetworkCfg};
 use support::{scope, CmdOutput, Dvrd, DvrdConfig, Instance, InstanceSpec, PingOpts, Scope};
 
 const HOST: &str = "host-a";
-const BLUE_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 5);
 const RED_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 7);
 const BLUE_MAC: &str = "fa:16:3e:aa:01:05";
 const RED_MAC: &str = "fa:16:3e:aa:02:07";
@@ -625,7 +624,8 @@ fn metrics_counters_histograms_trace_and_log_level() {
 /// One raw request line on a fresh connection, and the response line parsed.
 fn raw(socket: &Path, line: &[u8]) -> Value {
     let mut conn = UnixStream::connect(socket).expect("connect");
-    conn.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     conn.write_all(line).unwrap();
     conn.write_all(b"\n").unwrap();
     read_response(&mut conn)
@@ -637,7 +637,12 @@ fn read_response(conn: &mut UnixStream) -> Value {
     while conn.read(&mut byte).unwrap_or(0) == 1 && byte[0] != b'\n' {
         buf.push(byte[0]);
     }
-    serde_json::from_slice(&buf).unwrap_or_else(|e| panic!("response is not JSON ({e}): {}", String::from_utf8_lossy(&buf)))
+    serde_json::from_slice(&buf).unwrap_or_else(|e| {
+        panic!(
+            "response is not JSON ({e}): {}",
+            String::from_utf8_lossy(&buf)
+        )
+    })
 }
 
 /// Asserts `response` is the error `code` (naming `field` when given, its message containing
@@ -650,7 +655,10 @@ fn assert_error(what: &str, response: &Value, code: &str, field: Option<&str>, n
         assert_eq!(e["field"], f, "{what}: {response}");
     }
     let message = e["message"].as_str().unwrap_or_default();
-    assert!(message.contains(needle), "{what}: `{needle}` not in `{message}`");
+    assert!(
+        message.contains(needle),
+        "{what}: `{needle}` not in `{message}`"
+    );
 }
 
 #[test]
@@ -663,70 +671,164 @@ fn malformed_and_hostile_requests_are_refused_and_change_nothing() {
     ctl.ok("network add green vni 1003");
     let before = state(&ctl);
     let sock = ctl.socket.clone();
-    let req = |op: &str, args: Value| serde_json::to_vec(&json!({ "v": 1, "id": 9, "op": op, "args": args })).unwrap();
+    let req = |op: &str, args: Value| {
+        serde_json::to_vec(&json!({ "v": 1, "id": 9, "op": op, "args": args })).unwrap()
+    };
 
     // Each request is refused with a structured error naming what was wrong.
-    let cases: Vec<(&str, Vec<u8>, &str, Option<&str>, &str)> = vec![
-        ("not JSON", b"route add 10.9.0.0/16".to_vec(), "malformed", None, "not one JSON object"),
-        ("cut JSON", br#"{"v":1,"op":"router.add","args":{"name":"x""#.to_vec(), "malformed", None, "EOF"),
-        ("an array", b"[1,2,3]".to_vec(), "malformed", None, "JSON object"),
-        ("a key twice", br#"{"v":1,"op":"router.add","op":"router.del"}"#.to_vec(), "malformed", None, "given twice"),
-        ("no version", br#"{"op":"router.list"}"#.to_vec(), "unsupported_version", Some("v"), "missing field `v`"),
-        ("version 2", br#"{"v":2,"op":"router.list"}"#.to_vec(), "unsupported_version", Some("v"), "version 2"),
-        ("unknown op", req("router.rename", json!({})), "unknown_op", Some("op"), "router.rename"),
-        ("unknown field", req("router.add", json!({ "name": "x", "colour": "red" })), "invalid_argument", Some("colour"), "unknown field `colour`"),
-        ("missing field", req("route.add", json!({ "router": "tenant1", "via": "10.0.2.254" })), "invalid_argument", Some("prefix"), "missing field `prefix`"),
-        ("wrong type", req("network.add", json!({ "name": "n", "vni": "ten" })), "invalid_argument", Some("vni"), "invalid `vni`"),
+    // (what, request line, error code, field, part of the message)
+    type Case<'a> = (&'a str, Vec<u8>, &'a str, Option<&'a str>, &'a str);
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "not JSON",
+            b"route add 10.9.0.0/16".to_vec(),
+            "malformed",
+            None,
+            "not one JSON object",
+        ),
+        (
+            "cut JSON",
+            br#"{"v":1,"op":"router.add","args":{"name":"x""#.to_vec(),
+            "malformed",
+            None,
+            "EOF",
+        ),
+        (
+            "an array",
+            b"[1,2,3]".to_vec(),
+            "malformed",
+            None,
+            "JSON object",
+        ),
+        (
+            "a key twice",
+            br#"{"v":1,"op":"router.add","op":"router.del"}"#.to_vec(),
+            "malformed",
+            None,
+            "given twice",
+        ),
+        (
+            "no version",
+            br#"{"op":"router.list"}"#.to_vec(),
+            "unsupported_version",
+            Some("v"),
+            "missing field `v`",
+        ),
+        (
+            "version 2",
+            br#"{"v":2,"op":"router.list"}"#.to_vec(),
+            "unsupported_version",
+            Some("v"),
+            "version 2",
+        ),
+        (
+            "unknown op",
+            req("router.rename", json!({})),
+            "unknown_op",
+            Some("op"),
+            "router.rename",
+        ),
+        (
+            "unknown field",
+            req("router.add", json!({ "name": "x", "colour": "red" })),
+            "invalid_argument",
+            Some("colour"),
+            "unknown field `colour`",
+        ),
+        (
+            "missing field",
+            req(
+                "route.add",
+                json!({ "router": "tenant1", "via": "10.0.2.254" }),
+            ),
+            "invalid_argument",
+            Some("prefix"),
+            "missing field `prefix`",
+        ),
+        (
+            "wrong type",
+            req("network.add", json!({ "name": "n", "vni": "ten" })),
+            "invalid_argument",
+            Some("vni"),
+            "invalid `vni`",
+        ),
         (
             "unknown router",
-            req("route.add", json!({ "router": "nosuch", "prefix": "10.20.0.0/16", "via": "10.0.2.254" })),
+            req(
+                "route.add",
+                json!({ "router": "nosuch", "prefix": "10.20.0.0/16", "via": "10.0.2.254" }),
+            ),
             "not_found",
             None,
             "router `nosuch` does not exist",
         ),
         (
             "overlapping subnets",
-            req("interface.add", json!({ "router": "tenant1", "network": "green", "address": "10.0.1.129/25", "mac": "fa:16:3e:00:03:01" })),
+            req(
+                "interface.add",
+                json!({ "router": "tenant1", "network": "green", "address": "10.0.1.129/25", "mac": "fa:16:3e:00:03:01" }),
+            ),
             "invalid_argument",
             Some("interface.address"),
             "overlaps 10.0.1.0/24",
         ),
         (
             "multicast MAC",
-            req("port.add", json!({ "network": "blue", "ip": "10.0.1.9", "mac": "01:00:5e:00:00:09", "host": HOST })),
+            req(
+                "port.add",
+                json!({ "network": "blue", "ip": "10.0.1.9", "mac": "01:00:5e:00:00:09", "host": HOST }),
+            ),
             "invalid_argument",
             Some("mac"),
             "multicast",
         ),
         (
             "host bits set",
-            req("route.add", json!({ "router": "tenant1", "prefix": "10.20.0.1/16", "via": "10.0.2.254" })),
+            req(
+                "route.add",
+                json!({ "router": "tenant1", "prefix": "10.20.0.1/16", "via": "10.0.2.254" }),
+            ),
             "invalid_argument",
             Some("prefix"),
             "host bits set",
         ),
         (
             "duplicate route, other gateway",
-            req("route.add", json!({ "router": "tenant1", "prefix": "10.9.0.0/16", "via": "10.0.2.253" })),
+            req(
+                "route.add",
+                json!({ "router": "tenant1", "prefix": "10.9.0.0/16", "via": "10.0.2.253" }),
+            ),
             "conflict",
             None,
             "already exists with a different value",
         ),
         (
             "duplicate port, other MAC",
-            req("port.add", json!({ "network": "red", "ip": "10.0.2.7", "mac": "fa:16:3e:aa:02:99", "host": HOST })),
+            req(
+                "port.add",
+                json!({ "network": "red", "ip": "10.0.2.7", "mac": "fa:16:3e:aa:02:99", "host": HOST }),
+            ),
             "conflict",
             None,
             "10.0.2.7 on network red",
         ),
         (
             "MAC of another port",
-            req("port.add", json!({ "network": "red", "ip": "10.0.2.8", "mac": RED_MAC, "host": HOST })),
+            req(
+                "port.add",
+                json!({ "network": "red", "ip": "10.0.2.8", "mac": RED_MAC, "host": HOST }),
+            ),
             "conflict",
             None,
             "port with this MAC",
         ),
-        ("router in use", req("router.del", json!({ "name": "tenant1" })), "in_use", None, "in use"),
+        (
+            "router in use",
+            req("router.del", json!({ "name": "tenant1" })),
+            "in_use",
+            None,
+            "in use",
+        ),
         (
             "a batch refused whole",
             req(
@@ -741,7 +843,13 @@ fn malformed_and_hostile_requests_are_refused_and_change_nothing() {
             None,
             "change 2: network `nosuch` does not exist",
         ),
-        ("a query in a batch", req("batch", json!({ "changes": [{ "op": "router.list" }] })), "invalid_argument", Some("op"), "not a change"),
+        (
+            "a query in a batch",
+            req("batch", json!({ "changes": [{ "op": "router.list" }] })),
+            "invalid_argument",
+            Some("op"),
+            "not a change",
+        ),
     ];
     for (what, line, code, field, needle) in &cases {
         let response = raw(&sock, line);
@@ -751,55 +859,99 @@ fn malformed_and_hostile_requests_are_refused_and_change_nothing() {
         }
     }
     // Adding what exists with the same value is a no-op, not an error.
-    let same = raw(&sock, &req("route.add", json!({ "router": "tenant1", "prefix": "10.9.0.0/16", "via": "10.0.2.254" })));
-    assert_eq!(same, json!({ "v": 1, "id": 9, "ok": true, "result": { "changed": false } }));
+    let same = raw(
+        &sock,
+        &req(
+            "route.add",
+            json!({ "router": "tenant1", "prefix": "10.9.0.0/16", "via": "10.0.2.254" }),
+        ),
+    );
+    assert_eq!(
+        same,
+        json!({ "v": 1, "id": 9, "ok": true, "result": { "changed": false } })
+    );
 
     // Too large: answered, connection closed, the daemon unharmed.
     let mut huge = br#"{"v":1,"op":"router.add","args":{"name":""#.to_vec();
     huge.resize(dvr_router::api::REQUEST_BYTES_MAX + 1024, b'a');
     let mut conn = UnixStream::connect(&sock).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     let _ = conn.write_all(&huge);
-    assert_error("too large", &read_response(&mut conn), "too_large", None, "split a large batch");
+    assert_error(
+        "too large",
+        &read_response(&mut conn),
+        "too_large",
+        None,
+        "split a large batch",
+    );
 
     // A client that goes away in the middle of a request: nothing is applied.
     let mut conn = UnixStream::connect(&sock).unwrap();
-    conn.write_all(&req("router.add", json!({ "name": "half" }))).unwrap();
+    conn.write_all(&req("router.add", json!({ "name": "half" })))
+        .unwrap();
     drop(conn);
 
     // Pipelined requests on one connection are answered in order.
     let mut conn = UnixStream::connect(&sock).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     let mut burst = Vec::new();
     for id in 0..500 {
-        burst.extend_from_slice(format!("{{\"v\":1,\"id\":{id},\"op\":\"router.list\"}}\n").as_bytes());
+        burst.extend_from_slice(
+            format!("{{\"v\":1,\"id\":{id},\"op\":\"router.list\"}}\n").as_bytes(),
+        );
     }
     conn.write_all(&burst).unwrap();
     for id in 0..500 {
         let r = read_response(&mut conn);
-        assert_eq!((r["id"].as_u64(), r["ok"].as_bool()), (Some(id), Some(true)), "{r}");
+        assert_eq!(
+            (r["id"].as_u64(), r["ok"].as_bool()),
+            (Some(id), Some(true)),
+            "{r}"
+        );
     }
 
     // Clients that connect and say nothing, or stop half-way: up to the limit they each hold
     // a connection; one more is turned away; none of them stalls the daemon or the data path.
     let limit = dvr_router::api::CONNECTIONS_MAX;
-    let mut idle: Vec<UnixStream> = (0..limit - 1).map(|_| UnixStream::connect(&sock).unwrap()).collect();
-    idle[0].write_all(br#"{"v":1,"op":"router.add","args":{"na"#).unwrap();
+    let mut idle: Vec<UnixStream> = (0..limit - 1)
+        .map(|_| UnixStream::connect(&sock).unwrap())
+        .collect();
+    idle[0]
+        .write_all(br#"{"v":1,"op":"router.add","args":{"na"#)
+        .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let started = Instant::now();
     let busy = raw(&sock, &req("router.list", json!({})));
-    assert_error("one client too many", &busy, "busy", None, "too many clients");
-    assert!(started.elapsed() < Duration::from_secs(2), "refused at once");
+    assert_error(
+        "one client too many",
+        &busy,
+        "busy",
+        None,
+        "too many clients",
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "refused at once"
+    );
     blue.ping(RED_IP, &PingOpts::count(3)).assert_all_answered();
     drop(conn);
     idle.clear();
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(raw(&sock, &req("version", json!({})))["ok"], true, "served again once the clients left");
+    assert_eq!(
+        raw(&sock, &req("version", json!({})))["ok"],
+        true,
+        "served again once the clients left"
+    );
 
     // dvrctl's exit codes and its JSON errors.
     let (code, err) = ctl.fails("route add 10.20.0.1/16 via 10.0.2.254 router tenant1");
     assert_eq!(code, EXIT_REFUSED, "{err}");
-    assert!(err.contains("invalid_argument") && err.contains("host bits"), "{err}");
+    assert!(
+        err.contains("invalid_argument") && err.contains("host bits"),
+        "{err}"
+    );
     let (code, err) = ctl.fails("route frobnicate");
     assert_eq!(code, EXIT_USAGE, "{err}");
     let (code, _) = ctl.fails("router del nosuch");
@@ -808,7 +960,9 @@ fn malformed_and_hostile_requests_are_refused_and_change_nothing() {
     assert_eq!(out.code, Some(EXIT_NOT_FOUND));
     let e: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(e["error"]["code"], "not_found", "{e}");
-    let unreachable = Ctl { socket: s.file("no-such.sock") };
+    let unreachable = Ctl {
+        socket: s.file("no-such.sock"),
+    };
     let (code, err) = unreachable.fails("stats");
     assert_eq!(code, EXIT_UNREACHABLE, "{err}");
 

@@ -259,12 +259,14 @@ fn run_one(cli: &Cli, timeout: Duration, plan: Plan) -> Result<(), Failure> {
 fn run_batch_file(cli: &Cli, file: &Path, timeout: Duration) -> Result<(), Failure> {
     let lines = read_lines(file)?;
     let mut client = connect(cli, timeout)?;
+    let mut parser = LineParser::new();
     let started = Instant::now();
     let (mut ok, mut first_failure) = (0usize, None);
     let mut sent = 0usize;
     for (n, line) in lines {
         let words: Vec<&str> = line.split_whitespace().collect();
-        let outcome = parse_words(&words)
+        let outcome = parser
+            .parse(&words)
             .map_err(|f| Failure {
                 message: format!("{}:{n}: {}", file.display(), f.message),
                 ..f
@@ -335,13 +337,14 @@ fn read_lines(file: &Path) -> Result<Vec<(usize, String)>, Failure> {
 /// The changes of a file of add/del/set commands, as batch items.
 fn changes_of_file(file: &Path) -> Result<Vec<Value>, Failure> {
     let mut changes = Vec::new();
+    let mut parser = LineParser::new();
     for (n, line) in read_lines(file)? {
         let words: Vec<&str> = line.split_whitespace().collect();
         let at = |f: Failure| Failure {
             message: format!("{}:{n}: {}", file.display(), f.message),
             ..f
         };
-        match parse_words(&words).map_err(at)? {
+        match parser.parse(&words).map_err(at)? {
             Plan::One(r) if is_change(r.op) => changes.push(json!({ "op": r.op, "args": r.args })),
             _ => {
                 return Err(at(Failure::usage(format!(
@@ -359,18 +362,37 @@ fn is_change(op: &str) -> bool {
         .any(|o| o.name == op && o.change)
 }
 
-/// Parses one command of a batch file with the command line's grammar.
-fn parse_words(words: &[&str]) -> Result<Plan, Failure> {
-    let argv = std::iter::once("dvrctl").chain(words.iter().copied());
-    #[derive(Debug, Parser)]
-    struct Line {
-        #[command(subcommand)]
-        command: Command,
+/// The grammar of one command of a file: the command line's, without the options.
+#[derive(Debug, Parser)]
+#[command(name = "dvrctl")]
+struct Line {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Parses the commands of a file with the command line's grammar, built once (building it
+/// costs far more than parsing one line with it).
+struct LineParser {
+    grammar: clap::Command,
+}
+
+impl LineParser {
+    fn new() -> Self {
+        LineParser {
+            grammar: <Line as clap::CommandFactory>::command(),
+        }
     }
-    let line = Line::try_parse_from(argv).map_err(|e| {
-        Failure::usage(e.to_string().lines().next().unwrap_or_default().to_string())
-    })?;
-    plan(&line.command)
+
+    fn parse(&mut self, words: &[&str]) -> Result<Plan, Failure> {
+        use clap::FromArgMatches as _;
+        let argv = std::iter::once("dvrctl").chain(words.iter().copied());
+        let usage = |e: clap::Error| {
+            Failure::usage(e.to_string().lines().next().unwrap_or_default().to_string())
+        };
+        let matches = self.grammar.try_get_matches_from_mut(argv).map_err(usage)?;
+        let line = Line::from_arg_matches(&matches).map_err(usage)?;
+        plan(&line.command)
+    }
 }
 
 /// Keyword arguments after the verb, `ip` style: `via 10.0.2.254 router tenant1 replace`.
@@ -1124,7 +1146,7 @@ mod tests {
 
     fn parse(line: &str) -> Result<Req, Failure> {
         let words: Vec<&str> = line.split_whitespace().collect();
-        match parse_words(&words)? {
+        match LineParser::new().parse(&words)? {
             Plan::One(r) => Ok(r),
             Plan::Apply(_) => panic!("apply"),
         }
@@ -1249,7 +1271,10 @@ mod tests {
             assert_eq!(f.code, EXIT_USAGE, "{line}");
             assert!(f.message.contains(needle), "{line}: {}", f.message);
         }
-        assert_eq!(parse_words(&["frobnicate"]).unwrap_err().code, EXIT_USAGE);
+        assert_eq!(
+            LineParser::new().parse(&["frobnicate"]).unwrap_err().code,
+            EXIT_USAGE
+        );
     }
 
     #[test]
