@@ -39,6 +39,11 @@ const START_DELAY: Duration = Duration::from_micros(200);
 /// lag limit for this fraction of the trial: it could not keep up, rather than being held up
 /// once (a preempted thread catches up within a few milliseconds).
 const LAGGING_FRACTION_MAX: f64 = 0.25;
+/// A trial is cut short once the generator has been behind its schedule (by more than the lag
+/// limit) for this fraction of the time since the start...
+const ABORT_LAGGING_FRACTION: f64 = 0.75;
+/// ... and at least this long.
+const ABORT_AFTER: Duration = Duration::from_millis(50);
 /// Trial number of the readiness probe (real trials count from 1).
 const PROBE_TRIAL: u16 = 0;
 
@@ -356,6 +361,10 @@ impl Generator {
         let mut replies: MbufBurst<BURST> = MbufBurst::new();
 
         let start = tsc() + (START_DELAY.as_secs_f64() * hz) as u64;
+        let abort_after = start + (ABORT_AFTER.as_secs_f64() * hz) as u64;
+        // Packets per port of the schedule; cut short when the generator cannot keep up.
+        let mut target = [per_port; PORTS_MAX];
+        let mut aborted = false;
         let mut all_sent_at: Option<u64> = None;
         loop {
             let now = tsc();
@@ -364,11 +373,11 @@ impl Generator {
                 let mut all_sent = true;
                 for (t, txp) in tx.iter().enumerate() {
                     let k0 = next_k[t];
-                    if k0 >= per_port {
+                    if k0 >= target[t] {
                         continue;
                     }
                     all_sent = false;
-                    let due = ((((now - start) as f64) / period) as u64 + 1).min(per_port);
+                    let due = ((((now - start) as f64) / period) as u64 + 1).min(target[t]);
                     if due <= k0 {
                         continue;
                     }
@@ -410,7 +419,7 @@ impl Generator {
                         burst.clear();
                     }
                     next_k[t] = k0 + n as u64;
-                    if next_k[t] == per_port {
+                    if next_k[t] == target[t] {
                         lag_end = lag_end.max(lag);
                         last_send = last_send.max(now);
                     }
@@ -421,6 +430,16 @@ impl Generator {
             }
             if lagging {
                 lagging_cycles += now - prev_now;
+                // Behind nearly all the time: the rate is beyond the generator. Stop here
+                // rather than spend many times the trial's length sending the rest.
+                if !aborted
+                    && now >= abort_after
+                    && lagging_cycles as f64 >= ABORT_LAGGING_FRACTION * (now - start) as f64
+                {
+                    aborted = true;
+                    target = next_k;
+                    last_send = now;
+                }
             }
             prev_now = now;
             for port in ports.iter_mut() {
@@ -452,7 +471,7 @@ impl Generator {
         let counts = seq.counts();
         let distinct = counts.distinct();
         let lost = offered.saturating_sub(distinct);
-        let duration_s = per_port as f64 / port_rate;
+        let duration_s = target[..n_tx].iter().max().copied().unwrap_or(0) as f64 / port_rate;
         let send_span_s = last_send.saturating_sub(start) as f64 / hz;
         let tx_pps_achieved = if send_span_s > duration_s {
             offered as f64 / send_span_s
@@ -494,7 +513,11 @@ impl Generator {
             tx_pps_achieved,
             tx_lag_max_ns: lag_max as f64 * 1e9 / hz,
             tx_lag_end_ns: lag_end_s * 1e9,
-            generator_limited: lagging_s > LAGGING_FRACTION_MAX * duration_s,
+            // Behind for long, and not because the generator waited for a CPU: its limit.
+            generator_limited: (aborted
+                || lagging_s > LAGGING_FRACTION_MAX * duration_s.max(send_span_s))
+                && (waits.own_ns as f64) < 0.5e9 * lagging_s,
+            aborted,
             device_wait_ns: waits.device_ns,
             generator_wait_ns: waits.own_ns,
             disturbed: lag_max > *lag_limit_cycles || waited > self.wait_limit,

@@ -12,7 +12,7 @@ pub struct TrialReport {
     pub trial: u16,
     /// Offered rate, packets per second, all TX ports together.
     pub rate_pps: f64,
-    /// Length of the send schedule, seconds.
+    /// Length of the send schedule, seconds (shorter than asked when aborted).
     pub duration_s: f64,
     /// Packets the schedule offered (sent or not).
     pub offered: u64,
@@ -43,7 +43,7 @@ pub struct TrialReport {
     pub foreign: u64,
     /// ARP requests answered.
     pub arp_replies: u64,
-    /// Test packets received per second of the schedule.
+    /// Test packets received per second of the time the sending took.
     pub rx_pps: f64,
     /// Received test traffic in Gbit/s of Ethernet frames (FCS included, no preamble or gap).
     pub rx_gbps: f64,
@@ -59,6 +59,8 @@ pub struct TrialReport {
     pub generator_wait_ns: u64,
     /// The generator fell behind its schedule for good: the trial says nothing about the device.
     pub generator_limited: bool,
+    /// The generator fell so far behind that it stopped the trial early (generator-limited).
+    pub aborted: bool,
     /// The generator was held up at some point (lag above the limit), or the watched threads
     /// waited for a CPU longer than the limit: the trial measured the machine's other work as
     /// much as the device. Such trials are repeated.

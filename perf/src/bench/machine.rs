@@ -63,6 +63,35 @@ pub fn load_average() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Busy share of all CPUs (0 to 1) over `window`, from `/proc/stat`: taken while the
+/// benchmark's own processes are frozen or idle, it is the load of the machine's other work.
+pub fn busy_share(window: std::time::Duration) -> f64 {
+    fn sample() -> Option<(u64, u64)> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let line = stat.lines().next()?.strip_prefix("cpu ")?;
+        let v: Vec<u64> = line
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal (guest time is inside user).
+        let total: u64 = v.iter().take(8).sum();
+        let idle = v.get(3)? + v.get(4)?;
+        Some((total, idle))
+    }
+    let Some((t0, i0)) = sample() else {
+        return 0.0;
+    };
+    std::thread::sleep(window);
+    let Some((t1, i1)) = sample() else {
+        return 0.0;
+    };
+    let total = t1.saturating_sub(t0);
+    if total == 0 {
+        return 0.0;
+    }
+    1.0 - i1.saturating_sub(i0) as f64 / total as f64
+}
+
 /// Free 2 MiB hugepages.
 pub fn hugepages_free() -> u64 {
     meminfo("HugePages_Free:")

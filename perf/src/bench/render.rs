@@ -228,7 +228,32 @@ pub fn markdown(r: &RunResults, plot_names: &[String]) -> String {
     }
     md.push('\n');
 
-    let _ = writeln!(md, "#### Run quality\n");
+    let _ = writeln!(
+        md,
+        "#### Run quality\n\nBackground load before each round (busy share of all CPUs with \
+         every benchmark process frozen or idle; 0% on a quiet machine): {}. A trial is \
+         *disturbed* when the device's worker or the generator waited more than {} us for a \
+         CPU, or the generator fell more than {} us behind its schedule; disturbed trials are \
+         repeated up to {} times.\n",
+        r.summary
+            .iter()
+            .map(|b| format!(
+                "{} {} routes {}",
+                frame_label(&b.frame_size),
+                routes_label(b.routes),
+                b.background_busy.as_ref().map_or("-".into(), |s| format!(
+                    "{:.0}% [{:.0}-{:.0}%]",
+                    s.median * 100.0,
+                    s.min * 100.0,
+                    s.max * 100.0
+                ))
+            ))
+            .collect::<Vec<_>>()
+            .join(", "),
+        p.wait_limit_us,
+        p.lag_limit_us,
+        p.retries
+    );
     header(
         &mut md,
         "device | ",

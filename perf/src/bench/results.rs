@@ -83,6 +83,9 @@ pub struct RoundResult {
     pub round: usize,
     /// The order of the devices in this round.
     pub order: Vec<DutKind>,
+    /// Busy share of all CPUs just before the round, every benchmark process frozen or idle:
+    /// the machine's other work (0 on a quiet machine).
+    pub background_busy: f64,
     /// One per device.
     pub runs: Vec<DutRun>,
 }
@@ -306,6 +309,8 @@ pub struct BlockSummary {
     pub frame_size: String,
     /// Routes.
     pub routes: usize,
+    /// Background load before the rounds (busy share of all CPUs).
+    pub background_busy: Option<Spread>,
     /// Per device.
     pub duts: BTreeMap<DutKind, DutSummary>,
     /// PDR ratios of the same round (`dvrd/l3fwd`, ...), over the rounds.
@@ -401,6 +406,7 @@ pub fn summarise(block: &BlockResult) -> BlockSummary {
     BlockSummary {
         frame_size: block.frame_size.clone(),
         routes: block.routes,
+        background_busy: Spread::of(block.rounds.iter().map(|r| r.background_busy).collect()),
         duts,
         ratios,
     }
@@ -450,6 +456,7 @@ mod tests {
                 .map(|i| RoundResult {
                     round: i,
                     order: vec![DutKind::Dvrd, DutKind::L3fwd],
+                    background_busy: 0.0,
                     // The machine gets twice as fast each round; the ratio stays 1.5.
                     runs: vec![
                         run(DutKind::Dvrd, 3e6 * f64::from(i as u32)),

@@ -19,9 +19,14 @@ use crate::routes;
 
 /// Pause after resuming a device before its generator starts sending.
 const SETTLE: Duration = Duration::from_millis(100);
-/// Free 2 MiB hugepages a block needs (four devices, four generators; the largest is l3fwd
-/// with a million routes, about 160 MiB).
-const HUGEPAGES_NEEDED: u64 = 600;
+/// Free 2 MiB hugepages a block needs: four generators (about 40 MiB each), two dvrd (128 MiB
+/// each, reserved at start), testpmd (about 40 MiB) and l3fwd (about 160 MiB with a million
+/// routes), with some margin.
+const HUGEPAGES_NEEDED: u64 = 450;
+/// How long the machine's background load is sampled before each round.
+const BACKGROUND_WINDOW: Duration = Duration::from_secs(1);
+/// Background load (share of all CPUs) above which a round is announced as noisy.
+const BACKGROUND_BUSY_WARN: f64 = 0.05;
 /// How long a generator may take to start and see its links up.
 const GEN_READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a device may take to exit on SIGINT.
@@ -224,6 +229,14 @@ fn run_block(opts: &RunOptions, block: &BlockPlan, dir: &Path) -> io::Result<Blo
         let mut order: Vec<DutKind> = block.duts.clone();
         let shift = round % order.len().max(1);
         order.rotate_left(shift);
+        let background_busy = machine::busy_share(BACKGROUND_WINDOW);
+        if background_busy > BACKGROUND_BUSY_WARN {
+            say(&format!(
+                "  round {}: other work keeps {:.0}% of the CPUs busy: expect disturbed trials",
+                round + 1,
+                background_busy * 100.0
+            ));
+        }
         let mut runs = Vec::new();
         for &kind in &order {
             let Some((inst, slot)) = stations.iter_mut().find(|(i, _)| i.kind == kind) else {
@@ -275,6 +288,7 @@ fn run_block(opts: &RunOptions, block: &BlockPlan, dir: &Path) -> io::Result<Blo
         rounds.push(RoundResult {
             round: round + 1,
             order,
+            background_busy,
             runs,
         });
     }

@@ -98,7 +98,7 @@ pub fn dvrd_config(
 [eal]
 main_core = {main_core}
 hugepages = {hugepages}
-memory_mb = 256
+memory_mb = 128
 file_prefix = "bench-{name}"
 vdevs = ["{in_vdev}", "{out_vdev}"]
 
