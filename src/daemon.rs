@@ -765,7 +765,7 @@ impl ControlThread {
                 if Instant::now() > deadline {
                     // The client was told `timeout` already; doing it now would surprise it.
                     warn!(
-                        ?request,
+                        op = request.op(),
                         "control API request expired in the queue: not applied"
                     );
                     return;
@@ -920,6 +920,12 @@ impl ControlThread {
                     .neighbors(self.clock.now_ns())
                     .into_iter()
                     .filter(|n| router.as_ref().is_none_or(|r| *r == n.router))
+                    .map(|mut n| {
+                        if let Some(at) = crate::api::describe::location(cp, n.next_hop) {
+                            n.location = at;
+                        }
+                        n
+                    })
                     .collect();
                 Reply::Neighbors(Neighbors { neighbors })
             }

@@ -210,6 +210,17 @@ fn icmp_name(t: u8, code: u8) -> &'static str {
     }
 }
 
+/// Where a resolved neighbour is, by name (`local port red`, `peer host-b`); `None` for a
+/// next hop that is not a resolved neighbour.
+pub fn location(cp: &ControlPlane, nh: NextHopIndex) -> Option<String> {
+    let state = cp.dataplane().next_hops.get(nh).state;
+    match state.kind() {
+        NextHopKind::Local => Some(format!("local port {}", port(cp, state.target()))),
+        NextHopKind::Remote => Some(format!("peer {}", peer(cp, state.target()))),
+        _ => None,
+    }
+}
+
 /// What next hop `nh` in state `state` does, with its neighbour's address when it has one.
 pub fn next_hop(cp: &ControlPlane, nh: NextHopIndex, state: NextHopState) -> String {
     let owner = cp.next_hop_owner(nh);

@@ -259,6 +259,32 @@ pub enum Request {
 }
 
 impl Request {
+    /// The op that asked for it, for logs.
+    pub fn op(&self) -> &'static str {
+        match self {
+            Request::Version => "version",
+            Request::LogShow => "log.show",
+            Request::LogSet { .. } => "log.set",
+            Request::HostShow => "host.show",
+            Request::PeerList => "peer.list",
+            Request::NetworkList => "network.list",
+            Request::RouterList => "router.list",
+            Request::InterfaceList { .. } => "interface.list",
+            Request::RouteList { .. } => "route.list",
+            Request::RouteLookup { .. } => "route.lookup",
+            Request::PortList { .. } => "port.list",
+            Request::NeighList { .. } => "neigh.list",
+            Request::Change(_) => "change",
+            Request::Batch(_) => "batch",
+            Request::StatsShow => "stats.show",
+            Request::StatsReset => "stats.reset",
+            Request::HistShow { .. } => "hist.show",
+            Request::HistReset => "hist.reset",
+            Request::IcmpSet { .. } => "icmp.set",
+            Request::Trace(_) => "trace",
+        }
+    }
+
     /// How long the API thread waits for the control thread's answer.
     pub fn reply_timeout(&self) -> Duration {
         match self {
