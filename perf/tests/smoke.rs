@@ -4,8 +4,10 @@
 //! leak-free exit. No timing is asserted.
 //!
 //! Needs root, DPDK 22.11 and a built dvrd (`cargo build --release -p dvr-router --bin dvrd`,
-//! or set DVRD_BIN); without them the test says so and passes without running. Runs in about
-//! 20 seconds, without hugepages, with names of its own (it can run next to a benchmark).
+//! or set DVRD_BIN); without them the test says so and passes without running, unless
+//! `DVRD_TEST_STRICT=1` (set by `scripts/test.sh`) makes a missing prerequisite a failure.
+//! Runs in about 20 seconds, without hugepages, with names of its own (it can run next to a
+//! benchmark).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -32,6 +34,14 @@ fn dvrd_binary() -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
+/// Says why the test cannot run: a failure under `DVRD_TEST_STRICT=1`, a skip otherwise.
+fn skip(why: &str) {
+    if std::env::var_os("DVRD_TEST_STRICT").is_some_and(|v| v == "1") {
+        panic!("smoke: cannot run under DVRD_TEST_STRICT=1: {why}");
+    }
+    eprintln!("smoke: SKIPPED ({why})");
+}
+
 fn can_run() -> Option<PathBuf> {
     let root = std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -42,16 +52,16 @@ fn can_run() -> Option<PathBuf> {
         })
         .unwrap_or(false);
     if !root {
-        eprintln!("smoke: SKIPPED (not root)");
+        skip("not root");
         return None;
     }
     if !Path::new("/usr/lib/x86_64-linux-gnu/dpdk").exists() {
-        eprintln!("smoke: SKIPPED (no DPDK)");
+        skip("no DPDK");
         return None;
     }
     let dvrd = dvrd_binary();
     if dvrd.is_none() {
-        eprintln!("smoke: SKIPPED (no dvrd: cargo build --release -p dvr-router --bin dvrd)");
+        skip("no dvrd: cargo build --release -p dvr-router --bin dvrd");
     }
     dvrd
 }
