@@ -9,7 +9,8 @@ have=$(cat /proc/sys/vm/nr_hugepages 2>/dev/null || echo 0)
 if [ "$have" -lt "$pages" ]; then
   echo "$pages" > /proc/sys/vm/nr_hugepages 2>/dev/null || true
 fi
-if ! grep -qs 'hugetlbfs /dev/hugepages ' /proc/mounts; then
+# /proc/mounts: device, mount point, type, ...
+if ! awk '$2 == "/dev/hugepages" && $3 == "hugetlbfs" { found = 1 } END { exit !found }' /proc/mounts; then
   mkdir -p /dev/hugepages
   mount -t hugetlbfs nodev /dev/hugepages 2>/dev/null || true
 fi
