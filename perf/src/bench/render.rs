@@ -259,6 +259,7 @@ pub fn markdown(r: &RunResults, plot_names: &[String]) -> String {
         "device | ",
         &[
             "rounds ok".into(),
+            "rounds with a PDR".into(),
             "PDR bounded by the generator".into(),
             "trials repeated (disturbed)".into(),
             "counted trials still disturbed".into(),
@@ -269,11 +270,13 @@ pub fn markdown(r: &RunResults, plot_names: &[String]) -> String {
             let Some(d) = b.duts.get(k) else { continue };
             let _ = writeln!(
                 md,
-                "| {} | {} | {k} | {}/{} | {} | {} | {} |",
+                "| {} | {} | {k} | {}/{} | {}/{} | {} | {} | {} |",
                 frame_label(&b.frame_size),
                 routes_label(b.routes),
                 d.rounds_ok,
                 p.rounds,
+                d.rounds_with_pdr,
+                d.rounds_ok,
                 d.generator_limited_rounds,
                 d.trials_repeated,
                 d.trials_disturbed

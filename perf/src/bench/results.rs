@@ -292,6 +292,10 @@ pub struct DutSummary {
     pub generator_limited_rounds: usize,
     /// Rounds that ran.
     pub rounds_ok: usize,
+    /// Rounds whose search found a PDR (the others are left out of the PDR and latency
+    /// medians and of the ratios).
+    #[serde(default)]
+    pub rounds_with_pdr: usize,
     /// Trials repeated / still disturbed, all rounds.
     pub trials_repeated: usize,
     /// Counted trials still disturbed, all rounds.
@@ -344,7 +348,12 @@ pub fn summarise(block: &BlockResult) -> BlockSummary {
     for inst in &block.duts {
         let kind = inst.kind;
         let ok = runs(kind);
-        let ladder_fractions: Vec<f64> = ok
+        // A round whose search found no passing rate at all (every trial down to the lowest
+        // failure lost too much, as happens when the machine takes the CPU away for
+        // milliseconds) has no PDR and no ladder: it is left out of their medians, as it is
+        // out of the ratios, rather than counted as a device that forwards nothing.
+        let measured: Vec<&DutRun> = ok.iter().copied().filter(|r| r.pdr_pps > 0.0).collect();
+        let ladder_fractions: Vec<f64> = measured
             .first()
             .map(|r| r.ladder.iter().map(|l| l.fraction).collect())
             .unwrap_or_default();
@@ -352,7 +361,8 @@ pub fn summarise(block: &BlockResult) -> BlockSummary {
             .iter()
             .enumerate()
             .map(|(i, &fraction)| {
-                let step: Vec<&LadderResult> = ok.iter().filter_map(|r| r.ladder.get(i)).collect();
+                let step: Vec<&LadderResult> =
+                    measured.iter().filter_map(|r| r.ladder.get(i)).collect();
                 let us = |f: fn(&LatencySummary) -> f64| {
                     Spread::of(step.iter().map(|l| f(&l.latency) / 1e3).collect())
                         .unwrap_or_default()
@@ -372,10 +382,11 @@ pub fn summarise(block: &BlockResult) -> BlockSummary {
         duts.insert(
             kind,
             DutSummary {
-                pdr_mpps: Spread::of(ok.iter().map(|r| r.pdr_pps / 1e6).collect()),
+                pdr_mpps: Spread::of(measured.iter().map(|r| r.pdr_pps / 1e6).collect()),
                 ndr_mpps: Spread::of(ok.iter().map(|r| r.ndr_pps / 1e6).collect()),
                 generator_limited_rounds: ok.iter().filter(|r| r.pdr_generator_limited).count(),
                 rounds_ok: ok.len(),
+                rounds_with_pdr: measured.len(),
                 trials_repeated: ok.iter().map(|r| r.trials_repeated).sum(),
                 trials_disturbed: ok.iter().map(|r| r.trials_disturbed).sum(),
                 ladder,

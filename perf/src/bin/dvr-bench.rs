@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 
 use perf::bench::dut::{DutKind, Placement, Programs};
 use perf::bench::plan::{BlockPlan, Plan};
-use perf::bench::results::RunResults;
+use perf::bench::results::{summarise, RunResults};
 use perf::bench::run::{self, RunOptions};
 use perf::bench::{icount as counts, plot, render};
 
@@ -222,8 +222,10 @@ fn run_cmd(a: RunArgs) -> Result<(), String> {
 
 fn report_cmd(json: &Path, update_doc: Option<&Path>) -> Result<(), String> {
     let text = std::fs::read_to_string(json).map_err(|e| format!("{}: {e}", json.display()))?;
-    let results: RunResults =
+    let mut results: RunResults =
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", json.display()))?;
+    // Summaries follow the current rules, whatever version wrote the file.
+    results.summary = results.blocks.iter().map(summarise).collect();
     let stem = json
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -257,7 +259,10 @@ fn report_cmd(json: &Path, update_doc: Option<&Path>) -> Result<(), String> {
     eprintln!("dvr-bench: report in {}", md_path.display());
     println!("{md}");
     if let Some(doc) = update_doc {
-        let base = doc.parent().unwrap_or(Path::new("."));
+        let base = doc
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let section = format!(
             "{DOC_BEGIN}\n\nLatest: [{}]({}).\n\n{}\n{DOC_END}",
             json.display(),
