@@ -136,6 +136,25 @@ fn macs_and_ttl(frame: &[u8]) -> (Mac, Mac, u8) {
     (eth.src_addr(), eth.dst_addr(), ip.ttl())
 }
 
+/// The ICMP echo requests (`reply` false) or replies from `src` to `dst` in a capture, checked
+/// as a routed packet arrives: exactly `count` of them, each from MAC `from` to MAC `to`,
+/// routed once (TTL 63) with a correct header checksum.
+fn assert_routed_echoes(
+    frames: &[PcapRecord],
+    reply: bool,
+    (src, dst): (Ipv4Addr, Ipv4Addr),
+    count: usize,
+    (from, to): (Mac, Mac),
+    what: &str,
+) {
+    let seen = echoes(frames, reply, src, dst);
+    assert_eq!(seen.len(), count, "{what}\n{}", Capture::dump(frames));
+    for f in &seen {
+        assert_eq!(macs_and_ttl(f), (from, to, TTL_ROUTED), "{what}");
+        assert!(ipv4_of(f).unwrap().verify_checksum(), "{what}: checksum");
+    }
+}
+
 /// IPv4 total length of a frame (0 when it is no IPv4 frame).
 fn ip_len(frame: &[u8]) -> u16 {
     ipv4_of(frame).map_or(0, |ip| ip.total_len())
@@ -209,24 +228,22 @@ fn east_west_on_one_host_is_routed_there_and_never_touches_the_fabric() {
     blue_a.ping(RED_A.ip, &pings(5)).assert_all_answered();
 
     let d = deltas(&before, &cloud.stats());
-    let requests = echoes(&at_red.stop(), false, BLUE_A.ip, RED_A.ip);
-    assert_eq!(requests.len(), 5, "echo requests at RED-A");
-    for f in &requests {
-        assert_eq!(
-            macs_and_ttl(f),
-            (RED.gateway_mac(), RED_A.mac(), TTL_ROUTED),
-            "request at RED-A: from RED's gateway MAC, routed once"
-        );
-        assert!(ipv4_of(f).unwrap().verify_checksum());
-    }
-    let replies = echoes(&at_blue.stop(), true, RED_A.ip, BLUE_A.ip);
-    assert_eq!(replies.len(), 5, "echo replies at BLUE-A");
-    for f in &replies {
-        assert_eq!(
-            macs_and_ttl(f),
-            (BLUE.gateway_mac(), BLUE_A.mac(), TTL_ROUTED)
-        );
-    }
+    assert_routed_echoes(
+        &at_red.stop(),
+        false,
+        (BLUE_A.ip, RED_A.ip),
+        5,
+        (RED.gateway_mac(), RED_A.mac()),
+        "requests at RED-A: from RED's gateway MAC, routed once",
+    );
+    assert_routed_echoes(
+        &at_blue.stop(),
+        true,
+        (RED_A.ip, BLUE_A.ip),
+        5,
+        (BLUE.gateway_mac(), BLUE_A.mac()),
+        "replies at BLUE-A: from BLUE's gateway MAC, routed once",
+    );
     // Nothing crossed the underlay: no frame at all on the bridge, flat fabric counters.
     let fabric = on_fabric.stop();
     assert!(
@@ -335,24 +352,22 @@ fn east_west_across_hosts_is_routed_at_the_source_and_bridged_at_the_destination
         assert_eq!(ipv4_of(&t.inner).unwrap().ttl(), TTL_ROUTED);
     }
     // Delivered with the gateway MAC restored, not routed again.
-    let at_red = echoes(&at_red_b.stop(), false, BLUE_A.ip, RED_B.ip);
-    assert_eq!(at_red.len(), 5, "requests at RED-B");
-    for f in &at_red {
-        assert_eq!(
-            macs_and_ttl(f),
-            (RED.gateway_mac(), RED_B.mac(), TTL_ROUTED),
-            "RED-B sees RED's gateway MAC and TTL 63"
-        );
-        assert!(ipv4_of(f).unwrap().verify_checksum());
-    }
-    let at_blue = echoes(&at_blue_a.stop(), true, RED_B.ip, BLUE_A.ip);
-    assert_eq!(at_blue.len(), 5, "replies at BLUE-A");
-    for f in &at_blue {
-        assert_eq!(
-            macs_and_ttl(f),
-            (BLUE.gateway_mac(), BLUE_A.mac(), TTL_ROUTED)
-        );
-    }
+    assert_routed_echoes(
+        &at_red_b.stop(),
+        false,
+        (BLUE_A.ip, RED_B.ip),
+        5,
+        (RED.gateway_mac(), RED_B.mac()),
+        "requests at RED-B: RED's gateway MAC and TTL 63",
+    );
+    assert_routed_echoes(
+        &at_blue_a.stop(),
+        true,
+        (RED_B.ip, BLUE_A.ip),
+        5,
+        (BLUE.gateway_mac(), BLUE_A.mac()),
+        "replies at BLUE-A: BLUE's gateway MAC and TTL 63",
+    );
     // The routers' own account.
     let a = router_stats(&d[at(&HOST_A)], TENANT1.name);
     let b = router_stats(&d[at(&HOST_B)], TENANT1.name);
@@ -661,20 +676,14 @@ fn traffic_to_the_outside_goes_to_the_snat_node_over_the_fabric() {
             assert_eq!(t.inner_macs(), Some((SNAT_PORT.mac(), def.mac())));
         }
     }
-    let at_port = on_port.stop();
-    let seen = echoes(&at_port, false, BLUE_A.ip, OUTSIDE);
-    assert_eq!(
-        seen.len(),
+    assert_routed_echoes(
+        &on_port.stop(),
+        false,
+        (BLUE_A.ip, OUTSIDE),
         3,
-        "at the SNAT port:\n{}",
-        Capture::dump(&at_port)
+        (HOST_A.dvr_mac(), SNAT_PORT.mac()),
+        "requests at the SNAT port: from host A's DVR MAC, routed once",
     );
-    for f in &seen {
-        assert_eq!(
-            macs_and_ttl(f),
-            (HOST_A.dvr_mac(), SNAT_PORT.mac(), TTL_ROUTED)
-        );
-    }
     // Host B has no part in it (it only hears the ARP broadcasts of the underlay).
     let b = &d[at(&HOST_B)];
     let rb = router_stats(b, TENANT1.name);
