@@ -9,7 +9,9 @@ use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use router_core::control::NeighborConfig;
+use dpdk_bindings::PortConfig;
+use lcore_workers::{AdaptiveIdle, IdleMode};
+use router_core::control::{ControlConfig, NeighborConfig, PortSetup};
 use router_core::lpm::Prefix;
 use router_core::model::{
     Change, HostSpec, InstancePortSpec, InterfaceAddr, InterfaceSpec, MacAddr, NetworkSpec,
@@ -110,6 +112,15 @@ impl<'de> Deserialize<'de> for IdleSetting {
     }
 }
 
+impl From<IdleSetting> for IdleMode {
+    fn from(idle: IdleSetting) -> Self {
+        match idle {
+            IdleSetting::Poll => IdleMode::Poll,
+            IdleSetting::Adaptive => IdleMode::Adaptive(AdaptiveIdle::DEFAULT),
+        }
+    }
+}
+
 /// Data-path sizes.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -135,6 +146,19 @@ impl Default for DataplaneConfig {
             rx_desc: 1024,
             tx_desc: 1024,
             punt_queue: 1024,
+        }
+    }
+}
+
+impl DataplaneConfig {
+    /// The device configuration of a port with these queues and this file's descriptor counts.
+    pub fn port_config(&self, rx_queues: u16, tx_queues: u16) -> PortConfig {
+        PortConfig {
+            rx_queues,
+            tx_queues,
+            rx_desc: self.rx_desc,
+            tx_desc: self.tx_desc,
+            ..PortConfig::default()
         }
     }
 }
@@ -593,6 +617,30 @@ impl Config {
                 .map_err(|e| invalid(key.clone(), e.to_string()))?;
         }
         Ok(keyed.into_iter().map(|(_, c)| c).collect())
+    }
+
+    /// How many workers receive from port `name`: its number of RX queues.
+    pub fn rx_queues_of(&self, name: &str) -> u16 {
+        let polling = self
+            .workers
+            .iter()
+            .filter(|w| w.rx.iter().any(|r| r == name));
+        polling.count() as u16
+    }
+
+    /// The control plane's configuration: `ports` (indexed by DPDK port id) with this file's
+    /// table capacities, ICMP rate limit, underlay gateway and neighbour timers.
+    pub fn control_config(&self, ports: Vec<PortSetup>) -> ControlConfig {
+        let mut c = ControlConfig::new(ports);
+        c.next_hops = self.tables.next_hops;
+        c.l2_entries = self.tables.l2_entries;
+        c.tbl8_groups_compact = self.tables.tbl8_groups_compact;
+        c.tbl8_groups_large = self.tables.tbl8_groups_large;
+        c.icmp_rate_per_s = self.icmp.rate_per_s;
+        c.icmp_burst = self.icmp.burst;
+        c.fabric_gateway = self.fabric.gateway;
+        c.neighbor = self.neighbor.clone();
+        c
     }
 
     /// The EAL arguments.
