@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 use std::time::Instant;
 
 use router_core::control::ControlPlane;
-use router_core::model::{Applied, Change};
+use router_core::model::{Applied, Change, Model, NetworkSpec, RouterSpec};
 use tracing::{debug, info};
 
 use super::control_thread::ControlThread;
@@ -26,17 +26,28 @@ impl ControlThread {
     /// Answers one request (a trace is started by [`ControlThread::start_trace`] instead).
     pub(super) fn execute(&mut self, request: Request, daemon: &mut Daemon) -> Outcome {
         let cp = &self.cp;
+        let model = cp.model();
         match request {
             Request::Change(change) => self.change(&change),
             Request::Batch(changes) => self.batch(&changes),
             Request::HostShow => Ok(Reply::Host(HostView {
-                host: cp.model().host.clone(),
+                host: model.host.clone(),
             })),
             Request::PeerList => Ok(Reply::Peers(Peers {
-                peers: cp.model().peers.values().cloned().collect(),
+                peers: model.peers.values().cloned().collect(),
             })),
-            Request::NetworkList => Ok(networks(cp)),
-            Request::RouterList => Ok(routers(cp)),
+            Request::NetworkList => {
+                let networks = model.networks.values().map(|n| network_view(model, n));
+                Ok(Reply::Networks(Networks {
+                    networks: networks.collect(),
+                }))
+            }
+            Request::RouterList => {
+                let routers = model.routers.values().map(|r| router_entry(cp, r));
+                Ok(Reply::Routers(Routers {
+                    routers: routers.collect(),
+                }))
+            }
             Request::InterfaceList { router } => interfaces(cp, router.as_deref()),
             Request::RouteList { router } => routes(cp, router.as_deref()),
             Request::RouteLookup { router, ip } => lookup(cp, router, ip),
@@ -150,37 +161,27 @@ impl ControlThread {
     }
 }
 
-fn networks(cp: &ControlPlane) -> Reply {
-    let model = cp.model();
-    let networks = model
-        .networks
-        .values()
-        .map(|n| NetworkView {
-            name: n.name.clone(),
-            vni: n.vni,
-            ports: n.ports.clone(),
-            router: model
-                .interface_of_network(&n.name)
-                .map(|i| i.router.clone()),
-        })
-        .collect();
-    Reply::Networks(Networks { networks })
+/// A network and the router it is attached to.
+fn network_view(model: &Model, n: &NetworkSpec) -> NetworkView {
+    let router = model.interface_of_network(&n.name);
+    NetworkView {
+        name: n.name.clone(),
+        vni: n.vni,
+        ports: n.ports.clone(),
+        router: router.map(|i| i.router.clone()),
+    }
 }
 
-fn routers(cp: &ControlPlane) -> Reply {
+/// A router and the size of its state.
+fn router_entry(cp: &ControlPlane, r: &RouterSpec) -> RouterEntry {
     let model = cp.model();
-    let routers = model
-        .routers
-        .values()
-        .map(|r| RouterEntry {
-            name: r.name.clone(),
-            large: r.large,
-            interfaces: count_of(model.interfaces.keys(), &r.name),
-            routes: count_of(model.routes.keys(), &r.name),
-            prefixes: cp.router_lpm(&r.name).map_or(0, |l| l.len()),
-        })
-        .collect();
-    Reply::Routers(Routers { routers })
+    RouterEntry {
+        name: r.name.clone(),
+        large: r.large,
+        interfaces: count_of(model.interfaces.keys(), &r.name),
+        routes: count_of(model.routes.keys(), &r.name),
+        prefixes: cp.router_lpm(&r.name).map_or(0, |l| l.len()),
+    }
 }
 
 /// How many of `keys` (router name first) belong to `router`.
