@@ -68,11 +68,7 @@ pub(super) fn start(
     let engine = Engine::new(Arc::clone(cp.dataplane()));
     let (punt_tx, punt_rx) = punt_channel_with_capacity(cfg.dataplane.punt_queue);
     let stop_workers = Arc::new(AtomicBool::new(false));
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))
-            .map_err(|e| DaemonError::Other(format!("signal handler: {e}")))?;
-    }
+    let stop = stop_on_signals()?;
 
     // The control thread sends through worker 0 (it needs no TX queue of its own).
     let wiring = Wiring {
@@ -128,6 +124,16 @@ pub(super) fn start(
         stop,
         stop_workers,
     })
+}
+
+/// A flag that SIGINT and SIGTERM set.
+fn stop_on_signals() -> Result<Arc<AtomicBool>, DaemonError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .map_err(|e| DaemonError::Other(format!("signal handler: {e}")))?;
+    }
+    Ok(stop)
 }
 
 pub(super) fn port_error(p: &PortRuntime, source: dpdk_bindings::Error) -> DaemonError {
