@@ -77,6 +77,24 @@ pub struct EalConfig {
     pub extra_args: Vec<String>,
 }
 
+impl EalConfig {
+    fn validate(&self, max_cpu: usize) -> Result<(), ConfigError> {
+        if self.memory_mb < 64 {
+            return Err(invalid(
+                "eal.memory_mb",
+                format!("{} MiB is too little (at least 64)", self.memory_mb),
+            ));
+        }
+        if self.file_prefix.is_empty() || self.file_prefix.contains('/') {
+            return Err(invalid(
+                "eal.file_prefix",
+                format!("`{}` is not a file name", self.file_prefix),
+            ));
+        }
+        check_cpu("eal.main_core", self.main_core, max_cpu)
+    }
+}
+
 impl Default for EalConfig {
     fn default() -> Self {
         EalConfig {
@@ -134,6 +152,42 @@ pub struct DataplaneConfig {
     pub tx_desc: u16,
     /// Depth of the punt channel from workers to the control thread.
     pub punt_queue: usize,
+}
+
+impl DataplaneConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !lcore_workers::BURST_SIZES.contains(&self.burst) {
+            return Err(invalid(
+                "dataplane.burst",
+                format!(
+                    "{} is not one of {:?}",
+                    self.burst,
+                    lcore_workers::BURST_SIZES
+                ),
+            ));
+        }
+        for (key, v) in [
+            ("dataplane.rx_desc", self.rx_desc),
+            ("dataplane.tx_desc", self.tx_desc),
+        ] {
+            if !(64..=DESCRIPTORS_MAX).contains(&v) || !v.is_power_of_two() {
+                return Err(invalid(
+                    key,
+                    format!("{v} is not a power of two in 64..={DESCRIPTORS_MAX}"),
+                ));
+            }
+        }
+        if self.mbufs < 1024 {
+            return Err(invalid(
+                "dataplane.mbufs",
+                format!("{} is too few (at least 1024)", self.mbufs),
+            ));
+        }
+        if self.punt_queue == 0 {
+            return Err(invalid("dataplane.punt_queue", "0: must be at least 1"));
+        }
+        Ok(())
+    }
 }
 
 impl Default for DataplaneConfig {
@@ -254,6 +308,21 @@ pub struct TablesConfig {
     pub tbl8_groups_large: u32,
 }
 
+impl TablesConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let limits = [
+            ("tables.next_hops", self.next_hops, 64),
+            ("tables.l2_entries", self.l2_entries, 16),
+        ];
+        for (key, n, min) in limits {
+            if n < min || n > (1 << 24) {
+                return Err(invalid(key, format!("{n} is not in {min}..=16777216")));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for TablesConfig {
     fn default() -> Self {
         TablesConfig {
@@ -331,6 +400,25 @@ fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     }
 }
 
+/// CPUs are numbered from 0 up to (not including) this.
+fn cpu_count() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    core_affinity::get_core_ids().map_or(cpus, |ids| {
+        ids.iter().map(|c| c.id + 1).max().unwrap_or(cpus)
+    })
+}
+
+/// Refuses a CPU this machine does not have.
+fn check_cpu(key: &str, cpu: usize, max_cpu: usize) -> Result<(), ConfigError> {
+    if cpu >= max_cpu {
+        return Err(invalid(
+            key,
+            format!("CPU {cpu} does not exist (this machine has {max_cpu})"),
+        ));
+    }
+    Ok(())
+}
+
 impl Config {
     /// Reads `path` (TOML) with `DVR_...` environment overrides and validates it.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -378,58 +466,19 @@ impl Config {
 
     /// Checks what serde cannot: references between sections, limits, CPU numbers.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let d = &self.dataplane;
-        if !lcore_workers::BURST_SIZES.contains(&d.burst) {
-            return Err(invalid(
-                "dataplane.burst",
-                format!("{} is not one of {:?}", d.burst, lcore_workers::BURST_SIZES),
-            ));
-        }
-        for (key, v) in [
-            ("dataplane.rx_desc", d.rx_desc),
-            ("dataplane.tx_desc", d.tx_desc),
-        ] {
-            if !(64..=DESCRIPTORS_MAX).contains(&v) || !v.is_power_of_two() {
-                return Err(invalid(
-                    key,
-                    format!("{v} is not a power of two in 64..={DESCRIPTORS_MAX}"),
-                ));
-            }
-        }
-        if d.mbufs < 1024 {
-            return Err(invalid(
-                "dataplane.mbufs",
-                format!("{} is too few (at least 1024)", d.mbufs),
-            ));
-        }
-        if d.punt_queue == 0 {
-            return Err(invalid("dataplane.punt_queue", "0: must be at least 1"));
-        }
-        if self.eal.memory_mb < 64 {
-            return Err(invalid(
-                "eal.memory_mb",
-                format!("{} MiB is too little (at least 64)", self.eal.memory_mb),
-            ));
-        }
-        if self.eal.file_prefix.is_empty() || self.eal.file_prefix.contains('/') {
-            return Err(invalid(
-                "eal.file_prefix",
-                format!("`{}` is not a file name", self.eal.file_prefix),
-            ));
-        }
-        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-        let max_cpu = core_affinity::get_core_ids().map_or(cpus, |ids| {
-            ids.iter().map(|c| c.id + 1).max().unwrap_or(cpus)
-        });
-        if self.eal.main_core >= max_cpu {
-            return Err(invalid(
-                "eal.main_core",
-                format!(
-                    "CPU {} does not exist (this machine has {max_cpu})",
-                    self.eal.main_core
-                ),
-            ));
-        }
+        self.dataplane.validate()?;
+        let max_cpu = cpu_count();
+        self.eal.validate(max_cpu)?;
+        let names = self.validate_ports()?;
+        self.validate_workers(&names, max_cpu)?;
+        self.tables.validate()?;
+        // The routing state goes through the same validation as the control API.
+        self.changes()?;
+        Ok(())
+    }
+
+    /// Checks the ports; their names, for the workers' references.
+    fn validate_ports(&self) -> Result<BTreeSet<&str>, ConfigError> {
         if self.ports.is_empty() {
             return Err(invalid("ports", "no port: at least one is needed"));
         }
@@ -458,18 +507,18 @@ impl Config {
         if self.ports.iter().filter(|p| p.fabric).count() > 1 {
             return Err(invalid("ports", "more than one port has `fabric = true`"));
         }
+        Ok(names)
+    }
+
+    /// Checks the workers: real and distinct CPUs, and every port received from.
+    fn validate_workers(&self, ports: &BTreeSet<&str>, max_cpu: usize) -> Result<(), ConfigError> {
         if self.workers.is_empty() {
             return Err(invalid("workers", "no worker: at least one is needed"));
         }
         let mut cores = BTreeSet::new();
         let mut polled = BTreeSet::new();
         for (i, w) in self.workers.iter().enumerate() {
-            if w.core >= max_cpu {
-                return Err(invalid(
-                    format!("workers[{i}].core"),
-                    format!("CPU {} does not exist (this machine has {max_cpu})", w.core),
-                ));
-            }
+            check_cpu(&format!("workers[{i}].core"), w.core, max_cpu)?;
             if !cores.insert(w.core) {
                 return Err(invalid(
                     format!("workers[{i}].core"),
@@ -483,7 +532,7 @@ impl Config {
                 ));
             }
             for name in &w.rx {
-                if !names.contains(name.as_str()) {
+                if !ports.contains(name.as_str()) {
                     return Err(invalid(
                         format!("workers[{i}].rx"),
                         format!("`{name}` is no port"),
@@ -492,32 +541,17 @@ impl Config {
                 polled.insert(name.as_str());
             }
         }
-        if let Some(p) = self
+        match self
             .ports
             .iter()
             .find(|p| !polled.contains(p.name.as_str()))
         {
-            return Err(invalid(
+            Some(p) => Err(invalid(
                 "workers",
                 format!("no worker receives from port `{}`", p.name),
-            ));
+            )),
+            None => Ok(()),
         }
-        let tables = &self.tables;
-        if tables.next_hops < 64 || tables.next_hops > (1 << 24) {
-            return Err(invalid(
-                "tables.next_hops",
-                format!("{} is not in 64..=16777216", tables.next_hops),
-            ));
-        }
-        if tables.l2_entries < 16 || tables.l2_entries > (1 << 24) {
-            return Err(invalid(
-                "tables.l2_entries",
-                format!("{} is not in 16..=16777216", tables.l2_entries),
-            ));
-        }
-        // The routing state goes through the same validation as the control API.
-        self.changes()?;
-        Ok(())
     }
 
     /// The routing state as model changes, each with the key it came from.
