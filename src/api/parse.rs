@@ -263,77 +263,64 @@ fn parse_op(op: &str, args: Option<&RawValue>) -> Result<Request, ApiError> {
 fn change(op: &str, f: &mut Fields<'_>) -> Result<Change, ApiError> {
     let replace = |f: &mut Fields<'_>| f.opt::<bool>("replace").map(Option::unwrap_or_default);
     Ok(match op {
-        "host.set" => Change::SetHost(HostSpec {
-            name: f.req("name")?,
-            dvr_mac: mac(f, "dvr_mac")?,
-            vtep: f.req("vtep")?,
-        }),
-        "peer.add" => Change::AddPeer {
-            spec: PeerSpec {
-                name: f.req("name")?,
-                dvr_mac: mac(f, "dvr_mac")?,
-                vtep: f.req("vtep")?,
-            },
-            replace: replace(f)?,
-        },
-        "peer.del" => Change::DelPeer {
-            name: f.req("name")?,
-        },
+        "host.set" => {
+            let (name, dvr_mac, vtep) = host_fields(f)?;
+            Change::SetHost(HostSpec {
+                name,
+                dvr_mac,
+                vtep,
+            })
+        }
+        "peer.add" => {
+            let (name, dvr_mac, vtep) = host_fields(f)?;
+            let spec = PeerSpec {
+                name,
+                dvr_mac,
+                vtep,
+            };
+            Change::AddPeer {
+                spec,
+                replace: replace(f)?,
+            }
+        }
         "network.add" => Change::AddNetwork {
-            spec: NetworkSpec {
-                name: f.req("name")?,
-                vni: f.req("vni")?,
-                ports: f.opt("ports")?.unwrap_or_default(),
-            },
+            spec: network(f)?,
             replace: replace(f)?,
-        },
-        "network.del" => Change::DelNetwork {
-            name: f.req("name")?,
         },
         "router.add" => Change::AddRouter {
-            spec: RouterSpec {
-                name: f.req("name")?,
-                large: f.opt("large")?.unwrap_or(false),
-            },
+            spec: router(f)?,
             replace: replace(f)?,
-        },
-        "router.del" => Change::DelRouter {
-            name: f.req("name")?,
         },
         "interface.add" => Change::AddInterface {
-            spec: InterfaceSpec {
-                router: f.req("router")?,
-                network: f.req("network")?,
-                address: f.req::<InterfaceAddr>("address")?,
-                mac: mac(f, "mac")?,
-            },
+            spec: interface(f)?,
             replace: replace(f)?,
         },
+        "route.add" => Change::AddRoute {
+            spec: route(f)?,
+            replace: replace(f)?,
+        },
+        "port.add" => Change::AddPort {
+            spec: port(f)?,
+            replace: replace(f)?,
+        },
+        _ => deletion(op, f)?,
+    })
+}
+
+/// The change a delete op describes.
+fn deletion(op: &str, f: &mut Fields<'_>) -> Result<Change, ApiError> {
+    let name = |f: &mut Fields<'_>| f.req::<String>("name");
+    Ok(match op {
+        "peer.del" => Change::DelPeer { name: name(f)? },
+        "network.del" => Change::DelNetwork { name: name(f)? },
+        "router.del" => Change::DelRouter { name: name(f)? },
         "interface.del" => Change::DelInterface {
             router: f.req("router")?,
             network: f.req("network")?,
         },
-        "route.add" => Change::AddRoute {
-            spec: RouteSpec {
-                router: f.req("router")?,
-                prefix: f.req::<Prefix>("prefix")?,
-                via: f.req("via")?,
-            },
-            replace: replace(f)?,
-        },
         "route.del" => Change::DelRoute {
             router: f.req("router")?,
             prefix: f.req::<Prefix>("prefix")?,
-        },
-        "port.add" => Change::AddPort {
-            spec: InstancePortSpec {
-                network: f.req("network")?,
-                ip: f.req("ip")?,
-                mac: mac(f, "mac")?,
-                host: f.req("host")?,
-                port: f.opt("port")?,
-            },
-            replace: replace(f)?,
         },
         "port.del" => Change::DelPort {
             network: f.req("network")?,
@@ -345,6 +332,53 @@ fn change(op: &str, f: &mut Fields<'_>) -> Result<Change, ApiError> {
                 format!("change op `{other}` is listed but not handled"),
             ))
         }
+    })
+}
+
+/// The fields of this host and of a peer: name, DVR MAC, VTEP.
+fn host_fields(f: &mut Fields<'_>) -> Result<(String, MacAddr, Ipv4Addr), ApiError> {
+    Ok((f.req("name")?, mac(f, "dvr_mac")?, f.req("vtep")?))
+}
+
+fn network(f: &mut Fields<'_>) -> Result<NetworkSpec, ApiError> {
+    Ok(NetworkSpec {
+        name: f.req("name")?,
+        vni: f.req("vni")?,
+        ports: f.opt("ports")?.unwrap_or_default(),
+    })
+}
+
+fn router(f: &mut Fields<'_>) -> Result<RouterSpec, ApiError> {
+    Ok(RouterSpec {
+        name: f.req("name")?,
+        large: f.opt("large")?.unwrap_or(false),
+    })
+}
+
+fn interface(f: &mut Fields<'_>) -> Result<InterfaceSpec, ApiError> {
+    Ok(InterfaceSpec {
+        router: f.req("router")?,
+        network: f.req("network")?,
+        address: f.req::<InterfaceAddr>("address")?,
+        mac: mac(f, "mac")?,
+    })
+}
+
+fn route(f: &mut Fields<'_>) -> Result<RouteSpec, ApiError> {
+    Ok(RouteSpec {
+        router: f.req("router")?,
+        prefix: f.req::<Prefix>("prefix")?,
+        via: f.req("via")?,
+    })
+}
+
+fn port(f: &mut Fields<'_>) -> Result<InstancePortSpec, ApiError> {
+    Ok(InstancePortSpec {
+        network: f.req("network")?,
+        ip: f.req("ip")?,
+        mac: mac(f, "mac")?,
+        host: f.req("host")?,
+        port: f.opt("port")?,
     })
 }
 
