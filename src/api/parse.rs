@@ -139,29 +139,19 @@ fn parse_envelope(line: &[u8], id: &mut Option<u64>) -> Result<Request, ApiError
     };
     top.check_known(ENVELOPE_FIELDS)?;
     *id = top.opt::<u64>("id")?;
+    let unsupported =
+        |message| ApiError::new(ErrorCode::UnsupportedVersion, message).for_field("v");
     match top.opt::<serde_json::Value>("v")? {
         Some(v) if v.as_u64() == Some(u64::from(API_VERSION)) => {}
         Some(v) => {
-            return Err(ApiError {
-                field: Some("v".into()),
-                ..ApiError::new(
-                    ErrorCode::UnsupportedVersion,
-                    format!(
-                    "API version {v} is not supported (this daemon speaks version {API_VERSION})"
-                ),
-                )
-            })
+            return Err(unsupported(format!(
+                "API version {v} is not supported (this daemon speaks version {API_VERSION})"
+            )))
         }
         None => {
-            return Err(ApiError {
-                field: Some("v".into()),
-                ..ApiError::new(
-                    ErrorCode::UnsupportedVersion,
-                    format!(
-                        "missing field `v`: every request names the API version ({API_VERSION})"
-                    ),
-                )
-            })
+            return Err(unsupported(format!(
+                "missing field `v`: every request names the API version ({API_VERSION})"
+            )))
         }
     }
     let op: String = top.req("op")?;
@@ -177,15 +167,10 @@ fn too_large(len: usize) -> ApiError {
 }
 
 fn op_info(op: &str) -> Result<&'static OpInfo, ApiError> {
-    OPS.iter().find(|o| o.name == op).ok_or_else(|| ApiError {
-        field: Some("op".into()),
-        ..ApiError::new(
-            ErrorCode::UnknownOp,
-            format!(
-                "unknown op `{op}` (expected one of: {})",
-                op_names().collect::<Vec<_>>().join(", ")
-            ),
-        )
+    OPS.iter().find(|o| o.name == op).ok_or_else(|| {
+        let ops = op_names().collect::<Vec<_>>().join(", ");
+        let message = format!("unknown op `{op}` (expected one of: {ops})");
+        ApiError::new(ErrorCode::UnknownOp, message).for_field("op")
     })
 }
 
@@ -261,50 +246,36 @@ fn parse_op(op: &str, args: Option<&RawValue>) -> Result<Request, ApiError> {
 
 /// The change an add, delete or set op describes.
 fn change(op: &str, f: &mut Fields<'_>) -> Result<Change, ApiError> {
-    let replace = |f: &mut Fields<'_>| f.opt::<bool>("replace").map(Option::unwrap_or_default);
-    Ok(match op {
-        "host.set" => {
-            let (name, dvr_mac, vtep) = host_fields(f)?;
-            Change::SetHost(HostSpec {
-                name,
-                dvr_mac,
-                vtep,
-            })
-        }
-        "peer.add" => {
-            let (name, dvr_mac, vtep) = host_fields(f)?;
-            let spec = PeerSpec {
-                name,
-                dvr_mac,
-                vtep,
-            };
-            Change::AddPeer {
-                spec,
-                replace: replace(f)?,
-            }
-        }
-        "network.add" => Change::AddNetwork {
-            spec: network(f)?,
-            replace: replace(f)?,
-        },
-        "router.add" => Change::AddRouter {
-            spec: router(f)?,
-            replace: replace(f)?,
-        },
-        "interface.add" => Change::AddInterface {
-            spec: interface(f)?,
-            replace: replace(f)?,
-        },
-        "route.add" => Change::AddRoute {
-            spec: route(f)?,
-            replace: replace(f)?,
-        },
-        "port.add" => Change::AddPort {
-            spec: port(f)?,
-            replace: replace(f)?,
-        },
-        _ => deletion(op, f)?,
-    })
+    match op {
+        "host.set" => Ok(Change::SetHost(host(f)?)),
+        "peer.add" => add(f, peer, |spec, replace| Change::AddPeer { spec, replace }),
+        "network.add" => add(f, network, |spec, replace| Change::AddNetwork {
+            spec,
+            replace,
+        }),
+        "router.add" => add(f, router, |spec, replace| Change::AddRouter {
+            spec,
+            replace,
+        }),
+        "interface.add" => add(f, interface, |spec, replace| Change::AddInterface {
+            spec,
+            replace,
+        }),
+        "route.add" => add(f, route, |spec, replace| Change::AddRoute { spec, replace }),
+        "port.add" => add(f, port, |spec, replace| Change::AddPort { spec, replace }),
+        _ => deletion(op, f),
+    }
+}
+
+/// An add: the object's fields read by `spec`, then `replace` (false when absent).
+fn add<S>(
+    f: &mut Fields<'_>,
+    spec: fn(&mut Fields<'_>) -> Result<S, ApiError>,
+    change: fn(S, bool) -> Change,
+) -> Result<Change, ApiError> {
+    let spec = spec(f)?;
+    let replace = f.opt::<bool>("replace")?.unwrap_or_default();
+    Ok(change(spec, replace))
 }
 
 /// The change a delete op describes.
@@ -335,9 +306,26 @@ fn deletion(op: &str, f: &mut Fields<'_>) -> Result<Change, ApiError> {
     })
 }
 
-/// The fields of this host and of a peer: name, DVR MAC, VTEP.
-fn host_fields(f: &mut Fields<'_>) -> Result<(String, MacAddr, Ipv4Addr), ApiError> {
-    Ok((f.req("name")?, mac(f, "dvr_mac")?, f.req("vtep")?))
+fn host(f: &mut Fields<'_>) -> Result<HostSpec, ApiError> {
+    Ok(HostSpec {
+        name: f.req("name")?,
+        dvr_mac: mac(f, "dvr_mac")?,
+        vtep: f.req("vtep")?,
+    })
+}
+
+/// A peer has the fields of this host.
+fn peer(f: &mut Fields<'_>) -> Result<PeerSpec, ApiError> {
+    let HostSpec {
+        name,
+        dvr_mac,
+        vtep,
+    } = host(f)?;
+    Ok(PeerSpec {
+        name,
+        dvr_mac,
+        vtep,
+    })
 }
 
 fn network(f: &mut Fields<'_>) -> Result<NetworkSpec, ApiError> {
@@ -414,16 +402,11 @@ fn batch(f: &mut Fields<'_>) -> Result<Vec<Change>, ApiError> {
         )
     })?;
     if items.len() > BATCH_CHANGES_MAX {
-        return Err(ApiError {
-            field: Some("changes".into()),
-            ..ApiError::new(
-                ErrorCode::TooLarge,
-                format!(
-                    "the batch has {} changes: at most {BATCH_CHANGES_MAX}",
-                    items.len()
-                ),
-            )
-        });
+        let message = format!(
+            "the batch has {} changes: at most {BATCH_CHANGES_MAX}",
+            items.len()
+        );
+        return Err(ApiError::new(ErrorCode::TooLarge, message).for_field("changes"));
     }
     let mut changes = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {

@@ -62,10 +62,7 @@ impl ControlThread {
             Some(name) => match self.cp.port_id(name) {
                 Some(id) if !name.starts_with("unused-") => Some(id),
                 _ => {
-                    let _ = reply.send(Err(ApiError {
-                        field: Some("port".into()),
-                        ..not_found("port", name)
-                    }));
+                    let _ = reply.send(Err(not_found("port", name).for_field("port")));
                     return;
                 }
             },
