@@ -20,6 +20,7 @@ use dvr_router::api::view::{
     Ports, Routers, Routes, StatsView, TraceView, VersionInfo,
 };
 use dvr_router::api::{ErrorCode, REPLY_TIMEOUT};
+use router_core::model::{PeerSpec, RouteSpec};
 use serde_json::{json, Value};
 
 /// Exit code: the daemon refused the request.
@@ -650,32 +651,41 @@ fn with_replace(mut args: Value, k: &mut Keywords<'_>, op: &'static str) -> Req 
     req(op, args)
 }
 
+/// The positional argument of an object known by its name.
+const NAME: Option<(&str, &str)> = Some(("name", "NAME"));
+
 fn router(w: &Words) -> Result<Req, Failure> {
-    command(w, "router", "list", |v, k| match v {
-        "add" => {
-            let mut args = take_args(k, Some(("name", "NAME")), &[])?;
-            if k.flag("large") {
-                args["large"] = json!(true);
-            }
-            Ok(with_replace(args, k, "router.add"))
+    named_object(w, "router", ["router.del", "router.list"], |k| {
+        let mut args = take_args(k, NAME, &[])?;
+        if k.flag("large") {
+            args["large"] = json!(true);
         }
-        "del" | "delete" => by_name(k, "router.del"),
-        "list" | "show" | "ls" => Ok(req("router.list", Value::Null)),
-        other => Err(unknown_verb("router", other, "add, del, list")),
+        Ok(with_replace(args, k, "router.add"))
     })
 }
 
 fn network(w: &Words) -> Result<Req, Failure> {
-    command(w, "network", "list", |v, k| match v {
-        "add" => {
-            let mut args = take_args(k, Some(("name", "NAME")), &[])?;
-            args["vni"] = number("network", "vni", k.req("vni")?)?;
-            args["ports"] = json!(k.all("port")?);
-            Ok(with_replace(args, k, "network.add"))
-        }
-        "del" | "delete" => by_name(k, "network.del"),
-        "list" | "show" | "ls" => Ok(req("network.list", Value::Null)),
-        other => Err(unknown_verb("network", other, "add, del, list")),
+    named_object(w, "network", ["network.del", "network.list"], |k| {
+        let mut args = take_args(k, NAME, &[])?;
+        args["vni"] = number("network", "vni", k.req("vni")?)?;
+        args["ports"] = json!(k.all("port")?);
+        Ok(with_replace(args, k, "network.add"))
+    })
+}
+
+/// The commands of an object known by its name: `add` (its request built by `add`),
+/// `del NAME` and `list`, with `ops` the delete's and the listing's.
+fn named_object(
+    w: &Words,
+    object: &str,
+    [del, list]: [&'static str; 2],
+    add: impl FnOnce(&mut Keywords<'_>) -> Result<Req, Failure>,
+) -> Result<Req, Failure> {
+    command(w, object, "list", |v, k| match v {
+        "add" => add(k),
+        "del" | "delete" => Ok(req(del, take_args(k, NAME, &[])?)),
+        "list" | "show" | "ls" => Ok(req(list, Value::Null)),
+        other => Err(unknown_verb(object, other, "add, del, list")),
     })
 }
 
@@ -739,21 +749,16 @@ fn port(w: &Words) -> Result<Req, Failure> {
 const HOST_KEYWORDS: &[(&str, &str)] = &[("mac", "dvr_mac"), ("vtep", "vtep")];
 
 fn peer(w: &Words) -> Result<Req, Failure> {
-    command(w, "peer", "list", |v, k| match v {
-        "add" => {
-            let args = take_args(k, Some(("name", "NAME")), HOST_KEYWORDS)?;
-            Ok(with_replace(args, k, "peer.add"))
-        }
-        "del" | "delete" => by_name(k, "peer.del"),
-        "list" | "show" | "ls" => Ok(req("peer.list", Value::Null)),
-        other => Err(unknown_verb("peer", other, "add, del, list")),
+    named_object(w, "peer", ["peer.del", "peer.list"], |k| {
+        let args = take_args(k, NAME, HOST_KEYWORDS)?;
+        Ok(with_replace(args, k, "peer.add"))
     })
 }
 
 fn host(w: &Words) -> Result<Req, Failure> {
     command(w, "host", "show", |v, k| match v {
         "set" => {
-            let args = take_args(k, Some(("name", "NAME")), HOST_KEYWORDS)?;
+            let args = take_args(k, NAME, HOST_KEYWORDS)?;
             Ok(req("host.set", args))
         }
         "show" => Ok(req("host.show", Value::Null)),
@@ -777,11 +782,6 @@ fn take_args(
         args.insert(name.to_string(), json!(k.req(keyword)?));
     }
     Ok(Value::Object(args))
-}
-
-/// A delete of the object named by the positional argument.
-fn by_name(k: &mut Keywords<'_>, op: &'static str) -> Result<Req, Failure> {
-    Ok(req(op, take_args(k, Some(("name", "NAME")), &[])?))
 }
 
 /// A listing, of the objects of one `filter` (a router, a network) when that keyword is given.
@@ -893,11 +893,8 @@ impl Human for Interfaces {
 
 impl Human for Routes {
     fn human(&self, o: &mut String) {
-        let rows = self
-            .routes
-            .iter()
-            .map(|r| vec![r.router.clone(), r.prefix.to_string(), r.via.to_string()]);
-        table(o, &["router", "prefix", "via"], rows);
+        let row = |r: &RouteSpec| vec![r.router.clone(), r.prefix.to_string(), r.via.to_string()];
+        table(o, &["router", "prefix", "via"], self.routes.iter().map(row));
     }
 }
 
@@ -923,11 +920,8 @@ impl Human for Ports {
 
 impl Human for Peers {
     fn human(&self, o: &mut String) {
-        let rows = self
-            .peers
-            .iter()
-            .map(|p| vec![p.name.clone(), p.dvr_mac.to_string(), p.vtep.to_string()]);
-        table(o, &["peer", "dvr mac", "vtep"], rows);
+        let row = |p: &PeerSpec| vec![p.name.clone(), p.dvr_mac.to_string(), p.vtep.to_string()];
+        table(o, &["peer", "dvr mac", "vtep"], self.peers.iter().map(row));
     }
 }
 
