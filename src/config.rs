@@ -266,6 +266,40 @@ pub struct RouterConfig {
     pub routes: Vec<RouterRoute>,
 }
 
+/// An item of one of a router's lists (`interfaces`, `routes`), added to that router.
+trait RouterItem {
+    fn add(&self, router: &str) -> Change;
+}
+
+impl RouterItem for RouterInterface {
+    fn add(&self, router: &str) -> Change {
+        let spec = InterfaceSpec {
+            router: router.to_string(),
+            network: self.network.clone(),
+            address: self.address,
+            mac: self.mac,
+        };
+        Change::AddInterface {
+            spec,
+            replace: false,
+        }
+    }
+}
+
+impl RouterItem for RouterRoute {
+    fn add(&self, router: &str) -> Change {
+        let spec = RouteSpec {
+            router: router.to_string(),
+            prefix: self.prefix,
+            via: self.via,
+        };
+        Change::AddRoute {
+            spec,
+            replace: false,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouterInterface {
@@ -419,6 +453,30 @@ fn check_cpu(key: &str, cpu: usize, max_cpu: usize) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Appends the change each of `items` makes, keyed `key[i]` by its place in the file.
+fn keyed<T>(
+    out: &mut Vec<(String, Change)>,
+    key: &str,
+    items: &[T],
+    change: impl Fn(&T) -> Change,
+) {
+    let changes = items.iter().enumerate();
+    out.extend(changes.map(|(i, item)| (format!("{key}[{i}]"), change(item))));
+}
+
+/// Appends the adds of one list of every router, keyed `routers[i].list[j]`.
+fn per_router<T: RouterItem>(
+    out: &mut Vec<(String, Change)>,
+    routers: &[RouterConfig],
+    list: &str,
+    items: fn(&RouterConfig) -> &[T],
+) {
+    for (i, r) in routers.iter().enumerate() {
+        let key = format!("routers[{i}].{list}");
+        keyed(out, &key, items(r), |item| item.add(&r.name));
+    }
+}
+
 impl Config {
     /// Reads `path` (TOML) with `DVR_...` environment overrides and validates it.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -560,78 +618,31 @@ impl Config {
         if let Some(h) = &self.host {
             out.push(("host".to_string(), Change::SetHost(h.clone())));
         }
-        for (i, p) in self.peers.iter().enumerate() {
-            out.push((
-                format!("peers[{i}]"),
-                Change::AddPeer {
-                    spec: p.clone(),
-                    replace: false,
-                },
-            ));
-        }
-        for (i, n) in self.networks.iter().enumerate() {
-            out.push((
-                format!("networks[{i}]"),
-                Change::AddNetwork {
-                    spec: n.clone(),
-                    replace: false,
-                },
-            ));
-        }
-        for (i, r) in self.routers.iter().enumerate() {
-            out.push((
-                format!("routers[{i}]"),
-                Change::AddRouter {
-                    spec: RouterSpec {
-                        name: r.name.clone(),
-                        large: r.large,
-                    },
-                    replace: false,
-                },
-            ));
-        }
-        for (i, r) in self.routers.iter().enumerate() {
-            for (j, itf) in r.interfaces.iter().enumerate() {
-                let spec = InterfaceSpec {
-                    router: r.name.clone(),
-                    network: itf.network.clone(),
-                    address: itf.address,
-                    mac: itf.mac,
-                };
-                out.push((
-                    format!("routers[{i}].interfaces[{j}]"),
-                    Change::AddInterface {
-                        spec,
-                        replace: false,
-                    },
-                ));
+        keyed(&mut out, "peers", &self.peers, |p| Change::AddPeer {
+            spec: p.clone(),
+            replace: false,
+        });
+        keyed(&mut out, "networks", &self.networks, |n| {
+            Change::AddNetwork {
+                spec: n.clone(),
+                replace: false,
             }
-        }
-        for (i, p) in self.instance_ports.iter().enumerate() {
-            out.push((
-                format!("instance_ports[{i}]"),
-                Change::AddPort {
-                    spec: p.clone(),
-                    replace: false,
-                },
-            ));
-        }
-        for (i, r) in self.routers.iter().enumerate() {
-            for (j, route) in r.routes.iter().enumerate() {
-                let spec = RouteSpec {
-                    router: r.name.clone(),
-                    prefix: route.prefix,
-                    via: route.via,
-                };
-                out.push((
-                    format!("routers[{i}].routes[{j}]"),
-                    Change::AddRoute {
-                        spec,
-                        replace: false,
-                    },
-                ));
+        });
+        keyed(&mut out, "routers", &self.routers, |r| Change::AddRouter {
+            spec: RouterSpec {
+                name: r.name.clone(),
+                large: r.large,
+            },
+            replace: false,
+        });
+        per_router(&mut out, &self.routers, "interfaces", |r| &r.interfaces);
+        keyed(&mut out, "instance_ports", &self.instance_ports, |p| {
+            Change::AddPort {
+                spec: p.clone(),
+                replace: false,
             }
-        }
+        });
+        per_router(&mut out, &self.routers, "routes", |r| &r.routes);
         out
     }
 
