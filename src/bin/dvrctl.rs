@@ -860,6 +860,8 @@ fn text_field(o: &mut String, label: &str, v: &Value, key: &str) {
     let _ = writeln!(o, "{label}: {value}");
 }
 
+// Listings are tables; the other results are a line or a few.
+
 impl Human for Routers {
     fn human(&self, o: &mut String) {
         let rows = self.routers.iter().map(|r| {
@@ -898,15 +900,6 @@ impl Human for Routes {
     }
 }
 
-impl Human for Lookup {
-    fn human(&self, o: &mut String) {
-        let nh = self
-            .next_hop
-            .map_or_else(String::new, |n| format!("next hop {n}: "));
-        let _ = writeln!(o, "{} router {}: {nh}{}", self.ip, self.router, self.result);
-    }
-}
-
 impl Human for Ports {
     fn human(&self, o: &mut String) {
         let rows = self.ports.iter().map(|p| {
@@ -922,17 +915,6 @@ impl Human for Peers {
     fn human(&self, o: &mut String) {
         let row = |p: &PeerSpec| vec![p.name.clone(), p.dvr_mac.to_string(), p.vtep.to_string()];
         table(o, &["peer", "dvr mac", "vtep"], self.peers.iter().map(row));
-    }
-}
-
-impl Human for HostView {
-    fn human(&self, o: &mut String) {
-        match &self.host {
-            Some(h) => {
-                let _ = writeln!(o, "host {} dvr mac {} vtep {}", h.name, h.dvr_mac, h.vtep);
-            }
-            None => o.push_str("host not set\n"),
-        }
     }
 }
 
@@ -953,6 +935,26 @@ impl Human for Neighbors {
         });
         let header = ["router", "ip", "mac", "state", "where", "age", "routes"];
         table(o, &header, rows);
+    }
+}
+
+impl Human for Lookup {
+    fn human(&self, o: &mut String) {
+        let nh = self
+            .next_hop
+            .map_or_else(String::new, |n| format!("next hop {n}: "));
+        let _ = writeln!(o, "{} router {}: {nh}{}", self.ip, self.router, self.result);
+    }
+}
+
+impl Human for HostView {
+    fn human(&self, o: &mut String) {
+        match &self.host {
+            Some(h) => {
+                let _ = writeln!(o, "host {} dvr mac {} vtep {}", h.name, h.dvr_mac, h.vtep);
+            }
+            None => o.push_str("host not set\n"),
+        }
     }
 }
 
