@@ -1,14 +1,14 @@
 //! The daemon: DPDK setup from the configuration, the workers, the control thread's loop, and
 //! a clean stop that proves no packet buffer leaked.
 //!
-//! [`run`] brings EAL and the mempool up, then [`setup`] opens the ports, programs the
+//! [`run`] brings EAL and the mempool up, then `setup` opens the ports, programs the
 //! [`ControlPlane`] with the configured routing state, starts the control API and metrics
 //! servers and spawns the workers. The workers own the data path; everything else happens on
 //! the control thread, the process's main thread (the EAL main lcore), in
-//! [`control_thread`]'s loop. It owns the [`ControlPlane`] (the only writer of the tables),
-//! answers punted packets ([`punt`]: replies, packets held for ARP, floods, reinjection),
-//! answers the API ([`api`]), runs packet traces ([`trace`]) and the neighbour timers, and
-//! keeps the workers' latency histograms ([`histograms`]). It transmits what it originates
+//! `control_thread`'s loop. It owns the [`ControlPlane`] (the only writer of the tables),
+//! answers punted packets (`punt`: replies, packets held for ARP, floods, reinjection),
+//! answers the API (`api`), runs packet traces (`trace`) and the neighbour timers, and
+//! keeps the workers' latency histograms (`histograms`). It transmits what it originates
 //! through worker 0's inject queue, and never makes a worker wait.
 //!
 //! On SIGINT or SIGTERM the loop ends; the servers stop, then the workers (each joined with a
