@@ -16,11 +16,12 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use dvr_router::api::client::{Client, ClientError};
 use dvr_router::api::view::{
-    BatchApplied, HistSet, HistView, HostView, Interfaces, Lookup, Neighbors, Networks, Peers,
-    Ports, Routers, Routes, StatsView, TraceView, VersionInfo,
+    BatchApplied, HistSet, HistView, HostView, Interfaces, Lookup, Neighbors, NetworkView,
+    Networks, Peers, Ports, RouterEntry, Routers, Routes, StatsView, TraceView, VersionInfo,
 };
 use dvr_router::api::{ErrorCode, REPLY_TIMEOUT};
-use router_core::model::{PeerSpec, RouteSpec};
+use router_core::control::NeighborView;
+use router_core::model::{InstancePortSpec, InterfaceSpec, PeerSpec, RouteSpec};
 use serde_json::{json, Value};
 
 /// Exit code: the daemon refused the request.
@@ -814,15 +815,15 @@ fn human(op: &str, v: &Value) -> Result<String, Failure> {
     let mut o = String::new();
     let out = &mut o;
     match op {
-        "router.list" => show::<Routers>(out, op, v)?,
-        "network.list" => show::<Networks>(out, op, v)?,
-        "interface.list" => show::<Interfaces>(out, op, v)?,
-        "route.list" => show::<Routes>(out, op, v)?,
+        "router.list" => show_rows(out, op, v, |l: &Routers| &l.routers)?,
+        "network.list" => show_rows(out, op, v, |l: &Networks| &l.networks)?,
+        "interface.list" => show_rows(out, op, v, |l: &Interfaces| &l.interfaces)?,
+        "route.list" => show_rows(out, op, v, |l: &Routes| &l.routes)?,
         "route.lookup" => show::<Lookup>(out, op, v)?,
-        "port.list" => show::<Ports>(out, op, v)?,
-        "peer.list" => show::<Peers>(out, op, v)?,
+        "port.list" => show_rows(out, op, v, |l: &Ports| &l.ports)?,
+        "peer.list" => show_rows(out, op, v, |l: &Peers| &l.peers)?,
         "host.show" => show::<HostView>(out, op, v)?,
-        "neigh.list" => show::<Neighbors>(out, op, v)?,
+        "neigh.list" => show_rows(out, op, v, |l: &Neighbors| &l.neighbors)?,
         "stats.show" => show::<StatsView>(out, op, v)?,
         "hist.show" => show::<HistView>(out, op, v)?,
         "trace" => show::<TraceView>(out, op, v)?,
@@ -860,82 +861,109 @@ fn text_field(o: &mut String, label: &str, v: &Value, key: &str) {
     let _ = writeln!(o, "{label}: {value}");
 }
 
-// Listings are tables; the other results are a line or a few.
+/// An object as one row of its listing's table.
+trait Row {
+    /// The names of the columns.
+    const HEADER: &'static [&'static str];
+    fn row(&self) -> Vec<String>;
+}
 
-impl Human for Routers {
-    fn human(&self, o: &mut String) {
-        let rows = self.routers.iter().map(|r| {
-            let counts = [r.interfaces, r.routes, r.prefixes].map(|n| n.to_string());
-            [vec![r.name.clone(), yes(r.large)], counts.to_vec()].concat()
-        });
-        let header = ["router", "large", "interfaces", "routes", "prefixes"];
-        table(o, &header, rows);
+/// Reads the listing that `op` answered and writes its objects as a table.
+fn show_rows<L: serde::de::DeserializeOwned, T: Row>(
+    o: &mut String,
+    op: &str,
+    v: &Value,
+    objects: fn(&L) -> &[T],
+) -> Result<(), Failure> {
+    let listing: L = parse_as(op, v)?;
+    table(o, T::HEADER, objects(&listing).iter().map(Row::row));
+    Ok(())
+}
+
+impl Row for RouterEntry {
+    const HEADER: &'static [&'static str] =
+        &["router", "large", "interfaces", "routes", "prefixes"];
+
+    fn row(&self) -> Vec<String> {
+        let large = yes(self.large);
+        cells(&[
+            &self.name,
+            &large,
+            &self.interfaces,
+            &self.routes,
+            &self.prefixes,
+        ])
     }
 }
 
-impl Human for Networks {
-    fn human(&self, o: &mut String) {
-        let rows = self.networks.iter().map(|n| {
-            let router = n.router.clone().unwrap_or_else(|| "-".into());
-            vec![n.name.clone(), n.vni.to_string(), list(&n.ports), router]
-        });
-        table(o, &["network", "vni", "local ports", "router"], rows);
+impl Row for NetworkView {
+    const HEADER: &'static [&'static str] = &["network", "vni", "local ports", "router"];
+
+    fn row(&self) -> Vec<String> {
+        let (ports, router) = (list(&self.ports), or_dash(&self.router));
+        cells(&[&self.name, &self.vni, &ports, &router])
     }
 }
 
-impl Human for Interfaces {
-    fn human(&self, o: &mut String) {
-        let rows = self.interfaces.iter().map(|i| {
-            let (address, mac) = (i.address.to_string(), i.mac.to_string());
-            vec![i.router.clone(), i.network.clone(), address, mac]
-        });
-        table(o, &["router", "network", "address", "mac"], rows);
+impl Row for InterfaceSpec {
+    const HEADER: &'static [&'static str] = &["router", "network", "address", "mac"];
+
+    fn row(&self) -> Vec<String> {
+        cells(&[&self.router, &self.network, &self.address, &self.mac])
     }
 }
 
-impl Human for Routes {
-    fn human(&self, o: &mut String) {
-        let row = |r: &RouteSpec| vec![r.router.clone(), r.prefix.to_string(), r.via.to_string()];
-        table(o, &["router", "prefix", "via"], self.routes.iter().map(row));
+impl Row for RouteSpec {
+    const HEADER: &'static [&'static str] = &["router", "prefix", "via"];
+
+    fn row(&self) -> Vec<String> {
+        cells(&[&self.router, &self.prefix, &self.via])
     }
 }
 
-impl Human for Ports {
-    fn human(&self, o: &mut String) {
-        let rows = self.ports.iter().map(|p| {
-            let local = p.port.clone().unwrap_or_else(|| "-".into());
-            let (ip, mac) = (p.ip.to_string(), p.mac.to_string());
-            vec![p.network.clone(), ip, mac, p.host.clone(), local]
-        });
-        table(o, &["network", "ip", "mac", "host", "local port"], rows);
+impl Row for InstancePortSpec {
+    const HEADER: &'static [&'static str] = &["network", "ip", "mac", "host", "local port"];
+
+    fn row(&self) -> Vec<String> {
+        let port = or_dash(&self.port);
+        cells(&[&self.network, &self.ip, &self.mac, &self.host, &port])
     }
 }
 
-impl Human for Peers {
-    fn human(&self, o: &mut String) {
-        let row = |p: &PeerSpec| vec![p.name.clone(), p.dvr_mac.to_string(), p.vtep.to_string()];
-        table(o, &["peer", "dvr mac", "vtep"], self.peers.iter().map(row));
+impl Row for PeerSpec {
+    const HEADER: &'static [&'static str] = &["peer", "dvr mac", "vtep"];
+
+    fn row(&self) -> Vec<String> {
+        cells(&[&self.name, &self.dvr_mac, &self.vtep])
     }
 }
 
-impl Human for Neighbors {
-    fn human(&self, o: &mut String) {
-        let rows = self.neighbors.iter().map(|n| {
-            let state = serde_json::to_value(n.state)
-                .ok()
-                .and_then(|s| s.as_str().map(str::to_string))
-                .unwrap_or_default();
-            let age = n
-                .age_ms
-                .map_or_else(|| "-".into(), |ms| format!("{:.1}s", ms as f64 / 1000.0));
-            let mac = n.mac.clone().unwrap_or_else(|| "-".into());
-            let ip = n.ip.to_string();
-            let (router, location) = (n.router.clone(), n.location.clone());
-            vec![router, ip, mac, state, location, age, n.routes.to_string()]
-        });
-        let header = ["router", "ip", "mac", "state", "where", "age", "routes"];
-        table(o, &header, rows);
+impl Row for NeighborView {
+    const HEADER: &'static [&'static str] =
+        &["router", "ip", "mac", "state", "where", "age", "routes"];
+
+    fn row(&self) -> Vec<String> {
+        let state = serde_json::to_value(self.state)
+            .ok()
+            .and_then(|s| s.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let age = self
+            .age_ms
+            .map_or_else(|| "-".into(), |ms| format!("{:.1}s", ms as f64 / 1000.0));
+        let mac = or_dash(&self.mac);
+        let (router, location) = (&self.router, &self.location);
+        cells(&[router, &self.ip, &mac, &state, location, &age, &self.routes])
     }
+}
+
+/// The cells of a row, each as it displays.
+fn cells(values: &[&dyn std::fmt::Display]) -> Vec<String> {
+    values.iter().map(ToString::to_string).collect()
+}
+
+/// The value, or `-` when there is none.
+fn or_dash(value: &Option<String>) -> String {
+    value.clone().unwrap_or_else(|| "-".into())
 }
 
 impl Human for Lookup {
