@@ -280,3 +280,90 @@ pub(super) fn not_found(kind: &str, name: &str) -> ApiError {
         format!("{kind} `{name}` does not exist"),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use router_core::control::PortSetup;
+    use router_core::qsbr::Qsbr;
+    use router_core::wire::EthernetAddress;
+
+    use super::*;
+    use crate::config::Config;
+
+    /// The control plane of `dvrd.example.toml`, programmed as the daemon does at start.
+    fn example() -> ControlPlane {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("dvrd.example.toml");
+        let mut cfg = Config::from_toml(&std::fs::read_to_string(path).unwrap()).unwrap();
+        cfg.tables.next_hops = 1024;
+        cfg.tables.l2_entries = 1024;
+        let ports = cfg
+            .ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| PortSetup {
+                name: p.name.clone(),
+                mac: EthernetAddress([0x02, 0, 0, 0, 0, i as u8 + 1]),
+                mtu: p.mtu,
+                fabric: p.fabric,
+            })
+            .collect();
+        let mut cp = ControlPlane::new(cfg.control_config(ports), Arc::new(Qsbr::new(2))).unwrap();
+        cp.apply_batch(&cfg.changes().unwrap()).unwrap();
+        cp
+    }
+
+    fn refusal(outcome: Outcome) -> String {
+        let e = outcome.expect_err("refused");
+        assert_eq!(e.code, ErrorCode::NotFound);
+        e.message
+    }
+
+    #[test]
+    fn listings_filter_by_router_or_network() {
+        let cp = example();
+        let Ok(Reply::Interfaces(all)) = interfaces(&cp, None) else {
+            panic!()
+        };
+        assert_eq!(all.interfaces.len(), 2);
+        let Ok(Reply::Routes(routes)) = routes(&cp, Some("tenant1")) else {
+            panic!()
+        };
+        assert_eq!(routes.routes.len(), 1);
+        let Ok(Reply::Ports(blue)) = ports(&cp, Some("blue")) else {
+            panic!()
+        };
+        assert!(blue.ports.iter().all(|p| p.network == "blue"));
+        assert_eq!(blue.ports.len(), 2);
+    }
+
+    #[test]
+    fn filters_naming_nothing_are_refused_by_name() {
+        let cp = example();
+        let message = refusal(interfaces(&cp, Some("tenant9")));
+        assert_eq!(message, "router `tenant9` does not exist");
+        let message = refusal(routes(&cp, Some("tenant9")));
+        assert_eq!(message, "router `tenant9` does not exist");
+        let message = refusal(ports(&cp, Some("green")));
+        assert_eq!(message, "network `green` does not exist");
+        let message = refusal(lookup(&cp, "tenant9".into(), Ipv4Addr::LOCALHOST));
+        assert_eq!(message, "router `tenant9` does not exist");
+    }
+
+    #[test]
+    fn views_count_what_each_object_has() {
+        let cp = example();
+        let model = cp.model();
+        let blue = network_view(model, &model.networks["blue"]);
+        assert_eq!(blue.router.as_deref(), Some("tenant1"));
+        let tenant1 = router_entry(&cp, &model.routers["tenant1"]);
+        assert_eq!((tenant1.interfaces, tenant1.routes), (2, 1));
+        assert!(tenant1.prefixes >= 3, "{tenant1:?}");
+        let Ok(Reply::Lookup(l)) = lookup(&cp, "tenant1".into(), Ipv4Addr::new(10, 0, 2, 7)) else {
+            panic!()
+        };
+        assert!(l.next_hop.is_some(), "{l:?}");
+    }
+}
