@@ -9,7 +9,9 @@ use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use router_core::control::NeighborConfig;
+use dpdk_bindings::PortConfig;
+use lcore_workers::{AdaptiveIdle, IdleMode};
+use router_core::control::{ControlConfig, NeighborConfig, PortSetup};
 use router_core::lpm::Prefix;
 use router_core::model::{
     Change, HostSpec, InstancePortSpec, InterfaceAddr, InterfaceSpec, MacAddr, NetworkSpec,
@@ -75,6 +77,24 @@ pub struct EalConfig {
     pub extra_args: Vec<String>,
 }
 
+impl EalConfig {
+    fn validate(&self, max_cpu: usize) -> Result<(), ConfigError> {
+        if self.memory_mb < 64 {
+            return Err(invalid(
+                "eal.memory_mb",
+                format!("{} MiB is too little (at least 64)", self.memory_mb),
+            ));
+        }
+        if self.file_prefix.is_empty() || self.file_prefix.contains('/') {
+            return Err(invalid(
+                "eal.file_prefix",
+                format!("`{}` is not a file name", self.file_prefix),
+            ));
+        }
+        check_cpu("eal.main_core", self.main_core, max_cpu)
+    }
+}
+
 impl Default for EalConfig {
     fn default() -> Self {
         EalConfig {
@@ -110,6 +130,15 @@ impl<'de> Deserialize<'de> for IdleSetting {
     }
 }
 
+impl From<IdleSetting> for IdleMode {
+    fn from(idle: IdleSetting) -> Self {
+        match idle {
+            IdleSetting::Poll => IdleMode::Poll,
+            IdleSetting::Adaptive => IdleMode::Adaptive(AdaptiveIdle::DEFAULT),
+        }
+    }
+}
+
 /// Data-path sizes.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -125,6 +154,42 @@ pub struct DataplaneConfig {
     pub punt_queue: usize,
 }
 
+impl DataplaneConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !lcore_workers::BURST_SIZES.contains(&self.burst) {
+            return Err(invalid(
+                "dataplane.burst",
+                format!(
+                    "{} is not one of {:?}",
+                    self.burst,
+                    lcore_workers::BURST_SIZES
+                ),
+            ));
+        }
+        for (key, v) in [
+            ("dataplane.rx_desc", self.rx_desc),
+            ("dataplane.tx_desc", self.tx_desc),
+        ] {
+            if !(64..=DESCRIPTORS_MAX).contains(&v) || !v.is_power_of_two() {
+                return Err(invalid(
+                    key,
+                    format!("{v} is not a power of two in 64..={DESCRIPTORS_MAX}"),
+                ));
+            }
+        }
+        if self.mbufs < 1024 {
+            return Err(invalid(
+                "dataplane.mbufs",
+                format!("{} is too few (at least 1024)", self.mbufs),
+            ));
+        }
+        if self.punt_queue == 0 {
+            return Err(invalid("dataplane.punt_queue", "0: must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
 impl Default for DataplaneConfig {
     fn default() -> Self {
         DataplaneConfig {
@@ -135,6 +200,19 @@ impl Default for DataplaneConfig {
             rx_desc: 1024,
             tx_desc: 1024,
             punt_queue: 1024,
+        }
+    }
+}
+
+impl DataplaneConfig {
+    /// The device configuration of a port with these queues and this file's descriptor counts.
+    pub fn port_config(&self, rx_queues: u16, tx_queues: u16) -> PortConfig {
+        PortConfig {
+            rx_queues,
+            tx_queues,
+            rx_desc: self.rx_desc,
+            tx_desc: self.tx_desc,
+            ..PortConfig::default()
         }
     }
 }
@@ -188,6 +266,40 @@ pub struct RouterConfig {
     pub routes: Vec<RouterRoute>,
 }
 
+/// An item of one of a router's lists (`interfaces`, `routes`), added to that router.
+trait RouterItem {
+    fn add(&self, router: &str) -> Change;
+}
+
+impl RouterItem for RouterInterface {
+    fn add(&self, router: &str) -> Change {
+        let spec = InterfaceSpec {
+            router: router.to_string(),
+            network: self.network.clone(),
+            address: self.address,
+            mac: self.mac,
+        };
+        Change::AddInterface {
+            spec,
+            replace: false,
+        }
+    }
+}
+
+impl RouterItem for RouterRoute {
+    fn add(&self, router: &str) -> Change {
+        let spec = RouteSpec {
+            router: router.to_string(),
+            prefix: self.prefix,
+            via: self.via,
+        };
+        Change::AddRoute {
+            spec,
+            replace: false,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouterInterface {
@@ -228,6 +340,21 @@ pub struct TablesConfig {
     pub l2_entries: usize,
     pub tbl8_groups_compact: u32,
     pub tbl8_groups_large: u32,
+}
+
+impl TablesConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let limits = [
+            ("tables.next_hops", self.next_hops, 64),
+            ("tables.l2_entries", self.l2_entries, 16),
+        ];
+        for (key, n, min) in limits {
+            if n < min || n > (1 << 24) {
+                return Err(invalid(key, format!("{n} is not in {min}..=16777216")));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for TablesConfig {
@@ -307,6 +434,49 @@ fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     }
 }
 
+/// CPUs are numbered from 0 up to (not including) this.
+fn cpu_count() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    core_affinity::get_core_ids().map_or(cpus, |ids| {
+        ids.iter().map(|c| c.id + 1).max().unwrap_or(cpus)
+    })
+}
+
+/// Refuses a CPU this machine does not have.
+fn check_cpu(key: &str, cpu: usize, max_cpu: usize) -> Result<(), ConfigError> {
+    if cpu >= max_cpu {
+        return Err(invalid(
+            key,
+            format!("CPU {cpu} does not exist (this machine has {max_cpu})"),
+        ));
+    }
+    Ok(())
+}
+
+/// Appends the change each of `items` makes, keyed `key[i]` by its place in the file.
+fn keyed<T>(
+    out: &mut Vec<(String, Change)>,
+    key: &str,
+    items: &[T],
+    change: impl Fn(&T) -> Change,
+) {
+    let changes = items.iter().enumerate();
+    out.extend(changes.map(|(i, item)| (format!("{key}[{i}]"), change(item))));
+}
+
+/// Appends the adds of one list of every router, keyed `routers[i].list[j]`.
+fn per_router<T: RouterItem>(
+    out: &mut Vec<(String, Change)>,
+    routers: &[RouterConfig],
+    list: &str,
+    items: fn(&RouterConfig) -> &[T],
+) {
+    for (i, r) in routers.iter().enumerate() {
+        let key = format!("routers[{i}].{list}");
+        keyed(out, &key, items(r), |item| item.add(&r.name));
+    }
+}
+
 impl Config {
     /// Reads `path` (TOML) with `DVR_...` environment overrides and validates it.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -354,58 +524,19 @@ impl Config {
 
     /// Checks what serde cannot: references between sections, limits, CPU numbers.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let d = &self.dataplane;
-        if !lcore_workers::BURST_SIZES.contains(&d.burst) {
-            return Err(invalid(
-                "dataplane.burst",
-                format!("{} is not one of {:?}", d.burst, lcore_workers::BURST_SIZES),
-            ));
-        }
-        for (key, v) in [
-            ("dataplane.rx_desc", d.rx_desc),
-            ("dataplane.tx_desc", d.tx_desc),
-        ] {
-            if !(64..=DESCRIPTORS_MAX).contains(&v) || !v.is_power_of_two() {
-                return Err(invalid(
-                    key,
-                    format!("{v} is not a power of two in 64..={DESCRIPTORS_MAX}"),
-                ));
-            }
-        }
-        if d.mbufs < 1024 {
-            return Err(invalid(
-                "dataplane.mbufs",
-                format!("{} is too few (at least 1024)", d.mbufs),
-            ));
-        }
-        if d.punt_queue == 0 {
-            return Err(invalid("dataplane.punt_queue", "0: must be at least 1"));
-        }
-        if self.eal.memory_mb < 64 {
-            return Err(invalid(
-                "eal.memory_mb",
-                format!("{} MiB is too little (at least 64)", self.eal.memory_mb),
-            ));
-        }
-        if self.eal.file_prefix.is_empty() || self.eal.file_prefix.contains('/') {
-            return Err(invalid(
-                "eal.file_prefix",
-                format!("`{}` is not a file name", self.eal.file_prefix),
-            ));
-        }
-        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-        let max_cpu = core_affinity::get_core_ids().map_or(cpus, |ids| {
-            ids.iter().map(|c| c.id + 1).max().unwrap_or(cpus)
-        });
-        if self.eal.main_core >= max_cpu {
-            return Err(invalid(
-                "eal.main_core",
-                format!(
-                    "CPU {} does not exist (this machine has {max_cpu})",
-                    self.eal.main_core
-                ),
-            ));
-        }
+        self.dataplane.validate()?;
+        let max_cpu = cpu_count();
+        self.eal.validate(max_cpu)?;
+        let names = self.validate_ports()?;
+        self.validate_workers(&names, max_cpu)?;
+        self.tables.validate()?;
+        // The routing state goes through the same validation as the control API.
+        self.changes()?;
+        Ok(())
+    }
+
+    /// Checks the ports; their names, for the workers' references.
+    fn validate_ports(&self) -> Result<BTreeSet<&str>, ConfigError> {
         if self.ports.is_empty() {
             return Err(invalid("ports", "no port: at least one is needed"));
         }
@@ -434,18 +565,18 @@ impl Config {
         if self.ports.iter().filter(|p| p.fabric).count() > 1 {
             return Err(invalid("ports", "more than one port has `fabric = true`"));
         }
+        Ok(names)
+    }
+
+    /// Checks the workers: real and distinct CPUs, and every port received from.
+    fn validate_workers(&self, ports: &BTreeSet<&str>, max_cpu: usize) -> Result<(), ConfigError> {
         if self.workers.is_empty() {
             return Err(invalid("workers", "no worker: at least one is needed"));
         }
         let mut cores = BTreeSet::new();
         let mut polled = BTreeSet::new();
         for (i, w) in self.workers.iter().enumerate() {
-            if w.core >= max_cpu {
-                return Err(invalid(
-                    format!("workers[{i}].core"),
-                    format!("CPU {} does not exist (this machine has {max_cpu})", w.core),
-                ));
-            }
+            check_cpu(&format!("workers[{i}].core"), w.core, max_cpu)?;
             if !cores.insert(w.core) {
                 return Err(invalid(
                     format!("workers[{i}].core"),
@@ -459,7 +590,7 @@ impl Config {
                 ));
             }
             for name in &w.rx {
-                if !names.contains(name.as_str()) {
+                if !ports.contains(name.as_str()) {
                     return Err(invalid(
                         format!("workers[{i}].rx"),
                         format!("`{name}` is no port"),
@@ -468,32 +599,17 @@ impl Config {
                 polled.insert(name.as_str());
             }
         }
-        if let Some(p) = self
+        match self
             .ports
             .iter()
             .find(|p| !polled.contains(p.name.as_str()))
         {
-            return Err(invalid(
+            Some(p) => Err(invalid(
                 "workers",
                 format!("no worker receives from port `{}`", p.name),
-            ));
+            )),
+            None => Ok(()),
         }
-        let tables = &self.tables;
-        if tables.next_hops < 64 || tables.next_hops > (1 << 24) {
-            return Err(invalid(
-                "tables.next_hops",
-                format!("{} is not in 64..=16777216", tables.next_hops),
-            ));
-        }
-        if tables.l2_entries < 16 || tables.l2_entries > (1 << 24) {
-            return Err(invalid(
-                "tables.l2_entries",
-                format!("{} is not in 16..=16777216", tables.l2_entries),
-            ));
-        }
-        // The routing state goes through the same validation as the control API.
-        self.changes()?;
-        Ok(())
     }
 
     /// The routing state as model changes, each with the key it came from.
@@ -502,78 +618,31 @@ impl Config {
         if let Some(h) = &self.host {
             out.push(("host".to_string(), Change::SetHost(h.clone())));
         }
-        for (i, p) in self.peers.iter().enumerate() {
-            out.push((
-                format!("peers[{i}]"),
-                Change::AddPeer {
-                    spec: p.clone(),
-                    replace: false,
-                },
-            ));
-        }
-        for (i, n) in self.networks.iter().enumerate() {
-            out.push((
-                format!("networks[{i}]"),
-                Change::AddNetwork {
-                    spec: n.clone(),
-                    replace: false,
-                },
-            ));
-        }
-        for (i, r) in self.routers.iter().enumerate() {
-            out.push((
-                format!("routers[{i}]"),
-                Change::AddRouter {
-                    spec: RouterSpec {
-                        name: r.name.clone(),
-                        large: r.large,
-                    },
-                    replace: false,
-                },
-            ));
-        }
-        for (i, r) in self.routers.iter().enumerate() {
-            for (j, itf) in r.interfaces.iter().enumerate() {
-                let spec = InterfaceSpec {
-                    router: r.name.clone(),
-                    network: itf.network.clone(),
-                    address: itf.address,
-                    mac: itf.mac,
-                };
-                out.push((
-                    format!("routers[{i}].interfaces[{j}]"),
-                    Change::AddInterface {
-                        spec,
-                        replace: false,
-                    },
-                ));
+        keyed(&mut out, "peers", &self.peers, |p| Change::AddPeer {
+            spec: p.clone(),
+            replace: false,
+        });
+        keyed(&mut out, "networks", &self.networks, |n| {
+            Change::AddNetwork {
+                spec: n.clone(),
+                replace: false,
             }
-        }
-        for (i, p) in self.instance_ports.iter().enumerate() {
-            out.push((
-                format!("instance_ports[{i}]"),
-                Change::AddPort {
-                    spec: p.clone(),
-                    replace: false,
-                },
-            ));
-        }
-        for (i, r) in self.routers.iter().enumerate() {
-            for (j, route) in r.routes.iter().enumerate() {
-                let spec = RouteSpec {
-                    router: r.name.clone(),
-                    prefix: route.prefix,
-                    via: route.via,
-                };
-                out.push((
-                    format!("routers[{i}].routes[{j}]"),
-                    Change::AddRoute {
-                        spec,
-                        replace: false,
-                    },
-                ));
+        });
+        keyed(&mut out, "routers", &self.routers, |r| Change::AddRouter {
+            spec: RouterSpec {
+                name: r.name.clone(),
+                large: r.large,
+            },
+            replace: false,
+        });
+        per_router(&mut out, &self.routers, "interfaces", |r| &r.interfaces);
+        keyed(&mut out, "instance_ports", &self.instance_ports, |p| {
+            Change::AddPort {
+                spec: p.clone(),
+                replace: false,
             }
-        }
+        });
+        per_router(&mut out, &self.routers, "routes", |r| &r.routes);
         out
     }
 
@@ -593,6 +662,30 @@ impl Config {
                 .map_err(|e| invalid(key.clone(), e.to_string()))?;
         }
         Ok(keyed.into_iter().map(|(_, c)| c).collect())
+    }
+
+    /// How many workers receive from port `name`: its number of RX queues.
+    pub fn rx_queues_of(&self, name: &str) -> u16 {
+        let polling = self
+            .workers
+            .iter()
+            .filter(|w| w.rx.iter().any(|r| r == name));
+        polling.count() as u16
+    }
+
+    /// The control plane's configuration: `ports` (indexed by DPDK port id) with this file's
+    /// table capacities, ICMP rate limit, underlay gateway and neighbour timers.
+    pub fn control_config(&self, ports: Vec<PortSetup>) -> ControlConfig {
+        let mut c = ControlConfig::new(ports);
+        c.next_hops = self.tables.next_hops;
+        c.l2_entries = self.tables.l2_entries;
+        c.tbl8_groups_compact = self.tables.tbl8_groups_compact;
+        c.tbl8_groups_large = self.tables.tbl8_groups_large;
+        c.icmp_rate_per_s = self.icmp.rate_per_s;
+        c.icmp_burst = self.icmp.burst;
+        c.fabric_gateway = self.fabric.gateway;
+        c.neighbor = self.neighbor.clone();
+        c
     }
 
     /// The EAL arguments.

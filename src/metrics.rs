@@ -23,7 +23,7 @@ use tracing::{info, warn};
 
 use crate::api::view::{MetricsData, MetricsSummary};
 use crate::api::Call;
-use crate::stats::{PortStatsView, WorkerView};
+use crate::stats::{PortStatsView, RouterView, Snapshot, WorkerView};
 
 /// Largest request head accepted (request line and headers).
 pub const REQUEST_HEAD_MAX: usize = 8 * 1024;
@@ -233,20 +233,32 @@ impl Exposition {
         let _ = writeln!(self.out, " {value}");
     }
 
-    /// One family with one sample per item.
-    fn each<T>(
-        &mut self,
-        name: &str,
-        kind: &str,
-        help: &str,
-        items: &[T],
-        sample: impl Fn(&T) -> (Vec<(&'static str, String)>, f64),
-    ) {
+    /// A family with a single sample, without labels.
+    fn single(&mut self, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
         self.family(name, kind, help);
-        for item in items {
-            let (labels, value) = sample(item);
-            let labels: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            self.sample(name, &labels, value);
+        self.sample(name, &[], value);
+    }
+
+    /// A family with one sample per port, worker or router, labelled with its name.
+    fn items(&mut self, f: &ItemFamily, s: &Snapshot) {
+        self.family(f.name, f.kind, f.help);
+        match f.items {
+            Items::Ports(value) => {
+                for p in &s.ports {
+                    self.sample(f.name, &[("port", &p.name)], value(p) as f64);
+                }
+            }
+            Items::Workers(value) => {
+                for w in &s.workers {
+                    let index = w.index.to_string();
+                    self.sample(f.name, &[("worker", &index)], value(w) as f64);
+                }
+            }
+            Items::Routers(value) => {
+                for r in &s.routers {
+                    self.sample(f.name, &[("router", &r.name)], value(r) as f64);
+                }
+            }
         }
     }
 
@@ -260,8 +272,149 @@ impl Exposition {
     }
 }
 
-/// A counter family read from one kind of item: name, help, getter.
-type Family<T> = (&'static str, &'static str, fn(&T) -> u64);
+/// The items a family has one sample for, and how to read each one's value.
+#[derive(Clone, Copy)]
+enum Items {
+    Ports(fn(&PortStatsView) -> u64),
+    Workers(fn(&WorkerView) -> u64),
+    Routers(fn(&RouterView) -> u64),
+}
+
+/// A family with one sample per item.
+struct ItemFamily {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    items: Items,
+}
+
+const fn counter(name: &'static str, help: &'static str, items: Items) -> ItemFamily {
+    ItemFamily {
+        name,
+        kind: "counter",
+        help,
+        items,
+    }
+}
+
+const fn gauge(name: &'static str, help: &'static str, items: Items) -> ItemFamily {
+    ItemFamily {
+        name,
+        kind: "gauge",
+        help,
+        items,
+    }
+}
+
+/// Every family with one sample per port, worker or router, in the order they are written:
+/// a flat table, one entry per family, so that a new counter is one more line.
+const ITEM_FAMILIES: &[ItemFamily] = &[
+    counter(
+        "dvrd_port_rx_packets_total",
+        "Packets the workers received on the port.",
+        Items::Ports(|p| p.rx_packets),
+    ),
+    counter(
+        "dvrd_port_rx_bytes_total",
+        "Bytes the workers received on the port.",
+        Items::Ports(|p| p.rx_bytes),
+    ),
+    counter(
+        "dvrd_port_tx_packets_total",
+        "Packets the workers sent on the port.",
+        Items::Ports(|p| p.tx_packets),
+    ),
+    counter(
+        "dvrd_port_tx_bytes_total",
+        "Bytes the workers sent on the port.",
+        Items::Ports(|p| p.tx_bytes),
+    ),
+    counter(
+        "dvrd_port_tx_drops_total",
+        "Packets the port's TX queue did not take.",
+        Items::Ports(|p| p.tx_drops),
+    ),
+    counter(
+        "dvrd_port_device_rx_packets_total",
+        "Packets the device received (its own counter).",
+        Items::Ports(|p| p.device_rx_packets),
+    ),
+    counter(
+        "dvrd_port_device_tx_packets_total",
+        "Packets the device sent (its own counter).",
+        Items::Ports(|p| p.device_tx_packets),
+    ),
+    counter(
+        "dvrd_port_device_rx_missed_total",
+        "Packets the device dropped for lack of RX descriptors.",
+        Items::Ports(|p| p.device_rx_missed),
+    ),
+    counter(
+        "dvrd_port_device_rx_errors_total",
+        "Receive errors the device counted.",
+        Items::Ports(|p| p.device_rx_errors),
+    ),
+    counter(
+        "dvrd_port_device_tx_errors_total",
+        "Transmit errors the device counted.",
+        Items::Ports(|p| p.device_tx_errors),
+    ),
+    counter(
+        "dvrd_port_device_rx_nombuf_total",
+        "Receive failures for lack of packet buffers.",
+        Items::Ports(|p| p.device_rx_nombuf),
+    ),
+    gauge(
+        "dvrd_port_link_up",
+        "1 when the port's link is up.",
+        Items::Ports(|p| u64::from(p.link_up)),
+    ),
+    counter(
+        "dvrd_worker_loops_total",
+        "Poll loops of the worker.",
+        Items::Workers(|w| w.loops),
+    ),
+    counter(
+        "dvrd_worker_bursts_total",
+        "Non-empty RX bursts the worker handled.",
+        Items::Workers(|w| w.bursts),
+    ),
+    counter(
+        "dvrd_worker_empty_polls_total",
+        "RX polls that returned no packet.",
+        Items::Workers(|w| w.empty_polls),
+    ),
+    counter(
+        "dvrd_worker_rx_packets_total",
+        "Packets the worker received.",
+        Items::Workers(|w| w.rx_packets),
+    ),
+    counter(
+        "dvrd_worker_tx_packets_total",
+        "Packets the worker sent.",
+        Items::Workers(|w| w.tx_packets),
+    ),
+    counter(
+        "dvrd_worker_busy_cycles_total",
+        "TSC cycles the worker spent on non-empty polls.",
+        Items::Workers(|w| w.busy_cycles),
+    ),
+    counter(
+        "dvrd_worker_idle_sleeps_total",
+        "Times the worker slept for lack of traffic.",
+        Items::Workers(|w| w.idle_sleeps),
+    ),
+    counter(
+        "dvrd_router_delivered_from_fabric_total",
+        "Packets peers routed and this host delivered.",
+        Items::Routers(|r| r.delivered_from_fabric),
+    ),
+    counter(
+        "dvrd_router_icmp_errors_total",
+        "ICMP errors a router sent.",
+        Items::Routers(|r| r.icmp_errors),
+    ),
+];
 
 /// The whole exposition.
 pub fn render(data: &MetricsData) -> String {
@@ -269,247 +422,37 @@ pub fn render(data: &MetricsData) -> String {
     let mut e = Exposition {
         out: String::with_capacity(16 * 1024),
     };
-    e.family(
+    e.single(
         "dvrd_uptime_seconds",
         "gauge",
         "Seconds since the daemon started.",
+        s.uptime_s,
     );
-    e.sample("dvrd_uptime_seconds", &[], s.uptime_s);
-
-    let port = |p: &PortStatsView| vec![("port", p.name.clone())];
-    let port_counters: [Family<PortStatsView>; 11] = [
-        (
-            "dvrd_port_rx_packets_total",
-            "Packets the workers received on the port.",
-            |p| p.rx_packets,
-        ),
-        (
-            "dvrd_port_rx_bytes_total",
-            "Bytes the workers received on the port.",
-            |p| p.rx_bytes,
-        ),
-        (
-            "dvrd_port_tx_packets_total",
-            "Packets the workers sent on the port.",
-            |p| p.tx_packets,
-        ),
-        (
-            "dvrd_port_tx_bytes_total",
-            "Bytes the workers sent on the port.",
-            |p| p.tx_bytes,
-        ),
-        (
-            "dvrd_port_tx_drops_total",
-            "Packets the port's TX queue did not take.",
-            |p| p.tx_drops,
-        ),
-        (
-            "dvrd_port_device_rx_packets_total",
-            "Packets the device received (its own counter).",
-            |p| p.device_rx_packets,
-        ),
-        (
-            "dvrd_port_device_tx_packets_total",
-            "Packets the device sent (its own counter).",
-            |p| p.device_tx_packets,
-        ),
-        (
-            "dvrd_port_device_rx_missed_total",
-            "Packets the device dropped for lack of RX descriptors.",
-            |p| p.device_rx_missed,
-        ),
-        (
-            "dvrd_port_device_rx_errors_total",
-            "Receive errors the device counted.",
-            |p| p.device_rx_errors,
-        ),
-        (
-            "dvrd_port_device_tx_errors_total",
-            "Transmit errors the device counted.",
-            |p| p.device_tx_errors,
-        ),
-        (
-            "dvrd_port_device_rx_nombuf_total",
-            "Receive failures for lack of packet buffers.",
-            |p| p.device_rx_nombuf,
-        ),
-    ];
-    for (name, help, get) in port_counters {
-        e.each(name, "counter", help, &s.ports, |p| {
-            (port(p), get(p) as f64)
-        });
+    // The routers' families come after the packet counters by reason, as they always have.
+    let (routers, ports_and_workers): (Vec<&ItemFamily>, Vec<&ItemFamily>) = ITEM_FAMILIES
+        .iter()
+        .partition(|f| matches!(f.items, Items::Routers(_)));
+    for f in ports_and_workers {
+        e.items(f, s);
     }
-    e.each(
-        "dvrd_port_link_up",
+    by_reason(&mut e, s);
+    routed(&mut e, s);
+    for f in routers {
+        e.items(f, s);
+    }
+    tables(&mut e, s);
+    e.single(
+        "dvrd_mempool_in_use",
         "gauge",
-        "1 when the port's link is up.",
-        &s.ports,
-        |p| (port(p), f64::from(u8::from(p.link_up))),
+        "Packet buffers in use.",
+        s.mempool_in_use,
     );
-
-    let worker = |w: &WorkerView| vec![("worker", w.index.to_string())];
-    let worker_counters: [Family<WorkerView>; 7] = [
-        (
-            "dvrd_worker_loops_total",
-            "Poll loops of the worker.",
-            |w| w.loops,
-        ),
-        (
-            "dvrd_worker_bursts_total",
-            "Non-empty RX bursts the worker handled.",
-            |w| w.bursts,
-        ),
-        (
-            "dvrd_worker_empty_polls_total",
-            "RX polls that returned no packet.",
-            |w| w.empty_polls,
-        ),
-        (
-            "dvrd_worker_rx_packets_total",
-            "Packets the worker received.",
-            |w| w.rx_packets,
-        ),
-        (
-            "dvrd_worker_tx_packets_total",
-            "Packets the worker sent.",
-            |w| w.tx_packets,
-        ),
-        (
-            "dvrd_worker_busy_cycles_total",
-            "TSC cycles the worker spent on non-empty polls.",
-            |w| w.busy_cycles,
-        ),
-        (
-            "dvrd_worker_idle_sleeps_total",
-            "Times the worker slept for lack of traffic.",
-            |w| w.idle_sleeps,
-        ),
-    ];
-    for (name, help, get) in worker_counters {
-        e.each(name, "counter", help, &s.workers, |w| {
-            (worker(w), get(w) as f64)
-        });
-    }
-
-    e.family(
-        "dvrd_drops_total",
-        "counter",
-        "Packets dropped, by reason (workers and control thread).",
-    );
-    for (reason, n) in &s.drops {
-        e.sample("dvrd_drops_total", &[("reason", reason)], n);
-    }
-    e.family(
-        "dvrd_punts_total",
-        "counter",
-        "Packets handed to the control thread, by reason.",
-    );
-    for (reason, n) in &s.punts {
-        e.sample("dvrd_punts_total", &[("reason", reason)], n);
-    }
-    e.family(
-        "dvrd_bridged_packets_total",
-        "counter",
-        "Frames bridged within a network, by direction.",
-    );
-    e.sample(
-        "dvrd_bridged_packets_total",
-        &[("direction", "local")],
-        s.bridged_local,
-    );
-    e.sample(
-        "dvrd_bridged_packets_total",
-        &[("direction", "to_peers")],
-        s.bridged_remote,
-    );
-    e.sample(
-        "dvrd_bridged_packets_total",
-        &[("direction", "from_peers")],
-        s.bridged_from_fabric,
-    );
-    e.family(
-        "dvrd_icmp_rate_limited_total",
-        "counter",
-        "ICMP errors suppressed by the rate limit.",
-    );
-    e.sample("dvrd_icmp_rate_limited_total", &[], s.icmp_rate_limited);
-
-    e.family(
-        "dvrd_router_routed_packets_total",
-        "counter",
-        "Packets a router routed, by where the destination is.",
-    );
-    for r in &s.routers {
-        e.sample(
-            "dvrd_router_routed_packets_total",
-            &[("router", &r.name), ("destination", "local")],
-            r.routed_local,
-        );
-        e.sample(
-            "dvrd_router_routed_packets_total",
-            &[("router", &r.name), ("destination", "peer")],
-            r.routed_remote,
-        );
-    }
-    e.each(
-        "dvrd_router_delivered_from_fabric_total",
-        "counter",
-        "Packets peers routed and this host delivered.",
-        &s.routers,
-        |r| {
-            (
-                vec![("router", r.name.clone())],
-                r.delivered_from_fabric as f64,
-            )
-        },
-    );
-    e.each(
-        "dvrd_router_icmp_errors_total",
-        "counter",
-        "ICMP errors a router sent.",
-        &s.routers,
-        |r| (vec![("router", r.name.clone())], r.icmp_errors as f64),
-    );
-
-    if let Some(t) = &s.tables {
-        let tables = [
-            ("next_hops", t.next_hops_used, t.next_hops_capacity),
-            ("l2", t.l2_used, t.l2_capacity),
-        ];
-        e.family(
-            "dvrd_table_entries",
-            "gauge",
-            "Entries in use in a data-plane table.",
-        );
-        for (name, used, _) in tables {
-            e.sample("dvrd_table_entries", &[("table", name)], used);
-        }
-        e.family(
-            "dvrd_table_capacity",
-            "gauge",
-            "Capacity of a data-plane table.",
-        );
-        for (name, _, capacity) in tables {
-            e.sample("dvrd_table_capacity", &[("table", name)], capacity);
-        }
-        e.family("dvrd_routes", "gauge", "Prefixes in all routing tables.");
-        e.sample("dvrd_routes", &[], t.routes);
-        e.family(
-            "dvrd_lpm_tbl8_groups",
-            "gauge",
-            "LPM tbl8 groups in use in all routing tables.",
-        );
-        e.sample("dvrd_lpm_tbl8_groups", &[], t.tbl8_used);
-    }
-    e.family("dvrd_mempool_in_use", "gauge", "Packet buffers in use.");
-    e.sample("dvrd_mempool_in_use", &[], s.mempool_in_use);
-    e.family(
+    e.single(
         "dvrd_mempool_available",
         "gauge",
         "Packet buffers available.",
+        s.mempool_available,
     );
-    e.sample("dvrd_mempool_available", &[], s.mempool_available);
-
     e.summary(
         "dvrd_burst_processing_seconds",
         "Processing time of one RX burst, RX call to dispatch done, all workers.",
@@ -521,6 +464,108 @@ pub fn render(data: &MetricsData) -> String {
         &data.residence,
     );
     e.out
+}
+
+/// Drops and punts by reason, frames bridged by direction, ICMP errors suppressed.
+fn by_reason(e: &mut Exposition, s: &Snapshot) {
+    let reasons = [
+        (
+            "dvrd_drops_total",
+            "Packets dropped, by reason (workers and control thread).",
+            &s.drops,
+        ),
+        (
+            "dvrd_punts_total",
+            "Packets handed to the control thread, by reason.",
+            &s.punts,
+        ),
+    ];
+    for (name, help, counts) in reasons {
+        e.family(name, "counter", help);
+        for (reason, n) in counts {
+            e.sample(name, &[("reason", reason)], n);
+        }
+    }
+    let bridged = "dvrd_bridged_packets_total";
+    e.family(
+        bridged,
+        "counter",
+        "Frames bridged within a network, by direction.",
+    );
+    for (direction, n) in [
+        ("local", s.bridged_local),
+        ("to_peers", s.bridged_remote),
+        ("from_peers", s.bridged_from_fabric),
+    ] {
+        e.sample(bridged, &[("direction", direction)], n);
+    }
+    e.single(
+        "dvrd_icmp_rate_limited_total",
+        "counter",
+        "ICMP errors suppressed by the rate limit.",
+        s.icmp_rate_limited,
+    );
+}
+
+/// Packets each router routed, by where the destination is.
+fn routed(e: &mut Exposition, s: &Snapshot) {
+    let name = "dvrd_router_routed_packets_total";
+    e.family(
+        name,
+        "counter",
+        "Packets a router routed, by where the destination is.",
+    );
+    for r in &s.routers {
+        for (destination, n) in [("local", r.routed_local), ("peer", r.routed_remote)] {
+            e.sample(
+                name,
+                &[("router", &r.name), ("destination", destination)],
+                n,
+            );
+        }
+    }
+}
+
+/// The data-plane tables' use and capacity.
+fn tables(e: &mut Exposition, s: &Snapshot) {
+    let Some(t) = &s.tables else {
+        return;
+    };
+    let tables = [
+        ("next_hops", t.next_hops_used, t.next_hops_capacity),
+        ("l2", t.l2_used, t.l2_capacity),
+    ];
+    let families = [
+        (
+            "dvrd_table_entries",
+            "Entries in use in a data-plane table.",
+            false,
+        ),
+        (
+            "dvrd_table_capacity",
+            "Capacity of a data-plane table.",
+            true,
+        ),
+    ];
+    for (family, help, of_capacity) in families {
+        e.family(family, "gauge", help);
+        for (table, used, capacity) in tables {
+            let value = if of_capacity { capacity } else { used };
+            e.sample(family, &[("table", table)], value);
+        }
+    }
+    e.single(
+        "dvrd_routes",
+        "gauge",
+        "Prefixes in all routing tables.",
+        t.routes,
+    );
+    e.single(
+        "dvrd_lpm_tbl8_groups",
+        "gauge",
+        "LPM tbl8 groups in use in all routing tables.",
+        t.tbl8_used,
+    );
 }
 
 /// Every drop reason's metric label, for tests and documentation.
@@ -538,7 +583,6 @@ pub fn check_exposure(addr: SocketAddr) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::{RouterView, Snapshot};
 
     fn data() -> MetricsData {
         let mut s = Snapshot {

@@ -11,6 +11,13 @@ use router_core::engine::{DropReason, PuntReason};
 use router_core::stats::EngineTotals;
 use serde::{Deserialize, Serialize};
 
+/// `$now.field = $now.field - $base.field` (never below zero) for every field named.
+macro_rules! subtract {
+    ($now:expr, $base:expr; $($field:ident),+ $(,)?) => {
+        $( $now.$field = $now.$field.saturating_sub($base.$field); )+
+    };
+}
+
 /// One port.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct PortStatsView {
@@ -162,11 +169,7 @@ impl Snapshot {
             tx_packets: s.tx_packets(),
             busy_cycles: s.busy_cycles,
             busy_cycles_per_packet: s.busy_cycles_per_packet(),
-            empty_poll_share: if polls == 0 {
-                0.0
-            } else {
-                s.empty_polls as f64 / polls as f64
-            },
+            empty_poll_share: share(s.empty_polls, polls),
             idle_sleeps: s.idle_sleeps,
         }
     }
@@ -178,37 +181,19 @@ impl Snapshot {
         let mut s = self.clone();
         for p in &mut s.ports {
             if let Some(b) = base.ports.iter().find(|b| b.name == p.name) {
-                p.rx_packets = p.rx_packets.saturating_sub(b.rx_packets);
-                p.rx_bytes = p.rx_bytes.saturating_sub(b.rx_bytes);
-                p.tx_packets = p.tx_packets.saturating_sub(b.tx_packets);
-                p.tx_bytes = p.tx_bytes.saturating_sub(b.tx_bytes);
-                p.tx_drops = p.tx_drops.saturating_sub(b.tx_drops);
-                p.device_rx_packets = p.device_rx_packets.saturating_sub(b.device_rx_packets);
-                p.device_tx_packets = p.device_tx_packets.saturating_sub(b.device_tx_packets);
-                p.device_rx_missed = p.device_rx_missed.saturating_sub(b.device_rx_missed);
-                p.device_rx_errors = p.device_rx_errors.saturating_sub(b.device_rx_errors);
-                p.device_tx_errors = p.device_tx_errors.saturating_sub(b.device_tx_errors);
-                p.device_rx_nombuf = p.device_rx_nombuf.saturating_sub(b.device_rx_nombuf);
+                subtract!(p, b; rx_packets, rx_bytes, tx_packets, tx_bytes, tx_drops,
+                    device_rx_packets, device_tx_packets, device_rx_missed, device_rx_errors,
+                    device_tx_errors, device_rx_nombuf);
             }
         }
         for w in &mut s.workers {
             if let Some(b) = base.workers.iter().find(|b| b.index == w.index) {
-                w.loops = w.loops.saturating_sub(b.loops);
-                w.bursts = w.bursts.saturating_sub(b.bursts);
-                w.empty_polls = w.empty_polls.saturating_sub(b.empty_polls);
-                w.rx_packets = w.rx_packets.saturating_sub(b.rx_packets);
-                w.tx_packets = w.tx_packets.saturating_sub(b.tx_packets);
-                w.busy_cycles = w.busy_cycles.saturating_sub(b.busy_cycles);
-                w.idle_sleeps = w.idle_sleeps.saturating_sub(b.idle_sleeps);
+                subtract!(w, b; loops, bursts, empty_polls, rx_packets, tx_packets, busy_cycles,
+                    idle_sleeps);
                 // Counts stay far below 2^53: the conversions to f64 are exact in practice.
                 w.busy_cycles_per_packet =
                     (w.rx_packets != 0).then(|| w.busy_cycles as f64 / w.rx_packets as f64);
-                let polls = w.bursts + w.empty_polls;
-                w.empty_poll_share = if polls == 0 {
-                    0.0
-                } else {
-                    w.empty_polls as f64 / polls as f64
-                };
+                w.empty_poll_share = share(w.empty_polls, w.bursts + w.empty_polls);
             }
         }
         for (map, base_map) in [(&mut s.drops, &base.drops), (&mut s.punts, &base.punts)] {
@@ -218,20 +203,10 @@ impl Snapshot {
         }
         for r in &mut s.routers {
             if let Some(b) = base.routers.iter().find(|b| b.name == r.name) {
-                r.routed_local = r.routed_local.saturating_sub(b.routed_local);
-                r.routed_remote = r.routed_remote.saturating_sub(b.routed_remote);
-                r.delivered_from_fabric = r
-                    .delivered_from_fabric
-                    .saturating_sub(b.delivered_from_fabric);
-                r.icmp_errors = r.icmp_errors.saturating_sub(b.icmp_errors);
+                subtract!(r, b; routed_local, routed_remote, delivered_from_fabric, icmp_errors);
             }
         }
-        s.bridged_local = s.bridged_local.saturating_sub(base.bridged_local);
-        s.bridged_remote = s.bridged_remote.saturating_sub(base.bridged_remote);
-        s.bridged_from_fabric = s
-            .bridged_from_fabric
-            .saturating_sub(base.bridged_from_fabric);
-        s.icmp_rate_limited = s.icmp_rate_limited.saturating_sub(base.icmp_rate_limited);
+        subtract!(s, base; bridged_local, bridged_remote, bridged_from_fabric, icmp_rate_limited);
         s
     }
 
@@ -243,6 +218,27 @@ impl Snapshot {
     /// The human summary printed at exit and by `dvrctl stats`.
     pub fn render(&self) -> String {
         let mut o = String::new();
+        self.render_ports(&mut o);
+        self.render_workers(&mut o);
+        let drops = nonzero(&self.drops);
+        let _ = writeln!(o, "drops: {}", if drops.is_empty() { "none" } else { "" });
+        counts(&mut o, &drops);
+        let punts = nonzero(&self.punts);
+        if !punts.is_empty() {
+            let _ = writeln!(o, "punted to the control thread:");
+            counts(&mut o, &punts);
+        }
+        self.render_routers(&mut o);
+        self.render_latency(&mut o);
+        let _ = writeln!(
+            o,
+            "mempool: {} in use, {} available",
+            self.mempool_in_use, self.mempool_available
+        );
+        o
+    }
+
+    fn render_ports(&self, o: &mut String) {
         let _ = writeln!(o, "ports:");
         let _ = writeln!(
             o,
@@ -272,6 +268,9 @@ impl Snapshot {
                 p.device_rx_errors + p.device_tx_errors,
             );
         }
+    }
+
+    fn render_workers(&self, o: &mut String) {
         let _ = writeln!(o, "workers:");
         for w in &self.workers {
             let cpp = w
@@ -288,26 +287,10 @@ impl Snapshot {
                 100.0 * w.empty_poll_share
             );
         }
-        let drops: Vec<_> = self.drops.iter().filter(|(_, &n)| n > 0).collect();
-        let _ = writeln!(
-            o,
-            "drops: {}",
-            if drops.is_empty() {
-                "none".to_string()
-            } else {
-                String::new()
-            }
-        );
-        for (reason, n) in drops {
-            let _ = writeln!(o, "  {reason:<28} {n}");
-        }
-        let punts: Vec<_> = self.punts.iter().filter(|(_, &n)| n > 0).collect();
-        if !punts.is_empty() {
-            let _ = writeln!(o, "punted to the control thread:");
-            for (reason, n) in punts {
-                let _ = writeln!(o, "  {reason:<28} {n}");
-            }
-        }
+    }
+
+    /// The routers' counters and the bridged frames, when there are any.
+    fn render_routers(&self, o: &mut String) {
         if !self.routers.is_empty() {
             let _ = writeln!(o, "routers:");
             for r in &self.routers {
@@ -325,6 +308,9 @@ impl Snapshot {
                 self.bridged_local, self.bridged_remote, self.bridged_from_fabric
             );
         }
+    }
+
+    fn render_latency(&self, o: &mut String) {
         let l = &self.latency;
         let _ = writeln!(
             o,
@@ -338,12 +324,27 @@ impl Snapshot {
                 v.p50_ns, v.p90_ns, v.p99_ns, v.p999_ns, v.max_ns, v.count
             );
         }
-        let _ = writeln!(
-            o,
-            "mempool: {} in use, {} available",
-            self.mempool_in_use, self.mempool_available
-        );
-        o
+    }
+}
+
+/// `part / whole`, 0 when `whole` is 0.
+fn share(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+/// The reasons with a count above zero.
+fn nonzero(counts: &BTreeMap<String, u64>) -> Vec<(&String, &u64)> {
+    counts.iter().filter(|(_, &n)| n > 0).collect()
+}
+
+/// One line per reason and count.
+fn counts(o: &mut String, counts: &[(&String, &u64)]) {
+    for (reason, n) in counts {
+        let _ = writeln!(o, "  {reason:<28} {n}");
     }
 }
 

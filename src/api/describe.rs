@@ -6,10 +6,11 @@ use std::net::Ipv4Addr;
 
 use lcore_workers::TraceRecord;
 use router_core::control::{ControlPlane, NextHopOwner};
-use router_core::dataplane::L2Location;
+use router_core::dataplane::{L2Location, NetworkId, PeerId, PortId, RouterId};
 use router_core::engine::trace::TraceEvent;
 use router_core::engine::{DropReason, Verdict};
 use router_core::table::{NextHopIndex, NextHopKind, NextHopState, IFACE_NONE};
+use router_core::wire::EthernetAddress;
 
 use super::view::TracePacket;
 
@@ -39,24 +40,25 @@ pub fn verdict(cp: &ControlPlane, v: Verdict) -> String {
     }
 }
 
-fn port(cp: &ControlPlane, id: u16) -> String {
-    cp.port_name(id)
-        .map_or_else(|| format!("#{id}"), str::to_string)
+fn port(cp: &ControlPlane, id: PortId) -> String {
+    named(cp.port_name(id), id)
 }
 
-fn router(cp: &ControlPlane, id: u16) -> String {
-    cp.router_name(id)
-        .map_or_else(|| format!("#{id}"), str::to_string)
+fn router(cp: &ControlPlane, id: RouterId) -> String {
+    named(cp.router_name(id), id)
 }
 
-fn network(cp: &ControlPlane, id: u16) -> String {
-    cp.network_name(id)
-        .map_or_else(|| format!("#{id}"), str::to_string)
+fn network(cp: &ControlPlane, id: NetworkId) -> String {
+    named(cp.network_name(id), id)
 }
 
-fn peer(cp: &ControlPlane, id: u16) -> String {
-    cp.peer_name(id)
-        .map_or_else(|| format!("#{id}"), str::to_string)
+fn peer(cp: &ControlPlane, id: PeerId) -> String {
+    named(cp.peer_name(id), id)
+}
+
+/// The object's name, or `#id` for an id the control plane does not know (any more).
+fn named(name: Option<&str>, id: u16) -> String {
+    name.map_or_else(|| format!("#{id}"), str::to_string)
 }
 
 fn iface(cp: &ControlPlane, id: u16) -> String {
@@ -102,57 +104,30 @@ pub fn event(cp: &ControlPlane, e: &TraceEvent) -> String {
             protocol: p,
             ttl,
             total_len,
-        } => {
-            format!(
-                "ipv4 {src} > {dst} {} ttl {ttl} len {total_len}",
-                protocol(p)
-            )
-        }
-        TraceEvent::Network {
-            network: n,
-            router: Some(r),
-        } => {
-            format!("input network {}, router {}", network(cp, n), router(cp, r))
-        }
-        TraceEvent::Network {
-            network: n,
-            router: None,
-        } => format!("input network {}, no router", network(cp, n)),
+        } => format!(
+            "ipv4 {src} > {dst} {} ttl {ttl} len {total_len}",
+            protocol(p)
+        ),
+        TraceEvent::Network { network: n, router } => input_network(cp, n, router),
         TraceEvent::Lookup {
-            router: r,
+            router,
             dst,
-            next_hop: Some(nh),
-        } => {
-            format!("route lookup in {} for {dst}: next hop {nh}", router(cp, r))
-        }
-        TraceEvent::Lookup {
-            router: r,
-            dst,
-            next_hop: None,
-        } => format!("route lookup in {} for {dst}: no route", router(cp, r)),
+            next_hop,
+        } => lookup(cp, router, dst, next_hop),
         TraceEvent::NextHop {
             id,
             state,
             iface: i,
-        } => {
-            format!(
-                "next hop {id}: {} via {}",
-                next_hop(cp, id, state),
-                iface(cp, i)
-            )
-        }
+        } => format!(
+            "next hop {id}: {} via {}",
+            next_hop(cp, id, state),
+            iface(cp, i)
+        ),
         TraceEvent::L2 {
             network: n,
             mac,
             location,
-        } => {
-            let at = match location {
-                Some(L2Location::Local(p)) => format!("local port {}", port(cp, p)),
-                Some(L2Location::Remote(h)) => format!("peer {}", peer(cp, h)),
-                None => "unknown (flood)".to_string(),
-            };
-            format!("l2 lookup in network {} for {mac}: {at}", network(cp, n))
-        }
+        } => l2_lookup(cp, n, mac, location),
         TraceEvent::Decap {
             peer: h,
             vni,
@@ -172,12 +147,10 @@ pub fn event(cp: &ControlPlane, e: &TraceEvent) -> String {
             peer: h,
             vni,
             src_port,
-        } => {
-            format!(
-                "vxlan encapsulated to peer {} vni {vni} udp source port {src_port}",
-                peer(cp, h)
-            )
-        }
+        } => format!(
+            "vxlan encapsulated to peer {} vni {vni} udp source port {src_port}",
+            peer(cp, h)
+        ),
         TraceEvent::Rewrite { src, dst, ttl } => {
             format!("rewrite ethernet {src} > {dst}, ttl {ttl}")
         }
@@ -185,17 +158,47 @@ pub fn event(cp: &ControlPlane, e: &TraceEvent) -> String {
             msg_type,
             code,
             mtu,
-        } => {
-            let mut s = format!(
-                "turned into icmp error type {msg_type} code {code} ({})",
-                icmp_name(msg_type, code)
-            );
-            if mtu != 0 {
-                let _ = write!(s, " mtu {mtu}");
-            }
-            s
-        }
+        } => icmp_error(msg_type, code, mtu),
     }
+}
+
+fn input_network(cp: &ControlPlane, n: NetworkId, r: Option<RouterId>) -> String {
+    match r {
+        Some(r) => format!("input network {}, router {}", network(cp, n), router(cp, r)),
+        None => format!("input network {}, no router", network(cp, n)),
+    }
+}
+
+fn lookup(cp: &ControlPlane, r: RouterId, dst: Ipv4Addr, nh: Option<NextHopIndex>) -> String {
+    match nh {
+        Some(nh) => format!("route lookup in {} for {dst}: next hop {nh}", router(cp, r)),
+        None => format!("route lookup in {} for {dst}: no route", router(cp, r)),
+    }
+}
+
+fn l2_lookup(
+    cp: &ControlPlane,
+    n: NetworkId,
+    mac: EthernetAddress,
+    location: Option<L2Location>,
+) -> String {
+    let at = match location {
+        Some(L2Location::Local(p)) => format!("local port {}", port(cp, p)),
+        Some(L2Location::Remote(h)) => format!("peer {}", peer(cp, h)),
+        None => "unknown (flood)".to_string(),
+    };
+    format!("l2 lookup in network {} for {mac}: {at}", network(cp, n))
+}
+
+fn icmp_error(msg_type: u8, code: u8, mtu: u16) -> String {
+    let mut s = format!(
+        "turned into icmp error type {msg_type} code {code} ({})",
+        icmp_name(msg_type, code)
+    );
+    if mtu != 0 {
+        let _ = write!(s, " mtu {mtu}");
+    }
+    s
 }
 
 fn icmp_name(t: u8, code: u8) -> &'static str {

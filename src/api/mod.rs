@@ -149,9 +149,14 @@ impl ApiError {
 
     /// An invalid field.
     pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::new(ErrorCode::InvalidArgument, message).for_field(field)
+    }
+
+    /// The same error, blamed on `field`.
+    pub fn for_field(self, field: impl Into<String>) -> Self {
         ApiError {
             field: Some(field.into()),
-            ..ApiError::new(ErrorCode::InvalidArgument, message)
+            ..self
         }
     }
 

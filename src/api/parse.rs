@@ -139,29 +139,19 @@ fn parse_envelope(line: &[u8], id: &mut Option<u64>) -> Result<Request, ApiError
     };
     top.check_known(ENVELOPE_FIELDS)?;
     *id = top.opt::<u64>("id")?;
+    let unsupported =
+        |message| ApiError::new(ErrorCode::UnsupportedVersion, message).for_field("v");
     match top.opt::<serde_json::Value>("v")? {
         Some(v) if v.as_u64() == Some(u64::from(API_VERSION)) => {}
         Some(v) => {
-            return Err(ApiError {
-                field: Some("v".into()),
-                ..ApiError::new(
-                    ErrorCode::UnsupportedVersion,
-                    format!(
-                    "API version {v} is not supported (this daemon speaks version {API_VERSION})"
-                ),
-                )
-            })
+            return Err(unsupported(format!(
+                "API version {v} is not supported (this daemon speaks version {API_VERSION})"
+            )))
         }
         None => {
-            return Err(ApiError {
-                field: Some("v".into()),
-                ..ApiError::new(
-                    ErrorCode::UnsupportedVersion,
-                    format!(
-                        "missing field `v`: every request names the API version ({API_VERSION})"
-                    ),
-                )
-            })
+            return Err(unsupported(format!(
+                "missing field `v`: every request names the API version ({API_VERSION})"
+            )))
         }
     }
     let op: String = top.req("op")?;
@@ -177,15 +167,10 @@ fn too_large(len: usize) -> ApiError {
 }
 
 fn op_info(op: &str) -> Result<&'static OpInfo, ApiError> {
-    OPS.iter().find(|o| o.name == op).ok_or_else(|| ApiError {
-        field: Some("op".into()),
-        ..ApiError::new(
-            ErrorCode::UnknownOp,
-            format!(
-                "unknown op `{op}` (expected one of: {})",
-                op_names().collect::<Vec<_>>().join(", ")
-            ),
-        )
+    OPS.iter().find(|o| o.name == op).ok_or_else(|| {
+        let ops = op_names().collect::<Vec<_>>().join(", ");
+        let message = format!("unknown op `{op}` (expected one of: {ops})");
+        ApiError::new(ErrorCode::UnknownOp, message).for_field("op")
     })
 }
 
@@ -261,79 +246,52 @@ fn parse_op(op: &str, args: Option<&RawValue>) -> Result<Request, ApiError> {
 
 /// The change an add, delete or set op describes.
 fn change(op: &str, f: &mut Fields<'_>) -> Result<Change, ApiError> {
-    let replace = |f: &mut Fields<'_>| f.opt::<bool>("replace").map(Option::unwrap_or_default);
-    Ok(match op {
-        "host.set" => Change::SetHost(HostSpec {
-            name: f.req("name")?,
-            dvr_mac: mac(f, "dvr_mac")?,
-            vtep: f.req("vtep")?,
+    match op {
+        "host.set" => Ok(Change::SetHost(host(f)?)),
+        "peer.add" => add(f, peer, |spec, replace| Change::AddPeer { spec, replace }),
+        "network.add" => add(f, network, |spec, replace| Change::AddNetwork {
+            spec,
+            replace,
         }),
-        "peer.add" => Change::AddPeer {
-            spec: PeerSpec {
-                name: f.req("name")?,
-                dvr_mac: mac(f, "dvr_mac")?,
-                vtep: f.req("vtep")?,
-            },
-            replace: replace(f)?,
-        },
-        "peer.del" => Change::DelPeer {
-            name: f.req("name")?,
-        },
-        "network.add" => Change::AddNetwork {
-            spec: NetworkSpec {
-                name: f.req("name")?,
-                vni: f.req("vni")?,
-                ports: f.opt("ports")?.unwrap_or_default(),
-            },
-            replace: replace(f)?,
-        },
-        "network.del" => Change::DelNetwork {
-            name: f.req("name")?,
-        },
-        "router.add" => Change::AddRouter {
-            spec: RouterSpec {
-                name: f.req("name")?,
-                large: f.opt("large")?.unwrap_or(false),
-            },
-            replace: replace(f)?,
-        },
-        "router.del" => Change::DelRouter {
-            name: f.req("name")?,
-        },
-        "interface.add" => Change::AddInterface {
-            spec: InterfaceSpec {
-                router: f.req("router")?,
-                network: f.req("network")?,
-                address: f.req::<InterfaceAddr>("address")?,
-                mac: mac(f, "mac")?,
-            },
-            replace: replace(f)?,
-        },
+        "router.add" => add(f, router, |spec, replace| Change::AddRouter {
+            spec,
+            replace,
+        }),
+        "interface.add" => add(f, interface, |spec, replace| Change::AddInterface {
+            spec,
+            replace,
+        }),
+        "route.add" => add(f, route, |spec, replace| Change::AddRoute { spec, replace }),
+        "port.add" => add(f, port, |spec, replace| Change::AddPort { spec, replace }),
+        _ => deletion(op, f),
+    }
+}
+
+/// An add: the object's fields read by `spec`, then `replace` (false when absent).
+fn add<S>(
+    f: &mut Fields<'_>,
+    spec: fn(&mut Fields<'_>) -> Result<S, ApiError>,
+    change: fn(S, bool) -> Change,
+) -> Result<Change, ApiError> {
+    let spec = spec(f)?;
+    let replace = f.opt::<bool>("replace")?.unwrap_or_default();
+    Ok(change(spec, replace))
+}
+
+/// The change a delete op describes.
+fn deletion(op: &str, f: &mut Fields<'_>) -> Result<Change, ApiError> {
+    let name = |f: &mut Fields<'_>| f.req::<String>("name");
+    Ok(match op {
+        "peer.del" => Change::DelPeer { name: name(f)? },
+        "network.del" => Change::DelNetwork { name: name(f)? },
+        "router.del" => Change::DelRouter { name: name(f)? },
         "interface.del" => Change::DelInterface {
             router: f.req("router")?,
             network: f.req("network")?,
         },
-        "route.add" => Change::AddRoute {
-            spec: RouteSpec {
-                router: f.req("router")?,
-                prefix: f.req::<Prefix>("prefix")?,
-                via: f.req("via")?,
-            },
-            replace: replace(f)?,
-        },
         "route.del" => Change::DelRoute {
             router: f.req("router")?,
             prefix: f.req::<Prefix>("prefix")?,
-        },
-        "port.add" => Change::AddPort {
-            spec: InstancePortSpec {
-                network: f.req("network")?,
-                ip: f.req("ip")?,
-                mac: mac(f, "mac")?,
-                host: f.req("host")?,
-                port: f.opt("port")?,
-            },
-            replace: replace(f)?,
         },
         "port.del" => Change::DelPort {
             network: f.req("network")?,
@@ -345,6 +303,70 @@ fn change(op: &str, f: &mut Fields<'_>) -> Result<Change, ApiError> {
                 format!("change op `{other}` is listed but not handled"),
             ))
         }
+    })
+}
+
+fn host(f: &mut Fields<'_>) -> Result<HostSpec, ApiError> {
+    Ok(HostSpec {
+        name: f.req("name")?,
+        dvr_mac: mac(f, "dvr_mac")?,
+        vtep: f.req("vtep")?,
+    })
+}
+
+/// A peer has the fields of this host.
+fn peer(f: &mut Fields<'_>) -> Result<PeerSpec, ApiError> {
+    let HostSpec {
+        name,
+        dvr_mac,
+        vtep,
+    } = host(f)?;
+    Ok(PeerSpec {
+        name,
+        dvr_mac,
+        vtep,
+    })
+}
+
+fn network(f: &mut Fields<'_>) -> Result<NetworkSpec, ApiError> {
+    Ok(NetworkSpec {
+        name: f.req("name")?,
+        vni: f.req("vni")?,
+        ports: f.opt("ports")?.unwrap_or_default(),
+    })
+}
+
+fn router(f: &mut Fields<'_>) -> Result<RouterSpec, ApiError> {
+    Ok(RouterSpec {
+        name: f.req("name")?,
+        large: f.opt("large")?.unwrap_or(false),
+    })
+}
+
+fn interface(f: &mut Fields<'_>) -> Result<InterfaceSpec, ApiError> {
+    Ok(InterfaceSpec {
+        router: f.req("router")?,
+        network: f.req("network")?,
+        address: f.req::<InterfaceAddr>("address")?,
+        mac: mac(f, "mac")?,
+    })
+}
+
+fn route(f: &mut Fields<'_>) -> Result<RouteSpec, ApiError> {
+    Ok(RouteSpec {
+        router: f.req("router")?,
+        prefix: f.req::<Prefix>("prefix")?,
+        via: f.req("via")?,
+    })
+}
+
+fn port(f: &mut Fields<'_>) -> Result<InstancePortSpec, ApiError> {
+    Ok(InstancePortSpec {
+        network: f.req("network")?,
+        ip: f.req("ip")?,
+        mac: mac(f, "mac")?,
+        host: f.req("host")?,
+        port: f.opt("port")?,
     })
 }
 
@@ -380,16 +402,11 @@ fn batch(f: &mut Fields<'_>) -> Result<Vec<Change>, ApiError> {
         )
     })?;
     if items.len() > BATCH_CHANGES_MAX {
-        return Err(ApiError {
-            field: Some("changes".into()),
-            ..ApiError::new(
-                ErrorCode::TooLarge,
-                format!(
-                    "the batch has {} changes: at most {BATCH_CHANGES_MAX}",
-                    items.len()
-                ),
-            )
-        });
+        let message = format!(
+            "the batch has {} changes: at most {BATCH_CHANGES_MAX}",
+            items.len()
+        );
+        return Err(ApiError::new(ErrorCode::TooLarge, message).for_field("changes"));
     }
     let mut changes = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {

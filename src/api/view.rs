@@ -66,11 +66,6 @@ pub struct HostView {
     pub host: Option<HostSpec>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Peers {
-    pub peers: Vec<PeerSpec>,
-}
-
 /// A tenant network and the router it is attached to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkView {
@@ -78,11 +73,6 @@ pub struct NetworkView {
     pub vni: u32,
     pub ports: Vec<String>,
     pub router: Option<String>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Networks {
-    pub networks: Vec<NetworkView>,
 }
 
 /// A router and the size of its state.
@@ -97,21 +87,6 @@ pub struct RouterEntry {
     pub prefixes: usize,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Routers {
-    pub routers: Vec<RouterEntry>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Interfaces {
-    pub interfaces: Vec<InterfaceSpec>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Routes {
-    pub routes: Vec<RouteSpec>,
-}
-
 /// Where a router's table sends an address.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lookup {
@@ -122,14 +97,34 @@ pub struct Lookup {
     pub result: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Ports {
-    pub ports: Vec<InstancePortSpec>,
+/// Declares the replies that are one list under one key (`{"peers": [...]}`): the listings.
+macro_rules! listings {
+    ($($(#[$doc:meta])* $name:ident { $field:ident: $item:ty })+) => {
+        $(
+            $(#[$doc])*
+            #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+            pub struct $name {
+                pub $field: Vec<$item>,
+            }
+        )+
+    };
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Neighbors {
-    pub neighbors: Vec<NeighborView>,
+listings! {
+    /// The peer hosts.
+    Peers { peers: PeerSpec }
+    /// The tenant networks.
+    Networks { networks: NetworkView }
+    /// The routers.
+    Routers { routers: RouterEntry }
+    /// The routers' interfaces.
+    Interfaces { interfaces: InterfaceSpec }
+    /// The routes beyond the connected subnets.
+    Routes { routes: RouteSpec }
+    /// The instance ports (static neighbours).
+    Ports { ports: InstancePortSpec }
+    /// The neighbours, static and learned.
+    Neighbors { neighbors: NeighborView }
 }
 
 /// Counters since the last `stats.reset` (since start before the first).

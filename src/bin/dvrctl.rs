@@ -16,10 +16,12 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use dvr_router::api::client::{Client, ClientError};
 use dvr_router::api::view::{
-    BatchApplied, HistSet, HistView, HostView, Interfaces, Lookup, Neighbors, Networks, Peers,
-    Ports, Routers, Routes, StatsView, TraceView, VersionInfo,
+    BatchApplied, HistSet, HistView, HostView, Interfaces, Lookup, Neighbors, NetworkView,
+    Networks, Peers, Ports, RouterEntry, Routers, Routes, StatsView, TraceView, VersionInfo,
 };
 use dvr_router::api::{ErrorCode, REPLY_TIMEOUT};
+use router_core::control::NeighborView;
+use router_core::model::{InstancePortSpec, InterfaceSpec, PeerSpec, RouteSpec};
 use serde_json::{json, Value};
 
 /// Exit code: the daemon refused the request.
@@ -489,22 +491,7 @@ fn request(command: &Command) -> Result<Req, Failure> {
         Command::Port(w) => port(w),
         Command::Peer(w) => peer(w),
         Command::Host(w) => host(w),
-        Command::Neigh(w) => {
-            let (v, rest) = verb(w, "show");
-            let mut k = Keywords::new("neigh", rest);
-            let r = match v {
-                "show" | "list" | "ls" => {
-                    req("neigh.list", with(json!({}), "router", k.opt("router")?))
-                }
-                "router" => {
-                    let name = k.positional("router NAME")?;
-                    req("neigh.list", json!({ "router": name }))
-                }
-                other => return Err(unknown_verb("neigh", other, "show")),
-            };
-            k.done()?;
-            Ok(r)
-        }
+        Command::Neigh(w) => neigh(w),
         Command::Stats(w) => simple(
             w,
             "stats",
@@ -514,86 +501,115 @@ fn request(command: &Command) -> Result<Req, Failure> {
                 ("reset", "stats.reset"),
             ],
         ),
-        Command::Hist { full, ticks, words } => {
-            let (v, rest) = verb(words, "show");
-            let mut k = Keywords::new("hist", rest);
-            let full = *full || k.flag("full");
-            let r = match v {
-                "show" => req("hist.show", json!({ "full": full, "ticks": ticks })),
-                "full" => req("hist.show", json!({ "full": true, "ticks": ticks })),
-                "reset" => req("hist.reset", Value::Null),
-                other => return Err(unknown_verb("hist", other, "show, reset")),
-            };
-            k.done()?;
-            Ok(r)
-        }
-        Command::Log(w) => {
-            let (v, rest) = verb(w, "show");
-            let mut k = Keywords::new("log", rest);
-            let r = match v {
-                "show" => req("log.show", Value::Null),
-                "set" => req("log.set", json!({ "level": k.positional("LEVEL")? })),
-                other => return Err(unknown_verb("log", other, "show, set")),
-            };
-            k.done()?;
-            Ok(r)
-        }
-        Command::Icmp(w) => {
-            let (v, rest) = verb(w, "");
-            let mut k = Keywords::new("icmp", rest);
-            if v != "set" {
-                return Err(unknown_verb("icmp", v, "set"));
-            }
-            let rate = number("icmp", "rate", k.req("rate")?)?;
-            let burst = number("icmp", "burst", k.req("burst")?)?;
-            k.done()?;
-            Ok(req(
-                "icmp.set",
-                json!({ "rate_per_s": rate, "burst": burst }),
-            ))
-        }
-        Command::Trace(w) => {
-            let mut k = Keywords::new("trace", &w.words);
-            let mut args = json!({});
-            if let Some(n) = k.opt("count")? {
-                args["count"] = number("trace", "count", n)?;
-            }
-            if let Some(s) = k.opt("timeout")? {
-                let secs: f64 = s.parse().map_err(|_| {
-                    Failure::usage(format!("trace: `timeout` takes seconds, not `{s}`"))
-                })?;
-                args["timeout_ms"] = json!((secs * 1000.0).round() as u64);
-            }
-            for key in ["port", "src", "dst"] {
-                args = with(args, key, k.opt(key)?);
-            }
-            if let Some(p) = k.opt("proto")?.or(k.opt("protocol")?) {
-                args["protocol"] = p.parse::<u64>().map_or_else(|_| json!(p), Value::from);
-            }
-            k.done()?;
-            Ok(req("trace", args))
-        }
+        Command::Hist { full, ticks, words } => hist(*full, *ticks, words),
+        Command::Log(w) => log(w),
+        Command::Icmp(w) => icmp(w),
+        Command::Trace(w) => trace(w),
         Command::Version => Ok(req("version", Value::Null)),
-        Command::Call { op, args } => {
-            let info = dvr_router::api::OPS
-                .iter()
-                .find(|o| o.name == op)
-                .ok_or_else(|| {
-                    Failure::usage(format!(
-                        "unknown op `{op}` (ops: {})",
-                        dvr_router::api::op_names().collect::<Vec<_>>().join(", ")
-                    ))
-                })?;
-            let args = match args {
-                None => Value::Null,
-                Some(a) => serde_json::from_str(a).map_err(|e| {
-                    Failure::usage(format!("call {op}: the arguments are not JSON: {e}"))
-                })?,
-            };
-            Ok(req(info.name, args))
-        }
+        Command::Call { op, args } => call(op, args.as_deref()),
         Command::Apply { .. } => Err(Failure::usage("apply is not a single request")),
     }
+}
+
+/// Parses `OBJECT VERB [ARGUMENT] [KEYWORD VALUE]...`: `build` turns the verb (`default` when
+/// there is none) and the words after it into a request; a word it leaves is an error.
+fn command(
+    w: &Words,
+    object: &str,
+    default: &str,
+    build: impl FnOnce(&str, &mut Keywords<'_>) -> Result<Req, Failure>,
+) -> Result<Req, Failure> {
+    let (v, rest) = verb(w, default);
+    let mut k = Keywords::new(object, rest);
+    let r = build(v, &mut k)?;
+    k.done()?;
+    Ok(r)
+}
+
+fn neigh(w: &Words) -> Result<Req, Failure> {
+    command(w, "neigh", "show", |v, k| match v {
+        "show" | "list" | "ls" => filtered(k, "neigh.list", "router"),
+        "router" => {
+            let name = k.positional("router NAME")?;
+            Ok(req("neigh.list", json!({ "router": name })))
+        }
+        other => Err(unknown_verb("neigh", other, "show")),
+    })
+}
+
+fn hist(full: bool, ticks: u32, words: &Words) -> Result<Req, Failure> {
+    command(words, "hist", "show", |v, k| {
+        let full = full || k.flag("full");
+        match v {
+            "show" => Ok(req("hist.show", json!({ "full": full, "ticks": ticks }))),
+            "full" => Ok(req("hist.show", json!({ "full": true, "ticks": ticks }))),
+            "reset" => Ok(req("hist.reset", Value::Null)),
+            other => Err(unknown_verb("hist", other, "show, reset")),
+        }
+    })
+}
+
+fn log(w: &Words) -> Result<Req, Failure> {
+    command(w, "log", "show", |v, k| match v {
+        "show" => Ok(req("log.show", Value::Null)),
+        "set" => Ok(req("log.set", json!({ "level": k.positional("LEVEL")? }))),
+        other => Err(unknown_verb("log", other, "show, set")),
+    })
+}
+
+fn icmp(w: &Words) -> Result<Req, Failure> {
+    command(w, "icmp", "", |v, k| {
+        if v != "set" {
+            return Err(unknown_verb("icmp", v, "set"));
+        }
+        let rate = number("icmp", "rate", k.req("rate")?)?;
+        let burst = number("icmp", "burst", k.req("burst")?)?;
+        Ok(req(
+            "icmp.set",
+            json!({ "rate_per_s": rate, "burst": burst }),
+        ))
+    })
+}
+
+fn trace(w: &Words) -> Result<Req, Failure> {
+    let mut k = Keywords::new("trace", &w.words);
+    let mut args = json!({});
+    if let Some(n) = k.opt("count")? {
+        args["count"] = number("trace", "count", n)?;
+    }
+    if let Some(s) = k.opt("timeout")? {
+        let secs: f64 = s
+            .parse()
+            .map_err(|_| Failure::usage(format!("trace: `timeout` takes seconds, not `{s}`")))?;
+        args["timeout_ms"] = json!((secs * 1000.0).round() as u64);
+    }
+    for key in ["port", "src", "dst"] {
+        args = with(args, key, k.opt(key)?);
+    }
+    if let Some(p) = k.opt("proto")?.or(k.opt("protocol")?) {
+        args["protocol"] = p.parse::<u64>().map_or_else(|_| json!(p), Value::from);
+    }
+    k.done()?;
+    Ok(req("trace", args))
+}
+
+/// Any request by its op, with its arguments as JSON.
+fn call(op: &str, args: Option<&str>) -> Result<Req, Failure> {
+    let info = dvr_router::api::OPS
+        .iter()
+        .find(|o| o.name == op)
+        .ok_or_else(|| {
+            Failure::usage(format!(
+                "unknown op `{op}` (ops: {})",
+                dvr_router::api::op_names().collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+    let args = match args {
+        None => Value::Null,
+        Some(a) => serde_json::from_str(a)
+            .map_err(|e| Failure::usage(format!("call {op}: the arguments are not JSON: {e}")))?,
+    };
+    Ok(req(info.name, args))
 }
 
 fn unknown_verb(object: &str, verb: &str, expected: &str) -> Failure {
@@ -628,180 +644,150 @@ fn simple(w: &Words, what: &str, verbs: &[(&str, &'static str)]) -> Result<Req, 
     Ok(req(op, Value::Null))
 }
 
-fn replace(args: &mut Value, k: &mut Keywords<'_>) {
+/// The request `op` with `args`, and `replace: true` when the bare word `replace` is given.
+fn with_replace(mut args: Value, k: &mut Keywords<'_>, op: &'static str) -> Req {
     if k.flag("replace") {
         args["replace"] = json!(true);
     }
+    req(op, args)
 }
 
+/// The positional argument of an object known by its name.
+const NAME: Option<(&str, &str)> = Some(("name", "NAME"));
+
 fn router(w: &Words) -> Result<Req, Failure> {
-    let (v, rest) = verb(w, "list");
-    let mut k = Keywords::new("router", rest);
-    let r = match v {
-        "add" => {
-            let mut args = json!({ "name": k.positional("NAME")? });
-            if k.flag("large") {
-                args["large"] = json!(true);
-            }
-            replace(&mut args, &mut k);
-            req("router.add", args)
+    named_object(w, "router", ["router.del", "router.list"], |k| {
+        let mut args = take_args(k, NAME, &[])?;
+        if k.flag("large") {
+            args["large"] = json!(true);
         }
-        "del" | "delete" => req("router.del", json!({ "name": k.positional("NAME")? })),
-        "list" | "show" | "ls" => req("router.list", Value::Null),
-        other => return Err(unknown_verb("router", other, "add, del, list")),
-    };
-    k.done()?;
-    Ok(r)
+        Ok(with_replace(args, k, "router.add"))
+    })
 }
 
 fn network(w: &Words) -> Result<Req, Failure> {
-    let (v, rest) = verb(w, "list");
-    let mut k = Keywords::new("network", rest);
-    let r = match v {
-        "add" => {
-            let name = k.positional("NAME")?;
-            let vni = number("network", "vni", k.req("vni")?)?;
-            let ports = k.all("port")?;
-            let mut args = json!({ "name": name, "vni": vni, "ports": ports });
-            replace(&mut args, &mut k);
-            req("network.add", args)
-        }
-        "del" | "delete" => req("network.del", json!({ "name": k.positional("NAME")? })),
-        "list" | "show" | "ls" => req("network.list", Value::Null),
-        other => return Err(unknown_verb("network", other, "add, del, list")),
-    };
-    k.done()?;
-    Ok(r)
+    named_object(w, "network", ["network.del", "network.list"], |k| {
+        let mut args = take_args(k, NAME, &[])?;
+        args["vni"] = number("network", "vni", k.req("vni")?)?;
+        args["ports"] = json!(k.all("port")?);
+        Ok(with_replace(args, k, "network.add"))
+    })
+}
+
+/// The commands of an object known by its name: `add` (its request built by `add`),
+/// `del NAME` and `list`, with `ops` the delete's and the listing's.
+fn named_object(
+    w: &Words,
+    object: &str,
+    [del, list]: [&'static str; 2],
+    add: impl FnOnce(&mut Keywords<'_>) -> Result<Req, Failure>,
+) -> Result<Req, Failure> {
+    command(w, object, "list", |v, k| match v {
+        "add" => add(k),
+        "del" | "delete" => Ok(req(del, take_args(k, NAME, &[])?)),
+        "list" | "show" | "ls" => Ok(req(list, Value::Null)),
+        other => Err(unknown_verb(object, other, "add, del, list")),
+    })
 }
 
 fn interface(w: &Words) -> Result<Req, Failure> {
-    let (v, rest) = verb(w, "list");
-    let mut k = Keywords::new("interface", rest);
-    let r = match v {
-        "add" => {
-            let mut args = json!({
-                "router": k.req("router")?,
-                "network": k.req("network")?,
-                "address": k.req("address")?,
-                "mac": k.req("mac")?,
-            });
-            replace(&mut args, &mut k);
-            req("interface.add", args)
-        }
-        "del" | "delete" => req(
-            "interface.del",
-            json!({ "router": k.req("router")?, "network": k.req("network")? }),
-        ),
-        "list" | "show" | "ls" => req(
-            "interface.list",
-            with(json!({}), "router", k.opt("router")?),
-        ),
-        other => return Err(unknown_verb("interface", other, "add, del, list")),
-    };
-    k.done()?;
-    Ok(r)
+    const KEY: &[(&str, &str)] = &[("router", "router"), ("network", "network")];
+    const ADD: &[(&str, &str)] = &[
+        ("router", "router"),
+        ("network", "network"),
+        ("address", "address"),
+        ("mac", "mac"),
+    ];
+    command(w, "interface", "list", |v, k| match v {
+        "add" => Ok(with_replace(take_args(k, None, ADD)?, k, "interface.add")),
+        "del" | "delete" => Ok(req("interface.del", take_args(k, None, KEY)?)),
+        "list" | "show" | "ls" => filtered(k, "interface.list", "router"),
+        other => Err(unknown_verb("interface", other, "add, del, list")),
+    })
 }
 
 fn route(w: &Words) -> Result<Req, Failure> {
-    let (v, rest) = verb(w, "list");
-    let mut k = Keywords::new("route", rest);
-    let r = match v {
+    const PREFIX: Option<(&str, &str)> = Some(("prefix", "PREFIX"));
+    const IN_ROUTER: &[(&str, &str)] = &[("router", "router")];
+    command(w, "route", "list", |v, k| match v {
         "add" | "replace" => {
-            let prefix = k.positional("PREFIX")?;
-            let mut args =
-                json!({ "prefix": prefix, "via": k.req("via")?, "router": k.req("router")? });
-            replace(&mut args, &mut k);
+            let args = take_args(k, PREFIX, &[("via", "via"), ("router", "router")])?;
+            let mut r = with_replace(args, k, "route.add");
             if v == "replace" {
-                args["replace"] = json!(true);
+                r.args["replace"] = json!(true);
             }
-            req("route.add", args)
+            Ok(r)
         }
-        "del" | "delete" => {
-            let prefix = k.positional("PREFIX")?;
-            req(
-                "route.del",
-                json!({ "prefix": prefix, "router": k.req("router")? }),
-            )
-        }
+        "del" | "delete" => Ok(req("route.del", take_args(k, PREFIX, IN_ROUTER)?)),
         "get" | "lookup" => {
-            let ip = k.positional("IP")?;
-            req(
-                "route.lookup",
-                json!({ "ip": ip, "router": k.req("router")? }),
-            )
+            let args = take_args(k, Some(("ip", "IP")), IN_ROUTER)?;
+            Ok(req("route.lookup", args))
         }
-        "list" | "show" | "ls" => req("route.list", with(json!({}), "router", k.opt("router")?)),
-        other => return Err(unknown_verb("route", other, "add, replace, del, list, get")),
-    };
-    k.done()?;
-    Ok(r)
+        "list" | "show" | "ls" => filtered(k, "route.list", "router"),
+        other => Err(unknown_verb("route", other, "add, replace, del, list, get")),
+    })
 }
 
 fn port(w: &Words) -> Result<Req, Failure> {
-    let (v, rest) = verb(w, "list");
-    let mut k = Keywords::new("port", rest);
-    let r = match v {
+    const IP: Option<(&str, &str)> = Some(("ip", "IP"));
+    const ADD: &[(&str, &str)] = &[("network", "network"), ("mac", "mac"), ("host", "host")];
+    command(w, "port", "list", |v, k| match v {
         "add" => {
-            let ip = k.positional("IP")?;
-            let mut args = json!({
-                "ip": ip,
-                "network": k.req("network")?,
-                "mac": k.req("mac")?,
-                "host": k.req("host")?,
-            });
-            args = with(args, "port", k.opt("port")?);
-            replace(&mut args, &mut k);
-            req("port.add", args)
+            let args = take_args(k, IP, ADD)?;
+            let args = with(args, "port", k.opt("port")?);
+            Ok(with_replace(args, k, "port.add"))
         }
-        "del" | "delete" => {
-            let ip = k.positional("IP")?;
-            req(
-                "port.del",
-                json!({ "ip": ip, "network": k.req("network")? }),
-            )
-        }
-        "list" | "show" | "ls" => req("port.list", with(json!({}), "network", k.opt("network")?)),
-        other => return Err(unknown_verb("port", other, "add, del, list")),
-    };
-    k.done()?;
-    Ok(r)
+        "del" | "delete" => Ok(req(
+            "port.del",
+            take_args(k, IP, &[("network", "network")])?,
+        )),
+        "list" | "show" | "ls" => filtered(k, "port.list", "network"),
+        other => Err(unknown_verb("port", other, "add, del, list")),
+    })
 }
 
+/// The keywords of a peer and of this host: `mac` is the DVR MAC.
+const HOST_KEYWORDS: &[(&str, &str)] = &[("mac", "dvr_mac"), ("vtep", "vtep")];
+
 fn peer(w: &Words) -> Result<Req, Failure> {
-    let (v, rest) = verb(w, "list");
-    let mut k = Keywords::new("peer", rest);
-    let r = match v {
-        "add" => {
-            let name = k.positional("NAME")?;
-            let mut args =
-                json!({ "name": name, "dvr_mac": k.req("mac")?, "vtep": k.req("vtep")? });
-            replace(&mut args, &mut k);
-            req("peer.add", args)
-        }
-        "del" | "delete" => req("peer.del", json!({ "name": k.positional("NAME")? })),
-        "list" | "show" | "ls" => req("peer.list", Value::Null),
-        other => return Err(unknown_verb("peer", other, "add, del, list")),
-    };
-    k.done()?;
-    Ok(r)
+    named_object(w, "peer", ["peer.del", "peer.list"], |k| {
+        let args = take_args(k, NAME, HOST_KEYWORDS)?;
+        Ok(with_replace(args, k, "peer.add"))
+    })
 }
 
 fn host(w: &Words) -> Result<Req, Failure> {
-    let (v, rest) = verb(w, "show");
-    let mut k = Keywords::new("host", rest);
-    let r = match v {
+    command(w, "host", "show", |v, k| match v {
         "set" => {
-            let name = k.positional("NAME")?;
-            req(
-                "host.set",
-                json!({ "name": name, "dvr_mac": k.req("mac")?, "vtep": k.req("vtep")? }),
-            )
+            let args = take_args(k, NAME, HOST_KEYWORDS)?;
+            Ok(req("host.set", args))
         }
-        "show" => req("host.show", Value::Null),
-        other => return Err(unknown_verb("host", other, "set, show")),
-    };
-    k.done()?;
-    Ok(r)
+        "show" => Ok(req("host.show", Value::Null)),
+        other => Err(unknown_verb("host", other, "set, show")),
+    })
+}
+
+/// Takes the arguments of a request out of the words: the positional one first (its
+/// argument name and how usage messages call it), then each required keyword (the keyword
+/// and its argument name), in order, so that the first one missing is the one named.
+fn take_args(
+    k: &mut Keywords<'_>,
+    positional: Option<(&str, &str)>,
+    keywords: &[(&str, &str)],
+) -> Result<Value, Failure> {
+    let mut args = serde_json::Map::new();
+    if let Some((name, usage)) = positional {
+        args.insert(name.to_string(), json!(k.positional(usage)?));
+    }
+    for (keyword, name) in keywords {
+        args.insert(name.to_string(), json!(k.req(keyword)?));
+    }
+    Ok(Value::Object(args))
+}
+
+/// A listing, of the objects of one `filter` (a router, a network) when that keyword is given.
+fn filtered(k: &mut Keywords<'_>, op: &'static str, filter: &str) -> Result<Req, Failure> {
+    Ok(req(op, with(json!({}), filter, k.opt(filter)?)))
 }
 
 // ---- output ----
@@ -827,175 +813,24 @@ fn print_result(cli: &Cli, op: &str, v: &Value) -> Result<(), Failure> {
 /// The human rendering of a result.
 fn human(op: &str, v: &Value) -> Result<String, Failure> {
     let mut o = String::new();
+    let out = &mut o;
     match op {
-        "router.list" => {
-            let r: Routers = parse_as(op, v)?;
-            let rows = r.routers.iter().map(|r| {
-                vec![
-                    r.name.clone(),
-                    yes(r.large),
-                    r.interfaces.to_string(),
-                    r.routes.to_string(),
-                    r.prefixes.to_string(),
-                ]
-            });
-            table(
-                &mut o,
-                &["router", "large", "interfaces", "routes", "prefixes"],
-                rows,
-            );
-        }
-        "network.list" => {
-            let n: Networks = parse_as(op, v)?;
-            let rows = n.networks.iter().map(|n| {
-                vec![
-                    n.name.clone(),
-                    n.vni.to_string(),
-                    list(&n.ports),
-                    n.router.clone().unwrap_or_else(|| "-".into()),
-                ]
-            });
-            table(&mut o, &["network", "vni", "local ports", "router"], rows);
-        }
-        "interface.list" => {
-            let i: Interfaces = parse_as(op, v)?;
-            let rows = i.interfaces.iter().map(|i| {
-                vec![
-                    i.router.clone(),
-                    i.network.clone(),
-                    i.address.to_string(),
-                    i.mac.to_string(),
-                ]
-            });
-            table(&mut o, &["router", "network", "address", "mac"], rows);
-        }
-        "route.list" => {
-            let r: Routes = parse_as(op, v)?;
-            let rows = r
-                .routes
-                .iter()
-                .map(|r| vec![r.router.clone(), r.prefix.to_string(), r.via.to_string()]);
-            table(&mut o, &["router", "prefix", "via"], rows);
-        }
-        "route.lookup" => {
-            let l: Lookup = parse_as(op, v)?;
-            let nh = l
-                .next_hop
-                .map_or_else(String::new, |n| format!("next hop {n}: "));
-            let _ = writeln!(o, "{} router {}: {nh}{}", l.ip, l.router, l.result);
-        }
-        "port.list" => {
-            let p: Ports = parse_as(op, v)?;
-            let rows = p.ports.iter().map(|p| {
-                vec![
-                    p.network.clone(),
-                    p.ip.to_string(),
-                    p.mac.to_string(),
-                    p.host.clone(),
-                    p.port.clone().unwrap_or_else(|| "-".into()),
-                ]
-            });
-            table(
-                &mut o,
-                &["network", "ip", "mac", "host", "local port"],
-                rows,
-            );
-        }
-        "peer.list" => {
-            let p: Peers = parse_as(op, v)?;
-            let rows = p
-                .peers
-                .iter()
-                .map(|p| vec![p.name.clone(), p.dvr_mac.to_string(), p.vtep.to_string()]);
-            table(&mut o, &["peer", "dvr mac", "vtep"], rows);
-        }
-        "host.show" => {
-            let h: HostView = parse_as(op, v)?;
-            match h.host {
-                Some(h) => {
-                    let _ = writeln!(o, "host {} dvr mac {} vtep {}", h.name, h.dvr_mac, h.vtep);
-                }
-                None => o.push_str("host not set\n"),
-            }
-        }
-        "neigh.list" => {
-            let n: Neighbors = parse_as(op, v)?;
-            let rows = n.neighbors.iter().map(|n| {
-                vec![
-                    n.router.clone(),
-                    n.ip.to_string(),
-                    n.mac.clone().unwrap_or_else(|| "-".into()),
-                    serde_json::to_value(n.state)
-                        .ok()
-                        .and_then(|s| s.as_str().map(str::to_string))
-                        .unwrap_or_default(),
-                    n.location.clone(),
-                    n.age_ms
-                        .map_or_else(|| "-".into(), |ms| format!("{:.1}s", ms as f64 / 1000.0)),
-                    n.routes.to_string(),
-                ]
-            });
-            table(
-                &mut o,
-                &["router", "ip", "mac", "state", "where", "age", "routes"],
-                rows,
-            );
-        }
-        "stats.show" => {
-            let s: StatsView = parse_as(op, v)?;
-            let _ = writeln!(
-                o,
-                "counters over the last {:.1} s (since start or `dvrctl stats reset`)",
-                s.since_reset_s
-            );
-            o.push_str(&s.snapshot.render());
-            if let Some(t) = s.snapshot.tables {
-                let _ = writeln!(
-                    o,
-                    "tables: next hops {}/{}, l2 {}/{}, prefixes {}, tbl8 groups {}",
-                    t.next_hops_used,
-                    t.next_hops_capacity,
-                    t.l2_used,
-                    t.l2_capacity,
-                    t.routes,
-                    t.tbl8_used
-                );
-            }
-        }
-        "hist.show" => hist(&mut o, &parse_as::<HistView>(op, v)?),
-        "trace" => trace(&mut o, &parse_as::<TraceView>(op, v)?),
-        "batch" => {
-            let b: BatchApplied = parse_as(op, v)?;
-            let _ = writeln!(
-                o,
-                "{} changes applied ({} changed, {} unchanged)",
-                b.changes, b.changed, b.unchanged
-            );
-        }
-        "version" => {
-            let info: VersionInfo = parse_as(op, v)?;
-            let _ = writeln!(
-                o,
-                "dvrctl {}, dvrd {}, API version {}",
-                env!("CARGO_PKG_VERSION"),
-                info.daemon,
-                info.api
-            );
-        }
-        "log.show" | "log.set" => {
-            let _ = writeln!(
-                o,
-                "log filter: {}",
-                v.get("level").and_then(Value::as_str).unwrap_or_default()
-            );
-        }
-        "stats.reset" | "hist.reset" => {
-            let _ = writeln!(
-                o,
-                "reset: {}",
-                v.get("reset").and_then(Value::as_str).unwrap_or_default()
-            );
-        }
+        "router.list" => show_rows(out, op, v, |l: &Routers| &l.routers)?,
+        "network.list" => show_rows(out, op, v, |l: &Networks| &l.networks)?,
+        "interface.list" => show_rows(out, op, v, |l: &Interfaces| &l.interfaces)?,
+        "route.list" => show_rows(out, op, v, |l: &Routes| &l.routes)?,
+        "route.lookup" => show::<Lookup>(out, op, v)?,
+        "port.list" => show_rows(out, op, v, |l: &Ports| &l.ports)?,
+        "peer.list" => show_rows(out, op, v, |l: &Peers| &l.peers)?,
+        "host.show" => show::<HostView>(out, op, v)?,
+        "neigh.list" => show_rows(out, op, v, |l: &Neighbors| &l.neighbors)?,
+        "stats.show" => show::<StatsView>(out, op, v)?,
+        "hist.show" => show::<HistView>(out, op, v)?,
+        "trace" => show::<TraceView>(out, op, v)?,
+        "batch" => show::<BatchApplied>(out, op, v)?,
+        "version" => show::<VersionInfo>(out, op, v)?,
+        "log.show" | "log.set" => text_field(out, "log filter", v, "level"),
+        "stats.reset" | "hist.reset" => text_field(out, "reset", v, "reset"),
         // Adds, deletes and sets: silent, like `ip`.
         _ if v.get("changed").is_some() => {}
         _ => {
@@ -1003,6 +838,197 @@ fn human(op: &str, v: &Value) -> Result<String, Failure> {
         }
     }
     Ok(o)
+}
+
+/// A result as people read it.
+trait Human {
+    fn human(&self, o: &mut String);
+}
+
+/// Reads the result of `op` as a `T` and writes it for people.
+fn show<T: serde::de::DeserializeOwned + Human>(
+    o: &mut String,
+    op: &str,
+    v: &Value,
+) -> Result<(), Failure> {
+    parse_as::<T>(op, v)?.human(o);
+    Ok(())
+}
+
+/// `LABEL: VALUE` for the text field `key` of the result.
+fn text_field(o: &mut String, label: &str, v: &Value, key: &str) {
+    let value = v.get(key).and_then(Value::as_str).unwrap_or_default();
+    let _ = writeln!(o, "{label}: {value}");
+}
+
+/// An object as one row of its listing's table.
+trait Row {
+    /// The names of the columns.
+    const HEADER: &'static [&'static str];
+    fn row(&self) -> Vec<String>;
+}
+
+/// Reads the listing that `op` answered and writes its objects as a table.
+fn show_rows<L: serde::de::DeserializeOwned, T: Row>(
+    o: &mut String,
+    op: &str,
+    v: &Value,
+    objects: fn(&L) -> &[T],
+) -> Result<(), Failure> {
+    let listing: L = parse_as(op, v)?;
+    table(o, T::HEADER, objects(&listing).iter().map(Row::row));
+    Ok(())
+}
+
+impl Row for RouterEntry {
+    const HEADER: &'static [&'static str] =
+        &["router", "large", "interfaces", "routes", "prefixes"];
+
+    fn row(&self) -> Vec<String> {
+        let large = yes(self.large);
+        cells(&[
+            &self.name,
+            &large,
+            &self.interfaces,
+            &self.routes,
+            &self.prefixes,
+        ])
+    }
+}
+
+impl Row for NetworkView {
+    const HEADER: &'static [&'static str] = &["network", "vni", "local ports", "router"];
+
+    fn row(&self) -> Vec<String> {
+        let (ports, router) = (list(&self.ports), or_dash(&self.router));
+        cells(&[&self.name, &self.vni, &ports, &router])
+    }
+}
+
+impl Row for InterfaceSpec {
+    const HEADER: &'static [&'static str] = &["router", "network", "address", "mac"];
+
+    fn row(&self) -> Vec<String> {
+        cells(&[&self.router, &self.network, &self.address, &self.mac])
+    }
+}
+
+impl Row for RouteSpec {
+    const HEADER: &'static [&'static str] = &["router", "prefix", "via"];
+
+    fn row(&self) -> Vec<String> {
+        cells(&[&self.router, &self.prefix, &self.via])
+    }
+}
+
+impl Row for InstancePortSpec {
+    const HEADER: &'static [&'static str] = &["network", "ip", "mac", "host", "local port"];
+
+    fn row(&self) -> Vec<String> {
+        let port = or_dash(&self.port);
+        cells(&[&self.network, &self.ip, &self.mac, &self.host, &port])
+    }
+}
+
+impl Row for PeerSpec {
+    const HEADER: &'static [&'static str] = &["peer", "dvr mac", "vtep"];
+
+    fn row(&self) -> Vec<String> {
+        cells(&[&self.name, &self.dvr_mac, &self.vtep])
+    }
+}
+
+impl Row for NeighborView {
+    const HEADER: &'static [&'static str] =
+        &["router", "ip", "mac", "state", "where", "age", "routes"];
+
+    fn row(&self) -> Vec<String> {
+        let state = serde_json::to_value(self.state)
+            .ok()
+            .and_then(|s| s.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let age = self
+            .age_ms
+            .map_or_else(|| "-".into(), |ms| format!("{:.1}s", ms as f64 / 1000.0));
+        let mac = or_dash(&self.mac);
+        let (router, location) = (&self.router, &self.location);
+        cells(&[router, &self.ip, &mac, &state, location, &age, &self.routes])
+    }
+}
+
+/// The cells of a row, each as it displays.
+fn cells(values: &[&dyn std::fmt::Display]) -> Vec<String> {
+    values.iter().map(ToString::to_string).collect()
+}
+
+/// The value, or `-` when there is none.
+fn or_dash(value: &Option<String>) -> String {
+    value.clone().unwrap_or_else(|| "-".into())
+}
+
+impl Human for Lookup {
+    fn human(&self, o: &mut String) {
+        let nh = self
+            .next_hop
+            .map_or_else(String::new, |n| format!("next hop {n}: "));
+        let _ = writeln!(o, "{} router {}: {nh}{}", self.ip, self.router, self.result);
+    }
+}
+
+impl Human for HostView {
+    fn human(&self, o: &mut String) {
+        match &self.host {
+            Some(h) => {
+                let _ = writeln!(o, "host {} dvr mac {} vtep {}", h.name, h.dvr_mac, h.vtep);
+            }
+            None => o.push_str("host not set\n"),
+        }
+    }
+}
+
+impl Human for StatsView {
+    fn human(&self, o: &mut String) {
+        let _ = writeln!(
+            o,
+            "counters over the last {:.1} s (since start or `dvrctl stats reset`)",
+            self.since_reset_s
+        );
+        o.push_str(&self.snapshot.render());
+        if let Some(t) = &self.snapshot.tables {
+            let _ = writeln!(
+                o,
+                "tables: next hops {}/{}, l2 {}/{}, prefixes {}, tbl8 groups {}",
+                t.next_hops_used,
+                t.next_hops_capacity,
+                t.l2_used,
+                t.l2_capacity,
+                t.routes,
+                t.tbl8_used
+            );
+        }
+    }
+}
+
+impl Human for BatchApplied {
+    fn human(&self, o: &mut String) {
+        let _ = writeln!(
+            o,
+            "{} changes applied ({} changed, {} unchanged)",
+            self.changes, self.changed, self.unchanged
+        );
+    }
+}
+
+impl Human for VersionInfo {
+    fn human(&self, o: &mut String) {
+        let _ = writeln!(
+            o,
+            "dvrctl {}, dvrd {}, API version {}",
+            env!("CARGO_PKG_VERSION"),
+            self.daemon,
+            self.api
+        );
+    }
 }
 
 fn yes(b: bool) -> String {
@@ -1039,7 +1065,13 @@ fn table(o: &mut String, header: &[&str], rows: impl Iterator<Item = Vec<String>
     }
 }
 
-fn hist(o: &mut String, h: &HistView) {
+impl Human for HistView {
+    fn human(&self, o: &mut String) {
+        render_hist(o, self);
+    }
+}
+
+fn render_hist(o: &mut String, h: &HistView) {
     let _ = writeln!(o, "latency over the last {:.1} s (ns)", h.since_reset_s);
     let header = [
         "", "count", "min", "p50", "p90", "p99", "p99.9", "max", "mean",
@@ -1103,7 +1135,13 @@ fn hist(o: &mut String, h: &HistView) {
     }
 }
 
-fn trace(o: &mut String, t: &TraceView) {
+impl Human for TraceView {
+    fn human(&self, o: &mut String) {
+        render_trace(o, self);
+    }
+}
+
+fn render_trace(o: &mut String, t: &TraceView) {
     for (i, p) in t.packets.iter().enumerate() {
         let _ = writeln!(
             o,

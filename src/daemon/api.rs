@@ -1,0 +1,369 @@
+//! Answering the control API on the control thread: every request that reads or changes the
+//! router, one function per kind. The API thread parsed and checked the request already; what
+//! is checked here depends on the router's state (does the router exist, does the change
+//! apply). Queries read the control plane's model and tables; changes go through
+//! [`ControlPlane::apply`] and [`ControlPlane::apply_batch`], all or nothing.
+
+use std::net::Ipv4Addr;
+use std::time::Instant;
+
+use router_core::control::ControlPlane;
+use router_core::model::{Applied, Change, Model, NetworkSpec, RouterSpec};
+use tracing::{debug, info};
+
+use super::control_thread::ControlThread;
+use super::Daemon;
+use crate::api::describe;
+use crate::api::view::{
+    Applied as AppliedView, BatchApplied, HistSet, HistView, HostView, IcmpView, Interfaces,
+    Lookup, MetricsData, MetricsSummary, Neighbors, NetworkView, Networks, Peers, Ports, ResetView,
+    RouterEntry, Routers, Routes, StatsView, WorkerHist,
+};
+use crate::api::{ApiError, ErrorCode, Outcome, Reply, Request};
+use crate::stats::Latency;
+
+impl ControlThread {
+    /// Answers one request (a trace is started by [`ControlThread::start_trace`] instead).
+    pub(super) fn execute(&mut self, request: Request, daemon: &mut Daemon) -> Outcome {
+        let cp = &self.cp;
+        let model = cp.model();
+        match request {
+            Request::Change(change) => self.change(&change),
+            Request::Batch(changes) => self.batch(&changes),
+            Request::HostShow => Ok(Reply::Host(HostView {
+                host: model.host.clone(),
+            })),
+            Request::PeerList => Ok(Reply::Peers(Peers {
+                peers: model.peers.values().cloned().collect(),
+            })),
+            Request::NetworkList => {
+                let networks = model.networks.values().map(|n| network_view(model, n));
+                Ok(Reply::Networks(Networks {
+                    networks: networks.collect(),
+                }))
+            }
+            Request::RouterList => {
+                let routers = model.routers.values().map(|r| router_entry(cp, r));
+                Ok(Reply::Routers(Routers {
+                    routers: routers.collect(),
+                }))
+            }
+            Request::InterfaceList { router } => interfaces(cp, router.as_deref()),
+            Request::RouteList { router } => routes(cp, router.as_deref()),
+            Request::RouteLookup { router, ip } => lookup(cp, router, ip),
+            Request::PortList { network } => ports(cp, network.as_deref()),
+            Request::NeighList { router } => self.neighbors(router.as_deref()),
+            Request::StatsShow => Ok(Reply::Stats(Box::new(self.stats(daemon)))),
+            Request::StatsReset => Ok(self.reset_stats(daemon)),
+            Request::HistShow { full, ticks } => Ok(hist(daemon, full.then_some(ticks))),
+            Request::HistReset => {
+                daemon.hists.reset();
+                Ok(reset("histograms"))
+            }
+            Request::IcmpSet { rate_per_s, burst } => {
+                self.cp.set_icmp_rate(rate_per_s, burst);
+                info!(rate_per_s, burst, "ICMP error rate limit changed");
+                Ok(Reply::Icmp(IcmpView { rate_per_s, burst }))
+            }
+            Request::Version | Request::LogShow | Request::LogSet { .. } | Request::Trace(_) => {
+                Err(ApiError::new(
+                    ErrorCode::Internal,
+                    "this request is answered by the API thread",
+                ))
+            }
+        }
+    }
+
+    fn change(&mut self, change: &Change) -> Outcome {
+        let applied = self.cp.apply(change)?;
+        debug!(?change, ?applied, "control API change");
+        Ok(Reply::Applied(AppliedView {
+            changed: applied == Applied::Changed,
+        }))
+    }
+
+    fn batch(&mut self, changes: &[Change]) -> Outcome {
+        let started = Instant::now();
+        let applied = self
+            .cp
+            .apply_batch(changes)
+            .map_err(|(i, e)| ApiError::from(e).at(i))?;
+        let changed = applied.iter().filter(|&&a| a == Applied::Changed).count();
+        info!(
+            changes = changes.len(),
+            changed,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "control API batch applied"
+        );
+        Ok(Reply::Batch(BatchApplied {
+            changes: changes.len(),
+            changed,
+            unchanged: changes.len() - changed,
+        }))
+    }
+
+    /// The neighbours, of one router or of the underlay when asked, each with where it is.
+    fn neighbors(&self, router: Option<&str>) -> Outcome {
+        let cp = &self.cp;
+        if let Some(r) = router {
+            if r != "underlay" && cp.router_id(r).is_none() {
+                return Err(not_found("router", r));
+            }
+        }
+        let neighbors = cp
+            .neighbors(self.clock.now_ns())
+            .into_iter()
+            .filter(|n| router.is_none_or(|r| r == n.router))
+            .map(|mut n| {
+                if let Some(at) = describe::location(cp, n.next_hop) {
+                    n.location = at;
+                }
+                n
+            })
+            .collect();
+        Ok(Reply::Neighbors(Neighbors { neighbors }))
+    }
+
+    /// The counters since the last reset, with the latency since the last histogram reset.
+    pub(super) fn stats(&mut self, daemon: &mut Daemon) -> StatsView {
+        let now = daemon.snapshot(&self.cp, Some(&self.pool));
+        let (mut snapshot, since) = match &self.baseline {
+            Some((base, at)) => (now.since(base), at.elapsed()),
+            None => (now, daemon.started.elapsed()),
+        };
+        snapshot.latency = Latency::of(Some(&daemon.hists.since_reset_merged()));
+        StatsView {
+            since_reset_s: since.as_secs_f64(),
+            snapshot,
+        }
+    }
+
+    /// Keeps the counters of now as the baseline of `stats.show`, and resets the histograms.
+    fn reset_stats(&mut self, daemon: &mut Daemon) -> Reply {
+        let snapshot = daemon.snapshot(&self.cp, Some(&self.pool));
+        self.baseline = Some((snapshot, Instant::now()));
+        daemon.hists.reset();
+        info!("counters and histograms reset");
+        reset("counters and histograms")
+    }
+
+    /// Every counter since start and the latency summaries since start, for the metrics
+    /// endpoint.
+    pub(super) fn metrics_data(&mut self, daemon: &mut Daemon) -> MetricsData {
+        let snapshot = daemon.snapshot(&self.cp, Some(&self.pool));
+        let h = daemon.hists.lifetime_merged();
+        let clock = h.clock();
+        MetricsData {
+            snapshot,
+            burst: MetricsSummary::of(&h.burst_cycles, clock.as_ref()),
+            residence: MetricsSummary::of(&h.residence_cycles, clock.as_ref()),
+        }
+    }
+}
+
+/// A network and the router it is attached to.
+fn network_view(model: &Model, n: &NetworkSpec) -> NetworkView {
+    let router = model.interface_of_network(&n.name);
+    NetworkView {
+        name: n.name.clone(),
+        vni: n.vni,
+        ports: n.ports.clone(),
+        router: router.map(|i| i.router.clone()),
+    }
+}
+
+/// A router and the size of its state.
+fn router_entry(cp: &ControlPlane, r: &RouterSpec) -> RouterEntry {
+    let model = cp.model();
+    RouterEntry {
+        name: r.name.clone(),
+        large: r.large,
+        interfaces: count_of(model.interfaces.keys(), &r.name),
+        routes: count_of(model.routes.keys(), &r.name),
+        prefixes: cp.router_lpm(&r.name).map_or(0, |l| l.len()),
+    }
+}
+
+/// How many of `keys` (router name first) belong to `router`.
+fn count_of<'a, K: 'a>(keys: impl Iterator<Item = &'a (String, K)>, router: &str) -> usize {
+    keys.filter(|(name, _)| name == router).count()
+}
+
+fn interfaces(cp: &ControlPlane, router: Option<&str>) -> Outcome {
+    check_router(cp, router)?;
+    let interfaces = matching(cp.model().interfaces.values(), router, |i| &i.router);
+    Ok(Reply::Interfaces(Interfaces { interfaces }))
+}
+
+fn routes(cp: &ControlPlane, router: Option<&str>) -> Outcome {
+    check_router(cp, router)?;
+    let routes = matching(cp.model().routes.values(), router, |r| &r.router);
+    Ok(Reply::Routes(Routes { routes }))
+}
+
+fn ports(cp: &ControlPlane, network: Option<&str>) -> Outcome {
+    if let Some(n) = network {
+        if !cp.model().networks.contains_key(n) {
+            return Err(not_found("network", n));
+        }
+    }
+    let ports = matching(cp.model().ports.values(), network, |p| &p.network);
+    Ok(Reply::Ports(Ports { ports }))
+}
+
+/// Where `router`'s table sends `ip`, in words.
+fn lookup(cp: &ControlPlane, router: String, ip: Ipv4Addr) -> Outcome {
+    let lpm = cp
+        .router_lpm(&router)
+        .ok_or_else(|| not_found("router", &router))?;
+    let next_hop = lpm.lpm().lookup(u32::from(ip)).map(|nh| nh.index());
+    let result = match next_hop {
+        Some(nh) => describe::next_hop(cp, nh, cp.dataplane().next_hops.get(nh).state),
+        None => "no route (ICMP destination unreachable, net unreachable)".to_string(),
+    };
+    Ok(Reply::Lookup(Lookup {
+        router,
+        ip,
+        next_hop,
+        result,
+    }))
+}
+
+/// The latency histograms since the last reset, merged and per worker, with the full
+/// distributions (`full` steps per half distance) when asked.
+fn hist(daemon: &mut Daemon, full: Option<u32>) -> Reply {
+    let hists = &mut daemon.hists;
+    hists.collect();
+    Reply::Hist(Box::new(HistView {
+        since_reset_s: hists.reset_at().elapsed().as_secs_f64(),
+        tsc_hz: hists.tsc_hz(),
+        merged: HistSet::of(&hists.since_reset_merged(), full),
+        workers: daemon
+            .workers
+            .iter()
+            .zip(hists.since_reset())
+            .map(|((h, _), snap)| WorkerHist {
+                worker: h.index(),
+                hist: HistSet::of(snap, full),
+            })
+            .collect(),
+    }))
+}
+
+fn reset(what: &str) -> Reply {
+    Reply::Reset(ResetView { reset: what.into() })
+}
+
+/// The items whose `key` is `filter`, every item without a filter.
+fn matching<'a, T: Clone + 'a>(
+    items: impl Iterator<Item = &'a T>,
+    filter: Option<&str>,
+    key: impl Fn(&T) -> &str,
+) -> Vec<T> {
+    items
+        .filter(|i| filter.is_none_or(|f| f == key(i)))
+        .cloned()
+        .collect()
+}
+
+/// Refuses a filter that names a router that does not exist.
+fn check_router(cp: &ControlPlane, router: Option<&str>) -> Result<(), ApiError> {
+    match router {
+        Some(r) if cp.router_id(r).is_none() => Err(not_found("router", r)),
+        _ => Ok(()),
+    }
+}
+
+pub(super) fn not_found(kind: &str, name: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::NotFound,
+        format!("{kind} `{name}` does not exist"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use router_core::control::PortSetup;
+    use router_core::qsbr::Qsbr;
+    use router_core::wire::EthernetAddress;
+
+    use super::*;
+    use crate::config::Config;
+
+    /// The control plane of `dvrd.example.toml`, programmed as the daemon does at start.
+    fn example() -> ControlPlane {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("dvrd.example.toml");
+        let mut cfg = Config::from_toml(&std::fs::read_to_string(path).unwrap()).unwrap();
+        cfg.tables.next_hops = 1024;
+        cfg.tables.l2_entries = 1024;
+        let ports = cfg
+            .ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| PortSetup {
+                name: p.name.clone(),
+                mac: EthernetAddress([0x02, 0, 0, 0, 0, i as u8 + 1]),
+                mtu: p.mtu,
+                fabric: p.fabric,
+            })
+            .collect();
+        let mut cp = ControlPlane::new(cfg.control_config(ports), Arc::new(Qsbr::new(2))).unwrap();
+        cp.apply_batch(&cfg.changes().unwrap()).unwrap();
+        cp
+    }
+
+    fn refusal(outcome: Outcome) -> String {
+        let e = outcome.expect_err("refused");
+        assert_eq!(e.code, ErrorCode::NotFound);
+        e.message
+    }
+
+    #[test]
+    fn listings_filter_by_router_or_network() {
+        let cp = example();
+        let Ok(Reply::Interfaces(all)) = interfaces(&cp, None) else {
+            panic!()
+        };
+        assert_eq!(all.interfaces.len(), 2);
+        let Ok(Reply::Routes(routes)) = routes(&cp, Some("tenant1")) else {
+            panic!()
+        };
+        assert_eq!(routes.routes.len(), 1);
+        let Ok(Reply::Ports(blue)) = ports(&cp, Some("blue")) else {
+            panic!()
+        };
+        assert!(blue.ports.iter().all(|p| p.network == "blue"));
+        assert_eq!(blue.ports.len(), 2);
+    }
+
+    #[test]
+    fn filters_naming_nothing_are_refused_by_name() {
+        let cp = example();
+        let message = refusal(interfaces(&cp, Some("tenant9")));
+        assert_eq!(message, "router `tenant9` does not exist");
+        let message = refusal(routes(&cp, Some("tenant9")));
+        assert_eq!(message, "router `tenant9` does not exist");
+        let message = refusal(ports(&cp, Some("green")));
+        assert_eq!(message, "network `green` does not exist");
+        let message = refusal(lookup(&cp, "tenant9".into(), Ipv4Addr::LOCALHOST));
+        assert_eq!(message, "router `tenant9` does not exist");
+    }
+
+    #[test]
+    fn views_count_what_each_object_has() {
+        let cp = example();
+        let model = cp.model();
+        let blue = network_view(model, &model.networks["blue"]);
+        assert_eq!(blue.router.as_deref(), Some("tenant1"));
+        let tenant1 = router_entry(&cp, &model.routers["tenant1"]);
+        assert_eq!((tenant1.interfaces, tenant1.routes), (2, 1));
+        assert!(tenant1.prefixes >= 3, "{tenant1:?}");
+        let Ok(Reply::Lookup(l)) = lookup(&cp, "tenant1".into(), Ipv4Addr::new(10, 0, 2, 7)) else {
+            panic!()
+        };
+        assert!(l.next_hop.is_some(), "{l:?}");
+    }
+}

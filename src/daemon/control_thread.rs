@@ -1,0 +1,208 @@
+//! The control thread's loop. It waits on three channels at once (packets the workers punted,
+//! requests from the API and metrics threads, and packet-trace records) so that each is handled
+//! as soon as it arrives, takes a bounded batch of each before the others get a turn, and runs
+//! the timers between: the neighbour timers every [`TICK_INTERVAL`], and the deadline of a
+//! trace in progress. It never makes a worker wait: everything it sends goes on worker 0's
+//! inject queue, and a full queue drops the packet and counts it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam::channel::{Receiver, Sender};
+use dpdk_bindings::{Mbuf, Mempool};
+use lcore_workers::{InjectQueue, Injected, PuntReceiver, TscClock};
+use router_core::control::{ControlPlane, Solicit};
+use router_core::engine::{DropReason, Engine, WorkerState};
+use tracing::{info, warn};
+
+use super::punt::Holds;
+use super::trace::Trace;
+use super::{Daemon, DaemonError};
+use crate::api::{Call, Request};
+use crate::stats::Snapshot;
+
+/// How often the control thread runs the neighbour timers.
+const TICK_INTERVAL: Duration = Duration::from_millis(100);
+/// How long the control thread waits for a punted packet before doing its other work.
+const PUNT_WAIT: Duration = Duration::from_millis(10);
+/// Punted packets handled per loop before the timers get a turn.
+const PUNT_BUDGET: usize = 256;
+/// API requests answered per loop before punted packets and timers get a turn.
+const CALL_BUDGET: usize = 64;
+
+/// The control thread's state.
+pub(super) struct ControlThread {
+    pub(super) cp: ControlPlane,
+    pub(super) engine: Engine,
+    pub(super) worker: WorkerState,
+    pub(super) pool: Mempool,
+    /// Worker 0's queue of packets to send for the control thread.
+    pub(super) inject: Arc<InjectQueue>,
+    /// Packets waiting for a neighbour.
+    pub(super) holds: Holds,
+    pub(super) clock: TscClock,
+    pub(super) punt_rx: PuntReceiver,
+    pub(super) next_tick: Instant,
+    /// The IPv4 identification of the next VXLAN packet the control thread builds.
+    pub(super) ident: u16,
+    /// Requests from the API and metrics threads.
+    pub(super) calls_rx: Receiver<Call>,
+    /// Keeps the request channel connected while no server holds a sender.
+    pub(super) _calls_tx: Sender<Call>,
+    pub(super) trace: Trace,
+    /// The counters at the last `stats.reset`, and when.
+    pub(super) baseline: Option<(Snapshot, Instant)>,
+}
+
+impl ControlThread {
+    /// Waits on punted packets, API requests and trace records at once, so that each is handled
+    /// as soon as it arrives; runs the timers between.
+    pub(super) fn run(
+        &mut self,
+        stop: &AtomicBool,
+        daemon: &mut Daemon,
+    ) -> Result<(), DaemonError> {
+        let punts = self.punt_rx.clone();
+        let calls = self.calls_rx.clone();
+        let records = self.trace.rx.clone();
+        while !stop.load(Ordering::Relaxed) {
+            let wait = self.wait();
+            crossbeam::select! {
+                recv(punts) -> p => match p {
+                    Ok(p) => {
+                        self.handle(p, 0);
+                        for p in punts.try_iter().take(PUNT_BUDGET - 1) {
+                            self.handle(p, 0);
+                        }
+                    }
+                    Err(_) => return Err(DaemonError::Other("every worker stopped".into())),
+                },
+                recv(calls) -> c => {
+                    if let Ok(c) = c {
+                        self.serve(c, daemon);
+                        for c in calls.try_iter().take(CALL_BUDGET - 1) {
+                            self.serve(c, daemon);
+                        }
+                    }
+                },
+                recv(records) -> r => {
+                    if let Ok(r) = r {
+                        self.trace_record(r);
+                        for r in records.try_iter().take(lcore_workers::TRACE_CHANNEL_CAPACITY) {
+                            self.trace_record(r);
+                        }
+                    }
+                },
+                default(wait) => {}
+            }
+            self.timers(daemon)?;
+        }
+        info!("stopping");
+        Ok(())
+    }
+
+    /// Ends a trace whose time is up, and runs the neighbour timers when they are due (and
+    /// checks on the workers then).
+    fn timers(&mut self, daemon: &Daemon) -> Result<(), DaemonError> {
+        if self
+            .trace
+            .deadline()
+            .is_some_and(|deadline| Instant::now() >= deadline)
+        {
+            self.finish_trace(false);
+        }
+        if Instant::now() >= self.next_tick {
+            self.next_tick = Instant::now() + TICK_INTERVAL;
+            self.tick();
+            if let Some(i) = daemon.worker_died() {
+                return Err(DaemonError::Other(format!(
+                    "worker {i} stopped unexpectedly"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// How long the loop may wait for something to arrive: until the next timer, at most
+    /// [`PUNT_WAIT`] (the stop flag is checked between waits).
+    fn wait(&self) -> Duration {
+        let now = Instant::now();
+        let mut until = self.next_tick;
+        if let Some(deadline) = self.trace.deadline() {
+            until = until.min(deadline);
+        }
+        until.saturating_duration_since(now).min(PUNT_WAIT)
+    }
+
+    /// Answers one request of the API or metrics thread.
+    fn serve(&mut self, call: Call, daemon: &mut Daemon) {
+        match call {
+            Call::Metrics { reply } => {
+                let _ = reply.send(self.metrics_data(daemon));
+            }
+            Call::Api {
+                request,
+                reply,
+                deadline,
+            } => {
+                if Instant::now() > deadline {
+                    // The client was told `timeout` already; doing it now would surprise it.
+                    warn!(
+                        op = request.op(),
+                        "control API request expired in the queue: not applied"
+                    );
+                    return;
+                }
+                if let Request::Trace(t) = request {
+                    self.start_trace(t, reply);
+                    return;
+                }
+                let _ = reply.send(self.execute(request, daemon));
+            }
+        }
+    }
+
+    pub(super) fn now(&self) -> u64 {
+        self.clock.now_ns()
+    }
+
+    pub(super) fn count_drop(&self, reason: DropReason) {
+        self.worker.counters().count_drop(reason);
+    }
+
+    /// Hands a packet to worker 0, which sends it on `port`.
+    pub(super) fn send(&mut self, port: u16, mbuf: Mbuf) {
+        if let Err(refused) = self.inject.push(Injected { mbuf, port }) {
+            drop(refused);
+            self.worker.counters().count_drop(DropReason::TxFull);
+        }
+    }
+
+    pub(super) fn send_solicits(&mut self, solicits: Vec<Solicit>) {
+        for s in solicits {
+            match Mbuf::from_bytes(&self.pool, &s.frame) {
+                Ok(m) => self.send(s.port, m),
+                Err(_) => self.count_drop(DropReason::NoBuffer),
+            }
+        }
+    }
+
+    /// Neighbour timers: ARP retries, and the packets of neighbours that resolved or failed.
+    fn tick(&mut self) {
+        let now = self.now();
+        let tick = self.cp.tick(now);
+        self.send_solicits(tick.solicits);
+        for nh in tick.released {
+            self.release(nh);
+        }
+        self.release_resolved();
+    }
+}
+
+impl Drop for ControlThread {
+    fn drop(&mut self) {
+        self.holds.clear();
+        while self.inject.pop().is_some() {}
+    }
+}
