@@ -17,7 +17,6 @@
 //! frame, look all destinations up in the LPM together, then finish each routed frame.
 
 mod packet;
-pub mod reason;
 pub mod trace;
 mod vxlan;
 
@@ -28,7 +27,7 @@ use arc_swap::cache::Cache;
 use arc_swap::ArcSwap;
 
 pub use self::packet::{BadWindow, PacketBuf};
-pub use self::reason::{DropReason, PuntReason};
+pub use crate::reason::{DropReason, PuntReason};
 use self::trace::{NoTrace, TraceEvent, Tracer};
 pub use self::vxlan::{encapsulate, flow_hash, FabricHeader};
 
