@@ -37,35 +37,29 @@ fn bench_path(
 }
 
 fn engine(c: &mut Criterion) {
-    let DvrPaths {
-        mut a,
-        mut b,
-        local,
-        remote,
-        encapsulated,
-    } = DvrPaths::new();
+    let mut paths = DvrPaths::new();
     bench_path(
         c,
         "route_local",
-        &mut a,
+        &mut paths.a,
         BLUE,
-        &local,
+        &paths.local,
         Verdict::Forward(RED),
     );
     bench_path(
         c,
         "route_remote_vxlan",
-        &mut a,
+        &mut paths.a,
         BLUE,
-        &remote,
+        &paths.remote,
         Verdict::Forward(FABRIC),
     );
     bench_path(
         c,
         "fabric_decap",
-        &mut b,
+        &mut paths.b,
         FABRIC,
-        &encapsulated,
+        &paths.encapsulated,
         Verdict::Forward(RED),
     );
 }

@@ -15,17 +15,11 @@ fn main() {
         .nth(2)
         .and_then(|n| n.parse().ok())
         .unwrap_or(10_000);
-    let DvrPaths {
-        mut a,
-        mut b,
-        local,
-        remote,
-        encapsulated,
-    } = DvrPaths::new();
+    let mut paths = DvrPaths::new();
     let (host, input, frame) = match path.as_str() {
-        "local" => (&mut a, BLUE, local),
-        "remote" => (&mut a, BLUE, remote),
-        _ => (&mut b, FABRIC, encapsulated),
+        "local" => (&mut paths.a, BLUE, paths.local),
+        "remote" => (&mut paths.a, BLUE, paths.remote),
+        _ => (&mut paths.b, FABRIC, paths.encapsulated),
     };
     let mut bufs = vec![vec![0u8; BUF_LEN]; BURST];
     let mut verdicts = [Verdict::Drop(router_core::engine::DropReason::Stale); BURST];
