@@ -8,10 +8,7 @@ use std::net::Ipv4Addr;
 use super::route::Gateway;
 use super::trace::{TraceEvent, Tracer};
 use super::{Burst, DropReason, PacketBuf, Verdict, ETH_LEN};
-use crate::wire::{
-    icmpv4, EtherType, EthernetAddress, EthernetFrame, EthernetRepr, Icmpv4ErrorRepr,
-    Icmpv4Message, Ipv4Packet,
-};
+use crate::wire::{icmpv4, EthernetAddress, Icmpv4ErrorRepr, Icmpv4Message, Ipv4Packet};
 
 /// An ICMP error to originate, and the reason counted when it cannot be.
 #[derive(Clone, Copy, Debug)]
@@ -115,16 +112,4 @@ pub(crate) fn build_icmp_error(
         ident,
     };
     repr.emit_in_place(pkt)
-}
-
-/// Writes an untagged Ethernet header ([`EthernetRepr::emit`]), in the form the control thread's
-/// punt handling calls.
-pub(crate) fn write_ethernet(f: &mut [u8], dst: [u8; 6], src: [u8; 6], ethertype: EtherType) {
-    let repr = EthernetRepr {
-        src: EthernetAddress(src),
-        dst: EthernetAddress(dst),
-        ethertype,
-        vlan: None,
-    };
-    repr.emit(&mut EthernetFrame::new_unchecked(f));
 }
