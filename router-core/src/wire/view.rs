@@ -4,8 +4,6 @@
 //! these and writes by hand only what is particular to it: `check_len`, bit fields, lengths
 //! and checksums.
 
-use super::{read_u16, read_u32, write_u16, write_u32};
-
 /// Declares a view: the struct over a buffer `T: AsRef<[u8]>`, `new_unchecked`, `new_checked`
 /// (which runs the view's own `check_len`) and `into_inner`. Every protocol's view has the
 /// same three constructors and the same no-panic contract; only `check_len` and the fields
@@ -80,41 +78,26 @@ pub trait FieldValue: Sized {
     fn write(self, b: &mut [u8], at: usize);
 }
 
-impl FieldValue for u8 {
-    #[inline(always)]
-    fn read(b: &[u8], at: usize) -> Self {
-        b[at]
-    }
+/// The unsigned integers, big-endian.
+macro_rules! field_value_int {
+    ($($ty:ty),*) => {$(
+        impl FieldValue for $ty {
+            #[inline(always)]
+            fn read(b: &[u8], at: usize) -> Self {
+                let mut bytes = [0u8; size_of::<$ty>()];
+                bytes.copy_from_slice(&b[at..at + size_of::<$ty>()]);
+                <$ty>::from_be_bytes(bytes)
+            }
 
-    #[inline(always)]
-    fn write(self, b: &mut [u8], at: usize) {
-        b[at] = self;
-    }
+            #[inline(always)]
+            fn write(self, b: &mut [u8], at: usize) {
+                b[at..at + size_of::<$ty>()].copy_from_slice(&self.to_be_bytes());
+            }
+        }
+    )*};
 }
 
-impl FieldValue for u16 {
-    #[inline(always)]
-    fn read(b: &[u8], at: usize) -> Self {
-        read_u16(b, at)
-    }
-
-    #[inline(always)]
-    fn write(self, b: &mut [u8], at: usize) {
-        write_u16(b, at, self);
-    }
-}
-
-impl FieldValue for u32 {
-    #[inline(always)]
-    fn read(b: &[u8], at: usize) -> Self {
-        read_u32(b, at)
-    }
-
-    #[inline(always)]
-    fn write(self, b: &mut [u8], at: usize) {
-        write_u32(b, at, self);
-    }
-}
+field_value_int!(u8, u16, u32);
 
 impl FieldValue for [u8; 6] {
     #[inline(always)]
