@@ -93,13 +93,7 @@ impl<T: Tracer> Burst<'_, T> {
         if let Some(v) = self.check_mtu(gw, pkt, out.mtu, i) {
             return v;
         }
-        self.dp.next_hops.touch(hop.index);
-        rewrite(
-            pkt.frame_mut(),
-            egress.mac,
-            EthernetAddress(nh.state.mac_bytes()),
-        );
-        self.trace(i, || TraceEvent::rewrite(pkt.frame()));
+        self.rewrite(pkt, hop, egress.mac, i);
         self.counters.router(gw.iface.router).routed_local.inc();
         Verdict::Forward(port)
     }
@@ -137,18 +131,23 @@ impl<T: Tracer> Burst<'_, T> {
         if !self.underlay_resolved(peer) {
             return Verdict::Punt(PuntReason::UnderlayMiss);
         }
-        self.dp.next_hops.touch(hop.index);
-        rewrite(
-            pkt.frame_mut(),
-            host.dvr_mac,
-            EthernetAddress(nh.state.mac_bytes()),
-        );
-        self.trace(i, || TraceEvent::rewrite(pkt.frame()));
+        self.rewrite(pkt, hop, host.dvr_mac, i);
         let v = self.send_to_peer(pkt, peer, vni, i);
         if matches!(v, Verdict::Forward(_)) {
             self.counters.router(gw.iface.router).routed_remote.inc();
         }
         v
+    }
+
+    /// The rewrite of a routed frame toward its next hop, from `src`: the next hop's MAC as
+    /// destination, the TTL decremented. The next hop is marked used: the control thread ages
+    /// out the dynamic neighbours that no packet went to.
+    #[inline]
+    fn rewrite(&mut self, pkt: &mut PacketBuf<'_>, hop: Hop, src: EthernetAddress, i: usize) {
+        self.dp.next_hops.touch(hop.index);
+        let dst = EthernetAddress(hop.next_hop.state.mac_bytes());
+        rewrite_headers(pkt.frame_mut(), src, dst);
+        self.trace(i, || TraceEvent::rewrite(pkt.frame()));
     }
 
     fn underlay_resolved(&self, peer: u16) -> bool {
@@ -184,7 +183,7 @@ impl<T: Tracer> Burst<'_, T> {
 /// The rewrite of a routed frame: new source and destination MACs, TTL decremented with the
 /// RFC 1624 incremental checksum update. The frame holds a checked IPv4 header.
 #[inline]
-fn rewrite(f: &mut [u8], src: EthernetAddress, dst: EthernetAddress) {
+fn rewrite_headers(f: &mut [u8], src: EthernetAddress, dst: EthernetAddress) {
     let Some(h) = f.first_chunk_mut::<MIN_IPV4_FRAME>() else {
         return;
     };
