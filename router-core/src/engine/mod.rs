@@ -252,17 +252,26 @@ pub(crate) fn write_ethernet(f: &mut [u8], dst: [u8; 6], src: [u8; 6], ethertype
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
-    use crate::wire::checksum;
+    use crate::wire::{IpProtocol, Ipv4Repr};
 
     #[test]
     fn check_ipv4_names_each_rfc1812_failure() {
         let mut h = [0u8; 28];
-        h[0] = 0x45;
-        h[2..4].copy_from_slice(&28u16.to_be_bytes());
-        h[8] = 64;
-        let sum = checksum::compute(&h[..20]);
-        h[10..12].copy_from_slice(&sum.to_be_bytes());
+        let repr = Ipv4Repr {
+            src: Ipv4Addr::UNSPECIFIED,
+            dst: Ipv4Addr::UNSPECIFIED,
+            protocol: IpProtocol::Unknown(0),
+            payload_len: 8,
+            ttl: 64,
+            dscp: 0,
+            ecn: 0,
+            ident: 0,
+            dont_frag: false,
+        };
+        repr.emit(&mut Ipv4Packet::new_unchecked(&mut h[..]));
         assert_eq!(check_ipv4(&h), Ok(28));
         assert_eq!(check_ipv4(&h[..19]), Err(DropReason::Ipv4Truncated));
         assert_eq!(check_ipv4(&h[..27]), Err(DropReason::Ipv4BadTotalLength));
