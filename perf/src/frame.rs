@@ -10,7 +10,10 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::str::FromStr;
 
-use router_core::wire::checksum;
+use router_core::wire::{
+    checksum, udp, ArpOperation, ArpPacket, EtherType, EthernetAddress, EthernetFrame,
+    EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr, VXLAN_HEADER_LEN,
+};
 
 /// Bytes of FCS counted in a frame size but absent from the mbuf.
 pub const FCS_LEN: usize = 4;
@@ -21,55 +24,20 @@ pub const FRAME_SIZE_MAX: u16 = 1518;
 /// RFC 2544 section 9.1 frame sizes.
 pub const RFC2544_SIZES: [u16; 7] = [64, 128, 256, 512, 1024, 1280, 1518];
 
-/// Byte offsets of the fields the generator writes or reads (untagged Ethernet, IPv4 without
-/// options as sent; received frames are parsed with the IHL they carry).
+/// Where the headers of a frame the generator built start (untagged Ethernet, IPv4 without
+/// options); received frames are parsed with the views of [`router_core::wire`].
 pub mod field {
-    /// Ethernet destination MAC.
-    pub const ETH_DST: usize = 0;
-    /// Ethernet source MAC.
-    pub const ETH_SRC: usize = 6;
-    /// EtherType.
-    pub const ETH_TYPE: usize = 12;
+    use router_core::wire::{ethernet, ipv4, udp};
+
     /// Start of the IPv4 header.
-    pub const IP: usize = 14;
-    /// IPv4 total length.
-    pub const IP_TOTAL_LEN: usize = IP + 2;
-    /// IPv4 protocol.
-    pub const IP_PROTO: usize = IP + 9;
-    /// IPv4 header checksum.
-    pub const IP_CHECKSUM: usize = IP + 10;
-    /// IPv4 source address.
-    pub const IP_SRC: usize = IP + 12;
-    /// IPv4 destination address.
-    pub const IP_DST: usize = IP + 16;
-    /// Start of the UDP header of a frame the generator built.
-    pub const UDP: usize = IP + 20;
-    /// UDP source port.
-    pub const UDP_SRC: usize = UDP;
-    /// UDP destination port.
-    pub const UDP_DST: usize = UDP + 2;
-    /// UDP length.
-    pub const UDP_LEN: usize = UDP + 4;
-    /// Start of the payload (the stamp) of a frame the generator built.
-    pub const PAYLOAD: usize = UDP + 8;
+    pub const IP: usize = ethernet::HEADER_LEN;
+    /// Start of the UDP header.
+    pub const UDP: usize = IP + ipv4::HEADER_LEN;
+    /// Start of the payload (the stamp).
+    pub const PAYLOAD: usize = UDP + udp::HEADER_LEN;
 }
 
-/// Ethernet header length.
-const ETH_LEN: usize = 14;
-/// IPv4 header length without options.
-const IPV4_LEN: usize = 20;
-/// UDP header length.
-const UDP_LEN: usize = 8;
-/// VXLAN header length (RFC 7348).
-const VXLAN_LEN: usize = 8;
-/// The IANA port of VXLAN (RFC 7348 section 5).
-pub const VXLAN_PORT: u16 = 4789;
-/// EtherType IPv4.
-const ETHERTYPE_IPV4: u16 = 0x0800;
-/// EtherType ARP.
-const ETHERTYPE_ARP: u16 = 0x0806;
-/// IP protocol UDP.
-const PROTO_UDP: u8 = 17;
+pub use router_core::wire::VXLAN_PORT;
 /// TTL of generated packets.
 pub const TTL: u8 = 64;
 /// Bytes the generator writes into every frame (headers and stamp); the rest of a larger frame
@@ -147,96 +115,77 @@ pub enum Received {
 /// VXLAN encapsulation (outer Ethernet/IPv4/UDP 4789/VXLAN, then the inner frame).
 #[inline]
 pub fn classify(frame: &[u8]) -> Received {
-    match ethertype(frame) {
-        Some(ETHERTYPE_IPV4) => match udp_payload(frame) {
+    if let Some(ip) = ipv4_payload(frame) {
+        return match udp_payload(ip) {
             Some((VXLAN_PORT, payload)) => {
-                let inner = payload.get(VXLAN_LEN..).unwrap_or_default();
-                match (ethertype(inner), udp_payload(inner)) {
-                    (Some(ETHERTYPE_IPV4), Some((_, inner_payload))) => {
-                        Stamp::read(inner_payload).map_or(Received::Foreign, |stamp| {
-                            Received::Test { stamp, vxlan: true }
-                        })
-                    }
-                    _ => Received::Foreign,
+                let inner = payload.get(VXLAN_HEADER_LEN..).unwrap_or_default();
+                match ipv4_payload(inner).and_then(udp_payload) {
+                    Some((_, inner_payload)) => test_frame(inner_payload, true),
+                    None => Received::Foreign,
                 }
             }
-            Some((_, payload)) => {
-                Stamp::read(payload).map_or(Received::Foreign, |stamp| Received::Test {
-                    stamp,
-                    vxlan: false,
-                })
-            }
+            Some((_, payload)) => test_frame(payload, false),
             None => Received::Foreign,
-        },
-        Some(ETHERTYPE_ARP) if is_arp_request(frame) => Received::ArpRequest,
+        };
+    }
+    match EthernetFrame::new_checked(frame) {
+        Ok(eth) if eth.outer_ethertype() == EtherType::ARP && is_arp_request(eth.payload()) => {
+            Received::ArpRequest
+        }
         _ => Received::Foreign,
     }
 }
 
+/// A test frame if `payload` starts with a stamp.
 #[inline(always)]
-fn ethertype(frame: &[u8]) -> Option<u16> {
-    let b = frame.get(field::ETH_TYPE..field::ETH_TYPE + 2)?;
-    Some(u16::from_be_bytes([b[0], b[1]]))
+fn test_frame(payload: &[u8], vxlan: bool) -> Received {
+    Stamp::read(payload).map_or(Received::Foreign, |stamp| Received::Test { stamp, vxlan })
 }
 
-/// The UDP destination port and payload of an Ethernet/IPv4/UDP frame (any IHL), or `None`.
+/// The UDP destination port and payload of an IPv4/UDP datagram (any IHL), or `None`.
 #[inline(always)]
-fn udp_payload(frame: &[u8]) -> Option<(u16, &[u8])> {
-    let ip = frame.get(ETH_LEN..)?;
-    let ihl = usize::from(*ip.first()? & 0x0f) * 4;
-    if ihl < IPV4_LEN || *ip.get(9)? != PROTO_UDP {
+fn udp_payload(ip: &[u8]) -> Option<(u16, &[u8])> {
+    let packet = Ipv4Packet::new_checked(ip).ok()?;
+    if packet.protocol() != IpProtocol::Udp {
         return None;
     }
-    let udp = ip.get(ihl..)?;
-    let port = u16::from_be_bytes([*udp.get(2)?, *udp.get(3)?]);
-    Some((port, udp.get(UDP_LEN..)?))
+    let datagram = &ip[packet.header_len()..usize::from(packet.total_len())];
+    let udp = UdpPacket::new_checked(datagram).ok()?;
+    Some((
+        udp.dst_port(),
+        &datagram[udp::HEADER_LEN..usize::from(udp.len())],
+    ))
 }
 
-/// ARP over Ethernet/IPv4 (RFC 826) offsets, from the start of the ARP packet.
-mod arp {
-    pub const OPER: usize = 6;
-    pub const SHA: usize = 8;
-    pub const SPA: usize = 14;
-    pub const THA: usize = 18;
-    pub const TPA: usize = 24;
-    pub const LEN: usize = 28;
-    pub const REQUEST: u16 = 1;
-    pub const REPLY: u16 = 2;
+/// The payload of an Ethernet frame that carries IPv4.
+#[inline(always)]
+fn ipv4_payload(frame: &[u8]) -> Option<&[u8]> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    (eth.outer_ethertype() == EtherType::IPV4).then(|| &frame[eth.header_len()..])
 }
 
-fn is_arp_request(frame: &[u8]) -> bool {
-    let Some(a) = frame.get(ETH_LEN..ETH_LEN + arp::LEN) else {
-        return false;
-    };
-    let fixed = [0x00, 0x01, 0x08, 0x00, 6, 4];
-    a[..6] == fixed
-        && u16::from_be_bytes([a[arp::OPER], a[arp::OPER + 1]]) == arp::REQUEST
-        // A gratuitous ARP announces; it asks nobody.
-        && a[arp::SPA..arp::SPA + 4] != a[arp::TPA..arp::TPA + 4]
+/// An ARP request over Ethernet/IPv4 (RFC 826) that asks for an address: a gratuitous ARP
+/// announces and asks nobody.
+fn is_arp_request(arp: &[u8]) -> bool {
+    ArpPacket::new_checked(arp)
+        .is_ok_and(|a| a.operation() == ArpOperation::Request && !a.is_gratuitous())
 }
 
 /// Turns an ARP request in place into the reply of a host that owns every address, with
 /// `mac`: the generator answers for whatever the device under test resolves (its underlay
 /// next hop, dynamic neighbours). Returns false (frame untouched) if it is not a request.
 pub fn arp_reply_in_place(frame: &mut [u8], mac: [u8; 6]) -> bool {
-    if !is_arp_request(frame) {
+    let Ok(mut eth) = EthernetFrame::new_checked(&mut frame[..]) else {
+        return false;
+    };
+    if eth.outer_ethertype() != EtherType::ARP || !is_arp_request(eth.payload()) {
         return false;
     }
-    let (eth, rest) = frame.split_at_mut(ETH_LEN);
-    let a = &mut rest[..arp::LEN];
-    let mut requester_mac = [0u8; 6];
-    requester_mac.copy_from_slice(&a[arp::SHA..arp::SHA + 6]);
-    let mut requester_ip = [0u8; 4];
-    requester_ip.copy_from_slice(&a[arp::SPA..arp::SPA + 4]);
-    let mut asked_ip = [0u8; 4];
-    asked_ip.copy_from_slice(&a[arp::TPA..arp::TPA + 4]);
-    a[arp::OPER..arp::OPER + 2].copy_from_slice(&arp::REPLY.to_be_bytes());
-    a[arp::SHA..arp::SHA + 6].copy_from_slice(&mac);
-    a[arp::SPA..arp::SPA + 4].copy_from_slice(&asked_ip);
-    a[arp::THA..arp::THA + 6].copy_from_slice(&requester_mac);
-    a[arp::TPA..arp::TPA + 4].copy_from_slice(&requester_ip);
-    eth[field::ETH_DST..field::ETH_DST + 6].copy_from_slice(&requester_mac);
-    eth[field::ETH_SRC..field::ETH_SRC + 6].copy_from_slice(&mac);
+    let mut arp = ArpPacket::new_unchecked(eth.payload_mut());
+    let requester = arp.sender_hw();
+    arp.reply_in_place(EthernetAddress(mac));
+    eth.set_dst_addr(requester);
+    eth.set_src_addr(EthernetAddress(mac));
     true
 }
 
@@ -336,22 +285,34 @@ impl Template {
     pub fn new(size: u16, ends: &Endpoints) -> Template {
         let len = usize::from(size) - FCS_LEN;
         let mut h = [0u8; field::PAYLOAD];
-        h[field::ETH_DST..field::ETH_DST + 6].copy_from_slice(&ends.dst_mac);
-        h[field::ETH_SRC..field::ETH_SRC + 6].copy_from_slice(&ends.src_mac);
-        h[field::ETH_TYPE..field::ETH_TYPE + 2].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-        let ip_len = u16::try_from(len - ETH_LEN).expect("frame sizes are at most 1518");
-        h[field::IP] = 0x45;
-        h[field::IP_TOTAL_LEN..field::IP_TOTAL_LEN + 2].copy_from_slice(&ip_len.to_be_bytes());
-        // Don't Fragment: the encapsulated path must never fragment test traffic.
-        h[field::IP + 6] = 0x40;
-        h[field::IP + 8] = TTL;
-        h[field::IP_PROTO] = PROTO_UDP;
-        h[field::IP_SRC..field::IP_SRC + 4].copy_from_slice(&ends.src_ip.octets());
-        let ip_checksum = checksum::compute(&h[field::IP..field::IP + IPV4_LEN]);
-        h[field::IP_CHECKSUM..field::IP_CHECKSUM + 2].copy_from_slice(&ip_checksum.to_be_bytes());
-        let udp_len = ip_len - IPV4_LEN as u16;
-        h[field::UDP_DST..field::UDP_DST + 2].copy_from_slice(&ends.dst_port.to_be_bytes());
-        h[field::UDP_LEN..field::UDP_LEN + 2].copy_from_slice(&udp_len.to_be_bytes());
+        let eth = EthernetRepr {
+            src: EthernetAddress(ends.src_mac),
+            dst: EthernetAddress(ends.dst_mac),
+            ethertype: EtherType::IPV4,
+            vlan: None,
+        };
+        eth.emit(&mut EthernetFrame::new_unchecked(&mut h[..]));
+        let ip = Ipv4Repr {
+            src: ends.src_ip,
+            dst: Ipv4Addr::UNSPECIFIED,
+            protocol: IpProtocol::Udp,
+            payload_len: len - field::UDP,
+            ttl: TTL,
+            dscp: 0,
+            ecn: 0,
+            ident: 0,
+            // Don't Fragment: the encapsulated path must never fragment test traffic.
+            dont_frag: true,
+        };
+        let mut ip_header = Ipv4Packet::new_unchecked(&mut h[field::IP..]);
+        ip.emit(&mut ip_header);
+        let ip_checksum = ip_header.checksum();
+        let udp = UdpRepr {
+            src_port: 0,
+            dst_port: ends.dst_port,
+            payload_len: len - field::PAYLOAD,
+        };
+        udp.emit(&mut UdpPacket::new_unchecked(&mut h[field::UDP..]));
         Template {
             len,
             header: h,
@@ -365,36 +326,31 @@ impl Template {
     pub fn write(&self, out: &mut [u8], dst: u32, src_port: u16, stamp: &Stamp) {
         let out = &mut out[..HEADER_LEN];
         out[..field::PAYLOAD].copy_from_slice(&self.header);
-        out[field::IP_DST..field::IP_DST + 4].copy_from_slice(&dst.to_be_bytes());
-        let sum = checksum::update_u32(self.ip_checksum, 0, dst);
-        out[field::IP_CHECKSUM..field::IP_CHECKSUM + 2].copy_from_slice(&sum.to_be_bytes());
-        out[field::UDP_SRC..field::UDP_SRC + 2].copy_from_slice(&src_port.to_be_bytes());
-        stamp.write(&mut out[field::PAYLOAD..]);
+        let (headers, payload) = out.split_at_mut(field::PAYLOAD);
+        let (ip, udp) = headers[field::IP..].split_at_mut(field::UDP - field::IP);
+        let mut ip = Ipv4Packet::new_unchecked(ip);
+        ip.set_dst_addr_u32(dst);
+        ip.set_checksum(checksum::update_u32(self.ip_checksum, 0, dst));
+        UdpPacket::new_unchecked(udp).set_src_port(src_port);
+        stamp.write(payload);
     }
 }
 
 /// Parses `aa:bb:cc:dd:ee:ff`.
 pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let mut mac = [0u8; 6];
-    let mut parts = s.split(':');
-    for byte in &mut mac {
-        *byte = u8::from_str_radix(parts.next()?, 16).ok()?;
-    }
-    parts.next().is_none().then_some(mac)
+    s.parse::<EthernetAddress>().ok().map(<[u8; 6]>::from)
 }
 
 /// Formats a MAC as `aa:bb:cc:dd:ee:ff`.
 pub fn format_mac(mac: [u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    EthernetAddress(mac).to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use router_core::wire::{Ipv4Packet, UdpPacket};
+    use router_core::engine::encapsulate;
+    use router_core::wire::{FabricHeader, PacketBuf};
 
     fn ends() -> Endpoints {
         Endpoints {
@@ -446,14 +402,22 @@ mod tests {
 
     #[test]
     fn stamp_is_found_inside_vxlan() {
+        // Encapsulated as the router sends it to a peer host.
         let inner = frame(64, 0x0a00_0208, &STAMP);
-        let mut outer = vec![0u8; 50];
-        outer[12..14].copy_from_slice(&[0x08, 0x00]);
-        outer[14] = 0x45;
-        outer[14 + 9] = 17;
-        outer[34 + 2..34 + 4].copy_from_slice(&VXLAN_PORT.to_be_bytes());
-        outer[42] = 0x08;
-        outer.extend_from_slice(&inner);
+        let mut buf = vec![0u8; 50 + inner.len()];
+        buf[50..].copy_from_slice(&inner);
+        let mut pkt = PacketBuf::new(&mut buf, 50, inner.len()).unwrap();
+        let header = FabricHeader {
+            dst_mac: [2, 0, 0, 0, 0, 0x20],
+            src_mac: [2, 0, 0, 0, 0, 0x10],
+            src_vtep: 0xc000_020a,
+            dst_vtep: 0xc000_0214,
+            vni: 1002,
+            src_port: 50000,
+            ident: 1,
+        };
+        assert!(encapsulate(&mut pkt, &header));
+        let outer = pkt.frame().to_vec();
         assert_eq!(
             classify(&outer),
             Received::Test {

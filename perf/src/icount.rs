@@ -19,7 +19,10 @@ use router_core::model::{
     Change, HostSpec, InstancePortSpec, InterfaceSpec, NetworkSpec, PeerSpec, RouteSpec, RouterSpec,
 };
 use router_core::qsbr::{Qsbr, QsbrReader};
-use router_core::wire::EthernetAddress;
+use router_core::wire::{
+    ethernet, ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame,
+    EthernetRepr,
+};
 
 use crate::frame::{Endpoints, Stamp, Template};
 
@@ -228,16 +231,26 @@ impl Host {
     }
 }
 
+/// An ARP reply from `sha`/`spa` to `tha`/`tpa`, padded to the 60 bytes of a minimum frame.
 fn arp_reply(sha: EthernetAddress, spa: Ipv4Addr, tha: EthernetAddress, tpa: Ipv4Addr) -> Vec<u8> {
     let mut f = vec![0u8; 60];
-    f[0..6].copy_from_slice(&tha.0);
-    f[6..12].copy_from_slice(&sha.0);
-    f[12..14].copy_from_slice(&[0x08, 0x06]);
-    f[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 2]);
-    f[22..28].copy_from_slice(&sha.0);
-    f[28..32].copy_from_slice(&spa.octets());
-    f[32..38].copy_from_slice(&tha.0);
-    f[38..42].copy_from_slice(&tpa.octets());
+    let eth = EthernetRepr {
+        src: sha,
+        dst: tha,
+        ethertype: EtherType::ARP,
+        vlan: None,
+    };
+    eth.emit(&mut EthernetFrame::new_unchecked(&mut f[..]));
+    let arp = ArpRepr {
+        operation: ArpOperation::Reply,
+        source_hw: sha,
+        source_ip: spa,
+        target_hw: tha,
+        target_ip: tpa,
+    };
+    arp.emit(&mut ArpPacket::new_unchecked(
+        &mut f[ethernet::HEADER_LEN..],
+    ));
     f
 }
 
@@ -324,60 +337,49 @@ impl Bench {
     /// Runs the burst once (not counted) and checks every verdict; returns the frames as they
     /// left.
     fn run_checked(&mut self) -> Vec<Vec<u8>> {
-        let windows = self.reset();
-        let verdicts = &mut self.verdicts;
-        let mut pkts: Vec<PacketBuf<'_>> = self
-            .bufs
-            .iter_mut()
-            .zip(&windows)
-            .map(|(b, &(head, len))| PacketBuf::new(b, head, len).expect("fits"))
-            .collect();
-        self.host
-            .engine
-            .process_burst(&mut self.host.worker, self.input, 0, &mut pkts, verdicts);
-        assert!(
-            verdicts.iter().all(|v| *v == self.expect),
-            "scenario verdicts {verdicts:?}, expected {:?}",
-            self.expect
-        );
-        pkts.iter().map(|p| p.frame().to_vec()).collect()
+        let (input, expect) = (self.input, self.expect);
+        self.with_burst(|host, pkts, verdicts| {
+            host.engine
+                .process_burst(&mut host.worker, input, 0, pkts, verdicts);
+            assert!(
+                verdicts.iter().all(|v| *v == expect),
+                "scenario verdicts {verdicts:?}, expected {expect:?}"
+            );
+            pkts.iter().map(|p| p.frame().to_vec()).collect()
+        })
     }
 
-    /// Restores the frames into their buffers; returns each one's (head, len).
-    fn reset(&mut self) -> Vec<(usize, usize)> {
+    /// Restores the frames into their buffers and hands them to `f` as one burst, with the
+    /// verdicts to fill.
+    fn with_burst<R>(
+        &mut self,
+        f: impl FnOnce(&mut Host, &mut [PacketBuf<'_>], &mut [Verdict]) -> R,
+    ) -> R {
         if self.bufs.len() != self.frames.len() {
             self.bufs = vec![vec![0u8; BUF_LEN]; self.frames.len()];
             self.verdicts = vec![Verdict::Forward(0); self.frames.len()];
         }
-        self.bufs
+        let mut pkts: Vec<PacketBuf<'_>> = self
+            .bufs
             .iter_mut()
             .zip(&self.frames)
-            .map(|(b, f)| {
-                b[HEADROOM..HEADROOM + f.len()].copy_from_slice(f);
-                (HEADROOM, f.len())
+            .map(|(b, frame)| {
+                b[HEADROOM..HEADROOM + frame.len()].copy_from_slice(frame);
+                PacketBuf::new(b, HEADROOM, frame.len()).expect("fits")
             })
-            .collect()
+            .collect();
+        f(&mut self.host, &mut pkts, &mut self.verdicts)
     }
 
     /// Runs the burst `iterations` times through `burst` (restoring the frames in between,
     /// outside it); the frames processed.
     pub fn run(&mut self, iterations: usize, burst: BurstFn) -> usize {
+        let input = self.input;
         for _ in 0..iterations {
-            let windows = self.reset();
-            let mut pkts: Vec<PacketBuf<'_>> = self
-                .bufs
-                .iter_mut()
-                .zip(&windows)
-                .map(|(b, &(head, len))| PacketBuf::new(b, head, len).expect("fits"))
-                .collect();
-            burst(
-                &self.host.engine,
-                &mut self.host.worker,
-                self.input,
-                &mut pkts,
-                &mut self.verdicts,
-            );
-            self.host.reader.quiescent();
+            self.with_burst(|host, pkts, verdicts| {
+                burst(&host.engine, &mut host.worker, input, pkts, verdicts);
+                host.reader.quiescent();
+            });
         }
         iterations * self.frames.len()
     }

@@ -5,7 +5,7 @@
 //! `cargo bench -p router-core --bench engine`
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use router_core::engine::{PacketBuf, Verdict};
+use router_core::engine::Verdict;
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -29,15 +29,7 @@ fn bench_path(
     g.throughput(Throughput::Elements(BURST as u64));
     g.bench_function(name, |b| {
         b.iter(|| {
-            for buf in &mut bufs {
-                buf[HEADROOM..HEADROOM + frame.len()].copy_from_slice(frame);
-            }
-            let mut pkts: Vec<PacketBuf<'_>> = bufs
-                .iter_mut()
-                .map(|b| PacketBuf::new(b, HEADROOM, frame.len()).unwrap())
-                .collect();
-            host.engine
-                .process_burst(&mut host.worker, input, 1, &mut pkts, &mut verdicts);
+            host.process_copies(input, frame, &mut bufs, &mut verdicts);
             std::hint::black_box(&verdicts);
         })
     });
@@ -45,39 +37,29 @@ fn bench_path(
 }
 
 fn engine(c: &mut Criterion) {
-    let mut a = Host::new("host-a");
-    let mut b = Host::new("host-b");
-    a.resolve_underlay();
-    // 64-byte frames: 14 Ethernet + 20 IPv4 + 26 payload (+4 FCS on the wire).
-    let local = ipv4_frame(
-        VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.7", 64, 17, 26, false,
-    );
-    let remote = ipv4_frame(
-        VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.8", 64, 17, 26, false,
-    );
-    let (_, encapsulated) = a.process(BLUE, &remote);
+    let mut paths = DvrPaths::new();
     bench_path(
         c,
         "route_local",
-        &mut a,
+        &mut paths.a,
         BLUE,
-        &local,
+        &paths.local,
         Verdict::Forward(RED),
     );
     bench_path(
         c,
         "route_remote_vxlan",
-        &mut a,
+        &mut paths.a,
         BLUE,
-        &remote,
+        &paths.remote,
         Verdict::Forward(FABRIC),
     );
     bench_path(
         c,
         "fabric_decap",
-        &mut b,
+        &mut paths.b,
         FABRIC,
-        &encapsulated,
+        &paths.encapsulated,
         Verdict::Forward(RED),
     );
 }

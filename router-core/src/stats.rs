@@ -7,8 +7,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::engine::{DropReason, PuntReason};
 use crate::model::MAX_ROUTERS;
+use crate::reason::{DropReason, PuntReason};
 
 /// A counter with a single writer.
 #[derive(Debug, Default)]

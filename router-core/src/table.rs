@@ -16,8 +16,8 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::engine::DropReason;
 use crate::qsbr::{Qsbr, Retired};
+use crate::reason::DropReason;
 use crate::wire::EthernetAddress;
 
 /// Index of a next hop in [`NextHops`] (what LPM entries store).

@@ -265,27 +265,14 @@ fn no_route_gets_net_unreachable_and_df_gets_frag_needed() {
 
     // Across the fabric the inner packet may be 1500 - 50 bytes.
     a.resolve_underlay();
-    let fits = ipv4_frame(
-        VM_BLUE_A,
-        GW_BLUE,
-        "10.0.1.5",
-        "10.0.2.8",
-        64,
-        17,
-        1450 - 20,
-        true,
-    );
+    let to_b = |payload_len, dont_frag| Datagram {
+        payload_len,
+        dont_frag,
+        ..Datagram::udp(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.8")
+    };
+    let fits = to_b(1450 - 20, true).frame();
     assert_eq!(a.process(BLUE, &fits).0, Verdict::Forward(FABRIC));
-    let big = ipv4_frame(
-        VM_BLUE_A,
-        GW_BLUE,
-        "10.0.1.5",
-        "10.0.2.8",
-        64,
-        17,
-        1451 - 20,
-        true,
-    );
+    let big = to_b(1451 - 20, true).frame();
     let (v, out) = a.process(BLUE, &big);
     assert_eq!(v, Verdict::Forward(BLUE));
     let icmp = Icmpv4Packet::new_checked(&out[34..]).unwrap();
@@ -293,24 +280,18 @@ fn no_route_gets_net_unreachable_and_df_gets_frag_needed() {
         (u8::from(icmp.msg_type()), icmp.code(), icmp.next_hop_mtu()),
         (3, 4, 1450)
     );
-    let big_no_df = ipv4_frame(
-        VM_BLUE_A,
-        GW_BLUE,
-        "10.0.1.5",
-        "10.0.2.8",
-        64,
-        17,
-        1451 - 20,
-        false,
-    );
+    let big_no_df = to_b(1451 - 20, false).frame();
     assert_eq!(
         a.process(BLUE, &big_no_df).0,
         Verdict::Drop(DropReason::FragmentationUnsupported)
     );
     // Locally the port MTU (1500) applies.
-    let local = ipv4_frame(
-        VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.7", 64, 17, 1480, true,
-    );
+    let local = Datagram {
+        payload_len: 1480,
+        dont_frag: true,
+        ..Datagram::udp(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.7")
+    }
+    .frame();
     assert_eq!(a.process(BLUE, &local).0, Verdict::Forward(RED));
 }
 

@@ -5,33 +5,21 @@
 use std::net::Ipv4Addr;
 
 use libfuzzer_sys::fuzz_target;
+
+#[macro_use]
+mod common;
 use router_core::wire::arp::PACKET_LEN;
 use router_core::wire::{ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress};
 
 const ROUTER: EthernetAddress = EthernetAddress::new(0xfa, 0x16, 0x3e, 0xaa, 0x00, 0x01);
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(packet) = ArpPacket::new_checked(data) else {
+    let Some(packet) = common::checked(data, ArpPacket::new_checked) else {
         return;
     };
-    let _ = (
-        packet.hardware_type(),
-        packet.protocol_type(),
-        packet.hw_len(),
-        packet.proto_len(),
-    );
-    let _ = (
-        packet.operation(),
-        packet.sender_hw(),
-        packet.sender_ip(),
-        packet.sender_ip_u32(),
-    );
-    let _ = (
-        packet.target_hw(),
-        packet.target_ip(),
-        packet.target_ip_u32(),
-    );
-    let _ = packet.is_gratuitous();
+    read_all!(packet => hardware_type, protocol_type, hw_len, proto_len, operation, sender_hw);
+    read_all!(packet => sender_ip, sender_ip_u32, target_hw, target_ip, target_ip_u32);
+    read_all!(packet => is_gratuitous);
     assert_eq!(packet.protocol_type(), EtherType::IPV4);
 
     let parsed = ArpRepr::parse(&packet);
@@ -42,16 +30,18 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(repr.is_gratuitous(), packet.is_gratuitous());
     }
 
-    let mut copy = data.to_vec();
-    let mut packet = ArpPacket::new_checked(&mut copy[..]).expect("checked above");
+    let mut copy = Vec::new();
+    let mut packet = common::checked_copy(&mut copy, data, ArpPacket::new_checked);
     packet.reply_in_place(ROUTER);
     if let Ok(request) = parsed {
         assert_eq!(ArpRepr::parse(&packet), Ok(request.reply(ROUTER)));
     }
-    packet.set_operation(ArpOperation::Request);
-    packet.set_sender_hw(ROUTER);
-    packet.set_target_hw(EthernetAddress::ZERO);
-    packet.set_sender_ip(Ipv4Addr::LOCALHOST);
-    packet.set_target_ip(Ipv4Addr::LOCALHOST);
+    write_all!(packet =>
+        set_operation(ArpOperation::Request),
+        set_sender_hw(ROUTER),
+        set_target_hw(EthernetAddress::ZERO),
+        set_sender_ip(Ipv4Addr::LOCALHOST),
+        set_target_ip(Ipv4Addr::LOCALHOST),
+    );
     assert!(packet.is_gratuitous());
 });

@@ -2,24 +2,17 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+
+#[macro_use]
+mod common;
 use router_core::wire::{EtherType, EthernetAddress, EthernetFrame, EthernetRepr};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(frame) = EthernetFrame::new_checked(data) else {
+    let Some(frame) = common::checked(data, EthernetFrame::new_checked) else {
         return;
     };
-    let _ = (
-        frame.dst_addr(),
-        frame.src_addr(),
-        frame.outer_ethertype(),
-        frame.ethertype(),
-    );
-    let _ = (
-        frame.is_tagged(),
-        frame.vlan_tci(),
-        frame.vlan_id(),
-        frame.pcp(),
-    );
+    read_all!(frame => dst_addr, src_addr, addrs_u64, outer_ethertype, ethertype, is_tagged);
+    read_all!(frame => vlan_tci, vlan_id, pcp);
     assert_eq!(frame.header_len() + frame.payload().len(), data.len());
 
     if let Ok(repr) = EthernetRepr::parse(&frame) {
@@ -34,11 +27,13 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    let mut copy = data.to_vec();
-    let mut frame = EthernetFrame::new_checked(&mut copy[..]).expect("checked above");
-    frame.set_dst_addr(EthernetAddress::BROADCAST);
-    frame.set_src_addr(EthernetAddress::ZERO);
-    frame.set_ethertype(EtherType::IPV4);
+    let mut copy = Vec::new();
+    let mut frame = common::checked_copy(&mut copy, data, EthernetFrame::new_checked);
+    write_all!(frame =>
+        set_dst_addr(EthernetAddress::BROADCAST),
+        set_src_addr(EthernetAddress::ZERO),
+        set_ethertype(EtherType::IPV4),
+    );
     let _ = frame.payload_mut();
     assert_eq!(frame.ethertype(), EtherType::IPV4);
 });

@@ -3,25 +3,18 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+
+#[macro_use]
+mod common;
 use router_core::wire::icmpv4::{emit_error, HEADER_LEN};
 use router_core::wire::{Icmpv4Message, Icmpv4Packet, Icmpv4Repr};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(packet) = Icmpv4Packet::new_checked(data) else {
+    let Some(packet) = common::checked(data, Icmpv4Packet::new_checked) else {
         return;
     };
-    let _ = (
-        packet.msg_type(),
-        packet.code(),
-        packet.is_error(),
-        packet.checksum(),
-    );
-    let _ = (
-        packet.rest_of_header(),
-        packet.echo_ident(),
-        packet.echo_seq_no(),
-    );
-    let _ = packet.next_hop_mtu();
+    read_all!(packet => msg_type, code, is_error, checksum, rest_of_header, echo_ident);
+    read_all!(packet => echo_seq_no, next_hop_mtu);
     let valid = packet.verify_checksum();
     assert_eq!(packet.data().len() + HEADER_LEN, data.len());
 
@@ -39,20 +32,22 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(out[..2], data[..2]);
     }
 
-    let mut copy = data.to_vec();
-    let mut packet = Icmpv4Packet::new_checked(&mut copy[..]).expect("checked above");
+    let mut copy = Vec::new();
+    let mut packet = common::checked_copy(&mut copy, data, Icmpv4Packet::new_checked);
     packet.reply_in_place();
     assert_eq!(packet.msg_type(), Icmpv4Message::EchoReply);
     // The incremental update keeps a right checksum right (it may mend a zero one).
     if valid {
         assert!(packet.verify_checksum());
     }
-    packet.set_msg_type(Icmpv4Message::EchoRequest);
-    packet.set_code(0);
-    packet.set_echo_ident(1);
-    packet.set_echo_seq_no(2);
-    packet.set_next_hop_mtu(1450);
-    packet.set_rest_of_header(3);
+    write_all!(packet =>
+        set_msg_type(Icmpv4Message::EchoRequest),
+        set_code(0),
+        set_echo_ident(1),
+        set_echo_seq_no(2),
+        set_next_hop_mtu(1450),
+        set_rest_of_header(3),
+    );
     let _ = packet.data_mut();
     packet.fill_checksum();
     assert!(packet.verify_checksum());

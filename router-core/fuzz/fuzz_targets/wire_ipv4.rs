@@ -5,38 +5,20 @@
 use std::net::Ipv4Addr;
 
 use libfuzzer_sys::fuzz_target;
+
+#[macro_use]
+mod common;
 use router_core::wire::icmpv4::icmp_error_allowed;
 use router_core::wire::ipv4::field;
 use router_core::wire::{IpProtocol, Ipv4Packet, Ipv4Repr};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(packet) = Ipv4Packet::new_checked(data) else {
+    let Some(packet) = common::checked(data, Ipv4Packet::new_checked) else {
         return;
     };
-    let _ = (
-        packet.version(),
-        packet.dscp(),
-        packet.ecn(),
-        packet.ident(),
-        packet.ttl(),
-    );
-    let _ = (
-        packet.dont_frag(),
-        packet.more_frags(),
-        packet.frag_offset(),
-    );
-    let _ = (
-        packet.is_first_fragment(),
-        packet.is_fragment(),
-        packet.protocol(),
-    );
-    let _ = (packet.checksum(), packet.src_addr(), packet.dst_addr());
-    let _ = (
-        packet.src_addr_u32(),
-        packet.dst_addr_u32(),
-        packet.options(),
-        packet.header(),
-    );
+    read_all!(packet => version, is_plain_header, dscp, ecn, ident, ttl, dont_frag, more_frags);
+    read_all!(packet => frag_offset, is_first_fragment, is_fragment, protocol, checksum);
+    read_all!(packet => src_addr, dst_addr, src_addr_u32, dst_addr_u32, options, header);
     let _ = icmp_error_allowed(&packet);
     let valid = packet.verify_checksum();
     assert_eq!(
@@ -64,8 +46,8 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    let mut copy = data.to_vec();
-    let mut packet = Ipv4Packet::new_checked(&mut copy[..]).expect("checked above");
+    let mut copy = Vec::new();
+    let mut packet = common::checked_copy(&mut copy, data, Ipv4Packet::new_checked);
     let ttl = packet.ttl();
     assert_eq!(packet.decrement_ttl(), ttl.saturating_sub(1));
     packet.rewrite_src_addr(Ipv4Addr::new(203, 0, 113, 1));
@@ -76,17 +58,21 @@ fuzz_target!(|data: &[u8]| {
         packet.fill_checksum();
         assert_eq!(incremental, packet.checksum());
     }
-    packet.set_dscp(46);
-    packet.set_ecn(1);
-    packet.set_ident(7);
-    packet.set_dont_frag(true);
-    packet.set_more_frags(false);
-    packet.set_frag_offset(0);
+    write_all!(packet =>
+        set_dscp(46),
+        set_ecn(1),
+        set_ident(7),
+        set_dont_frag(true),
+        set_more_frags(false),
+        set_frag_offset(0),
+    );
     packet.clear_flags();
-    packet.set_ttl(64);
-    packet.set_protocol(IpProtocol::Udp);
-    packet.set_src_addr(Ipv4Addr::LOCALHOST);
-    packet.set_dst_addr(Ipv4Addr::BROADCAST);
+    write_all!(packet =>
+        set_ttl(64),
+        set_protocol(IpProtocol::Udp),
+        set_src_addr(Ipv4Addr::LOCALHOST),
+        set_dst_addr(Ipv4Addr::BROADCAST),
+    );
     packet.fill_checksum();
     let _ = packet.options_mut();
     let _ = packet.payload_mut();

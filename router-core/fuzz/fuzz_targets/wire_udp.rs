@@ -5,6 +5,9 @@
 use std::net::Ipv4Addr;
 
 use libfuzzer_sys::fuzz_target;
+
+#[macro_use]
+mod common;
 use router_core::wire::{UdpPacket, UdpRepr};
 
 fuzz_target!(|data: &[u8]| {
@@ -13,10 +16,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let src = Ipv4Addr::new(addresses[0], addresses[1], addresses[2], addresses[3]);
     let dst = Ipv4Addr::new(addresses[4], addresses[5], addresses[6], addresses[7]);
-    let Ok(packet) = UdpPacket::new_checked(data) else {
+    let Some(packet) = common::checked(data, UdpPacket::new_checked) else {
         return;
     };
-    let _ = (packet.src_port(), packet.dst_port(), packet.checksum());
+    read_all!(packet => src_port, dst_port, len, checksum);
     let _ = (
         packet.verify_checksum(src, dst),
         packet.compute_checksum(src, dst),
@@ -36,10 +39,9 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(UdpRepr::parse(&emitted, src, dst), Ok(repr));
     }
 
-    let mut copy = data.to_vec();
-    let mut packet = UdpPacket::new_checked(&mut copy[..]).expect("checked above");
-    packet.set_src_port(49152);
-    packet.set_dst_port(4789);
+    let mut copy = Vec::new();
+    let mut packet = common::checked_copy(&mut copy, data, UdpPacket::new_checked);
+    write_all!(packet => set_src_port(49152), set_dst_port(4789));
     let _ = packet.payload_mut();
     packet.fill_checksum(src, dst);
     assert!(packet.verify_checksum(src, dst));

@@ -2,14 +2,17 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+
+#[macro_use]
+mod common;
 use router_core::wire::vxlan::{FLAG_VNI, VNI_MAX};
 use router_core::wire::{VxlanPacket, VxlanRepr, VXLAN_HEADER_LEN};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(packet) = VxlanPacket::new_checked(data) else {
+    let Some(packet) = common::checked(data, VxlanPacket::new_checked) else {
         return;
     };
-    let _ = (packet.flags(), packet.reserved0(), packet.reserved1());
+    read_all!(packet => flags, reserved0, reserved1);
     assert!(packet.has_vni());
     assert!(packet.vni() <= VNI_MAX);
     assert_eq!(packet.payload().len() + VXLAN_HEADER_LEN, data.len());
@@ -24,12 +27,9 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(out[..], data[..VXLAN_HEADER_LEN]);
     }
 
-    let mut copy = data.to_vec();
-    let mut packet = VxlanPacket::new_checked(&mut copy[..]).expect("checked above");
-    packet.set_vni(VNI_MAX);
-    packet.set_reserved0(0);
-    packet.set_reserved1(0);
-    packet.set_flags(FLAG_VNI);
+    let mut copy = Vec::new();
+    let mut packet = common::checked_copy(&mut copy, data, VxlanPacket::new_checked);
+    write_all!(packet => set_vni(VNI_MAX), set_reserved0(0), set_reserved1(0), set_flags(FLAG_VNI));
     let _ = packet.payload_mut();
     assert_eq!(packet.vni(), VNI_MAX);
 });

@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 
 use crate::dataplane::{L2Location, NetworkId, PeerId, RouterId};
 use crate::table::{IfaceId, NextHopIndex, NextHopState};
-use crate::wire::EthernetAddress;
+use crate::wire::{ethernet, ipv4, EthernetAddress, EthernetFrame, Ipv4Packet};
 
 /// One decision about one packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,67 +78,43 @@ pub enum TraceEvent {
 impl TraceEvent {
     /// The Ethernet header at the start of `frame` (at least 14 bytes).
     pub(crate) fn ethernet(frame: &[u8]) -> Self {
-        let mac = |at: usize| {
-            EthernetAddress([
-                frame[at],
-                frame[at + 1],
-                frame[at + 2],
-                frame[at + 3],
-                frame[at + 4],
-                frame[at + 5],
-            ])
-        };
+        let f = EthernetFrame::new_unchecked(frame);
         TraceEvent::Ethernet {
-            dst: mac(0),
-            src: mac(6),
-            ethertype: u16::from_be_bytes([frame[12], frame[13]]),
+            dst: f.dst_addr(),
+            src: f.src_addr(),
+            ethertype: f.outer_ethertype().into(),
         }
     }
 
     /// The IPv4 header at the start of `ip` (checked already).
     pub(crate) fn ipv4(ip: &[u8]) -> Self {
+        let p = Ipv4Packet::new_unchecked(ip);
         TraceEvent::Ipv4 {
-            src: Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]),
-            dst: Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]),
-            protocol: ip[9],
-            ttl: ip[8],
-            total_len: u16::from_be_bytes([ip[2], ip[3]]),
+            src: p.src_addr(),
+            dst: p.dst_addr(),
+            protocol: p.protocol().into(),
+            ttl: p.ttl(),
+            total_len: p.total_len(),
         }
     }
 
     /// Source, destination and TTL of a rewritten IPv4 frame.
     pub(crate) fn rewrite(frame: &[u8]) -> Self {
-        let TraceEvent::Ethernet { src, dst, .. } = Self::ethernet(frame) else {
-            unreachable!()
-        };
+        let f = EthernetFrame::new_unchecked(frame);
+        let ttl = frame
+            .get(ethernet::HEADER_LEN..)
+            .filter(|ip| ip.len() > ipv4::field::TTL)
+            .map_or(0, |ip| Ipv4Packet::new_unchecked(ip).ttl());
         TraceEvent::Rewrite {
-            src,
-            dst,
-            ttl: frame.get(22).copied().unwrap_or(0),
+            src: f.src_addr(),
+            dst: f.dst_addr(),
+            ttl,
         }
     }
-}
 
-impl fmt::Display for TraceEvent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    /// The lookups (network, LPM, next hop, L2), in words.
+    fn fmt_lookup(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            TraceEvent::Ethernet {
-                src,
-                dst,
-                ethertype,
-            } => write!(f, "ethernet {src} > {dst} type {ethertype:#06x}"),
-            TraceEvent::Ipv4 {
-                src,
-                dst,
-                protocol,
-                ttl,
-                total_len,
-            } => {
-                write!(
-                    f,
-                    "ipv4 {src} > {dst} proto {protocol} ttl {ttl} len {total_len}"
-                )
-            }
             TraceEvent::Network {
                 network,
                 router: Some(r),
@@ -171,6 +147,35 @@ impl fmt::Display for TraceEvent {
                 Some(L2Location::Remote(h)) => write!(f, "l2 network {network} {mac} -> peer {h}"),
                 None => write!(f, "l2 network {network} {mac} -> unknown"),
             },
+            _ => unreachable!("not a lookup: {self:?}"),
+        }
+    }
+}
+
+impl fmt::Display for TraceEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            TraceEvent::Ethernet {
+                src,
+                dst,
+                ethertype,
+            } => write!(f, "ethernet {src} > {dst} type {ethertype:#06x}"),
+            TraceEvent::Ipv4 {
+                src,
+                dst,
+                protocol,
+                ttl,
+                total_len,
+            } => {
+                write!(
+                    f,
+                    "ipv4 {src} > {dst} proto {protocol} ttl {ttl} len {total_len}"
+                )
+            }
+            TraceEvent::Network { .. }
+            | TraceEvent::Lookup { .. }
+            | TraceEvent::NextHop { .. }
+            | TraceEvent::L2 { .. } => self.fmt_lookup(f),
             TraceEvent::Decap {
                 peer,
                 vni,

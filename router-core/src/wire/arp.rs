@@ -3,7 +3,7 @@
 use std::net::Ipv4Addr;
 
 use super::ethernet::{EtherType, EthernetAddress};
-use super::{read_u16, read_u32, write_u16, write_u32, Error, Result};
+use super::{read_u16, write_u16, write_u32, Error, Result};
 
 /// The ARP opcode (RFC 826 "ar$op"; IANA ARP parameters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -68,29 +68,41 @@ pub const PACKET_LEN: usize = 28;
 /// The hardware type of Ethernet (RFC 826, "ares_hrd$Ethernet").
 pub const HARDWARE_ETHERNET: u16 = 1;
 
-/// A view of an ARP packet for IPv4 over Ethernet.
-///
-/// After [`check_len`](Self::check_len) has succeeded no method panics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ArpPacket<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A view of an ARP packet for IPv4 over Ethernet.
+    ///
+    /// After [`check_len`](Self::check_len) has succeeded no method panics.
+    pub struct ArpPacket;
+}
+
+fields! {
+    ArpPacket {
+        /// The hardware address space (1 for Ethernet after a successful check).
+        hardware_type / set_hardware_type: u16 = field::HTYPE;
+        /// The protocol address space (IPv4 after a successful check).
+        protocol_type / set_protocol_type: EtherType = field::PTYPE;
+        /// The hardware address length (6 after a successful check).
+        hw_len / set_hw_len: u8 = field::HLEN;
+        /// The protocol address length (4 after a successful check).
+        proto_len / set_proto_len: u8 = field::PLEN;
+        /// The opcode.
+        operation / set_operation: ArpOperation = field::OPER;
+        /// The sender hardware address.
+        sender_hw / set_sender_hw: EthernetAddress = field::SHA;
+        /// The sender protocol address.
+        sender_ip / set_sender_ip: Ipv4Addr = field::SPA;
+        /// The sender protocol address as a host-order `u32`.
+        sender_ip_u32 / set_sender_ip_u32: u32 = field::SPA;
+        /// The target hardware address (zero, or ignored, in a request).
+        target_hw / set_target_hw: EthernetAddress = field::THA;
+        /// The target protocol address.
+        target_ip / set_target_ip: Ipv4Addr = field::TPA;
+        /// The target protocol address as a host-order `u32`.
+        target_ip_u32 / set_target_ip_u32: u32 = field::TPA;
+    }
 }
 
 impl<T: AsRef<[u8]>> ArpPacket<T> {
-    /// Wraps `buffer` without checking it.
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Self {
-        Self { buffer }
-    }
-
-    /// Wraps `buffer` and checks it with [`check_len`](Self::check_len).
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        let packet = Self::new_unchecked(buffer);
-        packet.check_len()?;
-        Ok(packet)
-    }
-
     /// Checks that the buffer holds the fixed part ([`Error::Truncated`]), that the packet
     /// maps IPv4 onto Ethernet addresses (hardware type 1, protocol 0x0800, lengths 6 and 4;
     /// any other pair of address spaces is [`Error::Unsupported`], RFC 826 "packet
@@ -115,82 +127,6 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
         Ok(())
     }
 
-    /// Returns the buffer.
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    /// The hardware address space (1 for Ethernet after a successful check).
-    #[inline]
-    pub fn hardware_type(&self) -> u16 {
-        read_u16(self.buffer.as_ref(), field::HTYPE)
-    }
-
-    /// The protocol address space (IPv4 after a successful check).
-    #[inline]
-    pub fn protocol_type(&self) -> EtherType {
-        EtherType(read_u16(self.buffer.as_ref(), field::PTYPE))
-    }
-
-    /// The hardware address length (6 after a successful check).
-    #[inline]
-    pub fn hw_len(&self) -> u8 {
-        self.buffer.as_ref()[field::HLEN]
-    }
-
-    /// The protocol address length (4 after a successful check).
-    #[inline]
-    pub fn proto_len(&self) -> u8 {
-        self.buffer.as_ref()[field::PLEN]
-    }
-
-    /// The opcode.
-    #[inline]
-    pub fn operation(&self) -> ArpOperation {
-        ArpOperation::from(read_u16(self.buffer.as_ref(), field::OPER))
-    }
-
-    /// The sender hardware address.
-    #[inline]
-    pub fn sender_hw(&self) -> EthernetAddress {
-        let mut a = [0u8; 6];
-        a.copy_from_slice(&self.buffer.as_ref()[field::SHA..field::SHA + 6]);
-        EthernetAddress(a)
-    }
-
-    /// The sender protocol address.
-    #[inline]
-    pub fn sender_ip(&self) -> Ipv4Addr {
-        Ipv4Addr::from_bits(self.sender_ip_u32())
-    }
-
-    /// The sender protocol address as a host-order `u32`.
-    #[inline]
-    pub fn sender_ip_u32(&self) -> u32 {
-        read_u32(self.buffer.as_ref(), field::SPA)
-    }
-
-    /// The target hardware address (zero, or ignored, in a request).
-    #[inline]
-    pub fn target_hw(&self) -> EthernetAddress {
-        let mut a = [0u8; 6];
-        a.copy_from_slice(&self.buffer.as_ref()[field::THA..field::THA + 6]);
-        EthernetAddress(a)
-    }
-
-    /// The target protocol address.
-    #[inline]
-    pub fn target_ip(&self) -> Ipv4Addr {
-        Ipv4Addr::from_bits(self.target_ip_u32())
-    }
-
-    /// The target protocol address as a host-order `u32`.
-    #[inline]
-    pub fn target_ip_u32(&self) -> u32 {
-        read_u32(self.buffer.as_ref(), field::TPA)
-    }
-
     /// Whether this is a gratuitous ARP (an announcement, RFC 5227 section 3, or an update
     /// reply): the sender and target protocol addresses are the same.
     #[inline]
@@ -200,60 +136,6 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> ArpPacket<T> {
-    /// Sets the hardware address space.
-    #[inline]
-    pub fn set_hardware_type(&mut self, value: u16) {
-        write_u16(self.buffer.as_mut(), field::HTYPE, value);
-    }
-
-    /// Sets the protocol address space.
-    #[inline]
-    pub fn set_protocol_type(&mut self, value: EtherType) {
-        write_u16(self.buffer.as_mut(), field::PTYPE, value.0);
-    }
-
-    /// Sets the hardware address length.
-    #[inline]
-    pub fn set_hw_len(&mut self, value: u8) {
-        self.buffer.as_mut()[field::HLEN] = value;
-    }
-
-    /// Sets the protocol address length.
-    #[inline]
-    pub fn set_proto_len(&mut self, value: u8) {
-        self.buffer.as_mut()[field::PLEN] = value;
-    }
-
-    /// Sets the opcode.
-    #[inline]
-    pub fn set_operation(&mut self, value: ArpOperation) {
-        write_u16(self.buffer.as_mut(), field::OPER, value.into());
-    }
-
-    /// Sets the sender hardware address.
-    #[inline]
-    pub fn set_sender_hw(&mut self, value: EthernetAddress) {
-        self.buffer.as_mut()[field::SHA..field::SHA + 6].copy_from_slice(&value.0);
-    }
-
-    /// Sets the sender protocol address.
-    #[inline]
-    pub fn set_sender_ip(&mut self, value: Ipv4Addr) {
-        write_u32(self.buffer.as_mut(), field::SPA, value.to_bits());
-    }
-
-    /// Sets the target hardware address.
-    #[inline]
-    pub fn set_target_hw(&mut self, value: EthernetAddress) {
-        self.buffer.as_mut()[field::THA..field::THA + 6].copy_from_slice(&value.0);
-    }
-
-    /// Sets the target protocol address.
-    #[inline]
-    pub fn set_target_ip(&mut self, value: Ipv4Addr) {
-        write_u32(self.buffer.as_mut(), field::TPA, value.to_bits());
-    }
-
     /// Turns a request into its reply in place, as RFC 826 "packet reception" says: the
     /// sender becomes the target, `hw` and the requested address become the sender, and the
     /// opcode becomes Reply. The caller has checked that the request asks for an address this

@@ -80,6 +80,23 @@ pub fn verify(bytes: &[u8]) -> bool {
     data(bytes) == 0xffff
 }
 
+/// Whether a 20-byte IPv4 header (no options) carries a correct checksum (RFC 1071: the one's
+/// complement sum of the header, checksum included, is 0xffff), for the per-packet path.
+/// Summing 32-bit little-endian words and folding gives the byte-swapped sum, which is 0xffff
+/// exactly when the true sum is (RFC 1071 section 2(B): byte order independence).
+#[inline]
+pub fn verify_plain_ipv4_header(header: &[u8; 20]) -> bool {
+    let mut sum = 0u64;
+    for w in header.chunks_exact(4) {
+        sum += u64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
+    }
+    let sum = (sum & 0xffff_ffff) + (sum >> 32);
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let sum = (sum & 0xffff) + (sum >> 16);
+    sum == 0xffff
+}
+
 /// The checksum after a 16-bit word covered by `checksum` changes from `old` to `new`, by
 /// RFC 1624 section 3, eqn. 3: `HC' = ~(~HC + ~m + m')`.
 ///

@@ -228,37 +228,23 @@ pub const VLAN_ID_MAX: u16 = 4094;
 /// The mask of the VLAN id in the tag control information.
 const VLAN_ID_MASK: u16 = 0x0fff;
 
-/// Reads a MAC address at `at`: one bounds check.
-#[inline(always)]
-fn read_mac(b: &[u8], at: usize) -> EthernetAddress {
-    let mut a = [0u8; 6];
-    a.copy_from_slice(&b[at..at + 6]);
-    EthernetAddress(a)
+view! {
+    /// A view of an Ethernet II frame with at most one 802.1Q tag.
+    ///
+    /// After [`check_len`](Self::check_len) has succeeded no method panics.
+    pub struct EthernetFrame;
 }
 
-/// A view of an Ethernet II frame with at most one 802.1Q tag.
-///
-/// After [`check_len`](Self::check_len) has succeeded no method panics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EthernetFrame<T: AsRef<[u8]>> {
-    buffer: T,
+fields! {
+    EthernetFrame {
+        /// The destination address.
+        dst_addr / set_dst_addr: EthernetAddress = field::DESTINATION;
+        /// The source address.
+        src_addr / set_src_addr: EthernetAddress = field::SOURCE;
+    }
 }
 
 impl<T: AsRef<[u8]>> EthernetFrame<T> {
-    /// Wraps `buffer` without checking it.
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Self {
-        Self { buffer }
-    }
-
-    /// Wraps `buffer` and checks it with [`check_len`](Self::check_len).
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        let frame = Self::new_unchecked(buffer);
-        frame.check_len()?;
-        Ok(frame)
-    }
-
     /// Checks that the buffer holds the whole header, the VLAN tag included when the
     /// EtherType says one is there. Returns [`Error::Truncated`] otherwise.
     #[inline]
@@ -272,22 +258,15 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
         Ok(())
     }
 
-    /// Returns the buffer.
+    /// The destination and source addresses, each as the low 48 bits of a word
+    /// ([`EthernetAddress::to_u64`]): two 8-byte loads instead of twelve byte loads, for the
+    /// per-packet path.
     #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    /// The destination address.
-    #[inline]
-    pub fn dst_addr(&self) -> EthernetAddress {
-        read_mac(self.buffer.as_ref(), field::DESTINATION)
-    }
-
-    /// The source address.
-    #[inline]
-    pub fn src_addr(&self) -> EthernetAddress {
-        read_mac(self.buffer.as_ref(), field::SOURCE)
+    pub fn addrs_u64(&self) -> (u64, u64) {
+        let b = &self.buffer.as_ref()[..field::ETHERTYPE];
+        let first = u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+        let second = u64::from_be_bytes([b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11]]);
+        (first >> 16, second & 0xffff_ffff_ffff)
     }
 
     /// The EtherType at offset 12: [`EtherType::VLAN`] for a tagged frame.
@@ -355,20 +334,6 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> EthernetFrame<T> {
-    /// Sets the destination address.
-    #[inline]
-    pub fn set_dst_addr(&mut self, value: EthernetAddress) {
-        let at = field::DESTINATION;
-        self.buffer.as_mut()[at..at + 6].copy_from_slice(&value.0);
-    }
-
-    /// Sets the source address.
-    #[inline]
-    pub fn set_src_addr(&mut self, value: EthernetAddress) {
-        let at = field::SOURCE;
-        self.buffer.as_mut()[at..at + 6].copy_from_slice(&value.0);
-    }
-
     /// Sets the EtherType of the payload: the one after the tag when the frame is tagged.
     /// Setting [`EtherType::VLAN`] on an untagged frame adds a tag to the header: call
     /// `check_len` again before any other method.

@@ -3,9 +3,12 @@
 
 use core::fmt;
 
-use super::checksum;
-use super::ipv4::{IpProtocol, Ipv4Packet};
-use super::{read_u16, read_u32, write_u16, write_u32, Error, Result};
+use std::net::Ipv4Addr;
+
+use super::ethernet::{self, EtherType, EthernetAddress, EthernetFrame, EthernetRepr};
+use super::ipv4::{self, IpProtocol, Ipv4Packet, Ipv4Repr};
+use super::{checksum, PacketBuf};
+use super::{read_u16, write_u16, write_u32, Error, Result};
 
 /// The ICMP message type (RFC 792; IANA ICMP parameters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -301,30 +304,97 @@ pub fn emit_error(
     Ok(())
 }
 
-/// A view of an ICMP message. The buffer must be the message exactly (the IPv4 payload, up
-/// to the total length): the checksum covers all of it.
-///
-/// After [`check_len`](Self::check_len) has succeeded no method panics.
+/// An ICMP error the router sends back to the sender of a datagram (RFC 792, RFC 1812 section
+/// 4.3.2), from one of its own interfaces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Icmpv4Packet<T: AsRef<[u8]>> {
-    buffer: T,
+pub struct Icmpv4ErrorRepr {
+    /// The MAC of the interface the error leaves by.
+    pub src_mac: EthernetAddress,
+    /// The address of that interface (RFC 1812 section 4.3.2.4).
+    pub src_ip: Ipv4Addr,
+    /// An error type ([`Icmpv4Message::is_error`]).
+    pub msg_type: Icmpv4Message,
+    /// The code, whose meaning depends on the type.
+    pub code: u8,
+    /// The next-hop MTU of fragmentation needed (RFC 1191 section 4); zero otherwise.
+    pub next_hop_mtu: u16,
+    /// The identification of the error's IPv4 header.
+    pub ident: u16,
+}
+
+/// Bytes an ICMP error adds in front of the datagram it quotes: its IPv4 and ICMP headers.
+pub const ERROR_PREPEND_LEN: usize = ipv4::HEADER_LEN + HEADER_LEN;
+
+impl Icmpv4ErrorRepr {
+    /// Turns the Ethernet frame in `pkt`, which holds a checked IPv4 datagram, into this error
+    /// back to the datagram's sender, in place: the datagram's header and first 8 bytes of
+    /// payload stay where they are and become the quote (RFC 792); the new Ethernet, IPv4 and
+    /// ICMP headers go in front of them. False when the buffer lacks headroom.
+    pub fn emit_in_place(&self, pkt: &mut PacketBuf<'_>) -> bool {
+        let frame = EthernetFrame::new_unchecked(pkt.frame());
+        let sender_mac = frame.src_addr();
+        let original = Ipv4Packet::new_unchecked(&pkt.frame()[ethernet::HEADER_LEN..]);
+        let sender_ip = original.src_addr();
+        let quoted =
+            icmp_error_quoted_len(original.header_len(), usize::from(original.total_len()));
+        if !pkt.prepend(ERROR_PREPEND_LEN) {
+            return false;
+        }
+        let ip = Ipv4Repr {
+            src: self.src_ip,
+            dst: sender_ip,
+            protocol: IpProtocol::Icmp,
+            payload_len: HEADER_LEN + quoted,
+            ttl: ipv4::ORIGINATED_TTL,
+            dscp: 0,
+            ecn: 0,
+            ident: self.ident,
+            dont_frag: false,
+        };
+        pkt.truncate(ethernet::HEADER_LEN + ip.buffer_len());
+        let f = pkt.frame_mut();
+        let eth = EthernetRepr {
+            src: self.src_mac,
+            dst: sender_mac,
+            ethertype: EtherType::IPV4,
+            vlan: None,
+        };
+        eth.emit(&mut EthernetFrame::new_unchecked(&mut f[..]));
+        let (_, datagram) = f.split_at_mut(ethernet::HEADER_LEN);
+        ip.emit(&mut Ipv4Packet::new_unchecked(&mut datagram[..]));
+        let message = &mut datagram[ipv4::HEADER_LEN..];
+        emit_error(message, self.msg_type, self.code, self.next_hop_mtu).is_ok()
+    }
+}
+
+view! {
+    /// A view of an ICMP message. The buffer must be the message exactly (the IPv4 payload, up
+    /// to the total length): the checksum covers all of it.
+    ///
+    /// After [`check_len`](Self::check_len) has succeeded no method panics.
+    pub struct Icmpv4Packet;
+}
+
+fields! {
+    Icmpv4Packet {
+        /// The message type.
+        msg_type / set_msg_type: Icmpv4Message = field::TYPE;
+        /// The code, whose meaning depends on the type.
+        code / set_code: u8 = field::CODE;
+        /// The checksum field.
+        checksum / set_checksum: u16 = field::CHECKSUM;
+        /// The second word of the header, whatever the type.
+        rest_of_header / set_rest_of_header: u32 = field::REST_OF_HEADER;
+        /// The identifier of an echo request or reply.
+        echo_ident / set_echo_ident: u16 = field::ECHO_IDENT;
+        /// The sequence number of an echo request or reply.
+        echo_seq_no / set_echo_seq_no: u16 = field::ECHO_SEQ_NO;
+        /// The next-hop MTU of a Destination Unreachable, code 4 (RFC 1191 section 4).
+        next_hop_mtu / set_next_hop_mtu: u16 = field::NEXT_HOP_MTU;
+    }
 }
 
 impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
-    /// Wraps `buffer` without checking it.
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Self {
-        Self { buffer }
-    }
-
-    /// Wraps `buffer` and checks it with [`check_len`](Self::check_len).
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        let packet = Self::new_unchecked(buffer);
-        packet.check_len()?;
-        Ok(packet)
-    }
-
     /// Checks that the buffer holds the 8-byte header (every message type this router reads
     /// has one, RFC 792). Returns [`Error::Truncated`] otherwise.
     #[inline]
@@ -335,58 +405,10 @@ impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
         Ok(())
     }
 
-    /// Returns the buffer.
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    /// The message type.
-    #[inline]
-    pub fn msg_type(&self) -> Icmpv4Message {
-        Icmpv4Message::from(self.buffer.as_ref()[field::TYPE])
-    }
-
-    /// The code, whose meaning depends on the type.
-    #[inline]
-    pub fn code(&self) -> u8 {
-        self.buffer.as_ref()[field::CODE]
-    }
-
     /// Whether this is an error message (see [`Icmpv4Message::is_error`]).
     #[inline]
     pub fn is_error(&self) -> bool {
         self.msg_type().is_error()
-    }
-
-    /// The checksum field.
-    #[inline]
-    pub fn checksum(&self) -> u16 {
-        read_u16(self.buffer.as_ref(), field::CHECKSUM)
-    }
-
-    /// The second word of the header, whatever the type.
-    #[inline]
-    pub fn rest_of_header(&self) -> u32 {
-        read_u32(self.buffer.as_ref(), field::REST_OF_HEADER)
-    }
-
-    /// The identifier of an echo request or reply.
-    #[inline]
-    pub fn echo_ident(&self) -> u16 {
-        read_u16(self.buffer.as_ref(), field::ECHO_IDENT)
-    }
-
-    /// The sequence number of an echo request or reply.
-    #[inline]
-    pub fn echo_seq_no(&self) -> u16 {
-        read_u16(self.buffer.as_ref(), field::ECHO_SEQ_NO)
-    }
-
-    /// The next-hop MTU of a Destination Unreachable, code 4 (RFC 1191 section 4).
-    #[inline]
-    pub fn next_hop_mtu(&self) -> u16 {
-        read_u16(self.buffer.as_ref(), field::NEXT_HOP_MTU)
     }
 
     /// The data after the header: the echo data, or the quoted datagram of an error.
@@ -403,48 +425,6 @@ impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv4Packet<T> {
-    /// Sets the message type.
-    #[inline]
-    pub fn set_msg_type(&mut self, value: Icmpv4Message) {
-        self.buffer.as_mut()[field::TYPE] = value.into();
-    }
-
-    /// Sets the code.
-    #[inline]
-    pub fn set_code(&mut self, value: u8) {
-        self.buffer.as_mut()[field::CODE] = value;
-    }
-
-    /// Sets the checksum field.
-    #[inline]
-    pub fn set_checksum(&mut self, value: u16) {
-        write_u16(self.buffer.as_mut(), field::CHECKSUM, value);
-    }
-
-    /// Sets the second word of the header.
-    #[inline]
-    pub fn set_rest_of_header(&mut self, value: u32) {
-        write_u32(self.buffer.as_mut(), field::REST_OF_HEADER, value);
-    }
-
-    /// Sets the echo identifier.
-    #[inline]
-    pub fn set_echo_ident(&mut self, value: u16) {
-        write_u16(self.buffer.as_mut(), field::ECHO_IDENT, value);
-    }
-
-    /// Sets the echo sequence number.
-    #[inline]
-    pub fn set_echo_seq_no(&mut self, value: u16) {
-        write_u16(self.buffer.as_mut(), field::ECHO_SEQ_NO, value);
-    }
-
-    /// Sets the next-hop MTU.
-    #[inline]
-    pub fn set_next_hop_mtu(&mut self, value: u16) {
-        write_u16(self.buffer.as_mut(), field::NEXT_HOP_MTU, value);
-    }
-
     /// The data, mutable.
     #[inline]
     pub fn data_mut(&mut self) -> &mut [u8] {

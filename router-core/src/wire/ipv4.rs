@@ -3,7 +3,7 @@
 use core::fmt;
 use std::net::Ipv4Addr;
 
-use super::{checksum, read_u16, read_u32, write_u16, write_u32, Error, Result};
+use super::{checksum, read_u16, write_u16, write_u32, Error, Result};
 
 /// The protocol number of an IPv4 payload (RFC 791 section 3.1, "Protocol"; IANA registry).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -88,34 +88,49 @@ pub const MAX_HEADER_LEN: usize = 60;
 /// The largest payload behind a header without options (total length is 16 bits).
 pub const MAX_PAYLOAD_LEN: usize = u16::MAX as usize - HEADER_LEN;
 
-const FLAG_DONT_FRAG: u16 = 0x4000;
-const FLAG_MORE_FRAGS: u16 = 0x2000;
-const FRAG_OFFSET_MASK: u16 = 0x1fff;
+/// The don't-fragment flag in the flags and fragment offset word.
+pub const FLAG_DONT_FRAG: u16 = 0x4000;
+/// The more-fragments flag in the flags and fragment offset word.
+pub const FLAG_MORE_FRAGS: u16 = 0x2000;
+/// The fragment offset (in 8-byte units) in the flags and fragment offset word.
+pub const FRAG_OFFSET_MASK: u16 = 0x1fff;
 
-/// A view of an IPv4 packet.
-///
-/// After [`check_len`](Self::check_len) has succeeded no method panics (setters of the
-/// header length and total length excepted: they void the check).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ipv4Packet<T: AsRef<[u8]>> {
-    buffer: T,
+/// The TTL of the packets the router originates (ICMP errors and replies, VXLAN outer
+/// headers): the default RFC 1700 recommends.
+pub const ORIGINATED_TTL: u8 = 64;
+
+view! {
+    /// A view of an IPv4 packet.
+    ///
+    /// After [`check_len`](Self::check_len) has succeeded no method panics (setters of the
+    /// header length and total length excepted: they void the check).
+    pub struct Ipv4Packet;
+}
+
+fields! {
+    Ipv4Packet {
+        /// The total length of the datagram in bytes, header included.
+        total_len / set_total_len: u16 = field::TOTAL_LEN;
+        /// The identification field.
+        ident / set_ident: u16 = field::IDENT;
+        /// The time to live.
+        ttl / set_ttl: u8 = field::TTL;
+        /// The protocol of the payload.
+        protocol / set_protocol: IpProtocol = field::PROTOCOL;
+        /// The header checksum field.
+        checksum / set_checksum: u16 = field::CHECKSUM;
+        /// The source address.
+        src_addr / set_src_addr: Ipv4Addr = field::SRC_ADDR;
+        /// The destination address.
+        dst_addr / set_dst_addr: Ipv4Addr = field::DST_ADDR;
+        /// The source address as a host-order `u32` (10.0.0.1 is `0x0a00_0001`).
+        src_addr_u32 / set_src_addr_u32: u32 = field::SRC_ADDR;
+        /// The destination address as a host-order `u32`, the LPM key.
+        dst_addr_u32 / set_dst_addr_u32: u32 = field::DST_ADDR;
+    }
 }
 
 impl<T: AsRef<[u8]>> Ipv4Packet<T> {
-    /// Wraps `buffer` without checking it.
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Self {
-        Self { buffer }
-    }
-
-    /// Wraps `buffer` and checks it with [`check_len`](Self::check_len).
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        let packet = Self::new_unchecked(buffer);
-        packet.check_len()?;
-        Ok(packet)
-    }
-
     /// Checks the header against the buffer, in the order of RFC 1812 section 5.2.2:
     ///
     /// - the buffer holds the minimum header of 20 bytes, else [`Error::Truncated`];
@@ -155,16 +170,17 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         Ok(())
     }
 
-    /// Returns the buffer.
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
     /// The version field (4 after a successful check).
     #[inline]
     pub fn version(&self) -> u8 {
         self.buffer.as_ref()[field::VER_IHL] >> 4
+    }
+
+    /// Whether the version is 4 and the header has no options (IHL 5): the common case, told
+    /// by one byte compare.
+    #[inline]
+    pub fn is_plain_header(&self) -> bool {
+        self.buffer.as_ref()[field::VER_IHL] == 0x45
     }
 
     /// The header length in bytes (IHL * 4), options included.
@@ -183,18 +199,6 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     #[inline]
     pub fn ecn(&self) -> u8 {
         self.buffer.as_ref()[field::DSCP_ECN] & 0x03
-    }
-
-    /// The total length of the datagram in bytes, header included.
-    #[inline]
-    pub fn total_len(&self) -> u16 {
-        read_u16(self.buffer.as_ref(), field::TOTAL_LEN)
-    }
-
-    /// The identification field.
-    #[inline]
-    pub fn ident(&self) -> u16 {
-        read_u16(self.buffer.as_ref(), field::IDENT)
     }
 
     /// The flags and fragment offset word.
@@ -234,48 +238,6 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     #[inline]
     pub fn is_fragment(&self) -> bool {
         self.flags_frag_offset() & (FLAG_MORE_FRAGS | FRAG_OFFSET_MASK) != 0
-    }
-
-    /// The time to live.
-    #[inline]
-    pub fn ttl(&self) -> u8 {
-        self.buffer.as_ref()[field::TTL]
-    }
-
-    /// The protocol of the payload.
-    #[inline]
-    pub fn protocol(&self) -> IpProtocol {
-        IpProtocol::from(self.buffer.as_ref()[field::PROTOCOL])
-    }
-
-    /// The header checksum field.
-    #[inline]
-    pub fn checksum(&self) -> u16 {
-        read_u16(self.buffer.as_ref(), field::CHECKSUM)
-    }
-
-    /// The source address.
-    #[inline]
-    pub fn src_addr(&self) -> Ipv4Addr {
-        Ipv4Addr::from_bits(self.src_addr_u32())
-    }
-
-    /// The destination address.
-    #[inline]
-    pub fn dst_addr(&self) -> Ipv4Addr {
-        Ipv4Addr::from_bits(self.dst_addr_u32())
-    }
-
-    /// The source address as a host-order `u32` (10.0.0.1 is `0x0a00_0001`).
-    #[inline]
-    pub fn src_addr_u32(&self) -> u32 {
-        read_u32(self.buffer.as_ref(), field::SRC_ADDR)
-    }
-
-    /// The destination address as a host-order `u32`, the LPM key.
-    #[inline]
-    pub fn dst_addr_u32(&self) -> u32 {
-        read_u32(self.buffer.as_ref(), field::DST_ADDR)
     }
 
     /// The options: the header bytes after the first 20 (empty without options).
@@ -334,18 +296,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
         *b = (*b & !0x03) | (value & 0x03);
     }
 
-    /// Sets the total length. Voids the check.
-    #[inline]
-    pub fn set_total_len(&mut self, value: u16) {
-        write_u16(self.buffer.as_mut(), field::TOTAL_LEN, value);
-    }
-
-    /// Sets the identification field.
-    #[inline]
-    pub fn set_ident(&mut self, value: u16) {
-        write_u16(self.buffer.as_mut(), field::IDENT, value);
-    }
-
     #[inline]
     fn set_flags_frag_offset(&mut self, value: u16) {
         write_u16(self.buffer.as_mut(), field::FLAGS_FRAG_OFFSET, value);
@@ -377,36 +327,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     pub fn set_frag_offset(&mut self, value: u16) {
         let word = self.flags_frag_offset() & !FRAG_OFFSET_MASK;
         self.set_flags_frag_offset(word | (value >> 3));
-    }
-
-    /// Sets the time to live, leaving the checksum alone.
-    #[inline]
-    pub fn set_ttl(&mut self, value: u8) {
-        self.buffer.as_mut()[field::TTL] = value;
-    }
-
-    /// Sets the protocol.
-    #[inline]
-    pub fn set_protocol(&mut self, value: IpProtocol) {
-        self.buffer.as_mut()[field::PROTOCOL] = value.into();
-    }
-
-    /// Sets the checksum field.
-    #[inline]
-    pub fn set_checksum(&mut self, value: u16) {
-        write_u16(self.buffer.as_mut(), field::CHECKSUM, value);
-    }
-
-    /// Sets the source address, leaving the checksum alone.
-    #[inline]
-    pub fn set_src_addr(&mut self, value: Ipv4Addr) {
-        write_u32(self.buffer.as_mut(), field::SRC_ADDR, value.to_bits());
-    }
-
-    /// Sets the destination address, leaving the checksum alone.
-    #[inline]
-    pub fn set_dst_addr(&mut self, value: Ipv4Addr) {
-        write_u32(self.buffer.as_mut(), field::DST_ADDR, value.to_bits());
     }
 
     /// Sets the source address and updates the header checksum incrementally (RFC 1624

@@ -21,17 +21,25 @@
 //! guarantee until `check_len` is called again. Untrusted input must always go through
 //! `new_checked`.
 //!
+//! [`PacketBuf`] is a frame inside a larger buffer, with room in front: what the data path hands
+//! around, and what the builders that grow a frame at its front (an encapsulation, an ICMP
+//! error around the datagram it quotes) write into.
+//!
 //! `emit` functions of the reprs write into a buffer supplied by the caller and panic when it is
 //! shorter than the repr's `buffer_len()` (or `header_len()`); callers size buffers from those.
 //!
 //! Multi-byte fields are big-endian (network order) on the wire; getters return host-order
 //! values.
 
+#[macro_use]
+mod view;
+
 pub mod arp;
 pub mod checksum;
 pub mod ethernet;
 pub mod icmpv4;
 pub mod ipv4;
+mod packet;
 pub mod udp;
 pub mod vxlan;
 
@@ -43,11 +51,17 @@ pub use self::ethernet::{
     EtherType, EthernetAddress, EthernetFrame, EthernetRepr, ParseEthernetAddressError,
 };
 pub use self::icmpv4::{
-    Icmpv4DstUnreachable, Icmpv4Message, Icmpv4Packet, Icmpv4Repr, Icmpv4TimeExceeded,
+    Icmpv4DstUnreachable, Icmpv4ErrorRepr, Icmpv4Message, Icmpv4Packet, Icmpv4Repr,
+    Icmpv4TimeExceeded,
 };
 pub use self::ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
+pub use self::packet::{BadWindow, PacketBuf};
 pub use self::udp::{UdpPacket, UdpRepr};
-pub use self::vxlan::{VxlanPacket, VxlanRepr, VXLAN_ENCAP_OVERHEAD, VXLAN_HEADER_LEN, VXLAN_PORT};
+pub use self::vxlan::{
+    FabricHeader, VxlanPacket, VxlanRepr, VXLAN_ENCAP_OVERHEAD, VXLAN_HEADER_LEN, VXLAN_PORT,
+};
+
+pub(crate) use self::view::FieldValue;
 
 /// Why a buffer is not a valid packet of the expected kind.
 ///
@@ -83,6 +97,15 @@ pub enum Error {
 
 /// The result of parsing or checking a packet.
 pub type Result<T> = core::result::Result<T, Error>;
+
+field_value_via!(
+    std::net::Ipv4Addr => u32,
+    EthernetAddress => [u8; 6],
+    EtherType => u16,
+    IpProtocol => u8,
+    ArpOperation => u16,
+    Icmpv4Message => u8,
+);
 
 /// Reads a big-endian `u16` at `at`: one bounds check for both bytes.
 #[inline(always)]

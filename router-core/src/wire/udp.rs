@@ -26,30 +26,26 @@ pub const HEADER_LEN: usize = 8;
 /// The largest payload the 16-bit length field can describe.
 pub const MAX_PAYLOAD_LEN: usize = u16::MAX as usize - HEADER_LEN;
 
-/// A view of a UDP datagram.
-///
-/// After [`check_len`](Self::check_len) has succeeded no method panics (`set_len` excepted:
-/// it voids the check).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UdpPacket<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A view of a UDP datagram.
+    ///
+    /// After [`check_len`](Self::check_len) has succeeded no method panics (`set_len` excepted:
+    /// it voids the check).
+    pub struct UdpPacket;
+}
+
+fields! {
+    UdpPacket {
+        /// The source port.
+        src_port / set_src_port: u16 = field::SRC_PORT;
+        /// The destination port.
+        dst_port / set_dst_port: u16 = field::DST_PORT;
+        /// The checksum field (zero: none was computed).
+        checksum / set_checksum: u16 = field::CHECKSUM;
+    }
 }
 
 impl<T: AsRef<[u8]>> UdpPacket<T> {
-    /// Wraps `buffer` without checking it.
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Self {
-        Self { buffer }
-    }
-
-    /// Wraps `buffer` and checks it with [`check_len`](Self::check_len).
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        let packet = Self::new_unchecked(buffer);
-        packet.check_len()?;
-        Ok(packet)
-    }
-
     /// Checks that the buffer holds the header ([`Error::Truncated`]), that the length field
     /// covers at least the header ([`Error::BadTotalLength`], RFC 768: "the minimum value of
     /// the length is eight"), and that the buffer holds the length ([`Error::Truncated`]). A
@@ -70,35 +66,11 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
         Ok(())
     }
 
-    /// Returns the buffer.
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    /// The source port.
-    #[inline]
-    pub fn src_port(&self) -> u16 {
-        read_u16(self.buffer.as_ref(), field::SRC_PORT)
-    }
-
-    /// The destination port.
-    #[inline]
-    pub fn dst_port(&self) -> u16 {
-        read_u16(self.buffer.as_ref(), field::DST_PORT)
-    }
-
     /// The length field: header and payload, in bytes.
     #[inline]
     #[allow(clippy::len_without_is_empty)] // a datagram is never empty: its header is there
     pub fn len(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::LENGTH)
-    }
-
-    /// The checksum field (zero: none was computed).
-    #[inline]
-    pub fn checksum(&self) -> u16 {
-        read_u16(self.buffer.as_ref(), field::CHECKSUM)
     }
 
     /// The payload, from the header to the length field's end.
@@ -142,28 +114,10 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
-    /// Sets the source port.
-    #[inline]
-    pub fn set_src_port(&mut self, value: u16) {
-        write_u16(self.buffer.as_mut(), field::SRC_PORT, value);
-    }
-
-    /// Sets the destination port.
-    #[inline]
-    pub fn set_dst_port(&mut self, value: u16) {
-        write_u16(self.buffer.as_mut(), field::DST_PORT, value);
-    }
-
     /// Sets the length field. Voids the check.
     #[inline]
     pub fn set_len(&mut self, value: u16) {
         write_u16(self.buffer.as_mut(), field::LENGTH, value);
-    }
-
-    /// Sets the checksum field.
-    #[inline]
-    pub fn set_checksum(&mut self, value: u16) {
-        write_u16(self.buffer.as_mut(), field::CHECKSUM, value);
     }
 
     /// Computes the checksum (RFC 768) and stores it.

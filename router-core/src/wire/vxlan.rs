@@ -1,7 +1,9 @@
 //! VXLAN headers (RFC 7348): the 8 bytes between the outer UDP header and the inner Ethernet
 //! frame.
 
-use super::{ethernet, ipv4, read_u32, udp, write_u32, Error, Result};
+use super::ethernet::{self, EtherType, EthernetAddress};
+use super::ipv4::{self, IpProtocol};
+use super::{read_u16, read_u32, udp, write_u16, write_u32, Error, FieldValue, Result};
 
 /// The IANA-assigned UDP destination port of VXLAN (RFC 7348 section 5).
 pub const VXLAN_PORT: u16 = 4789;
@@ -39,6 +41,124 @@ pub mod field {
     pub const PAYLOAD: usize = 8;
 }
 
+/// Where each outer header starts in an encapsulated frame.
+const OUTER_IP: usize = ethernet::HEADER_LEN;
+const OUTER_UDP: usize = OUTER_IP + ipv4::HEADER_LEN;
+const OUTER_VXLAN: usize = OUTER_UDP + udp::HEADER_LEN;
+const _: () = assert!(OUTER_VXLAN + VXLAN_HEADER_LEN == VXLAN_ENCAP_OVERHEAD);
+// `FabricHeader::emit` writes neighbouring fields with one wide store each: the IPv4 fields
+// from version to flags, TTL to checksum, the UDP header, and the VXLAN header.
+const _: () = assert!(
+    ipv4::field::FLAGS_FRAG_OFFSET + 2 == ipv4::field::TTL
+        && ipv4::field::CHECKSUM + 2 == ipv4::field::SRC_ADDR
+        && udp::field::CHECKSUM + 2 == udp::HEADER_LEN
+);
+
+/// The outer headers of a frame sent to a peer host: what the engine and the control thread
+/// prepend to an inner frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FabricHeader {
+    /// The underlay next hop toward the peer's VTEP.
+    pub dst_mac: [u8; 6],
+    /// The fabric port's MAC.
+    pub src_mac: [u8; 6],
+    pub src_vtep: u32,
+    pub dst_vtep: u32,
+    pub vni: u32,
+    /// Outer UDP source port: a hash of the inner flow, for ECMP and RSS entropy.
+    pub src_port: u16,
+    pub ident: u16,
+}
+
+impl FabricHeader {
+    /// Writes outer Ethernet, IPv4 (TTL [`ipv4::ORIGINATED_TTL`], DF set: outer packets are
+    /// never fragmented), UDP (checksum zero, as RFC 7348 section 5 allows over IPv4) and VXLAN
+    /// headers in front of an inner frame of `inner_len` bytes, which the caller has checked
+    /// fits an IPv4 total length.
+    #[inline]
+    pub fn emit(&self, o: &mut [u8; VXLAN_ENCAP_OVERHEAD], inner_len: usize) {
+        let ip_len = (VXLAN_ENCAP_OVERHEAD - OUTER_IP + inner_len) as u16;
+        let udp_len = (VXLAN_ENCAP_OVERHEAD - OUTER_UDP + inner_len) as u16;
+        let protocol = u8::from(IpProtocol::Udp);
+        // The IPv4 header checksum (RFC 1071) over the 16-bit words written below.
+        let sum = 0x4500
+            + u32::from(ip_len)
+            + u32::from(self.ident)
+            + u32::from(ipv4::FLAG_DONT_FRAG)
+            + u32::from(u16::from_be_bytes([ipv4::ORIGINATED_TTL, protocol]))
+            + (self.src_vtep >> 16)
+            + (self.src_vtep & 0xffff)
+            + (self.dst_vtep >> 16)
+            + (self.dst_vtep & 0xffff);
+        let sum = (sum & 0xffff) + (sum >> 16);
+        let checksum = !((sum & 0xffff) + (sum >> 16)) as u16;
+        // A few word stores at fixed offsets rather than fifty byte stores.
+        o[ethernet::field::DESTINATION..][..6].copy_from_slice(&self.dst_mac);
+        o[ethernet::field::SOURCE..][..6].copy_from_slice(&self.src_mac);
+        write_u16(o, ethernet::field::ETHERTYPE, EtherType::IPV4.0);
+        let version_to_flags = (0x4500u64 << 48)
+            | (u64::from(ip_len) << 32)
+            | (u64::from(self.ident) << 16)
+            | u64::from(ipv4::FLAG_DONT_FRAG);
+        write_u64(o, OUTER_IP + ipv4::field::VER_IHL, version_to_flags);
+        let ttl_to_checksum = (u32::from(ipv4::ORIGINATED_TTL) << 24)
+            | (u32::from(protocol) << 16)
+            | u32::from(checksum);
+        write_u32(o, OUTER_IP + ipv4::field::TTL, ttl_to_checksum);
+        write_u32(o, OUTER_IP + ipv4::field::SRC_ADDR, self.src_vtep);
+        write_u32(o, OUTER_IP + ipv4::field::DST_ADDR, self.dst_vtep);
+        let udp = (u64::from(self.src_port) << 48)
+            | (u64::from(VXLAN_PORT) << 32)
+            | (u64::from(udp_len) << 16);
+        write_u64(o, OUTER_UDP + udp::field::SRC_PORT, udp);
+        let vxlan = (u64::from(FLAG_VNI) << 56) | (u64::from(self.vni & VNI_MAX) << 8);
+        write_u64(o, OUTER_VXLAN + field::FLAGS, vxlan);
+    }
+}
+
+#[inline(always)]
+fn write_u64(b: &mut [u8], at: usize, value: u64) {
+    b[at..at + 8].copy_from_slice(&value.to_be_bytes());
+}
+
+/// A hash of the inner flow of an Ethernet frame: addresses, protocol and, for TCP and UDP
+/// first fragments, ports; the MACs for anything that is not IPv4. The same flow always hashes
+/// the same, so its packets take one path and stay in order.
+#[inline]
+pub fn flow_hash(frame: &[u8]) -> u32 {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    const ETH_LEN: usize = ethernet::HEADER_LEN;
+    let mix = |h: u64, v: u64| (h ^ v).wrapping_mul(K).rotate_left(29);
+    let is_ipv4 = frame.len() >= ETH_LEN + ipv4::HEADER_LEN
+        && frame[ethernet::field::ETHERTYPE..ETH_LEN] == EtherType::IPV4.0.to_be_bytes();
+    if is_ipv4 {
+        let ip = &frame[ETH_LEN..];
+        // The source and destination addresses are neighbours: one 8-byte load.
+        let addrs = &ip[ipv4::field::SRC_ADDR..ipv4::field::DST_ADDR + 4];
+        let addrs = u64::from_be_bytes([
+            addrs[0], addrs[1], addrs[2], addrs[3], addrs[4], addrs[5], addrs[6], addrs[7],
+        ]);
+        let proto = ip[ipv4::field::PROTOCOL];
+        let mut h = mix(u64::from(proto), addrs);
+        let ihl = usize::from(ip[ipv4::field::VER_IHL] & 0xf) * 4;
+        let flags = read_u16(ip, ipv4::field::FLAGS_FRAG_OFFSET);
+        let first_fragment = flags & ipv4::FRAG_OFFSET_MASK == 0;
+        let has_ports = proto == u8::from(IpProtocol::Tcp) || proto == u8::from(IpProtocol::Udp);
+        if has_ports && first_fragment && ip.len() >= ihl + 4 {
+            // Source and destination port, the first word of TCP and UDP alike.
+            let ports = read_u32(ip, ihl);
+            h = mix(h, u64::from(ports));
+        }
+        (h >> 32) as u32
+    } else if frame.len() >= ethernet::field::ETHERTYPE {
+        let dst = EthernetAddress::read(frame, ethernet::field::DESTINATION).to_u64();
+        let src = EthernetAddress::read(frame, ethernet::field::SOURCE).to_u64();
+        (mix(dst, src) >> 32) as u32
+    } else {
+        0
+    }
+}
+
 /// The outer UDP source port for a flow whose inner headers hash to `hash`: spread over
 /// 49152-65535 (RFC 7348 section 5), so that the fabric's ECMP and the receiver's RSS tell
 /// the flows between two hosts apart.
@@ -48,29 +168,23 @@ pub const fn entropy_src_port(hash: u32) -> u16 {
     SRC_PORT_MIN | (folded & !SRC_PORT_MIN)
 }
 
-/// A view of a VXLAN header and the inner frame after it.
-///
-/// After [`check_len`](Self::check_len) has succeeded no method panics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VxlanPacket<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A view of a VXLAN header and the inner frame after it.
+    ///
+    /// After [`check_len`](Self::check_len) has succeeded no method panics.
+    pub struct VxlanPacket;
+}
+
+fields! {
+    VxlanPacket {
+        /// The flags byte. Clearing the I flag with the setter voids the check.
+        flags / set_flags: u8 = field::FLAGS;
+        /// The reserved byte after the VNI.
+        reserved1 / set_reserved1: u8 = field::RESERVED1;
+    }
 }
 
 impl<T: AsRef<[u8]>> VxlanPacket<T> {
-    /// Wraps `buffer` without checking it.
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Self {
-        Self { buffer }
-    }
-
-    /// Wraps `buffer` and checks it with [`check_len`](Self::check_len).
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        let packet = Self::new_unchecked(buffer);
-        packet.check_len()?;
-        Ok(packet)
-    }
-
     /// Checks that the buffer holds the 8-byte header ([`Error::Truncated`]) and that the I
     /// flag is set ([`Error::Malformed`]: "the I flag MUST be set to 1 for a valid VXLAN
     /// Network ID", RFC 7348 section 5). The reserved bits are ignored on receipt, as that
@@ -85,18 +199,6 @@ impl<T: AsRef<[u8]>> VxlanPacket<T> {
             return Err(Error::Malformed);
         }
         Ok(())
-    }
-
-    /// Returns the buffer.
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    /// The flags byte.
-    #[inline]
-    pub fn flags(&self) -> u8 {
-        self.buffer.as_ref()[field::FLAGS]
     }
 
     /// Whether the I flag (valid VNI) is set.
@@ -117,12 +219,6 @@ impl<T: AsRef<[u8]>> VxlanPacket<T> {
         read_u32(self.buffer.as_ref(), field::FLAGS) & VNI_MAX
     }
 
-    /// The reserved byte after the VNI.
-    #[inline]
-    pub fn reserved1(&self) -> u8 {
-        self.buffer.as_ref()[field::RESERVED1]
-    }
-
     /// The inner Ethernet frame.
     #[inline]
     pub fn payload(&self) -> &[u8] {
@@ -131,12 +227,6 @@ impl<T: AsRef<[u8]>> VxlanPacket<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> VxlanPacket<T> {
-    /// Sets the flags byte. Clearing the I flag voids the check.
-    #[inline]
-    pub fn set_flags(&mut self, value: u8) {
-        self.buffer.as_mut()[field::FLAGS] = value;
-    }
-
     /// Sets the VNI (the low 24 bits of `value`), keeping the reserved byte after it.
     #[inline]
     pub fn set_vni(&mut self, value: u32) {
@@ -152,12 +242,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> VxlanPacket<T> {
         let b = self.buffer.as_mut();
         let word = (u32::from(b[field::FLAGS]) << 24) | (value & VNI_MAX);
         write_u32(b, field::FLAGS, word);
-    }
-
-    /// Sets the reserved byte after the VNI.
-    #[inline]
-    pub fn set_reserved1(&mut self, value: u8) {
-        self.buffer.as_mut()[field::RESERVED1] = value;
     }
 
     /// The inner Ethernet frame, mutable.
@@ -208,6 +292,25 @@ mod tests {
     use super::super::ipv4::Ipv4Packet;
     use super::super::udp::UdpPacket;
     use super::*;
+
+    #[test]
+    fn flow_hash_depends_on_the_flow_only() {
+        let mut a = [0u8; 64];
+        a[12] = 0x08;
+        a[14] = 0x45;
+        a[23] = 6;
+        a[26..30].copy_from_slice(&[10, 0, 1, 5]);
+        a[30..34].copy_from_slice(&[10, 0, 2, 7]);
+        a[34..38].copy_from_slice(&[0x30, 0x39, 0x00, 0x50]);
+        let mut b = a;
+        b[0] = 0xff; // MACs and TTL do not matter
+        b[22] = 3;
+        assert_eq!(flow_hash(&a), flow_hash(&b));
+        b[35] = 0x3a; // another source port
+        assert_ne!(flow_hash(&a), flow_hash(&b));
+        assert_eq!(flow_hash(&[0u8; 4]), 0);
+    }
+
     use proptest::prelude::*;
 
     /// Where the VXLAN header starts in the fixture: outer Ethernet, IPv4 and UDP headers.

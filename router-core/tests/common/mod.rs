@@ -84,111 +84,90 @@ pub fn topology(me: &str) -> Vec<Change> {
     } else {
         (DVR_B, VTEP_B, "host-a", DVR_A, VTEP_A)
     };
-    let add = |c: Change| c;
-    let port = |network: &str, i: &str, m: &str, host: &str| Change::AddPort {
-        spec: InstancePortSpec {
-            network: network.into(),
-            ip: ip(i),
-            mac: mac(m).into(),
-            host: host.into(),
-            port: None,
-        },
-        replace: false,
-    };
-    vec![
+    let mut changes = vec![
         Change::SetHost(HostSpec {
             name: me.into(),
             dvr_mac: mac(my_mac).into(),
             vtep: ip(my_vtep),
         }),
-        add(Change::AddPeer {
+        Change::AddPeer {
             spec: PeerSpec {
                 name: peer.into(),
                 dvr_mac: mac(peer_mac).into(),
                 vtep: ip(peer_vtep),
             },
             replace: false,
-        }),
-        Change::AddNetwork {
-            spec: NetworkSpec {
-                name: "blue".into(),
-                vni: VNI_BLUE,
-                ports: vec!["blue".into()],
-            },
-            replace: false,
         },
-        Change::AddNetwork {
-            spec: NetworkSpec {
-                name: "red".into(),
-                vni: VNI_RED,
-                ports: vec!["red".into()],
-            },
+    ];
+    // Each network is named after the one port it attaches to.
+    for (name, vni) in [("blue", VNI_BLUE), ("red", VNI_RED), ("blue2", VNI_BLUE2)] {
+        let spec = NetworkSpec {
+            name: name.into(),
+            vni,
+            ports: vec![name.into()],
+        };
+        changes.push(Change::AddNetwork {
+            spec,
             replace: false,
-        },
-        Change::AddNetwork {
-            spec: NetworkSpec {
-                name: "blue2".into(),
-                vni: VNI_BLUE2,
-                ports: vec!["blue2".into()],
-            },
+        });
+    }
+    for name in ["r1", "r2"] {
+        let spec = RouterSpec {
+            name: name.into(),
+            large: false,
+        };
+        changes.push(Change::AddRouter {
+            spec,
             replace: false,
-        },
-        Change::AddRouter {
-            spec: RouterSpec {
-                name: "r1".into(),
-                large: false,
-            },
+        });
+    }
+    let interfaces = [
+        ("r1", "blue", "10.0.1.1/24", GW_BLUE),
+        ("r1", "red", "10.0.2.1/24", GW_RED),
+        ("r2", "blue2", "10.0.1.1/24", GW_BLUE2),
+    ];
+    for (router, network, address, gw_mac) in interfaces {
+        let spec = InterfaceSpec {
+            router: router.into(),
+            network: network.into(),
+            address: address.parse().unwrap(),
+            mac: mac(gw_mac).into(),
+        };
+        changes.push(Change::AddInterface {
+            spec,
             replace: false,
-        },
-        Change::AddRouter {
-            spec: RouterSpec {
-                name: "r2".into(),
-                large: false,
-            },
-            replace: false,
-        },
-        Change::AddInterface {
-            spec: InterfaceSpec {
-                router: "r1".into(),
-                network: "blue".into(),
-                address: "10.0.1.1/24".parse().unwrap(),
-                mac: mac(GW_BLUE).into(),
-            },
-            replace: false,
-        },
-        Change::AddInterface {
-            spec: InterfaceSpec {
-                router: "r1".into(),
-                network: "red".into(),
-                address: "10.0.2.1/24".parse().unwrap(),
-                mac: mac(GW_RED).into(),
-            },
-            replace: false,
-        },
-        Change::AddInterface {
-            spec: InterfaceSpec {
-                router: "r2".into(),
-                network: "blue2".into(),
-                address: "10.0.1.1/24".parse().unwrap(),
-                mac: mac(GW_BLUE2).into(),
-            },
-            replace: false,
-        },
-        port("blue", "10.0.1.5", VM_BLUE_A, "host-a"),
-        port("red", "10.0.2.7", VM_RED_A, "host-a"),
-        port("red", "10.0.2.8", VM_RED_B, "host-b"),
+        });
+    }
+    let ports = [
+        ("blue", "10.0.1.5", VM_BLUE_A, "host-a"),
+        ("red", "10.0.2.7", VM_RED_A, "host-a"),
+        ("red", "10.0.2.8", VM_RED_B, "host-b"),
         // The SNAT node's port on BLUE lives on host-b in this topology.
-        port("blue", "10.0.1.254", VM_SNAT, "host-b"),
-        port("blue2", "10.0.1.5", VM_T2_A, "host-a"),
-        Change::AddRoute {
-            spec: RouteSpec {
-                router: "r1".into(),
-                prefix: "0.0.0.0/0".parse().unwrap(),
-                via: ip("10.0.1.254"),
-            },
+        ("blue", "10.0.1.254", VM_SNAT, "host-b"),
+        ("blue2", "10.0.1.5", VM_T2_A, "host-a"),
+    ];
+    for (network, address, vm_mac, host) in ports {
+        let spec = InstancePortSpec {
+            network: network.into(),
+            ip: ip(address),
+            mac: mac(vm_mac).into(),
+            host: host.into(),
+            port: None,
+        };
+        changes.push(Change::AddPort {
+            spec,
             replace: false,
+        });
+    }
+    changes.push(Change::AddRoute {
+        spec: RouteSpec {
+            router: "r1".into(),
+            prefix: "0.0.0.0/0".parse().unwrap(),
+            via: ip("10.0.1.254"),
         },
-    ]
+        replace: false,
+    });
+    changes
 }
 
 impl Host {
@@ -225,6 +204,26 @@ impl Host {
             .process_burst(&mut self.worker, input, 0, &mut pkts, &mut verdicts);
         self.reader.quiescent();
         (verdicts[0], pkts[0].frame().to_vec())
+    }
+
+    /// Runs copies of `frame` through the engine from `input`, one per buffer of `bufs`, as one
+    /// burst; `verdicts` gets their verdicts.
+    pub fn process_copies(
+        &mut self,
+        input: u16,
+        frame: &[u8],
+        bufs: &mut [Vec<u8>],
+        verdicts: &mut [Verdict],
+    ) {
+        for buf in bufs.iter_mut() {
+            buf[HEADROOM..HEADROOM + frame.len()].copy_from_slice(frame);
+        }
+        let mut pkts: Vec<PacketBuf<'_>> = bufs
+            .iter_mut()
+            .map(|b| PacketBuf::new(b, HEADROOM, frame.len()).unwrap())
+            .collect();
+        self.engine
+            .process_burst(&mut self.worker, input, 1, &mut pkts, verdicts);
     }
 
     /// Hands a punted frame to the control plane; returns the action, the frame after it and
@@ -274,45 +273,75 @@ impl Host {
     }
 }
 
-/// An Ethernet + IPv4 frame with a payload of `payload_len` bytes of protocol `proto`.
-#[allow(clippy::too_many_arguments)]
-pub fn ipv4_frame(
-    src_mac: &str,
-    dst_mac: &str,
-    src: &str,
-    dst: &str,
-    ttl: u8,
-    proto: u8,
-    payload_len: usize,
-    dont_frag: bool,
-) -> Vec<u8> {
-    let total = 20 + payload_len;
-    let mut f = vec![0u8; 14 + total];
-    f[0..6].copy_from_slice(&mac(dst_mac).0);
-    f[6..12].copy_from_slice(&mac(src_mac).0);
-    f[12..14].copy_from_slice(&[0x08, 0x00]);
-    let ipb = &mut f[14..];
-    ipb[0] = 0x45;
-    ipb[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-    ipb[4..6].copy_from_slice(&0x1234u16.to_be_bytes());
-    if dont_frag {
-        ipb[6] = 0x40;
+/// An Ethernet + IPv4 test frame: its addresses, TTL, protocol, don't-fragment flag and a
+/// payload of `payload_len` counting bytes. Start from [`Datagram::udp`] and change what the
+/// test is about.
+#[derive(Clone, Copy, Debug)]
+pub struct Datagram<'a> {
+    pub src_mac: &'a str,
+    pub dst_mac: &'a str,
+    pub src: &'a str,
+    pub dst: &'a str,
+    pub ttl: u8,
+    pub proto: u8,
+    pub payload_len: usize,
+    pub dont_frag: bool,
+}
+
+impl<'a> Datagram<'a> {
+    /// A 64-byte UDP frame (14 Ethernet + 20 IPv4 + 26 payload, +4 FCS on the wire), TTL 64.
+    pub fn udp(src_mac: &'a str, dst_mac: &'a str, src: &'a str, dst: &'a str) -> Self {
+        Datagram {
+            src_mac,
+            dst_mac,
+            src,
+            dst,
+            ttl: 64,
+            proto: 17,
+            payload_len: 26,
+            dont_frag: false,
+        }
     }
-    ipb[8] = ttl;
-    ipb[9] = proto;
-    ipb[12..16].copy_from_slice(&ip(src).octets());
-    ipb[16..20].copy_from_slice(&ip(dst).octets());
-    for (i, b) in ipb[20..].iter_mut().enumerate() {
-        *b = i as u8;
+
+    /// The frame.
+    pub fn frame(&self) -> Vec<u8> {
+        let ip = wire::Ipv4Repr {
+            src: ip(self.src),
+            dst: ip(self.dst),
+            protocol: wire::IpProtocol::from(self.proto),
+            payload_len: self.payload_len,
+            ttl: self.ttl,
+            dscp: 0,
+            ecn: 0,
+            ident: 0x1234,
+            dont_frag: self.dont_frag,
+        };
+        let mut f = vec![0u8; 14 + ip.buffer_len()];
+        let eth = wire::EthernetRepr {
+            src: mac(self.src_mac),
+            dst: mac(self.dst_mac),
+            ethertype: wire::EtherType::IPV4,
+            vlan: None,
+        };
+        eth.emit(&mut wire::EthernetFrame::new_unchecked(&mut f[..]));
+        let mut packet = wire::Ipv4Packet::new_unchecked(&mut f[14..]);
+        ip.emit(&mut packet);
+        for (i, b) in packet.payload_mut().iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        f
     }
-    let mut p = wire::Ipv4Packet::new_unchecked(&mut f[14..]);
-    p.fill_checksum();
-    f
 }
 
 /// An ICMP echo request frame.
 pub fn ping_frame(src_mac: &str, dst_mac: &str, src: &str, dst: &str, ttl: u8) -> Vec<u8> {
-    let mut f = ipv4_frame(src_mac, dst_mac, src, dst, ttl, 1, 16, false);
+    let mut f = Datagram {
+        ttl,
+        proto: 1,
+        payload_len: 16,
+        ..Datagram::udp(src_mac, dst_mac, src, dst)
+    }
+    .frame();
     let icmp = &mut f[34..];
     icmp[0] = 8;
     icmp[1] = 0;
@@ -348,6 +377,34 @@ pub fn arp_frame(
     a[18..24].copy_from_slice(&tha.0);
     a[24..28].copy_from_slice(&tpa.octets());
     f
+}
+
+/// The two hosts with the underlay of host-a resolved, and one 64-byte UDP frame of each DVR
+/// path the benchmarks measure: routed to a local instance (into host-a from BLUE), routed to
+/// a peer host (the same, to 10.0.2.8), and that frame as host-b receives it from the fabric.
+pub struct DvrPaths {
+    pub a: Host,
+    pub b: Host,
+    pub local: Vec<u8>,
+    pub remote: Vec<u8>,
+    pub encapsulated: Vec<u8>,
+}
+
+impl DvrPaths {
+    pub fn new() -> Self {
+        let mut a = Host::new("host-a");
+        a.resolve_underlay();
+        let local = Datagram::udp(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.7").frame();
+        let remote = Datagram::udp(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.8").frame();
+        let (_, encapsulated) = a.process(BLUE, &remote);
+        DvrPaths {
+            a,
+            b: Host::new("host-b"),
+            local,
+            remote,
+            encapsulated,
+        }
+    }
 }
 
 pub fn ttl(frame: &[u8]) -> u8 {

@@ -57,8 +57,8 @@ macro_rules! reasons {
     };
     (@snake $variant:ident) => {{
         const NAME: &str = stringify!($variant);
-        const LEN: usize = crate::engine::reason::snake_len(NAME);
-        const BYTES: [u8; LEN] = crate::engine::reason::snake::<LEN>(NAME);
+        const LEN: usize = crate::reason::snake_len(NAME);
+        const BYTES: [u8; LEN] = crate::reason::snake::<LEN>(NAME);
         match std::str::from_utf8(&BYTES) {
             Ok(s) => s,
             Err(_) => NAME,

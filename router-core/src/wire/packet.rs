@@ -1,4 +1,4 @@
-//! The packet buffer the workers hand to the engine.
+//! The packet buffer the workers hand to the engine, and the control thread to its replies.
 
 /// A frame inside a larger buffer: `buf` is the whole data buffer of a packet (headroom
 /// included) and the frame is `buf[head..head + len]`. The engine may grow the frame at the
