@@ -79,23 +79,39 @@ impl ControlPlane {
             return PuntAction::Drop(DropReason::FrameTruncated);
         }
         let role = topo.port(input).map_or(PortRole::Unused, |p| p.role);
+        let action = self.decide(&topo, pkt, (input, role), reason, now, solicits);
+        if let PuntAction::Hold(nh) = action {
+            self.neighbors.waits.wait(nh);
+        }
+        action
+    }
+
+    fn decide(
+        &mut self,
+        topo: &Topology,
+        pkt: &mut PacketBuf<'_>,
+        (input, role): (PortId, PortRole),
+        reason: PuntReason,
+        now: Nanos,
+        solicits: &mut Vec<Solicit>,
+    ) -> PuntAction {
         match (reason, role) {
             (_, PortRole::Unused) => PuntAction::Drop(DropReason::PortNotAttached),
-            (PuntReason::Arp, PortRole::Fabric) => self.arp_fabric(&topo, pkt, input, now),
+            (PuntReason::Arp, PortRole::Fabric) => self.arp_fabric(topo, pkt, input, now),
             (PuntReason::Arp, PortRole::Local { network }) => {
-                self.arp_local(&topo, pkt, input, network, now)
+                self.arp_local(topo, pkt, input, network, now)
             }
-            (PuntReason::LocalDelivery, _) => self.local_delivery(&topo, pkt, input, role),
+            (PuntReason::LocalDelivery, _) => self.local_delivery(topo, pkt, input, role),
             (PuntReason::NeighborMiss, PortRole::Local { network }) => {
-                self.neighbor_miss(&topo, pkt, network, now, solicits)
+                self.neighbor_miss(topo, pkt, network, now, solicits)
             }
             (PuntReason::UnderlayMiss, PortRole::Local { network }) => {
-                self.underlay_miss(&topo, pkt, network, now, solicits)
+                self.underlay_miss(topo, pkt, network, now, solicits)
             }
             (PuntReason::Flood, PortRole::Local { network }) => {
-                self.flood_local(&topo, network, input)
+                self.flood_local(topo, network, input)
             }
-            (PuntReason::Flood, PortRole::Fabric) => self.flood_from_fabric(&topo, pkt),
+            (PuntReason::Flood, PortRole::Fabric) => self.flood_from_fabric(topo, pkt),
             (PuntReason::NeighborMiss | PuntReason::UnderlayMiss, PortRole::Fabric) => {
                 PuntAction::Drop(DropReason::NotForRouter)
             }
@@ -123,9 +139,9 @@ impl ControlPlane {
             arp.target_ip_u32(),
         );
         // Whatever the operation, a known underlay neighbour speaking confirms itself.
-        if let Some(u) = self.underlay.get(&sender_ip).copied() {
+        if let Some(u) = self.neighbors.underlay.get(&sender_ip).copied() {
             if sender_mac.is_unicast() {
-                self.next_hops.set(
+                self.set_resolved(
                     u.nh,
                     NextHopState::new(NextHopKind::Local, input, sender_mac),
                 );
@@ -134,8 +150,12 @@ impl ControlPlane {
                     src_mac: port.mac,
                     src_ip: host.vtep,
                 };
-                if !self.neigh.confirm(u.nh, sender_mac, now) && !self.neigh.is_incomplete(u.nh) {
-                    self.neigh.learn(u.nh, sender_ip, asker, sender_mac, now);
+                if !self.neighbors.resolver.confirm(u.nh, sender_mac, now)
+                    && !self.neighbors.resolver.is_incomplete(u.nh)
+                {
+                    self.neighbors
+                        .resolver
+                        .learn(u.nh, sender_ip, asker, sender_mac, now);
                 }
             }
         }
@@ -217,7 +237,7 @@ impl ControlPlane {
         input: PortId,
         now: Nanos,
     ) {
-        let Some(n) = self.neighbors.get(&(router, ip)).copied() else {
+        let Some(n) = self.neighbors.entries.get(&(router, ip)).copied() else {
             return;
         };
         if n.origin == NeighborOrigin::Static {
@@ -228,18 +248,19 @@ impl ControlPlane {
             src_mac: mac,
             src_ip: 0,
         });
-        self.next_hops
-            .set(n.nh, NextHopState::new(NextHopKind::Local, input, mac));
-        if let Some(entry) = self.neighbors.get_mut(&(router, ip)) {
+        self.set_resolved(n.nh, NextHopState::new(NextHopKind::Local, input, mac));
+        if let Some(entry) = self.neighbors.entries.get_mut(&(router, ip)) {
             entry.origin = NeighborOrigin::Dynamic;
         }
-        if !self.neigh.confirm(n.nh, mac, now) && !self.neigh.is_incomplete(n.nh) {
-            self.neigh.learn(n.nh, ip, asker, mac, now);
+        if !self.neighbors.resolver.confirm(n.nh, mac, now)
+            && !self.neighbors.resolver.is_incomplete(n.nh)
+        {
+            self.neighbors.resolver.learn(n.nh, ip, asker, mac, now);
         }
         if !n.host_route {
             if let Some(name) = self.router_name(router).map(str::to_string) {
-                if self.lpm_insert(&name, Prefix32::of(ip), n.nh).is_ok() {
-                    if let Some(entry) = self.neighbors.get_mut(&(router, ip)) {
+                if self.lpm_insert(&name, super::host_prefix(ip), n.nh).is_ok() {
+                    if let Some(entry) = self.neighbors.entries.get_mut(&(router, ip)) {
                         entry.host_route = true;
                     }
                 }
@@ -353,35 +374,13 @@ impl ControlPlane {
             .get(&name)
             .and_then(|r| r.lpm.lpm().lookup(dst))
             .map_or(NO_ROUTE, |h| h.index());
-        let (nh, target_ip, iface) = match self.owners.get(&hop).copied() {
+        let (nh, target_ip, iface) = match self.tables.owners.get(&hop).copied() {
             Some(NextHopOwner::Connected(i)) => {
                 // The destination itself is the neighbour: a dynamic entry and its /32.
-                let nh = match self.neighbors.get(&(router, dst)) {
+                let nh = match self.neighbors.entries.get(&(router, dst)) {
                     Some(n) => n.nh,
-                    None => match self
-                        .next_hops
-                        .alloc(i, NextHopState::action(NextHopKind::Pending, 0))
-                    {
-                        Ok(nh) => {
-                            self.owners
-                                .insert(nh, NextHopOwner::Neighbor { router, ip: dst });
-                            self.neighbors.insert(
-                                (router, dst),
-                                super::Neighbor {
-                                    nh,
-                                    iface: i,
-                                    routes: 0,
-                                    origin: NeighborOrigin::Dynamic,
-                                    host_route: false,
-                                },
-                            );
-                            if self.lpm_insert(&name, Prefix32::of(dst), nh).is_ok() {
-                                if let Some(n) = self.neighbors.get_mut(&(router, dst)) {
-                                    n.host_route = true;
-                                }
-                            }
-                            nh
-                        }
+                    None => match self.learn_destination(&name, (router, dst), i) {
+                        Ok(nh) => nh,
                         Err(_) => return PuntAction::Drop(DropReason::HostUnreachable),
                     },
                 };
@@ -390,6 +389,7 @@ impl ControlPlane {
             Some(NextHopOwner::Neighbor { ip, .. }) => {
                 let i = self
                     .neighbors
+                    .entries
                     .get(&(router, ip))
                     .map_or(iface_id, |n| n.iface);
                 (hop, ip, i)
@@ -402,13 +402,34 @@ impl ControlPlane {
             }
             _ => {}
         }
-        if self.neigh.is_failed(nh) {
+        if self.neighbors.resolver.is_failed(nh) {
             return PuntAction::Reinject;
         }
         if let Some(asker) = self.asker_for(iface) {
-            solicits.extend(self.neigh.start(nh, target_ip, asker, now));
+            solicits.extend(self.neighbors.resolver.start(nh, target_ip, asker, now));
         }
         PuntAction::Hold(nh)
+    }
+
+    /// A destination on a connected subnet becomes a dynamic neighbour with its own /32 (if the
+    /// table has room for it; without, packets still find the neighbour's slot by the subnet).
+    fn learn_destination(
+        &mut self,
+        router_name: &str,
+        key: (u16, u32),
+        iface: u16,
+    ) -> Result<NextHopIndex, super::ApplyError> {
+        let pending = NextHopState::action(NextHopKind::Pending, 0);
+        let n = self.new_neighbor(key, iface, pending, NeighborOrigin::Dynamic)?;
+        if self
+            .lpm_insert(router_name, super::host_prefix(key.1), n.nh)
+            .is_ok()
+        {
+            if let Some(n) = self.neighbors.entries.get_mut(&key) {
+                n.host_route = true;
+            }
+        }
+        Ok(n.nh)
     }
 
     /// The underlay neighbour toward a peer is not resolved: ARP for it on the fabric.
@@ -446,14 +467,14 @@ impl ControlPlane {
         if self.dp.next_hops.get(nh).state.kind() == NextHopKind::Local {
             return PuntAction::Reinject;
         }
-        let Some(ip) = self.owners.get(&nh).and_then(|o| match o {
+        let Some(ip) = self.tables.owners.get(&nh).and_then(|o| match o {
             NextHopOwner::Underlay(ip) => Some(*ip),
             _ => None,
         }) else {
             return PuntAction::Drop(DropReason::Stale);
         };
         let mac = topo.port(fabric).map_or(EthernetAddress::ZERO, |p| p.mac);
-        solicits.extend(self.neigh.start(
+        solicits.extend(self.neighbors.resolver.start(
             nh,
             ip,
             Asker {
@@ -571,93 +592,6 @@ impl ControlPlane {
             src_port: wire::vxlan::entropy_src_port(crate::engine::flow_hash(frame)),
             ident,
         })
-    }
-
-    /// Runs the neighbour timers: ARP retries and probes, failures, expiry. Call every
-    /// 100 ms or so.
-    pub fn tick(&mut self, now: Nanos) -> Tick {
-        self.reclaim();
-        let table = Arc::clone(&self.dp.next_hops);
-        let out = self.neigh.tick(now, |nh| table.take_used(nh));
-        let mut tick = Tick {
-            solicits: out.solicits,
-            released: Vec::new(),
-        };
-        for nh in out.failed {
-            if matches!(self.owners.get(&nh), Some(NextHopOwner::Neighbor { .. })) {
-                self.next_hops
-                    .set(nh, NextHopState::action(NextHopKind::Failed, 0));
-            }
-            tick.released.push(nh);
-        }
-        for nh in out.expired {
-            self.expire_neighbor(nh);
-        }
-        tick
-    }
-
-    /// A neighbour's reply arrived: the held packets for it can go.
-    pub fn resolved(&self, nh: NextHopIndex) -> bool {
-        matches!(
-            self.dp.next_hops.get(nh).state.kind(),
-            NextHopKind::Local | NextHopKind::Remote
-        )
-    }
-
-    /// Forgets a dynamic neighbour that failed or went unused: its /32 goes, and a gateway of
-    /// routes goes back to unresolved.
-    fn expire_neighbor(&mut self, nh: NextHopIndex) {
-        match self.owners.get(&nh).copied() {
-            Some(NextHopOwner::Neighbor { router, ip }) => {
-                let Some(n) = self.neighbors.get(&(router, ip)).copied() else {
-                    return;
-                };
-                if n.origin == NeighborOrigin::Static {
-                    return;
-                }
-                let name = self.router_name(router).map(str::to_string);
-                if n.host_route {
-                    if let Some(name) = &name {
-                        let _ = self.lpm_remove(name, Prefix32::of(ip));
-                    }
-                }
-                if n.routes > 0 {
-                    self.next_hops
-                        .set(nh, NextHopState::action(NextHopKind::Pending, 0));
-                    self.neighbors.insert(
-                        (router, ip),
-                        super::Neighbor {
-                            origin: NeighborOrigin::Unresolved,
-                            host_route: false,
-                            ..n
-                        },
-                    );
-                } else {
-                    self.neighbors.remove(&(router, ip));
-                    self.owners.remove(&nh);
-                    self.next_hops.free(nh);
-                }
-            }
-            Some(NextHopOwner::Underlay(_)) => {
-                self.next_hops
-                    .set(nh, NextHopState::action(NextHopKind::Resolve, 0));
-            }
-            _ => {}
-        }
-    }
-
-    /// Packets held per unresolved neighbour.
-    pub fn hold_max(&self) -> usize {
-        self.neigh.config().hold_max
-    }
-}
-
-/// A /32 for an address given as a word.
-struct Prefix32;
-
-impl Prefix32 {
-    fn of(ip: u32) -> crate::lpm::Prefix {
-        crate::lpm::Prefix::containing(ip, 32)
     }
 }
 

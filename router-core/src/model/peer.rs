@@ -1,0 +1,74 @@
+//! The other hosts of the fabric: each has a DVR MAC and a VTEP, none shared with this host or
+//! another peer.
+
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+use super::*;
+
+/// Another host of the fabric.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerSpec {
+    pub name: String,
+    pub dvr_mac: MacAddr,
+    pub vtep: Ipv4Addr,
+}
+
+impl Model {
+    pub(super) fn add_peer(&mut self, spec: &PeerSpec, replace: bool) -> Stepped<PeerSpec> {
+        check_name("peer.name", &spec.name)?;
+        check_mac("peer.dvr_mac", spec.dvr_mac)?;
+        check_unicast("peer.vtep", spec.vtep)?;
+        let host = self.host.as_ref().ok_or(ModelError::NoHost {
+            what: "peers are added",
+        })?;
+        if host.name == spec.name {
+            return Err(ModelError::invalid(
+                "peer.name",
+                format!("`{}` is this host", spec.name),
+            ));
+        }
+        if host.dvr_mac == spec.dvr_mac {
+            return Err(ModelError::invalid(
+                "peer.dvr_mac",
+                format!("{} is this host's DVR MAC", spec.dvr_mac),
+            ));
+        }
+        if host.vtep == spec.vtep {
+            return Err(ModelError::invalid(
+                "peer.vtep",
+                format!("{} is this host's VTEP", spec.vtep),
+            ));
+        }
+        if let Some(other) = self
+            .peers
+            .values()
+            .find(|p| p.name != spec.name && (p.dvr_mac == spec.dvr_mac || p.vtep == spec.vtep))
+        {
+            return Err(ModelError::Conflict {
+                kind: "peer (DVR MAC or VTEP)",
+                name: other.name.clone(),
+            });
+        }
+        self.upsert(spec, replace, ("peer", spec.name.clone()), MAX_PEERS)
+    }
+
+    pub(super) fn del_peer(&mut self, name: &str) -> Stepped<PeerSpec> {
+        if !self.peers.contains_key(name) {
+            return Err(ModelError::NotFound {
+                kind: "peer",
+                name: name.into(),
+            });
+        }
+        if let Some(p) = self.ports.values().find(|p| p.host == name) {
+            return Err(ModelError::InUse {
+                kind: "peer",
+                name: name.into(),
+                user: format!("port {} on network {}", p.ip, p.network),
+            });
+        }
+        self.remove(name.to_string(), ("peer", name.into()))
+    }
+}
