@@ -28,11 +28,11 @@ impl Model {
         if let Some(host) = &self.host {
             let in_use = self.ports.values().any(|p| p.host == host.name);
             if in_use && host.name != spec.name {
-                return Err(ModelError::InUse {
-                    kind: "host",
-                    name: host.name.clone(),
-                    user: "instance ports".into(),
-                });
+                return Err(ModelError::in_use(
+                    "host",
+                    host.name.clone(),
+                    "instance ports",
+                ));
             }
         }
         if let Some(p) = self

@@ -73,12 +73,11 @@ impl Model {
                 continue;
             }
             let o = other.address.subnet();
-            if o.covers(subnet) || subnet.covers(o) {
-                return Err(ModelError::invalid(
-                    "interface.address",
-                    format!("{subnet} overlaps {o} of the interface on {network}"),
-                ));
-            }
+            invalid_if(
+                o.covers(subnet) || subnet.covers(o),
+                "interface.address",
+                || format!("{subnet} overlaps {o} of the interface on {network}"),
+            )?;
         }
         if let Some(old) = self
             .interfaces
@@ -88,11 +87,11 @@ impl Model {
                 && old.address.subnet() != subnet
                 && self.network_has_dependents(&spec.router, old)
             {
-                return Err(ModelError::InUse {
-                    kind: "interface",
-                    name: format!("{} on {}", spec.router, spec.network),
-                    user: "routes or instance ports on its subnet".into(),
-                });
+                return Err(ModelError::in_use(
+                    "interface",
+                    format!("{} on {}", spec.router, spec.network),
+                    "routes or instance ports on its subnet",
+                ));
             }
         }
         // Instance ports already on the network must lie in the new subnet.
@@ -128,23 +127,19 @@ impl Model {
 
     pub(super) fn del_interface(&mut self, router: &str, network: &str) -> Stepped<InterfaceSpec> {
         let key = (router.to_string(), network.to_string());
-        let Some(iface) = self.interfaces.get(&key) else {
-            return Err(ModelError::NotFound {
-                kind: "interface",
-                name: format!("{router} on {network}"),
-            });
-        };
+        let name = format!("{router} on {network}");
+        let iface = self.existing::<InterfaceSpec>(&key, ("interface", &name))?;
         let subnet = iface.address.subnet();
         if let Some(r) = self
             .routes
             .values()
             .find(|r| r.router == router && subnet.contains(u32::from(r.via)))
         {
-            return Err(ModelError::InUse {
-                kind: "interface",
-                name: format!("{router} on {network}"),
-                user: format!("route {} via {}", r.prefix, r.via),
-            });
+            return Err(ModelError::in_use(
+                "interface",
+                format!("{router} on {network}"),
+                format!("route {} via {}", r.prefix, r.via),
+            ));
         }
         self.remove(key, ("interface", format!("{router} on {network}")))
     }

@@ -28,7 +28,7 @@ mod port;
 mod route;
 mod router;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -147,6 +147,18 @@ pub enum ModelError {
 }
 
 impl ModelError {
+    pub(crate) fn in_use(
+        kind: &'static str,
+        name: impl Into<String>,
+        user: impl Into<String>,
+    ) -> Self {
+        ModelError::InUse {
+            kind,
+            name: name.into(),
+            user: user.into(),
+        }
+    }
+
     pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
         ModelError::Invalid {
             field,
@@ -311,6 +323,18 @@ impl Model {
         }))
     }
 
+    /// The entry under `key`, or the error that says it does not exist.
+    pub(crate) fn existing<T: Entry>(
+        &self,
+        key: &T::Key,
+        (kind, name): (&'static str, &str),
+    ) -> Result<&T, ModelError> {
+        T::get(self, key).ok_or_else(|| ModelError::NotFound {
+            kind,
+            name: name.into(),
+        })
+    }
+
     /// Removes the entry under `key`, or says that it does not exist.
     pub(crate) fn remove<T: Entry>(
         &mut self,
@@ -336,6 +360,19 @@ impl Applied {
         } else {
             Applied::Unchanged
         }
+    }
+}
+
+/// Refuses with `reason` for `field` when `refused` holds.
+pub(crate) fn invalid_if<R: Into<String>>(
+    refused: bool,
+    field: &'static str,
+    reason: impl FnOnce() -> R,
+) -> Result<(), ModelError> {
+    if refused {
+        Err(ModelError::invalid(field, reason()))
+    } else {
+        Ok(())
     }
 }
 

@@ -22,12 +22,9 @@ impl Model {
         replace: bool,
     ) -> Stepped<NetworkSpec> {
         check_name("network.name", &spec.name)?;
-        if spec.vni == 0 || spec.vni > VNI_MAX {
-            return Err(ModelError::invalid(
-                "network.vni",
-                format!("{} is not a VNI (1..={VNI_MAX})", spec.vni),
-            ));
-        }
+        invalid_if(spec.vni == 0 || spec.vni > VNI_MAX, "network.vni", || {
+            format!("{} is not a VNI (1..={VNI_MAX})", spec.vni)
+        })?;
         if let Some(other) = self
             .networks
             .values()
@@ -45,12 +42,9 @@ impl Model {
                     name: port.clone(),
                 });
             }
-            if spec.ports[..i].contains(port) {
-                return Err(ModelError::invalid(
-                    "network.ports",
-                    format!("`{port}` is listed twice"),
-                ));
-            }
+            invalid_if(spec.ports[..i].contains(port), "network.ports", || {
+                format!("`{port}` is listed twice")
+            })?;
             if let Some(other) = self
                 .networks
                 .values()
@@ -69,36 +63,31 @@ impl Model {
                     && p.port.as_ref().is_some_and(|lp| !spec.ports.contains(lp))
                     && old != spec
             }) {
-                return Err(ModelError::InUse {
-                    kind: "local port",
-                    name: p.port.clone().unwrap_or_default(),
-                    user: format!("port {} on network {}", p.ip, p.network),
-                });
+                return Err(ModelError::in_use(
+                    "local port",
+                    p.port.clone().unwrap_or_default(),
+                    format!("port {} on network {}", p.ip, p.network),
+                ));
             }
         }
         self.upsert(spec, replace, ("network", spec.name.clone()), MAX_NETWORKS)
     }
 
     pub(super) fn del_network(&mut self, name: &str) -> Stepped<NetworkSpec> {
-        if !self.networks.contains_key(name) {
-            return Err(ModelError::NotFound {
-                kind: "network",
-                name: name.into(),
-            });
-        }
+        self.existing::<NetworkSpec>(&name.to_string(), ("network", name))?;
         if let Some(i) = self.interface_of_network(name) {
-            return Err(ModelError::InUse {
-                kind: "network",
-                name: name.into(),
-                user: format!("an interface of router {}", i.router),
-            });
+            return Err(ModelError::in_use(
+                "network",
+                name,
+                format!("an interface of router {}", i.router),
+            ));
         }
         if let Some(p) = self.ports.values().find(|p| p.network == name) {
-            return Err(ModelError::InUse {
-                kind: "network",
-                name: name.into(),
-                user: format!("port {}", p.ip),
-            });
+            return Err(ModelError::in_use(
+                "network",
+                name,
+                format!("port {}", p.ip),
+            ));
         }
         self.remove(name.to_string(), ("network", name.into()))
     }

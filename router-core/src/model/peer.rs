@@ -24,24 +24,15 @@ impl Model {
         let host = self.host.as_ref().ok_or(ModelError::NoHost {
             what: "peers are added",
         })?;
-        if host.name == spec.name {
-            return Err(ModelError::invalid(
-                "peer.name",
-                format!("`{}` is this host", spec.name),
-            ));
-        }
-        if host.dvr_mac == spec.dvr_mac {
-            return Err(ModelError::invalid(
-                "peer.dvr_mac",
-                format!("{} is this host's DVR MAC", spec.dvr_mac),
-            ));
-        }
-        if host.vtep == spec.vtep {
-            return Err(ModelError::invalid(
-                "peer.vtep",
-                format!("{} is this host's VTEP", spec.vtep),
-            ));
-        }
+        invalid_if(host.name == spec.name, "peer.name", || {
+            format!("`{}` is this host", spec.name)
+        })?;
+        invalid_if(host.dvr_mac == spec.dvr_mac, "peer.dvr_mac", || {
+            format!("{} is this host's DVR MAC", spec.dvr_mac)
+        })?;
+        invalid_if(host.vtep == spec.vtep, "peer.vtep", || {
+            format!("{} is this host's VTEP", spec.vtep)
+        })?;
         if let Some(other) = self
             .peers
             .values()
@@ -56,18 +47,13 @@ impl Model {
     }
 
     pub(super) fn del_peer(&mut self, name: &str) -> Stepped<PeerSpec> {
-        if !self.peers.contains_key(name) {
-            return Err(ModelError::NotFound {
-                kind: "peer",
-                name: name.into(),
-            });
-        }
+        self.existing::<PeerSpec>(&name.to_string(), ("peer", name))?;
         if let Some(p) = self.ports.values().find(|p| p.host == name) {
-            return Err(ModelError::InUse {
-                kind: "peer",
-                name: name.into(),
-                user: format!("port {} on network {}", p.ip, p.network),
-            });
+            return Err(ModelError::in_use(
+                "peer",
+                name,
+                format!("port {} on network {}", p.ip, p.network),
+            ));
         }
         self.remove(name.to_string(), ("peer", name.into()))
     }

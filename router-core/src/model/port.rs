@@ -48,12 +48,9 @@ impl Model {
         }
         check_local_port(spec, network, local)?;
         self.check_port_address(spec)?;
-        if self.is_dvr_mac(spec.mac) {
-            return Err(ModelError::invalid(
-                "port.mac",
-                format!("{} is inside the DVR MAC range", spec.mac),
-            ));
-        }
+        invalid_if(self.is_dvr_mac(spec.mac), "port.mac", || {
+            format!("{} is inside the DVR MAC range", spec.mac)
+        })?;
         if let Some(other) = self
             .ports
             .values()
@@ -71,35 +68,27 @@ impl Model {
     /// The address of `spec` is a host address of its network's subnet, not the gateway's.
     fn check_port_address(&self, spec: &InstancePortSpec) -> Result<(), ModelError> {
         if let Some(iface) = self.interface_of_network(&spec.network) {
-            if !iface.address.subnet().contains(u32::from(spec.ip)) {
-                return Err(ModelError::invalid(
-                    "port.ip",
+            invalid_if(
+                !iface.address.subnet().contains(u32::from(spec.ip)),
+                "port.ip",
+                || {
                     format!(
                         "{} is outside {} of network {}",
                         spec.ip,
                         iface.address.subnet(),
                         spec.network
-                    ),
-                ));
-            }
-            if iface.address.ip == spec.ip {
-                return Err(ModelError::invalid(
-                    "port.ip",
-                    format!("{} is the gateway address", spec.ip),
-                ));
-            }
-            if iface.address.broadcast() == spec.ip {
-                return Err(ModelError::invalid(
-                    "port.ip",
-                    format!("{} is the broadcast address", spec.ip),
-                ));
-            }
-            if iface.mac == spec.mac {
-                return Err(ModelError::invalid(
-                    "port.mac",
-                    format!("{} is the gateway MAC", spec.mac),
-                ));
-            }
+                    )
+                },
+            )?;
+            invalid_if(iface.address.ip == spec.ip, "port.ip", || {
+                format!("{} is the gateway address", spec.ip)
+            })?;
+            invalid_if(iface.address.broadcast() == spec.ip, "port.ip", || {
+                format!("{} is the broadcast address", spec.ip)
+            })?;
+            invalid_if(iface.mac == spec.mac, "port.mac", || {
+                format!("{} is the gateway MAC", spec.mac)
+            })?;
         }
         Ok(())
     }
@@ -120,30 +109,23 @@ fn check_local_port(
     local: bool,
 ) -> Result<(), ModelError> {
     if let Some(lp) = &spec.port {
-        if !local {
-            return Err(ModelError::invalid(
-                "port.port",
-                "only an instance on this host has a local port",
-            ));
-        }
-        if !network.ports.contains(lp) {
-            return Err(ModelError::invalid(
-                "port.port",
-                format!(
-                    "network {} is not attached to local port `{lp}`",
-                    spec.network
-                ),
-            ));
-        }
-    } else if local && network.ports.len() != 1 {
-        return Err(ModelError::invalid(
-            "port.port",
+        invalid_if(!local, "port.port", || {
+            "only an instance on this host has a local port"
+        })?;
+        invalid_if(!network.ports.contains(lp), "port.port", || {
+            format!(
+                "network {} is not attached to local port `{lp}`",
+                spec.network
+            )
+        })?;
+    } else {
+        invalid_if(local && network.ports.len() != 1, "port.port", || {
             format!(
                 "network {} has {} local ports: name the one the instance is behind",
                 spec.network,
                 network.ports.len()
-            ),
-        ));
+            )
+        })?;
     }
     Ok(())
 }

@@ -30,18 +30,14 @@ impl Model {
                 format!("{} is not on a subnet of router {}", spec.via, spec.router),
             ));
         };
-        if iface.address.ip == spec.via {
-            return Err(ModelError::invalid(
-                "route.via",
-                format!("{} is the router's own address", spec.via),
-            ));
-        }
-        if iface.address.subnet() == spec.prefix {
-            return Err(ModelError::invalid(
-                "route.prefix",
-                format!("{} is a connected subnet", spec.prefix),
-            ));
-        }
+        invalid_if(iface.address.ip == spec.via, "route.via", || {
+            format!("{} is the router's own address", spec.via)
+        })?;
+        invalid_if(
+            iface.address.subnet() == spec.prefix,
+            "route.prefix",
+            || format!("{} is a connected subnet", spec.prefix),
+        )?;
         let name = format!("{} in router {}", spec.prefix, spec.router);
         self.upsert(spec, replace, ("route", name), usize::MAX)
     }

@@ -19,36 +19,30 @@ impl Model {
     pub(super) fn add_router(&mut self, spec: &RouterSpec, replace: bool) -> Stepped<RouterSpec> {
         check_name("router.name", &spec.name)?;
         if let Some(old) = self.routers.get(&spec.name) {
-            if old != spec && old.large != spec.large {
-                return Err(ModelError::invalid(
-                    "router.large",
-                    "the table layout of an existing router cannot change; delete and re-add it",
-                ));
-            }
+            invalid_if(
+                old != spec && old.large != spec.large,
+                "router.large",
+                || "the table layout of an existing router cannot change; delete and re-add it",
+            )?;
         }
         self.upsert(spec, replace, ("router", spec.name.clone()), MAX_ROUTERS)
     }
 
     pub(super) fn del_router(&mut self, name: &str) -> Stepped<RouterSpec> {
-        if !self.routers.contains_key(name) {
-            return Err(ModelError::NotFound {
-                kind: "router",
-                name: name.into(),
-            });
-        }
+        self.existing::<RouterSpec>(&name.to_string(), ("router", name))?;
         if let Some((_, i)) = self.interfaces.iter().find(|((r, _), _)| r == name) {
-            return Err(ModelError::InUse {
-                kind: "router",
-                name: name.into(),
-                user: format!("its interface on {}", i.network),
-            });
+            return Err(ModelError::in_use(
+                "router",
+                name,
+                format!("its interface on {}", i.network),
+            ));
         }
         if let Some((_, r)) = self.routes.iter().find(|((r, _), _)| r == name) {
-            return Err(ModelError::InUse {
-                kind: "router",
-                name: name.into(),
-                user: format!("its route {}", r.prefix),
-            });
+            return Err(ModelError::in_use(
+                "router",
+                name,
+                format!("its route {}", r.prefix),
+            ));
         }
         self.remove(name.to_string(), ("router", name.into()))
     }

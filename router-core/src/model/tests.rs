@@ -2,7 +2,7 @@
 
 use super::*;
 
-fn mac(s: &str) -> MacAddr {
+pub(crate) fn mac(s: &str) -> MacAddr {
     s.parse().unwrap()
 }
 
@@ -61,7 +61,7 @@ fn base() -> Model {
     m
 }
 
-fn iface(network: &str, address: &str, m: &str) -> InterfaceSpec {
+pub(crate) fn iface(network: &str, address: &str, m: &str) -> InterfaceSpec {
     InterfaceSpec {
         router: "r".into(),
         network: network.into(),
@@ -70,7 +70,7 @@ fn iface(network: &str, address: &str, m: &str) -> InterfaceSpec {
     }
 }
 
-fn port(network: &str, ip: &str, m: &str, host: &str) -> Change {
+pub(crate) fn port(network: &str, ip: &str, m: &str, host: &str) -> Change {
     Change::AddPort {
         spec: InstancePortSpec {
             network: network.into(),
