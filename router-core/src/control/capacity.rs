@@ -20,6 +20,9 @@ use crate::model::{ModelError, MAX_NETWORKS, MAX_PEERS, MAX_ROUTERS};
 use crate::qsbr::{Qsbr, Retired};
 use crate::table::{AtomicMapError, NextHopsFull};
 
+/// Whether what a change takes fits, and if not, the error programming it would have met.
+pub(super) type Fits = Result<(), ApplyError>;
+
 /// Most router interfaces on one host.
 pub const MAX_IFACES: usize = 8192;
 

@@ -5,11 +5,11 @@
 
 use std::net::Ipv4Addr;
 
-use super::capacity::{Plan, Pool};
+use super::capacity::{Fits, Plan, Pool};
 use super::{host_prefix, reinstall, ApplyError, ControlPlane, NextHopOwner, Program};
 use crate::dataplane::{NetworkId, RouterId};
 use crate::engine::DropReason;
-use crate::model::{InterfaceSpec, Step};
+use crate::model::InterfaceSpec;
 use crate::table::{IfaceId, NextHopIndex, NextHopKind, NextHopState};
 
 /// What the tables hold for an interface.
@@ -39,13 +39,7 @@ fn iface_prefixes(spec: &InterfaceSpec) -> [crate::lpm::Prefix; 3] {
 }
 
 impl Program for InterfaceSpec {
-    fn plan(cp: &ControlPlane, step: &Step<Self>, plan: &mut Plan) -> Result<(), ApplyError> {
-        if step.before.is_some() {
-            plan.shrink();
-        }
-        let Some(new) = &step.after else {
-            return Ok(());
-        };
+    fn plan(cp: &ControlPlane, _: Option<&Self>, new: &Self, plan: &mut Plan) -> Fits {
         plan.id(Pool::Ifaces)?;
         plan.next_hops(cp, 3)?;
         for prefix in iface_prefixes(new) {
@@ -57,17 +51,17 @@ impl Program for InterfaceSpec {
         Ok(())
     }
 
-    fn program(
-        cp: &mut ControlPlane,
-        before: Option<&Self>,
-        after: Option<&Self>,
-    ) -> Result<(), ApplyError> {
+    fn install(cp: &mut ControlPlane, old: Option<&Self>, new: &Self) -> Result<(), ApplyError> {
         reinstall(
             cp,
-            (before, after),
+            (old, new),
             ControlPlane::remove_interface,
             ControlPlane::install_interface,
         )
+    }
+
+    fn remove(cp: &mut ControlPlane, old: &Self) {
+        cp.remove_interface(old);
     }
 }
 

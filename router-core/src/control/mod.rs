@@ -71,7 +71,7 @@ use crate::table::{
 };
 use crate::wire::EthernetAddress;
 
-use self::capacity::{IdPools, Plan};
+use self::capacity::{Fits, IdPools, Plan, Pool};
 use self::interface::IfaceState;
 use self::neigh::NeighborTable;
 use self::peer::PeerState;
@@ -216,19 +216,57 @@ impl std::fmt::Debug for ControlPlane {
 }
 
 /// How the tables follow one object kind of the model. Each kind implements it in its own file;
-/// [`each_step`] dispatches an [`Edit`] to it.
+/// [`each_step`] dispatches an [`Edit`] to it, through [`plan_step`] and [`program_step`].
 trait Program: Entry {
-    /// Adds to `plan` what programming `step` takes from the tables, or says what does not fit.
-    /// The model holds `step.after`; the tables hold the state from before the batch.
-    fn plan(cp: &ControlPlane, step: &Step<Self>, plan: &mut Plan) -> Result<(), ApplyError>;
+    /// Adds to `plan` what installing `new` in place of `old` takes from the tables, or says
+    /// what does not fit. The model holds `new`; the tables hold the state from before the batch.
+    fn plan(cp: &ControlPlane, old: Option<&Self>, new: &Self, plan: &mut Plan) -> Fits;
 
-    /// Programs the tables from `before` to `after` (`None`: the object does not exist), with
-    /// the model holding `after`. On error the tables are as they were.
-    fn program(
-        cp: &mut ControlPlane,
-        before: Option<&Self>,
-        after: Option<&Self>,
-    ) -> Result<(), ApplyError>;
+    /// What removing `old` gives back at once (little does: freed slots and ids come back
+    /// after a grace period, and the plan does not count on them).
+    fn plan_removal(_: &ControlPlane, _: &Self, _: &mut Plan) -> Fits {
+        Ok(())
+    }
+
+    /// Programs `new` in place of `old` (none: an add), with the model holding `new`. On error
+    /// the tables are as they were.
+    fn install(cp: &mut ControlPlane, old: Option<&Self>, new: &Self) -> Result<(), ApplyError>;
+
+    /// Takes `old` out of the tables, with the model no longer holding it.
+    fn remove(cp: &mut ControlPlane, old: &Self);
+}
+
+/// What a step takes from the tables. Once a batch deletes or replaces something, what existed
+/// before may be gone, and the plan stops counting on it.
+fn plan_step<T: Program>(
+    cp: &ControlPlane,
+    step: &Step<T>,
+    plan: &mut Plan,
+) -> Result<(), ApplyError> {
+    if step.before.is_some() {
+        plan.shrink();
+    }
+    match (&step.before, &step.after) {
+        (old, Some(new)) => T::plan(cp, old.as_ref(), new, plan),
+        (Some(old), None) => T::plan_removal(cp, old, plan),
+        (None, None) => Ok(()),
+    }
+}
+
+/// Programs the tables from `from` to `to`: an add, a replace or a delete.
+fn program_step<T: Program>(
+    cp: &mut ControlPlane,
+    from: Option<&T>,
+    to: Option<&T>,
+) -> Result<(), ApplyError> {
+    match (from, to) {
+        (old, Some(new)) => T::install(cp, old, new),
+        (Some(old), None) => {
+            T::remove(cp, old);
+            Ok(())
+        }
+        (None, None) => Ok(()),
+    }
 }
 
 impl ControlPlane {
@@ -361,8 +399,8 @@ impl ControlPlane {
         }
     }
 
-    fn plan(&self, edit: &Edit, plan: &mut Plan) -> Result<(), ApplyError> {
-        each_step!(edit, s => Program::plan(self, s, plan))
+    fn plan(&self, edit: &Edit, plan: &mut Plan) -> Fits {
+        each_step!(edit, s => plan_step(self, s, plan))
     }
 
     /// Programs an edit forward (before to after) or, to undo it, `backward`.
@@ -373,7 +411,7 @@ impl ControlPlane {
             } else {
                 (s.before.as_ref(), s.after.as_ref())
             };
-            Program::program(self, from, to)
+            program_step(self, from, to)
         })
     }
 
@@ -387,27 +425,34 @@ impl ControlPlane {
     }
 }
 
-/// Programs a change of an object that is replaced by removing the old one and installing the
-/// new: on failure the old one is installed again, so the tables are as they were.
+/// Installs `new` in place of `old` by removing the old one first: on failure the old one is
+/// installed again, so the tables are as they were.
 fn reinstall<T>(
     cp: &mut ControlPlane,
-    (before, after): (Option<&T>, Option<&T>),
+    (old, new): (Option<&T>, &T),
     remove: fn(&mut ControlPlane, &T),
     install: fn(&mut ControlPlane, &T) -> Result<(), ApplyError>,
 ) -> Result<(), ApplyError> {
-    if let Some(old) = before {
+    if let Some(old) = old {
         remove(cp, old);
     }
-    let Some(new) = after else {
-        return Ok(());
-    };
     let result = install(cp, new);
     if result.is_err() {
-        if let Some(old) = before {
+        if let Some(old) = old {
             let _ = install(cp, old);
         }
     }
     result
+}
+
+impl ControlPlane {
+    /// Publishes the topology without an object that is gone, then gives its id back: workers
+    /// that still saw the old topology keep the id until their grace period ends.
+    fn retract(&mut self, pool: Pool, id: u16) {
+        self.dirty = true;
+        self.publish_if_dirty();
+        self.ids.release(&self.qsbr, pool, id);
+    }
 }
 
 /// The fabric port of a configuration: at most one.

@@ -2,46 +2,30 @@
 //! is attached to is published with the topology; its instance ports follow a move of its only
 //! local port.
 
-use super::capacity::{Plan, Pool};
+use super::capacity::{Fits, Plan, Pool};
 use super::{ApplyError, ControlPlane, Program};
-use crate::model::{NetworkSpec, Step};
+use crate::model::NetworkSpec;
 
 impl Program for NetworkSpec {
-    fn plan(cp: &ControlPlane, step: &Step<Self>, plan: &mut Plan) -> Result<(), ApplyError> {
-        match (&step.before, &step.after) {
-            (None, Some(_)) => plan.id(Pool::Networks),
-            (Some(old), Some(new)) => {
-                plan.shrink();
-                if old.ports != new.ports {
-                    for p in cp.model.ports_of_network(&new.name) {
-                        cp.plan_port_neighbor(p, plan)?;
-                    }
-                }
-                Ok(())
-            }
-            _ => {
-                plan.shrink();
-                Ok(())
+    fn plan(cp: &ControlPlane, old: Option<&Self>, new: &Self, plan: &mut Plan) -> Fits {
+        let Some(old) = old else {
+            return plan.id(Pool::Networks);
+        };
+        if old.ports != new.ports {
+            for p in cp.model.ports_of_network(&new.name) {
+                cp.plan_port_neighbor(p, plan)?;
             }
         }
+        Ok(())
     }
 
-    fn program(
-        cp: &mut ControlPlane,
-        before: Option<&Self>,
-        after: Option<&Self>,
-    ) -> Result<(), ApplyError> {
-        match (before, after) {
-            (_, Some(spec)) => cp.install_network(spec, before),
-            (Some(old), None) => {
-                if let Some(id) = cp.networks.remove(&old.name) {
-                    cp.dirty = true;
-                    cp.publish_if_dirty();
-                    cp.ids.release(&cp.qsbr, Pool::Networks, id);
-                }
-                Ok(())
-            }
-            (None, None) => Ok(()),
+    fn install(cp: &mut ControlPlane, old: Option<&Self>, new: &Self) -> Result<(), ApplyError> {
+        cp.install_network(new, old)
+    }
+
+    fn remove(cp: &mut ControlPlane, old: &Self) {
+        if let Some(id) = cp.networks.remove(&old.name) {
+            cp.retract(Pool::Networks, id);
         }
     }
 }

@@ -2,10 +2,10 @@
 //! an id and is reached through an underlay neighbour (its VTEP, or the underlay gateway when
 //! one is configured), shared by the peers behind it and resolved by ARP on the fabric.
 
-use super::capacity::{Plan, Pool};
+use super::capacity::{Fits, Plan, Pool};
 use super::{ApplyError, ControlPlane, NextHopOwner, Program};
 use crate::dataplane::PeerId;
-use crate::model::{HostSpec, PeerSpec, Step};
+use crate::model::{HostSpec, PeerSpec};
 use crate::table::{NextHopIndex, NextHopKind, NextHopState, IFACE_NONE};
 
 /// What the tables hold for a peer.
@@ -22,56 +22,39 @@ pub(super) struct UnderlayNeighbor {
     pub peers: u32,
 }
 
+/// The host is only published: nothing in the tables depends on it.
 impl Program for HostSpec {
-    fn plan(_: &ControlPlane, _: &Step<Self>, _: &mut Plan) -> Result<(), ApplyError> {
+    fn plan(_: &ControlPlane, _: Option<&Self>, _: &Self, _: &mut Plan) -> Fits {
         Ok(())
     }
 
-    /// The host is only published: nothing in the tables depends on it.
-    fn program(
-        cp: &mut ControlPlane,
-        _: Option<&Self>,
-        _: Option<&Self>,
-    ) -> Result<(), ApplyError> {
+    fn install(cp: &mut ControlPlane, _: Option<&Self>, _: &Self) -> Result<(), ApplyError> {
         cp.dirty = true;
         Ok(())
+    }
+
+    fn remove(cp: &mut ControlPlane, _: &Self) {
+        cp.dirty = true;
     }
 }
 
 impl Program for PeerSpec {
-    fn plan(cp: &ControlPlane, step: &Step<Self>, plan: &mut Plan) -> Result<(), ApplyError> {
-        match (&step.before, &step.after) {
-            (None, Some(new)) => {
-                plan.id(Pool::Peers)?;
-                plan.underlay(cp, cp.underlay_ip(new))
-            }
-            (Some(old), Some(new)) => {
-                plan.shrink();
-                if cp.underlay_ip(old) == cp.underlay_ip(new) {
-                    return Ok(());
-                }
-                plan.underlay(cp, cp.underlay_ip(new))
-            }
-            _ => {
-                plan.shrink();
-                Ok(())
-            }
+    fn plan(cp: &ControlPlane, old: Option<&Self>, new: &Self, plan: &mut Plan) -> Fits {
+        let ip = cp.underlay_ip(new);
+        match old {
+            None => plan.id(Pool::Peers)?,
+            Some(old) if cp.underlay_ip(old) == ip => return Ok(()),
+            Some(_) => {}
         }
+        plan.underlay(cp, ip)
     }
 
-    fn program(
-        cp: &mut ControlPlane,
-        before: Option<&Self>,
-        after: Option<&Self>,
-    ) -> Result<(), ApplyError> {
-        match (before, after) {
-            (_, Some(spec)) => cp.install_peer(spec),
-            (Some(old), None) => {
-                cp.remove_peer(&old.name);
-                Ok(())
-            }
-            (None, None) => Ok(()),
-        }
+    fn install(cp: &mut ControlPlane, _: Option<&Self>, new: &Self) -> Result<(), ApplyError> {
+        cp.install_peer(new)
+    }
+
+    fn remove(cp: &mut ControlPlane, old: &Self) {
+        cp.remove_peer(&old.name);
     }
 }
 
@@ -115,10 +98,8 @@ impl ControlPlane {
 
     fn remove_peer(&mut self, name: &str) {
         if let Some(state) = self.peers.remove(name) {
-            self.dirty = true;
-            self.publish_if_dirty();
+            self.retract(Pool::Peers, state.id);
             self.underlay_unref(state.underlay_ip);
-            self.ids.release(&self.qsbr, Pool::Peers, state.id);
         }
     }
 

@@ -2,42 +2,36 @@
 //! and, when the network has a router, a permanent neighbour of that router with its /32. A
 //! port on a peer also makes the network flood to that peer.
 
-use super::capacity::Plan;
+use super::capacity::{Fits, Plan};
 use super::{host_prefix, reinstall, ApplyError, ControlPlane, NeighborOrigin, Program};
 use crate::dataplane::{l2_key, L2Location, NetworkId, PeerId};
-use crate::model::{InstancePortSpec, Step};
+use crate::model::InstancePortSpec;
 use crate::table::{NextHopKind, NextHopState};
 
 impl Program for InstancePortSpec {
-    fn plan(cp: &ControlPlane, step: &Step<Self>, plan: &mut Plan) -> Result<(), ApplyError> {
-        match (&step.before, &step.after) {
-            (None, Some(new)) => {
-                plan.l2(cp, 1)?;
-                cp.plan_port_neighbor(new, plan)
-            }
-            (Some(_), Some(new)) => {
-                plan.shrink();
-                cp.plan_port_neighbor(new, plan)
-            }
-            (Some(_), None) => {
-                plan.shrink();
-                plan.l2(cp, -1)
-            }
-            (None, None) => Ok(()),
+    fn plan(cp: &ControlPlane, old: Option<&Self>, new: &Self, plan: &mut Plan) -> Fits {
+        // A replace takes the L2 entry of the port it replaces.
+        if old.is_none() {
+            plan.l2(cp, 1)?;
         }
+        cp.plan_port_neighbor(new, plan)
     }
 
-    fn program(
-        cp: &mut ControlPlane,
-        before: Option<&Self>,
-        after: Option<&Self>,
-    ) -> Result<(), ApplyError> {
+    fn plan_removal(cp: &ControlPlane, _: &Self, plan: &mut Plan) -> Fits {
+        plan.l2(cp, -1)
+    }
+
+    fn install(cp: &mut ControlPlane, old: Option<&Self>, new: &Self) -> Result<(), ApplyError> {
         reinstall(
             cp,
-            (before, after),
+            (old, new),
             ControlPlane::remove_port,
             ControlPlane::install_port,
         )
+    }
+
+    fn remove(cp: &mut ControlPlane, old: &Self) {
+        cp.remove_port(old);
     }
 }
 

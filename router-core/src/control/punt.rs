@@ -129,37 +129,31 @@ impl ControlPlane {
         let (Some(host), Some(port)) = (topo.host, topo.port(input)) else {
             return PuntAction::Drop(DropReason::NoFabric);
         };
-        let Ok(arp) = ArpPacket::new_checked(&pkt.frame()[ETH_LEN..]) else {
+        let Some(arp) = ArpFields::of(pkt) else {
             return PuntAction::Drop(DropReason::ArpMalformed);
         };
-        let (op, sender_ip, sender_mac, target_ip) = (
-            arp.operation(),
-            arp.sender_ip_u32(),
-            arp.sender_hw(),
-            arp.target_ip_u32(),
-        );
         // Whatever the operation, a known underlay neighbour speaking confirms itself.
-        if let Some(u) = self.neighbors.underlay.get(&sender_ip).copied() {
-            if sender_mac.is_unicast() {
+        if let Some(u) = self.neighbors.underlay.get(&arp.sender_ip).copied() {
+            if arp.sender_mac.is_unicast() {
                 self.set_resolved(
                     u.nh,
-                    NextHopState::new(NextHopKind::Local, input, sender_mac),
+                    NextHopState::new(NextHopKind::Local, input, arp.sender_mac),
                 );
                 let asker = Asker {
                     ports: vec![input],
                     src_mac: port.mac,
                     src_ip: host.vtep,
                 };
-                if !self.neighbors.resolver.confirm(u.nh, sender_mac, now)
+                if !self.neighbors.resolver.confirm(u.nh, arp.sender_mac, now)
                     && !self.neighbors.resolver.is_incomplete(u.nh)
                 {
                     self.neighbors
                         .resolver
-                        .learn(u.nh, sender_ip, asker, sender_mac, now);
+                        .learn(u.nh, arp.sender_ip, asker, arp.sender_mac, now);
                 }
             }
         }
-        if op == ArpOperation::Request && target_ip == host.vtep {
+        if arp.op == ArpOperation::Request && arp.target_ip == host.vtep {
             reply_arp(pkt, port.mac);
             return PuntAction::Reply(input);
         }
@@ -175,16 +169,10 @@ impl ControlPlane {
         network: NetworkId,
         now: Nanos,
     ) -> PuntAction {
-        let Ok(arp) = ArpPacket::new_checked(&pkt.frame()[ETH_LEN..]) else {
+        let Some(arp) = ArpFields::of(pkt) else {
             return PuntAction::Drop(DropReason::ArpMalformed);
         };
-        let (op, sender_ip, sender_mac, target_ip) = (
-            arp.operation(),
-            arp.sender_ip_u32(),
-            arp.sender_hw(),
-            arp.target_ip_u32(),
-        );
-        if !sender_mac.is_unicast() {
+        if !arp.sender_mac.is_unicast() {
             return PuntAction::Drop(DropReason::ArpMalformed);
         }
         let Some(net) = topo.network(network) else {
@@ -194,16 +182,16 @@ impl ControlPlane {
 
         // Learn or confirm a dynamic neighbour (never a permanent one) from what it says.
         if let Some((iface, g)) = gw {
-            if g.subnet.contains(sender_ip) && sender_ip != g.ip {
-                self.learn_from_arp(g.router, iface, sender_ip, sender_mac, input, now);
+            if g.subnet.contains(arp.sender_ip) && arp.sender_ip != g.ip {
+                self.learn_from_arp(g.router, iface, arp.sender_ip, arp.sender_mac, input, now);
             }
         }
-        if op != ArpOperation::Request || arp.is_gratuitous() {
+        if arp.op != ArpOperation::Request || arp.gratuitous {
             return PuntAction::Drop(DropReason::NotForRouter);
         }
         // The gateway answers for itself, on every host, and its ARP never leaves the host.
         if let Some((_, g)) = gw {
-            if target_ip == g.ip {
+            if arp.target_ip == g.ip {
                 reply_arp(pkt, g.mac);
                 return PuntAction::Reply(input);
             }
@@ -212,7 +200,7 @@ impl ControlPlane {
         // port the request came from (it answers for itself there).
         let network_name = self.network_name(network).map(str::to_string);
         if let Some(port) =
-            network_name.and_then(|n| self.model.ports.get(&(n, Ipv4Addr::from(target_ip))))
+            network_name.and_then(|n| self.model.ports.get(&(n, Ipv4Addr::from(arp.target_ip))))
         {
             let location = self
                 .dp
@@ -591,6 +579,30 @@ impl ControlPlane {
             vni,
             src_port: wire::vxlan::entropy_src_port(crate::engine::flow_hash(frame)),
             ident,
+        })
+    }
+}
+
+/// What the control plane reads from an ARP packet.
+#[derive(Clone, Copy)]
+struct ArpFields {
+    op: ArpOperation,
+    sender_ip: u32,
+    sender_mac: EthernetAddress,
+    target_ip: u32,
+    gratuitous: bool,
+}
+
+impl ArpFields {
+    /// The fields of the ARP packet in `pkt`, if it is one.
+    fn of(pkt: &PacketBuf<'_>) -> Option<Self> {
+        let arp = ArpPacket::new_checked(&pkt.frame()[ETH_LEN..]).ok()?;
+        Some(ArpFields {
+            op: arp.operation(),
+            sender_ip: arp.sender_ip_u32(),
+            sender_mac: arp.sender_hw(),
+            target_ip: arp.target_ip_u32(),
+            gratuitous: arp.is_gratuitous(),
         })
     }
 }

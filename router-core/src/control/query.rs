@@ -2,6 +2,7 @@
 //! objects as configured, neighbours, lookups and how full the tables are. The control thread
 //! answers these between changes; nothing here writes.
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use super::neigh::Known;
@@ -61,10 +62,7 @@ impl ControlPlane {
         &'a self,
         router: Option<&'a str>,
     ) -> impl Iterator<Item = &'a InterfaceSpec> + 'a {
-        self.model
-            .interfaces
-            .values()
-            .filter(move |i| router.is_none_or(|r| r == i.router))
+        owned_by(&self.model.interfaces, router, |i| &i.router)
     }
 
     /// The extra routes of one router, or of all.
@@ -72,10 +70,7 @@ impl ControlPlane {
         &'a self,
         router: Option<&'a str>,
     ) -> impl Iterator<Item = &'a RouteSpec> + 'a {
-        self.model
-            .routes
-            .values()
-            .filter(move |r| router.is_none_or(|name| name == r.router))
+        owned_by(&self.model.routes, router, |r| &r.router)
     }
 
     /// The instance ports of one network, or of all.
@@ -83,10 +78,7 @@ impl ControlPlane {
         &'a self,
         network: Option<&'a str>,
     ) -> impl Iterator<Item = &'a InstancePortSpec> + 'a {
-        self.model
-            .ports
-            .values()
-            .filter(move |p| network.is_none_or(|n| n == p.network))
+        owned_by(&self.model.ports, network, |p| &p.network)
     }
 
     /// The next hop a router's table gives for `ip`: `None` for an unknown router, `Some(None)`
@@ -205,6 +197,16 @@ impl ControlPlane {
                 .sum(),
         }
     }
+}
+
+/// The entries of `map` whose owner (a router, a network) is `wanted`, or all of them.
+fn owned_by<'a, K, T>(
+    map: &'a BTreeMap<K, T>,
+    wanted: Option<&'a str>,
+    owner: fn(&T) -> &String,
+) -> impl Iterator<Item = &'a T> + 'a {
+    map.values()
+        .filter(move |v| wanted.is_none_or(|w| w == owner(v)))
 }
 
 /// How full the tables are.

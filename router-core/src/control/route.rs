@@ -1,39 +1,26 @@
 //! Extra routes of a router: a prefix via a neighbour on one of its subnets. The neighbour is
 //! shared by the routes through it (counted), and exists unresolved until ARP finds it.
 
-use super::capacity::Plan;
+use super::capacity::{Fits, Plan};
 use super::{ApplyError, ControlPlane, NeighborOrigin, NextHopOwner, Program};
 use crate::dataplane::RouterId;
-use crate::model::{RouteSpec, Step};
+use crate::model::RouteSpec;
 use crate::table::{IfaceId, NextHopIndex, NextHopKind, NextHopState};
 
 use super::neigh::Neighbor;
 
 impl Program for RouteSpec {
-    fn plan(cp: &ControlPlane, step: &Step<Self>, plan: &mut Plan) -> Result<(), ApplyError> {
-        if step.before.is_some() {
-            plan.shrink();
-        }
-        let Some(new) = &step.after else {
-            return Ok(());
-        };
+    fn plan(cp: &ControlPlane, _: Option<&Self>, new: &Self, plan: &mut Plan) -> Fits {
         plan.neighbor(cp, &new.router, u32::from(new.via))?;
         plan.prefix(cp, &new.router, new.prefix)
     }
 
-    fn program(
-        cp: &mut ControlPlane,
-        before: Option<&Self>,
-        after: Option<&Self>,
-    ) -> Result<(), ApplyError> {
-        match (before, after) {
-            (_, Some(spec)) => cp.install_route(spec, before),
-            (Some(old), None) => {
-                cp.remove_route(old);
-                Ok(())
-            }
-            (None, None) => Ok(()),
-        }
+    fn install(cp: &mut ControlPlane, old: Option<&Self>, new: &Self) -> Result<(), ApplyError> {
+        cp.install_route(new, old)
+    }
+
+    fn remove(cp: &mut ControlPlane, old: &Self) {
+        cp.remove_route(old);
     }
 }
 

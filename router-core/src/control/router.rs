@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
-use super::capacity::{GroupTally, Plan, Pool};
+use super::capacity::{Fits, GroupTally, Plan, Pool};
 use super::{ApplyError, ControlPlane, Program};
 use crate::dataplane::{IcmpLimiter, RouterId};
 use crate::lpm::{self, LpmConfig, LpmWriter, Prefix};
-use crate::model::{RouterSpec, Step};
+use crate::model::RouterSpec;
 use crate::table::NextHopIndex;
 
 /// What the tables hold for a router.
@@ -22,34 +22,21 @@ pub(super) struct RouterState {
 }
 
 impl Program for RouterSpec {
-    fn plan(_: &ControlPlane, step: &Step<Self>, plan: &mut Plan) -> Result<(), ApplyError> {
-        match (&step.before, &step.after) {
-            (None, Some(_)) => plan.id(Pool::Routers),
-            (Some(_), None) => {
-                plan.shrink();
-                Ok(())
-            }
-            // A replace changes nothing the data plane sees (the layout cannot change).
-            _ => Ok(()),
+    fn plan(_: &ControlPlane, old: Option<&Self>, _: &Self, plan: &mut Plan) -> Fits {
+        // A replace changes nothing the data plane sees (the layout cannot change).
+        match old {
+            None => plan.id(Pool::Routers),
+            Some(_) => Ok(()),
         }
     }
 
-    fn program(
-        cp: &mut ControlPlane,
-        before: Option<&Self>,
-        after: Option<&Self>,
-    ) -> Result<(), ApplyError> {
-        match (before, after) {
-            (_, Some(spec)) => cp.install_router(spec),
-            (Some(old), None) => {
-                if let Some(r) = cp.routers.remove(&old.name) {
-                    cp.dirty = true;
-                    cp.publish_if_dirty();
-                    cp.ids.release(&cp.qsbr, Pool::Routers, r.id);
-                }
-                Ok(())
-            }
-            (None, None) => Ok(()),
+    fn install(cp: &mut ControlPlane, _: Option<&Self>, new: &Self) -> Result<(), ApplyError> {
+        cp.install_router(new)
+    }
+
+    fn remove(cp: &mut ControlPlane, old: &Self) {
+        if let Some(r) = cp.routers.remove(&old.name) {
+            cp.retract(Pool::Routers, r.id);
         }
     }
 }

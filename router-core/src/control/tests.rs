@@ -9,16 +9,11 @@ use std::sync::Arc;
 use super::*;
 use crate::dataplane::{l2_key, L2Location};
 use crate::lpm::{LpmError, Prefix};
-use crate::model::{
-    HostSpec, InstancePortSpec, InterfaceSpec, NetworkSpec, PeerSpec, RouteSpec, RouterSpec,
-};
+use crate::model::tests::{iface as iface_spec, mac, port};
+use crate::model::{HostSpec, InstancePortSpec, NetworkSpec, PeerSpec, RouteSpec, RouterSpec};
 use crate::table::{AtomicMapError, NextHopKind};
 
 const PORT_BLUE: PortId = 1;
-
-fn mac(s: &str) -> MacAddr {
-    s.parse().unwrap()
-}
 
 fn ip(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
@@ -53,15 +48,6 @@ fn network(name: &str, vni: u32, ports: &[&str]) -> Change {
     }
 }
 
-fn iface_spec(network: &str, address: &str, m: &str) -> InterfaceSpec {
-    InterfaceSpec {
-        router: "r".into(),
-        network: network.into(),
-        address: address.parse().unwrap(),
-        mac: mac(m),
-    }
-}
-
 fn iface(network: &str, address: &str, m: &str) -> Change {
     Change::AddInterface {
         spec: iface_spec(network, address, m),
@@ -79,11 +65,18 @@ fn port_spec(network: &str, addr: &str, m: &str, host: &str) -> InstancePortSpec
     }
 }
 
-fn port(network: &str, addr: &str, m: &str, host: &str) -> Change {
-    Change::AddPort {
-        spec: port_spec(network, addr, m, host),
-        replace: false,
-    }
+/// Instance ports 10.0.1.i on blue, on this host.
+fn blue_ports(range: std::ops::Range<u8>) -> Vec<Change> {
+    range
+        .map(|i| {
+            port(
+                "blue",
+                &format!("10.0.1.{i}"),
+                &format!("fa:16:3e:00:00:{i:02x}"),
+                "a",
+            )
+        })
+        .collect()
 }
 
 fn route(prefix: &str, via: &str) -> Change {
@@ -554,16 +547,7 @@ fn a_batch_that_fills_the_next_hop_table_is_refused_before_any_write() {
     let mut cp = base_with(cfg);
     let free = cp.tables.next_hops.available();
     assert_eq!(free, 4);
-    let batch: Vec<_> = (5..10)
-        .map(|i| {
-            port(
-                "blue",
-                &format!("10.0.1.{i}"),
-                &format!("fa:16:3e:00:00:{i:02x}"),
-                "a",
-            )
-        })
-        .collect();
+    let batch: Vec<_> = blue_ports(5..10);
     let e = assert_refused_unseen(&mut cp, &batch, 4, &["10.0.1.5", "10.0.1.6", "10.0.1.7"]);
     assert!(matches!(e, ApplyError::NextHops(_)), "{e}");
     // Exactly what fits goes in.
@@ -668,16 +652,7 @@ fn programming_that_fails_after_the_check_is_undone_from_the_snapshots() {
     cfg.next_hops = 9;
     let qsbr = Arc::new(Qsbr::new(4));
     let mut cp = base_on(cfg, Arc::clone(&qsbr));
-    let fill: Vec<_> = (5..9)
-        .map(|i| {
-            port(
-                "blue",
-                &format!("10.0.1.{i}"),
-                &format!("fa:16:3e:00:00:{i:02x}"),
-                "a",
-            )
-        })
-        .collect();
+    let fill: Vec<_> = blue_ports(5..9);
     cp.apply_batch(&fill).unwrap();
     // A worker comes online and stops reporting: the next freed slot stays retired.
     let _stuck = qsbr.register().unwrap();
