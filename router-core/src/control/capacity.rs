@@ -338,36 +338,29 @@ impl Plan {
 mod tests {
     use super::*;
 
-    fn p(s: &str) -> Prefix {
-        s.parse().unwrap()
-    }
-
     #[test]
     fn a_route_lives_in_one_group_per_level_below_the_root() {
-        assert_eq!(groups_of(p("10.0.0.0/16"), 16).count(), 0);
-        assert_eq!(
-            groups_of(p("10.0.1.0/24"), 16).collect::<Vec<_>>(),
-            vec![(0, 0x0a00)]
-        );
-        assert_eq!(
-            groups_of(p("10.0.1.5/32"), 16).collect::<Vec<_>>(),
-            vec![(0, 0x0a00), (1, 0x0a_0001)]
-        );
-        assert_eq!(
-            groups_of(p("10.0.1.5/32"), 24).collect::<Vec<_>>(),
-            vec![(0, 0x0a_0001)]
-        );
-        assert_eq!(groups_of(p("10.0.1.0/24"), 24).count(), 0);
+        let cases: [(&str, u32, &[Group]); 5] = [
+            ("10.0.0.0/16", 16, &[]),
+            ("10.0.1.0/24", 16, &[(0, 0x0a00)]),
+            ("10.0.1.5/32", 16, &[(0, 0x0a00), (1, 0x0a_0001)]),
+            ("10.0.1.5/32", 24, &[(0, 0x0a_0001)]),
+            ("10.0.1.0/24", 24, &[]),
+        ];
+        for (prefix, root_bits, groups) in cases {
+            let got: Vec<_> = groups_of(prefix.parse().unwrap(), root_bits).collect();
+            assert_eq!(got, groups, "{prefix} under a /{root_bits} root");
+        }
     }
 
     #[test]
     fn the_tally_forgets_a_group_with_its_last_route() {
         let mut t = GroupTally::default();
-        t.insert(p("10.0.1.5/32"), 16);
-        t.insert(p("10.0.1.6/32"), 16);
-        t.remove(p("10.0.1.5/32"), 16);
+        t.insert("10.0.1.5/32".parse().unwrap(), 16);
+        t.insert("10.0.1.6/32".parse().unwrap(), 16);
+        t.remove("10.0.1.5/32".parse().unwrap(), 16);
         assert!(t.contains((1, 0x0a_0001)));
-        t.remove(p("10.0.1.6/32"), 16);
+        t.remove("10.0.1.6/32".parse().unwrap(), 16);
         assert!(!t.contains((1, 0x0a_0001)) && !t.contains((0, 0x0a00)));
     }
 }

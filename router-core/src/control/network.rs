@@ -20,36 +20,26 @@ impl Program for NetworkSpec {
     }
 
     fn install(cp: &mut ControlPlane, old: Option<&Self>, new: &Self) -> Result<(), ApplyError> {
-        cp.install_network(new, old)
+        if old.is_none() {
+            let id = cp.ids.alloc(&cp.qsbr, Pool::Networks)?;
+            cp.networks.insert(new.name.clone(), id);
+        }
+        cp.dirty = true;
+        // Local ports moved: instance ports that defaulted to the only port follow it.
+        if old.is_some_and(|o| o.ports != new.ports) {
+            cp.publish_if_dirty();
+            let ports: Vec<_> = cp.model.ports_of_network(&new.name).cloned().collect();
+            for p in ports {
+                cp.remove_port(&p);
+                cp.install_port(&p)?;
+            }
+        }
+        Ok(())
     }
 
     fn remove(cp: &mut ControlPlane, old: &Self) {
         if let Some(id) = cp.networks.remove(&old.name) {
             cp.retract(Pool::Networks, id);
         }
-    }
-}
-
-impl ControlPlane {
-    fn install_network(
-        &mut self,
-        spec: &NetworkSpec,
-        old: Option<&NetworkSpec>,
-    ) -> Result<(), ApplyError> {
-        if old.is_none() {
-            let id = self.ids.alloc(&self.qsbr, Pool::Networks)?;
-            self.networks.insert(spec.name.clone(), id);
-        }
-        self.dirty = true;
-        // Local ports moved: instance ports that defaulted to the only port follow it.
-        if old.is_some_and(|o| o.ports != spec.ports) {
-            self.publish_if_dirty();
-            let ports: Vec<_> = self.model.ports_of_network(&spec.name).cloned().collect();
-            for p in ports {
-                self.remove_port(&p);
-                self.install_port(&p)?;
-            }
-        }
-        Ok(())
     }
 }

@@ -54,6 +54,15 @@ pub struct Flood {
     pub vni: u32,
 }
 
+/// A packet whose next hop is not resolved, on a network: where to ask, and when.
+struct Miss<'a> {
+    topo: &'a Topology,
+    network: NetworkId,
+    now: Nanos,
+    /// Receives the ARP requests to send.
+    solicits: &'a mut Vec<Solicit>,
+}
+
 /// A timer tick's work for the daemon.
 #[derive(Debug, Default)]
 pub struct Tick {
@@ -99,14 +108,21 @@ impl ControlPlane {
             (_, PortRole::Unused) => PuntAction::Drop(DropReason::PortNotAttached),
             (PuntReason::Arp, PortRole::Fabric) => self.arp_fabric(topo, pkt, input, now),
             (PuntReason::Arp, PortRole::Local { network }) => {
-                self.arp_local(topo, pkt, input, network, now)
+                self.arp_local(topo, pkt, (input, network), now)
             }
             (PuntReason::LocalDelivery, _) => self.local_delivery(topo, pkt, input, role),
-            (PuntReason::NeighborMiss, PortRole::Local { network }) => {
-                self.neighbor_miss(topo, pkt, network, now, solicits)
-            }
-            (PuntReason::UnderlayMiss, PortRole::Local { network }) => {
-                self.underlay_miss(topo, pkt, network, now, solicits)
+            (PuntReason::NeighborMiss | PuntReason::UnderlayMiss, PortRole::Local { network }) => {
+                let miss = Miss {
+                    topo,
+                    network,
+                    now,
+                    solicits,
+                };
+                if reason == PuntReason::NeighborMiss {
+                    self.neighbor_miss(pkt, miss)
+                } else {
+                    self.underlay_miss(pkt, miss)
+                }
             }
             (PuntReason::Flood, PortRole::Local { network }) => {
                 self.flood_local(topo, network, input)
@@ -165,8 +181,7 @@ impl ControlPlane {
         &mut self,
         topo: &Topology,
         pkt: &mut PacketBuf<'_>,
-        input: PortId,
-        network: NetworkId,
+        (input, network): (PortId, NetworkId),
         now: Nanos,
     ) -> PuntAction {
         let Some(arp) = ArpFields::of(pkt) else {
@@ -343,15 +358,9 @@ impl ControlPlane {
     }
 
     /// A destination without a resolved neighbour: start ARP and hold the packet.
-    fn neighbor_miss(
-        &mut self,
-        topo: &Topology,
-        pkt: &mut PacketBuf<'_>,
-        network: NetworkId,
-        now: Nanos,
-        solicits: &mut Vec<Solicit>,
-    ) -> PuntAction {
-        let Some((iface_id, router, dst)) = self.routed_destination(topo, pkt, network) else {
+    fn neighbor_miss(&mut self, pkt: &PacketBuf<'_>, miss: Miss<'_>) -> PuntAction {
+        let Some((iface_id, router, dst)) = self.routed_destination(miss.topo, pkt, miss.network)
+        else {
             return PuntAction::Drop(DropReason::Stale);
         };
         let Some(name) = self.router_name(router).map(str::to_string) else {
@@ -394,7 +403,11 @@ impl ControlPlane {
             return PuntAction::Reinject;
         }
         if let Some(asker) = self.asker_for(iface) {
-            solicits.extend(self.neighbors.resolver.start(nh, target_ip, asker, now));
+            miss.solicits.extend(
+                self.neighbors
+                    .resolver
+                    .start(nh, target_ip, asker, miss.now),
+            );
         }
         PuntAction::Hold(nh)
     }
@@ -421,34 +434,29 @@ impl ControlPlane {
     }
 
     /// The underlay neighbour toward a peer is not resolved: ARP for it on the fabric.
-    fn underlay_miss(
-        &mut self,
-        topo: &Topology,
-        pkt: &mut PacketBuf<'_>,
-        network: NetworkId,
-        now: Nanos,
-        solicits: &mut Vec<Solicit>,
-    ) -> PuntAction {
+    fn underlay_miss(&mut self, pkt: &PacketBuf<'_>, miss: Miss<'_>) -> PuntAction {
         // The peer is named by the routed next hop, or by the L2 entry of a bridged frame.
         let dst_mac = wire::EthernetFrame::new_unchecked(pkt.frame()).dst_addr();
         let peer = match self
             .dp
             .l2
-            .get(l2_key(network, dst_mac.to_u64()))
+            .get(l2_key(miss.network, dst_mac.to_u64()))
             .and_then(L2Location::decode)
         {
             Some(L2Location::Remote(p)) => Some(p),
             _ => self
-                .routed_destination(topo, pkt, network)
+                .routed_destination(miss.topo, pkt, miss.network)
                 .and_then(|(_, router, dst)| {
-                    let lpm = topo.router(router)?.lpm.clone();
+                    let lpm = miss.topo.router(router)?.lpm.clone();
                     let state = self.dp.next_hops.get(lpm.lookup(dst)?.index()).state;
                     (state.kind() == NextHopKind::Remote).then_some(state.target())
                 }),
         };
-        let (Some(peer), Some(host), Some(fabric)) =
-            (peer.and_then(|p| topo.peer(p)), topo.host, topo.fabric)
-        else {
+        let (Some(peer), Some(host), Some(fabric)) = (
+            peer.and_then(|p| miss.topo.peer(p)),
+            miss.topo.host,
+            miss.topo.fabric,
+        ) else {
             return PuntAction::Drop(DropReason::NoFabric);
         };
         let nh = peer.underlay;
@@ -461,8 +469,11 @@ impl ControlPlane {
         }) else {
             return PuntAction::Drop(DropReason::Stale);
         };
-        let mac = topo.port(fabric).map_or(EthernetAddress::ZERO, |p| p.mac);
-        solicits.extend(self.neighbors.resolver.start(
+        let mac = miss
+            .topo
+            .port(fabric)
+            .map_or(EthernetAddress::ZERO, |p| p.mac);
+        miss.solicits.extend(self.neighbors.resolver.start(
             nh,
             ip,
             Asker {
@@ -470,7 +481,7 @@ impl ControlPlane {
                 src_mac: mac,
                 src_ip: host.vtep,
             },
-            now,
+            miss.now,
         ));
         PuntAction::Hold(nh)
     }

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use super::*;
 use crate::dataplane::{l2_key, L2Location};
 use crate::lpm::{LpmError, Prefix};
-use crate::model::tests::{iface as iface_spec, mac, port};
+use crate::model::tests::{
+    add_iface as iface, base_changes, iface as iface_spec, mac, network, port,
+};
 use crate::model::{HostSpec, InstancePortSpec, NetworkSpec, PeerSpec, RouteSpec, RouterSpec};
 use crate::table::{AtomicMapError, NextHopKind};
 
@@ -35,24 +37,6 @@ fn config() -> ControlConfig {
     cfg.l2_entries = 16;
     cfg.tbl8_groups_compact = 8;
     cfg
-}
-
-fn network(name: &str, vni: u32, ports: &[&str]) -> Change {
-    Change::AddNetwork {
-        spec: NetworkSpec {
-            name: name.into(),
-            vni,
-            ports: ports.iter().map(|p| p.to_string()).collect(),
-        },
-        replace: false,
-    }
-}
-
-fn iface(network: &str, address: &str, m: &str) -> Change {
-    Change::AddInterface {
-        spec: iface_spec(network, address, m),
-        replace: false,
-    }
 }
 
 fn port_spec(network: &str, addr: &str, m: &str, host: &str) -> InstancePortSpec {
@@ -105,28 +89,7 @@ fn base_with(cfg: ControlConfig) -> ControlPlane {
 
 fn base_on(cfg: ControlConfig, qsbr: Arc<Qsbr>) -> ControlPlane {
     let mut cp = ControlPlane::new(cfg, qsbr).unwrap();
-    cp.apply_batch(&[
-        Change::SetHost(HostSpec {
-            name: "a".into(),
-            dvr_mac: mac("fa:16:3f:00:00:0a"),
-            vtep: ip("192.0.2.10"),
-        }),
-        Change::AddPeer {
-            spec: peer_spec("b", 0x0b, "192.0.2.20"),
-            replace: false,
-        },
-        network("blue", 10, &["p-blue"]),
-        network("red", 20, &["p-red"]),
-        Change::AddRouter {
-            spec: RouterSpec {
-                name: "r".into(),
-                large: false,
-            },
-            replace: false,
-        },
-        iface("blue", "10.0.1.1/24", "fa:16:3e:00:01:01"),
-    ])
-    .unwrap();
+    cp.apply_batch(&base_changes()).unwrap();
     cp
 }
 
@@ -243,6 +206,16 @@ fn settled(cp: &mut ControlPlane) -> Snapshot {
     snapshot(cp)
 }
 
+/// Checks that what a test added and deleted again left the model, the table usage, the
+/// neighbours and the routes as they were.
+fn assert_back_to(cp: &mut ControlPlane, before: &Snapshot) {
+    let after = settled(cp);
+    assert_eq!(after.model, before.model);
+    assert_eq!(after.usage, before.usage);
+    assert_eq!(after.neighbors, before.neighbors);
+    assert_eq!(after.lookups, before.lookups);
+}
+
 fn owner_at(cp: &ControlPlane, addr: &str) -> Option<NextHopOwner> {
     cp.next_hop_owner(cp.lookup("r", ip(addr))??)
 }
@@ -273,9 +246,7 @@ fn routers_are_added_replaced_and_deleted() {
     cp.apply(&Change::DelRouter { name: "r2".into() }).unwrap();
     assert!(cp.router_id("r2").is_none());
     assert!(cp.dp.topology.load().router(id).is_none());
-    let after = settled(&mut cp);
-    assert_eq!(after.usage, before.usage);
-    assert_eq!(after.model, before.model);
+    assert_back_to(&mut cp, &before);
 }
 
 #[test]
@@ -302,7 +273,7 @@ fn networks_are_added_replaced_and_deleted() {
     })
     .unwrap();
     assert!(cp.network_id("green").is_none());
-    assert_eq!(settled(&mut cp).usage, before.usage);
+    assert_back_to(&mut cp, &before);
 }
 
 #[test]
@@ -335,9 +306,7 @@ fn interfaces_are_added_replaced_and_deleted() {
     })
     .unwrap();
     assert_eq!(cp.lookup("r", ip("10.0.3.1")), Some(None));
-    let after = settled(&mut cp);
-    assert_eq!(after.usage, before.usage);
-    assert_eq!(after.lookups, before.lookups);
+    assert_back_to(&mut cp, &before);
 }
 
 #[test]
@@ -416,10 +385,7 @@ fn ports_are_added_replaced_and_deleted() {
         .unwrap()
         .flood_peers
         .is_empty());
-    let after = settled(&mut cp);
-    assert_eq!(after.usage, before.usage);
-    assert_eq!(after.neighbors, before.neighbors);
-    assert_eq!(after.lookups, before.lookups);
+    assert_back_to(&mut cp, &before);
 }
 
 #[test]
@@ -447,9 +413,7 @@ fn peers_are_added_replaced_and_deleted() {
     assert!(underlay.contains(&u32::from(ip("192.0.2.31"))));
     assert!(!underlay.contains(&u32::from(ip("192.0.2.30"))));
     cp.apply(&Change::DelPeer { name: "c".into() }).unwrap();
-    let after = settled(&mut cp);
-    assert_eq!(after.usage, before.usage);
-    assert_eq!(after.neighbors, before.neighbors);
+    assert_back_to(&mut cp, &before);
 }
 
 #[test]

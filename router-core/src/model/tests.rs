@@ -2,18 +2,10 @@
 
 use super::*;
 
-pub(crate) fn mac(s: &str) -> MacAddr {
-    s.parse().unwrap()
-}
-
-fn base() -> Model {
-    let mut m = Model::new(vec![
-        "p-blue".into(),
-        "p-red".into(),
-        "p-two-a".into(),
-        "p-two-b".into(),
-    ]);
-    let changes = [
+/// Adds network `name` with `vni`, attached to local `ports`.
+/// Host a with peer b, networks blue and red, and router r with an interface on blue.
+pub(crate) fn base_changes() -> Vec<Change> {
+    vec![
         Change::SetHost(HostSpec {
             name: "a".into(),
             dvr_mac: mac("fa:16:3f:00:00:0a"),
@@ -27,22 +19,8 @@ fn base() -> Model {
             },
             replace: false,
         },
-        Change::AddNetwork {
-            spec: NetworkSpec {
-                name: "blue".into(),
-                vni: 10,
-                ports: vec!["p-blue".into()],
-            },
-            replace: false,
-        },
-        Change::AddNetwork {
-            spec: NetworkSpec {
-                name: "red".into(),
-                vni: 20,
-                ports: vec!["p-red".into()],
-            },
-            replace: false,
-        },
+        network("blue", 10, &["p-blue"]),
+        network("red", 20, &["p-red"]),
         Change::AddRouter {
             spec: RouterSpec {
                 name: "r".into(),
@@ -50,12 +28,41 @@ fn base() -> Model {
             },
             replace: false,
         },
-        Change::AddInterface {
-            spec: iface("blue", "10.0.1.1/24", "fa:16:3e:00:01:01"),
-            replace: false,
+        add_iface("blue", "10.0.1.1/24", "fa:16:3e:00:01:01"),
+    ]
+}
+
+/// Adds an interface of router r.
+pub(crate) fn add_iface(network: &str, address: &str, m: &str) -> Change {
+    Change::AddInterface {
+        spec: iface(network, address, m),
+        replace: false,
+    }
+}
+
+pub(crate) fn network(name: &str, vni: u32, ports: &[&str]) -> Change {
+    Change::AddNetwork {
+        spec: NetworkSpec {
+            name: name.into(),
+            vni,
+            ports: ports.iter().map(|p| p.to_string()).collect(),
         },
-    ];
-    for c in &changes {
+        replace: false,
+    }
+}
+
+pub(crate) fn mac(s: &str) -> MacAddr {
+    s.parse().unwrap()
+}
+
+fn base() -> Model {
+    let mut m = Model::new(vec![
+        "p-blue".into(),
+        "p-red".into(),
+        "p-two-a".into(),
+        "p-two-b".into(),
+    ]);
+    for c in &base_changes() {
         m.apply(c).unwrap();
     }
     m
@@ -115,19 +122,10 @@ fn bad_requests_are_refused_with_a_reason() {
     let mut m = base();
     let e = refused(
         &mut m,
-        Change::AddInterface {
-            spec: iface("red", "10.0.1.129/25", "fa:16:3e:00:02:01"),
-            replace: false,
-        },
+        add_iface("red", "10.0.1.129/25", "fa:16:3e:00:02:01"),
     );
     assert!(e.contains("overlaps"), "{e}");
-    let e = refused(
-        &mut m,
-        Change::AddInterface {
-            spec: iface("red", "10.0.2.1/24", "01:00:5e:00:00:01"),
-            replace: false,
-        },
-    );
+    let e = refused(&mut m, add_iface("red", "10.0.2.1/24", "01:00:5e:00:00:01"));
     assert!(e.contains("unicast"), "{e}");
     let e = refused(&mut m, port("blue", "10.0.9.5", "fa:16:3e:00:00:05", "a"));
     assert!(e.contains("outside 10.0.1.0/24"), "{e}");
@@ -142,54 +140,24 @@ fn bad_requests_are_refused_with_a_reason() {
     assert!(e.contains("DVR MAC range"), "{e}");
     let e = refused(&mut m, port("green", "10.0.1.6", "fa:16:3e:00:00:06", "a"));
     assert!(e.contains("network `green` does not exist"), "{e}");
-    let route = |prefix: &str, via: &str| Change::AddRoute {
+    let route = |router: &str, prefix: &str, via: &str| Change::AddRoute {
         spec: RouteSpec {
-            router: "r".into(),
+            router: router.into(),
             prefix: prefix.parse().unwrap(),
             via: via.parse().unwrap(),
         },
         replace: false,
     };
-    let e = refused(&mut m, route("10.9.0.0/16", "10.0.7.1"));
+    let e = refused(&mut m, route("r", "10.9.0.0/16", "10.0.7.1"));
     assert!(e.contains("not on a subnet"), "{e}");
-    let e = refused(&mut m, route("10.9.0.0/16", "10.0.1.1"));
+    let e = refused(&mut m, route("r", "10.9.0.0/16", "10.0.1.1"));
     assert!(e.contains("own address"), "{e}");
-    let e = refused(
-        &mut m,
-        Change::AddRoute {
-            spec: RouteSpec {
-                router: "x".into(),
-                prefix: "10.9.0.0/16".parse().unwrap(),
-                via: "10.0.1.9".parse().unwrap(),
-            },
-            replace: false,
-        },
-    );
+    let e = refused(&mut m, route("x", "10.9.0.0/16", "10.0.1.9"));
     assert!(e.contains("router `x` does not exist"), "{e}");
     assert!("10.9.0.1/16".parse::<Prefix>().is_err(), "host bits set");
-    let e = refused(
-        &mut m,
-        Change::AddNetwork {
-            spec: NetworkSpec {
-                name: "dup".into(),
-                vni: 10,
-                ports: vec![],
-            },
-            replace: false,
-        },
-    );
+    let e = refused(&mut m, network("dup", 10, &[]));
     assert!(e.contains("VNI"), "{e}");
-    let e = refused(
-        &mut m,
-        Change::AddNetwork {
-            spec: NetworkSpec {
-                name: "n2".into(),
-                vni: 30,
-                ports: vec!["p-blue".into()],
-            },
-            replace: false,
-        },
-    );
+    let e = refused(&mut m, network("n2", 30, &["p-blue"]));
     assert!(e.contains("p-blue"), "{e}");
     let e = refused(
         &mut m,
