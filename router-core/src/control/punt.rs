@@ -272,7 +272,7 @@ impl ControlPlane {
     }
 
     /// Where and as whom to ARP for neighbours of an interface.
-    fn asker_for(&self, iface: u16) -> Option<Asker> {
+    pub(super) fn asker_for(&self, iface: u16) -> Option<Asker> {
         let topo = self.dp.topology.load();
         let g = topo.iface(iface)?;
         let net = topo.network(g.network)?;

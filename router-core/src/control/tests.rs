@@ -646,3 +646,49 @@ fn programming_that_fails_after_the_check_is_undone_from_the_snapshots() {
     assert_eq!(cp.dp.l2.get(key), None);
     assert!(cp.flood.is_empty());
 }
+
+/// The next hop of the unresolved gateway `via` of a new default route.
+fn pending_gateway(cp: &mut ControlPlane, via: &str) -> NextHopIndex {
+    cp.apply(&route("0.0.0.0/0", via)).unwrap();
+    let nh = cp.lookup("r", ip("8.8.8.8")).unwrap().unwrap();
+    assert_eq!(cp.dp.next_hops.get(nh).state.kind(), NextHopKind::Pending);
+    nh
+}
+
+#[test]
+fn held_packets_are_told_when_their_neighbour_resolves() {
+    let mut cp = base();
+    let nh = pending_gateway(&mut cp, "10.0.1.254");
+    cp.neighbors.waits.wait(nh);
+    assert!(cp.hold_events().is_empty());
+    // The gateway turns out to be an instance port: its slot now says where it is.
+    cp.apply(&port("blue", "10.0.1.254", "fa:16:3e:00:00:fe", "b"))
+        .unwrap();
+    assert_eq!(cp.hold_events(), vec![HoldEvent::Resolved(nh)]);
+    assert!(cp.hold_events().is_empty(), "reported once");
+}
+
+#[test]
+fn held_packets_are_told_when_resolution_fails_or_the_next_hop_goes() {
+    let mut cp = base();
+    let nh = pending_gateway(&mut cp, "10.0.1.254");
+    let asker = cp
+        .asker_for(cp.ifaces[&("r".into(), "blue".into())].id)
+        .unwrap();
+    cp.neighbors
+        .resolver
+        .start(nh, u32::from(ip("10.0.1.254")), asker, 0);
+    cp.neighbors.waits.wait(nh);
+    let second = 1_000_000_000;
+    for t in 1..=3 {
+        cp.tick(t * second);
+    }
+    assert_eq!(cp.hold_events(), vec![HoldEvent::Failed(nh)]);
+    cp.neighbors.waits.wait(nh);
+    cp.apply(&Change::DelRoute {
+        router: "r".into(),
+        prefix: Prefix::DEFAULT,
+    })
+    .unwrap();
+    assert_eq!(cp.hold_events(), vec![HoldEvent::Forgotten(nh)]);
+}
