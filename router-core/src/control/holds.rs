@@ -107,11 +107,13 @@ impl<P> Holds<P> {
 }
 
 /// The next hops that packets are held for, and what happened to them since the events were
-/// last taken. Only next hops with packets waiting are tracked, so the events stay few.
+/// last taken. Only next hops with packets waiting are tracked, and each has at most one event
+/// waiting (the latest), so both stay within the size of the next-hop table even if the events
+/// are never taken.
 #[derive(Debug, Default)]
 pub(super) struct Waits {
     waiting: HashSet<NextHopIndex>,
-    events: Vec<HoldEvent>,
+    events: HashMap<NextHopIndex, HoldEvent>,
 }
 
 impl Waits {
@@ -123,12 +125,15 @@ impl Waits {
     /// Reports `event` if packets wait for its next hop.
     pub fn report(&mut self, event: HoldEvent) {
         if self.waiting.remove(&event.next_hop()) {
-            self.events.push(event);
+            self.events.insert(event.next_hop(), event);
         }
     }
 
+    /// The events, by next hop.
     fn take(&mut self) -> Vec<HoldEvent> {
-        std::mem::take(&mut self.events)
+        let mut events: Vec<_> = self.events.drain().map(|(_, e)| e).collect();
+        events.sort_by_key(|e| e.next_hop());
+        events
     }
 }
 
@@ -210,6 +215,12 @@ mod tests {
         w.report(HoldEvent::Failed(2));
         assert_eq!(w.take(), vec![HoldEvent::Resolved(2)]);
         assert!(w.take().is_empty());
+        // Waited for again before the event was taken: the latest fate counts.
+        w.wait(3);
+        w.report(HoldEvent::Failed(3));
+        w.wait(3);
+        w.report(HoldEvent::Forgotten(3));
+        assert_eq!(w.take(), vec![HoldEvent::Forgotten(3)]);
     }
 
     #[test]

@@ -24,13 +24,15 @@
 //!    router, L2 entries, ids) and refuses the batch at the first change that does not fit. The
 //!    model is then put back as it was. Nothing has been written: a refused batch is invisible
 //!    to the workers.
-//! 2. The edits are made again one by one, each programmed through its object's
-//!    [`Program::program`], from `before` to `after`.
+//! 2. The edits are made again one by one, each programmed by its object's [`Program`] from
+//!    `before` to `after` (an install, a replace or a remove). Workers see each change as it is
+//!    written, in the order that keeps every index they follow valid.
 //! 3. Should programming still fail (the estimate of step 1 is an upper bound, so this takes a
 //!    worker stuck past the grace-period wait, or a router table that cannot be allocated), the
 //!    failing change leaves the tables as they were and the edits already made are undone in
 //!    reverse order from the same snapshots: the model entry is put back and the object is
-//!    programmed backwards, from `after` to `before`, by the same code.
+//!    programmed backwards, from `after` to `before`, by the same code. Workers may then have
+//!    seen the changes before the failing one for as long as the undo takes.
 
 mod capacity;
 mod holds;
