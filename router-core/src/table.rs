@@ -338,6 +338,14 @@ impl NextHopAllocator {
         }
     }
 
+    /// Slots a writer can take: free ones, and those waiting for a grace period ([`alloc`]
+    /// waits for the workers when it needs one of them).
+    ///
+    /// [`alloc`]: NextHopAllocator::alloc
+    pub fn available(&self) -> usize {
+        self.free.len() + self.retired.len()
+    }
+
     /// Slots in use (live or waiting for their grace period).
     pub fn in_use(&self) -> usize {
         self.table.capacity() - 1 - self.free.len()

@@ -8,12 +8,14 @@
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::NeighborOrigin;
-use crate::dataplane::{Nanos, PortId};
-use crate::table::{NextHopIndex, NextHopKind, NextHopState};
+use super::holds::{HoldEvent, Waits};
+use super::{ApplyError, ControlPlane, NeighborOrigin, NextHopOwner, Tick};
+use crate::dataplane::{Nanos, PortId, RouterId};
+use crate::table::{IfaceId, NextHopIndex, NextHopKind, NextHopState};
 use crate::wire::EthernetAddress;
 
 const MS: Nanos = 1_000_000;
@@ -125,7 +127,7 @@ pub struct NeighborView {
 
 /// The resolution state of every dynamic neighbour, by next hop.
 #[derive(Debug)]
-pub(crate) struct Neighbors {
+pub(super) struct Neighbors {
     cfg: NeighborConfig,
     entries: HashMap<NextHopIndex, Resolution>,
 }
@@ -277,18 +279,15 @@ impl Neighbors {
         out
     }
 
-    /// The operator's view of a neighbour.
-    #[allow(clippy::too_many_arguments)]
-    pub fn view(
-        &self,
-        router: String,
-        ip: Ipv4Addr,
-        nh: NextHopIndex,
-        origin: NeighborOrigin,
-        routes: u32,
-        state: NextHopState,
-        now: Nanos,
-    ) -> NeighborView {
+    /// The operator's view of a neighbour whose next hop is in `state`.
+    pub fn view(&self, known: Known, state: NextHopState, now: Nanos) -> NeighborView {
+        let Known {
+            router,
+            ip,
+            nh,
+            origin,
+            routes,
+        } = known;
         let res = self.entries.get(&nh);
         let s = match (origin, res) {
             (NeighborOrigin::Static, _) => NeighborState::Permanent,
@@ -315,6 +314,171 @@ impl Neighbors {
             age_ms: res.map(|r| now.saturating_sub(r.since) / MS),
             routes,
             next_hop: nh,
+        }
+    }
+}
+
+/// A neighbour of a router: a next-hop slot that routes, or the neighbour's own /32, point at.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Neighbor {
+    pub nh: NextHopIndex,
+    pub iface: IfaceId,
+    /// Routes whose next hop this is.
+    pub routes: u32,
+    pub origin: NeighborOrigin,
+    /// The /32 for the neighbour itself is in the LPM.
+    pub host_route: bool,
+}
+
+/// A neighbour as the control plane knows it, for an operator's view.
+pub(super) struct Known {
+    pub router: String,
+    pub ip: Ipv4Addr,
+    pub nh: NextHopIndex,
+    pub origin: NeighborOrigin,
+    pub routes: u32,
+}
+
+/// Every neighbour the control plane knows: of the routers, by (router, address), and of the
+/// underlay, by address; their resolution by ARP; and the next hops packets wait for.
+#[derive(Debug)]
+pub(super) struct NeighborTable {
+    pub entries: HashMap<(RouterId, u32), Neighbor>,
+    pub underlay: HashMap<u32, super::peer::UnderlayNeighbor>,
+    pub resolver: Neighbors,
+    pub waits: Waits,
+}
+
+impl NeighborTable {
+    pub fn new(cfg: NeighborConfig) -> Self {
+        NeighborTable {
+            entries: HashMap::new(),
+            underlay: HashMap::new(),
+            resolver: Neighbors::new(cfg),
+            waits: Waits::default(),
+        }
+    }
+}
+
+impl ControlPlane {
+    /// A new neighbour `ip` of `router` on `iface`, its slot initialised to `state`.
+    pub(super) fn new_neighbor(
+        &mut self,
+        (router, ip): (RouterId, u32),
+        iface: IfaceId,
+        state: NextHopState,
+        origin: NeighborOrigin,
+    ) -> Result<Neighbor, ApplyError> {
+        let nh = self.tables.next_hops.alloc(iface, state)?;
+        self.tables
+            .owners
+            .insert(nh, NextHopOwner::Neighbor { router, ip });
+        let n = Neighbor {
+            nh,
+            iface,
+            routes: 0,
+            origin,
+            host_route: false,
+        };
+        self.neighbors.entries.insert((router, ip), n);
+        Ok(n)
+    }
+
+    /// Frees the slot of a neighbour that is gone (after its entry and routes): packets held
+    /// for it are dropped.
+    pub(super) fn free_neighbor_slot(&mut self, nh: NextHopIndex) {
+        self.tables.owners.remove(&nh);
+        self.neighbors.resolver.forget(nh);
+        self.tables.next_hops.free(nh);
+        self.neighbors.waits.report(HoldEvent::Forgotten(nh));
+    }
+
+    /// A neighbour is no longer known where it is (its instance port went, or ARP forgot it):
+    /// its /32 goes, and it stays, unresolved, only while routes use it as their gateway.
+    pub(super) fn unlearn_neighbor(&mut self, router: &str, key: (RouterId, u32), n: Neighbor) {
+        if n.host_route {
+            let _ = self.lpm_remove(router, super::host_prefix(key.1));
+        }
+        if n.routes > 0 {
+            self.tables
+                .next_hops
+                .set(n.nh, NextHopState::action(NextHopKind::Pending, 0));
+            self.neighbors.entries.insert(
+                key,
+                Neighbor {
+                    origin: NeighborOrigin::Unresolved,
+                    host_route: false,
+                    ..n
+                },
+            );
+        } else {
+            self.neighbors.entries.remove(&key);
+            self.free_neighbor_slot(n.nh);
+        }
+    }
+
+    /// Points a neighbour's slot at where it was found: packets held for it can go.
+    pub(super) fn set_resolved(&mut self, nh: NextHopIndex, state: NextHopState) {
+        self.tables.next_hops.set(nh, state);
+        self.neighbors.waits.report(HoldEvent::Resolved(nh));
+    }
+
+    /// Runs the neighbour timers: ARP retries and probes, failures, expiry. Call every
+    /// 100 ms or so.
+    pub fn tick(&mut self, now: Nanos) -> Tick {
+        self.reclaim();
+        let table = Arc::clone(&self.dp.next_hops);
+        let out = self.neighbors.resolver.tick(now, |nh| table.take_used(nh));
+        let mut tick = Tick {
+            solicits: out.solicits,
+            released: Vec::new(),
+        };
+        for nh in out.failed {
+            if matches!(
+                self.tables.owners.get(&nh),
+                Some(NextHopOwner::Neighbor { .. })
+            ) {
+                self.tables
+                    .next_hops
+                    .set(nh, NextHopState::action(NextHopKind::Failed, 0));
+            }
+            self.neighbors.waits.report(HoldEvent::Failed(nh));
+            tick.released.push(nh);
+        }
+        for nh in out.expired {
+            self.expire_neighbor(nh);
+        }
+        tick
+    }
+
+    /// A neighbour's reply arrived: the held packets for it can go.
+    pub fn resolved(&self, nh: NextHopIndex) -> bool {
+        matches!(
+            self.dp.next_hops.get(nh).state.kind(),
+            NextHopKind::Local | NextHopKind::Remote
+        )
+    }
+
+    /// Forgets a dynamic neighbour that failed or went unused: its /32 goes, and a gateway of
+    /// routes goes back to unresolved.
+    fn expire_neighbor(&mut self, nh: NextHopIndex) {
+        match self.tables.owners.get(&nh).copied() {
+            Some(NextHopOwner::Neighbor { router, ip }) => {
+                let Some(n) = self.neighbors.entries.get(&(router, ip)).copied() else {
+                    return;
+                };
+                if n.origin == NeighborOrigin::Static {
+                    return;
+                }
+                let name = self.router_name(router).unwrap_or_default().to_string();
+                self.unlearn_neighbor(&name, (router, ip), n);
+            }
+            Some(NextHopOwner::Underlay(_)) => {
+                self.tables
+                    .next_hops
+                    .set(nh, NextHopState::action(NextHopKind::Resolve, 0));
+            }
+            _ => {}
         }
     }
 }

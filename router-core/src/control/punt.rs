@@ -54,6 +54,15 @@ pub struct Flood {
     pub vni: u32,
 }
 
+/// A packet whose next hop is not resolved, on a network: where to ask, and when.
+struct Miss<'a> {
+    topo: &'a Topology,
+    network: NetworkId,
+    now: Nanos,
+    /// Receives the ARP requests to send.
+    solicits: &'a mut Vec<Solicit>,
+}
+
 /// A timer tick's work for the daemon.
 #[derive(Debug, Default)]
 pub struct Tick {
@@ -79,23 +88,46 @@ impl ControlPlane {
             return PuntAction::Drop(DropReason::FrameTruncated);
         }
         let role = topo.port(input).map_or(PortRole::Unused, |p| p.role);
+        let action = self.decide(&topo, pkt, (input, role), reason, now, solicits);
+        if let PuntAction::Hold(nh) = action {
+            self.neighbors.waits.wait(nh);
+        }
+        action
+    }
+
+    fn decide(
+        &mut self,
+        topo: &Topology,
+        pkt: &mut PacketBuf<'_>,
+        (input, role): (PortId, PortRole),
+        reason: PuntReason,
+        now: Nanos,
+        solicits: &mut Vec<Solicit>,
+    ) -> PuntAction {
         match (reason, role) {
             (_, PortRole::Unused) => PuntAction::Drop(DropReason::PortNotAttached),
-            (PuntReason::Arp, PortRole::Fabric) => self.arp_fabric(&topo, pkt, input, now),
+            (PuntReason::Arp, PortRole::Fabric) => self.arp_fabric(topo, pkt, input, now),
             (PuntReason::Arp, PortRole::Local { network }) => {
-                self.arp_local(&topo, pkt, input, network, now)
+                self.arp_local(topo, pkt, (input, network), now)
             }
-            (PuntReason::LocalDelivery, _) => self.local_delivery(&topo, pkt, input, role),
-            (PuntReason::NeighborMiss, PortRole::Local { network }) => {
-                self.neighbor_miss(&topo, pkt, network, now, solicits)
-            }
-            (PuntReason::UnderlayMiss, PortRole::Local { network }) => {
-                self.underlay_miss(&topo, pkt, network, now, solicits)
+            (PuntReason::LocalDelivery, _) => self.local_delivery(topo, pkt, input, role),
+            (PuntReason::NeighborMiss | PuntReason::UnderlayMiss, PortRole::Local { network }) => {
+                let miss = Miss {
+                    topo,
+                    network,
+                    now,
+                    solicits,
+                };
+                if reason == PuntReason::NeighborMiss {
+                    self.neighbor_miss(pkt, miss)
+                } else {
+                    self.underlay_miss(pkt, miss)
+                }
             }
             (PuntReason::Flood, PortRole::Local { network }) => {
-                self.flood_local(&topo, network, input)
+                self.flood_local(topo, network, input)
             }
-            (PuntReason::Flood, PortRole::Fabric) => self.flood_from_fabric(&topo, pkt),
+            (PuntReason::Flood, PortRole::Fabric) => self.flood_from_fabric(topo, pkt),
             (PuntReason::NeighborMiss | PuntReason::UnderlayMiss, PortRole::Fabric) => {
                 PuntAction::Drop(DropReason::NotForRouter)
             }
@@ -113,33 +145,31 @@ impl ControlPlane {
         let (Some(host), Some(port)) = (topo.host, topo.port(input)) else {
             return PuntAction::Drop(DropReason::NoFabric);
         };
-        let Ok(arp) = ArpPacket::new_checked(&pkt.frame()[ETH_LEN..]) else {
+        let Some(arp) = ArpFields::of(pkt) else {
             return PuntAction::Drop(DropReason::ArpMalformed);
         };
-        let (op, sender_ip, sender_mac, target_ip) = (
-            arp.operation(),
-            arp.sender_ip_u32(),
-            arp.sender_hw(),
-            arp.target_ip_u32(),
-        );
         // Whatever the operation, a known underlay neighbour speaking confirms itself.
-        if let Some(u) = self.underlay.get(&sender_ip).copied() {
-            if sender_mac.is_unicast() {
-                self.next_hops.set(
+        if let Some(u) = self.neighbors.underlay.get(&arp.sender_ip).copied() {
+            if arp.sender_mac.is_unicast() {
+                self.set_resolved(
                     u.nh,
-                    NextHopState::new(NextHopKind::Local, input, sender_mac),
+                    NextHopState::new(NextHopKind::Local, input, arp.sender_mac),
                 );
                 let asker = Asker {
                     ports: vec![input],
                     src_mac: port.mac,
                     src_ip: host.vtep,
                 };
-                if !self.neigh.confirm(u.nh, sender_mac, now) && !self.neigh.is_incomplete(u.nh) {
-                    self.neigh.learn(u.nh, sender_ip, asker, sender_mac, now);
+                if !self.neighbors.resolver.confirm(u.nh, arp.sender_mac, now)
+                    && !self.neighbors.resolver.is_incomplete(u.nh)
+                {
+                    self.neighbors
+                        .resolver
+                        .learn(u.nh, arp.sender_ip, asker, arp.sender_mac, now);
                 }
             }
         }
-        if op == ArpOperation::Request && target_ip == host.vtep {
+        if arp.op == ArpOperation::Request && arp.target_ip == host.vtep {
             reply_arp(pkt, port.mac);
             return PuntAction::Reply(input);
         }
@@ -151,20 +181,13 @@ impl ControlPlane {
         &mut self,
         topo: &Topology,
         pkt: &mut PacketBuf<'_>,
-        input: PortId,
-        network: NetworkId,
+        (input, network): (PortId, NetworkId),
         now: Nanos,
     ) -> PuntAction {
-        let Ok(arp) = ArpPacket::new_checked(&pkt.frame()[ETH_LEN..]) else {
+        let Some(arp) = ArpFields::of(pkt) else {
             return PuntAction::Drop(DropReason::ArpMalformed);
         };
-        let (op, sender_ip, sender_mac, target_ip) = (
-            arp.operation(),
-            arp.sender_ip_u32(),
-            arp.sender_hw(),
-            arp.target_ip_u32(),
-        );
-        if !sender_mac.is_unicast() {
+        if !arp.sender_mac.is_unicast() {
             return PuntAction::Drop(DropReason::ArpMalformed);
         }
         let Some(net) = topo.network(network) else {
@@ -174,16 +197,16 @@ impl ControlPlane {
 
         // Learn or confirm a dynamic neighbour (never a permanent one) from what it says.
         if let Some((iface, g)) = gw {
-            if g.subnet.contains(sender_ip) && sender_ip != g.ip {
-                self.learn_from_arp(g.router, iface, sender_ip, sender_mac, input, now);
+            if g.subnet.contains(arp.sender_ip) && arp.sender_ip != g.ip {
+                self.learn_from_arp(g.router, iface, arp.sender_ip, arp.sender_mac, input, now);
             }
         }
-        if op != ArpOperation::Request || arp.is_gratuitous() {
+        if arp.op != ArpOperation::Request || arp.gratuitous {
             return PuntAction::Drop(DropReason::NotForRouter);
         }
         // The gateway answers for itself, on every host, and its ARP never leaves the host.
         if let Some((_, g)) = gw {
-            if target_ip == g.ip {
+            if arp.target_ip == g.ip {
                 reply_arp(pkt, g.mac);
                 return PuntAction::Reply(input);
             }
@@ -192,7 +215,7 @@ impl ControlPlane {
         // port the request came from (it answers for itself there).
         let network_name = self.network_name(network).map(str::to_string);
         if let Some(port) =
-            network_name.and_then(|n| self.model.ports.get(&(n, Ipv4Addr::from(target_ip))))
+            network_name.and_then(|n| self.model.ports.get(&(n, Ipv4Addr::from(arp.target_ip))))
         {
             let location = self
                 .dp
@@ -217,7 +240,7 @@ impl ControlPlane {
         input: PortId,
         now: Nanos,
     ) {
-        let Some(n) = self.neighbors.get(&(router, ip)).copied() else {
+        let Some(n) = self.neighbors.entries.get(&(router, ip)).copied() else {
             return;
         };
         if n.origin == NeighborOrigin::Static {
@@ -228,18 +251,19 @@ impl ControlPlane {
             src_mac: mac,
             src_ip: 0,
         });
-        self.next_hops
-            .set(n.nh, NextHopState::new(NextHopKind::Local, input, mac));
-        if let Some(entry) = self.neighbors.get_mut(&(router, ip)) {
+        self.set_resolved(n.nh, NextHopState::new(NextHopKind::Local, input, mac));
+        if let Some(entry) = self.neighbors.entries.get_mut(&(router, ip)) {
             entry.origin = NeighborOrigin::Dynamic;
         }
-        if !self.neigh.confirm(n.nh, mac, now) && !self.neigh.is_incomplete(n.nh) {
-            self.neigh.learn(n.nh, ip, asker, mac, now);
+        if !self.neighbors.resolver.confirm(n.nh, mac, now)
+            && !self.neighbors.resolver.is_incomplete(n.nh)
+        {
+            self.neighbors.resolver.learn(n.nh, ip, asker, mac, now);
         }
         if !n.host_route {
             if let Some(name) = self.router_name(router).map(str::to_string) {
-                if self.lpm_insert(&name, Prefix32::of(ip), n.nh).is_ok() {
-                    if let Some(entry) = self.neighbors.get_mut(&(router, ip)) {
+                if self.lpm_insert(&name, super::host_prefix(ip), n.nh).is_ok() {
+                    if let Some(entry) = self.neighbors.entries.get_mut(&(router, ip)) {
                         entry.host_route = true;
                     }
                 }
@@ -248,7 +272,7 @@ impl ControlPlane {
     }
 
     /// Where and as whom to ARP for neighbours of an interface.
-    fn asker_for(&self, iface: u16) -> Option<Asker> {
+    pub(super) fn asker_for(&self, iface: u16) -> Option<Asker> {
         let topo = self.dp.topology.load();
         let g = topo.iface(iface)?;
         let net = topo.network(g.network)?;
@@ -334,15 +358,9 @@ impl ControlPlane {
     }
 
     /// A destination without a resolved neighbour: start ARP and hold the packet.
-    fn neighbor_miss(
-        &mut self,
-        topo: &Topology,
-        pkt: &mut PacketBuf<'_>,
-        network: NetworkId,
-        now: Nanos,
-        solicits: &mut Vec<Solicit>,
-    ) -> PuntAction {
-        let Some((iface_id, router, dst)) = self.routed_destination(topo, pkt, network) else {
+    fn neighbor_miss(&mut self, pkt: &PacketBuf<'_>, miss: Miss<'_>) -> PuntAction {
+        let Some((iface_id, router, dst)) = self.routed_destination(miss.topo, pkt, miss.network)
+        else {
             return PuntAction::Drop(DropReason::Stale);
         };
         let Some(name) = self.router_name(router).map(str::to_string) else {
@@ -353,35 +371,13 @@ impl ControlPlane {
             .get(&name)
             .and_then(|r| r.lpm.lpm().lookup(dst))
             .map_or(NO_ROUTE, |h| h.index());
-        let (nh, target_ip, iface) = match self.owners.get(&hop).copied() {
+        let (nh, target_ip, iface) = match self.tables.owners.get(&hop).copied() {
             Some(NextHopOwner::Connected(i)) => {
                 // The destination itself is the neighbour: a dynamic entry and its /32.
-                let nh = match self.neighbors.get(&(router, dst)) {
+                let nh = match self.neighbors.entries.get(&(router, dst)) {
                     Some(n) => n.nh,
-                    None => match self
-                        .next_hops
-                        .alloc(i, NextHopState::action(NextHopKind::Pending, 0))
-                    {
-                        Ok(nh) => {
-                            self.owners
-                                .insert(nh, NextHopOwner::Neighbor { router, ip: dst });
-                            self.neighbors.insert(
-                                (router, dst),
-                                super::Neighbor {
-                                    nh,
-                                    iface: i,
-                                    routes: 0,
-                                    origin: NeighborOrigin::Dynamic,
-                                    host_route: false,
-                                },
-                            );
-                            if self.lpm_insert(&name, Prefix32::of(dst), nh).is_ok() {
-                                if let Some(n) = self.neighbors.get_mut(&(router, dst)) {
-                                    n.host_route = true;
-                                }
-                            }
-                            nh
-                        }
+                    None => match self.learn_destination(&name, (router, dst), i) {
+                        Ok(nh) => nh,
                         Err(_) => return PuntAction::Drop(DropReason::HostUnreachable),
                     },
                 };
@@ -390,6 +386,7 @@ impl ControlPlane {
             Some(NextHopOwner::Neighbor { ip, .. }) => {
                 let i = self
                     .neighbors
+                    .entries
                     .get(&(router, ip))
                     .map_or(iface_id, |n| n.iface);
                 (hop, ip, i)
@@ -402,58 +399,81 @@ impl ControlPlane {
             }
             _ => {}
         }
-        if self.neigh.is_failed(nh) {
+        if self.neighbors.resolver.is_failed(nh) {
             return PuntAction::Reinject;
         }
         if let Some(asker) = self.asker_for(iface) {
-            solicits.extend(self.neigh.start(nh, target_ip, asker, now));
+            miss.solicits.extend(
+                self.neighbors
+                    .resolver
+                    .start(nh, target_ip, asker, miss.now),
+            );
         }
         PuntAction::Hold(nh)
     }
 
-    /// The underlay neighbour toward a peer is not resolved: ARP for it on the fabric.
-    fn underlay_miss(
+    /// A destination on a connected subnet becomes a dynamic neighbour with its own /32 (if the
+    /// table has room for it; without, packets still find the neighbour's slot by the subnet).
+    fn learn_destination(
         &mut self,
-        topo: &Topology,
-        pkt: &mut PacketBuf<'_>,
-        network: NetworkId,
-        now: Nanos,
-        solicits: &mut Vec<Solicit>,
-    ) -> PuntAction {
+        router_name: &str,
+        key: (u16, u32),
+        iface: u16,
+    ) -> Result<NextHopIndex, super::ApplyError> {
+        let pending = NextHopState::action(NextHopKind::Pending, 0);
+        let n = self.new_neighbor(key, iface, pending, NeighborOrigin::Dynamic)?;
+        if self
+            .lpm_insert(router_name, super::host_prefix(key.1), n.nh)
+            .is_ok()
+        {
+            if let Some(n) = self.neighbors.entries.get_mut(&key) {
+                n.host_route = true;
+            }
+        }
+        Ok(n.nh)
+    }
+
+    /// The underlay neighbour toward a peer is not resolved: ARP for it on the fabric.
+    fn underlay_miss(&mut self, pkt: &PacketBuf<'_>, miss: Miss<'_>) -> PuntAction {
         // The peer is named by the routed next hop, or by the L2 entry of a bridged frame.
         let dst_mac = wire::EthernetFrame::new_unchecked(pkt.frame()).dst_addr();
         let peer = match self
             .dp
             .l2
-            .get(l2_key(network, dst_mac.to_u64()))
+            .get(l2_key(miss.network, dst_mac.to_u64()))
             .and_then(L2Location::decode)
         {
             Some(L2Location::Remote(p)) => Some(p),
             _ => self
-                .routed_destination(topo, pkt, network)
+                .routed_destination(miss.topo, pkt, miss.network)
                 .and_then(|(_, router, dst)| {
-                    let lpm = topo.router(router)?.lpm.clone();
+                    let lpm = miss.topo.router(router)?.lpm.clone();
                     let state = self.dp.next_hops.get(lpm.lookup(dst)?.index()).state;
                     (state.kind() == NextHopKind::Remote).then_some(state.target())
                 }),
         };
-        let (Some(peer), Some(host), Some(fabric)) =
-            (peer.and_then(|p| topo.peer(p)), topo.host, topo.fabric)
-        else {
+        let (Some(peer), Some(host), Some(fabric)) = (
+            peer.and_then(|p| miss.topo.peer(p)),
+            miss.topo.host,
+            miss.topo.fabric,
+        ) else {
             return PuntAction::Drop(DropReason::NoFabric);
         };
         let nh = peer.underlay;
         if self.dp.next_hops.get(nh).state.kind() == NextHopKind::Local {
             return PuntAction::Reinject;
         }
-        let Some(ip) = self.owners.get(&nh).and_then(|o| match o {
+        let Some(ip) = self.tables.owners.get(&nh).and_then(|o| match o {
             NextHopOwner::Underlay(ip) => Some(*ip),
             _ => None,
         }) else {
             return PuntAction::Drop(DropReason::Stale);
         };
-        let mac = topo.port(fabric).map_or(EthernetAddress::ZERO, |p| p.mac);
-        solicits.extend(self.neigh.start(
+        let mac = miss
+            .topo
+            .port(fabric)
+            .map_or(EthernetAddress::ZERO, |p| p.mac);
+        miss.solicits.extend(self.neighbors.resolver.start(
             nh,
             ip,
             Asker {
@@ -461,7 +481,7 @@ impl ControlPlane {
                 src_mac: mac,
                 src_ip: host.vtep,
             },
-            now,
+            miss.now,
         ));
         PuntAction::Hold(nh)
     }
@@ -572,92 +592,29 @@ impl ControlPlane {
             ident,
         })
     }
-
-    /// Runs the neighbour timers: ARP retries and probes, failures, expiry. Call every
-    /// 100 ms or so.
-    pub fn tick(&mut self, now: Nanos) -> Tick {
-        self.reclaim();
-        let table = Arc::clone(&self.dp.next_hops);
-        let out = self.neigh.tick(now, |nh| table.take_used(nh));
-        let mut tick = Tick {
-            solicits: out.solicits,
-            released: Vec::new(),
-        };
-        for nh in out.failed {
-            if matches!(self.owners.get(&nh), Some(NextHopOwner::Neighbor { .. })) {
-                self.next_hops
-                    .set(nh, NextHopState::action(NextHopKind::Failed, 0));
-            }
-            tick.released.push(nh);
-        }
-        for nh in out.expired {
-            self.expire_neighbor(nh);
-        }
-        tick
-    }
-
-    /// A neighbour's reply arrived: the held packets for it can go.
-    pub fn resolved(&self, nh: NextHopIndex) -> bool {
-        matches!(
-            self.dp.next_hops.get(nh).state.kind(),
-            NextHopKind::Local | NextHopKind::Remote
-        )
-    }
-
-    /// Forgets a dynamic neighbour that failed or went unused: its /32 goes, and a gateway of
-    /// routes goes back to unresolved.
-    fn expire_neighbor(&mut self, nh: NextHopIndex) {
-        match self.owners.get(&nh).copied() {
-            Some(NextHopOwner::Neighbor { router, ip }) => {
-                let Some(n) = self.neighbors.get(&(router, ip)).copied() else {
-                    return;
-                };
-                if n.origin == NeighborOrigin::Static {
-                    return;
-                }
-                let name = self.router_name(router).map(str::to_string);
-                if n.host_route {
-                    if let Some(name) = &name {
-                        let _ = self.lpm_remove(name, Prefix32::of(ip));
-                    }
-                }
-                if n.routes > 0 {
-                    self.next_hops
-                        .set(nh, NextHopState::action(NextHopKind::Pending, 0));
-                    self.neighbors.insert(
-                        (router, ip),
-                        super::Neighbor {
-                            origin: NeighborOrigin::Unresolved,
-                            host_route: false,
-                            ..n
-                        },
-                    );
-                } else {
-                    self.neighbors.remove(&(router, ip));
-                    self.owners.remove(&nh);
-                    self.next_hops.free(nh);
-                }
-            }
-            Some(NextHopOwner::Underlay(_)) => {
-                self.next_hops
-                    .set(nh, NextHopState::action(NextHopKind::Resolve, 0));
-            }
-            _ => {}
-        }
-    }
-
-    /// Packets held per unresolved neighbour.
-    pub fn hold_max(&self) -> usize {
-        self.neigh.config().hold_max
-    }
 }
 
-/// A /32 for an address given as a word.
-struct Prefix32;
+/// What the control plane reads from an ARP packet.
+#[derive(Clone, Copy)]
+struct ArpFields {
+    op: ArpOperation,
+    sender_ip: u32,
+    sender_mac: EthernetAddress,
+    target_ip: u32,
+    gratuitous: bool,
+}
 
-impl Prefix32 {
-    fn of(ip: u32) -> crate::lpm::Prefix {
-        crate::lpm::Prefix::containing(ip, 32)
+impl ArpFields {
+    /// The fields of the ARP packet in `pkt`, if it is one.
+    fn of(pkt: &PacketBuf<'_>) -> Option<Self> {
+        let arp = ArpPacket::new_checked(&pkt.frame()[ETH_LEN..]).ok()?;
+        Some(ArpFields {
+            op: arp.operation(),
+            sender_ip: arp.sender_ip_u32(),
+            sender_mac: arp.sender_hw(),
+            target_ip: arp.target_ip_u32(),
+            gratuitous: arp.is_gratuitous(),
+        })
     }
 }
 
