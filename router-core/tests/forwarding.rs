@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use router_core::control::PuntAction;
+use router_core::control::{HoldEvent, PuntAction};
 use router_core::engine::{DropReason, PuntReason, Verdict};
 use router_core::model::{Change, InstancePortSpec};
 use router_core::wire::{self, EthernetAddress, Icmpv4Packet, Ipv4Packet, UdpPacket, VxlanPacket};
@@ -404,7 +404,7 @@ fn unknown_neighbour_is_resolved_by_arp_and_static_entries_resist_poisoning() {
         (arp.sender_ip(), arp.target_ip()),
         (ip("10.0.2.1"), ip("10.0.2.50"))
     );
-    assert!(!a.cp.resolved(nh));
+    assert!(a.cp.hold_events().is_empty(), "not resolved yet");
     // Still unresolved: the next packet is punted too, and held for the same next hop.
     assert_eq!(
         a.process(BLUE, &frame).0,
@@ -424,7 +424,7 @@ fn unknown_neighbour_is_resolved_by_arp_and_static_entries_resist_poisoning() {
         mac(GW_RED),
     );
     a.punt(RED, PuntReason::Arp, &reply, 2);
-    assert!(a.cp.resolved(nh));
+    assert_eq!(a.cp.hold_events(), vec![HoldEvent::Resolved(nh)]);
     let (v, out) = a.process(BLUE, &frame);
     assert_eq!(v, Verdict::Forward(RED));
     assert_eq!(&out[0..6], &who.0);
@@ -453,11 +453,12 @@ fn unknown_neighbour_is_resolved_by_arp_and_static_entries_resist_poisoning() {
         panic!()
     };
     let s = 1_000_000_000;
-    let mut released = Vec::new();
+    let mut events = Vec::new();
     for t in 1..=4 {
-        released.extend(a.cp.tick(t * s).released);
+        a.cp.tick(t * s);
+        events.extend(a.cp.hold_events());
     }
-    assert_eq!(released, vec![nh]);
+    assert_eq!(events, vec![HoldEvent::Failed(nh)]);
     let (v, out) = a.process(BLUE, &lost);
     assert_eq!(v, Verdict::Forward(BLUE));
     assert_eq!((out[34], out[35]), (3, 1), "host unreachable");

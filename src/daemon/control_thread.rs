@@ -12,11 +12,10 @@ use std::time::{Duration, Instant};
 use crossbeam::channel::{Receiver, Sender};
 use dpdk_bindings::{Mbuf, Mempool};
 use lcore_workers::{InjectQueue, Injected, PuntReceiver, TscClock};
-use router_core::control::{ControlPlane, Solicit};
+use router_core::control::{ControlPlane, Holds, Solicit};
 use router_core::engine::{DropReason, Engine, WorkerState};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
-use super::punt::Holds;
 use super::trace::Trace;
 use super::{Daemon, DaemonError};
 use crate::api::{Call, Request};
@@ -39,8 +38,8 @@ pub(super) struct ControlThread {
     pub(super) pool: Mempool,
     /// Worker 0's queue of packets to send for the control thread.
     pub(super) inject: Arc<InjectQueue>,
-    /// Packets waiting for a neighbour.
-    pub(super) holds: Holds,
+    /// Packets waiting for a neighbour, with their input port.
+    pub(super) holds: Holds<(Mbuf, u16)>,
     pub(super) clock: TscClock,
     pub(super) punt_rx: PuntReceiver,
     pub(super) next_tick: Instant,
@@ -84,6 +83,9 @@ impl ControlThread {
                         for c in calls.try_iter().take(CALL_BUDGET - 1) {
                             self.serve(c, daemon);
                         }
+                        // A change may have resolved a next hop (an instance port now has the
+                        // address) or removed one that packets waited for.
+                        self.settle_holds();
                     }
                 },
                 recv(records) -> r => {
@@ -193,16 +195,16 @@ impl ControlThread {
         let now = self.now();
         let tick = self.cp.tick(now);
         self.send_solicits(tick.solicits);
-        for nh in tick.released {
-            self.release(nh);
-        }
-        self.release_resolved();
+        self.settle_holds();
     }
 }
 
 impl Drop for ControlThread {
     fn drop(&mut self) {
-        self.holds.clear();
+        let held = self.holds.drain().count();
+        if held > 0 {
+            debug!(held, "dropping held packets at stop");
+        }
         while self.inject.pop().is_some() {}
     }
 }

@@ -7,13 +7,10 @@
 //!
 //! [`ControlPlane::handle_punt`]: router_core::control::ControlPlane::handle_punt
 
-use std::collections::{HashMap, VecDeque};
-
 use dpdk_bindings::Mbuf;
 use lcore_workers::Punted;
-use router_core::control::{Flood, PuntAction};
-use router_core::engine::{DropReason, PacketBuf, PuntReason, Verdict};
-use router_core::table::NextHopIndex;
+use router_core::control::{Flood, PuntAction, Settle};
+use router_core::engine::{DropReason, PacketBuf, Verdict};
 use tracing::debug;
 
 use super::control_thread::ControlThread;
@@ -40,19 +37,21 @@ impl ControlThread {
             Err(r) => return self.count_drop(r),
         };
         self.send_solicits(solicits);
-        if reason == PuntReason::Arp {
-            self.release_resolved();
-        }
         match action {
             PuntAction::Reply(out) => self.send(out, mbuf),
             PuntAction::Drop(r) => self.count_drop(r),
             PuntAction::Hold(nh) => {
-                if !self.holds.hold(nh, mbuf, port, self.cp.hold_max()) {
-                    self.count_drop(DropReason::HoldQueueFull);
+                if let Err((_, r)) = self.holds.hold(nh, (mbuf, port)) {
+                    self.count_drop(r);
                 }
             }
             PuntAction::Reinject => self.reinject(mbuf, port, depth),
             PuntAction::Flood(f) => self.flood(&mbuf, &f),
+        }
+        // An ARP reply or a learned neighbour may have resolved what packets wait for. Settled
+        // once per punt taken from the workers, not again for those reinjected meanwhile.
+        if depth == 0 {
+            self.settle_holds();
         }
     }
 
@@ -119,17 +118,24 @@ impl ControlThread {
         }
     }
 
-    /// Sends the held packets of neighbours that resolved.
-    pub(super) fn release_resolved(&mut self) {
-        for nh in self.holds.waiting(|nh| self.cp.resolved(nh)) {
-            self.release(nh);
-        }
-    }
-
-    /// Runs the packets held for `nh` through the engine again (it resolved or failed).
-    pub(super) fn release(&mut self, nh: NextHopIndex) {
-        for (mbuf, port) in self.holds.release(nh) {
-            self.reinject(mbuf, port, 0);
+    /// Carries out what happened to the next hops that packets are held for: the packets of a
+    /// neighbour that resolved or failed go through the engine again (forwarded, or answered with
+    /// ICMP host unreachable); those of a next hop that is gone are dropped, counted.
+    pub(super) fn settle_holds(&mut self) {
+        for event in self.cp.hold_events() {
+            let Some((settle, packets)) = self.holds.settle(event) else {
+                continue;
+            };
+            debug!(?event, packets = packets.len(), "settling held packets");
+            for (mbuf, port) in packets {
+                match settle {
+                    Settle::Reinject => self.reinject(mbuf, port, 0),
+                    Settle::Drop(r) => {
+                        drop(mbuf);
+                        self.count_drop(r);
+                    }
+                }
+            }
         }
     }
 }
@@ -148,50 +154,4 @@ fn with_packet<R>(
     mbuf.set_window(head, len)
         .map_err(|_| DropReason::NoHeadroom)?;
     Ok(out)
-}
-
-/// Packets waiting for a neighbour to resolve, by next hop, each with its input port. At most
-/// the neighbour configuration's `hold_max` per next hop.
-#[derive(Default)]
-pub(super) struct Holds {
-    queues: HashMap<NextHopIndex, VecDeque<(Mbuf, u16)>>,
-}
-
-impl Holds {
-    /// Keeps the packet for `nh`; false (and the packet freed) when `max` are held already.
-    fn hold(&mut self, nh: NextHopIndex, mbuf: Mbuf, port: u16, max: usize) -> bool {
-        let q = self.queues.entry(nh).or_default();
-        if q.len() >= max {
-            return false;
-        }
-        q.push_back((mbuf, port));
-        true
-    }
-
-    /// The next hops with packets held for which `ready` says yes.
-    fn waiting(&self, ready: impl Fn(NextHopIndex) -> bool) -> Vec<NextHopIndex> {
-        self.queues
-            .keys()
-            .copied()
-            .filter(|&nh| ready(nh))
-            .collect()
-    }
-
-    /// Takes out the packets held for `nh`, in the order they came.
-    fn release(&mut self, nh: NextHopIndex) -> VecDeque<(Mbuf, u16)> {
-        let Some(q) = self.queues.remove(&nh) else {
-            return VecDeque::new();
-        };
-        debug!(next_hop = nh, packets = q.len(), "releasing held packets");
-        q
-    }
-
-    /// Frees every held packet (the daemon is stopping).
-    pub(super) fn clear(&mut self) {
-        let held: usize = self.queues.values().map(VecDeque::len).sum();
-        if held > 0 {
-            debug!(held, "dropping held packets at stop");
-        }
-        self.queues.clear();
-    }
 }

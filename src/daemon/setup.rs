@@ -19,7 +19,7 @@ use lcore_workers::{
     inject_queue, punt_channel_with_capacity, InjectQueue, TraceTap, TscClock, WorkerConfig,
     WorkerHandle, WorkerShared,
 };
-use router_core::control::{ControlPlane, PortSetup};
+use router_core::control::{ControlPlane, Holds, PortSetup};
 use router_core::engine::Engine;
 use router_core::qsbr::Qsbr;
 use router_core::wire::EthernetAddress;
@@ -27,7 +27,6 @@ use tracing::{debug, info};
 
 use super::control_thread::ControlThread;
 use super::histograms::Histograms;
-use super::punt::Holds;
 use super::trace::Trace;
 use super::{Daemon, DaemonError, PortRuntime};
 use crate::api::server::ApiServer;
@@ -85,13 +84,14 @@ pub(super) fn start(
     };
     let workers = wiring.spawn(&mut ports)?;
 
+    let hold_max = cp.hold_max();
     let control = ControlThread {
         cp,
         worker: engine.worker_state(),
         engine,
         pool: pool.clone(),
         inject: wiring.inject,
-        holds: Holds::default(),
+        holds: Holds::new(hold_max),
         clock,
         punt_rx,
         next_tick: Instant::now(),

@@ -149,11 +149,6 @@ impl ControlPlane {
     pub fn hold_max(&self) -> usize {
         self.neighbors.resolver.config().hold_max
     }
-
-    /// An empty hold queue with the configured limit per next hop.
-    pub fn new_holds<P>(&self) -> Holds<P> {
-        Holds::new(self.hold_max())
-    }
 }
 
 #[cfg(test)]

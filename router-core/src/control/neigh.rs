@@ -429,9 +429,8 @@ impl ControlPlane {
         self.reclaim();
         let table = Arc::clone(&self.dp.next_hops);
         let out = self.neighbors.resolver.tick(now, |nh| table.take_used(nh));
-        let mut tick = Tick {
+        let tick = Tick {
             solicits: out.solicits,
-            released: Vec::new(),
         };
         for nh in out.failed {
             if matches!(
@@ -443,7 +442,6 @@ impl ControlPlane {
                     .set(nh, NextHopState::action(NextHopKind::Failed, 0));
             }
             self.neighbors.waits.report(HoldEvent::Failed(nh));
-            tick.released.push(nh);
         }
         for nh in out.expired {
             self.expire_neighbor(nh);
@@ -451,13 +449,6 @@ impl ControlPlane {
         tick
     }
 
-    /// A neighbour's reply arrived: the held packets for it can go.
-    pub fn resolved(&self, nh: NextHopIndex) -> bool {
-        matches!(
-            self.dp.next_hops.get(nh).state.kind(),
-            NextHopKind::Local | NextHopKind::Remote
-        )
-    }
 
     /// Forgets a dynamic neighbour that failed or went unused: its /32 goes, and a gateway of
     /// routes goes back to unresolved.

@@ -66,10 +66,9 @@ struct Miss<'a> {
 /// A timer tick's work for the daemon.
 #[derive(Debug, Default)]
 pub struct Tick {
-    /// ARP requests to send.
+    /// ARP requests to send. What happened to next hops that packets wait for is reported by
+    /// [`ControlPlane::hold_events`].
     pub solicits: Vec<Solicit>,
-    /// Next hops whose held packets go through the engine again now (resolved or failed).
-    pub released: Vec<NextHopIndex>,
 }
 
 impl ControlPlane {
