@@ -4,9 +4,9 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::process::Command;
 
-use super::cmd::{output_of, run, run_ok, CmdOutput};
-use super::frames::Mac;
-use super::test_scope::{kill_netns_processes, Scope};
+use crate::cmd::{output_of, run, run_ok, CmdOutput};
+use crate::frames::Mac;
+use crate::test_scope::{kill_netns_processes, Scope};
 
 /// Runs `ip [-n NS] args...`, panics unless it succeeds, returns stdout.
 pub fn ip(netns: Option<&str>, args: &[&str]) -> String {
@@ -227,7 +227,8 @@ impl Drop for Netns {
 
 /// A link deleted when dropped (a veth pair goes with either end).
 pub struct Link {
-    scope: Scope,
+    /// Held so that the scope's final sweep runs only once this link is gone.
+    _scope: Scope,
     netns: Option<String>,
     name: String,
 }
@@ -245,7 +246,7 @@ impl Link {
     /// Takes ownership of an existing link.
     pub fn adopt(scope: &Scope, netns: Option<&str>, name: &str) -> Link {
         Link {
-            scope: scope.clone(),
+            _scope: scope.clone(),
             netns: netns.map(str::to_string),
             name: name.to_string(),
         }

@@ -6,13 +6,13 @@ use std::net::Ipv4Addr;
 use std::process::Command;
 use std::time::Duration;
 
-use super::cmd::CmdOutput;
-use super::config::PortCfg;
-use super::frames::{mac, Mac};
-use super::net::{disable_offloads, ip, make_silent, Bridge, Link, Netns};
-use super::process::Process;
-use super::test_scope::Scope;
-use super::tools::{arping, inject_frames, ping, ArpingResult, Capture, PingOpts, PingResult};
+use crate::cmd::CmdOutput;
+use crate::config::PortCfg;
+use crate::frames::{mac, Mac};
+use crate::net::{disable_offloads, ip, make_silent, Bridge, Link, Netns};
+use crate::process::Process;
+use crate::test_scope::Scope;
+use crate::tools::{arping, inject_frames, ping, ArpingResult, Capture, PingOpts, PingResult};
 
 /// The interface name of an instance inside its namespace.
 pub const INSTANCE_IFNAME: &str = "eth0";
