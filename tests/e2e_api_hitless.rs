@@ -8,7 +8,7 @@
 //! Run as root: `cargo test --release --test e2e_api_hitless -- --test-threads=1 --nocapture`.
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use dvr_harness::cmd::output_of;
 use dvr_harness::config::worker_core;
 use dvr_harness::dvr::RED_A;
 use dvr_harness::one_host::{instances, ports_and_networks};
-use dvr_harness::{scope, Dvrctl, Dvrd, Instance, PingOpts, Process, Scope};
+use dvr_harness::{scope, CmdOutput, Dvrctl, Dvrd, Instance, PingOpts, Process, Scope};
 use serde_json::Value;
 
 const RED_IP: Ipv4Addr = RED_A.ip;
@@ -386,6 +386,13 @@ impl Bed {
         )
     }
 
+    /// Runs `dvrctl VERB FILE`, which must succeed: its output and how long it took (s).
+    fn timed_ctl(&self, verb: &str, file: &Path) -> (CmdOutput, f64) {
+        let started = Instant::now();
+        let out = self.ctl.run_args(&[verb, &file.to_string_lossy()]).ok();
+        (out, started.elapsed().as_secs_f64())
+    }
+
     fn attempt(&self) -> Attempt {
         let wait = Duration::from_millis(BASELINE_S * 1000 - 300);
         let (baseline, (), baseline_hist) =
@@ -393,12 +400,7 @@ impl Bed {
         let (churn, (single_s, single_report, usage, batch_s), churn_hist) =
             self.stream("iperf3-churn", CHURN_BUDGET_S, || {
                 std::thread::sleep(Duration::from_secs(1));
-                let started = Instant::now();
-                let one_by_one = self
-                    .ctl
-                    .run_args(&["-b", &self.adds.to_string_lossy()])
-                    .ok();
-                let single_s = started.elapsed().as_secs_f64();
+                let (one_by_one, single_s) = self.timed_ctl("-b", &self.adds);
                 assert!(
                     one_by_one
                         .stderr
@@ -413,12 +415,7 @@ impl Bed {
                         .len(),
                     PORTS + 1
                 );
-                let started = Instant::now();
-                let batch = self
-                    .ctl
-                    .run_args(&["apply", &self.dels.to_string_lossy()])
-                    .ok();
-                let batch_s = started.elapsed().as_secs_f64();
+                let (batch, batch_s) = self.timed_ctl("apply", &self.dels);
                 assert_eq!(
                     batch.stdout,
                     format!("{SINGLES} changes applied ({SINGLES} changed, 0 unchanged)\n")

@@ -9,6 +9,7 @@ use dvr_harness::checks::{assert_routed_echoes, wait_for_icmp, Echo};
 use dvr_harness::config::{HostCfg, InstancePortCfg, NetworkCfg, PortCfg, RouterCfg};
 use dvr_harness::dvr::{BLUE, BLUE_A, RED, RED_A};
 use dvr_harness::frames::{echo_request_frame, ethernet, hex, icmp_of, mac, Ipv4Fields};
+use dvr_harness::net::Vxlan;
 use dvr_harness::one_host::instances;
 use dvr_harness::test_scope::{prefix_of, root_links};
 use dvr_harness::tools::{iperf3_client, iperf3_server, parse_arping_replies, parse_ping_summary};
@@ -317,26 +318,26 @@ fn fabric_bridges_hosts_and_kernel_vxlan_nodes() {
     let s = scope!();
     let mut fabric = Fabric::new(&s, "fab");
     let port = fabric.attach_host("hosta", 1600);
-    let n1 = Netns::new(&s, "node1");
-    let n2 = Netns::new(&s, "node2");
-    fabric.attach_node(&n1, "node1", "fab0", "192.0.2.31/24", 1600);
-    fabric.attach_node(&n2, "node2", "fab0", "192.0.2.32/24", 1600);
-    n1.add_vxlan(
-        "vx0",
-        1001,
-        Ipv4Addr::new(192, 0, 2, 31),
-        "fab0",
-        &[Ipv4Addr::new(192, 0, 2, 32)],
-    );
-    n2.add_vxlan(
-        "vx0",
-        1001,
-        Ipv4Addr::new(192, 0, 2, 32),
-        "fab0",
-        &[Ipv4Addr::new(192, 0, 2, 31)],
-    );
-    n1.ip(&["addr", "add", "10.9.0.1/24", "dev", "vx0"]);
-    n2.ip(&["addr", "add", "10.9.0.2/24", "dev", "vx0"]);
+    // Two kernel nodes on the fabric, each with a vxlan device toward the other on VNI 1001.
+    let (vtep1, vtep2) = (Ipv4Addr::new(192, 0, 2, 31), Ipv4Addr::new(192, 0, 2, 32));
+    let [n1, _n2] = [
+        ("node1", vtep1, vtep2, "10.9.0.1/24"),
+        ("node2", vtep2, vtep1, "10.9.0.2/24"),
+    ]
+    .map(|(tag, local, remote, inner)| {
+        let node = Netns::new(&s, tag);
+        fabric.attach_node(&node, tag, "fab0", &format!("{local}/24"), 1600);
+        let vxlan = Vxlan {
+            vni: 1001,
+            local,
+            dev: "fab0",
+            remotes: &[remote],
+            mac: None,
+        };
+        node.add_vxlan("vx0", &vxlan);
+        node.ip(&["addr", "add", inner, "dev", "vx0"]);
+        node
+    });
 
     let on_host_port = Capture::start(&s, None, port.host_if(), "arp");
     let on_bridge = fabric.capture("udp port 4789");

@@ -31,7 +31,7 @@ use dvr_router::stats::{PortStatsView, RouterView, Snapshot};
 use crate::config::{DvrdConfig, HostCfg, InstancePortCfg, NetworkCfg, RouterCfg};
 use crate::dvrd::{Dvrd, DvrdExit, READY_TIMEOUT};
 use crate::frames::{mac, Mac, Tunnelled};
-use crate::net::Netns;
+use crate::net::{Netns, Vxlan};
 use crate::test_scope::Scope;
 use crate::topo::{Fabric, FabricPort, Instance, InstanceSpec};
 
@@ -500,14 +500,14 @@ fn snat_node(scope: &Scope, fabric: &mut Fabric) -> Netns {
         FABRIC_MTU,
     );
     let vteps: Vec<Ipv4Addr> = HOSTS.iter().map(|h| h.vtep).collect();
-    ns.add_vxlan_with_mac(
-        SNAT_VXLAN_IF,
-        SNAT_PORT.network.vni,
-        SNAT_NODE.vtep,
-        SNAT_UNDERLAY_IF,
-        &vteps,
-        Some(SNAT_PORT.mac()),
-    );
+    let vxlan = Vxlan {
+        vni: SNAT_PORT.network.vni,
+        local: SNAT_NODE.vtep,
+        dev: SNAT_UNDERLAY_IF,
+        remotes: &vteps,
+        mac: Some(SNAT_PORT.mac()),
+    };
+    ns.add_vxlan(SNAT_VXLAN_IF, &vxlan);
     let port_addr = format!("{}/{}", SNAT_PORT.ip, SNAT_PORT.network.prefix_len);
     ns.ip(&["addr", "add", &port_addr, "dev", SNAT_VXLAN_IF]);
     // On `lo`: dummy devices need a kernel module that containers may lack.
@@ -571,6 +571,11 @@ pub fn deltas(before: &[Snapshot], after: &[Snapshot]) -> Vec<Snapshot> {
 pub fn walk_of(d: &[Snapshot], host: &HostDef) -> (u64, u64, u64) {
     let r = router_stats(&d[host_index(host)], TENANT1.name);
     (r.routed_local, r.routed_remote, r.delivered_from_fabric)
+}
+
+/// [`walk_of`] every host, in [`HOSTS`] order.
+pub fn walks(d: &[Snapshot]) -> [(u64, u64, u64); 3] {
+    HOSTS.map(|h| walk_of(d, h))
 }
 
 /// The hosts whose fabric port sent or received anything in per-host counters (from

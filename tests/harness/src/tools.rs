@@ -107,6 +107,13 @@ impl PingResult {
     }
 }
 
+impl PingResult {
+    /// Panics, with ping's output, if any request got its reply; `what` says why none may.
+    pub fn assert_unanswered(&self, what: &str) {
+        assert_eq!(self.received, 0, "{what}: {self}\n{}", self.output);
+    }
+}
+
 impl fmt::Display for PingResult {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

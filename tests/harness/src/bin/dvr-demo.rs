@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use dvr_harness::checks::{Echo, TTL_ROUTED};
 use dvr_harness::cmd::environment_problems;
 use dvr_harness::dvr::{
-    deltas, fabric_movement, host_index, port_stats, walk_of, Cloud, Crossing, InstanceDef,
+    deltas, fabric_movement, host_index, port_stats, walk_of, walks, Cloud, Crossing, InstanceDef,
     NetworkDef, BLUE, BLUE_A, FABRIC_MTU, FABRIC_PORT, HOSTS, HOST_A, HOST_B, INSTANCES, NETWORKS,
     OUTSIDE, RED_A, RED_B, ROUTERS, SNAT_NODE, SNAT_PORT, SNAT_UNDERLAY_IF,
 };
@@ -203,25 +203,32 @@ fn print_tunnelled(what: &str, t: &Tunnelled) {
     }
 }
 
-/// Waits for the VXLAN frame of `echo` in `capture` (`missing` when none comes), prints it as
-/// `what` and checks that it crossed the fabric as `want`.
-fn check_crossing(
+/// Waits in `capture` (`place`: where it listens) for the VXLAN frames of one ping from `src`
+/// to `dst`, prints one request and one reply, and checks that each crossed the fabric as
+/// `walk` says (the request's way, then the reply's).
+fn check_crossings(
     capture: &Capture,
-    echo: Echo,
-    what: &str,
-    want: Crossing,
-    missing: &str,
+    place: &str,
+    (src, dst): (Ipv4Addr, Ipv4Addr),
+    walk: [Crossing; 2],
 ) -> Step<()> {
-    let found = capture
-        .wait_for(CAPTURE_WAIT, |f| {
-            Tunnelled::parse(f).is_some_and(|t| echo.matches(&t.inner))
-        })
-        .and_then(|r| Tunnelled::parse(&r.data));
-    let t = found.ok_or_else(|| Stop::Failed(missing.to_string()))?;
-    print_tunnelled(what, &t);
-    expect(Crossing::of(&t) == Some(want), || {
-        format!("the {what} crossed the fabric as {t:?}")
-    })
+    let legs = [
+        ("request", Echo::request(src, dst)),
+        ("reply", Echo::reply(dst, src)),
+    ];
+    for ((what, echo), want) in legs.into_iter().zip(walk) {
+        let found = capture
+            .wait_for(CAPTURE_WAIT, |f| {
+                Tunnelled::parse(f).is_some_and(|t| echo.matches(&t.inner))
+            })
+            .and_then(|r| Tunnelled::parse(&r.data));
+        let t = found.ok_or_else(|| Stop::Failed(format!("no VXLAN {what} {place}")))?;
+        print_tunnelled(what, &t);
+        expect(Crossing::of(&t) == Some(want), || {
+            format!("the {what} crossed the fabric as {t:?}")
+        })?;
+    }
+    Ok(())
 }
 
 /// Checks that the echo request `echo` reached instance `at` routed once: from the gateway
@@ -400,26 +407,14 @@ fn remote_ping(cloud: &Cloud) -> Step<Vec<Snapshot>> {
     ping_all(cloud, &BLUE_A, RED_B.ip)?;
     let after = counters(cloud)?;
     println!("   on the fabric (tcpdump on the underlay bridge), one of each:");
-    let request = Echo::request(BLUE_A.ip, RED_B.ip);
-    let missing = "no VXLAN request on the fabric";
-    check_crossing(
-        &on_fabric,
-        request,
-        "request",
+    let walk = [
         Crossing::routed(&HOST_A, &RED_B),
-        missing,
-    )?;
-    let reply = Echo::reply(RED_B.ip, BLUE_A.ip);
-    let missing = "no VXLAN reply on the fabric";
-    check_crossing(
-        &on_fabric,
-        reply,
-        "reply",
         Crossing::routed(&HOST_B, &BLUE_A),
-        missing,
-    )?;
+    ];
+    check_crossings(&on_fabric, "on the fabric", (BLUE_A.ip, RED_B.ip), walk)?;
     drop(on_fabric);
     let note = " (routed once, on host-a)";
+    let request = Echo::request(BLUE_A.ip, RED_B.ip);
     check_routed_arrival(&at_red.stop(), request, &RED_B, note)?;
     Ok([before, after].concat())
 }
@@ -437,22 +432,13 @@ fn outside_ping(cloud: &Cloud) -> Step<()> {
     );
     ping_all(cloud, &BLUE_A, OUTSIDE)?;
     println!("   at the SNAT node's underlay interface:");
-    check_crossing(
-        &on_snat,
-        Echo::request(BLUE_A.ip, OUTSIDE),
-        "request",
-        Crossing::routed(&HOST_A, &SNAT_PORT),
-        "nothing reached the SNAT node over the fabric",
-    )?;
     // The SNAT node stands for the network node and the world behind it: it answers, on BLUE,
     // straight to BLUE-A's host.
-    check_crossing(
-        &on_snat,
-        Echo::reply(OUTSIDE, BLUE_A.ip),
-        "reply",
+    let walk = [
+        Crossing::routed(&HOST_A, &SNAT_PORT),
         Crossing::bridged(&SNAT_PORT, &BLUE_A),
-        "no reply left the SNAT node",
-    )?;
+    ];
+    check_crossings(&on_snat, "at the SNAT node", (BLUE_A.ip, OUTSIDE), walk)?;
     println!("   (the reply is bridged on BLUE from the SNAT port to BLUE-A: not routed again)");
     Ok(())
 }
@@ -488,7 +474,7 @@ fn packet_walk(local: &[Snapshot], remote: &[Snapshot]) -> Step<()> {
     println!("        delivered the requests and routed the replies; host-c saw none of it");
     println!("        (fabric counts include the ARP that resolved the peer's VTEP)");
     let p = u64::from(PINGS);
-    let walks = HOSTS.map(|h| walk_of(&remote, h));
+    let walks = walks(&remote);
     expect(walks == [(0, p, p), (0, p, p), (0, 0, 0)], || {
         format!("the counters do not tell the DVR walk: {walks:?}")
     })
