@@ -31,7 +31,7 @@ use dvr_harness::frames::{
 };
 use dvr_harness::pcap::PcapRecord;
 use dvr_harness::tools::{assert_tcp_copy_intact, cached_path_mtu, iperf3_client, iperf3_server};
-use dvr_harness::{scope, Capture, Netns, PingOpts};
+use dvr_harness::{scope, Capture, Netns, PingOpts, Scope};
 use dvr_router::stats::Snapshot;
 use router_core::wire::{ArpPacket, EtherType, Icmpv4Message, IpProtocol, Ipv4Packet, VXLAN_PORT};
 
@@ -151,6 +151,44 @@ fn assert_fabric_ports_silent(d: &[Snapshot]) {
     );
 }
 
+/// What five answered pings from one instance to another left behind: the ICMP captured at
+/// the sender and at the receiver, what the fabric bridge saw (tcpdump filter
+/// `fabric_filter`), and what each router counted meanwhile (in [`HOSTS`] order).
+struct PingSeen {
+    at_instances: (Vec<PcapRecord>, Vec<PcapRecord>),
+    fabric: Vec<PcapRecord>,
+    deltas: Vec<Snapshot>,
+}
+
+fn observe_ping(
+    cloud: &Cloud,
+    (from, to): (&InstanceDef, &InstanceDef),
+    fabric_filter: &str,
+) -> PingSeen {
+    let (sender, receiver) = (cloud.instance(from), cloud.instance(to));
+    let on_fabric = cloud.fabric().capture(fabric_filter);
+    let at_receiver = receiver.capture("icmp");
+    let at_sender = sender.capture("icmp");
+    let before = cloud.stats();
+    sender.ping(to.ip, &pings(5)).assert_all_answered();
+    PingSeen {
+        deltas: deltas(&before, &cloud.stats()),
+        at_instances: (at_sender.stop(), at_receiver.stop()),
+        fabric: on_fabric.stop(),
+    }
+}
+
+/// The cloud, running, once two pings from BLUE-A to RED-B were answered: host A has resolved
+/// host B's VTEP, so that nothing the test measures waits for it.
+fn cloud_with_a_path_to_red_b(s: &Scope) -> Cloud {
+    let cloud = Cloud::build(s);
+    cloud
+        .instance(&BLUE_A)
+        .ping(RED_B.ip, &pings(2))
+        .assert_all_answered();
+    cloud
+}
+
 /// Stops every router; each must exit 0 with every packet buffer back in its pool.
 fn stop_clean(cloud: &mut Cloud) -> Vec<DvrdExit> {
     let exits = cloud.stop();
@@ -170,18 +208,14 @@ fn stop_clean(cloud: &mut Cloud) -> Vec<DvrdExit> {
 fn east_west_on_one_host_is_routed_there_and_never_touches_the_fabric() {
     let s = scope!();
     let mut cloud = Cloud::build(&s);
-    let (blue_a, red_a) = (cloud.instance(&BLUE_A), cloud.instance(&RED_A));
-    let on_fabric = cloud.fabric().capture("");
-    let at_red = red_a.capture("icmp");
-    let at_blue = blue_a.capture("icmp");
-    let before = cloud.stats();
+    let PingSeen {
+        at_instances,
+        fabric,
+        deltas: d,
+    } = observe_ping(&cloud, (&BLUE_A, &RED_A), "");
 
-    blue_a.ping(RED_A.ip, &pings(5)).assert_all_answered();
-
-    let d = deltas(&before, &cloud.stats());
-    assert_routed_round_trip((at_blue.stop(), at_red.stop()), &BLUE_A, &RED_A, 5);
+    assert_routed_round_trip(at_instances, &BLUE_A, &RED_A, 5);
     // Nothing crossed the underlay: no frame at all on the bridge, flat fabric counters.
-    let fabric = on_fabric.stop();
     assert!(
         fabric.is_empty(),
         "frames crossed the fabric for traffic local to host A:\n{}{}",
@@ -201,41 +235,41 @@ fn east_west_on_one_host_is_routed_there_and_never_touches_the_fabric() {
 fn east_west_across_hosts_is_routed_at_the_source_and_bridged_at_the_destination() {
     let s = scope!();
     let mut cloud = Cloud::build(&s);
-    let (blue_a, red_b) = (cloud.instance(&BLUE_A), cloud.instance(&RED_B));
     let (fab_a, fab_b) = (
         cloud.fabric_port(&HOST_A).mac(),
         cloud.fabric_port(&HOST_B).mac(),
     );
-    let on_fabric = cloud.fabric().capture("udp port 4789");
-    let at_red_b = red_b.capture("icmp");
-    let at_blue_a = blue_a.capture("icmp");
-    let before = cloud.stats();
-
     // The first request waits while host A resolves host B's VTEP (ARP on the fabric); it is
     // held, not lost.
-    blue_a.ping(RED_B.ip, &pings(5)).assert_all_answered();
+    let PingSeen {
+        at_instances,
+        fabric,
+        deltas: d,
+    } = observe_ping(&cloud, (&BLUE_A, &RED_B), "udp port 4789");
 
-    let d = deltas(&before, &cloud.stats());
-    let fabric = Tunnelled::all_in(&on_fabric.stop());
+    let fabric = Tunnelled::all_in(&fabric);
     let dump = Tunnelled::dump(&fabric);
 
     // BLUE-A -> RED-B: routed on host A, VXLAN on RED's VNI from VTEP A to VTEP B with host
-    // A's DVR MAC as inner source.
-    let requests = assert_encapsulated(
-        &fabric,
-        Echo::request(BLUE_A.ip, RED_B.ip),
-        5,
-        Crossing::routed(&HOST_A, &RED_B),
-        "requests",
-    );
-    // RED-B -> BLUE-A: routed on host B, VXLAN on BLUE's VNI with host B's DVR MAC.
-    let replies = assert_encapsulated(
-        &fabric,
-        Echo::reply(RED_B.ip, BLUE_A.ip),
-        5,
-        Crossing::routed(&HOST_B, &BLUE_A),
-        "replies",
-    );
+    // A's DVR MAC as inner source. RED-B -> BLUE-A: routed on host B, VXLAN on BLUE's VNI
+    // with host B's DVR MAC.
+    let [requests, replies] = [
+        (
+            "requests",
+            Echo::request(BLUE_A.ip, RED_B.ip),
+            &HOST_A,
+            &RED_B,
+        ),
+        (
+            "replies",
+            Echo::reply(RED_B.ip, BLUE_A.ip),
+            &HOST_B,
+            &BLUE_A,
+        ),
+    ]
+    .map(|(what, echo, from, to)| {
+        assert_encapsulated(&fabric, echo, 5, Crossing::routed(from, to), what)
+    });
     // Between the hosts' fabric ports.
     for (t, macs) in requests
         .iter()
@@ -254,7 +288,7 @@ fn east_west_across_hosts_is_routed_at_the_source_and_bridged_at_the_destination
         "the outer source port changed within one flow\n{dump}"
     );
     // Delivered with the gateway MAC restored, not routed again.
-    assert_routed_round_trip((at_blue_a.stop(), at_red_b.stop()), &BLUE_A, &RED_B, 5);
+    assert_routed_round_trip(at_instances, &BLUE_A, &RED_B, 5);
     // The routers' own account: host A routes the requests to host B and delivers the
     // replies, host B the other way round, host C has no part in it.
     let why = "the walk of a cross-host ping";
@@ -265,10 +299,8 @@ fn east_west_across_hosts_is_routed_at_the_source_and_bridged_at_the_destination
 #[test]
 fn tcp_across_hosts_arrives_intact() {
     let s = scope!();
-    let mut cloud = Cloud::build(&s);
+    let mut cloud = cloud_with_a_path_to_red_b(&s);
     let (blue_a, red_b) = (cloud.instance(&BLUE_A), cloud.instance(&RED_B));
-    blue_a.ping(RED_B.ip, &pings(2)).assert_all_answered();
-
     let server = iperf3_server(red_b.netns(), "iperf3");
     let report = iperf3_client(blue_a.netns(), RED_B.ip, &["-t", "3"]);
     drop(server);
@@ -526,9 +558,8 @@ fn traffic_to_the_outside_goes_to_the_snat_node_over_the_fabric() {
 #[test]
 fn too_big_with_df_gets_frag_needed_and_path_mtu_discovery_makes_tcp_work() {
     let s = scope!();
-    let mut cloud = Cloud::build(&s);
+    let mut cloud = cloud_with_a_path_to_red_b(&s);
     let (blue_a, red_b) = (cloud.instance(&BLUE_A), cloud.instance(&RED_B));
-    blue_a.ping(RED_B.ip, &pings(2)).assert_all_answered();
     let at_blue = blue_a.capture("icmp");
 
     // 1472 data bytes: a 1500-byte packet, 50 bytes more than fits in VXLAN on a 1500 fabric.
@@ -713,7 +744,7 @@ struct Forged {
 #[test]
 fn fabric_frames_that_cannot_be_trusted_are_dropped_by_reason_and_traffic_keeps_flowing() {
     let s = scope!();
-    let mut cloud = Cloud::build(&s);
+    let mut cloud = cloud_with_a_path_to_red_b(&s);
     // A kernel node on the underlay that sends raw frames, from an address no host knows.
     let probe = Netns::new(&s, "probe");
     let unknown_vtep = Ipv4Addr::new(192, 0, 2, 99);
@@ -722,9 +753,7 @@ fn fabric_frames_that_cannot_be_trusted_are_dropped_by_reason_and_traffic_keeps_
         .attach_node(&probe, "probe", "fab0", &format!("{unknown_vtep}/24"), 1500);
     let probe_mac = probe.link_mac("fab0");
     let host_b_mac = cloud.fabric_port(&HOST_B).mac();
-    let (blue_a, red_b) = (cloud.instance(&BLUE_A), cloud.instance(&RED_B));
-    blue_a.ping(RED_B.ip, &pings(2)).assert_all_answered();
-    let at_red_b = red_b.capture("icmp");
+    let at_red_b = cloud.instance(&RED_B).capture("icmp");
 
     let to_b = |src_vtep: Ipv4Addr, vni: u32, inner: &[u8]| {
         vxlan_frame(
