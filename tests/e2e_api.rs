@@ -6,26 +6,22 @@
 //!
 //! Run as root: `cargo test --release --test e2e_api -- --test-threads=1`.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use dvr_harness::dvr::{BLUE, HOST_A, RED, RED_A};
+use dvr_harness::one_host::{instances, ports_and_networks};
+use dvr_harness::{scope, Dvrctl, Dvrd, DvrdConfig, Instance, PingOpts, Scope};
 use serde_json::{json, Value};
-use support::config::{HostCfg, NetworkCfg};
-use support::{scope, CmdOutput, Dvrd, DvrdConfig, Instance, InstanceSpec, PingOpts, Scope};
 
-const HOST: &str = "host-a";
-const RED_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 7);
-const BLUE_MAC: &str = "fa:16:3e:aa:01:05";
-const RED_MAC: &str = "fa:16:3e:aa:02:07";
-const BLUE_GW_MAC: &str = "fa:16:3e:00:01:01";
-const RED_GW_MAC: &str = "fa:16:3e:00:02:01";
+/// What the dvrctl commands and the expected answers below spell out.
+const HOST: &str = HOST_A.name;
+const RED_IP: Ipv4Addr = RED_A.ip;
+const RED_MAC: &str = RED_A.mac;
 /// dvrctl's exit codes.
 const EXIT_REFUSED: i32 = 1;
 const EXIT_USAGE: i32 = 2;
@@ -35,72 +31,19 @@ const EXIT_NOT_FOUND: i32 = 4;
 /// Neighbour timers short enough that a failed resolution shows within a second or two.
 const FAST_NEIGHBOURS: &str = "[neighbor]\nretrans_ms = 200\nprobes_max = 3\nfailed_ms = 3000\n";
 
-/// `dvrctl` on one daemon's socket.
-struct Ctl {
-    socket: PathBuf,
-}
-
-impl Ctl {
-    fn of(s: &Scope, dvrd: &Dvrd) -> Ctl {
-        Ctl {
-            socket: s.socket_path(dvrd.label()),
-        }
-    }
-
-    fn command(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dvrctl"));
-        cmd.arg("--socket").arg(&self.socket);
-        cmd
-    }
-
-    /// Runs `dvrctl ARGS` and returns its output, whatever the exit code.
-    fn run(&self, args: &str) -> CmdOutput {
-        support::cmd::output_of(self.command().args(args.split_whitespace()))
-    }
-
-    /// Runs `dvrctl ARGS`, panics unless it exits with 0, returns stdout.
-    fn ok(&self, args: &str) -> String {
-        self.run(args).ok().stdout
-    }
-
-    /// Runs `dvrctl --json ARGS` and parses its output.
-    fn json(&self, args: &str) -> Value {
-        let out = self.ok(&format!("--json {args}"));
-        serde_json::from_str(&out)
-            .unwrap_or_else(|e| panic!("dvrctl --json {args}: not JSON ({e}):\n{out}"))
-    }
-
-    /// Runs `dvrctl ARGS` and returns the exit code and stderr.
-    fn fails(&self, args: &str) -> (i32, String) {
-        let out = self.run(args);
-        assert!(!out.success(), "`dvrctl {args}` should have failed:\n{out}");
-        (out.code.unwrap_or(-1), out.stderr)
-    }
-}
-
-fn instances(s: &Scope) -> (Instance, Instance) {
-    let blue = Instance::new(
-        s,
-        "blue",
-        InstanceSpec::new("10.0.1.5/24", BLUE_MAC, "10.0.1.1"),
-    );
-    let red = Instance::new(
-        s,
-        "red",
-        InstanceSpec::new("10.0.2.7/24", RED_MAC, "10.0.2.1"),
-    );
-    (blue, red)
-}
-
 /// Host, ports and networks only: no router, no interface, no instance port.
 fn empty_config(blue: &Instance, red: &Instance) -> DvrdConfig {
-    let mut cfg = DvrdConfig::new(HostCfg::new(HOST, "fa:16:3f:00:00:0a", "192.0.2.10"))
-        .port(blue.port("blue"))
-        .port(red.port("red"))
-        .network(NetworkCfg::new("blue", 1001, &["blue"]))
-        .network(NetworkCfg::new("red", 1002, &["red"]));
+    let mut cfg = ports_and_networks(blue, red);
     cfg.extra_toml = FAST_NEIGHBOURS.to_string();
     cfg
+}
+
+/// BLUE and RED, a dvrd with [`empty_config`] (ready) and its client.
+fn start(s: &Scope) -> (Instance, Instance, Dvrd, Dvrctl) {
+    let (blue, red) = instances(s, None);
+    let dvrd = Dvrd::start(s, "dvrd", &empty_config(&blue, &red));
+    let ctl = Dvrctl::of(&dvrd);
+    (blue, red, dvrd, ctl)
 }
 
 /// The router, its two interfaces and the two instance ports, as dvrctl commands.
@@ -113,7 +56,7 @@ const TOPOLOGY: &[&str] = &[
 ];
 
 /// Everything the daemon holds, as `dvrctl --json` lists it.
-fn state(ctl: &Ctl) -> Value {
+fn state(ctl: &Dvrctl) -> Value {
     json!({
         "host": ctl.json("host show"),
         "peers": ctl.json("peer list"),
@@ -135,7 +78,7 @@ fn set_arp_answers(instance: &Instance, answer: bool) {
 }
 
 /// The neighbour entry of `ip` as `dvrctl --json neigh` shows it.
-fn neighbour(ctl: &Ctl, ip: Ipv4Addr) -> Option<Value> {
+fn neighbour(ctl: &Dvrctl, ip: Ipv4Addr) -> Option<Value> {
     let all = ctl.json("neigh");
     all["neighbors"]
         .as_array()?
@@ -144,32 +87,34 @@ fn neighbour(ctl: &Ctl, ip: Ipv4Addr) -> Option<Value> {
         .cloned()
 }
 
+/// Asserts the neighbour entry of `ip` is in `state` with `mac`; returns it.
+fn assert_neighbour(ctl: &Dvrctl, ip: Ipv4Addr, state: &str, mac: &str) -> Value {
+    let n = neighbour(ctl, ip).unwrap_or_else(|| panic!("no neighbour entry for {ip}"));
+    assert_eq!(
+        (n["state"].as_str(), n["mac"].as_str()),
+        (Some(state), Some(mac)),
+        "{n}"
+    );
+    n
+}
+
 #[test]
 fn topology_built_at_run_time_with_dvrctl_and_a_deleted_port() {
     let s = scope!();
-    let (blue, red) = instances(&s);
-    let dvrd = Dvrd::start(&s, "dvrd", &empty_config(&blue, &red));
-    let ctl = Ctl::of(&s, &dvrd);
+    let (blue, red, dvrd, ctl) = start(&s);
 
     // The socket is private to the daemon's user.
-    let meta = std::fs::metadata(&ctl.socket).expect("control socket");
+    let meta = std::fs::metadata(ctl.socket()).expect("control socket");
     assert!(meta.file_type().is_socket());
     assert_eq!(meta.permissions().mode() & 0o777, 0o600, "socket mode");
 
     // Nothing routes yet.
     assert_eq!(ctl.json("router list"), json!({ "routers": [] }));
-    let before = blue.ping(
+    blue.ping(
         RED_IP,
-        &PingOpts {
-            count: 2,
-            timeout: Duration::from_millis(500),
-            ..PingOpts::default()
-        },
-    );
-    assert_eq!(
-        before.received, 0,
-        "no router yet, yet RED answered: {before}"
-    );
+        &PingOpts::count(2).timeout(Duration::from_millis(500)),
+    )
+    .assert_unanswered("no router yet, yet RED answered");
 
     for command in TOPOLOGY {
         let out = ctl.ok(command);
@@ -200,12 +145,7 @@ fn topology_built_at_run_time_with_dvrctl_and_a_deleted_port() {
         table.contains("tenant1  red      10.0.2.1/24  fa:16:3e:00:02:01"),
         "{table}"
     );
-    let n = neighbour(&ctl, RED_IP).expect("RED's neighbour entry");
-    assert_eq!(
-        (n["state"].as_str(), n["mac"].as_str()),
-        (Some("permanent"), Some(RED_MAC)),
-        "{n}"
-    );
+    assert_neighbour(&ctl, RED_IP, "permanent", RED_MAC);
     let lookup = ctl.ok("route get 10.0.2.7 router tenant1");
     assert!(
         lookup.contains("neighbour 10.0.2.7 at fa:16:3e:aa:02:07 behind local port red"),
@@ -224,16 +164,9 @@ fn topology_built_at_run_time_with_dvrctl_and_a_deleted_port() {
     );
     let gone = blue.ping(
         RED_IP,
-        &PingOpts {
-            count: 8,
-            interval: Duration::from_millis(300),
-            ..PingOpts::default()
-        },
+        &PingOpts::count(8).interval(Duration::from_millis(300)),
     );
-    assert_eq!(
-        gone.received, 0,
-        "RED's port is deleted, yet it answered: {gone}"
-    );
+    gone.assert_unanswered("RED's port is deleted, yet it answered");
     assert!(gone.errors > 0, "no ICMP error came back: {gone}");
     assert!(
         gone.output.stdout.contains("From 10.0.1.1 icmp_seq=")
@@ -258,12 +191,7 @@ fn topology_built_at_run_time_with_dvrctl_and_a_deleted_port() {
         learned.received >= 4,
         "after ARP the router should reach RED again: {learned}"
     );
-    let n = neighbour(&ctl, RED_IP).expect("the learned entry");
-    assert_eq!(
-        (n["state"].as_str(), n["mac"].as_str()),
-        (Some("reachable"), Some(RED_MAC)),
-        "{n}"
-    );
+    let n = assert_neighbour(&ctl, RED_IP, "reachable", RED_MAC);
     assert!(
         n["age_ms"].as_u64().is_some(),
         "a learned entry has an age: {n}"
@@ -291,12 +219,12 @@ fn start_with_metrics(s: &Scope, cfg: &DvrdConfig, port: u16) -> Dvrd {
             &format!("[control]\nmetrics = \"127.0.0.1:{port}\"\n"),
         )
     });
-    dvrd.wait_ready(support::dvrd::READY_TIMEOUT);
+    dvrd.wait_ready(dvr_harness::dvrd::READY_TIMEOUT);
     dvrd
 }
 
 /// Builds the topology with one `dvrctl apply` (one atomic batch).
-fn apply_topology(s: &Scope, ctl: &Ctl) {
+fn apply_topology(s: &Scope, ctl: &Dvrctl) {
     let file = s.file("topology.txt");
     std::fs::write(
         &file,
@@ -422,10 +350,10 @@ fn metric(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64
 #[test]
 fn metrics_counters_histograms_trace_and_log_level() {
     let s = scope!();
-    let (blue, red) = instances(&s);
+    let (blue, red) = instances(&s, None);
     let port = free_port();
     let dvrd = start_with_metrics(&s, &empty_config(&blue, &red), port);
-    let ctl = Ctl::of(&s, &dvrd);
+    let ctl = Dvrctl::of(&dvrd);
     apply_topology(&s, &ctl);
     blue.ping(RED_IP, &PingOpts::count(5)).assert_all_answered();
 
@@ -556,14 +484,14 @@ fn metrics_counters_histograms_trace_and_log_level() {
             .map(|s| s.as_str().unwrap())
             .collect();
         let want = [
-            format!("> {BLUE_GW_MAC} type 0x0800 (ipv4)"),
+            format!("> {} type 0x0800 (ipv4)", BLUE.gateway_mac),
             "input network blue, router tenant1".to_string(),
             "ipv4 10.0.1.5 > 10.0.2.7 icmp ttl 64".to_string(),
             "route lookup in tenant1 for 10.0.2.7: next hop".to_string(),
             format!(
                 "neighbour 10.0.2.7 at {RED_MAC} behind local port red via interface tenant1/red"
             ),
-            format!("rewrite ethernet {RED_GW_MAC} > {RED_MAC}, ttl 63"),
+            format!("rewrite ethernet {} > {RED_MAC}, ttl 63", RED.gateway_mac),
         ];
         for w in &want {
             assert!(
@@ -578,8 +506,8 @@ fn metrics_counters_histograms_trace_and_log_level() {
     trace.args(["trace", "count", "1", "dst", "10.77.0.1", "timeout", "10"]);
     let tracer = trace.stdout(std::process::Stdio::piped()).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    let ping = blue.ping(Ipv4Addr::new(10, 77, 0, 1), &PingOpts::count(1));
-    assert_eq!(ping.received, 0);
+    blue.ping(Ipv4Addr::new(10, 77, 0, 1), &PingOpts::count(1))
+        .assert_unanswered("no route to 10.77.0.1");
     let out = tracer.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
@@ -621,13 +549,14 @@ fn metrics_counters_histograms_trace_and_log_level() {
     dvrd.stop().assert_clean();
 }
 
-/// One raw request line on a fresh connection, and the response line parsed.
+/// One raw request line on a fresh connection, and the response line parsed. The daemon may
+/// answer and close before it has read the request (a client too many is turned away at
+/// once): the write then fails with a broken pipe, and the answer is still there to read.
 fn raw(socket: &Path, line: &[u8]) -> Value {
     let mut conn = UnixStream::connect(socket).expect("connect");
     conn.set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
-    conn.write_all(line).unwrap();
-    conn.write_all(b"\n").unwrap();
+    let _ = conn.write_all(&[line, b"\n"].concat());
     read_response(&mut conn)
 }
 
@@ -664,13 +593,11 @@ fn assert_error(what: &str, response: &Value, code: &str, field: Option<&str>, n
 #[test]
 fn malformed_and_hostile_requests_are_refused_and_change_nothing() {
     let s = scope!();
-    let (blue, red) = instances(&s);
-    let dvrd = Dvrd::start(&s, "dvrd", &empty_config(&blue, &red));
-    let ctl = Ctl::of(&s, &dvrd);
+    let (blue, _red, dvrd, ctl) = start(&s);
     apply_topology(&s, &ctl);
     ctl.ok("network add green vni 1003");
     let before = state(&ctl);
-    let sock = ctl.socket.clone();
+    let sock = ctl.socket().to_path_buf();
     let req = |op: &str, args: Value| {
         serde_json::to_vec(&json!({ "v": 1, "id": 9, "op": op, "args": args })).unwrap()
     };
@@ -960,9 +887,7 @@ fn malformed_and_hostile_requests_are_refused_and_change_nothing() {
     assert_eq!(out.code, Some(EXIT_NOT_FOUND));
     let e: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(e["error"]["code"], "not_found", "{e}");
-    let unreachable = Ctl {
-        socket: s.file("no-such.sock"),
-    };
+    let unreachable = Dvrctl::at(&s, &s.file("no-such.sock"));
     let (code, err) = unreachable.fails("stats");
     assert_eq!(code, EXIT_UNREACHABLE, "{err}");
 

@@ -7,19 +7,19 @@
 //!
 //! Run as root: `cargo test --release --test e2e_api_hitless -- --test-threads=1 --nocapture`.
 
-mod support;
-
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use dvr_harness::cmd::output_of;
+use dvr_harness::config::worker_core;
+use dvr_harness::dvr::RED_A;
+use dvr_harness::one_host::{instances, ports_and_networks};
+use dvr_harness::{scope, CmdOutput, Dvrctl, Dvrd, Instance, PingOpts, Process, Scope};
 use serde_json::Value;
-use support::config::{HostCfg, NetworkCfg};
-use support::{scope, CmdOutput, Dvrd, DvrdConfig, Instance, InstanceSpec, PingOpts, Scope};
 
-const HOST: &str = "host-a";
-const RED_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 7);
+const RED_IP: Ipv4Addr = RED_A.ip;
 /// Instance ports added one by one, then deleted in the batch; as many routes.
 const PORTS: usize = 25_000;
 const ROUTES: usize = 25_000;
@@ -31,41 +31,11 @@ const BASELINE_S: u64 = 4;
 /// Longest the churn may take; the stream under churn runs this long.
 const CHURN_BUDGET_S: u64 = 25;
 
-/// `dvrctl` on one daemon's socket.
-struct Ctl {
-    socket: PathBuf,
-}
-
 /// The CPU the test's own tools run on: the control thread's, so that the worker's CPU runs
 /// the worker alone, as a dedicated core would in production.
 fn tools_cpu() -> String {
-    let worker = support::config::worker_core();
+    let worker = worker_core();
     (if worker == 0 { 0 } else { worker - 1 }).to_string()
-}
-
-impl Ctl {
-    fn command(&self) -> Command {
-        let mut cmd = Command::new("taskset");
-        cmd.args(["-c", &tools_cpu(), env!("CARGO_BIN_EXE_dvrctl")])
-            .arg("--socket")
-            .arg(&self.socket);
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> CmdOutput {
-        support::cmd::output_of(self.command().args(args))
-    }
-
-    fn ok(&self, args: &str) -> String {
-        self.run(&args.split_whitespace().collect::<Vec<_>>())
-            .ok()
-            .stdout
-    }
-
-    fn json(&self, args: &str) -> Value {
-        let out = self.ok(&format!("--json {args}"));
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("dvrctl --json {args}: {e}\n{out}"))
-    }
 }
 
 const TOPOLOGY: &str = "\
@@ -129,7 +99,7 @@ fn churn_files(s: &Scope) -> (PathBuf, PathBuf) {
 const STREAM_PRIORITY: [&str; 2] = ["--fifo", "10"];
 
 /// `iperf3 -s -1` in `instance`, on the tools' CPU, listening.
-fn stream_server(instance: &Instance, label: &str) -> support::Process {
+fn stream_server(instance: &Instance, label: &str) -> Process {
     let cpu = tools_cpu();
     let [policy, priority] = STREAM_PRIORITY;
     let mut p = instance.spawn(
@@ -168,7 +138,7 @@ fn stream_client(netns: &str, args: &[String]) -> Value {
         "-J",
     ])
     .args(args);
-    let out = support::cmd::output_of(&mut cmd);
+    let out = output_of(&mut cmd);
     assert!(out.success(), "iperf3 failed: {out}");
     serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("iperf3 JSON: {e}\n{out}"))
 }
@@ -189,7 +159,7 @@ fn udp_result(report: &Value) -> (u64, u64, u64) {
 }
 
 /// Per-burst p50 and p99, bursts, per-packet residence p99 (ns), since the last reset.
-fn burst_latency(ctl: &Ctl) -> (u64, u64, u64, u64) {
+fn burst_latency(ctl: &Dvrctl) -> (u64, u64, u64, u64) {
     let h = ctl.json("hist");
     let b = &h["merged"]["burst"];
     let r = &h["merged"]["residence"];
@@ -212,7 +182,7 @@ struct RouterCount {
 }
 
 impl RouterCount {
-    fn read(ctl: &Ctl) -> Self {
+    fn read(ctl: &Dvrctl) -> Self {
         let stats = ctl.json("stats");
         let snap = &stats["snapshot"];
         let port = |name: &str, k: &str| {
@@ -361,7 +331,7 @@ struct Bed {
     blue: Instance,
     red: Instance,
     dvrd: Dvrd,
-    ctl: Ctl,
+    ctl: Dvrctl,
     adds: PathBuf,
     dels: PathBuf,
 }
@@ -416,6 +386,13 @@ impl Bed {
         )
     }
 
+    /// Runs `dvrctl VERB FILE`, which must succeed: its output and how long it took (s).
+    fn timed_ctl(&self, verb: &str, file: &Path) -> (CmdOutput, f64) {
+        let started = Instant::now();
+        let out = self.ctl.run_args(&[verb, &file.to_string_lossy()]).ok();
+        (out, started.elapsed().as_secs_f64())
+    }
+
     fn attempt(&self) -> Attempt {
         let wait = Duration::from_millis(BASELINE_S * 1000 - 300);
         let (baseline, (), baseline_hist) =
@@ -423,9 +400,7 @@ impl Bed {
         let (churn, (single_s, single_report, usage, batch_s), churn_hist) =
             self.stream("iperf3-churn", CHURN_BUDGET_S, || {
                 std::thread::sleep(Duration::from_secs(1));
-                let started = Instant::now();
-                let one_by_one = self.ctl.run(&["-b", &self.adds.to_string_lossy()]).ok();
-                let single_s = started.elapsed().as_secs_f64();
+                let (one_by_one, single_s) = self.timed_ctl("-b", &self.adds);
                 assert!(
                     one_by_one
                         .stderr
@@ -440,9 +415,7 @@ impl Bed {
                         .len(),
                     PORTS + 1
                 );
-                let started = Instant::now();
-                let batch = self.ctl.run(&["apply", &self.dels.to_string_lossy()]).ok();
-                let batch_s = started.elapsed().as_secs_f64();
+                let (batch, batch_s) = self.timed_ctl("apply", &self.dels);
                 assert_eq!(
                     batch.stdout,
                     format!("{SINGLES} changes applied ({SINGLES} changed, 0 unchanged)\n")
@@ -495,31 +468,15 @@ const ATTEMPTS: usize = 2;
 #[test]
 fn one_hundred_thousand_changes_while_traffic_flows() {
     let s = scope!();
-    let blue = Instance::new(
-        &s,
-        "blue",
-        InstanceSpec::new("10.0.1.5/24", "fa:16:3e:aa:01:05", "10.0.1.1"),
-    );
-    let red = Instance::new(
-        &s,
-        "red",
-        InstanceSpec::new("10.0.2.7/24", "fa:16:3e:aa:02:07", "10.0.2.1"),
-    );
+    let (blue, red) = instances(&s, None);
     // Room for a second of the stream in each port's receive ring, should the worker's CPU be
     // taken from it for a moment.
-    let ring = |mut p: support::PortCfg| {
+    let mut cfg = ports_and_networks(&blue, &red);
+    for p in &mut cfg.ports {
         p.vdev_args = ",framecnt=4096".into();
-        p
-    };
-    let cfg = DvrdConfig::new(HostCfg::new(HOST, "fa:16:3f:00:00:0a", "192.0.2.10"))
-        .port(ring(blue.port("blue")))
-        .port(ring(red.port("red")))
-        .network(NetworkCfg::new("blue", 1001, &["blue"]))
-        .network(NetworkCfg::new("red", 1002, &["red"]));
+    }
     let dvrd = Dvrd::start(&s, "dvrd", &cfg);
-    let ctl = Ctl {
-        socket: s.socket_path(dvrd.label()),
-    };
+    let ctl = Dvrctl::of(&dvrd).pinned(&tools_cpu());
     let topology = s.file("topology.txt");
     std::fs::write(&topology, TOPOLOGY).unwrap();
     ctl.ok(&format!("apply {}", topology.display()));

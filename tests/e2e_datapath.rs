@@ -4,86 +4,32 @@
 //!
 //! Run as root: `cargo test --release --test e2e_datapath -- --test-threads=1`.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::Duration;
 
-use router_core::wire::{Icmpv4Message, IpProtocol, Ipv4Packet};
-use support::config::{HostCfg, InstancePortCfg, NetworkCfg, RouterCfg};
-use support::dvrd::run_to_exit;
-use support::frames::{
-    echo_request_frame, ethernet_of, icmp_of, ipv4_of, is_echo, mac, Ipv4Fields,
+use dvr_harness::checks::{
+    assert_gateway_replies, assert_icmp_from_gateway, assert_routed_round_trip, wait_for_icmp,
+    TTL_SENT,
 };
-use support::test_scope::DPDK_RUN_DIR;
-use support::{scope, Capture, Dvrd, DvrdConfig, Instance, InstanceSpec, PingOpts, Scope};
+use dvr_harness::dvr::{BLUE, BLUE_A, RED, RED_A};
+use dvr_harness::dvrd::{run_to_exit, DvrdRun};
+use dvr_harness::frames::{echo_request_frame, icmp_of, ipv4_of, Ipv4Fields};
+use dvr_harness::one_host::{instances, routed_config};
+use dvr_harness::test_scope::DPDK_RUN_DIR;
+use dvr_harness::{scope, Capture, Dvrd, Instance, PingOpts, Scope};
+use router_core::wire::{Icmpv4Message, IpProtocol, Ipv4Packet};
 
-const HOST: &str = "host-a";
-const BLUE_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 5);
-const BLUE_GW: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 1);
-const RED_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 7);
-const RED_GW: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 1);
-const BLUE_MAC: &str = "fa:16:3e:aa:01:05";
-const RED_MAC: &str = "fa:16:3e:aa:02:07";
-const BLUE_GW_MAC: &str = "fa:16:3e:00:01:01";
-const RED_GW_MAC: &str = "fa:16:3e:00:02:01";
-/// Linux's default TTL, and what is left after one router.
-const TTL_SENT: u8 = 64;
-const TTL_ROUTED: u8 = TTL_SENT - 1;
 /// A bad config must be refused within this time.
 const FAIL_FAST: Duration = Duration::from_secs(2);
 const CAPTURE_WAIT: Duration = Duration::from_secs(5);
 
-fn instances(s: &Scope) -> (Instance, Instance) {
-    let blue = Instance::new(
-        s,
-        "blue",
-        InstanceSpec::new("10.0.1.5/24", BLUE_MAC, "10.0.1.1"),
-    );
-    let red = Instance::new(
-        s,
-        "red",
-        InstanceSpec::new("10.0.2.7/24", RED_MAC, "10.0.2.1"),
-    );
-    (blue, red)
-}
-
-/// Host A with ports `blue` and `red` on the instances' host ends, networks BLUE and RED, the
-/// router `tenant1` with a gateway on each, and both instances as local instance ports.
-fn config(blue: &Instance, red: &Instance) -> DvrdConfig {
-    DvrdConfig::new(HostCfg::new(HOST, "fa:16:3f:00:00:0a", "192.0.2.10"))
-        .port(blue.port("blue"))
-        .port(red.port("red"))
-        .network(NetworkCfg::new("blue", 1001, &["blue"]))
-        .network(NetworkCfg::new("red", 1002, &["red"]))
-        .router(
-            RouterCfg::new("tenant1")
-                .interface("blue", "10.0.1.1/24", BLUE_GW_MAC)
-                .interface("red", "10.0.2.1/24", RED_GW_MAC),
-        )
-        .instance_port(InstancePortCfg::new("blue", BLUE_IP, blue.mac(), HOST))
-        .instance_port(InstancePortCfg::new("red", RED_IP, red.mac(), HOST))
-}
-
 /// BLUE, RED, and dvrd routing between them (ready). Dropped in reverse: dvrd first.
 fn start(s: &Scope) -> (Instance, Instance, Dvrd) {
-    let (blue, red) = instances(s);
-    let dvrd = Dvrd::start(s, "dvrd", &config(&blue, &red));
+    let (blue, red) = instances(s, None);
+    let dvrd = Dvrd::start(s, "dvrd", &routed_config(&blue, &red));
     (blue, red, dvrd)
-}
-
-/// Ethernet source, destination and the IPv4 TTL of a frame.
-fn macs_and_ttl(frame: &[u8]) -> (String, String, u8) {
-    let eth = ethernet_of(frame).expect("an Ethernet frame");
-    let ip = ipv4_of(frame).expect("an IPv4 frame");
-    (
-        eth.src_addr().to_string(),
-        eth.dst_addr().to_string(),
-        ip.ttl(),
-    )
 }
 
 #[test]
@@ -93,52 +39,12 @@ fn routed_ping_leaves_with_the_gateway_mac_and_one_ttl_less() {
     let at_red = red.capture("icmp");
     let at_blue = blue.capture("icmp");
 
-    let ping = blue.ping(RED_IP, &PingOpts::count(5));
+    let ping = blue.ping(RED_A.ip, &PingOpts::count(5));
     ping.assert_all_answered();
 
-    // BLUE -> RED: what RED receives was rewritten by the router.
-    let frames = at_red.stop();
-    let requests: Vec<_> = frames
-        .iter()
-        .filter(|r| is_echo(&r.data, false, BLUE_IP, RED_IP))
-        .collect();
-    assert_eq!(
-        requests.len(),
-        5,
-        "echo requests seen at RED:\n{}",
-        Capture::dump(&frames)
-    );
-    for r in &requests {
-        assert_eq!(
-            macs_and_ttl(&r.data),
-            (RED_GW_MAC.into(), RED_MAC.into(), TTL_ROUTED),
-            "request at RED"
-        );
-        assert!(
-            ipv4_of(&r.data).unwrap().verify_checksum(),
-            "IPv4 checksum not updated after the TTL decrement"
-        );
-    }
-    // RED -> BLUE: the replies were routed the same way.
-    let frames = at_blue.stop();
-    let replies: Vec<_> = frames
-        .iter()
-        .filter(|r| is_echo(&r.data, true, RED_IP, BLUE_IP))
-        .collect();
-    assert_eq!(
-        replies.len(),
-        5,
-        "echo replies seen at BLUE:\n{}",
-        Capture::dump(&frames)
-    );
-    for r in &replies {
-        assert_eq!(
-            macs_and_ttl(&r.data),
-            (BLUE_GW_MAC.into(), BLUE_MAC.into(), TTL_ROUTED),
-            "reply at BLUE"
-        );
-        assert!(ipv4_of(&r.data).unwrap().verify_checksum());
-    }
+    // BLUE -> RED: what RED receives was rewritten by the router (new MACs, one TTL less,
+    // the checksum updated); the replies were routed the same way.
+    assert_routed_round_trip((at_blue.stop(), at_red.stop()), &BLUE_A, &RED_A, 5);
 
     let exit = dvrd.stop();
     let summary = exit.assert_clean();
@@ -163,52 +69,26 @@ fn gateway_answers_arp_and_ping() {
     let (blue, red, dvrd) = start(&s);
     let at_blue = blue.capture("icmp or arp");
 
-    let arp = blue.arping(BLUE_GW, 3, Duration::from_secs(5));
-    assert!(
-        arp.replies.len() >= 2,
-        "arping got {} replies\n{}",
-        arp.replies.len(),
-        arp.output
-    );
-    assert_eq!(arp.mac(), mac(BLUE_GW_MAC), "{}", arp.output);
-    assert!(
-        arp.replies.iter().all(|(ip, _)| *ip == BLUE_GW),
-        "{:?}",
-        arp.replies
-    );
-
+    blue.arping(BLUE.gateway, 3, Duration::from_secs(5))
+        .assert_answered(2, BLUE.gateway, BLUE.gateway_mac());
     // Each network has its own gateway MAC.
-    let arp = red.arping(RED_GW, 1, Duration::from_secs(5));
-    assert_eq!(arp.mac(), mac(RED_GW_MAC), "{}", arp.output);
+    red.arping(RED.gateway, 1, Duration::from_secs(5))
+        .assert_answered(1, RED.gateway, RED.gateway_mac());
 
-    blue.ping(BLUE_GW, &PingOpts::count(5))
+    blue.ping(BLUE.gateway, &PingOpts::count(5))
         .assert_all_answered();
     assert_eq!(
-        blue.neighbor(BLUE_GW),
-        Some(mac(BLUE_GW_MAC)),
+        blue.neighbor(BLUE.gateway),
+        Some(BLUE.gateway_mac()),
         "BLUE's neighbour entry for its gateway"
     );
-
-    let frames = at_blue.stop();
-    let replies: Vec<_> = frames
-        .iter()
-        .filter(|r| is_echo(&r.data, true, BLUE_GW, BLUE_IP))
-        .collect();
-    assert_eq!(
-        replies.len(),
+    assert_gateway_replies(
+        &at_blue.stop(),
+        (BLUE.gateway, BLUE.gateway_mac()),
+        (BLUE_A.ip, BLUE_A.mac()),
         5,
-        "echo replies from the gateway:\n{}",
-        Capture::dump(&frames)
+        "echo replies from the gateway",
     );
-    for r in &replies {
-        let eth = ethernet_of(&r.data).unwrap();
-        assert_eq!(
-            (eth.src_addr(), eth.dst_addr()),
-            (mac(BLUE_GW_MAC), mac(BLUE_MAC))
-        );
-        assert!(ipv4_of(&r.data).unwrap().verify_checksum());
-        assert!(icmp_of(&r.data).unwrap().verify_checksum());
-    }
     dvrd.stop().assert_clean();
 }
 
@@ -224,9 +104,9 @@ fn blue_to_red(ident: u16, ttl: u8) -> Vec<u8> {
     let ip = Ipv4Fields {
         ttl,
         ident,
-        ..Ipv4Fields::new(BLUE_IP, RED_IP, IpProtocol::Icmp)
+        ..Ipv4Fields::new(BLUE_A.ip, RED_A.ip, IpProtocol::Icmp)
     };
-    echo_request_frame(mac(BLUE_GW_MAC), mac(BLUE_MAC), ip, 1)
+    echo_request_frame(BLUE.gateway_mac(), BLUE_A.mac(), ip, 1)
 }
 
 /// Recomputes the IPv4 header checksum of a frame (20-byte header at offset 14).
@@ -257,43 +137,26 @@ fn garbage() -> Vec<Garbage> {
         let mut version = blue_to_red(base + 6, TTL_SENT);
         version[14] = 0x65;
         fix_checksum(&mut version);
-        out.extend([
-            Garbage {
-                what: "Ethernet header only",
-                reason: "ipv4_truncated",
-                frame: eth_only,
-            },
-            Garbage {
-                what: "IPv4 header cut at 12 bytes",
-                reason: "ipv4_truncated",
-                frame: ip_cut,
-            },
-            Garbage {
-                what: "bad header checksum",
-                reason: "ipv4_bad_checksum",
-                frame: bad_sum,
-            },
-            Garbage {
-                what: "IHL 4",
-                reason: "ipv4_bad_header_length",
-                frame: bad_ihl,
-            },
-            Garbage {
-                what: "total length past the frame",
-                reason: "ipv4_bad_total_length",
-                frame: long,
-            },
-            Garbage {
-                what: "total length below the header",
-                reason: "ipv4_bad_total_length",
-                frame: short,
-            },
-            Garbage {
-                what: "version 6 in an IPv4 frame",
-                reason: "ipv4_bad_version",
-                frame: version,
-            },
-        ]);
+        out.extend(
+            [
+                ("Ethernet header only", "ipv4_truncated", eth_only),
+                ("IPv4 header cut at 12 bytes", "ipv4_truncated", ip_cut),
+                ("bad header checksum", "ipv4_bad_checksum", bad_sum),
+                ("IHL 4", "ipv4_bad_header_length", bad_ihl),
+                ("total length past the frame", "ipv4_bad_total_length", long),
+                (
+                    "total length below the header",
+                    "ipv4_bad_total_length",
+                    short,
+                ),
+                ("version 6 in an IPv4 frame", "ipv4_bad_version", version),
+            ]
+            .map(|(what, reason, frame)| Garbage {
+                what,
+                reason,
+                frame,
+            }),
+        );
     }
     out
 }
@@ -302,7 +165,8 @@ fn garbage() -> Vec<Garbage> {
 fn garbage_frames_are_dropped_by_reason_and_traffic_keeps_flowing() {
     let s = scope!();
     let (blue, red, mut dvrd) = start(&s);
-    blue.ping(RED_IP, &PingOpts::count(2)).assert_all_answered();
+    blue.ping(RED_A.ip, &PingOpts::count(2))
+        .assert_all_answered();
     let at_blue = blue.capture("icmp");
     let at_red = red.capture("icmp");
 
@@ -316,29 +180,9 @@ fn garbage_frames_are_dropped_by_reason_and_traffic_keeps_flowing() {
     // TTL 1: not forwarded, answered with ICMP time exceeded (RFC 1812 section 5.3.1) from the
     // gateway, quoting the datagram.
     blue.inject(&[blue_to_red(0x7711, 1)]);
-    let exceeded = at_blue.wait_for(CAPTURE_WAIT, |f| {
-        icmp_of(f).is_some_and(|i| i.msg_type() == Icmpv4Message::TimeExceeded)
-    });
-    let exceeded = exceeded.unwrap_or_else(|| {
-        panic!(
-            "no ICMP time exceeded in BLUE:\n{}",
-            Capture::dump(&at_blue.frames())
-        )
-    });
-    let (eth, ip, icmp) = (
-        ethernet_of(&exceeded.data).unwrap(),
-        ipv4_of(&exceeded.data).unwrap(),
-        icmp_of(&exceeded.data).unwrap(),
-    );
-    assert_eq!(
-        (eth.src_addr(), eth.dst_addr()),
-        (mac(BLUE_GW_MAC), mac(BLUE_MAC))
-    );
-    assert_eq!((ip.src_addr(), ip.dst_addr()), (BLUE_GW, BLUE_IP));
-    assert!(
-        ip.verify_checksum() && icmp.verify_checksum(),
-        "bad checksum in the time exceeded"
-    );
+    let exceeded = wait_for_icmp(&at_blue, Icmpv4Message::TimeExceeded, CAPTURE_WAIT);
+    let gateway = (BLUE.gateway, BLUE.gateway_mac());
+    let icmp = assert_icmp_from_gateway(&exceeded.data, gateway, (BLUE_A.ip, BLUE_A.mac()));
     assert_eq!(
         icmp.code(),
         0,
@@ -354,7 +198,7 @@ fn garbage_frames_are_dropped_by_reason_and_traffic_keeps_flowing() {
     let quoted = Ipv4Packet::new_unchecked(&icmp.data()[..20]);
     assert_eq!(
         (quoted.src_addr(), quoted.dst_addr(), quoted.ident()),
-        (BLUE_IP, RED_IP, 0x7711)
+        (BLUE_A.ip, RED_A.ip, 0x7711)
     );
     assert_eq!(
         icmp.data().len(),
@@ -364,7 +208,8 @@ fn garbage_frames_are_dropped_by_reason_and_traffic_keeps_flowing() {
 
     // Still routing.
     dvrd.assert_running();
-    blue.ping(RED_IP, &PingOpts::count(3)).assert_all_answered();
+    blue.ping(RED_A.ip, &PingOpts::count(3))
+        .assert_all_answered();
     let mut at_red = at_red.stop();
     // The injected frames carry the same number as IPv4 ident and ICMP echo ident; ping's own
     // packets have random IPv4 idents, which may fall in the range too.
@@ -405,6 +250,16 @@ fn garbage_frames_are_dropped_by_reason_and_traffic_keeps_flowing() {
     assert_eq!(summary.mempool_in_use(), Some(0));
 }
 
+/// `dvrd --check --config PATH`: it must end by itself within [`FAIL_FAST`].
+fn check_config(s: &Scope, label: &str, path: &Path) -> DvrdRun {
+    let args = [
+        OsStr::new("--check"),
+        OsStr::new("--config"),
+        path.as_os_str(),
+    ];
+    run_to_exit(s, label, &args, FAIL_FAST)
+}
+
 /// One invalid configuration: how it is made from a valid one, and what stderr must name.
 struct BadConfig {
     what: &'static str,
@@ -418,14 +273,14 @@ fn bad_configs(
     file_prefix: &str,
     socket: &Path,
 ) -> (String, Vec<BadConfig>) {
-    let good_cfg = config(blue, red);
+    let good_cfg = routed_config(blue, red);
     let good = good_cfg.to_toml(file_prefix, socket);
     let mut unknown_port = good_cfg.clone();
     unknown_port.networks[1].ports = vec!["grene".into()];
     let mut overlap = good_cfg.clone();
     overlap.routers[0].interfaces[1].address = "10.0.1.129/25".into();
     assert!(
-        good.contains("[dataplane]\n") && good.contains(BLUE_GW_MAC),
+        good.contains("[dataplane]\n") && good.contains(BLUE.gateway_mac),
         "the config writer changed:\n{good}"
     );
     let bad = vec![
@@ -441,7 +296,7 @@ fn bad_configs(
         },
         BadConfig {
             what: "bad gateway MAC",
-            toml: good.replace(BLUE_GW_MAC, "fa:16:3e:zz:01:01"),
+            toml: good.replace(BLUE.gateway_mac, "fa:16:3e:zz:01:01"),
             must_name: vec!["mac", "fa:16:3e:zz:01:01"],
         },
         BadConfig {
@@ -462,23 +317,14 @@ fn bad_configs(
 fn invalid_config_fails_fast_naming_the_key_before_any_port_is_touched() {
     let s = scope!();
     // Real interfaces behind the ports, so that only the config itself is wrong.
-    let (blue, red) = instances(&s);
+    let (blue, red) = instances(&s, None);
     let file_prefix = s.dpdk_prefix("bad");
     let eal_dir = Path::new(DPDK_RUN_DIR).join(&file_prefix);
     let (good, bad) = bad_configs(&blue, &red, &file_prefix, &s.socket_path("bad"));
 
     let good_path = s.file("good.toml");
     std::fs::write(&good_path, &good).unwrap();
-    let check = run_to_exit(
-        &s,
-        "check-good",
-        &[
-            OsStr::new("--check"),
-            OsStr::new("--config"),
-            good_path.as_os_str(),
-        ],
-        FAIL_FAST,
-    );
+    let check = check_config(&s, "check-good", &good_path);
     assert_eq!(
         check.code,
         Some(0),
@@ -532,16 +378,7 @@ fn invalid_config_fails_fast_naming_the_key_before_any_port_is_touched() {
         );
         assert!(!run.stderr.contains("EAL:"), "EAL ran: {context}");
 
-        let check = run_to_exit(
-            &s,
-            &format!("check-{i}"),
-            &[
-                OsStr::new("--check"),
-                OsStr::new("--config"),
-                path.as_os_str(),
-            ],
-            FAIL_FAST,
-        );
+        let check = check_config(&s, &format!("check-{i}"), &path);
         assert_eq!(
             check.code,
             Some(2),

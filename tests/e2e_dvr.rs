@@ -1,7 +1,7 @@
 //! Per-host distributed virtual routing across hosts, end to end: three real `dvrd` processes
 //! (hosts A, B and C), each with its instances in network namespaces, a Linux bridge as the
 //! underlay between their fabric ports, and a centralised SNAT node (a kernel namespace with a
-//! Linux vxlan device). The topology is `support::dvr` (also the demo's): router `tenant1` with
+//! Linux vxlan device). The topology is `dvr_harness::dvr` (also the demo's): router `tenant1` with
 //! BLUE 10.0.1.0/24 and RED 10.0.2.0/24, router `tenant2` with the same subnets on other VNIs.
 //!
 //! Each test checks what docs/dvr-semantics.md promises, with the tools an operator would use:
@@ -11,32 +11,30 @@
 //!
 //! Run as root: `cargo test --release -p dvr-router --test e2e_dvr -- --test-threads=1`.
 
-mod support;
-
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+use dvr_harness::checks::{
+    assert_gateway_replies, assert_icmp_from_gateway, assert_routed_echoes,
+    assert_routed_round_trip, echoes, macs_and_ttl, wait_for_icmp, Echo, TTL_ROUTED,
+};
+use dvr_harness::dvr::{
+    deltas, fabric_movement, host_index, port_stats, router_stats, walk_of, walks, Cloud, Crossing,
+    InstanceDef, BLUE, BLUE2, BLUE2_A, BLUE_A, BLUE_C, FABRIC_INNER_MTU, FABRIC_PORT, HOSTS,
+    HOST_A, HOST_B, HOST_C, INSTANCES, OUTSIDE, RED, RED2, RED2_B, RED_A, RED_B, SNAT_PORT,
+    SNAT_UNDERLAY_IF, SNAT_VXLAN_IF, TENANT1,
+};
+use dvr_harness::dvrd::DvrdExit;
+use dvr_harness::frames::{
+    ethernet, ethernet_of, icmp_echo_request, ipv4, ipv4_of, vxlan_frame, Ipv4Fields, Mac,
+    Tunnelled,
+};
+use dvr_harness::pcap::PcapRecord;
+use dvr_harness::tools::{assert_tcp_copy_intact, cached_path_mtu, iperf3_client, iperf3_server};
+use dvr_harness::{scope, Capture, Netns, PingOpts, Scope};
 use dvr_router::stats::Snapshot;
-use router_core::wire::{ArpPacket, EtherType, Icmpv4Message, IpProtocol, Ipv4Packet};
-use support::dvr::{
-    port_stats, router_stats, Cloud, HostDef, InstanceDef, BLUE, BLUE2, BLUE2_A, BLUE_A, BLUE_C,
-    FABRIC_INNER_MTU, FABRIC_PORT, HOSTS, HOST_A, HOST_B, HOST_C, INSTANCES, OUTSIDE, RED, RED2,
-    RED2_B, RED_A, RED_B, SNAT_NODE, SNAT_PORT, SNAT_UNDERLAY_IF, SNAT_VXLAN_IF, TENANT1,
-};
-use support::dvrd::DvrdExit;
-use support::frames::{
-    ethernet, ethernet_of, icmp_echo_request, icmp_of, ipv4, ipv4_of, is_echo, vxlan_frame,
-    Ipv4Fields, Mac, Tunnelled,
-};
-use support::pcap::PcapRecord;
-use support::tools::{
-    cached_path_mtu, iperf3_client, iperf3_server, random_file, sha256, tcp_transfer,
-};
-use support::{scope, Capture, Netns, PingOpts};
+use router_core::wire::{ArpPacket, EtherType, Icmpv4Message, IpProtocol, Ipv4Packet, VXLAN_PORT};
 
-/// Linux's default TTL, and what is left after one router (DVR routes once, on the source host).
-const TTL_SENT: u8 = 64;
-const TTL_ROUTED: u8 = TTL_SENT - 1;
 /// How long a capture waits for a frame it expects.
 const CAPTURE_WAIT: Duration = Duration::from_secs(5);
 /// The lowest outer UDP source port (RFC 7348 section 5: 49152-65535 recommended).
@@ -48,111 +46,60 @@ const PMTU_TRANSFER_BYTES: u64 = 8 << 20;
 /// default, so a capture tells them apart.
 const INJECTED_DATA_LEN: usize = 99;
 
-/// Pings that must all be answered: 5 requests 200 ms apart, 3 s for the last reply.
+/// Pings that must all be answered: 200 ms apart, 3 s for the last reply.
 fn pings(count: u32) -> PingOpts {
-    PingOpts {
-        count,
-        timeout: Duration::from_secs(3),
-        ..PingOpts::default()
-    }
+    PingOpts::count(count).timeout(Duration::from_secs(3))
 }
 
 /// Pings with `size` data bytes (to tell flows apart in captures).
 fn pings_of_size(count: u32, size: usize) -> PingOpts {
-    PingOpts {
-        size: Some(size),
-        ..pings(count)
-    }
+    pings(count).size(size)
 }
 
 /// Pings expected to fail: short timeouts.
 fn doomed_pings(count: u32, size: usize) -> PingOpts {
-    PingOpts {
-        count,
-        size: Some(size),
-        timeout: Duration::from_secs(1),
-        ..PingOpts::default()
-    }
+    PingOpts::count(count)
+        .size(size)
+        .timeout(Duration::from_secs(1))
 }
 
-/// The VXLAN frames among captured frames, taken apart.
-fn tunnelled(frames: &[PcapRecord]) -> Vec<Tunnelled> {
-    frames
-        .iter()
-        .filter_map(|r| Tunnelled::parse(&r.data))
-        .collect()
-}
-
-/// The tunnelled frames whose inner frame is an echo request (`reply` false) or reply from
-/// `src` to `dst`.
-fn tunnelled_echoes(t: &[Tunnelled], reply: bool, src: Ipv4Addr, dst: Ipv4Addr) -> Vec<Tunnelled> {
+/// The tunnelled frames whose inner frame is the echo `echo`.
+fn tunnelled_echoes(t: &[Tunnelled], echo: Echo) -> Vec<Tunnelled> {
     t.iter()
-        .filter(|t| is_echo(&t.inner, reply, src, dst))
+        .filter(|t| echo.matches(&t.inner))
         .cloned()
         .collect()
 }
 
-/// One line per tunnelled frame, for failure messages.
-fn describe(t: &[Tunnelled]) -> String {
-    t.iter()
-        .map(|t| {
-            let inner = match (ethernet_of(&t.inner), ipv4_of(&t.inner)) {
-                (Some(e), Some(ip)) => format!(
-                    "{} -> {} {} -> {} ttl {} len {}",
-                    e.src_addr(),
-                    e.dst_addr(),
-                    ip.src_addr(),
-                    ip.dst_addr(),
-                    ip.ttl(),
-                    ip.total_len()
-                ),
-                (Some(e), None) => {
-                    format!("{} -> {} {}", e.src_addr(), e.dst_addr(), e.ethertype())
-                }
-                _ => format!("{} bytes", t.inner.len()),
-            };
-            format!(
-                "  {}:{} -> {}:{} vni {} | {inner}\n",
-                t.src_vtep, t.src_port, t.dst_vtep, t.dst_port, t.vni
-            )
-        })
-        .collect()
-}
-
-/// The frames of a capture that are ICMP echo requests (`reply` false) or replies from `src`
-/// to `dst`.
-fn echoes(frames: &[PcapRecord], reply: bool, src: Ipv4Addr, dst: Ipv4Addr) -> Vec<Vec<u8>> {
-    frames
-        .iter()
-        .filter(|r| is_echo(&r.data, reply, src, dst))
-        .map(|r| r.data.clone())
-        .collect()
-}
-
-/// Ethernet source, destination and IPv4 TTL of a frame.
-fn macs_and_ttl(frame: &[u8]) -> (Mac, Mac, u8) {
-    let eth = ethernet_of(frame).expect("an Ethernet frame");
-    let ip = ipv4_of(frame).expect("an IPv4 frame");
-    (eth.src_addr(), eth.dst_addr(), ip.ttl())
-}
-
-/// The ICMP echo requests (`reply` false) or replies from `src` to `dst` in a capture, checked
-/// as a routed packet arrives: exactly `count` of them, each from MAC `from` to MAC `to`,
-/// routed once (TTL 63) with a correct header checksum.
-fn assert_routed_echoes(
-    frames: &[PcapRecord],
-    reply: bool,
-    (src, dst): (Ipv4Addr, Ipv4Addr),
+/// The tunnelled frames that carry `echo`, checked as a dvrd encapsulates a packet it routed:
+/// exactly `count`, each crossing the fabric as `crossing` says, from an outer UDP source port
+/// in the entropy range, with DF set and a correct outer checksum, the inner packet routed
+/// once with its checksum updated. Returns them for further checks.
+fn assert_encapsulated(
+    fabric: &[Tunnelled],
+    echo: Echo,
     count: usize,
-    (from, to): (Mac, Mac),
+    crossing: Crossing,
     what: &str,
-) {
-    let seen = echoes(frames, reply, src, dst);
-    assert_eq!(seen.len(), count, "{what}\n{}", Capture::dump(frames));
-    for f in &seen {
-        assert_eq!(macs_and_ttl(f), (from, to, TTL_ROUTED), "{what}");
-        assert!(ipv4_of(f).unwrap().verify_checksum(), "{what}: checksum");
+) -> Vec<Tunnelled> {
+    let dump = Tunnelled::dump(fabric);
+    let seen = tunnelled_echoes(fabric, echo);
+    assert_eq!(seen.len(), count, "{what} on the fabric:\n{dump}");
+    for t in &seen {
+        assert_eq!(Crossing::of(t), Some(crossing), "{what}\n{dump}");
+        assert_eq!(t.dst_port, VXLAN_PORT, "{what}: outer UDP port\n{dump}");
+        assert!(
+            t.src_port >= ENTROPY_PORT_MIN,
+            "{what}: outer UDP source port {} is not in 49152-65535",
+            t.src_port
+        );
+        assert!(t.outer_checksum_ok, "{what}: outer IPv4 checksum\n{dump}");
+        assert!(t.dont_frag, "{what}: the outer packet must have DF set");
+        let inner = ipv4_of(&t.inner).unwrap();
+        assert_eq!(inner.ttl(), TTL_ROUTED, "{what}: routed once");
+        assert!(inner.verify_checksum(), "{what}: inner checksum");
     }
+    seen
 }
 
 /// IPv4 total length of a frame (0 when it is no IPv4 frame).
@@ -163,19 +110,6 @@ fn ip_len(frame: &[u8]) -> u16 {
 /// IPv4 total length of an echo with `data` bytes.
 fn echo_len(data: usize) -> u16 {
     (20 + 8 + data) as u16
-}
-
-/// The counters counted between two snapshots of every host, in `HOSTS` order.
-fn deltas(before: &[Snapshot], after: &[Snapshot]) -> Vec<Snapshot> {
-    after.iter().zip(before).map(|(a, b)| a.since(b)).collect()
-}
-
-/// The index of a host in `HOSTS`.
-fn at(host: &HostDef) -> usize {
-    HOSTS
-        .iter()
-        .position(|h| h.name == host.name)
-        .expect("a dvrd host")
 }
 
 /// A one-line account of each host's routing and fabric counters, for failure messages.
@@ -200,6 +134,61 @@ fn walk(d: &[Snapshot]) -> String {
         .collect()
 }
 
+/// Router `tenant1`'s walk on each host in per-host counters (routed here, routed to peers,
+/// delivered from peers), in [`HOSTS`] order.
+fn assert_walks(d: &[Snapshot], want: [(u64, u64, u64); 3], why: &str) {
+    assert_eq!(walks(d), want, "{why}\n{}", walk(d));
+}
+
+/// No host's fabric port sent or received anything in per-host counters.
+fn assert_fabric_ports_silent(d: &[Snapshot]) {
+    let moved = fabric_movement(d);
+    assert!(
+        moved.is_empty(),
+        "fabric port counters moved: {}\n{}",
+        moved.join(", "),
+        walk(d)
+    );
+}
+
+/// What five answered pings from one instance to another left behind: the ICMP captured at
+/// the sender and at the receiver, what the fabric bridge saw (tcpdump filter
+/// `fabric_filter`), and what each router counted meanwhile (in [`HOSTS`] order).
+struct PingSeen {
+    at_instances: (Vec<PcapRecord>, Vec<PcapRecord>),
+    fabric: Vec<PcapRecord>,
+    deltas: Vec<Snapshot>,
+}
+
+fn observe_ping(
+    cloud: &Cloud,
+    (from, to): (&InstanceDef, &InstanceDef),
+    fabric_filter: &str,
+) -> PingSeen {
+    let (sender, receiver) = (cloud.instance(from), cloud.instance(to));
+    let on_fabric = cloud.fabric().capture(fabric_filter);
+    let at_receiver = receiver.capture("icmp");
+    let at_sender = sender.capture("icmp");
+    let before = cloud.stats();
+    sender.ping(to.ip, &pings(5)).assert_all_answered();
+    PingSeen {
+        deltas: deltas(&before, &cloud.stats()),
+        at_instances: (at_sender.stop(), at_receiver.stop()),
+        fabric: on_fabric.stop(),
+    }
+}
+
+/// The cloud, running, once two pings from BLUE-A to RED-B were answered: host A has resolved
+/// host B's VTEP, so that nothing the test measures waits for it.
+fn cloud_with_a_path_to_red_b(s: &Scope) -> Cloud {
+    let cloud = Cloud::build(s);
+    cloud
+        .instance(&BLUE_A)
+        .ping(RED_B.ip, &pings(2))
+        .assert_all_answered();
+    cloud
+}
+
 /// Stops every router; each must exit 0 with every packet buffer back in its pool.
 fn stop_clean(cloud: &mut Cloud) -> Vec<DvrdExit> {
     let exits = cloud.stop();
@@ -219,66 +208,26 @@ fn stop_clean(cloud: &mut Cloud) -> Vec<DvrdExit> {
 fn east_west_on_one_host_is_routed_there_and_never_touches_the_fabric() {
     let s = scope!();
     let mut cloud = Cloud::build(&s);
-    let (blue_a, red_a) = (cloud.instance(&BLUE_A), cloud.instance(&RED_A));
-    let on_fabric = cloud.fabric().capture("");
-    let at_red = red_a.capture("icmp");
-    let at_blue = blue_a.capture("icmp");
-    let before = cloud.stats();
+    let PingSeen {
+        at_instances,
+        fabric,
+        deltas: d,
+    } = observe_ping(&cloud, (&BLUE_A, &RED_A), "");
 
-    blue_a.ping(RED_A.ip, &pings(5)).assert_all_answered();
-
-    let d = deltas(&before, &cloud.stats());
-    assert_routed_echoes(
-        &at_red.stop(),
-        false,
-        (BLUE_A.ip, RED_A.ip),
-        5,
-        (RED.gateway_mac(), RED_A.mac()),
-        "requests at RED-A: from RED's gateway MAC, routed once",
-    );
-    assert_routed_echoes(
-        &at_blue.stop(),
-        true,
-        (RED_A.ip, BLUE_A.ip),
-        5,
-        (BLUE.gateway_mac(), BLUE_A.mac()),
-        "replies at BLUE-A: from BLUE's gateway MAC, routed once",
-    );
+    assert_routed_round_trip(at_instances, &BLUE_A, &RED_A, 5);
     // Nothing crossed the underlay: no frame at all on the bridge, flat fabric counters.
-    let fabric = on_fabric.stop();
     assert!(
         fabric.is_empty(),
         "frames crossed the fabric for traffic local to host A:\n{}{}",
         Capture::dump(&fabric),
-        describe(&tunnelled(&fabric))
+        Tunnelled::dump(&Tunnelled::all_in(&fabric))
     );
-    for (h, s) in HOSTS.iter().zip(&d) {
-        let f = port_stats(s, FABRIC_PORT);
-        assert_eq!(
-            (f.tx_packets, f.rx_packets),
-            (0, 0),
-            "{}: fabric port counters moved\n{}",
-            h.name,
-            walk(&d)
-        );
-    }
-    let a = router_stats(&d[at(&HOST_A)], TENANT1.name);
-    assert_eq!(
-        (a.routed_local, a.routed_remote, a.delivered_from_fabric),
-        (10, 0, 0),
-        "host A routes the 5 requests and the 5 replies itself\n{}",
-        walk(&d)
+    assert_fabric_ports_silent(&d);
+    assert_walks(
+        &d,
+        [(10, 0, 0), (0, 0, 0), (0, 0, 0)],
+        "host A routes the 5 requests and the 5 replies itself, B and C take no part",
     );
-    for h in [&HOST_B, &HOST_C] {
-        let r = router_stats(&d[at(h)], TENANT1.name);
-        assert_eq!(
-            (r.routed_local, r.routed_remote, r.delivered_from_fabric),
-            (0, 0, 0),
-            "{} took part\n{}",
-            h.name,
-            walk(&d)
-        );
-    }
     stop_clean(&mut cloud);
 }
 
@@ -286,120 +235,72 @@ fn east_west_on_one_host_is_routed_there_and_never_touches_the_fabric() {
 fn east_west_across_hosts_is_routed_at_the_source_and_bridged_at_the_destination() {
     let s = scope!();
     let mut cloud = Cloud::build(&s);
-    let (blue_a, red_b) = (cloud.instance(&BLUE_A), cloud.instance(&RED_B));
     let (fab_a, fab_b) = (
         cloud.fabric_port(&HOST_A).mac(),
         cloud.fabric_port(&HOST_B).mac(),
     );
-    let on_fabric = cloud.fabric().capture("udp port 4789");
-    let at_red_b = red_b.capture("icmp");
-    let at_blue_a = blue_a.capture("icmp");
-    let before = cloud.stats();
-
     // The first request waits while host A resolves host B's VTEP (ARP on the fabric); it is
     // held, not lost.
-    blue_a.ping(RED_B.ip, &pings(5)).assert_all_answered();
+    let PingSeen {
+        at_instances,
+        fabric,
+        deltas: d,
+    } = observe_ping(&cloud, (&BLUE_A, &RED_B), "udp port 4789");
 
-    let d = deltas(&before, &cloud.stats());
-    let fabric = tunnelled(&on_fabric.stop());
-    let dump = describe(&fabric);
+    let fabric = Tunnelled::all_in(&fabric);
+    let dump = Tunnelled::dump(&fabric);
 
-    // BLUE-A -> RED-B: routed on host A, VXLAN on RED's VNI with host A's DVR MAC.
-    let requests = tunnelled_echoes(&fabric, false, BLUE_A.ip, RED_B.ip);
-    assert_eq!(requests.len(), 5, "requests on the fabric:\n{dump}");
-    for t in &requests {
+    // BLUE-A -> RED-B: routed on host A, VXLAN on RED's VNI from VTEP A to VTEP B with host
+    // A's DVR MAC as inner source. RED-B -> BLUE-A: routed on host B, VXLAN on BLUE's VNI
+    // with host B's DVR MAC.
+    let [requests, replies] = [
+        (
+            "requests",
+            Echo::request(BLUE_A.ip, RED_B.ip),
+            &HOST_A,
+            &RED_B,
+        ),
+        (
+            "replies",
+            Echo::reply(RED_B.ip, BLUE_A.ip),
+            &HOST_B,
+            &BLUE_A,
+        ),
+    ]
+    .map(|(what, echo, from, to)| {
+        assert_encapsulated(&fabric, echo, 5, Crossing::routed(from, to), what)
+    });
+    // Between the hosts' fabric ports.
+    for (t, macs) in requests
+        .iter()
+        .map(|t| (t, (fab_a, fab_b)))
+        .chain(replies.iter().map(|t| (t, (fab_b, fab_a))))
+    {
         assert_eq!(
-            (t.src_vtep, t.dst_vtep, t.dst_port),
-            (HOST_A.vtep, HOST_B.vtep, 4789),
-            "outer addresses: VTEP A to VTEP B, UDP 4789\n{dump}"
+            (t.outer_src_mac, t.outer_dst_mac),
+            macs,
+            "outer MACs\n{dump}"
         );
-        assert_eq!((t.outer_src_mac, t.outer_dst_mac), (fab_a, fab_b));
-        assert!(
-            t.src_port >= ENTROPY_PORT_MIN,
-            "outer UDP source port {} is not in 49152-65535",
-            t.src_port
-        );
-        assert!(t.outer_checksum_ok, "outer IPv4 checksum\n{dump}");
-        assert!(t.dont_frag, "the outer packet must have DF set");
-        assert_eq!(t.vni, RED.vni, "requests travel on RED's VNI\n{dump}");
-        assert_eq!(
-            t.inner_macs(),
-            Some((HOST_A.dvr_mac(), RED_B.mac())),
-            "inner source is host A's DVR MAC\n{dump}"
-        );
-        let inner = ipv4_of(&t.inner).unwrap();
-        assert_eq!(inner.ttl(), TTL_ROUTED, "routed once, on host A");
-        assert!(inner.verify_checksum());
     }
     // One flow, one outer source port (the hash of the inner flow).
     assert!(
         requests.iter().all(|t| t.src_port == requests[0].src_port),
         "the outer source port changed within one flow\n{dump}"
     );
-    // RED-B -> BLUE-A: routed on host B, VXLAN on BLUE's VNI with host B's DVR MAC.
-    let replies = tunnelled_echoes(&fabric, true, RED_B.ip, BLUE_A.ip);
-    assert_eq!(replies.len(), 5, "replies on the fabric:\n{dump}");
-    for t in &replies {
-        assert_eq!((t.src_vtep, t.dst_vtep), (HOST_B.vtep, HOST_A.vtep));
-        assert_eq!((t.outer_src_mac, t.outer_dst_mac), (fab_b, fab_a));
-        assert!(t.src_port >= ENTROPY_PORT_MIN && t.outer_checksum_ok && t.dont_frag);
-        assert_eq!(t.vni, BLUE.vni, "replies travel on BLUE's VNI\n{dump}");
-        assert_eq!(
-            t.inner_macs(),
-            Some((HOST_B.dvr_mac(), BLUE_A.mac())),
-            "inner source is host B's DVR MAC\n{dump}"
-        );
-        assert_eq!(ipv4_of(&t.inner).unwrap().ttl(), TTL_ROUTED);
-    }
     // Delivered with the gateway MAC restored, not routed again.
-    assert_routed_echoes(
-        &at_red_b.stop(),
-        false,
-        (BLUE_A.ip, RED_B.ip),
-        5,
-        (RED.gateway_mac(), RED_B.mac()),
-        "requests at RED-B: RED's gateway MAC and TTL 63",
-    );
-    assert_routed_echoes(
-        &at_blue_a.stop(),
-        true,
-        (RED_B.ip, BLUE_A.ip),
-        5,
-        (BLUE.gateway_mac(), BLUE_A.mac()),
-        "replies at BLUE-A: BLUE's gateway MAC and TTL 63",
-    );
-    // The routers' own account.
-    let a = router_stats(&d[at(&HOST_A)], TENANT1.name);
-    let b = router_stats(&d[at(&HOST_B)], TENANT1.name);
-    let c = router_stats(&d[at(&HOST_C)], TENANT1.name);
-    assert_eq!(
-        (a.routed_local, a.routed_remote, a.delivered_from_fabric),
-        (0, 5, 5),
-        "host A routes the requests to host B and delivers the replies\n{}",
-        walk(&d)
-    );
-    assert_eq!(
-        (b.routed_local, b.routed_remote, b.delivered_from_fabric),
-        (0, 5, 5),
-        "host B routes the replies to host A and delivers the requests\n{}",
-        walk(&d)
-    );
-    assert_eq!(
-        (c.routed_local, c.routed_remote, c.delivered_from_fabric),
-        (0, 0, 0),
-        "host C has no part in it\n{}",
-        walk(&d)
-    );
+    assert_routed_round_trip(at_instances, &BLUE_A, &RED_B, 5);
+    // The routers' own account: host A routes the requests to host B and delivers the
+    // replies, host B the other way round, host C has no part in it.
+    let why = "the walk of a cross-host ping";
+    assert_walks(&d, [(0, 5, 5), (0, 5, 5), (0, 0, 0)], why);
     stop_clean(&mut cloud);
 }
 
 #[test]
 fn tcp_across_hosts_arrives_intact() {
     let s = scope!();
-    let mut cloud = Cloud::build(&s);
+    let mut cloud = cloud_with_a_path_to_red_b(&s);
     let (blue_a, red_b) = (cloud.instance(&BLUE_A), cloud.instance(&RED_B));
-    blue_a.ping(RED_B.ip, &pings(2)).assert_all_answered();
-
     let server = iperf3_server(red_b.netns(), "iperf3");
     let report = iperf3_client(blue_a.netns(), RED_B.ip, &["-t", "3"]);
     drop(server);
@@ -427,28 +328,20 @@ fn tcp_across_hosts_arrives_intact() {
         (blue_a, red_b, RED_B.ip, 5001, "blue-to-red"),
         (red_b, blue_a, BLUE_A.ip, 5002, "red-to-blue"),
     ] {
-        let file = s.file(&format!("{name}.bin"));
-        let copy = s.file(&format!("{name}.received"));
-        random_file(&file, TRANSFER_BYTES);
-        let t = tcp_transfer(from.netns(), to.netns(), to_ip, port, &file, &copy);
+        let to = (to.netns(), to_ip, port);
+        let t = assert_tcp_copy_intact(from.netns(), to, name, TRANSFER_BYTES);
         eprintln!(
             "[e2e] TCP {name}: {} bytes in {:?} ({:.1} Mbit/s)",
             t.bytes,
             t.elapsed,
             t.mbit_per_s()
         );
-        assert_eq!(t.bytes, TRANSFER_BYTES);
-        assert_eq!(
-            sha256(&copy),
-            sha256(&file),
-            "{name}: the received file differs from the sent one"
-        );
     }
     let d = cloud.stats();
     for h in [&HOST_A, &HOST_B] {
-        let r = router_stats(&d[at(h)], TENANT1.name);
+        let (_, routed_remote, delivered_from_fabric) = walk_of(&d, h);
         assert!(
-            r.routed_remote > 1000 && r.delivered_from_fabric > 1000,
+            routed_remote > 1000 && delivered_from_fabric > 1000,
             "{}: the transfers were not routed across hosts\n{}",
             h.name,
             walk(&d)
@@ -487,16 +380,15 @@ fn overlapping_tenants_never_leak_into_each_other() {
         (BLUE_C.ip, "BLUE-C"),
         (OUTSIDE, "the outside"),
     ] {
-        let p = blue2_a.ping(dst, &doomed_pings(2, t2_data + 1));
-        assert_eq!(
-            p.received, 0,
-            "BLUE2-A (tenant 2) reached {what} ({dst}) of tenant 1\n{}",
-            p.output
-        );
+        blue2_a
+            .ping(dst, &doomed_pings(2, t2_data + 1))
+            .assert_unanswered(&format!(
+                "BLUE2-A (tenant 2) reached {what} ({dst}) of tenant 1"
+            ));
     }
 
-    let fabric = tunnelled(&on_fabric.stop());
-    let dump = describe(&fabric);
+    let fabric = Tunnelled::all_in(&on_fabric.stop());
+    let dump = Tunnelled::dump(&fabric);
     let t2_sizes = [echo_len(t2_data), echo_len(t2_data + 1)];
     let mut seen: Vec<(&InstanceDef, Vec<PcapRecord>)> = Vec::new();
     for (def, capture) in at {
@@ -530,43 +422,19 @@ fn overlapping_tenants_never_leak_into_each_other() {
             Capture::dump(frames_of(def))
         );
     }
-    // Each twin got its own tenant's three requests, from its own gateway MAC.
-    for (def, data, gw) in [
-        (&RED_B, t1_data, RED.gateway_mac()),
-        (&RED2_B, t2_data, RED2.gateway_mac()),
+    // Each twin got its own tenant's three requests, and its three replies, from the gateway
+    // MAC of its own network.
+    for (def, echo, data) in [
+        (&RED_B, Echo::request(BLUE_A.ip, RED_B.ip), t1_data),
+        (&RED2_B, Echo::request(BLUE2_A.ip, RED2_B.ip), t2_data),
+        (&BLUE_A, Echo::reply(RED_B.ip, BLUE_A.ip), t1_data),
+        (&BLUE2_A, Echo::reply(RED2_B.ip, BLUE2_A.ip), t2_data),
     ] {
-        let requests = echoes(frames_of(def), false, BLUE_A.ip, def.ip);
-        assert_eq!(
-            requests.len(),
-            3,
-            "{}: requests\n{}",
-            def.name,
-            Capture::dump(frames_of(def))
-        );
-        for f in &requests {
-            assert_eq!(
-                ip_len(f),
-                echo_len(data),
-                "{}: the other tenant's request",
-                def.name
-            );
-            assert_eq!(macs_and_ttl(f), (gw, def.mac(), TTL_ROUTED));
-        }
-    }
-    for (def, data, gw) in [
-        (&BLUE_A, t1_data, BLUE.gateway_mac()),
-        (&BLUE2_A, t2_data, BLUE2.gateway_mac()),
-    ] {
-        let replies = echoes(frames_of(def), true, RED_B.ip, def.ip);
-        assert_eq!(replies.len(), 3, "{}: replies", def.name);
-        for f in &replies {
-            assert_eq!(
-                ip_len(f),
-                echo_len(data),
-                "{}: the other tenant's reply",
-                def.name
-            );
-            assert_eq!(macs_and_ttl(f), (gw, def.mac(), TTL_ROUTED));
+        let what = format!("{}: echoes {echo:?}", def.name);
+        let macs = (def.network.gateway_mac(), def.mac());
+        assert_routed_echoes(frames_of(def), echo, 3, macs, &what);
+        for f in &echoes(frames_of(def), echo) {
+            assert_eq!(ip_len(f), echo_len(data), "{what}: the other tenant's");
         }
     }
     // On the fabric each tenant's traffic has its own VNIs.
@@ -586,7 +454,7 @@ fn overlapping_tenants_never_leak_into_each_other() {
             );
         }
     }
-    let t2_requests = tunnelled_echoes(&fabric, false, BLUE2_A.ip, RED2_B.ip);
+    let t2_requests = tunnelled_echoes(&fabric, Echo::request(BLUE2_A.ip, RED2_B.ip));
     let t2_on_red2: Vec<&Tunnelled> = t2_requests
         .iter()
         .filter(|t| ip_len(&t.inner) == echo_len(t2_data))
@@ -628,73 +496,55 @@ fn traffic_to_the_outside_goes_to_the_snat_node_over_the_fabric() {
         .instance(&BLUE_C)
         .ping(OUTSIDE, &pings(3))
         .assert_all_answered();
-    let red = cloud.instance(&RED_A).ping(OUTSIDE, &doomed_pings(2, 56));
-    assert_eq!(red.received, 0, "{}", red.output);
+    cloud
+        .instance(&RED_A)
+        .ping(OUTSIDE, &doomed_pings(2, 56))
+        .assert_unanswered("RED-A's pings to the outside have no way back");
 
     let d = deltas(&before, &cloud.stats());
-    let underlay = tunnelled(&on_underlay.stop());
-    let dump = describe(&underlay);
+    let underlay = Tunnelled::all_in(&on_underlay.stop());
+    let dump = Tunnelled::dump(&underlay);
+    // Each instance's requests go straight from its host to the SNAT node: to the SNAT port's
+    // network (BLUE) from the host's DVR MAC to the SNAT port's MAC.
     for (def, host, count) in [
         (&BLUE_A, &HOST_A, 3),
         (&BLUE_C, &HOST_C, 3),
         (&RED_A, &HOST_A, 2),
     ] {
-        let requests = tunnelled_echoes(&underlay, false, def.ip, OUTSIDE);
-        assert_eq!(
-            requests.len(),
+        let what = format!("{}'s requests to {OUTSIDE} at the SNAT node", def.name);
+        let echo = Echo::request(def.ip, OUTSIDE);
+        assert_encapsulated(
+            &underlay,
+            echo,
             count,
-            "{}'s requests to {OUTSIDE} at the SNAT node:\n{dump}",
-            def.name
+            Crossing::routed(host, &SNAT_PORT),
+            &what,
         );
-        for t in &requests {
-            assert_eq!(
-                (t.src_vtep, t.dst_vtep, t.dst_port),
-                (host.vtep, SNAT_NODE.vtep, 4789),
-                "{}: straight from its host to the SNAT node\n{dump}",
-                def.name
-            );
-            assert_eq!(t.vni, BLUE.vni, "to the SNAT port's network, BLUE\n{dump}");
-            assert_eq!(
-                t.inner_macs(),
-                Some((host.dvr_mac(), SNAT_PORT.mac())),
-                "inner frame from the host's DVR MAC to the SNAT port's MAC\n{dump}"
-            );
-            assert_eq!(ipv4_of(&t.inner).unwrap().ttl(), TTL_ROUTED);
-            assert!(t.outer_checksum_ok && t.dont_frag && t.src_port >= ENTROPY_PORT_MIN);
-        }
     }
     // The answers come back bridged on BLUE from the SNAT port straight to each instance's
     // host.
-    for (def, host) in [(&BLUE_A, &HOST_A), (&BLUE_C, &HOST_C)] {
-        let replies = tunnelled_echoes(&underlay, true, OUTSIDE, def.ip);
+    for def in [&BLUE_A, &BLUE_C] {
+        let replies = tunnelled_echoes(&underlay, Echo::reply(OUTSIDE, def.ip));
         assert_eq!(replies.len(), 3, "replies to {}:\n{dump}", def.name);
         for t in &replies {
-            assert_eq!(
-                (t.src_vtep, t.dst_vtep, t.vni),
-                (SNAT_NODE.vtep, host.vtep, BLUE.vni)
-            );
-            assert_eq!(t.inner_macs(), Some((SNAT_PORT.mac(), def.mac())));
+            let crossing = Some(Crossing::bridged(&SNAT_PORT, def));
+            assert_eq!(Crossing::of(t), crossing, "{dump}");
         }
     }
     assert_routed_echoes(
         &on_port.stop(),
-        false,
-        (BLUE_A.ip, OUTSIDE),
+        Echo::request(BLUE_A.ip, OUTSIDE),
         3,
         (HOST_A.dvr_mac(), SNAT_PORT.mac()),
         "requests at the SNAT port: from host A's DVR MAC, routed once",
     );
     // Host B has no part in it (it only hears the ARP broadcasts of the underlay).
-    let b = &d[at(&HOST_B)];
-    let rb = router_stats(b, TENANT1.name);
     assert_eq!(
         (
-            rb.routed_local,
-            rb.routed_remote,
-            rb.delivered_from_fabric,
-            b.bridged_from_fabric
+            walk_of(&d, &HOST_B),
+            d[host_index(&HOST_B)].bridged_from_fabric
         ),
-        (0, 0, 0, 0),
+        ((0, 0, 0), 0),
         "host B took part in the SNAT traffic\n{}",
         walk(&d)
     );
@@ -708,21 +558,13 @@ fn traffic_to_the_outside_goes_to_the_snat_node_over_the_fabric() {
 #[test]
 fn too_big_with_df_gets_frag_needed_and_path_mtu_discovery_makes_tcp_work() {
     let s = scope!();
-    let mut cloud = Cloud::build(&s);
+    let mut cloud = cloud_with_a_path_to_red_b(&s);
     let (blue_a, red_b) = (cloud.instance(&BLUE_A), cloud.instance(&RED_B));
-    blue_a.ping(RED_B.ip, &pings(2)).assert_all_answered();
     let at_blue = blue_a.capture("icmp");
 
     // 1472 data bytes: a 1500-byte packet, 50 bytes more than fits in VXLAN on a 1500 fabric.
-    let big = blue_a.ping(
-        RED_B.ip,
-        &PingOpts {
-            size: Some(1472),
-            dont_fragment: true,
-            ..doomed_pings(3, 1472)
-        },
-    );
-    assert_eq!(big.received, 0, "{}", big.output);
+    let big = blue_a.ping(RED_B.ip, &doomed_pings(3, 1472).dont_fragment());
+    big.assert_unanswered("too big for the fabric, DF set");
     assert!(
         big.output
             .stdout
@@ -730,36 +572,15 @@ fn too_big_with_df_gets_frag_needed_and_path_mtu_discovery_makes_tcp_work() {
         "ping does not report the next-hop MTU:\n{}",
         big.output
     );
-    let error = at_blue
-        .wait_for(CAPTURE_WAIT, |f| {
-            icmp_of(f).is_some_and(|i| i.msg_type() == Icmpv4Message::DstUnreachable)
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "no ICMP error at BLUE-A:\n{}",
-                Capture::dump(&at_blue.frames())
-            )
-        });
-    let (eth, ip, icmp) = (
-        ethernet_of(&error.data).unwrap(),
-        ipv4_of(&error.data).unwrap(),
-        icmp_of(&error.data).unwrap(),
-    );
+    let error = wait_for_icmp(&at_blue, Icmpv4Message::DstUnreachable, CAPTURE_WAIT);
+    // From the BLUE gateway's IP and MAC.
+    let gateway = (BLUE.gateway, BLUE.gateway_mac());
+    let icmp = assert_icmp_from_gateway(&error.data, gateway, (BLUE_A.ip, BLUE_A.mac()));
     assert_eq!(
         (icmp.code(), icmp.next_hop_mtu()),
         (4, FABRIC_INNER_MTU),
         "fragmentation needed with the fabric MTU less VXLAN (RFC 1191)"
     );
-    assert_eq!(
-        (ip.src_addr(), ip.dst_addr()),
-        (BLUE.gateway, BLUE_A.ip),
-        "from the BLUE gateway IP"
-    );
-    assert_eq!(
-        (eth.src_addr(), eth.dst_addr()),
-        (BLUE.gateway_mac(), BLUE_A.mac())
-    );
-    assert!(ip.verify_checksum() && icmp.verify_checksum());
     let quoted = Ipv4Packet::new_unchecked(&icmp.data()[..20]);
     assert_eq!(
         (quoted.src_addr(), quoted.dst_addr(), quoted.total_len()),
@@ -779,40 +600,28 @@ fn too_big_with_df_gets_frag_needed_and_path_mtu_discovery_makes_tcp_work() {
     // The largest packet that fits goes through.
     let data_fits = usize::from(FABRIC_INNER_MTU) - 28;
     blue_a
-        .ping(
-            RED_B.ip,
-            &PingOpts {
-                dont_fragment: true,
-                ..pings_of_size(3, data_fits)
-            },
-        )
+        .ping(RED_B.ip, &pings_of_size(3, data_fits).dont_fragment())
         .assert_all_answered();
 
     // A large TCP transfer from BLUE-A: its segments fit the cached path MTU from the start.
-    let file = s.file("blue-a-to-red-b.bin");
-    let copy = s.file("blue-a-to-red-b.received");
-    random_file(&file, PMTU_TRANSFER_BYTES);
-    let t = tcp_transfer(blue_a.netns(), red_b.netns(), RED_B.ip, 5011, &file, &copy);
-    assert_eq!(t.bytes, PMTU_TRANSFER_BYTES);
-    assert_eq!(
-        sha256(&copy),
-        sha256(&file),
-        "BLUE-A to RED-B: the copy differs"
+    let to_red_b = (red_b.netns(), RED_B.ip, 5011);
+    assert_tcp_copy_intact(
+        blue_a.netns(),
+        to_red_b,
+        "blue-a-to-red-b",
+        PMTU_TRANSFER_BYTES,
     );
     // A sender that knows nothing yet: RED-B to BLUE-C (host B to host C). BLUE-C offers a
     // 1460-byte MSS, RED-B's first full segments get fragmentation needed from host B, and
     // its kernel lowers the path MTU in the middle of the transfer.
     let blue_c = cloud.instance(&BLUE_C);
     assert_eq!(cached_path_mtu(red_b.netns(), BLUE_C.ip).0, None);
-    let file = s.file("red-b-to-blue-c.bin");
-    let copy = s.file("red-b-to-blue-c.received");
-    random_file(&file, PMTU_TRANSFER_BYTES);
-    let t = tcp_transfer(red_b.netns(), blue_c.netns(), BLUE_C.ip, 5012, &file, &copy);
-    assert_eq!(t.bytes, PMTU_TRANSFER_BYTES);
-    assert_eq!(
-        sha256(&copy),
-        sha256(&file),
-        "RED-B to BLUE-C: the copy differs"
+    let to_blue_c = (blue_c.netns(), BLUE_C.ip, 5012);
+    assert_tcp_copy_intact(
+        red_b.netns(),
+        to_blue_c,
+        "red-b-to-blue-c",
+        PMTU_TRANSFER_BYTES,
     );
     let (mtu, route) = cached_path_mtu(red_b.netns(), BLUE_C.ip);
     assert_eq!(
@@ -825,7 +634,7 @@ fn too_big_with_df_gets_frag_needed_and_path_mtu_discovery_makes_tcp_work() {
     // Host A answered the pings and host B the transfer's first segments; no packet without
     // DF was too big (those would be dropped: the router does not fragment).
     for h in [&HOST_A, &HOST_B] {
-        let summary = exits[at(h)].assert_clean();
+        let summary = exits[host_index(h)].assert_clean();
         let r = router_stats(&summary.snapshot(), TENANT1.name);
         assert!(
             r.icmp_errors >= 1,
@@ -869,16 +678,13 @@ fn gateway_arp_and_ping_are_answered_on_every_host_and_never_cross_the_fabric() 
         );
         let at_inst = inst.capture("icmp");
         inst.ping(gw, &pings(3)).assert_all_answered();
-        let replies = echoes(&at_inst.stop(), true, gw, def.ip);
-        assert_eq!(replies.len(), 3, "{}: replies from {gw}", def.name);
-        for f in &replies {
-            let eth = ethernet_of(f).unwrap();
-            assert_eq!(
-                (eth.src_addr(), eth.dst_addr()),
-                (def.network.gateway_mac(), def.mac())
-            );
-            assert!(ipv4_of(f).unwrap().verify_checksum() && icmp_of(f).unwrap().verify_checksum());
-        }
+        assert_gateway_replies(
+            &at_inst.stop(),
+            (gw, def.network.gateway_mac()),
+            (def.ip, def.mac()),
+            3,
+            &format!("{}: replies from {gw}", def.name),
+        );
     }
 
     let d = deltas(&before, &cloud.stats());
@@ -897,27 +703,18 @@ fn gateway_arp_and_ping_are_answered_on_every_host_and_never_cross_the_fabric() 
             Capture::dump(&frames)
         );
     }
-    let tunnels = tunnelled(&frames);
+    let tunnels = Tunnelled::all_in(&frames);
     assert!(
         tunnels.is_empty(),
         "gateway traffic crossed the fabric:\n{}",
-        describe(&tunnels)
+        Tunnelled::dump(&tunnels)
     );
     assert!(
         frames.is_empty(),
         "frames on the fabric:\n{}",
         Capture::dump(&frames)
     );
-    for (h, s) in HOSTS.iter().zip(&d) {
-        let f = port_stats(s, FABRIC_PORT);
-        assert_eq!(
-            (f.tx_packets, f.rx_packets),
-            (0, 0),
-            "{}: fabric port counters moved\n{}",
-            h.name,
-            walk(&d)
-        );
-    }
+    assert_fabric_ports_silent(&d);
     stop_clean(&mut cloud);
 }
 
@@ -947,7 +744,7 @@ struct Forged {
 #[test]
 fn fabric_frames_that_cannot_be_trusted_are_dropped_by_reason_and_traffic_keeps_flowing() {
     let s = scope!();
-    let mut cloud = Cloud::build(&s);
+    let mut cloud = cloud_with_a_path_to_red_b(&s);
     // A kernel node on the underlay that sends raw frames, from an address no host knows.
     let probe = Netns::new(&s, "probe");
     let unknown_vtep = Ipv4Addr::new(192, 0, 2, 99);
@@ -956,9 +753,7 @@ fn fabric_frames_that_cannot_be_trusted_are_dropped_by_reason_and_traffic_keeps_
         .attach_node(&probe, "probe", "fab0", &format!("{unknown_vtep}/24"), 1500);
     let probe_mac = probe.link_mac("fab0");
     let host_b_mac = cloud.fabric_port(&HOST_B).mac();
-    let (blue_a, red_b) = (cloud.instance(&BLUE_A), cloud.instance(&RED_B));
-    blue_a.ping(RED_B.ip, &pings(2)).assert_all_answered();
-    let at_red_b = red_b.capture("icmp");
+    let at_red_b = cloud.instance(&RED_B).capture("icmp");
 
     let to_b = |src_vtep: Ipv4Addr, vni: u32, inner: &[u8]| {
         vxlan_frame(
@@ -1007,7 +802,7 @@ fn fabric_frames_that_cannot_be_trusted_are_dropped_by_reason_and_traffic_keeps_
         ]);
     }
     let frames: Vec<Vec<u8>> = forged.iter().map(|f| f.frame.clone()).collect();
-    for (i, r) in support::inject_frames(&probe, "fab0", &frames)
+    for (i, r) in dvr_harness::inject_frames(&probe, "fab0", &frames)
         .into_iter()
         .enumerate()
     {
@@ -1041,7 +836,7 @@ fn fabric_frames_that_cannot_be_trusted_are_dropped_by_reason_and_traffic_keeps_
         .stop()
         .into_iter()
         .filter(|r| {
-            is_echo(&r.data, false, BLUE_A.ip, RED_B.ip)
+            Echo::request(BLUE_A.ip, RED_B.ip).matches(&r.data)
                 && ip_len(&r.data) == echo_len(INJECTED_DATA_LEN)
         })
         .collect();
@@ -1053,7 +848,7 @@ fn fabric_frames_that_cannot_be_trusted_are_dropped_by_reason_and_traffic_keeps_
     );
 
     let exits = stop_clean(&mut cloud);
-    let summary = exits[at(&HOST_B)].assert_clean();
+    let summary = exits[host_index(&HOST_B)].assert_clean();
     for reason in [
         "unknown_vni",
         "unknown_vtep",

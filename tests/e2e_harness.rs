@@ -2,28 +2,22 @@
 //! namespace stands in for the router, so that a failure here is the harness's, not the
 //! router's. Run as root: `cargo test --test e2e_harness -- --test-threads=1`.
 
-mod support;
-
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+use dvr_harness::checks::{assert_routed_echoes, wait_for_icmp, Echo};
+use dvr_harness::config::{HostCfg, InstancePortCfg, NetworkCfg, PortCfg, RouterCfg};
+use dvr_harness::dvr::{BLUE, BLUE_A, RED, RED_A};
+use dvr_harness::frames::{echo_request_frame, ethernet, hex, icmp_of, mac, Ipv4Fields};
+use dvr_harness::net::Vxlan;
+use dvr_harness::one_host::instances;
+use dvr_harness::test_scope::{prefix_of, root_links};
+use dvr_harness::tools::{iperf3_client, iperf3_server, parse_arping_replies, parse_ping_summary};
+use dvr_harness::{
+    build_paths, pcap, run, run_ok, scope, Capture, DvrdConfig, Fabric, Instance, Netns, PingOpts,
+    Process, Scope,
+};
 use router_core::wire::{EtherType, Icmpv4Message, IpProtocol, Ipv4Packet};
-use support::frames::{
-    echo_request_frame, ethernet, hex, icmp_of, ipv4_of, is_echo, mac, Ipv4Fields,
-};
-use support::test_scope::{prefix_of, root_links};
-use support::tools::{parse_arping_replies, parse_ping_summary};
-use support::{
-    scope, Capture, DvrdConfig, Fabric, Instance, InstanceSpec, Netns, PingOpts, Process, Scope,
-};
-
-const BLUE_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 5);
-const BLUE_GW: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 1);
-const RED_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 7);
-const BLUE_MAC: &str = "fa:16:3e:aa:01:05";
-const RED_MAC: &str = "fa:16:3e:aa:02:07";
-const BLUE_GW_MAC: &str = "fa:16:3e:00:01:01";
-const RED_GW_MAC: &str = "fa:16:3e:00:02:01";
 
 /// BLUE and RED instances whose host ends are in a namespace that routes like a router would:
 /// the gateway IPs and MACs on the host ends, IPv4 forwarding on.
@@ -36,25 +30,12 @@ struct KernelRouter {
 fn kernel_router(s: &Scope) -> KernelRouter {
     let router = Netns::new(s, "krtr");
     router.sysctl("net.ipv4.ip_forward", "1");
-    let blue = Instance::new_in(
-        s,
-        "blue",
-        InstanceSpec::new("10.0.1.5/24", BLUE_MAC, "10.0.1.1"),
-        Some(&router),
-    );
-    let red = Instance::new_in(
-        s,
-        "red",
-        InstanceSpec::new("10.0.2.7/24", RED_MAC, "10.0.2.1"),
-        Some(&router),
-    );
-    for (i, gw, gw_mac) in [
-        (&blue, "10.0.1.1/24", BLUE_GW_MAC),
-        (&red, "10.0.2.1/24", RED_GW_MAC),
-    ] {
-        router.ip(&["link", "set", "dev", i.host_if(), "address", gw_mac]);
-        router.ip(&["addr", "add", gw, "dev", i.host_if()]);
-        router.sysctl(&format!("net.ipv4.conf.{}.arp_ignore", i.host_if()), "0");
+    let (blue, red) = instances(s, Some(&router));
+    for (i, net) in [(&blue, &BLUE), (&red, &RED)] {
+        let host_if = i.host_if();
+        router.ip(&["link", "set", "dev", host_if, "address", net.gateway_mac]);
+        router.ip(&["addr", "add", &net.interface_address(), "dev", host_if]);
+        router.sysctl(&format!("net.ipv4.conf.{host_if}.arp_ignore"), "0");
     }
     KernelRouter { red, blue, router }
 }
@@ -101,7 +82,7 @@ fn parsers_read_tool_output_and_pcap_files() {
                   Sent 1 probes (1 broadcast(s))\nReceived 1 response(s)\n";
     assert_eq!(
         parse_arping_replies(arping),
-        vec![(BLUE_GW, mac(BLUE_GW_MAC))]
+        vec![(BLUE.gateway, BLUE.gateway_mac())]
     );
 
     // A pcap file in either byte order; a partial last record is ignored.
@@ -130,20 +111,19 @@ fn parsers_read_tool_output_and_pcap_files() {
             b.extend(w(r.len() as u32 + 4));
             b.extend(*r);
         }
-        let p = support::pcap::parse(&b).unwrap();
+        let p = pcap::parse(&b).unwrap();
         assert_eq!((p.linktype, p.snaplen, p.records.len()), (1, 262_144, 2));
         assert_eq!(p.records[0].data, vec![1, 2, 3]);
         assert_eq!(p.records[0].orig_len, 7);
         assert_eq!(p.records[1].time_ns, 1_700_000_001_000_250_000);
         b.truncate(b.len() - 10);
-        assert_eq!(support::pcap::parse(&b).unwrap().records.len(), 1);
+        assert_eq!(pcap::parse(&b).unwrap().records.len(), 1);
     }
-    assert!(support::pcap::parse(&[0u8; 10]).is_err());
+    assert!(pcap::parse(&[0u8; 10]).is_err());
 }
 
 #[test]
 fn config_writer_output_is_accepted_by_the_dvrd_parser() {
-    use support::config::{HostCfg, InstancePortCfg, NetworkCfg, PortCfg, RouterCfg};
     let cfg = DvrdConfig::new(HostCfg::new("host-a", "fa:16:3f:00:00:0a", "192.0.2.10"))
         .port(PortCfg::local("blue", "dvt0000blue").mtu(1500))
         .port(PortCfg::local("red", "dvt0000red"))
@@ -153,17 +133,17 @@ fn config_writer_output_is_accepted_by_the_dvrd_parser() {
         .network(NetworkCfg::new("red", 1002, &["red"]))
         .router(
             RouterCfg::new("tenant1")
-                .interface("blue", "10.0.1.1/24", BLUE_GW_MAC)
-                .interface("red", "10.0.2.1/24", RED_GW_MAC)
+                .interface("blue", "10.0.1.1/24", BLUE.gateway_mac)
+                .interface("red", "10.0.2.1/24", RED.gateway_mac)
                 .route("0.0.0.0/0", "10.0.1.254"),
         )
         .instance_port(InstancePortCfg::new(
             "blue",
-            BLUE_IP,
-            mac(BLUE_MAC),
+            BLUE_A.ip,
+            BLUE_A.mac(),
             "host-a",
         ))
-        .instance_port(InstancePortCfg::new("red", RED_IP, mac(RED_MAC), "host-a"))
+        .instance_port(InstancePortCfg::new("red", RED_A.ip, RED_A.mac(), "host-a"))
         .instance_port(InstancePortCfg::new(
             "blue",
             Ipv4Addr::new(10, 0, 1, 254),
@@ -203,10 +183,10 @@ fn guards_clean_up_after_a_panicking_test_and_sweep_leftovers() {
     // A leftover of a "crashed run": a namespace and a link with the probe's prefix.
     let ns = format!("{prefix}-old");
     let link = format!("{prefix}old");
-    let _ = support::run("ip", &["netns", "del", &ns]); // from an earlier failure of this test
-    let _ = support::run("ip", &["link", "del", &link]);
-    support::run_ok("ip", &["netns", "add", &ns]);
-    support::run_ok(
+    let _ = run("ip", &["netns", "del", &ns]); // from an earlier failure of this test
+    let _ = run("ip", &["link", "del", &link]);
+    run_ok("ip", &["netns", "add", &ns]);
+    run_ok(
         "ip",
         &[
             "link",
@@ -222,17 +202,13 @@ fn guards_clean_up_after_a_panicking_test_and_sweep_leftovers() {
 
     let pid = std::sync::Mutex::new(0u32);
     let result = std::panic::catch_unwind(|| {
-        let s = Scope::new(PROBE);
+        let s = Scope::new(PROBE, build_paths!());
         assert!(!netns_exists(&ns), "the leftover namespace was not swept");
         assert!(
             !root_links().contains(&link),
             "the leftover link was not swept"
         );
-        let _i = Instance::new(
-            &s,
-            "blue",
-            InstanceSpec::new("10.0.1.5/24", BLUE_MAC, "10.0.1.1"),
-        );
+        let _i = Instance::new(&s, "blue", BLUE_A.spec());
         let mut sleeper = std::process::Command::new("sleep");
         sleeper.arg("600");
         let p = Process::spawn(&s, "sleeper", sleeper);
@@ -246,7 +222,7 @@ fn guards_clean_up_after_a_panicking_test_and_sweep_leftovers() {
         !std::path::Path::new(&format!("/proc/{pid}")).exists(),
         "process {pid} survived the failed test"
     );
-    let netns = support::run_ok("ip", &["netns", "list"]);
+    let netns = run_ok("ip", &["netns", "list"]);
     assert!(!netns.contains(&prefix), "namespaces left behind:\n{netns}");
     let left: Vec<String> = root_links()
         .into_iter()
@@ -256,7 +232,7 @@ fn guards_clean_up_after_a_panicking_test_and_sweep_leftovers() {
 }
 
 fn netns_exists(name: &str) -> bool {
-    support::run_ok("ip", &["netns", "list"])
+    run_ok("ip", &["netns", "list"])
         .lines()
         .any(|l| l.split_whitespace().next() == Some(name))
 }
@@ -269,55 +245,43 @@ fn kernel_router_ping_arping_capture_and_time_exceeded() {
     let capture_blue = k.blue.capture("icmp");
 
     k.blue
-        .ping(RED_IP, &PingOpts::count(3))
+        .ping(RED_A.ip, &PingOpts::count(3))
         .assert_all_answered();
-    let arp = k.blue.arping(BLUE_GW, 2, Duration::from_secs(3));
-    assert_eq!(arp.mac(), mac(BLUE_GW_MAC), "{}", arp.output);
-    assert_eq!(k.blue.neighbor(BLUE_GW), Some(mac(BLUE_GW_MAC)));
+    let arp = k.blue.arping(BLUE.gateway, 2, Duration::from_secs(3));
+    assert_eq!(arp.mac(), BLUE.gateway_mac(), "{}", arp.output);
+    assert_eq!(k.blue.neighbor(BLUE.gateway), Some(BLUE.gateway_mac()));
 
     // TTL 1 toward RED: the router answers with ICMP time exceeded.
     let ip = Ipv4Fields {
         ttl: 1,
         ident: 0x7711,
-        ..Ipv4Fields::new(BLUE_IP, RED_IP, IpProtocol::Icmp)
+        ..Ipv4Fields::new(BLUE_A.ip, RED_A.ip, IpProtocol::Icmp)
     };
     k.blue
-        .inject(&[echo_request_frame(mac(BLUE_GW_MAC), mac(BLUE_MAC), ip, 1)]);
-    let exceeded = capture_blue.wait_for(Duration::from_secs(5), |f| {
-        icmp_of(f).is_some_and(|i| i.msg_type() == Icmpv4Message::TimeExceeded)
-    });
-    let exceeded = exceeded.unwrap_or_else(|| {
-        panic!(
-            "no time exceeded:\n{}",
-            Capture::dump(&capture_blue.frames())
-        )
-    });
+        .inject(&[echo_request_frame(BLUE.gateway_mac(), BLUE_A.mac(), ip, 1)]);
+    let exceeded = wait_for_icmp(
+        &capture_blue,
+        Icmpv4Message::TimeExceeded,
+        Duration::from_secs(5),
+    );
     let icmp = icmp_of(&exceeded.data).unwrap();
     let quoted = Ipv4Packet::new_unchecked(icmp.data());
-    assert_eq!((quoted.dst_addr(), quoted.ident()), (RED_IP, 0x7711));
+    assert_eq!((quoted.dst_addr(), quoted.ident()), (RED_A.ip, 0x7711));
 
     // A TCP transfer across the router.
-    let server = support::tools::iperf3_server(k.red.netns(), "iperf3");
-    let report = support::tools::iperf3_client(k.blue.netns(), RED_IP, &["-t", "1"]);
+    let server = iperf3_server(k.red.netns(), "iperf3");
+    let report = iperf3_client(k.blue.netns(), RED_A.ip, &["-t", "1"]);
     let received = report["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0);
     assert!(received > 100_000, "iperf3 moved {received} bytes");
     drop(server);
 
-    let red = capture_red.stop();
-    let requests: Vec<_> = red
-        .iter()
-        .filter(|r| is_echo(&r.data, false, BLUE_IP, RED_IP))
-        .collect();
-    assert_eq!(requests.len(), 3, "{}", Capture::dump(&red));
-    for r in requests {
-        let ip = ipv4_of(&r.data).unwrap();
-        assert_eq!(
-            support::frames::ethernet_of(&r.data).unwrap().src_addr(),
-            mac(RED_GW_MAC)
-        );
-        assert_eq!(ip.ttl(), 63);
-        assert!(ip.verify_checksum());
-    }
+    assert_routed_echoes(
+        &capture_red.stop(),
+        Echo::request(BLUE_A.ip, RED_A.ip),
+        3,
+        (RED.gateway_mac(), RED_A.mac()),
+        "requests at RED, routed by the kernel",
+    );
     drop(capture_blue);
 }
 
@@ -327,8 +291,8 @@ fn injector_sends_exact_bytes_and_the_kernel_refuses_runts() {
     let k = kernel_router(&s);
     let capture = Capture::start(&s, Some(&k.router), k.blue.host_if(), "");
     let mut odd = ethernet(
-        mac(BLUE_GW_MAC),
-        mac(BLUE_MAC),
+        BLUE.gateway_mac(),
+        BLUE_A.mac(),
         EtherType::IPV4,
         &[0x45, 0, 0, 99],
     );
@@ -343,7 +307,7 @@ fn injector_sends_exact_bytes_and_the_kernel_refuses_runts() {
         results[2]
     );
     let got = capture.wait_for_count(2, Duration::from_secs(5), |f| {
-        f[6..12] == mac(BLUE_MAC).0[..] && f[12..14] == [8, 0]
+        f[6..12] == BLUE_A.mac().0[..] && f[12..14] == [8, 0]
     });
     let got: Vec<String> = got.iter().map(|r| hex(&r.data)).collect();
     assert_eq!(got, vec![hex(&odd), hex(&odd[..14])]);
@@ -354,35 +318,35 @@ fn fabric_bridges_hosts_and_kernel_vxlan_nodes() {
     let s = scope!();
     let mut fabric = Fabric::new(&s, "fab");
     let port = fabric.attach_host("hosta", 1600);
-    let n1 = Netns::new(&s, "node1");
-    let n2 = Netns::new(&s, "node2");
-    fabric.attach_node(&n1, "node1", "fab0", "192.0.2.31/24", 1600);
-    fabric.attach_node(&n2, "node2", "fab0", "192.0.2.32/24", 1600);
-    n1.add_vxlan(
-        "vx0",
-        1001,
-        Ipv4Addr::new(192, 0, 2, 31),
-        "fab0",
-        &[Ipv4Addr::new(192, 0, 2, 32)],
-    );
-    n2.add_vxlan(
-        "vx0",
-        1001,
-        Ipv4Addr::new(192, 0, 2, 32),
-        "fab0",
-        &[Ipv4Addr::new(192, 0, 2, 31)],
-    );
-    n1.ip(&["addr", "add", "10.9.0.1/24", "dev", "vx0"]);
-    n2.ip(&["addr", "add", "10.9.0.2/24", "dev", "vx0"]);
+    // Two kernel nodes on the fabric, each with a vxlan device toward the other on VNI 1001.
+    let (vtep1, vtep2) = (Ipv4Addr::new(192, 0, 2, 31), Ipv4Addr::new(192, 0, 2, 32));
+    let [n1, _n2] = [
+        ("node1", vtep1, vtep2, "10.9.0.1/24"),
+        ("node2", vtep2, vtep1, "10.9.0.2/24"),
+    ]
+    .map(|(tag, local, remote, inner)| {
+        let node = Netns::new(&s, tag);
+        fabric.attach_node(&node, tag, "fab0", &format!("{local}/24"), 1600);
+        let vxlan = Vxlan {
+            vni: 1001,
+            local,
+            dev: "fab0",
+            remotes: &[remote],
+            mac: None,
+        };
+        node.add_vxlan("vx0", &vxlan);
+        node.ip(&["addr", "add", inner, "dev", "vx0"]);
+        node
+    });
 
     let on_host_port = Capture::start(&s, None, port.host_if(), "arp");
     let on_bridge = fabric.capture("udp port 4789");
-    let p = support::ping(&n1, Ipv4Addr::new(10, 9, 0, 2), &PingOpts::count(3));
+    let p = dvr_harness::ping(&n1, Ipv4Addr::new(10, 9, 0, 2), &PingOpts::count(3));
     p.assert_all_answered();
     let bridged = on_bridge.stop();
     let vni: Vec<u32> = bridged
         .iter()
-        .filter_map(|r| support::frames::vxlan_of(&r.data).map(|v| v.vni()))
+        .filter_map(|r| dvr_harness::frames::vxlan_of(&r.data).map(|v| v.vni()))
         .collect();
     assert!(
         vni.len() >= 6 && vni.iter().all(|v| *v == 1001),

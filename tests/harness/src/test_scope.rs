@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::cmd::{require_environment, run};
+use crate::cmd::{require_environment, run};
 
 /// Longest Linux interface name (IFNAMSIZ - 1).
 pub const IFNAME_LEN_MAX: usize = 15;
@@ -33,6 +33,26 @@ pub const DPDK_RUN_DIR: &str = "/var/run/dpdk";
 /// Lines of each log printed when a test fails (the whole file stays on disk).
 const LOG_TAIL_LINES: usize = 150;
 
+/// Where the build put what a scope needs, as Cargo tells an integration test at its compile
+/// time ([`build_paths!`](crate::build_paths)): its scratch folder (`CARGO_TARGET_TMPDIR`)
+/// and the binaries of the package under test (`CARGO_BIN_EXE_<name>`). Each is `None`
+/// elsewhere (the demo): the binaries are then the ones next to the running executable.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BuildPaths {
+    pub tmp_dir: Option<&'static str>,
+    pub dvrd: Option<&'static str>,
+    pub dvrctl: Option<&'static str>,
+}
+
+/// The executable `name` in the folder of the running one (`target/release/dvrd` next to
+/// `target/release/dvr-demo`), or `name` alone (looked up on `PATH`) when that is unknown.
+pub fn sibling_binary(name: &str) -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(name)))
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
 /// The scope of one test. Cheap to clone; every guard holds a clone, and the final sweep
 /// runs when the last one is dropped.
 #[derive(Clone)]
@@ -45,6 +65,7 @@ struct Inner {
     prefix: String,
     dir: PathBuf,
     lock: PathBuf,
+    build: BuildPaths,
     /// Log files to show when the test fails, in creation order: (label, path).
     logs: Mutex<Vec<(String, PathBuf)>>,
     /// Labels handed out, to keep them unique.
@@ -80,17 +101,18 @@ pub fn prefix_with(base: &str, name: &str) -> String {
 impl Scope {
     /// Checks the environment, waits for any live run of the same test, removes the leftovers
     /// of an earlier run, and creates an empty log folder. `test` is the test's path
-    /// (`file::function`); use the `scope!()` macro.
-    pub fn new(test: &str) -> Scope {
+    /// (`file::function`); use the `scope!()` macro, which passes `build` too.
+    pub fn new(test: &str, build: BuildPaths) -> Scope {
         require_environment();
         // Under `cargo test` logs go to the target folder; elsewhere under /tmp.
-        let base = option_env!("CARGO_TARGET_TMPDIR")
+        let base = build
+            .tmp_dir
             .map_or_else(|| std::env::temp_dir().join("dvr"), PathBuf::from);
         let mut dir = base.join("e2e");
         for part in test.split("::") {
             dir.push(part);
         }
-        let scope = Scope::create(test, prefix_of(test), dir, false);
+        let scope = Scope::create(test, prefix_of(test), dir, build, false);
         eprintln!(
             "[e2e] {test}: names start with `{}`, logs in {}",
             scope.prefix(),
@@ -101,16 +123,17 @@ impl Scope {
 
     /// The scope of the demo `name` (`dvr-demo`): names start with `dvd`, logs go to
     /// `/tmp/dvr-demo/` (emptied at the start). The caller checks the environment first
-    /// ([`environment_problems`](super::cmd::environment_problems)) and says what is missing
+    /// ([`environment_problems`](crate::cmd::environment_problems)) and says what is missing
     /// in its own words.
     pub fn demo(name: &str) -> Scope {
         let dir = std::env::temp_dir().join("dvr-demo");
-        Scope::create(name, prefix_with(DEMO_PREFIX, name), dir, true)
+        let prefix = prefix_with(DEMO_PREFIX, name);
+        Scope::create(name, prefix, dir, BuildPaths::default(), true)
     }
 
     /// Waits for any live run of the same name, sweeps the leftovers of an earlier one, and
     /// creates the empty folder `dir`.
-    fn create(test: &str, prefix: String, dir: PathBuf, quiet: bool) -> Scope {
+    fn create(test: &str, prefix: String, dir: PathBuf, build: BuildPaths, quiet: bool) -> Scope {
         assert_eq!(prefix.len(), PREFIX_LEN);
         let lock = acquire_lock(&prefix, test);
         sweep(&prefix, &dir);
@@ -126,11 +149,29 @@ impl Scope {
                 prefix,
                 dir,
                 lock,
+                build,
                 logs: Mutex::new(Vec::new()),
                 labels: Mutex::new(BTreeMap::new()),
                 quiet,
             }),
         }
+    }
+
+    /// The `dvrd` under test: the one Cargo built for this test run, else the one next to the
+    /// running executable.
+    pub fn dvrd_binary(&self) -> PathBuf {
+        self.inner
+            .build
+            .dvrd
+            .map_or_else(|| sibling_binary("dvrd"), PathBuf::from)
+    }
+
+    /// The `dvrctl` under test, found like [`dvrd_binary`](Self::dvrd_binary).
+    pub fn dvrctl_binary(&self) -> PathBuf {
+        self.inner
+            .build
+            .dvrctl
+            .map_or_else(|| sibling_binary("dvrctl"), PathBuf::from)
     }
 
     /// True when progress messages are not wanted on stderr (the demo's scope).

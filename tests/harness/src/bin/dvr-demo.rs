@@ -3,7 +3,7 @@
 //! It builds a small cloud out of network namespaces: three hosts, each running its own `dvrd`
 //! with its instances behind `net_af_packet` ports, a Linux bridge as the underlay between the
 //! hosts' fabric ports, and a centralised SNAT node (a kernel namespace with a Linux vxlan
-//! device). The topology is the one the end-to-end tests use (`tests/support/dvr.rs`). Then it
+//! device). The topology is the one the end-to-end tests use (`dvr_harness::dvr`). Then it
 //! walks through what a distributed router does, checking each step as it goes, prints the
 //! packet walk from the routers' own counters (read through their control sockets, as
 //! `dvrctl stats` does) and each router's exit summary, and removes everything it created:
@@ -14,9 +14,6 @@
 //! 130 when interrupted.
 #![forbid(unsafe_code)]
 
-#[path = "../../tests/support/mod.rs"]
-mod support;
-
 use std::any::Any;
 use std::net::Ipv4Addr;
 use std::panic::{self, AssertUnwindSafe};
@@ -25,15 +22,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dvr_router::stats::Snapshot;
-use support::cmd::environment_problems;
-use support::dvr::{
-    port_stats, router_stats, Cloud, HostDef, InstanceDef, NetworkDef, BLUE, BLUE_A, FABRIC_MTU,
-    FABRIC_PORT, HOSTS, HOST_A, HOST_B, INSTANCES, NETWORKS, OUTSIDE, RED, RED_A, RED_B, ROUTERS,
-    SNAT_NODE, SNAT_PORT, SNAT_UNDERLAY_IF, TENANT1,
+use dvr_harness::checks::{Echo, TTL_ROUTED};
+use dvr_harness::cmd::environment_problems;
+use dvr_harness::dvr::{
+    deltas, fabric_movement, host_index, port_stats, walk_of, walks, Cloud, Crossing, InstanceDef,
+    NetworkDef, BLUE, BLUE_A, FABRIC_MTU, FABRIC_PORT, HOSTS, HOST_A, HOST_B, INSTANCES, NETWORKS,
+    OUTSIDE, RED_A, RED_B, ROUTERS, SNAT_NODE, SNAT_PORT, SNAT_UNDERLAY_IF,
 };
-use support::frames::{ethernet_of, ipv4_of, is_echo, Tunnelled};
-use support::{Capture, PingOpts, PingResult, Scope};
+use dvr_harness::frames::{ethernet_of, ipv4_of, Tunnelled};
+use dvr_harness::pcap::PcapRecord;
+use dvr_harness::test_scope::sibling_binary;
+use dvr_harness::{Capture, Mac, PingOpts, PingResult, Scope};
+use dvr_router::stats::Snapshot;
 
 /// The demo's name: its namespaces and links start with `dvd` and four hex digits of its hash.
 const NAME: &str = "dvr-demo";
@@ -118,10 +118,6 @@ fn counters(cloud: &Cloud) -> Step<Vec<Snapshot>> {
     cloud.try_stats().map_err(Stop::Failed)
 }
 
-fn deltas(before: &[Snapshot], after: &[Snapshot]) -> Vec<Snapshot> {
-    after.iter().zip(before).map(|(a, b)| a.since(b)).collect()
-}
-
 /// `avg 0.123 ms` from ping's `rtt min/avg/max/mdev = ...` line.
 fn rtt_avg(p: &PingResult) -> String {
     p.output
@@ -155,28 +151,22 @@ fn ping_all(cloud: &Cloud, from: &InstanceDef, dst: Ipv4Addr) -> Step<PingResult
 }
 
 /// The name of a MAC address in this topology, for the printed frames.
-fn whose(mac: support::Mac) -> String {
+fn whose(mac: Mac) -> String {
     let text = mac.to_string();
-    if let Some(h) = HOSTS
-        .iter()
-        .copied()
-        .chain([&SNAT_NODE])
-        .find(|h| h.dvr_mac == text)
-    {
-        return format!("{text} ({} DVR MAC)", h.name);
+    let hosts = HOSTS.iter().copied().chain([&SNAT_NODE]);
+    let instances = INSTANCES.iter().copied().chain([&SNAT_PORT]);
+    let names = hosts
+        .map(|h| (h.dvr_mac, format!("{} DVR MAC", h.name)))
+        .chain(
+            NETWORKS
+                .iter()
+                .map(|n| (n.gateway_mac, format!("{} gateway", n.label))),
+        )
+        .chain(instances.map(|i| (i.mac, i.name.to_string())));
+    match names.into_iter().find(|(m, _)| *m == text) {
+        Some((_, name)) => format!("{text} ({name})"),
+        None => text,
     }
-    if let Some(n) = NETWORKS.iter().find(|n| n.gateway_mac == text) {
-        return format!("{text} ({} gateway)", n.label);
-    }
-    if let Some(i) = INSTANCES
-        .iter()
-        .copied()
-        .chain([&SNAT_PORT])
-        .find(|i| i.mac == text)
-    {
-        return format!("{text} ({})", i.name);
-    }
-    text
 }
 
 fn network_of_vni(vni: u32) -> &'static str {
@@ -213,19 +203,54 @@ fn print_tunnelled(what: &str, t: &Tunnelled) {
     }
 }
 
-/// The first VXLAN frame of a capture whose inner frame is an echo (`reply`) from `src` to
-/// `dst`.
-fn find_tunnelled(
+/// Waits in `capture` (`place`: where it listens) for the VXLAN frames of one ping from `src`
+/// to `dst`, prints one request and one reply, and checks that each crossed the fabric as
+/// `walk` says (the request's way, then the reply's).
+fn check_crossings(
     capture: &Capture,
-    reply: bool,
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-) -> Option<Tunnelled> {
-    capture
-        .wait_for(CAPTURE_WAIT, |f| {
-            Tunnelled::parse(f).is_some_and(|t| is_echo(&t.inner, reply, src, dst))
-        })
-        .and_then(|r| Tunnelled::parse(&r.data))
+    place: &str,
+    (src, dst): (Ipv4Addr, Ipv4Addr),
+    walk: [Crossing; 2],
+) -> Step<()> {
+    let legs = [
+        ("request", Echo::request(src, dst)),
+        ("reply", Echo::reply(dst, src)),
+    ];
+    for ((what, echo), want) in legs.into_iter().zip(walk) {
+        let found = capture
+            .wait_for(CAPTURE_WAIT, |f| {
+                Tunnelled::parse(f).is_some_and(|t| echo.matches(&t.inner))
+            })
+            .and_then(|r| Tunnelled::parse(&r.data));
+        let t = found.ok_or_else(|| Stop::Failed(format!("no VXLAN {what} {place}")))?;
+        print_tunnelled(what, &t);
+        expect(Crossing::of(&t) == Some(want), || {
+            format!("the {what} crossed the fabric as {t:?}")
+        })?;
+    }
+    Ok(())
+}
+
+/// Checks that the echo request `echo` reached instance `at` routed once: from the gateway
+/// MAC of its network, TTL 63. Prints how it came, with `note`.
+fn check_routed_arrival(
+    frames: &[PcapRecord],
+    echo: Echo,
+    at: &InstanceDef,
+    note: &str,
+) -> Step<()> {
+    let seen = frames
+        .iter()
+        .find(|r| echo.matches(&r.data))
+        .and_then(|r| ethernet_of(&r.data).zip(ipv4_of(&r.data)));
+    let Some((eth, ip)) = seen else {
+        return Err(Stop::Failed(format!("no echo request seen at {}", at.name)));
+    };
+    let (src, ttl) = (eth.src_addr(), ip.ttl());
+    println!("   at {}: from {}, TTL {ttl}{note}", at.name, whose(src));
+    expect(src == at.network.gateway_mac() && ttl == TTL_ROUTED, || {
+        format!("{} got the request from {src} with TTL {ttl}", at.name)
+    })
 }
 
 fn print_topology() {
@@ -331,15 +356,7 @@ fn gateway_ping(cloud: &Cloud) -> Step<()> {
 
 /// Fails unless no host's fabric port moved.
 fn fabric_silent(d: &[Snapshot], what: &str) -> Step<()> {
-    let moved: Vec<String> = HOSTS
-        .iter()
-        .zip(d)
-        .filter_map(|(h, s)| {
-            let f = port_stats(s, FABRIC_PORT);
-            (f.tx_packets + f.rx_packets > 0)
-                .then(|| format!("{} tx {} rx {}", h.name, f.tx_packets, f.rx_packets))
-        })
-        .collect();
+    let moved = fabric_movement(d);
     println!(
         "   fabric ports: {}",
         if moved.is_empty() {
@@ -364,31 +381,13 @@ fn local_ping(cloud: &Cloud) -> Step<Vec<Snapshot>> {
     ping_all(cloud, &BLUE_A, RED_A.ip)?;
     let after = counters(cloud)?;
     let d = deltas(&before, &after);
-    let frames = at_red.stop();
-    let seen = frames
-        .iter()
-        .find(|r| is_echo(&r.data, false, BLUE_A.ip, RED_A.ip));
-    if let Some((eth, ip)) = seen.and_then(|r| ethernet_of(&r.data).zip(ipv4_of(&r.data))) {
-        println!(
-            "   at RED-A: from {}, TTL {}",
-            whose(eth.src_addr()),
-            ip.ttl()
-        );
-        expect(eth.src_addr() == RED.gateway_mac(), || {
-            format!(
-                "RED-A got the request from {}, not RED's gateway MAC",
-                eth.src_addr()
-            )
-        })?;
-    } else {
-        return Err(Stop::Failed("no echo request seen at RED-A".into()));
-    }
+    let request = Echo::request(BLUE_A.ip, RED_A.ip);
+    check_routed_arrival(&at_red.stop(), request, &RED_A, "")?;
     fabric_silent(&d, "local traffic")?;
-    let a = router_stats(&d[0], TENANT1.name);
-    expect(a.routed_local >= u64::from(2 * PINGS), || {
+    let (routed_local, _, _) = walk_of(&d, &HOST_A);
+    expect(routed_local >= u64::from(2 * PINGS), || {
         format!(
-            "host-a counted {} packets routed here, expected the {} requests and replies",
-            a.routed_local,
+            "host-a counted {routed_local} packets routed here, expected the {} requests and replies",
             2 * PINGS
         )
     })?;
@@ -408,48 +407,15 @@ fn remote_ping(cloud: &Cloud) -> Step<Vec<Snapshot>> {
     ping_all(cloud, &BLUE_A, RED_B.ip)?;
     let after = counters(cloud)?;
     println!("   on the fabric (tcpdump on the underlay bridge), one of each:");
-    let request = find_tunnelled(&on_fabric, false, BLUE_A.ip, RED_B.ip)
-        .ok_or_else(|| Stop::Failed("no VXLAN request on the fabric".into()))?;
-    print_tunnelled("request", &request);
-    let reply = find_tunnelled(&on_fabric, true, RED_B.ip, BLUE_A.ip)
-        .ok_or_else(|| Stop::Failed("no VXLAN reply on the fabric".into()))?;
-    print_tunnelled("reply", &reply);
+    let walk = [
+        Crossing::routed(&HOST_A, &RED_B),
+        Crossing::routed(&HOST_B, &BLUE_A),
+    ];
+    check_crossings(&on_fabric, "on the fabric", (BLUE_A.ip, RED_B.ip), walk)?;
     drop(on_fabric);
-    expect(
-        request.vni == RED.vni
-            && request.inner_macs() == Some((HOST_A.dvr_mac(), RED_B.mac()))
-            && (request.src_vtep, request.dst_vtep) == (HOST_A.vtep, HOST_B.vtep),
-        || format!("the request crossed the fabric as {request:?}"),
-    )?;
-    expect(
-        reply.vni == BLUE.vni
-            && reply.inner_macs() == Some((HOST_B.dvr_mac(), BLUE_A.mac()))
-            && (reply.src_vtep, reply.dst_vtep) == (HOST_B.vtep, HOST_A.vtep),
-        || format!("the reply crossed the fabric as {reply:?}"),
-    )?;
-    let frames = at_red.stop();
-    let seen = frames
-        .iter()
-        .find(|r| is_echo(&r.data, false, BLUE_A.ip, RED_B.ip))
-        .and_then(|r| ethernet_of(&r.data).zip(ipv4_of(&r.data)));
-    let Some((eth, ip)) = seen else {
-        return Err(Stop::Failed("no echo request seen at RED-B".into()));
-    };
-    println!(
-        "   at RED-B: from {}, TTL {} (routed once, on host-a)",
-        whose(eth.src_addr()),
-        ip.ttl()
-    );
-    expect(
-        eth.src_addr() == RED.gateway_mac() && ip.ttl() == 63,
-        || {
-            format!(
-                "RED-B got the request from {} with TTL {}",
-                eth.src_addr(),
-                ip.ttl()
-            )
-        },
-    )?;
+    let note = " (routed once, on host-a)";
+    let request = Echo::request(BLUE_A.ip, RED_B.ip);
+    check_routed_arrival(&at_red.stop(), request, &RED_B, note)?;
     Ok([before, after].concat())
 }
 
@@ -466,43 +432,15 @@ fn outside_ping(cloud: &Cloud) -> Step<()> {
     );
     ping_all(cloud, &BLUE_A, OUTSIDE)?;
     println!("   at the SNAT node's underlay interface:");
-    let request = find_tunnelled(&on_snat, false, BLUE_A.ip, OUTSIDE)
-        .ok_or_else(|| Stop::Failed("nothing reached the SNAT node over the fabric".into()))?;
-    print_tunnelled("request", &request);
-    expect(
-        request.vni == BLUE.vni
-            && request.inner_macs() == Some((HOST_A.dvr_mac(), SNAT_PORT.mac()))
-            && (request.src_vtep, request.dst_vtep) == (HOST_A.vtep, SNAT_NODE.vtep),
-        || format!("the request reached the SNAT node as {request:?}"),
-    )?;
     // The SNAT node stands for the network node and the world behind it: it answers, on BLUE,
     // straight to BLUE-A's host.
-    let reply = find_tunnelled(&on_snat, true, OUTSIDE, BLUE_A.ip)
-        .ok_or_else(|| Stop::Failed("no reply left the SNAT node".into()))?;
-    print_tunnelled("reply", &reply);
-    expect(
-        reply.vni == BLUE.vni
-            && reply.inner_macs() == Some((SNAT_PORT.mac(), BLUE_A.mac()))
-            && (reply.src_vtep, reply.dst_vtep) == (SNAT_NODE.vtep, HOST_A.vtep),
-        || format!("the reply left the SNAT node as {reply:?}"),
-    )?;
+    let walk = [
+        Crossing::routed(&HOST_A, &SNAT_PORT),
+        Crossing::bridged(&SNAT_PORT, &BLUE_A),
+    ];
+    check_crossings(&on_snat, "at the SNAT node", (BLUE_A.ip, OUTSIDE), walk)?;
     println!("   (the reply is bridged on BLUE from the SNAT port to BLUE-A: not routed again)");
     Ok(())
-}
-
-/// One row of the packet walk.
-fn walk_row(host: &HostDef, s: &Snapshot) {
-    let r = router_stats(s, TENANT1.name);
-    let f = port_stats(s, FABRIC_PORT);
-    println!(
-        "     {:<8} {:>11} {:>15} {:>20} {:>10} {:>10}",
-        host.name,
-        r.routed_local,
-        r.routed_remote,
-        r.delivered_from_fabric,
-        f.tx_packets,
-        f.rx_packets
-    );
 }
 
 fn walk_table(title: &str, d: &[Snapshot]) {
@@ -511,8 +449,14 @@ fn walk_table(title: &str, d: &[Snapshot]) {
         "     {:<8} {:>11} {:>15} {:>20} {:>10} {:>10}",
         "", "routed here", "routed to peers", "delivered from peers", "fabric tx", "fabric rx"
     );
-    for (h, s) in HOSTS.iter().zip(d) {
-        walk_row(h, s);
+    for h in HOSTS {
+        let (here, to_peers, from_peers) = walk_of(d, h);
+        let f = port_stats(&d[host_index(h)], FABRIC_PORT);
+        let (tx, rx) = (f.tx_packets, f.rx_packets);
+        println!(
+            "     {:<8} {here:>11} {to_peers:>15} {from_peers:>20} {tx:>10} {rx:>10}",
+            h.name
+        );
     }
 }
 
@@ -529,16 +473,11 @@ fn packet_walk(local: &[Snapshot], remote: &[Snapshot]) -> Step<()> {
     println!("     => host-a routed the requests to its peer and delivered the replies; host-b");
     println!("        delivered the requests and routed the replies; host-c saw none of it");
     println!("        (fabric counts include the ARP that resolved the peer's VTEP)");
-    let a = router_stats(&remote[0], TENANT1.name);
-    let b = router_stats(&remote[1], TENANT1.name);
-    let c = router_stats(&remote[2], TENANT1.name);
     let p = u64::from(PINGS);
-    expect(
-        (a.routed_remote, a.delivered_from_fabric, a.routed_local) == (p, p, 0)
-            && (b.routed_remote, b.delivered_from_fabric, b.routed_local) == (p, p, 0)
-            && c.routed_local + c.routed_remote + c.delivered_from_fabric == 0,
-        || "the counters do not tell the DVR walk".to_string(),
-    )
+    let walks = walks(&remote);
+    expect(walks == [(0, p, p), (0, p, p), (0, 0, 0)], || {
+        format!("the counters do not tell the DVR walk: {walks:?}")
+    })
 }
 
 /// Step 7: stops the routers and prints the summary each printed at exit.
@@ -604,7 +543,7 @@ fn main() -> ExitCode {
         eprintln!("Install what is missing with `sudo scripts/install-deps.sh` (or `make demo`).");
         return ExitCode::from(EXIT_UNABLE);
     }
-    let dvrd = support::dvrd::binary();
+    let dvrd = sibling_binary("dvrd");
     if !dvrd.is_file() {
         eprintln!(
             "dvr-demo: no dvrd at {}: build both with `make build` (cargo build --release --workspace --bins)",

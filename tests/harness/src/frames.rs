@@ -8,6 +8,8 @@ use router_core::wire::{
     Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr, VxlanPacket, VxlanRepr,
 };
 
+use crate::pcap::PcapRecord;
+
 /// An Ethernet address (`fa:16:3e:00:01:01`).
 pub type Mac = EthernetAddress;
 
@@ -233,6 +235,49 @@ impl Tunnelled {
     pub fn inner_macs(&self) -> Option<(Mac, Mac)> {
         let eth = ethernet_of(&self.inner)?;
         Some((eth.src_addr(), eth.dst_addr()))
+    }
+
+    /// The VXLAN frames among captured frames, taken apart.
+    pub fn all_in(frames: &[PcapRecord]) -> Vec<Tunnelled> {
+        frames
+            .iter()
+            .filter_map(|r| Tunnelled::parse(&r.data))
+            .collect()
+    }
+
+    /// One line per tunnelled frame (outer addresses, VNI, the inner frame's addresses), for
+    /// failure messages.
+    pub fn dump(tunnelled: &[Tunnelled]) -> String {
+        tunnelled
+            .iter()
+            .map(|t| {
+                format!(
+                    "  {}:{} -> {}:{} vni {} | {}\n",
+                    t.src_vtep,
+                    t.src_port,
+                    t.dst_vtep,
+                    t.dst_port,
+                    t.vni,
+                    t.describe_inner()
+                )
+            })
+            .collect()
+    }
+
+    fn describe_inner(&self) -> String {
+        match (ethernet_of(&self.inner), ipv4_of(&self.inner)) {
+            (Some(e), Some(ip)) => format!(
+                "{} -> {} {} -> {} ttl {} len {}",
+                e.src_addr(),
+                e.dst_addr(),
+                ip.src_addr(),
+                ip.dst_addr(),
+                ip.ttl(),
+                ip.total_len()
+            ),
+            (Some(e), None) => format!("{} -> {} {}", e.src_addr(), e.dst_addr(), e.ethertype()),
+            _ => format!("{} bytes", self.inner.len()),
+        }
     }
 }
 

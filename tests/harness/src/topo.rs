@@ -6,13 +6,13 @@ use std::net::Ipv4Addr;
 use std::process::Command;
 use std::time::Duration;
 
-use super::cmd::CmdOutput;
-use super::config::PortCfg;
-use super::frames::{mac, Mac};
-use super::net::{disable_offloads, ip, make_silent, Bridge, Link, Netns};
-use super::process::Process;
-use super::test_scope::Scope;
-use super::tools::{arping, inject_frames, ping, ArpingResult, Capture, PingOpts, PingResult};
+use crate::cmd::CmdOutput;
+use crate::config::PortCfg;
+use crate::frames::{mac, Mac};
+use crate::net::{add_veth, disable_offloads, ip, make_silent, move_link, Bridge, Link, Netns};
+use crate::process::Process;
+use crate::test_scope::Scope;
+use crate::tools::{arping, inject_frames, ping, ArpingResult, Capture, PingOpts, PingResult};
 
 /// The interface name of an instance inside its namespace.
 pub const INSTANCE_IFNAME: &str = "eth0";
@@ -29,6 +29,22 @@ pub fn cidr(text: &str) -> (Ipv4Addr, u8) {
     let l: u8 = l.parse().unwrap_or_else(|e| panic!("`{text}`: {e}"));
     assert!(l <= 32, "`{text}`: prefix length above 32");
     (a, l)
+}
+
+/// Creates the veth pair `host` and `peer` and makes `host` an end a dvrd attaches to: moved
+/// into `host_ns` (None: it stays in the root namespace), silent (no IPv6, no ARP answers),
+/// offloads off, MTU `mtu`, up. `peer` stays down in the root namespace for the caller.
+fn dvrd_end(scope: &Scope, (host, host_ns): (&str, Option<&Netns>), peer: &str, mtu: &str) -> Link {
+    add_veth(host, peer);
+    let host_ns = host_ns.map(Netns::name);
+    if let Some(ns) = host_ns {
+        move_link(host, ns);
+    }
+    let link = Link::adopt(scope, host_ns, host);
+    make_silent(host_ns, host);
+    disable_offloads(host_ns, host);
+    link.set(&["mtu", mtu, "up"]);
+    link
 }
 
 /// What an instance looks like from inside.
@@ -108,29 +124,10 @@ impl Instance {
             "instance tag `{tag}` is longer than {TAG_LEN_MAX}"
         );
         let netns = Netns::new(scope, tag);
-        let host_name = scope.ifname(tag);
         let inner_tmp = scope.ifname(&format!("{tag}i"));
-        ip(
-            None,
-            &[
-                "link", "add", &host_name, "type", "veth", "peer", "name", &inner_tmp,
-            ],
-        );
-        let host_ns_name = host_ns.map(Netns::name);
-        if let Some(ns) = host_ns_name {
-            ip(None, &["link", "set", "dev", &host_name, "netns", ns]);
-        }
-        let host_if = Link::adopt(scope, host_ns_name, &host_name);
         let mtu = spec.mtu.to_string();
-
-        make_silent(host_ns_name, &host_name);
-        disable_offloads(host_ns_name, &host_name);
-        host_if.set(&["mtu", &mtu, "up"]);
-
-        ip(
-            None,
-            &["link", "set", "dev", &inner_tmp, "netns", netns.name()],
-        );
+        let host_if = dvrd_end(scope, (&scope.ifname(tag), host_ns), &inner_tmp, &mtu);
+        move_link(&inner_tmp, netns.name());
         netns.ip(&["link", "set", "dev", &inner_tmp, "name", INSTANCE_IFNAME]);
         netns.sysctl(
             &format!("net.ipv6.conf.{INSTANCE_IFNAME}.disable_ipv6"),
@@ -337,38 +334,8 @@ impl Fabric {
         let host = self.scope.ifname(tag);
         let bridge_side = self.scope.ifname(&format!("{tag}b"));
         let mtu_text = mtu.to_string();
-        ip(
-            None,
-            &[
-                "link",
-                "add",
-                &host,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &bridge_side,
-            ],
-        );
-        let host_ns_name = host_ns.map(Netns::name);
-        if let Some(ns) = host_ns_name {
-            ip(None, &["link", "set", "dev", &host, "netns", ns]);
-        }
-        let link = Link::adopt(&self.scope, host_ns_name, &host);
-        ip(
-            None,
-            &[
-                "link",
-                "set",
-                "dev",
-                &bridge_side,
-                "netns",
-                self.netns.name(),
-            ],
-        );
-        make_silent(host_ns_name, &host);
-        disable_offloads(host_ns_name, &host);
-        link.set(&["mtu", &mtu_text, "up"]);
+        let link = dvrd_end(&self.scope, (&host, host_ns), &bridge_side, &mtu_text);
+        move_link(&bridge_side, self.netns.name());
         self.plug(&bridge_side, &mtu_text);
         FabricPort { link, mtu }
     }
@@ -384,34 +351,9 @@ impl Fabric {
         let bridge_side = self.scope.ifname(&format!("{tag}b"));
         let node_tmp = self.scope.ifname(&format!("{tag}n"));
         let mtu_text = mtu.to_string();
-        ip(
-            None,
-            &[
-                "link",
-                "add",
-                &bridge_side,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &node_tmp,
-            ],
-        );
-        ip(
-            None,
-            &["link", "set", "dev", &node_tmp, "netns", node.name()],
-        );
-        ip(
-            None,
-            &[
-                "link",
-                "set",
-                "dev",
-                &bridge_side,
-                "netns",
-                self.netns.name(),
-            ],
-        );
+        add_veth(&bridge_side, &node_tmp);
+        move_link(&node_tmp, node.name());
+        move_link(&bridge_side, self.netns.name());
         node.ip(&["link", "set", "dev", &node_tmp, "name", ifname]);
         node.disable_offloads(ifname);
         node.ip(&["link", "set", "dev", ifname, "mtu", &mtu_text]);

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use super::cmd::{command_line, run};
-use super::test_scope::Scope;
+use crate::cmd::{command_line, run};
+use crate::test_scope::Scope;
 
 /// How long a dropped process gets between SIGTERM and SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);

@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::cmd::{command_line, output_of, CmdOutput};
-use super::frames::{hex, Mac};
-use super::net::Netns;
-use super::pcap::{self, PcapRecord, LINKTYPE_ETHERNET};
-use super::process::{describe, Process, POLL};
-use super::test_scope::Scope;
+use crate::cmd::{command_line, output_of, CmdOutput};
+use crate::frames::{hex, Mac};
+use crate::net::Netns;
+use crate::pcap::{self, PcapRecord, LINKTYPE_ETHERNET};
+use crate::process::{describe, Process, POLL};
+use crate::test_scope::Scope;
 
 /// How long tcpdump gets to start listening.
 const CAPTURE_START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -51,10 +51,35 @@ impl Default for PingOpts {
 }
 
 impl PingOpts {
+    /// `count` requests, the rest as [`default`](Self::default).
     pub fn count(count: u32) -> Self {
         PingOpts {
             count,
             ..PingOpts::default()
+        }
+    }
+
+    pub fn interval(self, interval: Duration) -> Self {
+        PingOpts { interval, ..self }
+    }
+
+    pub fn timeout(self, timeout: Duration) -> Self {
+        PingOpts { timeout, ..self }
+    }
+
+    /// `size` ICMP data bytes.
+    pub fn size(self, size: usize) -> Self {
+        PingOpts {
+            size: Some(size),
+            ..self
+        }
+    }
+
+    /// DF set, never fragmented locally.
+    pub fn dont_fragment(self) -> Self {
+        PingOpts {
+            dont_fragment: true,
+            ..self
         }
     }
 }
@@ -79,6 +104,13 @@ impl PingResult {
             self.transmitted,
             self.output
         );
+    }
+}
+
+impl PingResult {
+    /// Panics, with ping's output, if any request got its reply; `what` says why none may.
+    pub fn assert_unanswered(&self, what: &str) {
+        assert_eq!(self.received, 0, "{what}: {self}\n{}", self.output);
     }
 }
 
@@ -171,6 +203,25 @@ impl ArpingResult {
             self.output
         );
         first
+    }
+}
+
+impl ArpingResult {
+    /// Panics, with arping's output, unless at least `min` replies came, all from `ip` with
+    /// MAC `mac`.
+    pub fn assert_answered(&self, min: usize, ip: Ipv4Addr, mac: Mac) {
+        assert!(
+            self.replies.len() >= min,
+            "arping {ip} got {} replies, expected at least {min}\n{}",
+            self.replies.len(),
+            self.output
+        );
+        assert_eq!(self.mac(), mac, "the MAC of {ip}\n{}", self.output);
+        assert!(
+            self.replies.iter().all(|(from, _)| *from == ip),
+            "replies from others than {ip}: {:?}",
+            self.replies
+        );
     }
 }
 
@@ -539,6 +590,29 @@ pub fn tcp_transfer(
         elapsed: Duration::from_secs_f64(secs),
         received: received.to_path_buf(),
     }
+}
+
+/// Sends `len` random bytes from `from` to `to` (at `to_ip`, TCP port `port`) over one plain
+/// TCP connection and checks the copy: every byte arrived, and the SHA-256 of what was received
+/// is that of what was sent. The files are `<name>.bin` and `<name>.received` in the scope's
+/// folder.
+pub fn assert_tcp_copy_intact(
+    from: &Netns,
+    (to, to_ip, port): (&Netns, Ipv4Addr, u16),
+    name: &str,
+    len: u64,
+) -> TcpTransfer {
+    let file = from.scope().file(&format!("{name}.bin"));
+    let copy = from.scope().file(&format!("{name}.received"));
+    random_file(&file, len);
+    let t = tcp_transfer(from, to, to_ip, port, &file, &copy);
+    assert_eq!(t.bytes, len, "{name}: bytes sent");
+    assert_eq!(
+        sha256(&copy),
+        sha256(&file),
+        "{name}: the received file differs from the sent one"
+    );
+    t
 }
 
 /// Writes `len` random bytes (from /dev/urandom) to `path`.

@@ -1,5 +1,7 @@
 //! End-to-end test harness: the real `dvrd` binary in network namespaces, driven with real
-//! tools (ping, arping, tcpdump) and raw frames.
+//! tools (ping, arping, tcpdump) and raw frames. The end-to-end tests of the root package
+//! (`tests/e2e_*.rs`) use it as a dev-dependency, and the demo (`dvr-demo`, this crate's
+//! binary) is built on it; nothing shipped depends on it.
 //!
 //! Every test starts with `let s = scope!();`. The [`Scope`] names everything the test creates
 //! after a short prefix derived from the test's path (Linux interface names have at most 15
@@ -9,22 +11,28 @@
 //! [`Netns`], [`Link`], [`Bridge`], [`Process`], [`Capture`], [`Dvrd`]; a final sweep by prefix
 //! runs when the last guard of the scope is gone.
 //!
+//! The macro also records where Cargo put the binaries under test and the test's scratch
+//! folder ([`BuildPaths`]): Cargo tells only the test crate, at its compile time, so the
+//! macro reads them where it is expanded. Outside `cargo test` (the demo) the binaries are
+//! found next to the running executable and the logs go under the system's temporary folder.
+//!
 //! Topology: an [`Instance`] is a namespace with one veth end inside (the instance's IP, MAC
 //! and default route) and the other end in the root namespace, where `dvrd` attaches to it
 //! with `net_af_packet`. A [`Fabric`] is a Linux bridge in its own namespace, with one veth per
 //! host (the host's fabric port) or per kernel node (a SNAT node with a Linux vxlan device).
-//! [`DvrdConfig`] describes a host's configuration in Rust and writes the TOML file.
-//!
-//! Each test file uses a part of this module; `dead_code` and `unused_imports` are allowed for
-//! the rest.
-#![allow(dead_code, unused_imports, unused_macros)]
+//! [`DvrdConfig`] describes a host's configuration in Rust and writes the TOML file; [`dvr`]
+//! is the three-host cloud of the DVR tests and the demo. [`checks`] holds the assertions the
+//! test files share (echoes in captures, routed packets).
 
+pub mod checks;
 pub mod cmd;
 pub mod config;
 pub mod dvr;
+pub mod dvrctl;
 pub mod dvrd;
 pub mod frames;
 pub mod net;
+pub mod one_host;
 pub mod pcap;
 pub mod process;
 pub mod test_scope;
@@ -36,17 +44,32 @@ pub use self::config::{
     DvrdConfig, HostCfg, InstancePortCfg, InterfaceCfg, NetworkCfg, PeerCfg, PortCfg, RouteCfg,
     RouterCfg,
 };
+pub use self::dvrctl::Dvrctl;
 pub use self::dvrd::{Dvrd, DvrdExit, DvrdRun, Summary};
 pub use self::frames::Mac;
 pub use self::net::{Bridge, Link, Netns};
 pub use self::pcap::PcapRecord;
 pub use self::process::Process;
-pub use self::test_scope::Scope;
+pub use self::test_scope::{BuildPaths, Scope};
 pub use self::tools::{arping, inject_frames, ping, ArpingResult, Capture, PingOpts, PingResult};
 pub use self::topo::{Fabric, FabricPort, Instance, InstanceSpec};
 
+/// The [`BuildPaths`] Cargo gave the crate that expands this macro: the test's scratch folder
+/// and the binaries of the package under test (each `None` outside an integration test).
+#[macro_export]
+macro_rules! build_paths {
+    () => {
+        $crate::BuildPaths {
+            tmp_dir: option_env!("CARGO_TARGET_TMPDIR"),
+            dvrd: option_env!("CARGO_BIN_EXE_dvrd"),
+            dvrctl: option_env!("CARGO_BIN_EXE_dvrctl"),
+        }
+    };
+}
+
 /// Creates the [`Scope`] of the calling test, named after the test function's path
 /// (`e2e_datapath::routed_ping_between_local_instances`).
+#[macro_export]
 macro_rules! scope {
     () => {{
         fn here() {}
@@ -54,7 +77,9 @@ macro_rules! scope {
             std::any::type_name::<T>()
         }
         let name = name_of(here);
-        $crate::support::Scope::new(name.strip_suffix("::here").unwrap_or(name))
+        $crate::Scope::new(
+            name.strip_suffix("::here").unwrap_or(name),
+            $crate::build_paths!(),
+        )
     }};
 }
-pub(crate) use scope;

@@ -13,10 +13,10 @@ use dvr_router::api::view::StatsView;
 use dvr_router::stats::Snapshot;
 use serde_json::Value;
 
-use super::config::DvrdConfig;
-use super::net::Netns;
-use super::process::{describe, Process, POLL};
-use super::test_scope::{tail, Scope};
+use crate::config::DvrdConfig;
+use crate::net::Netns;
+use crate::process::{describe, Process, POLL};
+use crate::test_scope::{tail, Scope};
 
 /// How long dvrd gets to become ready (EAL init on 4 KiB pages, ports, workers).
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -25,34 +25,14 @@ pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long one control API call may take.
 pub const API_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The binary Cargo built for this test run; outside `cargo test` (the demo), the `dvrd`
-/// next to the running executable.
-pub fn binary() -> PathBuf {
-    match option_env!("CARGO_BIN_EXE_dvrd") {
-        Some(path) => PathBuf::from(path),
-        None => std::env::current_exe()
-            .ok()
-            .and_then(|exe| exe.parent().map(|dir| dir.join("dvrd")))
-            .unwrap_or_else(|| PathBuf::from("dvrd")),
-    }
-}
-
-/// A `dvrd` command with no `DVR_...` variables inherited (they would override the config).
-pub fn command() -> Command {
-    let mut cmd = Command::new(binary());
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("DVR_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("RUST_BACKTRACE", "1");
-    cmd
-}
-
-/// A `dvrd` command that runs in namespace `netns` (`ip netns exec`), environment as in
-/// [`command`].
-pub fn command_in(netns: &Netns) -> Command {
-    let mut cmd = netns.command(&binary().to_string_lossy());
+/// A `dvrd` command (in namespace `netns`, through `ip netns exec`, or in the root namespace)
+/// with no `DVR_...` variables inherited: they would override the config.
+pub fn command(scope: &Scope, netns: Option<&Netns>) -> Command {
+    let binary = scope.dvrd_binary();
+    let mut cmd = match netns {
+        Some(ns) => ns.command(&binary.to_string_lossy()),
+        None => Command::new(binary),
+    };
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("DVR_") {
             cmd.env_remove(k);
@@ -66,6 +46,7 @@ pub fn command_in(netns: &Netns) -> Command {
 /// same and returns the exit status and the summary.
 ///
 /// [`stop`]: Dvrd::stop
+#[derive(Debug)]
 pub struct Dvrd {
     scope: Scope,
     label: String,
@@ -75,18 +56,6 @@ pub struct Dvrd {
     summary_path: PathBuf,
     control_socket: PathBuf,
     process: Process,
-}
-
-impl fmt::Debug for Dvrd {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Dvrd({} pid {} config {})",
-            self.label,
-            self.process.pid(),
-            self.config_path.display()
-        )
-    }
 }
 
 /// How dvrd ended.
@@ -163,10 +132,7 @@ impl Dvrd {
         std::fs::write(&config_path, make_toml(&file_prefix, &socket))
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", config_path.display()));
         scope.register_log(&format!("{label} config"), &config_path);
-        let mut cmd = match netns {
-            Some(ns) => command_in(ns),
-            None => command(),
-        };
+        let mut cmd = command(scope, netns);
         cmd.arg("--config")
             .arg(&config_path)
             .arg("--ready-file")
@@ -221,6 +187,10 @@ impl Dvrd {
 
     pub fn label(&self) -> &str {
         &self.label
+    }
+
+    pub fn scope(&self) -> &Scope {
+        &self.scope
     }
 
     pub fn pid(&self) -> u32 {
@@ -399,7 +369,7 @@ pub fn run_to_exit(
     args: &[&std::ffi::OsStr],
     timeout: Duration,
 ) -> DvrdRun {
-    let mut cmd = command();
+    let mut cmd = command(scope, None);
     cmd.args(args);
     let start = Instant::now();
     let mut p = Process::spawn(scope, label, cmd);

@@ -4,9 +4,14 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::process::Command;
 
-use super::cmd::{output_of, run, run_ok, CmdOutput};
-use super::frames::Mac;
-use super::test_scope::{kill_netns_processes, Scope};
+use crate::cmd::{output_of, run, run_ok, CmdOutput};
+use crate::frames::Mac;
+use crate::test_scope::{kill_netns_processes, Scope};
+
+/// The words of a command line built with `format!` (names here never hold white space).
+pub fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
 
 /// Runs `ip [-n NS] args...`, panics unless it succeeds, returns stdout.
 pub fn ip(netns: Option<&str>, args: &[&str]) -> String {
@@ -16,6 +21,16 @@ pub fn ip(netns: Option<&str>, args: &[&str]) -> String {
     }
     full.extend_from_slice(args);
     run_ok("ip", &full)
+}
+
+/// Creates the veth pair `a` and `b` in the root namespace, both down.
+pub fn add_veth(a: &str, b: &str) {
+    ip(None, &["link", "add", a, "type", "veth", "peer", "name", b]);
+}
+
+/// Moves the root-namespace link `ifname` into namespace `netns`.
+pub fn move_link(ifname: &str, netns: &str) {
+    ip(None, &["link", "set", "dev", ifname, "netns", netns]);
 }
 
 /// Turns off checksum offload and segmentation on `ifname` (in `netns`, or the root
@@ -61,6 +76,21 @@ pub fn link_mac(netns: Option<&str>, ifname: &str) -> Mac {
         .and_then(|s| s.split_whitespace().next());
     text.and_then(|t| t.parse().ok())
         .unwrap_or_else(|| panic!("no MAC address in `{out}`"))
+}
+
+/// A Linux vxlan device as [`Netns::add_vxlan`] makes it.
+#[derive(Debug, Clone, Copy)]
+pub struct Vxlan<'a> {
+    pub vni: u32,
+    /// The source address of what it sends (the node's VTEP).
+    pub local: Ipv4Addr,
+    /// The underlay interface it sends on.
+    pub dev: &'a str,
+    /// The VTEPs every broadcast and unknown destination is sent to.
+    pub remotes: &'a [Ipv4Addr],
+    /// The device's MAC address (an instance port's, for a kernel node that stands for a port
+    /// on a tenant network); the kernel picks one when `None`.
+    pub mac: Option<Mac>,
 }
 
 /// A network namespace, deleted (with every process in it) when dropped. IPv6 is off in it
@@ -147,68 +177,30 @@ impl Netns {
             .ok()
     }
 
-    /// Adds a Linux vxlan device `name` (VNI `vni`, UDP 4789, source `local`, over `dev`,
-    /// learning off), up, with static flood entries to `remotes` (head-end replication).
-    /// For kernel nodes on the fabric, such as a SNAT node.
-    pub fn add_vxlan(
-        &self,
-        name: &str,
-        vni: u32,
-        local: Ipv4Addr,
-        dev: &str,
-        remotes: &[Ipv4Addr],
-    ) {
-        self.add_vxlan_with_mac(name, vni, local, dev, remotes, None);
-    }
-
-    /// [`add_vxlan`](Self::add_vxlan) with the device's MAC address set (an instance port's
-    /// MAC, for a kernel node that stands for a port on a tenant network).
-    pub fn add_vxlan_with_mac(
-        &self,
-        name: &str,
-        vni: u32,
-        local: Ipv4Addr,
-        dev: &str,
-        remotes: &[Ipv4Addr],
-        mac: Option<Mac>,
-    ) {
-        let vni = vni.to_string();
-        let local = local.to_string();
-        self.ip(&[
-            "link",
-            "add",
-            name,
-            "type",
-            "vxlan",
-            "id",
-            &vni,
-            "local",
-            &local,
-            "dev",
+    /// Adds the Linux vxlan device `name` that `vxlan` describes (UDP 4789, learning off), up,
+    /// with static flood entries to its remotes (head-end replication). For kernel nodes on
+    /// the fabric, such as a SNAT node.
+    pub fn add_vxlan(&self, name: &str, vxlan: &Vxlan<'_>) {
+        let Vxlan {
+            vni,
+            local,
             dev,
-            "dstport",
-            "4789",
-            "nolearning",
-        ]);
+            remotes,
+            mac,
+        } = *vxlan;
+        let add = format!(
+            "link add {name} type vxlan id {vni} local {local} dev {dev} dstport 4789 nolearning"
+        );
+        self.ip(&words(&add));
         if let Some(mac) = mac {
             self.ip(&["link", "set", "dev", name, "address", &mac.to_string()]);
         }
         for r in remotes {
-            let r = r.to_string();
-            run_ok(
-                "bridge",
-                &[
-                    "-n",
-                    &self.name,
-                    "fdb",
-                    "append",
-                    "00:00:00:00:00:00",
-                    "dev",
-                    name,
-                    "dst",
-                    &r,
-                ],
+            let append = format!(
+                "-n {} fdb append 00:00:00:00:00:00 dev {name} dst {r}",
+                self.name
             );
+            run_ok("bridge", &words(&append));
         }
         self.disable_offloads(name);
         self.ip(&["link", "set", name, "up"]);
@@ -227,7 +219,8 @@ impl Drop for Netns {
 
 /// A link deleted when dropped (a veth pair goes with either end).
 pub struct Link {
-    scope: Scope,
+    /// Held so that the scope's final sweep runs only once this link is gone.
+    _scope: Scope,
     netns: Option<String>,
     name: String,
 }
@@ -245,7 +238,7 @@ impl Link {
     /// Takes ownership of an existing link.
     pub fn adopt(scope: &Scope, netns: Option<&str>, name: &str) -> Link {
         Link {
-            scope: scope.clone(),
+            _scope: scope.clone(),
             netns: netns.map(str::to_string),
             name: name.to_string(),
         }
@@ -253,7 +246,7 @@ impl Link {
 
     /// Creates the veth pair `a` (root namespace, owned by the guard) and `b`, both down.
     pub fn veth(scope: &Scope, a: &str, b: &str) -> Link {
-        ip(None, &["link", "add", a, "type", "veth", "peer", "name", b]);
+        add_veth(a, b);
         Link::adopt(scope, None, a)
     }
 

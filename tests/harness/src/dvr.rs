@@ -28,12 +28,12 @@ use std::net::Ipv4Addr;
 
 use dvr_router::stats::{PortStatsView, RouterView, Snapshot};
 
-use super::config::{DvrdConfig, HostCfg, InstancePortCfg, NetworkCfg, RouterCfg};
-use super::dvrd::{Dvrd, DvrdExit, READY_TIMEOUT};
-use super::frames::{mac, Mac};
-use super::net::Netns;
-use super::test_scope::Scope;
-use super::topo::{Fabric, FabricPort, Instance, InstanceSpec};
+use crate::config::{DvrdConfig, HostCfg, InstancePortCfg, NetworkCfg, RouterCfg};
+use crate::dvrd::{Dvrd, DvrdExit, READY_TIMEOUT};
+use crate::frames::{mac, Mac, Tunnelled};
+use crate::net::{Netns, Vxlan};
+use crate::test_scope::Scope;
+use crate::topo::{Fabric, FabricPort, Instance, InstanceSpec};
 
 /// MTU of the underlay (the hosts' fabric ports, the bridge, the SNAT node's link).
 pub const FABRIC_MTU: u16 = 1500;
@@ -68,7 +68,8 @@ impl HostDef {
         mac(self.dvr_mac)
     }
 
-    fn cfg(&self) -> HostCfg {
+    /// The host as this host's or a peer's configuration names it.
+    pub fn cfg(&self) -> HostCfg {
         HostCfg::new(self.name, self.dvr_mac, &self.vtep.to_string())
     }
 }
@@ -286,6 +287,15 @@ pub fn cores_of(index: usize) -> (usize, usize) {
     }
 }
 
+/// The index of `host` in [`HOSTS`]: where its router, namespace, fabric port and counters
+/// are in the cloud's lists.
+pub fn host_index(host: &HostDef) -> usize {
+    HOSTS
+        .iter()
+        .position(|h| h.name == host.name)
+        .unwrap_or_else(|| panic!("{} runs no dvrd", host.name))
+}
+
 /// The configuration of `host`: its local ports (one per network with an instance on it, named
 /// after the network), the fabric port, every peer, network, router and instance port.
 pub fn host_config(
@@ -377,7 +387,7 @@ impl Cloud {
         let instances: Vec<Instance> = INSTANCES
             .iter()
             .map(|def| {
-                let ns = &host_ns[Self::host_index(def.host)];
+                let ns = &host_ns[host_index(def.host)];
                 Instance::new_in(scope, def.tag, def.spec(), Some(ns))
             })
             .collect();
@@ -420,17 +430,10 @@ impl Cloud {
         &self.instances[i]
     }
 
-    fn host_index(host: &HostDef) -> usize {
-        HOSTS
-            .iter()
-            .position(|h| h.name == host.name)
-            .unwrap_or_else(|| panic!("{} runs no dvrd", host.name))
-    }
-
     /// The dvrd of `host`; panics once the cloud is stopped.
     pub fn router(&self, host: &HostDef) -> &Dvrd {
         self.routers
-            .get(Self::host_index(host))
+            .get(host_index(host))
             .unwrap_or_else(|| panic!("the routers are stopped"))
     }
 
@@ -453,12 +456,12 @@ impl Cloud {
 
     /// The namespace of `host`: where its dvrd runs, with its ports' interfaces.
     pub fn host_netns(&self, host: &HostDef) -> &Netns {
-        &self.host_ns[Self::host_index(host)]
+        &self.host_ns[host_index(host)]
     }
 
     /// The fabric port of `host`.
     pub fn fabric_port(&self, host: &HostDef) -> &FabricPort {
-        &self.fabric_ports[Self::host_index(host)]
+        &self.fabric_ports[host_index(host)]
     }
 
     pub fn fabric(&self) -> &Fabric {
@@ -497,14 +500,14 @@ fn snat_node(scope: &Scope, fabric: &mut Fabric) -> Netns {
         FABRIC_MTU,
     );
     let vteps: Vec<Ipv4Addr> = HOSTS.iter().map(|h| h.vtep).collect();
-    ns.add_vxlan_with_mac(
-        SNAT_VXLAN_IF,
-        SNAT_PORT.network.vni,
-        SNAT_NODE.vtep,
-        SNAT_UNDERLAY_IF,
-        &vteps,
-        Some(SNAT_PORT.mac()),
-    );
+    let vxlan = Vxlan {
+        vni: SNAT_PORT.network.vni,
+        local: SNAT_NODE.vtep,
+        dev: SNAT_UNDERLAY_IF,
+        remotes: &vteps,
+        mac: Some(SNAT_PORT.mac()),
+    };
+    ns.add_vxlan(SNAT_VXLAN_IF, &vxlan);
     let port_addr = format!("{}/{}", SNAT_PORT.ip, SNAT_PORT.network.prefix_len);
     ns.ip(&["addr", "add", &port_addr, "dev", SNAT_VXLAN_IF]);
     // On `lo`: dummy devices need a kernel module that containers may lack.
@@ -556,4 +559,77 @@ pub fn router_stats(s: &Snapshot, name: &str) -> RouterView {
         .find(|r| r.name == name)
         .cloned()
         .unwrap_or_default()
+}
+
+/// What each router counted between two snapshots of every host, in [`HOSTS`] order.
+pub fn deltas(before: &[Snapshot], after: &[Snapshot]) -> Vec<Snapshot> {
+    after.iter().zip(before).map(|(a, b)| a.since(b)).collect()
+}
+
+/// The DVR walk of router `tenant1` on `host` in per-host counters (from [`deltas`]): packets
+/// routed to a local instance, routed to a peer host, and delivered from the fabric.
+pub fn walk_of(d: &[Snapshot], host: &HostDef) -> (u64, u64, u64) {
+    let r = router_stats(&d[host_index(host)], TENANT1.name);
+    (r.routed_local, r.routed_remote, r.delivered_from_fabric)
+}
+
+/// [`walk_of`] every host, in [`HOSTS`] order.
+pub fn walks(d: &[Snapshot]) -> [(u64, u64, u64); 3] {
+    HOSTS.map(|h| walk_of(d, h))
+}
+
+/// The hosts whose fabric port sent or received anything in per-host counters (from
+/// [`deltas`]), as `host-a tx 2 rx 1`; empty when the fabric was silent.
+pub fn fabric_movement(d: &[Snapshot]) -> Vec<String> {
+    HOSTS
+        .iter()
+        .zip(d)
+        .filter_map(|(h, s)| {
+            let f = port_stats(s, FABRIC_PORT);
+            (f.tx_packets + f.rx_packets > 0)
+                .then(|| format!("{} tx {} rx {}", h.name, f.tx_packets, f.rx_packets))
+        })
+        .collect()
+}
+
+/// How a frame crossed the fabric: between which VTEPs, on which VNI, and the MACs of the
+/// inner frame. What tells the DVR walk apart on the underlay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Crossing {
+    /// Source and destination VTEP.
+    pub vteps: (Ipv4Addr, Ipv4Addr),
+    pub vni: u32,
+    /// Source and destination MAC of the inner frame.
+    pub inner_macs: (Mac, Mac),
+}
+
+impl Crossing {
+    /// How `t` crossed; `None` when its inner frame is no Ethernet frame.
+    pub fn of(t: &Tunnelled) -> Option<Crossing> {
+        Some(Crossing {
+            vteps: (t.src_vtep, t.dst_vtep),
+            vni: t.vni,
+            inner_macs: t.inner_macs()?,
+        })
+    }
+
+    /// A packet that `from` routed to instance `to` on another host: from `from`'s VTEP and
+    /// DVR MAC, on `to`'s network (the destination's VNI), to `to`'s host and MAC.
+    pub fn routed(from: &HostDef, to: &InstanceDef) -> Crossing {
+        Crossing {
+            vteps: (from.vtep, to.host.vtep),
+            vni: to.network.vni,
+            inner_macs: (from.dvr_mac(), to.mac()),
+        }
+    }
+
+    /// A frame bridged from instance `from` to instance `to` on their network, between their
+    /// hosts: not routed, so the inner MACs are the instances' own.
+    pub fn bridged(from: &InstanceDef, to: &InstanceDef) -> Crossing {
+        Crossing {
+            vteps: (from.host.vtep, to.host.vtep),
+            vni: from.network.vni,
+            inner_macs: (from.mac(), to.mac()),
+        }
+    }
 }

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-use super::frames::Mac;
+use crate::frames::Mac;
 
 /// A DPDK port: an `net_af_packet` device on a kernel interface.
 #[derive(Debug, Clone)]
@@ -66,7 +66,7 @@ impl HostCfg {
     pub fn new(name: &str, dvr_mac: &str, vtep: &str) -> Self {
         HostCfg {
             name: name.into(),
-            dvr_mac: super::frames::mac(dvr_mac),
+            dvr_mac: crate::frames::mac(dvr_mac),
             vtep: vtep.parse().expect("VTEP address"),
         }
     }
@@ -128,7 +128,7 @@ impl RouterCfg {
         self.interfaces.push(InterfaceCfg {
             network: network.into(),
             address: address.into(),
-            mac: super::frames::mac(mac),
+            mac: crate::frames::mac(mac),
         });
         self
     }
@@ -299,7 +299,7 @@ impl DvrdConfig {
         let w = &mut t;
         let _ = writeln!(
             w,
-            "# Written by the end-to-end test harness (tests/support/config.rs).\n"
+            "# Written by the end-to-end test harness (tests/harness/src/config.rs).\n"
         );
         let vdevs: Vec<String> = self
             .ports
