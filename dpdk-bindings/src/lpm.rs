@@ -5,7 +5,7 @@
 //! while it lives. What differs is how each is created, its next-hop width and how it marks a
 //! miss.
 
-use std::ffi::c_char;
+use std::ffi::{c_char, c_int};
 use std::ptr::NonNull;
 
 use crate::eal::EalRef;
@@ -95,6 +95,13 @@ impl<T: RawTable> Table<T> {
     fn ptr(&self) -> *mut T {
         self.raw.as_ptr()
     }
+
+    /// Changes the table with `change` (DPDK's add or delete on it), which returns DPDK's
+    /// `0` or `-errno`.
+    fn change(&mut self, op: &'static str, change: impl FnOnce(*mut T) -> c_int) -> Result<()> {
+        check(op, change(self.raw.as_ptr()))?;
+        Ok(())
+    }
 }
 
 impl<T: RawTable> Drop for Table<T> {
@@ -170,19 +177,16 @@ impl RteLpm {
         check_next_hop(OP, next_hop, RTE_LPM_MAX_NEXT_HOP)?;
         // SAFETY: the table is alive and borrowed mutably, so no lookup runs concurrently;
         // DPDK validates ip and depth.
-        check(OP, unsafe {
-            sys::rte_lpm_add(self.table.ptr(), ip, depth, next_hop)
-        })?;
-        Ok(())
+        self.table
+            .change(OP, |t| unsafe { sys::rte_lpm_add(t, ip, depth, next_hop) })
     }
 
     /// Deletes the route `ip/depth`; `ENOENT` when there is none.
     pub fn delete(&mut self, ip: u32, depth: u8) -> Result<()> {
         // SAFETY: as in add().
-        check("rte_lpm_delete", unsafe {
-            sys::rte_lpm_delete(self.table.ptr(), ip, depth)
-        })?;
-        Ok(())
+        self.table.change("rte_lpm_delete", |t| unsafe {
+            sys::rte_lpm_delete(t, ip, depth)
+        })
     }
 
     /// The next hop of the longest prefix covering `ip`.
@@ -275,21 +279,18 @@ impl RteFib {
     pub fn add(&mut self, ip: u32, depth: u8, next_hop: u32) -> Result<()> {
         const OP: &str = "rte_fib_add";
         check_next_hop(OP, next_hop, RTE_FIB_MAX_NEXT_HOP)?;
-        // SAFETY: the table is alive and borrowed mutably, so no lookup runs concurrently;
-        // DPDK validates ip and depth.
-        check(OP, unsafe {
-            sys::rte_fib_add(self.table.ptr(), ip, depth, u64::from(next_hop))
-        })?;
-        Ok(())
+        // SAFETY: as for RteLpm::add.
+        self.table.change(OP, |t| unsafe {
+            sys::rte_fib_add(t, ip, depth, u64::from(next_hop))
+        })
     }
 
     /// Deletes the route `ip/depth`; `ENOENT` when there is none.
     pub fn delete(&mut self, ip: u32, depth: u8) -> Result<()> {
-        // SAFETY: as in add().
-        check("rte_fib_delete", unsafe {
-            sys::rte_fib_delete(self.table.ptr(), ip, depth)
-        })?;
-        Ok(())
+        // SAFETY: as for RteLpm::add.
+        self.table.change("rte_fib_delete", |t| unsafe {
+            sys::rte_fib_delete(t, ip, depth)
+        })
     }
 
     /// Looks up `ips[i]` into `next_hops[i]` ([`LPM_MISS`] for a miss) for the first

@@ -658,17 +658,20 @@ impl<D> Queue<D> {
     }
 }
 
+/// `n` mbufs as DPDK's burst count; `None` for none (nothing to do) or more than `u16::MAX`
+/// (a burst never holds that many).
+#[inline(always)]
+fn burst_count(n: usize) -> Option<u16> {
+    u16::try_from(n).ok().filter(|&n| n != 0)
+}
+
 impl Queue<Rx> {
     /// Receives up to the free space of `burst` and appends the packets; returns how many.
     #[inline]
     pub fn rx_burst<const N: usize>(&mut self, burst: &mut MbufBurst<N>) -> usize {
-        // A burst holds at most u16::MAX mbufs, so the free space fits.
-        let Ok(free) = u16::try_from(burst.spare_capacity()) else {
+        let Some(free) = burst_count(burst.spare_capacity()) else {
             return 0;
         };
-        if free == 0 {
-            return 0;
-        }
         // SAFETY: the port is started with this queue set up and stays so while this handle
         // lives (its state cannot be stopped or reconfigured); this handle is the queue's only
         // user (&mut self, not Clone); the spare slots have room for `free` pointers, and the
@@ -687,12 +690,9 @@ impl Queue<Tx> {
     /// What was not sent stays in `burst`, in order, with the caller (retry or drop it).
     #[inline]
     pub fn tx_burst<const N: usize>(&mut self, burst: &mut MbufBurst<N>) -> usize {
-        let Ok(len) = u16::try_from(burst.len()) else {
+        let Some(len) = burst_count(burst.len()) else {
             return 0;
         };
-        if len == 0 {
-            return 0;
-        }
         // SAFETY: as in RxQueue::rx_burst for the queue; the first `len` slots hold owned
         // mbufs, and the PMD takes ownership of the first `sent` of them.
         let sent = unsafe { sys::rte_eth_tx_burst(self.port, self.queue, burst.raw_ptr(), len) };
