@@ -5,6 +5,8 @@
 
 use std::path::Path;
 
+use plotters::chart::MeshStyle;
+use plotters::coord::ranged1d::ValueFormatter;
 use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
 use plotters::style::FontStyle;
@@ -79,6 +81,24 @@ where
     Ok(())
 }
 
+/// The mesh with the axes' descriptions, labels in `font_size` (to add to, then draw).
+fn axes<'a, 'b, X, Y>(
+    chart: &'b mut ChartContext<'a, BitMapBackend<'a>, Cartesian2d<X, Y>>,
+    x_desc: &str,
+    y_desc: &str,
+    font_size: u32,
+) -> MeshStyle<'a, 'b, X, Y, BitMapBackend<'a>>
+where
+    X: Ranged + ValueFormatter<X::ValueType>,
+    Y: Ranged + ValueFormatter<Y::ValueType>,
+{
+    let mut mesh = chart.configure_mesh();
+    mesh.x_desc(x_desc)
+        .y_desc(y_desc)
+        .label_style((FONT, font_size));
+    mesh
+}
+
 /// The legend of the device lines, at `position`.
 fn legend<'a, CT: CoordTranslate>(
     chart: &mut ChartContext<'a, BitMapBackend<'a>, CT>,
@@ -145,15 +165,16 @@ fn throughput_panel(
             String::new()
         }
     };
-    chart
-        .configure_mesh()
-        .x_labels(n.max(1) * 2 + 1)
-        .x_label_formatter(&label_of)
-        .x_desc("routes in the table")
-        .y_desc("Mpps (median, min-max over rounds)")
-        .label_style((FONT, 13))
-        .draw()
-        .map_err(err)?;
+    axes(
+        &mut chart,
+        "routes in the table",
+        "Mpps (median, min-max over rounds)",
+        13,
+    )
+    .x_labels(n.max(1) * 2 + 1)
+    .x_label_formatter(&label_of)
+    .draw()
+    .map_err(err)?;
     for kind in DutKind::ALL {
         let points: Vec<(f64, f64, f64, f64)> = blocks
             .iter()
@@ -229,13 +250,14 @@ fn latency_panel(
         .y_label_area_size(55)
         .build_cartesian_2d(0f64..100f64, ((lo * 0.7)..(hi * 1.4)).log_scale())
         .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_desc("load, % of the device's own PDR")
-        .y_desc("us (p99 line, p50 dots)")
-        .label_style((FONT, 12))
-        .draw()
-        .map_err(err)?;
+    axes(
+        &mut chart,
+        "load, % of the device's own PDR",
+        "us (p99 line, p50 dots)",
+        12,
+    )
+    .draw()
+    .map_err(err)?;
     for kind in DutKind::ALL {
         let Some(d) = b.duts.get(&kind) else { continue };
         if d.ladder.is_empty() {
