@@ -81,16 +81,8 @@ pub struct GenSetup {
     pub frame_size: FrameSize,
     /// The flows, shared out among the TX ports in contiguous blocks.
     pub flows: Vec<FlowSpec>,
-    /// CPU of the lcore.
-    pub lcore: usize,
-    /// Use hugepages (otherwise `--no-huge`).
-    pub hugepages: bool,
-    /// Memory for EAL without hugepages, MiB.
-    pub memory_mb: u32,
-    /// EAL file prefix (unique per DPDK process).
-    pub file_prefix: String,
-    /// More EAL arguments.
-    pub eal_extra: Vec<String>,
+    /// How EAL runs.
+    pub eal: EalSetup,
     /// Mbufs in the pool.
     pub mbufs: u32,
     /// Descriptors per queue.
@@ -104,6 +96,21 @@ pub struct GenSetup {
     /// Time the watched threads (and the generator) may wait for a CPU during a trial before
     /// it counts as disturbed.
     pub wait_limit: Duration,
+}
+
+/// How the generator's EAL runs (its ports come from [`GenSetup::vdevs`]).
+#[derive(Debug, Clone)]
+pub struct EalSetup {
+    /// CPU of the lcore.
+    pub lcore: usize,
+    /// Use hugepages (otherwise `--no-huge`).
+    pub hugepages: bool,
+    /// Memory for EAL without hugepages, MiB.
+    pub memory_mb: u32,
+    /// EAL file prefix (unique per DPDK process).
+    pub file_prefix: String,
+    /// More EAL arguments.
+    pub extra: Vec<String>,
 }
 
 /// One port of the generator.
@@ -770,17 +777,18 @@ fn validate(setup: &GenSetup) -> Result<(), GenError> {
 }
 
 fn eal_args(setup: &GenSetup) -> Vec<String> {
+    let eal = &setup.eal;
     let mut args = vec![
         "-l".to_owned(),
-        setup.lcore.to_string(),
-        format!("--file-prefix={}", setup.file_prefix),
+        eal.lcore.to_string(),
+        format!("--file-prefix={}", eal.file_prefix),
         "--no-pci".to_owned(),
     ];
-    if !setup.hugepages {
+    if !eal.hugepages {
         args.extend([
             "--no-huge".to_owned(),
             "-m".to_owned(),
-            setup.memory_mb.to_string(),
+            eal.memory_mb.to_string(),
         ]);
     }
     args.extend(setup.vdevs.iter().map(|v| format!("--vdev={v}")));
@@ -790,7 +798,7 @@ fn eal_args(setup: &GenSetup) -> Vec<String> {
     }
     // EAL's start-up chatter goes; warnings and errors stay (--eal overrides).
     args.push("--log-level=lib.eal:warning".to_owned());
-    args.extend(setup.eal_extra.iter().cloned());
+    args.extend(eal.extra.iter().cloned());
     args
 }
 

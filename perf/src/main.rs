@@ -23,7 +23,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use perf::frame::{self, FrameSize};
-use perf::gen::{driver_hold_max, GenError, GenSetup, Generator};
+use perf::gen::{driver_hold_max, EalSetup, GenError, GenSetup, Generator};
 use perf::report::{LadderPoint, RunReport, SearchReport, TrialReport};
 use perf::routes;
 use perf::search::{Outcome, Search, SearchConfig, SearchResult};
@@ -319,14 +319,16 @@ fn setup(args: &Args) -> Result<GenSetup, GenError> {
         dst_port: args.dst_port,
         frame_size: args.size.clone(),
         flows,
-        lcore: args.lcore,
-        hugepages: !args.no_huge,
-        memory_mb: args.memory_mb,
-        file_prefix: args
-            .file_prefix
-            .clone()
-            .unwrap_or_else(|| format!("dvr-pktgen-{}", std::process::id())),
-        eal_extra: args.eal_extra.clone(),
+        eal: EalSetup {
+            lcore: args.lcore,
+            hugepages: !args.no_huge,
+            memory_mb: args.memory_mb,
+            file_prefix: args
+                .file_prefix
+                .clone()
+                .unwrap_or_else(|| format!("dvr-pktgen-{}", std::process::id())),
+            extra: args.eal_extra.clone(),
+        },
         mbufs: args.mbufs,
         ring_size: args.ring_size,
         link_timeout: Duration::from_secs_f64(args.ready_timeout_s),
