@@ -1,7 +1,9 @@
 //! The crate's error type: which DPDK operation failed, its errno and DPDK's text for it.
 //!
 //! Errors are built once, where a DPDK call returns, and carry no allocation unless a detail
-//! was added (only on control paths), so returning one from a per-packet call is cheap.
+//! was added (only on control paths), so returning one from a per-packet call is cheap. The
+//! arguments that can be refused before a call (a name with a NUL byte, a socket out of
+//! range) are converted here too, so that every constructor reports them alike.
 
 use std::ffi::{c_int, CStr, CString};
 
