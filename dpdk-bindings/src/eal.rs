@@ -87,6 +87,19 @@ pub struct Eal {
 }
 
 impl Eal {
+    /// EAL arguments for a process that shares nothing with other DPDK processes: one lcore
+    /// (0), `memory_mb` MiB of ordinary memory (no hugepages), no PCI scan, no shared files,
+    /// no telemetry socket, the file prefix `prefix`, and a `--vdev` per entry of `vdevs`.
+    /// What tests and tools that run beside a router on the same machine want.
+    pub fn isolated_args(prefix: &str, memory_mb: u32, vdevs: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = ["-l", "0", "--no-huge", "-m"].map(String::from).to_vec();
+        args.push(memory_mb.to_string());
+        args.extend(["--no-pci", "--no-shconf", "--no-telemetry"].map(String::from));
+        args.push(format!("--file-prefix={prefix}"));
+        args.extend(vdevs.iter().map(|v| format!("--vdev={v}")));
+        args
+    }
+
     /// Initialises EAL with `args` (EAL arguments only: the program name is supplied).
     ///
     /// Succeeds at most once per process; any later call returns an `EALREADY` error.

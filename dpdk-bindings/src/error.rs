@@ -1,9 +1,11 @@
 //! The crate's error type: which DPDK operation failed, its errno and DPDK's text for it.
 //!
 //! Errors are built once, where a DPDK call returns, and carry no allocation unless a detail
-//! was added (only on control paths), so returning one from a per-packet call is cheap.
+//! was added (only on control paths), so returning one from a per-packet call is cheap. The
+//! arguments that can be refused before a call (a name with a NUL byte, a socket out of
+//! range) are converted here too, so that every constructor reports them alike.
 
-use std::ffi::{c_int, CStr};
+use std::ffi::{c_int, CStr, CString};
 
 use crate::sys;
 
@@ -67,6 +69,21 @@ pub(crate) fn check(op: &'static str, ret: c_int) -> Result<c_int> {
         Err(Error::new(op, ret.saturating_neg()))
     } else {
         Ok(ret)
+    }
+}
+
+/// `name` as the C string DPDK takes: `EINVAL` for a NUL byte inside it.
+pub(crate) fn c_name(op: &'static str, name: &str) -> Result<CString> {
+    CString::new(name)
+        .map_err(|_| Error::with_detail(op, libc::EINVAL, format!("NUL byte in {name:?}")))
+}
+
+/// DPDK's `int socket_id` argument for an optional NUMA socket.
+pub(crate) fn socket_arg(op: &'static str, socket: Option<u32>) -> Result<i32> {
+    match socket {
+        None => Ok(sys::SOCKET_ID_ANY),
+        Some(id) => i32::try_from(id)
+            .map_err(|_| Error::with_detail(op, libc::EINVAL, format!("socket {id}"))),
     }
 }
 

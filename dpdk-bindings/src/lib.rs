@@ -61,7 +61,9 @@ pub use hugepage::advise_hugepages;
 pub use lpm::{RteFib, RteLpm, LPM_MISS, RTE_FIB_MAX_NEXT_HOP, RTE_LPM_MAX_NEXT_HOP};
 pub use mbuf::{Mbuf, PacketWindow};
 pub use mempool::{Mempool, DEFAULT_DATA_ROOM, HEADROOM};
-pub use port::{offload, Link, Port, PortConfig, PortId, PortInfo, PortStats, RxQueue, TxQueue};
+pub use port::{
+    offload, Link, Port, PortConfig, PortId, PortInfo, PortStats, Queue, Rx, RxQueue, Tx, TxQueue,
+};
 
 #[cfg(test)]
 mod tests {

@@ -1,12 +1,11 @@
 //! Packet buffer pools (`rte_mempool` created by `rte_pktmbuf_pool_create`).
 
-use std::ffi::CString;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
 use crate::burst::MbufBurst;
 use crate::eal::EalRef;
-use crate::error::{Error, Result};
+use crate::error::{c_name, socket_arg, Error, Result};
 use crate::sys;
 
 /// Default size of an mbuf's data buffer: 2048 bytes of frame plus the headroom.
@@ -57,8 +56,7 @@ impl Mempool {
         socket: Option<u32>,
     ) -> Result<Mempool> {
         const OP: &str = "rte_pktmbuf_pool_create";
-        let c_name = CString::new(name)
-            .map_err(|_| Error::with_detail(OP, libc::EINVAL, format!("NUL byte in {name:?}")))?;
+        let c_name = c_name(OP, name)?;
         let socket = socket_arg(OP, socket)?;
         let eal = EalRef::acquire(OP)?;
         // SAFETY: EAL is running (eal), c_name is a valid C string that DPDK copies.
@@ -181,14 +179,5 @@ impl Drop for PoolInner {
     fn drop(&mut self) {
         // A leak is reported through close(); a plain drop has nobody to tell.
         let _ = self.release();
-    }
-}
-
-/// DPDK's `int socket_id` argument for an optional NUMA socket.
-pub(crate) fn socket_arg(op: &'static str, socket: Option<u32>) -> Result<i32> {
-    match socket {
-        None => Ok(sys::SOCKET_ID_ANY),
-        Some(id) => i32::try_from(id)
-            .map_err(|_| Error::with_detail(op, libc::EINVAL, format!("socket {id}"))),
     }
 }

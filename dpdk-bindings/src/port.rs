@@ -8,7 +8,7 @@
 //! handles are gone.
 
 use std::cell::Cell;
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::{c_char, CStr};
 use std::fmt;
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::burst::MbufBurst;
 use crate::eal::EalRef;
-use crate::error::{check, Error, Result};
+use crate::error::{c_name, check, Error, Result};
 use crate::mempool::Mempool;
 use crate::sys;
 
@@ -242,8 +242,7 @@ impl Port {
     /// handle for it is alive.
     pub fn by_name(name: &str) -> Result<Port> {
         const OP: &str = "rte_eth_dev_get_port_by_name";
-        let c_name = CString::new(name)
-            .map_err(|_| Error::with_detail(OP, libc::EINVAL, format!("NUL byte in {name:?}")))?;
+        let c_name = c_name(OP, name)?;
         let eal = EalRef::acquire(OP)?;
         let mut id = 0u16;
         // SAFETY: EAL is running; c_name is a valid C string and id a valid out pointer.
@@ -422,23 +421,13 @@ impl Port {
     /// Hands out RX queue `queue`, once per configure. `EINVAL` unless the port is started and
     /// the queue exists, `EBUSY` when it was already handed out.
     pub fn rx_queue(&mut self, queue: u16) -> Result<RxQueue> {
-        let state = self.take_queue("rx_queue", queue, Direction::Rx)?;
-        Ok(RxQueue {
-            port: self.id().0,
-            queue,
-            _state: state,
-        })
+        self.queue("rx_queue", queue, Direction::Rx)
     }
 
     /// Hands out TX queue `queue`, once per configure. `EINVAL` unless the port is started and
     /// the queue exists, `EBUSY` when it was already handed out.
     pub fn tx_queue(&mut self, queue: u16) -> Result<TxQueue> {
-        let state = self.take_queue("tx_queue", queue, Direction::Tx)?;
-        Ok(TxQueue {
-            port: self.id().0,
-            queue,
-            _state: state,
-        })
+        self.queue("tx_queue", queue, Direction::Tx)
     }
 
     /// The link state, without waiting.
@@ -584,6 +573,16 @@ impl Port {
         })
     }
 
+    fn queue<D>(&mut self, op: &'static str, queue: u16, dir: Direction) -> Result<Queue<D>> {
+        let state = self.take_queue(op, queue, dir)?;
+        Ok(Queue {
+            port: self.id().0,
+            queue,
+            _state: state,
+            _direction: PhantomData,
+        })
+    }
+
     fn take_queue(
         &mut self,
         op: &'static str,
@@ -622,17 +621,32 @@ enum Direction {
     Tx,
 }
 
-/// One RX queue of a started port, for one thread. Not Clone: DPDK's RX functions are not
-/// thread-safe per queue.
+/// One queue of a started port, for one thread: an [`RxQueue`] or a [`TxQueue`]. Not Clone:
+/// DPDK's RX and TX functions are not thread-safe per queue.
 #[derive(Debug)]
-pub struct RxQueue {
+pub struct Queue<D> {
     port: u16,
     queue: u16,
     /// Keeps the port started and configured while this handle lives.
     _state: Arc<PortState>,
+    _direction: PhantomData<D>,
 }
 
-impl RxQueue {
+/// The direction of an [`RxQueue`].
+#[derive(Debug)]
+pub enum Rx {}
+
+/// The direction of a [`TxQueue`].
+#[derive(Debug)]
+pub enum Tx {}
+
+/// One RX queue of a started port, for one thread.
+pub type RxQueue = Queue<Rx>;
+
+/// One TX queue of a started port, for one thread.
+pub type TxQueue = Queue<Tx>;
+
+impl<D> Queue<D> {
     /// The port this queue belongs to.
     pub fn port(&self) -> PortId {
         PortId(self.port)
@@ -642,17 +656,22 @@ impl RxQueue {
     pub fn queue(&self) -> u16 {
         self.queue
     }
+}
 
+/// `n` mbufs as DPDK's burst count; `None` for none (nothing to do) or more than `u16::MAX`
+/// (a burst never holds that many).
+#[inline(always)]
+fn burst_count(n: usize) -> Option<u16> {
+    u16::try_from(n).ok().filter(|&n| n != 0)
+}
+
+impl Queue<Rx> {
     /// Receives up to the free space of `burst` and appends the packets; returns how many.
     #[inline]
     pub fn rx_burst<const N: usize>(&mut self, burst: &mut MbufBurst<N>) -> usize {
-        // A burst holds at most u16::MAX mbufs, so the free space fits.
-        let Ok(free) = u16::try_from(burst.spare_capacity()) else {
+        let Some(free) = burst_count(burst.spare_capacity()) else {
             return 0;
         };
-        if free == 0 {
-            return 0;
-        }
         // SAFETY: the port is started with this queue set up and stays so while this handle
         // lives (its state cannot be stopped or reconfigured); this handle is the queue's only
         // user (&mut self, not Clone); the spare slots have room for `free` pointers, and the
@@ -666,37 +685,14 @@ impl RxQueue {
     }
 }
 
-/// One TX queue of a started port, for one thread. Not Clone: DPDK's TX functions are not
-/// thread-safe per queue.
-#[derive(Debug)]
-pub struct TxQueue {
-    port: u16,
-    queue: u16,
-    /// Keeps the port started and configured while this handle lives.
-    _state: Arc<PortState>,
-}
-
-impl TxQueue {
-    /// The port this queue belongs to.
-    pub fn port(&self) -> PortId {
-        PortId(self.port)
-    }
-
-    /// The queue number.
-    pub fn queue(&self) -> u16 {
-        self.queue
-    }
-
+impl Queue<Tx> {
     /// Sends from the front of `burst` and removes what the device took; returns how many.
     /// What was not sent stays in `burst`, in order, with the caller (retry or drop it).
     #[inline]
     pub fn tx_burst<const N: usize>(&mut self, burst: &mut MbufBurst<N>) -> usize {
-        let Ok(len) = u16::try_from(burst.len()) else {
+        let Some(len) = burst_count(burst.len()) else {
             return 0;
         };
-        if len == 0 {
-            return 0;
-        }
         // SAFETY: as in RxQueue::rx_burst for the queue; the first `len` slots hold owned
         // mbufs, and the PMD takes ownership of the first `sent` of them.
         let sent = unsafe { sys::rte_eth_tx_burst(self.port, self.queue, burst.raw_ptr(), len) };

@@ -5,18 +5,8 @@ use dpdk_bindings::{Eal, Mbuf, Mempool, DEFAULT_DATA_ROOM};
 
 #[test]
 fn pool_with_mbufs_out_is_leaked_not_freed() {
-    let eal = Eal::init(&[
-        "-l",
-        "0",
-        "--no-huge",
-        "-m",
-        "128",
-        "--no-pci",
-        "--file-prefix=dpdk_bindings_mempool_leak",
-        "--no-shconf",
-        "--no-telemetry",
-    ])
-    .expect("EAL init");
+    let eal =
+        Eal::init(&Eal::isolated_args("dpdk_bindings_mempool_leak", 128, &[])).expect("EAL init");
 
     let pool = Mempool::pktmbuf("leak_pool", 63, 0, DEFAULT_DATA_ROOM, None).unwrap();
     let mbuf = Mbuf::from_bytes(&pool, &[1, 2, 3]).unwrap();

@@ -14,19 +14,13 @@ use dpdk_bindings::{
     PortConfig, RteFib, RteLpm, BURST_SIZE, DEFAULT_DATA_ROOM, HEADROOM, LPM_MISS,
 };
 
-const EAL_ARGS: &[&str] = &[
-    "-l",
-    "0",
-    "--no-huge",
-    "-m",
-    "256",
-    "--no-pci",
-    "--file-prefix=dpdk_bindings_ring_loopback",
-    "--no-shconf",
-    "--no-telemetry",
-    "--vdev=net_ring0",
-    "--vdev=net_null0",
-];
+fn eal_args() -> Vec<String> {
+    Eal::isolated_args(
+        "dpdk_bindings_ring_loopback",
+        256,
+        &["net_ring0", "net_null0"],
+    )
+}
 
 /// Mbufs in the test pool.
 const POOL_SIZE: u32 = 4095;
@@ -37,7 +31,7 @@ const RING_CAPACITY: usize = 1023;
 
 #[test]
 fn dpdk_end_to_end() {
-    let eal = Eal::init(EAL_ARGS).expect("EAL init");
+    let eal = Eal::init(&eal_args()).expect("EAL init");
     check_eal(&eal);
 
     let pool = Mempool::pktmbuf("test_pool", POOL_SIZE, POOL_CACHE, DEFAULT_DATA_ROOM, None)
@@ -74,7 +68,7 @@ fn check_eal(eal: &Eal) {
     let before = tsc();
     assert!(tsc() >= before);
 
-    let again = Eal::init(EAL_ARGS).expect_err("second EAL init");
+    let again = Eal::init(&eal_args()).expect_err("second EAL init");
     assert_eq!(again.errno(), libc::EALREADY);
     assert!(again.to_string().contains("once per process"), "{again}");
 }
@@ -538,23 +532,38 @@ fn ip(a: u8, b: u8, c: u8, d: u8) -> u32 {
     u32::from_be_bytes([a, b, c, d])
 }
 
+/// The routes both DPDK tables are checked with: (address, depth, next hop).
+fn test_routes() -> [(u32, u8, u32); 3] {
+    [
+        (ip(10, 0, 0, 0), 8, 1),
+        (ip(10, 1, 0, 0), 16, 2),
+        (ip(10, 1, 2, 3), 32, 3),
+    ]
+}
+
+/// Addresses the bulk lookups are checked with: under the /32, the /16, the /8, and none.
+/// The next hops: 3, 2, 1 and a miss.
+fn test_addresses() -> [u32; 4] {
+    [
+        ip(10, 1, 2, 3),
+        ip(10, 1, 2, 4),
+        ip(10, 2, 0, 0),
+        ip(192, 168, 0, 1),
+    ]
+}
+
 fn check_rte_lpm() {
     let mut lpm = RteLpm::new("test_lpm", 1024, 256, None).expect("create lpm");
-    lpm.add(ip(10, 0, 0, 0), 8, 1).unwrap();
-    lpm.add(ip(10, 1, 0, 0), 16, 2).unwrap();
-    lpm.add(ip(10, 1, 2, 3), 32, 3).unwrap();
+    for (addr, depth, hop) in test_routes() {
+        lpm.add(addr, depth, hop).unwrap();
+    }
     assert_eq!(lpm.lookup(ip(10, 9, 9, 9)), Some(1));
     assert_eq!(lpm.lookup(ip(10, 1, 9, 9)), Some(2));
     assert_eq!(lpm.lookup(ip(10, 1, 2, 3)), Some(3));
     assert_eq!(lpm.lookup(ip(10, 1, 2, 4)), Some(2));
     assert_eq!(lpm.lookup(ip(11, 0, 0, 0)), None);
 
-    let ips = [
-        ip(10, 1, 2, 3),
-        ip(10, 1, 2, 4),
-        ip(10, 2, 0, 0),
-        ip(192, 168, 0, 1),
-    ];
+    let ips = test_addresses();
     let mut hops = [0u32; 4];
     assert_eq!(lpm.lookup_bulk(&ips, &mut hops), 4);
     assert_eq!(hops, [3, 2, 1, LPM_MISS]);
@@ -578,15 +587,10 @@ fn check_rte_lpm() {
 
 fn check_rte_fib() {
     let mut fib = RteFib::new("test_fib", 1024, 256, None).expect("create fib");
-    fib.add(ip(10, 0, 0, 0), 8, 1).unwrap();
-    fib.add(ip(10, 1, 0, 0), 16, 2).unwrap();
-    fib.add(ip(10, 1, 2, 3), 32, 3).unwrap();
-    let ips = [
-        ip(10, 1, 2, 3),
-        ip(10, 1, 2, 4),
-        ip(10, 2, 0, 0),
-        ip(192, 168, 0, 1),
-    ];
+    for (addr, depth, hop) in test_routes() {
+        fib.add(addr, depth, hop).unwrap();
+    }
+    let ips = test_addresses();
     let mut hops = [0u64; 4];
     assert_eq!(fib.lookup_bulk(&ips, &mut hops), 4);
     assert_eq!(hops, [3, 2, 1, u64::from(LPM_MISS)]);

@@ -22,7 +22,7 @@ use crate::frame::{self, Endpoints, FrameSize, Received, Stamp, Template};
 use crate::latency::LatencyRecorder;
 use crate::report::{PortReport, TrialReport};
 use crate::routes::FlowSpec;
-use crate::sched::Watch;
+use crate::sched::{Delays, Watch};
 use crate::seq::{Arrival, SeqTracker};
 
 /// Packets per TX or RX call.
@@ -81,16 +81,8 @@ pub struct GenSetup {
     pub frame_size: FrameSize,
     /// The flows, shared out among the TX ports in contiguous blocks.
     pub flows: Vec<FlowSpec>,
-    /// CPU of the lcore.
-    pub lcore: usize,
-    /// Use hugepages (otherwise `--no-huge`).
-    pub hugepages: bool,
-    /// Memory for EAL without hugepages, MiB.
-    pub memory_mb: u32,
-    /// EAL file prefix (unique per DPDK process).
-    pub file_prefix: String,
-    /// More EAL arguments.
-    pub eal_extra: Vec<String>,
+    /// How EAL runs.
+    pub eal: EalSetup,
     /// Mbufs in the pool.
     pub mbufs: u32,
     /// Descriptors per queue.
@@ -104,6 +96,21 @@ pub struct GenSetup {
     /// Time the watched threads (and the generator) may wait for a CPU during a trial before
     /// it counts as disturbed.
     pub wait_limit: Duration,
+}
+
+/// How the generator's EAL runs (its ports come from [`GenSetup::vdevs`]).
+#[derive(Debug, Clone)]
+pub struct EalSetup {
+    /// CPU of the lcore.
+    pub lcore: usize,
+    /// Use hugepages (otherwise `--no-huge`).
+    pub hugepages: bool,
+    /// Memory for EAL without hugepages, MiB.
+    pub memory_mb: u32,
+    /// EAL file prefix (unique per DPDK process).
+    pub file_prefix: String,
+    /// More EAL arguments.
+    pub extra: Vec<String>,
 }
 
 /// One port of the generator.
@@ -134,6 +141,163 @@ struct RxCounters {
     stale: u64,
     foreign: u64,
     arp_replies: u64,
+}
+
+/// What the send side of the trial loop reads: the pool, the TX ports and their flows.
+struct TxSide<'a> {
+    pool: &'a Mempool,
+    tx: &'a [TxPort],
+    flows: &'a [FlowSpec],
+    trial: u16,
+    lag_limit_cycles: u64,
+}
+
+/// The send schedule of one trial and what came of it so far: packet `k` of a TX port is due
+/// at `start + k * period` (TSC).
+#[derive(Debug)]
+struct Schedule {
+    start: u64,
+    period: f64,
+    /// Packets per TX port; cut short when the generator cannot keep up.
+    target: [u64; PORTS_MAX],
+    /// The next packet of every TX port.
+    next_k: [u64; PORTS_MAX],
+    /// Every TX port's next flow (within its block of flows) and that round's sequence number.
+    flow_cursor: [usize; PORTS_MAX],
+    seq_cursor: [u32; PORTS_MAX],
+    sent: u64,
+    refused: u64,
+    alloc_failed: u64,
+    lag_max: u64,
+    lag_end: u64,
+    last_send: u64,
+    lagging_cycles: u64,
+    aborted: bool,
+    all_sent_at: Option<u64>,
+    rx: RxCounters,
+}
+
+impl Schedule {
+    fn new(start: u64, period: f64, per_port: u64) -> Schedule {
+        Schedule {
+            start,
+            period,
+            target: [per_port; PORTS_MAX],
+            next_k: [0; PORTS_MAX],
+            flow_cursor: [0; PORTS_MAX],
+            seq_cursor: [0; PORTS_MAX],
+            sent: 0,
+            refused: 0,
+            alloc_failed: 0,
+            lag_max: 0,
+            lag_end: 0,
+            last_send: 0,
+            lagging_cycles: 0,
+            aborted: false,
+            all_sent_at: None,
+            rx: RxCounters::default(),
+        }
+    }
+
+    /// Sends what is due at `now`, at most one burst per TX port, and notes when everything
+    /// was sent. Returns whether a port was behind its schedule by more than the lag limit.
+    #[inline(always)]
+    fn send_due(
+        &mut self,
+        now: u64,
+        side: &TxSide<'_>,
+        ports: &mut [GenPort],
+        burst: &mut MbufBurst<BURST>,
+    ) -> bool {
+        let mut lagging = false;
+        let mut all_sent = true;
+        for (t, txp) in side.tx.iter().enumerate() {
+            let k0 = self.next_k[t];
+            if k0 >= self.target[t] {
+                continue;
+            }
+            all_sent = false;
+            let due = ((((now - self.start) as f64) / self.period) as u64 + 1).min(self.target[t]);
+            if due <= k0 {
+                continue;
+            }
+            let n = ((due - k0) as usize).min(BURST);
+            let scheduled_first = self.start + (k0 as f64 * self.period) as u64;
+            let lag = now.saturating_sub(scheduled_first);
+            self.lag_max = self.lag_max.max(lag);
+            lagging |= lag > side.lag_limit_cycles;
+            if side.pool.alloc_burst(burst, n).is_err() {
+                self.alloc_failed += n as u64;
+            } else {
+                self.fill(burst, t, txp, k0, side);
+                let took = ports[txp.port].tx.tx_burst(burst);
+                self.sent += took as u64;
+                self.refused += burst.len() as u64;
+                burst.clear();
+            }
+            self.next_k[t] = k0 + n as u64;
+            if self.next_k[t] == self.target[t] {
+                self.lag_end = self.lag_end.max(lag);
+                self.last_send = self.last_send.max(now);
+            }
+        }
+        if all_sent {
+            self.all_sent_at = Some(now);
+        }
+        lagging
+    }
+
+    /// Writes packets `k0..` of TX port `t` into the fresh mbufs of `burst`, stamped with their
+    /// scheduled send times.
+    #[inline(always)]
+    fn fill(
+        &mut self,
+        burst: &mut MbufBurst<BURST>,
+        t: usize,
+        txp: &TxPort,
+        k0: u64,
+        side: &TxSide<'_>,
+    ) {
+        for (i, mbuf) in burst.as_mut_slice().iter_mut().enumerate() {
+            let k = k0 + i as u64;
+            let local = self.flow_cursor[t];
+            let flow_id = txp.first_flow + local;
+            let flow = side.flows[flow_id];
+            // One template for a fixed size: no division per packet.
+            let template = if txp.templates.len() == 1 {
+                &txp.templates[0]
+            } else {
+                &txp.templates[(k % txp.templates.len() as u64) as usize]
+            };
+            let stamp = Stamp {
+                trial: side.trial,
+                flow: flow_id as u16,
+                seq: self.seq_cursor[t],
+                tsc: self.start + (k as f64 * self.period) as u64,
+            };
+            write_frame(mbuf, template, &flow, &stamp);
+            self.flow_cursor[t] += 1;
+            if self.flow_cursor[t] == txp.flows {
+                self.flow_cursor[t] = 0;
+                self.seq_cursor[t] = self.seq_cursor[t].wrapping_add(1);
+            }
+        }
+    }
+
+    /// Counts the time since `prev_now` as lagging, and stops sending once the generator has
+    /// been behind nearly all the time: the rate is beyond it, and sending the rest would take
+    /// many times the trial's length.
+    fn note_lagging(&mut self, now: u64, prev_now: u64, abort_after: u64) {
+        self.lagging_cycles += now - prev_now;
+        if !self.aborted
+            && now >= abort_after
+            && self.lagging_cycles as f64 >= ABORT_LAGGING_FRACTION * (now - self.start) as f64
+        {
+            self.aborted = true;
+            self.target = self.next_k;
+            self.last_send = now;
+        }
+    }
 }
 
 /// A running generator. Create with [`Generator::start`], end with [`Generator::close`].
@@ -315,6 +479,9 @@ impl Generator {
         self.run(rate_pps, duration, drain, false)
     }
 
+    /// The trial loop: sends what is due, notes the lag (and cuts the trial short when the
+    /// generator cannot keep up), receives on every port, until everything sent is accounted
+    /// for or the drain time is over (or, for the probe, the first packet is back).
     fn run(
         &mut self,
         rate_pps: f64,
@@ -325,9 +492,7 @@ impl Generator {
         self.seq.reset();
         self.latency.reset();
         let hz = self.tsc_hz as f64;
-        let n_tx = self.tx.len();
-        let port_rate = rate_pps / n_tx as f64;
-        let period = hz / port_rate;
+        let port_rate = rate_pps / self.tx.len() as f64;
         let per_port = ((duration.as_secs_f64() * port_rate).round() as u64).max(1);
         let drain_cycles = (drain.as_secs_f64() * hz) as u64;
         let trial = self.trial;
@@ -344,102 +509,30 @@ impl Generator {
             stop,
             ..
         } = self;
-
-        let mut next_k = [0u64; PORTS_MAX];
-        let mut flow_cursor = [0usize; PORTS_MAX];
-        let mut seq_cursor = [0u32; PORTS_MAX];
-        let mut sent = 0u64;
-        let mut refused = 0u64;
-        let mut alloc_failed = 0u64;
-        let mut lag_max = 0u64;
-        let mut lag_end = 0u64;
-        let mut last_send = 0u64;
-        let mut lagging_cycles = 0u64;
-        let mut prev_now = tsc();
-        let mut rx_counters = RxCounters::default();
+        let side = TxSide {
+            pool,
+            tx,
+            flows,
+            trial,
+            lag_limit_cycles: *lag_limit_cycles,
+        };
         let mut burst: MbufBurst<BURST> = MbufBurst::new();
         let mut replies: MbufBurst<BURST> = MbufBurst::new();
-
-        let start = tsc() + (START_DELAY.as_secs_f64() * hz) as u64;
-        let abort_after = start + (ABORT_AFTER.as_secs_f64() * hz) as u64;
-        // Packets per port of the schedule; cut short when the generator cannot keep up.
-        let mut target = [per_port; PORTS_MAX];
-        let mut aborted = false;
-        let mut all_sent_at: Option<u64> = None;
+        let mut prev_now = tsc();
+        let mut sched = Schedule::new(
+            tsc() + (START_DELAY.as_secs_f64() * hz) as u64,
+            hz / port_rate,
+            per_port,
+        );
+        let abort_after = sched.start + (ABORT_AFTER.as_secs_f64() * hz) as u64;
         loop {
             let now = tsc();
             let mut lagging = false;
-            if all_sent_at.is_none() && now >= start {
-                let mut all_sent = true;
-                for (t, txp) in tx.iter().enumerate() {
-                    let k0 = next_k[t];
-                    if k0 >= target[t] {
-                        continue;
-                    }
-                    all_sent = false;
-                    let due = ((((now - start) as f64) / period) as u64 + 1).min(target[t]);
-                    if due <= k0 {
-                        continue;
-                    }
-                    let n = ((due - k0) as usize).min(BURST);
-                    let scheduled_first = start + (k0 as f64 * period) as u64;
-                    let lag = now.saturating_sub(scheduled_first);
-                    lag_max = lag_max.max(lag);
-                    lagging |= lag > *lag_limit_cycles;
-                    if pool.alloc_burst(&mut burst, n).is_err() {
-                        alloc_failed += n as u64;
-                    } else {
-                        for (i, mbuf) in burst.as_mut_slice().iter_mut().enumerate() {
-                            let k = k0 + i as u64;
-                            let local = flow_cursor[t];
-                            let flow_id = txp.first_flow + local;
-                            let flow = flows[flow_id];
-                            // One template for a fixed size: no division per packet.
-                            let template = if txp.templates.len() == 1 {
-                                &txp.templates[0]
-                            } else {
-                                &txp.templates[(k % txp.templates.len() as u64) as usize]
-                            };
-                            let stamp = Stamp {
-                                trial,
-                                flow: flow_id as u16,
-                                seq: seq_cursor[t],
-                                tsc: start + (k as f64 * period) as u64,
-                            };
-                            write_frame(mbuf, template, &flow, &stamp);
-                            flow_cursor[t] += 1;
-                            if flow_cursor[t] == txp.flows {
-                                flow_cursor[t] = 0;
-                                seq_cursor[t] = seq_cursor[t].wrapping_add(1);
-                            }
-                        }
-                        let took = ports[txp.port].tx.tx_burst(&mut burst);
-                        sent += took as u64;
-                        refused += burst.len() as u64;
-                        burst.clear();
-                    }
-                    next_k[t] = k0 + n as u64;
-                    if next_k[t] == target[t] {
-                        lag_end = lag_end.max(lag);
-                        last_send = last_send.max(now);
-                    }
-                }
-                if all_sent {
-                    all_sent_at = Some(now);
-                }
+            if sched.all_sent_at.is_none() && now >= sched.start {
+                lagging = sched.send_due(now, &side, ports, &mut burst);
             }
             if lagging {
-                lagging_cycles += now - prev_now;
-                // Behind nearly all the time: the rate is beyond the generator. Stop here
-                // rather than spend many times the trial's length sending the rest.
-                if !aborted
-                    && now >= abort_after
-                    && lagging_cycles as f64 >= ABORT_LAGGING_FRACTION * (now - start) as f64
-                {
-                    aborted = true;
-                    target = next_k;
-                    last_send = now;
-                }
+                sched.note_lagging(now, prev_now, abort_after);
             }
             prev_now = now;
             for port in ports.iter_mut() {
@@ -450,7 +543,7 @@ impl Generator {
                     trial,
                     seq,
                     latency,
-                    &mut rx_counters,
+                    &mut sched.rx,
                 );
             }
             if stop.load(Ordering::Relaxed) {
@@ -459,27 +552,39 @@ impl Generator {
             if until_first && seq.counts().received > 0 {
                 break;
             }
-            if let Some(at) = all_sent_at {
-                let accounted = seq.counts().distinct() >= sent;
+            if let Some(at) = sched.all_sent_at {
+                let accounted = seq.counts().distinct() >= sched.sent;
                 if accounted || tsc().saturating_sub(at) >= drain_cycles {
                     break;
                 }
             }
         }
+        self.trial_report(&sched, rate_pps, port_rate, waits_before)
+    }
 
-        let offered: u64 = next_k[..n_tx].iter().sum();
-        let counts = seq.counts();
+    /// What a trial's schedule came to.
+    fn trial_report(
+        &self,
+        sched: &Schedule,
+        rate_pps: f64,
+        port_rate: f64,
+        waits_before: Delays,
+    ) -> TrialReport {
+        let hz = self.tsc_hz as f64;
+        let n_tx = self.tx.len();
+        let offered: u64 = sched.next_k[..n_tx].iter().sum();
+        let counts = self.seq.counts();
         let distinct = counts.distinct();
         let lost = offered.saturating_sub(distinct);
-        let duration_s = target[..n_tx].iter().max().copied().unwrap_or(0) as f64 / port_rate;
-        let send_span_s = last_send.saturating_sub(start) as f64 / hz;
+        let duration_s = sched.target[..n_tx].iter().max().copied().unwrap_or(0) as f64 / port_rate;
+        let send_span_s = sched.last_send.saturating_sub(sched.start) as f64 / hz;
         let tx_pps_achieved = if send_span_s > duration_s {
             offered as f64 / send_span_s
         } else {
             rate_pps
         };
-        let lag_end_s = lag_end as f64 / hz;
-        let lagging_s = lagging_cycles as f64 / hz;
+        let lag_end_s = sched.lag_end as f64 / hz;
+        let lagging_s = sched.lagging_cycles as f64 / hz;
         // Over the time the sending actually took (longer than scheduled when the generator
         // fell behind).
         let rx_pps = distinct as f64 / duration_s.max(send_span_s);
@@ -487,15 +592,15 @@ impl Generator {
         let waits = self.watch.read().since(waits_before);
         let waited = Duration::from_nanos(waits.device_ns + waits.own_ns);
         TrialReport {
-            trial,
+            trial: self.trial,
             rate_pps,
             duration_s,
             offered,
-            sent,
-            tx_refused: refused,
-            alloc_failed,
+            sent: sched.sent,
+            tx_refused: sched.refused,
+            alloc_failed: sched.alloc_failed,
             received: counts.received,
-            received_vxlan: rx_counters.vxlan,
+            received_vxlan: sched.rx.vxlan,
             lost,
             loss_ratio: if offered == 0 {
                 0.0
@@ -505,24 +610,24 @@ impl Generator {
             reordered: counts.reordered,
             duplicated: counts.duplicated,
             late: counts.late,
-            stale: rx_counters.stale,
-            foreign: rx_counters.foreign,
-            arp_replies: rx_counters.arp_replies,
+            stale: sched.rx.stale,
+            foreign: sched.rx.foreign,
+            arp_replies: sched.rx.arp_replies,
             rx_pps,
             rx_gbps: 0.0,
             tx_pps_achieved,
-            tx_lag_max_ns: lag_max as f64 * 1e9 / hz,
+            tx_lag_max_ns: sched.lag_max as f64 * 1e9 / hz,
             tx_lag_end_ns: lag_end_s * 1e9,
             // Behind for long, and not because the generator waited for a CPU: its limit.
-            generator_limited: (aborted
+            generator_limited: (sched.aborted
                 || lagging_s > LAGGING_FRACTION_MAX * duration_s.max(send_span_s))
                 && (waits.own_ns as f64) < 0.5e9 * lagging_s,
-            aborted,
+            aborted: sched.aborted,
             device_wait_ns: waits.device_ns,
             generator_wait_ns: waits.own_ns,
-            disturbed: lag_max > *lag_limit_cycles || waited > self.wait_limit,
-            latency: latency.summary(),
-            latency_record_corrected: latency.summary_record_corrected(interval_ns),
+            disturbed: sched.lag_max > self.lag_limit_cycles || waited > self.wait_limit,
+            latency: self.latency.summary(),
+            latency_record_corrected: self.latency.summary_record_corrected(interval_ns),
         }
         .with_gbps(self.frame_size.mean_bytes())
     }
@@ -672,17 +777,18 @@ fn validate(setup: &GenSetup) -> Result<(), GenError> {
 }
 
 fn eal_args(setup: &GenSetup) -> Vec<String> {
+    let eal = &setup.eal;
     let mut args = vec![
         "-l".to_owned(),
-        setup.lcore.to_string(),
-        format!("--file-prefix={}", setup.file_prefix),
+        eal.lcore.to_string(),
+        format!("--file-prefix={}", eal.file_prefix),
         "--no-pci".to_owned(),
     ];
-    if !setup.hugepages {
+    if !eal.hugepages {
         args.extend([
             "--no-huge".to_owned(),
             "-m".to_owned(),
-            setup.memory_mb.to_string(),
+            eal.memory_mb.to_string(),
         ]);
     }
     args.extend(setup.vdevs.iter().map(|v| format!("--vdev={v}")));
@@ -692,7 +798,7 @@ fn eal_args(setup: &GenSetup) -> Vec<String> {
     }
     // EAL's start-up chatter goes; warnings and errors stay (--eal overrides).
     args.push("--log-level=lib.eal:warning".to_owned());
-    args.extend(setup.eal_extra.iter().cloned());
+    args.extend(eal.extra.iter().cloned());
     args
 }
 

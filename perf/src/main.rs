@@ -23,10 +23,10 @@ use std::time::Duration;
 use clap::Parser;
 
 use perf::frame::{self, FrameSize};
-use perf::gen::{driver_hold_max, GenError, GenSetup, Generator};
+use perf::gen::{driver_hold_max, EalSetup, GenError, GenSetup, Generator};
 use perf::report::{LadderPoint, RunReport, SearchReport, TrialReport};
 use perf::routes;
-use perf::search::{Outcome, Search, SearchConfig};
+use perf::search::{Outcome, Search, SearchConfig, SearchResult};
 
 /// Open-loop DPDK packet generator: fixed-rate trials or an NDR/PDR search, with loss,
 /// reordering, duplicates and per-packet latency.
@@ -319,14 +319,16 @@ fn setup(args: &Args) -> Result<GenSetup, GenError> {
         dst_port: args.dst_port,
         frame_size: args.size.clone(),
         flows,
-        lcore: args.lcore,
-        hugepages: !args.no_huge,
-        memory_mb: args.memory_mb,
-        file_prefix: args
-            .file_prefix
-            .clone()
-            .unwrap_or_else(|| format!("dvr-pktgen-{}", std::process::id())),
-        eal_extra: args.eal_extra.clone(),
+        eal: EalSetup {
+            lcore: args.lcore,
+            hugepages: !args.no_huge,
+            memory_mb: args.memory_mb,
+            file_prefix: args
+                .file_prefix
+                .clone()
+                .unwrap_or_else(|| format!("dvr-pktgen-{}", std::process::id())),
+            extra: args.eal_extra.clone(),
+        },
         mbufs: args.mbufs,
         ring_size: args.ring_size,
         link_timeout: Duration::from_secs_f64(args.ready_timeout_s),
@@ -365,8 +367,8 @@ fn trial_with_retries(
     }
 }
 
+/// The warm-up, then the fixed-rate trials or the search and its latency ladder.
 fn measure(args: &Args, gen: &mut Generator, report: &mut RunReport) -> Result<(), GenError> {
-    let trial_len = Duration::from_secs_f64(args.trial_s);
     let warmup_rate = if args.search {
         args.rate_max * 0.1
     } else {
@@ -380,19 +382,46 @@ fn measure(args: &Args, gen: &mut Generator, report: &mut RunReport) -> Result<(
         );
     }
     if !args.search {
-        let len = match args.packets {
-            Some(n) => Duration::from_secs_f64(n as f64 / args.rate),
-            None => trial_len,
-        };
-        for _ in 0..args.trials {
-            let (t, _) = trial_with_retries(args, gen, args.rate, len);
-            report.trials.push(t);
-            if gen.stopped() {
-                return Err(GenError::Interrupted);
-            }
-        }
-        return Ok(());
+        return fixed_rate_trials(args, gen, report);
     }
+    let search = search(args, gen)?;
+    let pdr_pps = search.result.pdr_pps;
+    report.search = Some(search);
+    let ladder_len = Duration::from_secs_f64(args.ladder_s.unwrap_or(args.trial_s));
+    for &fraction in &args.ladder {
+        let rate = (pdr_pps * fraction).max(args.rate_min);
+        let (t, _) = trial_with_retries(args, gen, rate, ladder_len);
+        report.ladder.push(LadderPoint { fraction, trial: t });
+        if gen.stopped() {
+            return Err(GenError::Interrupted);
+        }
+    }
+    Ok(())
+}
+
+/// `--trials` trials at `--rate`, of `--trial-s` or `--packets`.
+fn fixed_rate_trials(
+    args: &Args,
+    gen: &mut Generator,
+    report: &mut RunReport,
+) -> Result<(), GenError> {
+    let len = match args.packets {
+        Some(n) => Duration::from_secs_f64(n as f64 / args.rate),
+        None => Duration::from_secs_f64(args.trial_s),
+    };
+    for _ in 0..args.trials {
+        let (t, _) = trial_with_retries(args, gen, args.rate, len);
+        report.trials.push(t);
+        if gen.stopped() {
+            return Err(GenError::Interrupted);
+        }
+    }
+    Ok(())
+}
+
+/// The NDR/PDR search, every trial repeated while disturbed.
+fn search(args: &Args, gen: &mut Generator) -> Result<SearchReport, GenError> {
+    let trial_len = Duration::from_secs_f64(args.trial_s);
     let config = SearchConfig {
         rate_min_pps: args.rate_min,
         rate_max_pps: args.rate_max,
@@ -419,40 +448,33 @@ fn measure(args: &Args, gen: &mut Generator, report: &mut RunReport) -> Result<(
     }
     let result = search.result();
     if !args.quiet {
-        let line = format!(
-            "NDR {:.3} Mpps  PDR {:.3} Mpps ({} trials{}{})",
-            result.ndr_pps / 1e6,
-            result.pdr_pps / 1e6,
-            result.trials,
-            if result.converged {
-                ""
-            } else {
-                ", not converged"
-            },
-            if result.pdr.generator_limited {
-                ", PDR bounded by the generator"
-            } else {
-                ""
-            },
-        );
-        say(args, &line);
+        say(args, &search_line(&result));
     }
-    report.search = Some(SearchReport {
+    Ok(SearchReport {
         config,
         result,
         trials_repeated: repeated_total,
         trials,
-    });
-    let ladder_len = Duration::from_secs_f64(args.ladder_s.unwrap_or(args.trial_s));
-    for &fraction in &args.ladder {
-        let rate = (result.pdr_pps * fraction).max(args.rate_min);
-        let (t, _) = trial_with_retries(args, gen, rate, ladder_len);
-        report.ladder.push(LadderPoint { fraction, trial: t });
-        if gen.stopped() {
-            return Err(GenError::Interrupted);
-        }
-    }
-    Ok(())
+    })
+}
+
+fn search_line(result: &SearchResult) -> String {
+    format!(
+        "NDR {:.3} Mpps  PDR {:.3} Mpps ({} trials{}{})",
+        result.ndr_pps / 1e6,
+        result.pdr_pps / 1e6,
+        result.trials,
+        if result.converged {
+            ""
+        } else {
+            ", not converged"
+        },
+        if result.pdr.generator_limited {
+            ", PDR bounded by the generator"
+        } else {
+            ""
+        },
+    )
 }
 
 /// Prints a progress line: on stdout, or on stderr in `--serve` mode (stdout answers the

@@ -28,22 +28,7 @@ pub const BROADCAST: [u8; 6] = [0xff; 6];
 
 /// EAL arguments for a test binary: no hugepages, no PCI, no shared files, one lcore.
 pub fn eal_args(prefix: &str, vdevs: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "-l",
-        "0",
-        "--no-huge",
-        "-m",
-        "256",
-        "--no-pci",
-        "--no-shconf",
-        "--no-telemetry",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    args.push(format!("--file-prefix={prefix}"));
-    args.extend(vdevs.iter().map(|v| format!("--vdev={v}")));
-    args
+    dpdk_bindings::Eal::isolated_args(prefix, 256, vdevs)
 }
 
 /// A started ring port with `queues` RX and TX queues. What TX queue `q` sends, RX queue `q`

@@ -129,11 +129,104 @@ fn ready_timeout(routes: usize) -> Duration {
     Duration::from_secs(60) + Duration::from_micros(300 * routes as u64)
 }
 
-fn eal_memory(hugepages: bool) -> Vec<String> {
-    if hugepages {
-        Vec::new()
+/// The EAL arguments of testpmd and l3fwd after their lcore options: the file prefix, no PCI,
+/// the memory, the two server ports.
+fn eal_args(name: &str, lcores: Vec<String>, hugepages: bool) -> Vec<String> {
+    let mut a = lcores;
+    a.push(format!("--file-prefix=bench-{name}"));
+    a.push("--no-pci".into());
+    if !hugepages {
+        a.extend(["--no-huge", "-m", "1024"].map(String::from));
+    }
+    a.extend((0..2).map(|i| format!("--vdev={}", topo::server_vdev(name, i))));
+    a
+}
+
+/// A device's program, its arguments and (dvrd) where its exit summary goes.
+struct Launch<'a> {
+    program: &'a Path,
+    args: Vec<String>,
+    summary: Option<PathBuf>,
+}
+
+fn testpmd<'a>(s: &DutStart<'a>) -> Launch<'a> {
+    let p = s.placement;
+    let lcores = vec![
+        "-l".into(),
+        format!("{},{}", p.main_core, p.worker_core),
+        "--main-lcore".into(),
+        p.main_core.to_string(),
+    ];
+    let mut args = eal_args(s.kind.name(), lcores, s.hugepages);
+    args.extend(
+        [
+            "--",
+            "--forward-mode=io",
+            "--nb-cores=1",
+            "--rxq=1",
+            "--txq=1",
+            "--burst=32",
+            "--rxd=1024",
+            "--txd=1024",
+            "--total-num-mbufs=16384",
+            // Without a stats period testpmd waits for Enter and quits at EOF.
+            "--stats-period=3600",
+        ]
+        .map(String::from),
+    );
+    Launch {
+        program: &s.programs.testpmd,
+        args,
+        summary: None,
+    }
+}
+
+fn l3fwd<'a>(s: &DutStart<'a>) -> Launch<'a> {
+    let w = s.placement.worker_core;
+    // One lcore, the forwarding core, is also l3fwd's main lcore: a separate main lcore
+    // would spin waiting for the workers on the generator's core.
+    let mut args = eal_args(s.kind.name(), vec!["-l".into(), w.to_string()], s.hugepages);
+    args.extend([
+        "--".into(),
+        "-p".into(),
+        "0x3".into(),
+        format!("--config=(0,0,{w}),(1,0,{w})"),
+        "--parse-ptype".into(),
+        format!("--rule_ipv4={}", s.l3fwd_rules.display()),
+        format!("--rule_ipv6={}", s.programs.l3fwd_rules_v6.display()),
+        format!("--eth-dest=0,{}", topo::GEN_TX_MAC),
+        format!("--eth-dest=1,{}", topo::GEN_RX_MAC),
+    ]);
+    Launch {
+        program: &s.programs.l3fwd,
+        args,
+        summary: None,
+    }
+}
+
+/// dvrd with the block's configuration of its path; ready when it writes `ready`.
+fn dvrd<'a>(s: &DutStart<'a>, ready: &Path) -> Launch<'a> {
+    let name = s.kind.name();
+    let config = if s.kind == DutKind::Dvrd {
+        s.dvrd_configs.0
     } else {
-        vec!["--no-huge".into(), "-m".into(), "1024".into()]
+        s.dvrd_configs.1
+    };
+    let _ = std::fs::remove_file(ready);
+    let summary = s.dir.join(format!("{name}-summary.json"));
+    let _ = std::fs::remove_file(&summary);
+    let args = vec![
+        "--config".into(),
+        config.display().to_string(),
+        "--ready-file".into(),
+        ready.display().to_string(),
+        "--summary-json".into(),
+        summary.display().to_string(),
+    ];
+    Launch {
+        program: &s.programs.dvrd,
+        args,
+        summary: Some(summary),
     }
 }
 
@@ -141,84 +234,13 @@ fn eal_memory(hugepages: bool) -> Vec<String> {
 pub fn start(s: &DutStart<'_>) -> io::Result<Dut> {
     let name = s.kind.name();
     let log = s.dir.join(format!("{name}.log"));
-    let p = s.placement;
-    let (program, args, summary): (&Path, Vec<String>, Option<PathBuf>) = match s.kind {
-        DutKind::TestpmdIo => {
-            let mut a = vec![
-                "-l".into(),
-                format!("{},{}", p.main_core, p.worker_core),
-                "--main-lcore".into(),
-                p.main_core.to_string(),
-                format!("--file-prefix=bench-{name}"),
-                "--no-pci".into(),
-            ];
-            a.extend(eal_memory(s.hugepages));
-            a.extend((0..2).map(|i| format!("--vdev={}", topo::server_vdev(name, i))));
-            a.extend(
-                [
-                    "--",
-                    "--forward-mode=io",
-                    "--nb-cores=1",
-                    "--rxq=1",
-                    "--txq=1",
-                    "--burst=32",
-                    "--rxd=1024",
-                    "--txd=1024",
-                    "--total-num-mbufs=16384",
-                    // Without a stats period testpmd waits for Enter and quits at EOF.
-                    "--stats-period=3600",
-                ]
-                .map(String::from),
-            );
-            (&s.programs.testpmd, a, None)
-        }
-        DutKind::L3fwd => {
-            // One lcore, the forwarding core, is also l3fwd's main lcore: a separate main lcore
-            // would spin waiting for the workers on the generator's core.
-            let mut a = vec![
-                "-l".into(),
-                p.worker_core.to_string(),
-                format!("--file-prefix=bench-{name}"),
-                "--no-pci".into(),
-            ];
-            a.extend(eal_memory(s.hugepages));
-            a.extend((0..2).map(|i| format!("--vdev={}", topo::server_vdev(name, i))));
-            a.extend([
-                "--".into(),
-                "-p".into(),
-                "0x3".into(),
-                format!("--config=(0,0,{w}),(1,0,{w})", w = p.worker_core),
-                "--parse-ptype".into(),
-                format!("--rule_ipv4={}", s.l3fwd_rules.display()),
-                format!("--rule_ipv6={}", s.programs.l3fwd_rules_v6.display()),
-                format!("--eth-dest=0,{}", topo::GEN_TX_MAC),
-                format!("--eth-dest=1,{}", topo::GEN_RX_MAC),
-            ]);
-            (&s.programs.l3fwd, a, None)
-        }
-        DutKind::Dvrd | DutKind::DvrdVxlan => {
-            let config = if s.kind == DutKind::Dvrd {
-                s.dvrd_configs.0
-            } else {
-                s.dvrd_configs.1
-            };
-            let ready = s.dir.join(format!("{name}.ready"));
-            let _ = std::fs::remove_file(&ready);
-            let summary = s.dir.join(format!("{name}-summary.json"));
-            let _ = std::fs::remove_file(&summary);
-            let a = vec![
-                "--config".into(),
-                config.display().to_string(),
-                "--ready-file".into(),
-                ready.display().to_string(),
-                "--summary-json".into(),
-                summary.display().to_string(),
-            ];
-            (&s.programs.dvrd, a, Some(summary))
-        }
-    };
-    let mut proc = proc::spawn(name, program, &args, &log, s.boost)?;
     let ready_file = s.dir.join(format!("{name}.ready"));
+    let launch = match s.kind {
+        DutKind::TestpmdIo => testpmd(s),
+        DutKind::L3fwd => l3fwd(s),
+        DutKind::Dvrd | DutKind::DvrdVxlan => dvrd(s, &ready_file),
+    };
+    let mut proc = proc::spawn(name, launch.program, &launch.args, &log, s.boost)?;
     let kind = s.kind;
     let waited = proc.wait_ready(ready_timeout(s.routes), |p| match kind {
         // testpmd starts forwarding after its link check (up to 9 s without a peer).
@@ -226,12 +248,12 @@ pub fn start(s: &DutStart<'_>) -> io::Result<Dut> {
         DutKind::L3fwd => p.log_text().contains("entering main loop"),
         DutKind::Dvrd | DutKind::DvrdVxlan => ready_file.exists(),
     })?;
-    let mut command = vec![program.display().to_string()];
-    command.extend(args);
+    let mut command = vec![launch.program.display().to_string()];
+    command.extend(launch.args);
     Ok(Dut {
         kind,
         proc,
-        summary,
+        summary: launch.summary,
         ready_s: waited.as_secs_f64(),
         command,
     })

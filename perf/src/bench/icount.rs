@@ -6,6 +6,7 @@ use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
+use super::machine::output;
 use crate::icount::Scenario;
 
 /// Instruction counts of one build.
@@ -30,15 +31,6 @@ pub struct IcountScenario {
     pub instructions: u64,
     /// Per frame.
     pub instructions_per_packet: f64,
-}
-
-fn output(program: &str, args: &[&str]) -> String {
-    Command::new(program)
-        .args(args)
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
 }
 
 /// Runs every scenario `iterations` bursts under callgrind.

@@ -38,7 +38,8 @@ pub struct Machine {
     pub realtime_processes: Vec<String>,
 }
 
-fn output(program: &str, args: &[&str]) -> String {
+/// The trimmed standard output of a command (empty when it cannot run).
+pub(crate) fn output(program: &str, args: &[&str]) -> String {
     Command::new(program)
         .args(args)
         .output()
@@ -135,6 +136,16 @@ impl Machine {
     }
 }
 
+/// The CPUs a task may run on (`Cpus_allowed_list` of `/proc/<task>/status`, e.g. `0-1`):
+/// `task` is a process id, `self` or `thread-self`.
+pub fn cpus_allowed(task: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{task}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .map(|c| c.trim().to_owned())
+}
+
 /// User processes scheduled SCHED_FIFO or SCHED_RR (kernel threads left out): each takes its
 /// CPU from every normal process, the benchmark's included, for as long as it runs.
 pub fn realtime_processes() -> Vec<String> {
@@ -164,14 +175,7 @@ pub fn realtime_processes() -> Vec<String> {
         if kernel_thread || !(policy == "1" || policy == "2") {
             continue;
         }
-        let cpus = std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-                    .map(|c| c.trim().to_owned())
-            })
-            .unwrap_or_default();
+        let cpus = cpus_allowed(pid).unwrap_or_default();
         let comm = comm.split_once('(').map_or(comm, |(_, c)| c);
         let policy = if policy == "1" { "FIFO" } else { "RR" };
         found.push(format!("{pid} {comm} SCHED_{policy} cpus {cpus}"));

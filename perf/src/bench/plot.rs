@@ -5,12 +5,15 @@
 
 use std::path::Path;
 
+use plotters::chart::MeshStyle;
+use plotters::coord::ranged1d::ValueFormatter;
+use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
 use super::dut::DutKind;
 use super::render::routes_label;
-use super::results::BlockSummary;
+use super::results::{BlockSummary, LadderSummary};
 
 /// Fonts tried, in order.
 const FONTS: [&str; 4] = [
@@ -49,14 +52,72 @@ fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
-/// PDR (median, min-max bars) against route-table size, one panel per frame size.
-pub fn throughput(path: &Path, summary: &[BlockSummary]) -> Result<(), String> {
+/// The frame sizes of the blocks, in order of first appearance.
+fn frame_sizes(summary: &[BlockSummary]) -> Vec<&str> {
     let mut sizes: Vec<&str> = Vec::new();
     for b in summary {
         if !sizes.contains(&b.frame_size.as_str()) {
             sizes.push(&b.frame_size);
         }
     }
+    sizes
+}
+
+/// A device's line, labelled with its name for the legend.
+fn device_line<'a, CT>(
+    chart: &mut ChartContext<'a, BitMapBackend<'a>, CT>,
+    kind: DutKind,
+    points: Vec<(f64, f64)>,
+) -> Result<(), String>
+where
+    CT: CoordTranslate<From = (f64, f64)>,
+{
+    let c = color(kind);
+    chart
+        .draw_series(LineSeries::new(points, c.stroke_width(2)))
+        .map_err(err)?
+        .label(kind.name())
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+    Ok(())
+}
+
+/// The mesh with the axes' descriptions, labels in `font_size` (to add to, then draw).
+fn axes<'a, 'b, X, Y>(
+    chart: &'b mut ChartContext<'a, BitMapBackend<'a>, Cartesian2d<X, Y>>,
+    x_desc: &str,
+    y_desc: &str,
+    font_size: u32,
+) -> MeshStyle<'a, 'b, X, Y, BitMapBackend<'a>>
+where
+    X: Ranged + ValueFormatter<X::ValueType>,
+    Y: Ranged + ValueFormatter<Y::ValueType>,
+{
+    let mut mesh = chart.configure_mesh();
+    mesh.x_desc(x_desc)
+        .y_desc(y_desc)
+        .label_style((FONT, font_size));
+    mesh
+}
+
+/// The legend of the device lines, at `position`.
+fn legend<'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, BitMapBackend<'a>, CT>,
+    font_size: u32,
+    position: SeriesLabelPosition,
+) -> Result<(), String> {
+    chart
+        .configure_series_labels()
+        .label_font((FONT, font_size))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(position)
+        .draw()
+        .map_err(err)
+}
+
+/// PDR (median, min-max bars) against route-table size, one panel per frame size.
+pub fn throughput(path: &Path, summary: &[BlockSummary]) -> Result<(), String> {
+    let sizes = frame_sizes(summary);
     let width = 560 * sizes.len().max(1) as u32;
     let root = BitMapBackend::new(path, (width, 420)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
@@ -65,84 +126,82 @@ pub fn throughput(path: &Path, summary: &[BlockSummary]) -> Result<(), String> {
         let mut blocks: Vec<&BlockSummary> =
             summary.iter().filter(|b| b.frame_size == *size).collect();
         blocks.sort_by_key(|b| b.routes);
-        let n = blocks.len();
-        let labels: Vec<String> = blocks.iter().map(|b| routes_label(b.routes)).collect();
-        let ymax = blocks
-            .iter()
-            .flat_map(|b| b.duts.values())
-            .filter_map(|d| d.pdr_mpps.as_ref().map(|s| s.max))
-            .fold(1.0, f64::max)
-            * 1.15;
-        let title = if *size == "imix" {
-            "PDR, IMIX".to_owned()
-        } else {
-            format!("PDR, {size}-byte frames")
-        };
-        let mut chart = ChartBuilder::on(panel)
-            .caption(title, (FONT, 20))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
-            .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..ymax)
-            .map_err(err)?;
-        let label_of = |v: &f64| {
-            let i = v.round();
-            if (v - i).abs() < 0.01 && i >= 0.0 && (i as usize) < labels.len() {
-                labels[i as usize].clone()
-            } else {
-                String::new()
-            }
-        };
-        chart
-            .configure_mesh()
-            .x_labels(n.max(1) * 2 + 1)
-            .x_label_formatter(&label_of)
-            .x_desc("routes in the table")
-            .y_desc("Mpps (median, min-max over rounds)")
-            .label_style((FONT, 13))
-            .draw()
-            .map_err(err)?;
-        for kind in DutKind::ALL {
-            let points: Vec<(f64, f64, f64, f64)> = blocks
-                .iter()
-                .enumerate()
-                .filter_map(|(i, b)| {
-                    let s = b.duts.get(&kind)?.pdr_mpps.as_ref()?;
-                    Some((i as f64, s.median, s.min, s.max))
-                })
-                .collect();
-            if points.is_empty() {
-                continue;
-            }
-            let c = color(kind);
-            chart
-                .draw_series(LineSeries::new(
-                    points.iter().map(|&(x, y, _, _)| (x, y)),
-                    c.stroke_width(2),
-                ))
-                .map_err(err)?
-                .label(kind.name())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
-                });
-            chart
-                .draw_series(
-                    points
-                        .iter()
-                        .map(|&(x, y, lo, hi)| ErrorBar::new_vertical(x, lo, y, hi, c.filled(), 8)),
-                )
-                .map_err(err)?;
-        }
-        chart
-            .configure_series_labels()
-            .label_font((FONT, 13))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::LowerLeft)
-            .draw()
-            .map_err(err)?;
+        throughput_panel(panel, size, &blocks)?;
     }
     root.present().map_err(err)
+}
+
+/// One frame size's PDR against the route-table sizes of `blocks` (sorted by routes).
+fn throughput_panel(
+    panel: &DrawingArea<BitMapBackend<'_>, Shift>,
+    size: &str,
+    blocks: &[&BlockSummary],
+) -> Result<(), String> {
+    let n = blocks.len();
+    let labels: Vec<String> = blocks.iter().map(|b| routes_label(b.routes)).collect();
+    let ymax = blocks
+        .iter()
+        .flat_map(|b| b.duts.values())
+        .filter_map(|d| d.pdr_mpps.as_ref().map(|s| s.max))
+        .fold(1.0, f64::max)
+        * 1.15;
+    let title = if size == "imix" {
+        "PDR, IMIX".to_owned()
+    } else {
+        format!("PDR, {size}-byte frames")
+    };
+    let mut chart = ChartBuilder::on(panel)
+        .caption(title, (FONT, 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..ymax)
+        .map_err(err)?;
+    let label_of = |v: &f64| {
+        let i = v.round();
+        if (v - i).abs() < 0.01 && i >= 0.0 && (i as usize) < labels.len() {
+            labels[i as usize].clone()
+        } else {
+            String::new()
+        }
+    };
+    axes(
+        &mut chart,
+        "routes in the table",
+        "Mpps (median, min-max over rounds)",
+        13,
+    )
+    .x_labels(n.max(1) * 2 + 1)
+    .x_label_formatter(&label_of)
+    .draw()
+    .map_err(err)?;
+    for kind in DutKind::ALL {
+        let points: Vec<(f64, f64, f64, f64)> = blocks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, b)| {
+                let s = b.duts.get(&kind)?.pdr_mpps.as_ref()?;
+                Some((i as f64, s.median, s.min, s.max))
+            })
+            .collect();
+        if points.is_empty() {
+            continue;
+        }
+        device_line(
+            &mut chart,
+            kind,
+            points.iter().map(|&(x, y, _, _)| (x, y)).collect(),
+        )?;
+        let c = color(kind);
+        chart
+            .draw_series(
+                points
+                    .iter()
+                    .map(|&(x, y, lo, hi)| ErrorBar::new_vertical(x, lo, y, hi, c.filled(), 8)),
+            )
+            .map_err(err)?;
+    }
+    legend(&mut chart, 13, SeriesLabelPosition::LowerLeft)
 }
 
 /// Latency (p50 dashed-marker line, p99 solid) against the load, one panel per block.
@@ -154,78 +213,72 @@ pub fn latency(path: &Path, summary: &[BlockSummary]) -> Result<(), String> {
     root.fill(&WHITE).map_err(err)?;
     let panels = root.split_evenly((rows, cols));
     for (panel, b) in panels.iter().zip(summary) {
-        let values = b
-            .duts
-            .values()
-            .flat_map(|d| d.ladder.iter())
-            .flat_map(|l| [l.p50_us.median, l.p99_us.median]);
-        let (lo, hi) = values
-            .filter(|v| *v > 0.0)
-            .fold((f64::MAX, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
-        if hi <= 0.0 {
-            continue;
-        }
-        let title = format!(
-            "latency, {} {} routes",
-            if b.frame_size == "imix" {
-                "IMIX".to_owned()
-            } else {
-                format!("{} B,", b.frame_size)
-            },
-            routes_label(b.routes)
-        );
-        let mut chart = ChartBuilder::on(panel)
-            .caption(title, (FONT, 18))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(55)
-            .build_cartesian_2d(0f64..100f64, ((lo * 0.7)..(hi * 1.4)).log_scale())
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("load, % of the device's own PDR")
-            .y_desc("us (p99 line, p50 dots)")
-            .label_style((FONT, 12))
-            .draw()
-            .map_err(err)?;
-        for kind in DutKind::ALL {
-            let Some(d) = b.duts.get(&kind) else { continue };
-            if d.ladder.is_empty() {
-                continue;
-            }
-            let c = color(kind);
-            let p99: Vec<(f64, f64)> = d
-                .ladder
-                .iter()
-                .map(|l| (l.fraction * 100.0, l.p99_us.median.max(lo)))
-                .collect();
-            let p50: Vec<(f64, f64)> = d
-                .ladder
-                .iter()
-                .map(|l| (l.fraction * 100.0, l.p50_us.median.max(lo)))
-                .collect();
-            chart
-                .draw_series(LineSeries::new(p99.clone(), c.stroke_width(2)))
-                .map_err(err)?
-                .label(kind.name())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
-                });
-            chart
-                .draw_series(p99.iter().map(|&p| Circle::new(p, 3, c.filled())))
-                .map_err(err)?;
-            chart
-                .draw_series(p50.iter().map(|&p| TriangleMarker::new(p, 4, c.filled())))
-                .map_err(err)?;
-        }
-        chart
-            .configure_series_labels()
-            .label_font((FONT, 12))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()
-            .map_err(err)?;
+        latency_panel(panel, b)?;
     }
     root.present().map_err(err)
+}
+
+/// One block's latency ladder, every device (nothing when no device has one).
+fn latency_panel(
+    panel: &DrawingArea<BitMapBackend<'_>, Shift>,
+    b: &BlockSummary,
+) -> Result<(), String> {
+    let values = b
+        .duts
+        .values()
+        .flat_map(|d| d.ladder.iter())
+        .flat_map(|l| [l.p50_us.median, l.p99_us.median]);
+    let (lo, hi) = values
+        .filter(|v| *v > 0.0)
+        .fold((f64::MAX, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    if hi <= 0.0 {
+        return Ok(());
+    }
+    let title = format!(
+        "latency, {} {} routes",
+        if b.frame_size == "imix" {
+            "IMIX".to_owned()
+        } else {
+            format!("{} B,", b.frame_size)
+        },
+        routes_label(b.routes)
+    );
+    let mut chart = ChartBuilder::on(panel)
+        .caption(title, (FONT, 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0f64..100f64, ((lo * 0.7)..(hi * 1.4)).log_scale())
+        .map_err(err)?;
+    axes(
+        &mut chart,
+        "load, % of the device's own PDR",
+        "us (p99 line, p50 dots)",
+        12,
+    )
+    .draw()
+    .map_err(err)?;
+    for kind in DutKind::ALL {
+        let Some(d) = b.duts.get(&kind) else { continue };
+        if d.ladder.is_empty() {
+            continue;
+        }
+        let c = color(kind);
+        let at = |us: fn(&LadderSummary) -> f64| -> Vec<(f64, f64)> {
+            d.ladder
+                .iter()
+                .map(|l| (l.fraction * 100.0, us(l).max(lo)))
+                .collect()
+        };
+        let p99 = at(|l| l.p99_us.median);
+        let p50 = at(|l| l.p50_us.median);
+        device_line(&mut chart, kind, p99.clone())?;
+        chart
+            .draw_series(p99.iter().map(|&p| Circle::new(p, 3, c.filled())))
+            .map_err(err)?;
+        chart
+            .draw_series(p50.iter().map(|&p| TriangleMarker::new(p, 4, c.filled())))
+            .map_err(err)?;
+    }
+    legend(&mut chart, 12, SeriesLabelPosition::UpperLeft)
 }

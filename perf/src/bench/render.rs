@@ -1,9 +1,13 @@
-//! The markdown report of a run.
+//! The markdown report of a run: an introduction (the plan and the machine), then one table
+//! per figure (PDR, NDR, ratios, dvrd's workers, latency, run quality), the problems met and
+//! the plots. Every table has one row per block (or per block and device), written by
+//! [`row`] under a [`header`].
 
 use std::fmt::Write as _;
 
 use super::dut::DutKind;
-use super::results::{ratio_name, BlockSummary, RunResults, Spread, RATIOS};
+use super::plan::Plan;
+use super::results::{ratio_name, BlockSummary, DutSummary, RunResults, Spread, RATIOS};
 
 /// Formats a route count: 1, 20k, 1M.
 pub fn routes_label(routes: usize) -> String {
@@ -24,6 +28,15 @@ fn frame_label(size: &str) -> String {
     }
 }
 
+/// A block in prose: `64 B 1M routes`.
+fn block_label(frame_size: &str, routes: usize) -> String {
+    format!(
+        "{} {} routes",
+        frame_label(frame_size),
+        routes_label(routes)
+    )
+}
+
 fn spread(s: &Option<Spread>, digits: usize) -> String {
     match s {
         Some(s) => format!("{:.d$} [{:.d$}-{:.d$}]", s.median, s.min, s.max, d = digits),
@@ -38,12 +51,72 @@ fn duts_of(summary: &[BlockSummary]) -> Vec<DutKind> {
         .collect()
 }
 
+/// The header of a table whose rows start with the block (and the device, if
+/// `device_column`), then `cols`.
+fn header(md: &mut String, device_column: bool, cols: &[String]) {
+    let first = if device_column { "device | " } else { "" };
+    let _ = writeln!(md, "| frame | routes | {first}{} |", cols.join(" | "));
+    let _ = writeln!(
+        md,
+        "|---|---|{}{}",
+        if device_column { "---|" } else { "" },
+        "---|".repeat(cols.len())
+    );
+}
+
+/// One row: the block, the device (if any), then `cells`.
+fn row(md: &mut String, b: &BlockSummary, device: Option<DutKind>, cells: &[String]) {
+    let device = device.map_or(String::new(), |k| format!("{k} | "));
+    let _ = writeln!(
+        md,
+        "| {} | {} | {device}{} |",
+        frame_label(&b.frame_size),
+        routes_label(b.routes),
+        cells.join(" | ")
+    );
+}
+
+/// The rows of every block and every device of `duts` it measured, `cells` giving each row's
+/// figures (no row where it gives none).
+fn device_rows(
+    md: &mut String,
+    summary: &[BlockSummary],
+    duts: &[DutKind],
+    cells: impl Fn(&DutSummary) -> Option<Vec<String>>,
+) {
+    for b in summary {
+        for &k in duts {
+            if let Some(cells) = b.duts.get(&k).and_then(&cells) {
+                row(md, b, Some(k), &cells);
+            }
+        }
+    }
+}
+
 /// The markdown report (tables only; the prose lives in BENCHMARKS.md).
 pub fn markdown(r: &RunResults, plot_names: &[String]) -> String {
     let mut md = String::new();
+    let duts = duts_of(&r.summary);
+    introduction(&mut md, r);
+    rate_tables(&mut md, &r.summary, &duts);
+    ratio_table(&mut md, &r.summary);
+    worker_table(&mut md, &r.summary);
+    latency_table(&mut md, &r.summary, &r.plan.ladder, &duts);
+    quality_section(&mut md, &r.summary, &r.plan, &duts);
+    problems(&mut md, r);
+    if !plot_names.is_empty() {
+        md.push('\n');
+        for name in plot_names {
+            let _ = writeln!(md, "![{name}]({name})");
+        }
+    }
+    md
+}
+
+/// What was measured, on what, and a warning about real-time processes.
+fn introduction(md: &mut String, r: &RunResults) {
     let m = &r.machine;
     let p = &r.plan;
-    let duts = duts_of(&r.summary);
     let _ = writeln!(
         md,
         "Run `{}` of {} ({} mode, {:.0} min): {} rounds, interleaved, device order rotated each \
@@ -79,7 +152,6 @@ pub fn markdown(r: &RunResults, plot_names: &[String]) -> String {
         r.placement.main_core,
         r.placement.generator_core,
     );
-
     if !m.realtime_processes.is_empty() {
         let _ = writeln!(
             md,
@@ -88,18 +160,12 @@ pub fn markdown(r: &RunResults, plot_names: &[String]) -> String {
             m.realtime_processes.join("; ")
         );
     }
-    let header = |md: &mut String, first: &str, cols: &[String]| {
-        let _ = writeln!(md, "| frame | routes | {first}{} |", cols.join(" | "));
-        let _ = writeln!(
-            md,
-            "|---|---|{}{}",
-            if first.is_empty() { "" } else { "---|" },
-            "---|".repeat(cols.len())
-        );
-    };
-    let names: Vec<String> = duts.iter().map(|d| d.name().to_owned()).collect();
+}
 
-    for (title, pick) in [
+/// The PDR and the NDR of every device, one column each.
+fn rate_tables(md: &mut String, summary: &[BlockSummary], duts: &[DutKind]) {
+    let names: Vec<String> = duts.iter().map(|d| d.name().to_owned()).collect();
+    for (title, pdr) in [
         (
             "PDR (loss <= 0.5%), Mpps: median [min-max] over the rounds",
             true,
@@ -110,86 +176,66 @@ pub fn markdown(r: &RunResults, plot_names: &[String]) -> String {
         ),
     ] {
         let _ = writeln!(md, "#### {title}\n");
-        header(&mut md, "", &names);
-        for b in &r.summary {
+        header(md, false, &names);
+        for b in summary {
             let cells: Vec<String> = duts
                 .iter()
-                .map(|k| match b.duts.get(k) {
-                    Some(d) => {
-                        let s = if pick { &d.pdr_mpps } else { &d.ndr_mpps };
-                        let mark = if pick && d.generator_limited_rounds > 0 {
-                            format!(" (gen-bound {}x)", d.generator_limited_rounds)
-                        } else {
-                            String::new()
-                        };
-                        format!("{}{mark}", spread(s, 2))
-                    }
-                    None => "-".into(),
-                })
+                .map(|k| b.duts.get(k).map_or("-".into(), |d| rate_cell(d, pdr)))
                 .collect();
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} |",
-                frame_label(&b.frame_size),
-                routes_label(b.routes),
-                cells.join(" | ")
-            );
+            row(md, b, None, &cells);
         }
         md.push('\n');
     }
+}
 
+/// A device's PDR (marked when the generator bounded it) or NDR.
+fn rate_cell(d: &DutSummary, pdr: bool) -> String {
+    let s = if pdr { &d.pdr_mpps } else { &d.ndr_mpps };
+    let mark = if pdr && d.generator_limited_rounds > 0 {
+        format!(" (gen-bound {}x)", d.generator_limited_rounds)
+    } else {
+        String::new()
+    };
+    format!("{}{mark}", spread(s, 2))
+}
+
+fn ratio_table(md: &mut String, summary: &[BlockSummary]) {
     let ratio_names: Vec<String> = RATIOS.iter().map(|&(a, b)| ratio_name(a, b)).collect();
     let _ = writeln!(
         md,
         "#### PDR ratios within a round: median [min-max] over the rounds\n"
     );
-    header(&mut md, "", &ratio_names);
-    for b in &r.summary {
+    header(md, false, &ratio_names);
+    for b in summary {
         let cells: Vec<String> = ratio_names
             .iter()
             .map(|n| spread(&b.ratios.get(n).cloned(), 2))
             .collect();
-        let _ = writeln!(
-            md,
-            "| {} | {} | {} |",
-            frame_label(&b.frame_size),
-            routes_label(b.routes),
-            cells.join(" | ")
-        );
+        row(md, b, None, &cells);
     }
     md.push('\n');
+}
 
+fn worker_table(md: &mut String, summary: &[BlockSummary]) {
     let _ = writeln!(
         md,
         "#### dvrd workers over the whole block (every trial of every round)\n"
     );
-    header(
-        &mut md,
-        "device | ",
-        &[
-            "busy cycles / packet".into(),
-            "empty-poll share".into(),
-            "packets".into(),
-        ],
-    );
-    for b in &r.summary {
-        for k in [DutKind::Dvrd, DutKind::DvrdVxlan] {
-            if let Some(w) = b.duts.get(&k).and_then(|d| d.workers) {
-                let _ = writeln!(
-                    md,
-                    "| {} | {} | {k} | {:.0} | {:.1}% | {} |",
-                    frame_label(&b.frame_size),
-                    routes_label(b.routes),
-                    w.busy_cycles_per_packet,
-                    w.empty_poll_share * 100.0,
-                    w.rx_packets
-                );
-            }
-        }
-    }
+    let cols = ["busy cycles / packet", "empty-poll share", "packets"].map(String::from);
+    header(md, true, &cols);
+    device_rows(md, summary, &[DutKind::Dvrd, DutKind::DvrdVxlan], |d| {
+        d.workers.map(|w| {
+            vec![
+                format!("{:.0}", w.busy_cycles_per_packet),
+                format!("{:.1}%", w.empty_poll_share * 100.0),
+                w.rx_packets.to_string(),
+            ]
+        })
+    });
     md.push('\n');
+}
 
-    let fractions: Vec<f64> = p.ladder.clone();
+fn latency_table(md: &mut String, summary: &[BlockSummary], fractions: &[f64], duts: &[DutKind]) {
     let _ = writeln!(
         md,
         "#### Latency, us: p50 / p99 / p99.9 (medians over the rounds) at a fraction of each \
@@ -199,35 +245,43 @@ pub fn markdown(r: &RunResults, plot_names: &[String]) -> String {
         .iter()
         .map(|f| format!("{:.0}% of PDR", f * 100.0))
         .collect();
-    header(&mut md, "device | ", &cols);
-    for b in &r.summary {
-        for k in &duts {
-            let Some(d) = b.duts.get(k) else { continue };
-            let cells: Vec<String> = fractions
-                .iter()
-                .map(|f| {
-                    d.ladder
-                        .iter()
-                        .find(|l| (l.fraction - f).abs() < 1e-9)
-                        .map_or("-".into(), |l| {
-                            format!(
-                                "{:.1} / {:.1} / {:.1}",
-                                l.p50_us.median, l.p99_us.median, l.p999_us.median
-                            )
-                        })
-                })
-                .collect();
-            let _ = writeln!(
-                md,
-                "| {} | {} | {k} | {} |",
-                frame_label(&b.frame_size),
-                routes_label(b.routes),
-                cells.join(" | ")
-            );
-        }
-    }
+    header(md, true, &cols);
+    device_rows(md, summary, duts, |d| {
+        let cells = fractions
+            .iter()
+            .map(|f| {
+                d.ladder
+                    .iter()
+                    .find(|l| (l.fraction - f).abs() < 1e-9)
+                    .map_or("-".into(), |l| {
+                        format!(
+                            "{:.1} / {:.1} / {:.1}",
+                            l.p50_us.median, l.p99_us.median, l.p999_us.median
+                        )
+                    })
+            })
+            .collect();
+        Some(cells)
+    });
     md.push('\n');
+}
 
+/// The background load, and per device the rounds and trials that counted.
+fn quality_section(md: &mut String, summary: &[BlockSummary], p: &Plan, duts: &[DutKind]) {
+    let background: Vec<String> = summary
+        .iter()
+        .map(|b| {
+            let busy = b.background_busy.as_ref().map_or("-".into(), |s| {
+                format!(
+                    "{:.0}% [{:.0}-{:.0}%]",
+                    s.median * 100.0,
+                    s.min * 100.0,
+                    s.max * 100.0
+                )
+            });
+            format!("{} {busy}", block_label(&b.frame_size, b.routes))
+        })
+        .collect();
     let _ = writeln!(
         md,
         "#### Run quality\n\nBackground load before each round (busy share of all CPUs with \
@@ -235,100 +289,56 @@ pub fn markdown(r: &RunResults, plot_names: &[String]) -> String {
          *disturbed* when the device's worker or the generator waited more than {} us for a \
          CPU, or the generator fell more than {} us behind its schedule; disturbed trials are \
          repeated up to {} times.\n",
-        r.summary
-            .iter()
-            .map(|b| format!(
-                "{} {} routes {}",
-                frame_label(&b.frame_size),
-                routes_label(b.routes),
-                b.background_busy.as_ref().map_or("-".into(), |s| format!(
-                    "{:.0}% [{:.0}-{:.0}%]",
-                    s.median * 100.0,
-                    s.min * 100.0,
-                    s.max * 100.0
-                ))
-            ))
-            .collect::<Vec<_>>()
-            .join(", "),
+        background.join(", "),
         p.wait_limit_us,
         p.lag_limit_us,
         p.retries
     );
-    header(
-        &mut md,
-        "device | ",
-        &[
-            "rounds ok".into(),
-            "rounds with a PDR".into(),
-            "PDR bounded by the generator".into(),
-            "trials repeated (disturbed)".into(),
-            "counted trials still disturbed".into(),
-        ],
-    );
-    for b in &r.summary {
-        for k in &duts {
-            let Some(d) = b.duts.get(k) else { continue };
-            let _ = writeln!(
-                md,
-                "| {} | {} | {k} | {}/{} | {}/{} | {} | {} | {} |",
-                frame_label(&b.frame_size),
-                routes_label(b.routes),
-                d.rounds_ok,
-                p.rounds,
-                d.rounds_with_pdr,
-                d.rounds_ok,
-                d.generator_limited_rounds,
-                d.trials_repeated,
-                d.trials_disturbed
-            );
+    let cols = [
+        "rounds ok",
+        "rounds with a PDR",
+        "PDR bounded by the generator",
+        "trials repeated (disturbed)",
+        "counted trials still disturbed",
+    ]
+    .map(String::from);
+    header(md, true, &cols);
+    device_rows(md, summary, duts, |d| {
+        Some(vec![
+            format!("{}/{}", d.rounds_ok, p.rounds),
+            format!("{}/{}", d.rounds_with_pdr, d.rounds_ok),
+            d.generator_limited_rounds.to_string(),
+            d.trials_repeated.to_string(),
+            d.trials_disturbed.to_string(),
+        ])
+    });
+}
+
+/// Every device that did not start or stopped, and every failed measurement.
+fn problems(md: &mut String, r: &RunResults) {
+    let mut errors = Vec::new();
+    for b in &r.blocks {
+        let block = block_label(&b.frame_size, b.routes);
+        for d in &b.duts {
+            if let Some(e) = &d.error {
+                errors.push(format!("{block}, {}: {e}", d.kind));
+            }
+        }
+        for round in &b.rounds {
+            for run in &round.runs {
+                if let Some(e) = &run.error {
+                    errors.push(format!("{block}, round {}, {}: {e}", round.round, run.kind));
+                }
+            }
         }
     }
-    let errors: Vec<String> = r
-        .blocks
-        .iter()
-        .flat_map(|b| {
-            b.duts
-                .iter()
-                .filter_map(move |d| {
-                    d.error.as_ref().map(|e| {
-                        format!(
-                            "{} {} routes, {}: {e}",
-                            frame_label(&b.frame_size),
-                            routes_label(b.routes),
-                            d.kind
-                        )
-                    })
-                })
-                .chain(b.rounds.iter().flat_map(move |round| {
-                    round.runs.iter().filter_map(move |run| {
-                        run.error.as_ref().map(|e| {
-                            format!(
-                                "{} {} routes, round {}, {}: {e}",
-                                frame_label(&b.frame_size),
-                                routes_label(b.routes),
-                                round.round,
-                                run.kind
-                            )
-                        })
-                    })
-                }))
-        })
-        .collect();
     if !errors.is_empty() {
         let _ = writeln!(md, "\nProblems:\n");
         for e in errors {
             let _ = writeln!(md, "- {e}");
         }
     }
-    if !plot_names.is_empty() {
-        md.push('\n');
-        for name in plot_names {
-            let _ = writeln!(md, "![{name}]({name})");
-        }
-    }
-    md
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -336,64 +336,77 @@ pub fn ratio_name(a: DutKind, b: DutKind) -> String {
 
 /// Summarises a block.
 pub fn summarise(block: &BlockResult) -> BlockSummary {
-    let runs = |kind: DutKind| -> Vec<&DutRun> {
-        block
-            .rounds
+    BlockSummary {
+        frame_size: block.frame_size.clone(),
+        routes: block.routes,
+        background_busy: Spread::of(block.rounds.iter().map(|r| r.background_busy).collect()),
+        duts: block
+            .duts
             .iter()
-            .flat_map(|r| r.runs.iter())
-            .filter(|r| r.kind == kind && r.ok)
-            .collect()
-    };
-    let mut duts = BTreeMap::new();
-    for inst in &block.duts {
-        let kind = inst.kind;
-        let ok = runs(kind);
-        // A round whose search found no passing rate at all (every trial down to the lowest
-        // failure lost too much, as happens when the machine takes the CPU away for
-        // milliseconds) has no PDR and no ladder: it is left out of their medians, as it is
-        // out of the ratios, rather than counted as a device that forwards nothing.
-        let measured: Vec<&DutRun> = ok.iter().copied().filter(|r| r.pdr_pps > 0.0).collect();
-        let ladder_fractions: Vec<f64> = measured
-            .first()
-            .map(|r| r.ladder.iter().map(|l| l.fraction).collect())
-            .unwrap_or_default();
-        let ladder = ladder_fractions
-            .iter()
-            .enumerate()
-            .map(|(i, &fraction)| {
-                let step: Vec<&LadderResult> =
-                    measured.iter().filter_map(|r| r.ladder.get(i)).collect();
-                let us = |f: fn(&LatencySummary) -> f64| {
-                    Spread::of(step.iter().map(|l| f(&l.latency) / 1e3).collect())
-                        .unwrap_or_default()
-                };
-                LadderSummary {
-                    fraction,
-                    rate_pps: Spread::of(step.iter().map(|l| l.rate_pps).collect())
-                        .map_or(0.0, |s| s.median),
-                    p50_us: us(|l| l.p50_ns),
-                    p90_us: us(|l| l.p90_ns),
-                    p99_us: us(|l| l.p99_ns),
-                    p999_us: us(|l| l.p999_ns),
-                    max_us: us(|l| l.max_ns),
-                }
-            })
-            .collect();
-        duts.insert(
-            kind,
-            DutSummary {
-                pdr_mpps: Spread::of(measured.iter().map(|r| r.pdr_pps / 1e6).collect()),
-                ndr_mpps: Spread::of(ok.iter().map(|r| r.ndr_pps / 1e6).collect()),
-                generator_limited_rounds: ok.iter().filter(|r| r.pdr_generator_limited).count(),
-                rounds_ok: ok.len(),
-                rounds_with_pdr: measured.len(),
-                trials_repeated: ok.iter().map(|r| r.trials_repeated).sum(),
-                trials_disturbed: ok.iter().map(|r| r.trials_disturbed).sum(),
-                ladder,
-                workers: inst.workers,
-            },
-        );
+            .map(|inst| (inst.kind, dut_summary(block, inst)))
+            .collect(),
+        ratios: ratios(block),
     }
+}
+
+/// One device over the rounds of its block.
+fn dut_summary(block: &BlockResult, inst: &DutInstance) -> DutSummary {
+    let ok: Vec<&DutRun> = block
+        .rounds
+        .iter()
+        .flat_map(|r| r.runs.iter())
+        .filter(|r| r.kind == inst.kind && r.ok)
+        .collect();
+    // A round whose search found no passing rate at all (every trial down to the lowest
+    // failure lost too much, as happens when the machine takes the CPU away for
+    // milliseconds) has no PDR and no ladder: it is left out of their medians, as it is
+    // out of the ratios, rather than counted as a device that forwards nothing.
+    let measured: Vec<&DutRun> = ok.iter().copied().filter(|r| r.pdr_pps > 0.0).collect();
+    DutSummary {
+        pdr_mpps: Spread::of(measured.iter().map(|r| r.pdr_pps / 1e6).collect()),
+        ndr_mpps: Spread::of(ok.iter().map(|r| r.ndr_pps / 1e6).collect()),
+        generator_limited_rounds: ok.iter().filter(|r| r.pdr_generator_limited).count(),
+        rounds_ok: ok.len(),
+        rounds_with_pdr: measured.len(),
+        trials_repeated: ok.iter().map(|r| r.trials_repeated).sum(),
+        trials_disturbed: ok.iter().map(|r| r.trials_disturbed).sum(),
+        ladder: ladder_summary(&measured),
+        workers: inst.workers,
+    }
+}
+
+/// The latency ladder over the rounds that found a PDR, at the fractions of the first.
+fn ladder_summary(measured: &[&DutRun]) -> Vec<LadderSummary> {
+    let Some(first) = measured.first() else {
+        return Vec::new();
+    };
+    first
+        .ladder
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let step: Vec<&LadderResult> =
+                measured.iter().filter_map(|r| r.ladder.get(i)).collect();
+            let us = |f: fn(&LatencySummary) -> f64| {
+                Spread::of(step.iter().map(|l| f(&l.latency) / 1e3).collect()).unwrap_or_default()
+            };
+            LadderSummary {
+                fraction: l.fraction,
+                rate_pps: Spread::of(step.iter().map(|l| l.rate_pps).collect())
+                    .map_or(0.0, |s| s.median),
+                p50_us: us(|l| l.p50_ns),
+                p90_us: us(|l| l.p90_ns),
+                p99_us: us(|l| l.p99_ns),
+                p999_us: us(|l| l.p999_ns),
+                max_us: us(|l| l.max_ns),
+            }
+        })
+        .collect()
+}
+
+/// The PDR ratios of [`RATIOS`], each taken within a round, over the rounds where both
+/// devices found a PDR.
+fn ratios(block: &BlockResult) -> BTreeMap<String, Spread> {
     let mut ratios = BTreeMap::new();
     for (a, b) in RATIOS {
         let values: Vec<f64> = block
@@ -414,13 +427,7 @@ pub fn summarise(block: &BlockResult) -> BlockSummary {
             ratios.insert(ratio_name(a, b), s);
         }
     }
-    BlockSummary {
-        frame_size: block.frame_size.clone(),
-        routes: block.routes,
-        background_busy: Spread::of(block.rounds.iter().map(|r| r.background_busy).collect()),
-        duts,
-        ratios,
-    }
+    ratios
 }
 
 #[cfg(test)]

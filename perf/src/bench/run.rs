@@ -162,8 +162,37 @@ fn start_station(
 }
 
 fn run_block(opts: &RunOptions, block: &BlockPlan, dir: &Path) -> io::Result<BlockResult> {
-    // Hugepages are shared with whatever else runs on the machine: all the processes of a
-    // block use them, or none does.
+    let opts = &block_options(opts);
+    let files = write_block_files(opts, block, dir)?;
+    // Start the devices one after the other (route loading must not compete with a running
+    // device), each frozen once its generator is connected.
+    let mut stations: Vec<(DutInstance, Option<Station>)> = block
+        .duts
+        .iter()
+        .map(|&kind| start_in_block(opts, block, dir, &files, kind))
+        .collect();
+    let rounds = (0..opts.plan.rounds)
+        .map(|round| run_round(opts, block, dir, round, &mut stations))
+        .collect();
+    let duts = stations
+        .into_iter()
+        .map(|(inst, st)| match st {
+            Some(st) => stop_station(inst, st),
+            None => inst,
+        })
+        .collect();
+    Ok(BlockResult {
+        frame_size: block.frame_size.clone(),
+        routes: block.routes,
+        hugepages: opts.hugepages,
+        duts,
+        rounds,
+    })
+}
+
+/// The options of a block: hugepages are shared with whatever else runs on the machine, so
+/// all the processes of a block use them, or none does.
+fn block_options(opts: &RunOptions) -> RunOptions {
     let free = machine::hugepages_free();
     let hugepages = opts.hugepages && free >= HUGEPAGES_NEEDED;
     if opts.hugepages && !hugepages {
@@ -171,222 +200,222 @@ fn run_block(opts: &RunOptions, block: &BlockPlan, dir: &Path) -> io::Result<Blo
             "  only {free} free hugepages ({HUGEPAGES_NEEDED} wanted): this block runs without"
         ));
     }
-    let opts = &RunOptions {
+    RunOptions {
         hugepages,
         ..opts.clone()
-    };
+    }
+}
+
+/// The route tables of a block's devices: l3fwd's rule file, dvrd's two configurations.
+struct BlockFiles {
+    l3fwd_rules: PathBuf,
+    dvrd_configs: (PathBuf, PathBuf),
+}
+
+fn write_block_files(opts: &RunOptions, block: &BlockPlan, dir: &Path) -> io::Result<BlockFiles> {
     let route_set = routes::route_set(block.routes);
-    let rules = dir.join("l3fwd-rules-v4.cfg");
-    std::fs::write(&rules, routes::l3fwd_rules(&route_set, 1))?;
-    let configs = dut::write_dvrd_configs(dir, &route_set, opts.hugepages, opts.placement)?;
-    drop(route_set);
-
-    // Start the devices one after the other (route loading must not compete with a running
-    // device), each frozen once its generator is connected.
-    let mut stations: Vec<(DutInstance, Option<Station>)> = Vec::new();
-    for &kind in &block.duts {
-        let start = DutStart {
-            kind,
-            programs: &opts.programs,
-            dir,
-            l3fwd_rules: &rules,
-            dvrd_configs: (&configs.0, &configs.1),
-            placement: opts.placement,
-            hugepages: opts.hugepages,
-            boost: opts.boost,
-            routes: block.routes,
-        };
-        let log = dir.join(format!("{kind}.log")).display().to_string();
-        let mut inst = DutInstance {
-            kind,
-            ok: true,
-            error: None,
-            ready_s: 0.0,
-            command: Vec::new(),
-            log,
-            workers: None,
-            exit: String::new(),
-        };
-        match start_station(opts, block, &start) {
-            Ok(st) => {
-                say(&format!("  {kind} ready in {:.1} s", st.dut.ready_s));
-                inst.ready_s = st.dut.ready_s;
-                inst.command = st.dut.command.clone();
-                stations.push((inst, Some(st)));
-            }
-            Err(e) => {
-                say(&format!("  {kind} did not start: {e}"));
-                inst.ok = false;
-                inst.error = Some(e.to_string());
-                stations.push((inst, None));
-            }
-        }
-    }
-
-    let mut rounds = Vec::new();
-    for round in 0..opts.plan.rounds {
-        // Rotate the order every round so that no device is always first or last.
-        let mut order: Vec<DutKind> = block.duts.clone();
-        let shift = round % order.len().max(1);
-        order.rotate_left(shift);
-        let background_busy = machine::busy_share(BACKGROUND_WINDOW);
-        if background_busy > BACKGROUND_BUSY_WARN {
-            say(&format!(
-                "  round {}: other work keeps {:.0}% of the CPUs busy: expect disturbed trials",
-                round + 1,
-                background_busy * 100.0
-            ));
-        }
-        let mut runs = Vec::new();
-        for &kind in &order {
-            let Some((inst, slot)) = stations.iter_mut().find(|(i, _)| i.kind == kind) else {
-                continue;
-            };
-            let Some(st) = slot.as_mut() else {
-                runs.push(DutRun::failed(
-                    kind,
-                    inst.error.clone().unwrap_or_default(),
-                    Vec::new(),
-                ));
-                continue;
-            };
-            let run = measure(opts, dir, round + 1, st);
-            match &run.error {
-                Some(e) => say(&format!("  round {} {kind}: failed: {e}", round + 1)),
-                None => say(&format!(
-                    "  round {} {kind}: PDR {:.3} Mpps, NDR {:.3} Mpps{}",
-                    round + 1,
-                    run.pdr_pps / 1e6,
-                    run.ndr_pps / 1e6,
-                    if run.pdr_generator_limited {
-                        " (generator-bound)"
-                    } else {
-                        ""
-                    }
-                )),
-            }
-            runs.push(run);
-            if !st.dut.proc.alive() || !st.gen.alive() {
-                inst.ok = false;
-                inst.error = Some(format!(
-                    "{} exited during round {} (see {})",
-                    if st.dut.proc.alive() {
-                        "its generator"
-                    } else {
-                        "it"
-                    },
-                    round + 1,
-                    inst.log
-                ));
-                say(&format!(
-                    "  {kind} is gone: {}",
-                    inst.error.as_deref().unwrap_or("")
-                ));
-                *slot = None;
-            }
-        }
-        rounds.push(RoundResult {
-            round: round + 1,
-            order,
-            background_busy,
-            runs,
-        });
-    }
-
-    let mut instances = Vec::new();
-    for (mut inst, st) in stations {
-        if let Some(mut st) = st {
-            // The device first (it stops its workers, then its ports), then the generator:
-            // no device sees its peer leave while it forwards.
-            let status = st.dut.proc.stop(EXIT_GRACE);
-            inst.exit = match status {
-                Ok(Some(s)) => s.to_string(),
-                Ok(None) => "killed after SIGINT timed out".into(),
-                Err(e) => format!("stop failed: {e}"),
-            };
-            inst.workers = st.dut.summary.as_deref().and_then(dut::read_summary);
-            let _ = writeln!(st.pipes.stdin, "quit");
-            drop(st.pipes);
-            match st.gen.wait_exit(EXIT_GRACE) {
-                Ok(Some(s)) if s.code() == Some(3) => {
-                    inst.error = Some("the generator leaked mbufs (exit status 3)".into());
-                }
-                Ok(Some(_)) => {}
-                _ => {
-                    let _ = st.gen.stop(Duration::from_secs(5));
-                }
-            }
-        }
-        instances.push(inst);
-    }
-    Ok(BlockResult {
-        frame_size: block.frame_size.clone(),
-        routes: block.routes,
-        hugepages: opts.hugepages,
-        duts: instances,
-        rounds,
+    let l3fwd_rules = dir.join("l3fwd-rules-v4.cfg");
+    std::fs::write(&l3fwd_rules, routes::l3fwd_rules(&route_set, 1))?;
+    let dvrd_configs = dut::write_dvrd_configs(dir, &route_set, opts.hugepages, opts.placement)?;
+    Ok(BlockFiles {
+        l3fwd_rules,
+        dvrd_configs,
     })
+}
+
+/// Starts one device and its generator for the block; the instance records why not.
+fn start_in_block(
+    opts: &RunOptions,
+    block: &BlockPlan,
+    dir: &Path,
+    files: &BlockFiles,
+    kind: DutKind,
+) -> (DutInstance, Option<Station>) {
+    let start = DutStart {
+        kind,
+        programs: &opts.programs,
+        dir,
+        l3fwd_rules: &files.l3fwd_rules,
+        dvrd_configs: (&files.dvrd_configs.0, &files.dvrd_configs.1),
+        placement: opts.placement,
+        hugepages: opts.hugepages,
+        boost: opts.boost,
+        routes: block.routes,
+    };
+    let log = dir.join(format!("{kind}.log")).display().to_string();
+    let mut inst = DutInstance {
+        kind,
+        ok: true,
+        error: None,
+        ready_s: 0.0,
+        command: Vec::new(),
+        log,
+        workers: None,
+        exit: String::new(),
+    };
+    match start_station(opts, block, &start) {
+        Ok(st) => {
+            say(&format!("  {kind} ready in {:.1} s", st.dut.ready_s));
+            inst.ready_s = st.dut.ready_s;
+            inst.command = st.dut.command.clone();
+            (inst, Some(st))
+        }
+        Err(e) => {
+            say(&format!("  {kind} did not start: {e}"));
+            inst.ok = false;
+            inst.error = Some(e.to_string());
+            (inst, None)
+        }
+    }
+}
+
+/// Round `round` (from 0): every device once, in an order rotated every round so that no
+/// device is always first or last.
+fn run_round(
+    opts: &RunOptions,
+    block: &BlockPlan,
+    dir: &Path,
+    round: usize,
+    stations: &mut [(DutInstance, Option<Station>)],
+) -> RoundResult {
+    let mut order: Vec<DutKind> = block.duts.clone();
+    let shift = round % order.len().max(1);
+    order.rotate_left(shift);
+    let background_busy = machine::busy_share(BACKGROUND_WINDOW);
+    if background_busy > BACKGROUND_BUSY_WARN {
+        say(&format!(
+            "  round {}: other work keeps {:.0}% of the CPUs busy: expect disturbed trials",
+            round + 1,
+            background_busy * 100.0
+        ));
+    }
+    let mut runs = Vec::new();
+    for &kind in &order {
+        if let Some((inst, slot)) = stations.iter_mut().find(|(i, _)| i.kind == kind) {
+            runs.push(measure_in_round(opts, dir, round + 1, inst, slot));
+        }
+    }
+    RoundResult {
+        round: round + 1,
+        order,
+        background_busy,
+        runs,
+    }
+}
+
+/// Measures one station in round `round` (from 1), and retires it if the device or its
+/// generator is gone.
+fn measure_in_round(
+    opts: &RunOptions,
+    dir: &Path,
+    round: usize,
+    inst: &mut DutInstance,
+    slot: &mut Option<Station>,
+) -> DutRun {
+    let kind = inst.kind;
+    let Some(st) = slot.as_mut() else {
+        return DutRun::failed(kind, inst.error.clone().unwrap_or_default(), Vec::new());
+    };
+    let run = measure(opts, dir, round, st);
+    match &run.error {
+        Some(e) => say(&format!("  round {round} {kind}: failed: {e}")),
+        None => say(&format!(
+            "  round {round} {kind}: PDR {:.3} Mpps, NDR {:.3} Mpps{}",
+            run.pdr_pps / 1e6,
+            run.ndr_pps / 1e6,
+            if run.pdr_generator_limited {
+                " (generator-bound)"
+            } else {
+                ""
+            }
+        )),
+    }
+    if !st.dut.proc.alive() || !st.gen.alive() {
+        inst.ok = false;
+        inst.error = Some(format!(
+            "{} exited during round {round} (see {})",
+            if st.dut.proc.alive() {
+                "its generator"
+            } else {
+                "it"
+            },
+            inst.log
+        ));
+        say(&format!(
+            "  {kind} is gone: {}",
+            inst.error.as_deref().unwrap_or("")
+        ));
+        *slot = None;
+    }
+    run
+}
+
+/// Stops a station at the end of its block: the device first (it stops its workers, then its
+/// ports), then the generator, so that no device sees its peer leave while it forwards.
+fn stop_station(mut inst: DutInstance, mut st: Station) -> DutInstance {
+    inst.exit = match st.dut.proc.stop(EXIT_GRACE) {
+        Ok(Some(s)) => s.to_string(),
+        Ok(None) => "killed after SIGINT timed out".into(),
+        Err(e) => format!("stop failed: {e}"),
+    };
+    inst.workers = st.dut.summary.as_deref().and_then(dut::read_summary);
+    let _ = writeln!(st.pipes.stdin, "quit");
+    drop(st.pipes);
+    match st.gen.wait_exit(EXIT_GRACE) {
+        Ok(Some(s)) if s.code() == Some(3) => {
+            inst.error = Some("the generator leaked mbufs (exit status 3)".into());
+        }
+        Ok(Some(_)) => {}
+        _ => {
+            let _ = st.gen.stop(Duration::from_secs(5));
+        }
+    }
+    inst
 }
 
 /// The generator's arguments against `kind` (a `--serve` session per round).
 fn pktgen_args(opts: &RunOptions, block: &BlockPlan, kind: DutKind, pid: u32) -> Vec<String> {
     let p = &opts.plan;
     let name = kind.name();
-    let mut a = vec![
-        "--serve".into(),
-        "--port".into(),
-        topo::client_vdev(name, 0, opts.hugepages),
-        "--port".into(),
-        topo::client_vdev(name, 1, opts.hugepages),
-        "--dst-mac".into(),
-        topo::GW_BLUE_MAC.into(),
-        "--src-ip".into(),
-        topo::SRC_IP.into(),
-        "--size".into(),
-        block.frame_size.clone(),
-        "--routes".into(),
-        block.routes.to_string(),
-        "--flows".into(),
-        p.flows.to_string(),
-        "--search".into(),
-        "--rate-max".into(),
-        format!("{}", p.rate_max_pps),
-        "--resolution".into(),
-        p.resolution.to_string(),
-        "--pdr-loss".into(),
-        p.pdr_loss_ratio.to_string(),
-        "--trials-max".into(),
-        p.trials_max.to_string(),
-        "--trial-s".into(),
-        p.trial_s.to_string(),
-        "--warmup-s".into(),
-        p.warmup_s.to_string(),
-        "--retries".into(),
-        p.retries.to_string(),
-        "--lag-limit-us".into(),
-        p.lag_limit_us.to_string(),
-        "--wait-limit-us".into(),
-        p.wait_limit_us.to_string(),
-        "--watch-pid".into(),
-        pid.to_string(),
-        "--watch-cpu".into(),
-        opts.placement.worker_core.to_string(),
-        "--lcore".into(),
-        opts.placement.generator_core.to_string(),
-        "--file-prefix".into(),
-        format!("bench-pktgen-{name}"),
+    let ports = [
+        ("--port", topo::client_vdev(name, 0, opts.hugepages)),
+        ("--port", topo::client_vdev(name, 1, opts.hugepages)),
+        ("--dst-mac", topo::GW_BLUE_MAC.into()),
+        ("--src-ip", topo::SRC_IP.into()),
+        ("--size", block.frame_size.clone()),
+        ("--routes", block.routes.to_string()),
+        ("--flows", p.flows.to_string()),
     ];
+    let search = [
+        ("--rate-max", format!("{}", p.rate_max_pps)),
+        ("--resolution", p.resolution.to_string()),
+        ("--pdr-loss", p.pdr_loss_ratio.to_string()),
+        ("--trials-max", p.trials_max.to_string()),
+        ("--trial-s", p.trial_s.to_string()),
+        ("--warmup-s", p.warmup_s.to_string()),
+        ("--retries", p.retries.to_string()),
+        ("--lag-limit-us", p.lag_limit_us.to_string()),
+        ("--wait-limit-us", p.wait_limit_us.to_string()),
+        ("--watch-pid", pid.to_string()),
+        ("--watch-cpu", opts.placement.worker_core.to_string()),
+        ("--lcore", opts.placement.generator_core.to_string()),
+        ("--file-prefix", format!("bench-pktgen-{name}")),
+    ];
+    let options = |list: &[(&str, String)]| -> Vec<String> {
+        list.iter()
+            .flat_map(|(flag, value)| [(*flag).to_owned(), value.clone()])
+            .collect()
+    };
+    let mut a = vec!["--serve".to_owned()];
+    a.extend(options(&ports));
+    a.push("--search".into());
+    a.extend(options(&search));
     if !p.ladder.is_empty() {
-        a.push("--ladder".into());
-        a.push(
-            p.ladder
-                .iter()
-                .map(f64::to_string)
-                .collect::<Vec<_>>()
-                .join(","),
-        );
-        a.push("--ladder-s".into());
-        a.push(p.ladder_s.to_string());
+        let ladder: Vec<String> = p.ladder.iter().map(f64::to_string).collect();
+        a.extend(options(&[
+            ("--ladder", ladder.join(",")),
+            ("--ladder-s", p.ladder_s.to_string()),
+        ]));
     }
     if !opts.hugepages {
         a.push("--no-huge".into());

@@ -9,12 +9,13 @@
 //! EAL runs with `--no-huge` unless `--hugepages` (then DPDK's tables sit in 2 MiB pages and
 //! the router's tables are advised onto transparent huge pages, so both get large pages).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use dpdk_bindings::{advise_hugepages, tsc, Eal, RteFib, RteLpm, LPM_MISS};
+use perf::bench::machine;
 use router_core::lpm::testgen::{random_addresses, realistic_routes};
 use router_core::lpm::{LpmConfig, LpmWriter, NextHopId, Prefix, NO_ROUTE};
 use router_core::qsbr::Qsbr;
@@ -96,6 +97,57 @@ fn median(v: &mut [f64]) -> f64 {
 
 fn main() {
     let args = Args::parse();
+    let eal = Eal::init(&eal_args(args.hugepages)).unwrap_or_else(|e| panic!("EAL: {e}"));
+    let mut r = Results {
+        routes: args.routes,
+        lookups_per_round: args.lookups,
+        rounds: args.rounds,
+        burst: args.burst,
+        hugepages: args.hugepages,
+        tsc_hz: eal.tsc_hz(),
+        ..Results::default()
+    };
+
+    // rte_lpm has no /0 and at most 2^24 next hops: keep the set comparable.
+    let routes: Vec<(Prefix, NextHopId)> = realistic_routes(0x5eed, args.routes)
+        .into_iter()
+        .filter(|(p, _)| p.len() > 0)
+        .collect();
+    let addrs = random_addresses(0xadd5, args.lookups);
+    eprintln!(
+        "{} routes, {} addresses per round, {} rounds",
+        routes.len(),
+        addrs.len(),
+        args.rounds
+    );
+
+    let mut tables = Tables::build(&args, &routes, &mut r.insert_s);
+    r.mismatches_vs_rte_lpm = tables.mismatches(&addrs, args.burst);
+    eprintln!(
+        "cross-check: {} mismatches in {} lookups",
+        r.mismatches_vs_rte_lpm,
+        addrs.len()
+    );
+    r.cycles_per_lookup = tables.lookup_rounds(&addrs, &args);
+    r.churn = Some(churn(
+        &mut tables.ours,
+        &tables.qsbr,
+        &routes,
+        &addrs,
+        args.burst,
+        r.cycles_per_lookup.router,
+    ));
+
+    println!("{}", serde_json::to_string_pretty(&r).expect("json"));
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&r).expect("json")).expect("write json");
+    }
+    drop(tables);
+    let _ = eal.cleanup();
+}
+
+/// One lcore, no PCI, no telemetry; 2 GiB, in hugepages or not.
+fn eal_args(hugepages: bool) -> Vec<String> {
     let mut eal_args: Vec<String> = [
         "lpm-compare",
         "-l",
@@ -106,176 +158,158 @@ fn main() {
     ]
     .map(String::from)
     .to_vec();
-    if args.hugepages {
+    if hugepages {
         eal_args.extend(["-m", "2048"].map(String::from));
     } else {
         eal_args.extend(["--no-huge", "--no-shconf", "-m", "2048"].map(String::from));
     }
-    let eal = Eal::init(&eal_args).unwrap_or_else(|e| panic!("EAL: {e}"));
-    let hz = eal.tsc_hz();
-    let mut r = Results {
-        routes: args.routes,
-        lookups_per_round: args.lookups,
-        rounds: args.rounds,
-        burst: args.burst,
-        hugepages: args.hugepages,
-        tsc_hz: hz,
-        ..Results::default()
-    };
+    eal_args
+}
 
-    // rte_lpm has no /0 and at most 2^24 next hops: keep the set comparable.
-    let routes: Vec<(Prefix, NextHopId)> = realistic_routes(0x5eed, args.routes)
-        .into_iter()
-        .filter(|(p, _)| p.len() > 0)
-        .collect();
-    let addrs = random_addresses(0xadd5, args.lookups);
-    let tbl8 = 1 << 16;
-    eprintln!(
-        "{} routes, {} addresses per round, {} rounds",
-        routes.len(),
-        addrs.len(),
-        args.rounds
-    );
+/// The three tables with the same routes.
+struct Tables {
+    qsbr: Arc<Qsbr>,
+    ours: LpmWriter,
+    fib: RteFib,
+    /// `None` with `--skip-rte-lpm`.
+    lpm: Option<RteLpm>,
+}
 
-    let qsbr = Arc::new(Qsbr::new(4));
-    let mut ours = LpmWriter::new(LpmConfig::root24(tbl8), Arc::clone(&qsbr)).expect("router LPM");
-    if args.hugepages {
-        for (addr, len) in ours.lpm().memory_regions() {
-            let _ = advise_hugepages(addr, len);
-        }
-    }
+/// Seconds `insert` takes for every route.
+fn time_inserts(routes: &[(Prefix, NextHopId)], mut insert: impl FnMut(Prefix, NextHopId)) -> f64 {
     let t = Instant::now();
-    for &(p, nh) in &routes {
-        ours.insert(p, nh).expect("insert");
+    for &(p, nh) in routes {
+        insert(p, nh);
     }
-    r.insert_s.router = t.elapsed().as_secs_f64();
-    eprintln!(
-        "router LPM: {} routes inserted in {:.3} s",
-        routes.len(),
-        r.insert_s.router
-    );
+    t.elapsed().as_secs_f64()
+}
 
-    let mut fib = RteFib::new("cmp_fib", routes.len() as u32 + 16, tbl8, None).expect("rte_fib");
-    let t = Instant::now();
-    for &(p, nh) in &routes {
-        fib.add(p.bits(), p.len(), nh.index()).expect("rte_fib add");
-    }
-    r.insert_s.rte_fib = t.elapsed().as_secs_f64();
-    eprintln!("rte_fib: inserted in {:.3} s", r.insert_s.rte_fib);
-
-    let lpm = if args.skip_rte_lpm {
-        None
-    } else {
-        let mut lpm =
-            RteLpm::new("cmp_lpm", routes.len() as u32 + 16, tbl8, None).expect("rte_lpm");
-        let t = Instant::now();
-        for &(p, nh) in &routes {
-            lpm.add(p.bits(), p.len(), nh.index()).expect("rte_lpm add");
-        }
-        let s = t.elapsed().as_secs_f64();
-        r.insert_s.rte_lpm = Some(s);
-        eprintln!("rte_lpm: inserted in {s:.3} s");
-        Some(lpm)
-    };
-
-    // Cross-check every result against rte_lpm (or rte_fib when rte_lpm is skipped).
-    let mut out_ours = vec![0u32; addrs.len()];
-    for (a, o) in addrs
-        .chunks(args.burst)
-        .zip(out_ours.chunks_mut(args.burst))
-    {
-        ours.lpm().lookup_burst(a, o);
-    }
-    let mut reference = vec![0u32; addrs.len()];
-    if let Some(lpm) = &lpm {
-        lpm.lookup_bulk(&addrs, &mut reference);
-    } else {
-        let mut wide = vec![0u64; addrs.len()];
-        fib.lookup_bulk(&addrs, &mut wide);
-        reference
-            .iter_mut()
-            .zip(&wide)
-            .for_each(|(r, w)| *r = *w as u32);
-    }
-    r.mismatches_vs_rte_lpm = out_ours
-        .iter()
-        .zip(&reference)
-        .filter(|(o, e)| {
-            let o = if **o == NO_ROUTE { LPM_MISS } else { **o };
-            o != **e
-        })
-        .count() as u64;
-    eprintln!(
-        "cross-check: {} mismatches in {} lookups",
-        r.mismatches_vs_rte_lpm,
-        addrs.len()
-    );
-
-    let per_lookup = |cycles: u64| cycles as f64 / addrs.len() as f64;
-    let mut out = vec![0u32; args.burst];
-    let mut wide = vec![0u64; args.burst];
-    let mut sink = 0u64;
-    for round in 0..args.rounds {
-        // Interleaved: router, rte_lpm, rte_fib in every round.
-        let start = tsc();
-        for a in addrs.chunks(args.burst) {
-            ours.lpm().lookup_burst(a, &mut out[..a.len()]);
-            sink = sink.wrapping_add(u64::from(out[0]));
-        }
-        r.cycles_per_lookup
-            .router_rounds
-            .push(per_lookup(tsc() - start));
-        if let Some(lpm) = &lpm {
-            let start = tsc();
-            for a in addrs.chunks(args.burst) {
-                lpm.lookup_bulk_raw(a, &mut out[..a.len()]);
-                sink = sink.wrapping_add(u64::from(out[0]));
+impl Tables {
+    /// Builds the tables, recording the insert times.
+    fn build(args: &Args, routes: &[(Prefix, NextHopId)], insert_s: &mut Insert) -> Tables {
+        let tbl8 = 1 << 16;
+        let qsbr = Arc::new(Qsbr::new(4));
+        let mut ours =
+            LpmWriter::new(LpmConfig::root24(tbl8), Arc::clone(&qsbr)).expect("router LPM");
+        if args.hugepages {
+            for (addr, len) in ours.lpm().memory_regions() {
+                let _ = advise_hugepages(addr, len);
             }
-            r.cycles_per_lookup
-                .rte_lpm_rounds
-                .push(per_lookup(tsc() - start));
         }
-        let start = tsc();
-        for a in addrs.chunks(args.burst) {
-            fib.lookup_bulk(a, &mut wide[..a.len()]);
-            sink = sink.wrapping_add(wide[0]);
-        }
-        r.cycles_per_lookup
-            .rte_fib_rounds
-            .push(per_lookup(tsc() - start));
+        insert_s.router = time_inserts(routes, |p, nh| {
+            ours.insert(p, nh).expect("insert");
+        });
         eprintln!(
-            "round {round}: router {:.1}, rte_lpm {}, rte_fib {:.1} cycles per lookup",
-            r.cycles_per_lookup.router_rounds[round],
-            r.cycles_per_lookup
-                .rte_lpm_rounds
-                .get(round)
-                .map_or("-".into(), |c| format!("{c:.1}")),
-            r.cycles_per_lookup.rte_fib_rounds[round],
+            "router LPM: {} routes inserted in {:.3} s",
+            routes.len(),
+            insert_s.router
         );
-    }
-    r.cycles_per_lookup.router = median(&mut r.cycles_per_lookup.router_rounds.clone());
-    r.cycles_per_lookup.rte_lpm = (!r.cycles_per_lookup.rte_lpm_rounds.is_empty())
-        .then(|| median(&mut r.cycles_per_lookup.rte_lpm_rounds.clone()));
-    r.cycles_per_lookup.rte_fib = median(&mut r.cycles_per_lookup.rte_fib_rounds.clone());
 
-    r.churn = Some(churn(
-        &mut ours,
-        &qsbr,
-        &routes,
-        &addrs,
-        args.burst,
-        hz,
-        r.cycles_per_lookup.router,
-    ));
+        let mut fib =
+            RteFib::new("cmp_fib", routes.len() as u32 + 16, tbl8, None).expect("rte_fib");
+        insert_s.rte_fib = time_inserts(routes, |p, nh| {
+            fib.add(p.bits(), p.len(), nh.index()).expect("rte_fib add");
+        });
+        eprintln!("rte_fib: inserted in {:.3} s", insert_s.rte_fib);
+
+        let lpm = (!args.skip_rte_lpm).then(|| {
+            let mut lpm =
+                RteLpm::new("cmp_lpm", routes.len() as u32 + 16, tbl8, None).expect("rte_lpm");
+            let s = time_inserts(routes, |p, nh| {
+                lpm.add(p.bits(), p.len(), nh.index()).expect("rte_lpm add");
+            });
+            insert_s.rte_lpm = Some(s);
+            eprintln!("rte_lpm: inserted in {s:.3} s");
+            lpm
+        });
+        Tables {
+            qsbr,
+            ours,
+            fib,
+            lpm,
+        }
+    }
+
+    /// Results of the router's LPM that differ from rte_lpm's (or rte_fib's when rte_lpm is
+    /// skipped).
+    fn mismatches(&self, addrs: &[u32], burst: usize) -> u64 {
+        let mut out_ours = vec![0u32; addrs.len()];
+        for (a, o) in addrs.chunks(burst).zip(out_ours.chunks_mut(burst)) {
+            self.ours.lpm().lookup_burst(a, o);
+        }
+        let mut reference = vec![0u32; addrs.len()];
+        if let Some(lpm) = &self.lpm {
+            lpm.lookup_bulk(addrs, &mut reference);
+        } else {
+            let mut wide = vec![0u64; addrs.len()];
+            self.fib.lookup_bulk(addrs, &mut wide);
+            reference
+                .iter_mut()
+                .zip(&wide)
+                .for_each(|(r, w)| *r = *w as u32);
+        }
+        out_ours
+            .iter()
+            .zip(&reference)
+            .filter(|(o, e)| {
+                let o = if **o == NO_ROUTE { LPM_MISS } else { **o };
+                o != **e
+            })
+            .count() as u64
+    }
+
+    /// Cycles per lookup of every table, in interleaved rounds (router, rte_lpm, rte_fib in
+    /// every round), and their medians.
+    fn lookup_rounds(&self, addrs: &[u32], args: &Args) -> Lookups {
+        let mut c = Lookups::default();
+        let mut out = vec![0u32; args.burst];
+        let mut wide = vec![0u64; args.burst];
+        for round in 0..args.rounds {
+            c.router_rounds
+                .push(cycles_per_lookup(addrs, args.burst, |a| {
+                    self.ours.lpm().lookup_burst(a, &mut out[..a.len()]);
+                    u64::from(out[0])
+                }));
+            if let Some(lpm) = &self.lpm {
+                c.rte_lpm_rounds
+                    .push(cycles_per_lookup(addrs, args.burst, |a| {
+                        lpm.lookup_bulk_raw(a, &mut out[..a.len()]);
+                        u64::from(out[0])
+                    }));
+            }
+            c.rte_fib_rounds
+                .push(cycles_per_lookup(addrs, args.burst, |a| {
+                    self.fib.lookup_bulk(a, &mut wide[..a.len()]);
+                    wide[0]
+                }));
+            eprintln!(
+                "round {round}: router {:.1}, rte_lpm {}, rte_fib {:.1} cycles per lookup",
+                c.router_rounds[round],
+                c.rte_lpm_rounds
+                    .get(round)
+                    .map_or("-".into(), |c| format!("{c:.1}")),
+                c.rte_fib_rounds[round],
+            );
+        }
+        c.router = median(&mut c.router_rounds.clone());
+        c.rte_lpm = (!c.rte_lpm_rounds.is_empty()).then(|| median(&mut c.rte_lpm_rounds.clone()));
+        c.rte_fib = median(&mut c.rte_fib_rounds.clone());
+        c
+    }
+}
+
+/// TSC cycles per address of looking `addrs` up in bursts of `burst` with `lookup`, which
+/// returns a value of its result (summed and kept, so that no lookup is optimised away).
+#[inline(always)]
+fn cycles_per_lookup(addrs: &[u32], burst: usize, mut lookup: impl FnMut(&[u32]) -> u64) -> f64 {
+    let mut sink = 0u64;
+    let start = tsc();
+    for a in addrs.chunks(burst) {
+        sink = sink.wrapping_add(lookup(a));
+    }
+    let cycles = tsc() - start;
     std::hint::black_box(sink);
-
-    println!("{}", serde_json::to_string_pretty(&r).expect("json"));
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&r).expect("json")).expect("write json");
-    }
-    drop(lpm);
-    drop(fib);
-    let _ = eal.cleanup();
+    cycles as f64 / addrs.len() as f64
 }
 
 /// Lookups on this thread while another applies updates at up to 1M per second: replace and
@@ -286,13 +320,11 @@ fn churn(
     routes: &[(Prefix, NextHopId)],
     addrs: &[u32],
     burst: usize,
-    hz: u64,
     quiet: f64,
 ) -> Churn {
     let lpm = Arc::clone(ours.lpm());
     let reader = qsbr.register().expect("reader");
-    let stop = Arc::new(AtomicBool::new(false));
-    let applied = Arc::new(AtomicU64::new(0));
+    let stop = AtomicBool::new(false);
     let subset: Vec<_> = routes
         .iter()
         .step_by((routes.len() / 10_000).max(1))
@@ -301,44 +333,7 @@ fn churn(
     let mut c = Churn::default();
     let reader_cpu = current_cpu();
     let (updates, worst_us, elapsed) = std::thread::scope(|s| {
-        let stop2 = Arc::clone(&stop);
-        let applied2 = Arc::clone(&applied);
-        let writer = s.spawn(move || {
-            // EAL pinned the main thread (the reader) to its lcore, and threads inherit that:
-            // without its own CPU the spinning writer would share the reader's and halve it.
-            let cpus = core_affinity::get_core_ids().unwrap_or_default();
-            if let Some(&cpu) = cpus.iter().rev().find(|c| c.id != reader_cpu) {
-                core_affinity::set_for_current(cpu);
-            }
-            let start = Instant::now();
-            let mut worst = 0f64;
-            let mut n = 0u64;
-            'outer: loop {
-                for (i, &(p, nh)) in subset.iter().enumerate() {
-                    if stop2.load(Ordering::Relaxed) {
-                        break 'outer;
-                    }
-                    // Pace at 1M updates per second at most: every 100 updates, sleep while
-                    // ahead of the schedule (the next batches catch up after an overshoot).
-                    if n % 100 == 0 {
-                        let due = Duration::from_micros(n);
-                        let now = start.elapsed();
-                        if now < due {
-                            std::thread::sleep(due - now);
-                        }
-                    }
-                    let alt =
-                        NextHopId::new((nh.index() + 1 + i as u32) & 0xff_ffff).expect("next hop");
-                    let t = Instant::now();
-                    ours.insert(p, if n % 2 == 0 { alt } else { nh })
-                        .expect("update");
-                    worst = worst.max(t.elapsed().as_secs_f64() * 1e6);
-                    n += 1;
-                    applied2.store(n, Ordering::Relaxed);
-                }
-            }
-            (n, worst, start.elapsed().as_secs_f64())
-        });
+        let writer = s.spawn(|| apply_updates(ours, &subset, &stop, reader_cpu));
         let mut out = vec![0u32; burst];
         let start = tsc();
         let mut sink = 0u64;
@@ -354,7 +349,6 @@ fn churn(
         stop.store(true, Ordering::Relaxed);
         writer.join().expect("writer")
     });
-    let _ = hz;
     c.updates_per_s = updates as f64 / elapsed;
     c.update_us_max = worst_us;
     c.ratio_to_quiet = c.cycles_per_lookup / quiet;
@@ -365,14 +359,52 @@ fn churn(
     c
 }
 
+/// The writer of [`churn`]: flips the next hops of `subset` until `stop`, at most 1M updates
+/// per second, on a CPU other than the reader's. Returns the updates, the worst update in
+/// microseconds and the seconds it ran.
+fn apply_updates(
+    ours: &mut LpmWriter,
+    subset: &[(Prefix, NextHopId)],
+    stop: &AtomicBool,
+    reader_cpu: usize,
+) -> (u64, f64, f64) {
+    // EAL pinned the main thread (the reader) to its lcore, and threads inherit that:
+    // without its own CPU the spinning writer would share the reader's and halve it.
+    let cpus = core_affinity::get_core_ids().unwrap_or_default();
+    if let Some(&cpu) = cpus.iter().rev().find(|c| c.id != reader_cpu) {
+        core_affinity::set_for_current(cpu);
+    }
+    let start = Instant::now();
+    let mut worst = 0f64;
+    let mut n = 0u64;
+    'outer: loop {
+        for (i, &(p, nh)) in subset.iter().enumerate() {
+            if stop.load(Ordering::Relaxed) {
+                break 'outer;
+            }
+            // Pace at 1M updates per second at most: every 100 updates, sleep while
+            // ahead of the schedule (the next batches catch up after an overshoot).
+            if n % 100 == 0 {
+                let due = Duration::from_micros(n);
+                let now = start.elapsed();
+                if now < due {
+                    std::thread::sleep(due - now);
+                }
+            }
+            let alt = NextHopId::new((nh.index() + 1 + i as u32) & 0xff_ffff).expect("next hop");
+            let t = Instant::now();
+            ours.insert(p, if n % 2 == 0 { alt } else { nh })
+                .expect("update");
+            worst = worst.max(t.elapsed().as_secs_f64() * 1e6);
+            n += 1;
+        }
+    }
+    (n, worst, start.elapsed().as_secs_f64())
+}
+
 /// The CPU the calling thread may run on when it is pinned to one (EAL pins the main thread).
 fn current_cpu() -> usize {
-    std::fs::read_to_string("/proc/thread-self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-                .and_then(|l| l.trim().split([',', '-']).next()?.parse().ok())
-        })
+    machine::cpus_allowed("thread-self")
+        .and_then(|l| l.split([',', '-']).next()?.parse().ok())
         .unwrap_or(0)
 }
