@@ -449,7 +449,6 @@ impl ControlPlane {
         tick
     }
 
-
     /// Forgets a dynamic neighbour that failed or went unused: its /32 goes, and a gateway of
     /// routes goes back to unresolved.
     fn expire_neighbor(&mut self, nh: NextHopIndex) {
