@@ -330,8 +330,10 @@ impl ControlPlane {
         &self.qsbr
     }
 
-    /// The desired state as applied so far. Operators' reads go through the accessors of
-    /// `query` where one exists.
+    /// The desired state as applied so far, whole: for the integration tests, which check that
+    /// a refused batch leaves it as it was. Everything else reads through the accessors of
+    /// `query`.
+    #[doc(hidden)]
     pub fn model(&self) -> &Model {
         &self.model
     }
