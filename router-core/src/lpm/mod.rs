@@ -698,15 +698,15 @@ fn install(
     entry: u32,
 ) {
     let len = u32::from(prefix.len());
-    let first = slot_index(prefix.bits(), start, end);
-    if len <= end {
-        let count = 1usize << (end - len);
-        for slot in &table[first..first + count] {
-            cover(lpm, slot, len, entry);
+    let slot = match landing(table, start, end, prefix) {
+        Landing::Covers(slots) => {
+            for slot in slots {
+                cover(lpm, slot, len, entry);
+            }
+            return;
         }
-        return;
-    }
-    let slot = &table[first];
+        Landing::Below(slot) => slot,
+    };
     let current = slot.load(Ordering::Relaxed);
     if is_extended(current) {
         let group = lpm.group(current & VALUE_MASK);
@@ -728,17 +728,45 @@ fn install(
     slot.store(group_entry(index), Ordering::Release);
 }
 
-/// Writes route entry `entry` of length `len` to `slot` if the slot's route is not more specific;
-/// descends into a group the slot points to.
-fn cover(lpm: &Lpm, slot: &AtomicU32, len: u32, entry: u32) {
+/// Where a prefix lands in a table that consumes bits `start..end`.
+enum Landing<'t> {
+    /// It ends at this level: the run of slots it covers.
+    Covers(&'t [AtomicU32]),
+    /// It is longer than `end`: the one slot whose group holds it.
+    Below(&'t AtomicU32),
+}
+
+fn landing(table: &[AtomicU32], start: u32, end: u32, prefix: Prefix) -> Landing<'_> {
+    let len = u32::from(prefix.len());
+    let first = slot_index(prefix.bits(), start, end);
+    if len <= end {
+        Landing::Covers(&table[first..first + (1usize << (end - len))])
+    } else {
+        Landing::Below(&table[first])
+    }
+}
+
+/// Calls `visit` with every route entry `slot` stands for, and its value: the slot itself, or
+/// the entries of the groups it points to.
+fn for_each_route_entry(lpm: &Lpm, slot: &AtomicU32, visit: &mut impl FnMut(&AtomicU32, u32)) {
     let current = slot.load(Ordering::Relaxed);
     if is_extended(current) {
         for member in lpm.group(current & VALUE_MASK) {
-            cover(lpm, member, len, entry);
+            for_each_route_entry(lpm, member, visit);
         }
-    } else if depth_of(current) <= len && current != entry {
-        slot.store(entry, Ordering::Release);
+    } else {
+        visit(slot, current);
     }
+}
+
+/// Writes route entry `entry` of length `len` to `slot` if the slot's route is not more specific;
+/// descends into a group the slot points to.
+fn cover(lpm: &Lpm, slot: &AtomicU32, len: u32, entry: u32) {
+    for_each_route_entry(lpm, slot, &mut |s, current| {
+        if depth_of(current) <= len && current != entry {
+            s.store(entry, Ordering::Release);
+        }
+    });
 }
 
 /// Removes the route of `prefix` from `table` (consuming bits `start..end`): its entries get
@@ -754,15 +782,15 @@ fn uninstall(
     collapsed: &mut Collapsed,
 ) {
     let len = u32::from(prefix.len());
-    let first = slot_index(prefix.bits(), start, end);
-    if len <= end {
-        let count = 1usize << (end - len);
-        for slot in &table[first..first + count] {
-            uncover(lpm, slot, len, replacement);
+    let slot = match landing(table, start, end, prefix) {
+        Landing::Covers(slots) => {
+            for slot in slots {
+                uncover(lpm, slot, len, replacement);
+            }
+            return;
         }
-        return;
-    }
-    let slot = &table[first];
+        Landing::Below(slot) => slot,
+    };
     let current = slot.load(Ordering::Relaxed);
     // A route longer than `end` was installed below this slot, so the slot points to a group.
     debug_assert!(is_extended(current), "{prefix} has no group");
@@ -790,14 +818,11 @@ fn uninstall(
 
 /// Writes `replacement` to `slot` if it holds the route of length `len`; descends into groups.
 fn uncover(lpm: &Lpm, slot: &AtomicU32, len: u32, replacement: u32) {
-    let current = slot.load(Ordering::Relaxed);
-    if is_extended(current) {
-        for member in lpm.group(current & VALUE_MASK) {
-            uncover(lpm, member, len, replacement);
+    for_each_route_entry(lpm, slot, &mut |s, current| {
+        if current & VALID != 0 && depth_of(current) == len {
+            s.store(replacement, Ordering::Release);
         }
-    } else if current & VALID != 0 && depth_of(current) == len {
-        slot.store(replacement, Ordering::Release);
-    }
+    });
 }
 
 /// The entry that can replace `group` in its parent slot (which covers a /`parent_len`): `Some`
