@@ -283,13 +283,7 @@ impl ControlPlane {
             Arc::clone(&table),
             Arc::clone(&l2),
         ));
-        let local_ports = cfg
-            .ports
-            .iter()
-            .filter(|p| !p.fabric)
-            .map(|p| p.name.clone())
-            .collect();
-        let mut model = Model::new(local_ports);
+        let mut model = Model::for_ports(cfg.ports.iter().map(|p| (p.name.as_str(), p.fabric)));
         model.dvr_mac_base = Some(cfg.dvr_mac_base);
         let mut cp = ControlPlane {
             model,
