@@ -698,14 +698,14 @@ fn install(
     entry: u32,
 ) {
     let len = u32::from(prefix.len());
-    let slot = match landing(table, start, end, prefix) {
-        Landing::Covers(slots) => {
-            for slot in slots {
-                cover(lpm, slot, len, entry);
-            }
-            return;
+    // Every entry of the prefix's run whose route is not more specific gets the new route.
+    let below = slot_below(lpm, table, (start, end), prefix, |slot, current| {
+        if depth_of(current) <= len && current != entry {
+            slot.store(entry, Ordering::Release);
         }
-        Landing::Below(slot) => slot,
+    });
+    let Some(slot) = below else {
+        return;
     };
     let current = slot.load(Ordering::Relaxed);
     if is_extended(current) {
@@ -728,22 +728,26 @@ fn install(
     slot.store(group_entry(index), Ordering::Release);
 }
 
-/// Where a prefix lands in a table that consumes bits `start..end`.
-enum Landing<'t> {
-    /// It ends at this level: the run of slots it covers.
-    Covers(&'t [AtomicU32]),
-    /// It is longer than `end`: the one slot whose group holds it.
-    Below(&'t AtomicU32),
-}
-
-fn landing(table: &[AtomicU32], start: u32, end: u32, prefix: Prefix) -> Landing<'_> {
+/// Where `prefix` lands in `table`, which consumes bits `start..end`. When the prefix ends at
+/// this level, `visit` gets every route entry of the run of slots it covers (descending into
+/// the groups they point to), with its value, and the result is `None`; when it is longer, the
+/// result is the one slot whose group holds it.
+fn slot_below<'t>(
+    lpm: &Lpm,
+    table: &'t [AtomicU32],
+    (start, end): (u32, u32),
+    prefix: Prefix,
+    mut visit: impl FnMut(&AtomicU32, u32),
+) -> Option<&'t AtomicU32> {
     let len = u32::from(prefix.len());
     let first = slot_index(prefix.bits(), start, end);
-    if len <= end {
-        Landing::Covers(&table[first..first + (1usize << (end - len))])
-    } else {
-        Landing::Below(&table[first])
+    if len > end {
+        return Some(&table[first]);
     }
+    for slot in &table[first..first + (1usize << (end - len))] {
+        for_each_route_entry(lpm, slot, &mut visit);
+    }
+    None
 }
 
 /// Calls `visit` with every route entry `slot` stands for, and its value: the slot itself, or
@@ -759,16 +763,6 @@ fn for_each_route_entry(lpm: &Lpm, slot: &AtomicU32, visit: &mut impl FnMut(&Ato
     }
 }
 
-/// Writes route entry `entry` of length `len` to `slot` if the slot's route is not more specific;
-/// descends into a group the slot points to.
-fn cover(lpm: &Lpm, slot: &AtomicU32, len: u32, entry: u32) {
-    for_each_route_entry(lpm, slot, &mut |s, current| {
-        if depth_of(current) <= len && current != entry {
-            s.store(entry, Ordering::Release);
-        }
-    });
-}
-
 /// Removes the route of `prefix` from `table` (consuming bits `start..end`): its entries get
 /// `replacement` (the covering route's entry, or no route), and groups left uniform are folded
 /// back into their parent entry and recorded in `collapsed`.
@@ -782,14 +776,14 @@ fn uninstall(
     collapsed: &mut Collapsed,
 ) {
     let len = u32::from(prefix.len());
-    let slot = match landing(table, start, end, prefix) {
-        Landing::Covers(slots) => {
-            for slot in slots {
-                uncover(lpm, slot, len, replacement);
-            }
-            return;
+    // Every entry of the prefix's run that holds this route gets the replacement.
+    let below = slot_below(lpm, table, (start, end), prefix, |slot, current| {
+        if current & VALID != 0 && depth_of(current) == len {
+            slot.store(replacement, Ordering::Release);
         }
-        Landing::Below(slot) => slot,
+    });
+    let Some(slot) = below else {
+        return;
     };
     let current = slot.load(Ordering::Relaxed);
     // A route longer than `end` was installed below this slot, so the slot points to a group.
@@ -814,15 +808,6 @@ fn uninstall(
         slot.store(uniform, Ordering::Release);
         collapsed.push(index);
     }
-}
-
-/// Writes `replacement` to `slot` if it holds the route of length `len`; descends into groups.
-fn uncover(lpm: &Lpm, slot: &AtomicU32, len: u32, replacement: u32) {
-    for_each_route_entry(lpm, slot, &mut |s, current| {
-        if current & VALID != 0 && depth_of(current) == len {
-            s.store(replacement, Ordering::Release);
-        }
-    });
 }
 
 /// The entry that can replace `group` in its parent slot (which covers a /`parent_len`): `Some`
