@@ -54,6 +54,16 @@ pub struct Flood {
     pub vni: u32,
 }
 
+/// Where and when a punted packet arrived.
+#[derive(Clone, Copy)]
+struct Arrival<'a> {
+    topo: &'a Topology,
+    input: PortId,
+    /// The role of `input`.
+    role: PortRole,
+    now: Nanos,
+}
+
 /// A packet whose next hop is not resolved, on a network: where to ask, and when.
 struct Miss<'a> {
     topo: &'a Topology,
@@ -86,8 +96,13 @@ impl ControlPlane {
         if pkt.len() < ETH_LEN {
             return PuntAction::Drop(DropReason::FrameTruncated);
         }
-        let role = topo.port(input).map_or(PortRole::Unused, |p| p.role);
-        let action = self.decide(&topo, pkt, (input, role), reason, now, solicits);
+        let at = Arrival {
+            topo: &topo,
+            input,
+            role: topo.port(input).map_or(PortRole::Unused, |p| p.role),
+            now,
+        };
+        let action = self.decide(at, pkt, reason, solicits);
         if let PuntAction::Hold(nh) = action {
             self.neighbors.waits.wait(nh);
         }
@@ -96,25 +111,24 @@ impl ControlPlane {
 
     fn decide(
         &mut self,
-        topo: &Topology,
+        at: Arrival<'_>,
         pkt: &mut PacketBuf<'_>,
-        (input, role): (PortId, PortRole),
         reason: PuntReason,
-        now: Nanos,
         solicits: &mut Vec<Solicit>,
     ) -> PuntAction {
+        let Arrival {
+            topo, input, role, ..
+        } = at;
         match (reason, role) {
             (_, PortRole::Unused) => PuntAction::Drop(DropReason::PortNotAttached),
-            (PuntReason::Arp, PortRole::Fabric) => self.arp_fabric(topo, pkt, input, now),
-            (PuntReason::Arp, PortRole::Local { network }) => {
-                self.arp_local(topo, pkt, (input, network), now)
-            }
-            (PuntReason::LocalDelivery, _) => self.local_delivery(topo, pkt, input, role),
+            (PuntReason::Arp, PortRole::Fabric) => self.arp_fabric(at, pkt),
+            (PuntReason::Arp, PortRole::Local { network }) => self.arp_local(at, pkt, network),
+            (PuntReason::LocalDelivery, _) => self.local_delivery(at, pkt),
             (PuntReason::NeighborMiss | PuntReason::UnderlayMiss, PortRole::Local { network }) => {
                 let miss = Miss {
                     topo,
                     network,
-                    now,
+                    now: at.now,
                     solicits,
                 };
                 if reason == PuntReason::NeighborMiss {
@@ -134,13 +148,10 @@ impl ControlPlane {
     }
 
     /// ARP on the fabric: requests for our VTEP, replies from underlay neighbours.
-    fn arp_fabric(
-        &mut self,
-        topo: &Topology,
-        pkt: &mut PacketBuf<'_>,
-        input: PortId,
-        now: Nanos,
-    ) -> PuntAction {
+    fn arp_fabric(&mut self, at: Arrival<'_>, pkt: &mut PacketBuf<'_>) -> PuntAction {
+        let Arrival {
+            topo, input, now, ..
+        } = at;
         let (Some(host), Some(port)) = (topo.host, topo.port(input)) else {
             return PuntAction::Drop(DropReason::NoFabric);
         };
@@ -178,11 +189,13 @@ impl ControlPlane {
     /// ARP from an instance network.
     fn arp_local(
         &mut self,
-        topo: &Topology,
+        at: Arrival<'_>,
         pkt: &mut PacketBuf<'_>,
-        (input, network): (PortId, NetworkId),
-        now: Nanos,
+        network: NetworkId,
     ) -> PuntAction {
+        let Arrival {
+            topo, input, now, ..
+        } = at;
         let Some(arp) = ArpFields::of(pkt) else {
             return PuntAction::Drop(DropReason::ArpMalformed);
         };
@@ -284,13 +297,10 @@ impl ControlPlane {
 
     /// ICMP echo to a gateway address or the VTEP gets a reply; UDP gets port unreachable;
     /// anything else is not for a router.
-    fn local_delivery(
-        &mut self,
-        topo: &Topology,
-        pkt: &mut PacketBuf<'_>,
-        input: PortId,
-        role: PortRole,
-    ) -> PuntAction {
+    fn local_delivery(&mut self, at: Arrival<'_>, pkt: &mut PacketBuf<'_>) -> PuntAction {
+        let Arrival {
+            topo, input, role, ..
+        } = at;
         let Ok(total_len) = check_ipv4(&pkt.frame()[ETH_LEN..]) else {
             return PuntAction::Drop(DropReason::Ipv4Truncated);
         };
