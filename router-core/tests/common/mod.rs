@@ -75,6 +75,20 @@ fn ports(fabric_mac: &str) -> Vec<PortSetup> {
     ]
 }
 
+/// Adds the instance port `address` (MAC `vm_mac`) on `network`, living on `host`.
+pub fn add_port(network: &str, address: &str, vm_mac: &str, host: &str) -> Change {
+    Change::AddPort {
+        spec: InstancePortSpec {
+            network: network.into(),
+            ip: ip(address),
+            mac: mac(vm_mac).into(),
+            host: host.into(),
+            port: None,
+        },
+        replace: false,
+    }
+}
+
 /// The changes that build the BLUE/RED router (and a second tenant with an overlapping
 /// subnet) as seen from host `me` of {host-a, host-b}.
 pub fn topology(me: &str) -> Vec<Change> {
@@ -127,17 +141,7 @@ pub fn topology(me: &str) -> Vec<Change> {
         ("blue2", "10.0.1.5", VM_T2_A, "host-a"),
     ];
     for (network, address, vm_mac, host) in ports {
-        let spec = InstancePortSpec {
-            network: network.into(),
-            ip: ip(address),
-            mac: mac(vm_mac).into(),
-            host: host.into(),
-            port: None,
-        };
-        changes.push(Change::AddPort {
-            spec,
-            replace: false,
-        });
+        changes.push(add_port(network, address, vm_mac, host));
     }
     changes.push(Change::AddRoute {
         spec: RouteSpec {
