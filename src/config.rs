@@ -649,13 +649,8 @@ impl Config {
     /// The routing state as model changes, validated all together against an empty model.
     pub fn changes(&self) -> Result<Vec<Change>, ConfigError> {
         let keyed = self.changes_with_keys();
-        let local_ports = self
-            .ports
-            .iter()
-            .filter(|p| !p.fabric)
-            .map(|p| p.name.clone())
-            .collect();
-        let mut model = router_core::model::Model::new(local_ports);
+        let ports = self.ports.iter().map(|p| (p.name.as_str(), p.fabric));
+        let mut model = router_core::model::Model::for_ports(ports);
         for (key, change) in &keyed {
             model
                 .apply(change)

@@ -16,9 +16,10 @@ use std::sync::Arc;
 use router_core::control::{ControlConfig, ControlPlane, PortSetup};
 use router_core::engine::{Engine, PacketBuf, PuntReason, Verdict, WorkerState};
 use router_core::model::{
-    Change, HostSpec, InstancePortSpec, InterfaceSpec, NetworkSpec, PeerSpec, RouteSpec, RouterSpec,
+    Change, InstancePortSpec, InterfaceSpec, NetworkSpec, RouteSpec, RouterSpec,
 };
 use router_core::qsbr::{Qsbr, QsbrReader};
+use router_core::testing::{host_and_peer, VTEP_A, VTEP_B};
 use router_core::wire::{
     ethernet, ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame,
     EthernetRepr,
@@ -39,15 +40,11 @@ const PORT_FABRIC: u16 = 2;
 
 const GW_BLUE: &str = "fa:16:3e:00:01:01";
 const GW_RED: &str = "fa:16:3e:00:02:01";
-const DVR_A: &str = "fa:16:3f:00:00:0a";
-const DVR_B: &str = "fa:16:3f:00:00:0b";
 const VM_BLUE_A: &str = "fa:16:3e:aa:01:05";
 const VM_RED_A: &str = "fa:16:3e:aa:02:07";
 const VM_RED_B: &str = "fa:16:3e:bb:02:08";
 const FABRIC_A: &str = "02:00:00:00:f0:0a";
 const FABRIC_B: &str = "02:00:00:00:f0:0b";
-const VTEP_A: &str = "192.0.2.10";
-const VTEP_B: &str = "192.0.2.20";
 
 /// A data-path scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,11 +107,6 @@ impl std::fmt::Debug for Host {
 }
 
 fn topology(me: &str) -> Vec<Change> {
-    let (my_mac, my_vtep, peer, peer_mac, peer_vtep) = if me == "host-a" {
-        (DVR_A, VTEP_A, "host-b", DVR_B, VTEP_B)
-    } else {
-        (DVR_B, VTEP_B, "host-a", DVR_A, VTEP_A)
-    };
     let port = |network: &str, addr: &str, m: &str, host: &str| Change::AddPort {
         spec: InstancePortSpec {
             network: network.into(),
@@ -142,20 +134,8 @@ fn topology(me: &str) -> Vec<Change> {
         },
         replace: false,
     };
-    vec![
-        Change::SetHost(HostSpec {
-            name: me.into(),
-            dvr_mac: mac(my_mac).into(),
-            vtep: ip(my_vtep),
-        }),
-        Change::AddPeer {
-            spec: PeerSpec {
-                name: peer.into(),
-                dvr_mac: mac(peer_mac).into(),
-                vtep: ip(peer_vtep),
-            },
-            replace: false,
-        },
+    let mut changes = host_and_peer(me).to_vec();
+    changes.extend([
         net("blue", 1001),
         net("red", 1002),
         Change::AddRouter {
@@ -178,7 +158,8 @@ fn topology(me: &str) -> Vec<Change> {
             },
             replace: false,
         },
-    ]
+    ]);
+    changes
 }
 
 impl Host {

@@ -23,3 +23,6 @@ pub mod model;
 
 pub mod control;
 pub mod stats;
+
+#[doc(hidden)]
+pub mod testing;

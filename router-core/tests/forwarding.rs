@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use router_core::control::{HoldEvent, PuntAction};
 use router_core::engine::{DropReason, PuntReason, Verdict};
-use router_core::model::{Change, InstancePortSpec};
+use router_core::model::Change;
 use router_core::wire::{self, EthernetAddress, Icmpv4Packet, Ipv4Packet, UdpPacket, VxlanPacket};
 
 #[test]
@@ -103,43 +103,36 @@ fn fabric_ingress_drops_what_it_cannot_trust() {
     let frame = ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.8", 64);
     let (_, good) = a.process(BLUE, &frame);
 
-    let mut unknown_vni = good.clone();
-    unknown_vni[14 + 20 + 8 + 4..14 + 20 + 8 + 7].copy_from_slice(&[0, 0x99, 0x99]);
-    assert_eq!(
-        b.process(FABRIC, &unknown_vni).0,
-        Verdict::Drop(DropReason::UnknownVni)
-    );
-
-    let mut unknown_vtep = good.clone();
-    unknown_vtep[14 + 12..14 + 16].copy_from_slice(&[192, 0, 2, 99]);
-    refill_ip_checksum(&mut unknown_vtep);
-    assert_eq!(
-        b.process(FABRIC, &unknown_vtep).0,
-        Verdict::Drop(DropReason::UnknownVtep)
-    );
-
-    let mut not_ours = good.clone();
-    not_ours[14 + 16..14 + 20].copy_from_slice(&[192, 0, 2, 30]);
-    refill_ip_checksum(&mut not_ours);
-    assert_eq!(
-        b.process(FABRIC, &not_ours).0,
-        Verdict::Drop(DropReason::FabricNotForUs)
-    );
-
-    // An inner source MAC in the DVR range that is no peer's.
-    let mut forged = good.clone();
-    forged[50 + 6..50 + 12].copy_from_slice(&mac("fa:16:3f:00:00:99").0);
-    assert_eq!(
-        b.process(FABRIC, &forged).0,
-        Verdict::Drop(DropReason::UnknownDvrMac)
-    );
-
-    let mut no_flag = good.clone();
-    no_flag[14 + 20 + 8] = 0;
-    assert_eq!(
-        b.process(FABRIC, &no_flag).0,
-        Verdict::Drop(DropReason::VxlanBadHeader)
-    );
+    let cases = [
+        (
+            patched(&good, 14 + 20 + 8 + 4, &[0, 0x99, 0x99]),
+            DropReason::UnknownVni,
+        ),
+        (
+            patched_ip(&good, 14 + 12, &[192, 0, 2, 99]),
+            DropReason::UnknownVtep,
+        ),
+        (
+            patched_ip(&good, 14 + 16, &[192, 0, 2, 30]),
+            DropReason::FabricNotForUs,
+        ),
+        // An inner source MAC in the DVR range that is no peer's.
+        (
+            patched(&good, 50 + 6, &mac("fa:16:3f:00:00:99").0),
+            DropReason::UnknownDvrMac,
+        ),
+        (
+            patched(&good, 14 + 20 + 8, &[0]),
+            DropReason::VxlanBadHeader,
+        ),
+    ];
+    for (frame, reason) in cases {
+        assert_eq!(
+            b.process(FABRIC, &frame).0,
+            Verdict::Drop(reason),
+            "{reason}"
+        );
+    }
 
     // Host A does not accept its own DVR MAC back from "host-b"'s VTEP as host-b's.
     let mut wrong_peer = good.clone();
@@ -159,6 +152,20 @@ fn refill_ip_checksum(f: &mut [u8]) {
     Ipv4Packet::new_unchecked(&mut f[14..]).fill_checksum();
 }
 
+/// A copy of `frame` with `bytes` written at offset `at`.
+fn patched(frame: &[u8], at: usize, bytes: &[u8]) -> Vec<u8> {
+    let mut f = frame.to_vec();
+    f[at..at + bytes.len()].copy_from_slice(bytes);
+    f
+}
+
+/// [`patched`], with the IPv4 header checksum of the (outer) datagram made right again.
+fn patched_ip(frame: &[u8], at: usize, bytes: &[u8]) -> Vec<u8> {
+    let mut f = patched(frame, at, bytes);
+    refill_ip_checksum(&mut f);
+    f
+}
+
 #[test]
 fn rfc1812_header_checks_drop_with_named_reasons() {
     let mut a = Host::new("host-a");
@@ -166,45 +173,30 @@ fn rfc1812_header_checks_drop_with_named_reasons() {
     let mut cases: Vec<(Vec<u8>, DropReason)> = Vec::new();
     cases.push((good[..10].to_vec(), DropReason::FrameTruncated));
     cases.push((good[..14 + 12].to_vec(), DropReason::Ipv4Truncated));
-    let mut bad = good.clone();
-    bad[14 + 10] ^= 0xff;
-    cases.push((bad, DropReason::Ipv4BadChecksum));
-    let mut bad = good.clone();
-    bad[14] = 0x65;
-    cases.push((bad, DropReason::Ipv4BadVersion));
-    let mut bad = good.clone();
-    bad[14] = 0x44;
-    cases.push((bad, DropReason::Ipv4BadHeaderLength));
-    let mut bad = good.clone();
-    bad[14 + 2..14 + 4].copy_from_slice(&1000u16.to_be_bytes());
-    refill_ip_checksum(&mut bad);
-    cases.push((bad, DropReason::Ipv4BadTotalLength));
-    let mut bad = good.clone();
-    bad[14 + 2..14 + 4].copy_from_slice(&12u16.to_be_bytes());
-    refill_ip_checksum(&mut bad);
-    cases.push((bad, DropReason::Ipv4BadTotalLength));
+    let checksum_byte = good[14 + 10] ^ 0xff;
     cases.push((
-        ping_frame(VM_BLUE_A, GW_BLUE, "127.0.0.1", "10.0.2.7", 64),
-        DropReason::MartianSource,
+        patched(&good, 14 + 10, &[checksum_byte]),
+        DropReason::Ipv4BadChecksum,
     ));
-    cases.push((
-        ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "224.0.0.5", 64),
-        DropReason::Multicast,
-    ));
-    cases.push((
-        ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.255", 64),
-        DropReason::Broadcast,
-    ));
-    cases.push((
-        ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "0.1.2.3", 64),
-        DropReason::MartianDestination,
-    ));
-    let mut vlan = good.clone();
-    vlan[12..14].copy_from_slice(&[0x81, 0x00]);
-    cases.push((vlan, DropReason::VlanTagged));
-    let mut spoof = good.clone();
-    spoof[6..12].copy_from_slice(&mac(DVR_B).0);
-    cases.push((spoof, DropReason::SpoofedDvrMac));
+    cases.push((patched(&good, 14, &[0x65]), DropReason::Ipv4BadVersion));
+    cases.push((patched(&good, 14, &[0x44]), DropReason::Ipv4BadHeaderLength));
+    for total_len in [1000u16, 12] {
+        cases.push((
+            patched_ip(&good, 14 + 2, &total_len.to_be_bytes()),
+            DropReason::Ipv4BadTotalLength,
+        ));
+    }
+    let addressed = [
+        ("127.0.0.1", "10.0.2.7", DropReason::MartianSource),
+        ("10.0.1.5", "224.0.0.5", DropReason::Multicast),
+        ("10.0.1.5", "10.0.2.255", DropReason::Broadcast),
+        ("10.0.1.5", "0.1.2.3", DropReason::MartianDestination),
+    ];
+    for (src, dst, reason) in addressed {
+        cases.push((ping_frame(VM_BLUE_A, GW_BLUE, src, dst, 64), reason));
+    }
+    cases.push((patched(&good, 12, &[0x81, 0x00]), DropReason::VlanTagged));
+    cases.push((patched(&good, 6, &mac(DVR_B).0), DropReason::SpoofedDvrMac));
     for (frame, reason) in cases {
         assert_eq!(a.process(BLUE, &frame).0, Verdict::Drop(reason), "{reason}");
     }
@@ -476,17 +468,8 @@ fn bridged_traffic_crosses_hosts_without_rewrite() {
     assert_eq!(&out[50..], &frame[..], "inner frame untouched");
     // Host B has the SNAT port as a remote (host-b is "host-b": it is local there). Add a
     // local BLUE port on host-b to receive it.
-    b.cp.apply(&Change::AddPort {
-        spec: InstancePortSpec {
-            network: "blue".into(),
-            ip: ip("10.0.1.6"),
-            mac: mac("fa:16:3e:bb:01:06").into(),
-            host: "host-b".into(),
-            port: None,
-        },
-        replace: false,
-    })
-    .unwrap();
+    b.cp.apply(&add_port("blue", "10.0.1.6", "fa:16:3e:bb:01:06", "host-b"))
+        .unwrap();
     let to_b = ping_frame(VM_BLUE_A, "fa:16:3e:bb:01:06", "10.0.1.5", "10.0.1.6", 64);
     let (v, out) = a.process(BLUE, &to_b);
     assert_eq!(
@@ -494,17 +477,8 @@ fn bridged_traffic_crosses_hosts_without_rewrite() {
         Verdict::Punt(PuntReason::Flood),
         "host A does not know 10.0.1.6 yet"
     );
-    a.cp.apply(&Change::AddPort {
-        spec: InstancePortSpec {
-            network: "blue".into(),
-            ip: ip("10.0.1.6"),
-            mac: mac("fa:16:3e:bb:01:06").into(),
-            host: "host-b".into(),
-            port: None,
-        },
-        replace: false,
-    })
-    .unwrap();
+    a.cp.apply(&add_port("blue", "10.0.1.6", "fa:16:3e:bb:01:06", "host-b"))
+        .unwrap();
     let (v, out2) = a.process(BLUE, &to_b);
     assert_eq!(v, Verdict::Forward(FABRIC));
     let (v, delivered) = b.process(FABRIC, &out2);
@@ -527,17 +501,8 @@ fn deleting_a_port_stops_traffic_and_re_adding_restores_it() {
         a.process(BLUE, &frame).0,
         Verdict::Punt(PuntReason::NeighborMiss)
     );
-    a.cp.apply(&Change::AddPort {
-        spec: InstancePortSpec {
-            network: "red".into(),
-            ip: ip("10.0.2.7"),
-            mac: mac(VM_RED_A).into(),
-            host: "host-a".into(),
-            port: None,
-        },
-        replace: false,
-    })
-    .unwrap();
+    a.cp.apply(&add_port("red", "10.0.2.7", VM_RED_A, "host-a"))
+        .unwrap();
     assert_eq!(a.process(BLUE, &frame).0, Verdict::Forward(RED));
 }
 
@@ -547,27 +512,9 @@ fn a_refused_batch_changes_nothing() {
     let before = a.cp.model().clone();
     let usage = a.cp.table_usage();
     let batch = vec![
-        Change::AddPort {
-            spec: InstancePortSpec {
-                network: "red".into(),
-                ip: ip("10.0.2.9"),
-                mac: mac("fa:16:3e:00:00:09").into(),
-                host: "host-a".into(),
-                port: None,
-            },
-            replace: false,
-        },
+        add_port("red", "10.0.2.9", "fa:16:3e:00:00:09", "host-a"),
         // Outside RED's subnet: refused.
-        Change::AddPort {
-            spec: InstancePortSpec {
-                network: "red".into(),
-                ip: ip("10.0.3.9"),
-                mac: mac("fa:16:3e:00:00:0a").into(),
-                host: "host-a".into(),
-                port: None,
-            },
-            replace: false,
-        },
+        add_port("red", "10.0.3.9", "fa:16:3e:00:00:0a", "host-a"),
     ];
     let err = a.cp.apply_batch(&batch).unwrap_err();
     assert_eq!(err.0, 1);

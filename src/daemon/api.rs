@@ -1,14 +1,14 @@
 //! Answering the control API on the control thread: every request that reads or changes the
 //! router, one function per kind. The API thread parsed and checked the request already; what
 //! is checked here depends on the router's state (does the router exist, does the change
-//! apply). Queries read the control plane's model and tables; changes go through
+//! apply). Queries read through the control plane's query accessors; changes go through
 //! [`ControlPlane::apply`] and [`ControlPlane::apply_batch`], all or nothing.
 
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
 use router_core::control::ControlPlane;
-use router_core::model::{Applied, Change, Model, NetworkSpec, RouterSpec};
+use router_core::model::{Applied, Change, NetworkSpec, RouterSpec};
 use tracing::{debug, info};
 
 use super::control_thread::ControlThread;
@@ -26,24 +26,23 @@ impl ControlThread {
     /// Answers one request (a trace is started by [`ControlThread::start_trace`] instead).
     pub(super) fn execute(&mut self, request: Request, daemon: &mut Daemon) -> Outcome {
         let cp = &self.cp;
-        let model = cp.model();
         match request {
             Request::Change(change) => self.change(&change),
             Request::Batch(changes) => self.batch(&changes),
             Request::HostShow => Ok(Reply::Host(HostView {
-                host: model.host.clone(),
+                host: cp.host().cloned(),
             })),
             Request::PeerList => Ok(Reply::Peers(Peers {
-                peers: model.peers.values().cloned().collect(),
+                peers: cp.peer_specs().cloned().collect(),
             })),
             Request::NetworkList => {
-                let networks = model.networks.values().map(|n| network_view(model, n));
+                let networks = cp.network_specs().map(|(n, r)| network_view(n, r));
                 Ok(Reply::Networks(Networks {
                     networks: networks.collect(),
                 }))
             }
             Request::RouterList => {
-                let routers = model.routers.values().map(|r| router_entry(cp, r));
+                let routers = cp.router_specs().map(|r| router_entry(cp, r));
                 Ok(Reply::Routers(Routers {
                     routers: routers.collect(),
                 }))
@@ -162,61 +161,53 @@ impl ControlThread {
 }
 
 /// A network and the router it is attached to.
-fn network_view(model: &Model, n: &NetworkSpec) -> NetworkView {
-    let router = model.interface_of_network(&n.name);
+fn network_view(n: &NetworkSpec, router: Option<&str>) -> NetworkView {
     NetworkView {
         name: n.name.clone(),
         vni: n.vni,
         ports: n.ports.clone(),
-        router: router.map(|i| i.router.clone()),
+        router: router.map(str::to_string),
     }
 }
 
 /// A router and the size of its state.
 fn router_entry(cp: &ControlPlane, r: &RouterSpec) -> RouterEntry {
-    let model = cp.model();
     RouterEntry {
         name: r.name.clone(),
         large: r.large,
-        interfaces: count_of(model.interfaces.keys(), &r.name),
-        routes: count_of(model.routes.keys(), &r.name),
+        interfaces: cp.interface_specs(Some(&r.name)).count(),
+        routes: cp.route_specs(Some(&r.name)).count(),
         prefixes: cp.router_lpm(&r.name).map_or(0, |l| l.len()),
     }
 }
 
-/// How many of `keys` (router name first) belong to `router`.
-fn count_of<'a, K: 'a>(keys: impl Iterator<Item = &'a (String, K)>, router: &str) -> usize {
-    keys.filter(|(name, _)| name == router).count()
-}
-
 fn interfaces(cp: &ControlPlane, router: Option<&str>) -> Outcome {
     check_router(cp, router)?;
-    let interfaces = matching(cp.model().interfaces.values(), router, |i| &i.router);
+    let interfaces = cp.interface_specs(router).cloned().collect();
     Ok(Reply::Interfaces(Interfaces { interfaces }))
 }
 
 fn routes(cp: &ControlPlane, router: Option<&str>) -> Outcome {
     check_router(cp, router)?;
-    let routes = matching(cp.model().routes.values(), router, |r| &r.router);
+    let routes = cp.route_specs(router).cloned().collect();
     Ok(Reply::Routes(Routes { routes }))
 }
 
 fn ports(cp: &ControlPlane, network: Option<&str>) -> Outcome {
     if let Some(n) = network {
-        if !cp.model().networks.contains_key(n) {
+        if !cp.has_network(n) {
             return Err(not_found("network", n));
         }
     }
-    let ports = matching(cp.model().ports.values(), network, |p| &p.network);
+    let ports = cp.port_specs(network).cloned().collect();
     Ok(Reply::Ports(Ports { ports }))
 }
 
 /// Where `router`'s table sends `ip`, in words.
 fn lookup(cp: &ControlPlane, router: String, ip: Ipv4Addr) -> Outcome {
-    let lpm = cp
-        .router_lpm(&router)
+    let next_hop = cp
+        .lookup(&router, ip)
         .ok_or_else(|| not_found("router", &router))?;
-    let next_hop = lpm.lpm().lookup(u32::from(ip)).map(|nh| nh.index());
     let result = match next_hop {
         Some(nh) => describe::next_hop(cp, nh, cp.dataplane().next_hops.get(nh).state),
         None => "no route (ICMP destination unreachable, net unreachable)".to_string(),
@@ -252,18 +243,6 @@ fn hist(daemon: &mut Daemon, full: Option<u32>) -> Reply {
 
 fn reset(what: &str) -> Reply {
     Reply::Reset(ResetView { reset: what.into() })
-}
-
-/// The items whose `key` is `filter`, every item without a filter.
-fn matching<'a, T: Clone + 'a>(
-    items: impl Iterator<Item = &'a T>,
-    filter: Option<&str>,
-    key: impl Fn(&T) -> &str,
-) -> Vec<T> {
-    items
-        .filter(|i| filter.is_none_or(|f| f == key(i)))
-        .cloned()
-        .collect()
 }
 
 /// Refuses a filter that names a router that does not exist.
@@ -355,10 +334,11 @@ mod tests {
     #[test]
     fn views_count_what_each_object_has() {
         let cp = example();
-        let model = cp.model();
-        let blue = network_view(model, &model.networks["blue"]);
+        let (blue, router) = cp.network_specs().find(|(n, _)| n.name == "blue").unwrap();
+        let blue = network_view(blue, router);
         assert_eq!(blue.router.as_deref(), Some("tenant1"));
-        let tenant1 = router_entry(&cp, &model.routers["tenant1"]);
+        let tenant1 = cp.router_specs().find(|r| r.name == "tenant1").unwrap();
+        let tenant1 = router_entry(&cp, tenant1);
         assert_eq!((tenant1.interfaces, tenant1.routes), (2, 1));
         assert!(tenant1.prefixes >= 3, "{tenant1:?}");
         let Ok(Reply::Lookup(l)) = lookup(&cp, "tenant1".into(), Ipv4Addr::new(10, 0, 2, 7)) else {

@@ -322,12 +322,12 @@ fn port_view<'a>(
 /// Every router's counters, summed over the workers and the control thread.
 fn router_views(cp: &ControlPlane, counters: &[Arc<EngineCounters>]) -> Vec<RouterView> {
     let mut out = Vec::new();
-    for name in cp.model().routers.keys() {
-        let Some(id) = cp.router_id(name) else {
+    for spec in cp.router_specs() {
+        let Some(id) = cp.router_id(&spec.name) else {
             continue;
         };
         let mut r = RouterView {
-            name: name.clone(),
+            name: spec.name.clone(),
             ..RouterView::default()
         };
         for c in counters {

@@ -283,13 +283,7 @@ impl ControlPlane {
             Arc::clone(&table),
             Arc::clone(&l2),
         ));
-        let local_ports = cfg
-            .ports
-            .iter()
-            .filter(|p| !p.fabric)
-            .map(|p| p.name.clone())
-            .collect();
-        let mut model = Model::new(local_ports);
+        let mut model = Model::for_ports(cfg.ports.iter().map(|p| (p.name.as_str(), p.fabric)));
         model.dvr_mac_base = Some(cfg.dvr_mac_base);
         let mut cp = ControlPlane {
             model,
@@ -330,8 +324,10 @@ impl ControlPlane {
         &self.qsbr
     }
 
-    /// The desired state as applied so far. Operators' reads go through the accessors of
-    /// `query` where one exists.
+    /// The desired state as applied so far, whole: for the integration tests, which check that
+    /// a refused batch leaves it as it was. Everything else reads through the accessors of
+    /// `query`.
+    #[doc(hidden)]
     pub fn model(&self) -> &Model {
         &self.model
     }

@@ -13,13 +13,13 @@ use std::sync::Arc;
 use super::neigh::{Asker, Solicit};
 use super::{ControlPlane, NeighborOrigin, NextHopOwner};
 use crate::dataplane::{l2_key, L2Location, Nanos, NetworkId, PeerId, PortId, PortRole, Topology};
-use crate::engine::{
-    build_icmp_error, check_ipv4, write_ethernet, DropReason, FabricHeader, PacketBuf, PuntReason,
-};
+use crate::engine::check_ipv4;
 use crate::lpm::NO_ROUTE;
+use crate::reason::{DropReason, PuntReason};
 use crate::table::{NextHopIndex, NextHopKind, NextHopState};
 use crate::wire::{
-    self, icmpv4, ArpOperation, ArpPacket, EtherType, EthernetAddress, Icmpv4Message, IpProtocol,
+    self, icmpv4, ArpOperation, ArpPacket, EtherType, EthernetAddress, EthernetFrame, EthernetRepr,
+    FabricHeader, Icmpv4ErrorRepr, Icmpv4Message, IpProtocol, PacketBuf,
 };
 
 const ETH_LEN: usize = wire::ethernet::HEADER_LEN;
@@ -54,6 +54,16 @@ pub struct Flood {
     pub vni: u32,
 }
 
+/// Where and when a punted packet arrived.
+#[derive(Clone, Copy)]
+struct Arrival<'a> {
+    topo: &'a Topology,
+    input: PortId,
+    /// The role of `input`.
+    role: PortRole,
+    now: Nanos,
+}
+
 /// A packet whose next hop is not resolved, on a network: where to ask, and when.
 struct Miss<'a> {
     topo: &'a Topology,
@@ -86,8 +96,13 @@ impl ControlPlane {
         if pkt.len() < ETH_LEN {
             return PuntAction::Drop(DropReason::FrameTruncated);
         }
-        let role = topo.port(input).map_or(PortRole::Unused, |p| p.role);
-        let action = self.decide(&topo, pkt, (input, role), reason, now, solicits);
+        let at = Arrival {
+            topo: &topo,
+            input,
+            role: topo.port(input).map_or(PortRole::Unused, |p| p.role),
+            now,
+        };
+        let action = self.decide(at, pkt, reason, solicits);
         if let PuntAction::Hold(nh) = action {
             self.neighbors.waits.wait(nh);
         }
@@ -96,25 +111,24 @@ impl ControlPlane {
 
     fn decide(
         &mut self,
-        topo: &Topology,
+        at: Arrival<'_>,
         pkt: &mut PacketBuf<'_>,
-        (input, role): (PortId, PortRole),
         reason: PuntReason,
-        now: Nanos,
         solicits: &mut Vec<Solicit>,
     ) -> PuntAction {
+        let Arrival {
+            topo, input, role, ..
+        } = at;
         match (reason, role) {
             (_, PortRole::Unused) => PuntAction::Drop(DropReason::PortNotAttached),
-            (PuntReason::Arp, PortRole::Fabric) => self.arp_fabric(topo, pkt, input, now),
-            (PuntReason::Arp, PortRole::Local { network }) => {
-                self.arp_local(topo, pkt, (input, network), now)
-            }
-            (PuntReason::LocalDelivery, _) => self.local_delivery(topo, pkt, input, role),
+            (PuntReason::Arp, PortRole::Fabric) => self.arp_fabric(at, pkt),
+            (PuntReason::Arp, PortRole::Local { network }) => self.arp_local(at, pkt, network),
+            (PuntReason::LocalDelivery, _) => self.local_delivery(at, pkt),
             (PuntReason::NeighborMiss | PuntReason::UnderlayMiss, PortRole::Local { network }) => {
                 let miss = Miss {
                     topo,
                     network,
-                    now,
+                    now: at.now,
                     solicits,
                 };
                 if reason == PuntReason::NeighborMiss {
@@ -134,13 +148,10 @@ impl ControlPlane {
     }
 
     /// ARP on the fabric: requests for our VTEP, replies from underlay neighbours.
-    fn arp_fabric(
-        &mut self,
-        topo: &Topology,
-        pkt: &mut PacketBuf<'_>,
-        input: PortId,
-        now: Nanos,
-    ) -> PuntAction {
+    fn arp_fabric(&mut self, at: Arrival<'_>, pkt: &mut PacketBuf<'_>) -> PuntAction {
+        let Arrival {
+            topo, input, now, ..
+        } = at;
         let (Some(host), Some(port)) = (topo.host, topo.port(input)) else {
             return PuntAction::Drop(DropReason::NoFabric);
         };
@@ -178,11 +189,13 @@ impl ControlPlane {
     /// ARP from an instance network.
     fn arp_local(
         &mut self,
-        topo: &Topology,
+        at: Arrival<'_>,
         pkt: &mut PacketBuf<'_>,
-        (input, network): (PortId, NetworkId),
-        now: Nanos,
+        network: NetworkId,
     ) -> PuntAction {
+        let Arrival {
+            topo, input, now, ..
+        } = at;
         let Some(arp) = ArpFields::of(pkt) else {
             return PuntAction::Drop(DropReason::ArpMalformed);
         };
@@ -284,13 +297,10 @@ impl ControlPlane {
 
     /// ICMP echo to a gateway address or the VTEP gets a reply; UDP gets port unreachable;
     /// anything else is not for a router.
-    fn local_delivery(
-        &mut self,
-        topo: &Topology,
-        pkt: &mut PacketBuf<'_>,
-        input: PortId,
-        role: PortRole,
-    ) -> PuntAction {
+    fn local_delivery(&mut self, at: Arrival<'_>, pkt: &mut PacketBuf<'_>) -> PuntAction {
+        let Arrival {
+            topo, input, role, ..
+        } = at;
         let Ok(total_len) = check_ipv4(&pkt.frame()[ETH_LEN..]) else {
             return PuntAction::Drop(DropReason::Ipv4Truncated);
         };
@@ -324,7 +334,7 @@ impl ControlPlane {
                 let (src, dst) = (ipm.src_addr(), ipm.dst_addr());
                 ipm.set_src_addr(dst);
                 ipm.set_dst_addr(src);
-                ipm.set_ttl(crate::engine::ORIGINATED_TTL);
+                ipm.set_ttl(wire::ipv4::ORIGINATED_TTL);
                 ipm.fill_checksum();
                 let mut icmp = wire::Icmpv4Packet::new_unchecked(
                     &mut f[ETH_LEN + header_len..ETH_LEN + total_len],
@@ -334,20 +344,19 @@ impl ControlPlane {
             }
             IpProtocol::Udp if role != PortRole::Fabric => {
                 // RFC 1122 section 3.2.2.1 / RFC 1812 section 4.3.2: nothing listens here.
-                let src_mac = wire::EthernetFrame::new_unchecked(pkt.frame()).dst_addr();
-                let gw_ip = dst;
                 if !icmpv4::icmp_error_allowed(&ip) {
                     return PuntAction::Drop(DropReason::NotForRouter);
                 }
-                if !build_icmp_error(
-                    pkt,
-                    src_mac.0,
-                    gw_ip,
-                    Icmpv4Message::DstUnreachable,
-                    3,
-                    0,
-                    0,
-                ) {
+                // The error comes from the gateway the datagram was addressed to.
+                let error = Icmpv4ErrorRepr {
+                    src_mac: EthernetFrame::new_unchecked(pkt.frame()).dst_addr(),
+                    src_ip: Ipv4Addr::from(dst),
+                    msg_type: Icmpv4Message::DstUnreachable,
+                    code: 3,
+                    next_hop_mtu: 0,
+                    ident: 0,
+                };
+                if !error.emit_in_place(pkt) {
                     return PuntAction::Drop(DropReason::NoHeadroom);
                 }
                 PuntAction::Reply(input)
@@ -587,7 +596,7 @@ impl ControlPlane {
             src_vtep: host.vtep,
             dst_vtep: p.vtep,
             vni,
-            src_port: wire::vxlan::entropy_src_port(crate::engine::flow_hash(frame)),
+            src_port: wire::vxlan::entropy_src_port(wire::vxlan::flow_hash(frame)),
             ident,
         })
     }
@@ -620,10 +629,10 @@ impl ArpFields {
 /// Turns an ARP request in place into the reply from `hw` (RFC 826), addressed to the requester.
 fn reply_arp(pkt: &mut PacketBuf<'_>, hw: EthernetAddress) {
     let f = pkt.frame_mut();
-    let requester = EthernetAddress([f[6], f[7], f[8], f[9], f[10], f[11]]);
+    let requester = EthernetFrame::new_unchecked(&*f).src_addr();
     let mut arp = ArpPacket::new_unchecked(&mut f[ETH_LEN..]);
     arp.reply_in_place(hw);
-    write_ethernet(f, requester.0, hw.0, EtherType::ARP);
+    write_ethernet(f, requester, hw);
     pkt.truncate(ETH_LEN + wire::arp::PACKET_LEN);
     pad_to_minimum(pkt);
 }
@@ -636,10 +645,23 @@ fn pad_to_minimum(pkt: &mut PacketBuf<'_>) {
     }
 }
 
+/// Addresses the frame back to where it came from.
 fn swap_macs(f: &mut [u8]) {
-    for i in 0..6 {
-        f.swap(i, 6 + i);
-    }
+    let mut eth = EthernetFrame::new_unchecked(f);
+    let (src, dst) = (eth.src_addr(), eth.dst_addr());
+    eth.set_src_addr(dst);
+    eth.set_dst_addr(src);
+}
+
+/// Writes the untagged Ethernet header of an ARP frame from `src` to `dst`.
+fn write_ethernet(f: &mut [u8], dst: EthernetAddress, src: EthernetAddress) {
+    let repr = EthernetRepr {
+        src,
+        dst,
+        ethertype: EtherType::ARP,
+        vlan: None,
+    };
+    repr.emit(&mut EthernetFrame::new_unchecked(f));
 }
 
 /// An ARP request from `src_mac`/`src_ip` for `target_ip`: broadcast, or unicast to `unicast`
@@ -653,9 +675,8 @@ pub(crate) fn arp_request(
     let mut f = vec![0u8; ETH_MIN_FRAME];
     write_ethernet(
         &mut f,
-        unicast.unwrap_or(EthernetAddress::BROADCAST).0,
-        src_mac.0,
-        EtherType::ARP,
+        unicast.unwrap_or(EthernetAddress::BROADCAST),
+        src_mac,
     );
     let repr = wire::ArpRepr {
         operation: ArpOperation::Request,

@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 use super::route::Gateway;
 use super::trace::{TraceEvent, Tracer};
 use super::{Burst, DropReason, PacketBuf, Verdict, ETH_LEN};
-use crate::wire::{icmpv4, EthernetAddress, Icmpv4ErrorRepr, Icmpv4Message, Ipv4Packet};
+use crate::wire::{icmpv4, Icmpv4ErrorRepr, Icmpv4Message, Ipv4Packet};
 
 /// An ICMP error to originate, and the reason counted when it cannot be.
 #[derive(Clone, Copy, Debug)]
@@ -90,26 +90,4 @@ impl<T: Tracer> Burst<'_, T> {
         self.counters.router(gw.iface.router).icmp_errors.inc();
         Verdict::Forward(self.input)
     }
-}
-
-/// [`Icmpv4ErrorRepr::emit_in_place`] with the error given field by field: the form the
-/// control thread's punt handling calls.
-pub(crate) fn build_icmp_error(
-    pkt: &mut PacketBuf<'_>,
-    src_mac: [u8; 6],
-    src_ip: u32,
-    msg_type: Icmpv4Message,
-    code: u8,
-    mtu: u16,
-    ident: u16,
-) -> bool {
-    let repr = Icmpv4ErrorRepr {
-        src_mac: EthernetAddress(src_mac),
-        src_ip: Ipv4Addr::from(src_ip),
-        msg_type,
-        code,
-        next_hop_mtu: mtu,
-        ident,
-    };
-    repr.emit_in_place(pkt)
 }

@@ -40,7 +40,6 @@ use arc_swap::cache::Cache;
 use arc_swap::ArcSwap;
 
 pub use self::fabric::encapsulate;
-pub(crate) use self::icmp_error::build_icmp_error;
 use self::trace::{NoTrace, TraceEvent, Tracer};
 pub use crate::reason::{DropReason, PuntReason};
 pub use crate::wire::ipv4::ORIGINATED_TTL;
@@ -49,7 +48,7 @@ pub use crate::wire::{BadWindow, FabricHeader, PacketBuf};
 
 use crate::dataplane::{Dataplane, Nanos, PortId, PortRole, Topology};
 use crate::stats::EngineCounters;
-use crate::wire::{self, EtherType, EthernetAddress, EthernetFrame, EthernetRepr, Ipv4Packet};
+use crate::wire::{self, Ipv4Packet};
 
 /// Most frames in one burst.
 pub const MAX_BURST: usize = 64;
@@ -236,18 +235,6 @@ pub fn check_ipv4(ip: &[u8]) -> Result<usize, DropReason> {
 fn ipv4_header(f: &[u8]) -> Option<Ipv4Packet<&[u8]>> {
     f.get(ETH_LEN..MIN_IPV4_FRAME)
         .map(Ipv4Packet::new_unchecked)
-}
-
-/// Writes an untagged Ethernet header ([`EthernetRepr::emit`]), in the form the control thread's
-/// punt handling calls.
-pub(crate) fn write_ethernet(f: &mut [u8], dst: [u8; 6], src: [u8; 6], ethertype: EtherType) {
-    let repr = EthernetRepr {
-        src: EthernetAddress(src),
-        dst: EthernetAddress(dst),
-        ethertype,
-        vlan: None,
-    };
-    repr.emit(&mut EthernetFrame::new_unchecked(f));
 }
 
 #[cfg(test)]

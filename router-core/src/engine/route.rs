@@ -19,11 +19,14 @@ pub(super) struct Gateway<'a> {
     pub(super) router: &'a RouterInfo,
 }
 
-/// A next hop and its index in the table.
+/// A frame being routed: the gateway it came in by, its next hop and the next hop's index in
+/// the table, and the frame's place in the burst (for traces).
 #[derive(Clone, Copy)]
-struct Hop {
+struct Routed<'a> {
+    gw: Gateway<'a>,
     index: u32,
     next_hop: NextHop,
+    i: usize,
 }
 
 impl<T: Tracer> Burst<'_, T> {
@@ -61,15 +64,17 @@ impl<T: Tracer> Burst<'_, T> {
         if ipv4_header(pkt.frame()).map_or(0, |ip| ip.ttl()) <= 1 {
             return self.icmp_error(gw, pkt, IcmpError::TTL_EXCEEDED, i);
         }
-        let hop = Hop {
+        let routed = Routed {
+            gw,
             index: hop,
             next_hop: nh,
+            i,
         };
         match kind {
             NextHopKind::Resolve | NextHopKind::Pending => Verdict::Punt(PuntReason::NeighborMiss),
             NextHopKind::Failed => self.icmp_error(gw, pkt, IcmpError::HOST_UNREACHABLE, i),
-            NextHopKind::Local => self.route_local(gw, pkt, hop, i),
-            NextHopKind::Remote => self.route_remote(gw, pkt, hop, i),
+            NextHopKind::Local => self.route_local(routed, pkt),
+            NextHopKind::Remote => self.route_remote(routed, pkt),
             NextHopKind::LocalDelivery | NextHopKind::Blackhole | NextHopKind::Empty => {
                 unreachable!("handled above")
             }
@@ -78,37 +83,25 @@ impl<T: Tracer> Burst<'_, T> {
 
     /// Routes to an instance behind a local port.
     #[inline]
-    fn route_local(
-        &mut self,
-        gw: Gateway<'_>,
-        pkt: &mut PacketBuf<'_>,
-        hop: Hop,
-        i: usize,
-    ) -> Verdict {
-        let nh = hop.next_hop;
+    fn route_local(&mut self, r: Routed<'_>, pkt: &mut PacketBuf<'_>) -> Verdict {
+        let nh = r.next_hop;
         let port = nh.state.target();
         let (Some(out), Some(egress)) = (self.topo.port(port), self.topo.iface(nh.iface)) else {
             return Verdict::Drop(DropReason::NoNextHop);
         };
-        if let Some(v) = self.check_mtu(gw, pkt, out.mtu, i) {
+        if let Some(v) = self.check_mtu(r, pkt, out.mtu) {
             return v;
         }
-        self.rewrite(pkt, hop, egress.mac, i);
-        self.counters.router(gw.iface.router).routed_local.inc();
+        self.rewrite(r, pkt, egress.mac);
+        self.counters.router(r.gw.iface.router).routed_local.inc();
         Verdict::Forward(port)
     }
 
     /// Routes to an instance on a peer host: DVR source MAC, then VXLAN to the peer's VTEP.
     #[inline]
-    fn route_remote(
-        &mut self,
-        gw: Gateway<'_>,
-        pkt: &mut PacketBuf<'_>,
-        hop: Hop,
-        i: usize,
-    ) -> Verdict {
+    fn route_remote(&mut self, r: Routed<'_>, pkt: &mut PacketBuf<'_>) -> Verdict {
         let topo = self.topo;
-        let nh = hop.next_hop;
+        let nh = r.next_hop;
         let (Some(host), Some(fabric)) = (topo.host, topo.fabric.and_then(|p| topo.port(p))) else {
             return Verdict::Drop(DropReason::NoFabric);
         };
@@ -123,7 +116,7 @@ impl<T: Tracer> Burst<'_, T> {
         let mtu = fabric
             .mtu
             .saturating_sub(wire::vxlan::VXLAN_ENCAP_OVERHEAD as u16);
-        if let Some(v) = self.check_mtu(gw, pkt, mtu, i) {
+        if let Some(v) = self.check_mtu(r, pkt, mtu) {
             return v;
         }
         // Check the underlay before touching the frame: a punted frame must be unmodified.
@@ -131,10 +124,10 @@ impl<T: Tracer> Burst<'_, T> {
         if !self.underlay_resolved(peer) {
             return Verdict::Punt(PuntReason::UnderlayMiss);
         }
-        self.rewrite(pkt, hop, host.dvr_mac, i);
-        let v = self.send_to_peer(pkt, peer, vni, i);
+        self.rewrite(r, pkt, host.dvr_mac);
+        let v = self.send_to_peer(pkt, peer, vni, r.i);
         if matches!(v, Verdict::Forward(_)) {
-            self.counters.router(gw.iface.router).routed_remote.inc();
+            self.counters.router(r.gw.iface.router).routed_remote.inc();
         }
         v
     }
@@ -143,11 +136,11 @@ impl<T: Tracer> Burst<'_, T> {
     /// destination, the TTL decremented. The next hop is marked used: the control thread ages
     /// out the dynamic neighbours that no packet went to.
     #[inline]
-    fn rewrite(&mut self, pkt: &mut PacketBuf<'_>, hop: Hop, src: EthernetAddress, i: usize) {
-        self.dp.next_hops.touch(hop.index);
-        let dst = EthernetAddress(hop.next_hop.state.mac_bytes());
+    fn rewrite(&mut self, r: Routed<'_>, pkt: &mut PacketBuf<'_>, src: EthernetAddress) {
+        self.dp.next_hops.touch(r.index);
+        let dst = EthernetAddress(r.next_hop.state.mac_bytes());
         rewrite_headers(pkt.frame_mut(), src, dst);
-        self.trace(i, || TraceEvent::rewrite(pkt.frame()));
+        self.trace(r.i, || TraceEvent::rewrite(pkt.frame()));
     }
 
     fn underlay_resolved(&self, peer: u16) -> bool {
@@ -160,20 +153,14 @@ impl<T: Tracer> Burst<'_, T> {
     /// gets fragmentation needed with that MTU; without DF it is dropped (the router does not
     /// fragment). `None` when it fits.
     #[inline]
-    fn check_mtu(
-        &mut self,
-        gw: Gateway<'_>,
-        pkt: &mut PacketBuf<'_>,
-        mtu: u16,
-        i: usize,
-    ) -> Option<Verdict> {
+    fn check_mtu(&mut self, r: Routed<'_>, pkt: &mut PacketBuf<'_>, mtu: u16) -> Option<Verdict> {
         let total_len = pkt.len() - ETH_LEN;
         if total_len <= usize::from(mtu) {
             return None;
         }
         let dont_frag = ipv4_header(pkt.frame()).is_some_and(|ip| ip.dont_frag());
         Some(if dont_frag {
-            self.icmp_error(gw, pkt, IcmpError::frag_needed(mtu), i)
+            self.icmp_error(r.gw, pkt, IcmpError::frag_needed(mtu), r.i)
         } else {
             Verdict::Drop(DropReason::FragmentationUnsupported)
         })

@@ -698,15 +698,15 @@ fn install(
     entry: u32,
 ) {
     let len = u32::from(prefix.len());
-    let first = slot_index(prefix.bits(), start, end);
-    if len <= end {
-        let count = 1usize << (end - len);
-        for slot in &table[first..first + count] {
-            cover(lpm, slot, len, entry);
+    // Every entry of the prefix's run whose route is not more specific gets the new route.
+    let below = slot_below(lpm, table, (start, end), prefix, |slot, current| {
+        if depth_of(current) <= len && current != entry {
+            slot.store(entry, Ordering::Release);
         }
+    });
+    let Some(slot) = below else {
         return;
-    }
-    let slot = &table[first];
+    };
     let current = slot.load(Ordering::Relaxed);
     if is_extended(current) {
         let group = lpm.group(current & VALUE_MASK);
@@ -728,16 +728,38 @@ fn install(
     slot.store(group_entry(index), Ordering::Release);
 }
 
-/// Writes route entry `entry` of length `len` to `slot` if the slot's route is not more specific;
-/// descends into a group the slot points to.
-fn cover(lpm: &Lpm, slot: &AtomicU32, len: u32, entry: u32) {
+/// Where `prefix` lands in `table`, which consumes bits `start..end`. When the prefix ends at
+/// this level, `visit` gets every route entry of the run of slots it covers (descending into
+/// the groups they point to), with its value, and the result is `None`; when it is longer, the
+/// result is the one slot whose group holds it.
+fn slot_below<'t>(
+    lpm: &Lpm,
+    table: &'t [AtomicU32],
+    (start, end): (u32, u32),
+    prefix: Prefix,
+    mut visit: impl FnMut(&AtomicU32, u32),
+) -> Option<&'t AtomicU32> {
+    let len = u32::from(prefix.len());
+    let first = slot_index(prefix.bits(), start, end);
+    if len > end {
+        return Some(&table[first]);
+    }
+    for slot in &table[first..first + (1usize << (end - len))] {
+        for_each_route_entry(lpm, slot, &mut visit);
+    }
+    None
+}
+
+/// Calls `visit` with every route entry `slot` stands for, and its value: the slot itself, or
+/// the entries of the groups it points to.
+fn for_each_route_entry(lpm: &Lpm, slot: &AtomicU32, visit: &mut impl FnMut(&AtomicU32, u32)) {
     let current = slot.load(Ordering::Relaxed);
     if is_extended(current) {
         for member in lpm.group(current & VALUE_MASK) {
-            cover(lpm, member, len, entry);
+            for_each_route_entry(lpm, member, visit);
         }
-    } else if depth_of(current) <= len && current != entry {
-        slot.store(entry, Ordering::Release);
+    } else {
+        visit(slot, current);
     }
 }
 
@@ -754,15 +776,15 @@ fn uninstall(
     collapsed: &mut Collapsed,
 ) {
     let len = u32::from(prefix.len());
-    let first = slot_index(prefix.bits(), start, end);
-    if len <= end {
-        let count = 1usize << (end - len);
-        for slot in &table[first..first + count] {
-            uncover(lpm, slot, len, replacement);
+    // Every entry of the prefix's run that holds this route gets the replacement.
+    let below = slot_below(lpm, table, (start, end), prefix, |slot, current| {
+        if current & VALID != 0 && depth_of(current) == len {
+            slot.store(replacement, Ordering::Release);
         }
+    });
+    let Some(slot) = below else {
         return;
-    }
-    let slot = &table[first];
+    };
     let current = slot.load(Ordering::Relaxed);
     // A route longer than `end` was installed below this slot, so the slot points to a group.
     debug_assert!(is_extended(current), "{prefix} has no group");
@@ -785,18 +807,6 @@ fn uninstall(
         // read the same values from it until the grace period ends.
         slot.store(uniform, Ordering::Release);
         collapsed.push(index);
-    }
-}
-
-/// Writes `replacement` to `slot` if it holds the route of length `len`; descends into groups.
-fn uncover(lpm: &Lpm, slot: &AtomicU32, len: u32, replacement: u32) {
-    let current = slot.load(Ordering::Relaxed);
-    if is_extended(current) {
-        for member in lpm.group(current & VALUE_MASK) {
-            uncover(lpm, member, len, replacement);
-        }
-    } else if current & VALID != 0 && depth_of(current) == len {
-        slot.store(replacement, Ordering::Release);
     }
 }
 

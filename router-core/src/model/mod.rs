@@ -204,6 +204,17 @@ impl Model {
         }
     }
 
+    /// An empty model for a host with `ports`, each a name and whether it is the fabric port:
+    /// networks may attach to every port but the fabric.
+    pub fn for_ports<'a>(ports: impl IntoIterator<Item = (&'a str, bool)>) -> Self {
+        let local_ports = ports
+            .into_iter()
+            .filter(|&(_, fabric)| !fabric)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        Self::new(local_ports)
+    }
+
     /// Validates one change and makes it, returning the entry it touched as it was and as it is
     /// (`None`: nothing to do). A refused change changes nothing.
     ///

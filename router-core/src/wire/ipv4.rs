@@ -3,7 +3,7 @@
 use core::fmt;
 use std::net::Ipv4Addr;
 
-use super::{checksum, read_u16, write_u16, write_u32, Error, Result};
+use super::{checksum, read_u16, read_u32, write_u16, write_u32, Error, Result};
 
 /// The protocol number of an IPv4 payload (RFC 791 section 3.1, "Protocol"; IANA registry).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -334,19 +334,23 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     /// pseudo-header are the caller's.
     #[inline]
     pub fn rewrite_src_addr(&mut self, value: Ipv4Addr) {
-        let old = self.src_addr_u32();
-        let sum = checksum::update_u32(self.checksum(), old, value.to_bits());
-        self.set_src_addr(value);
-        self.set_checksum(sum);
+        self.rewrite_addr(field::SRC_ADDR, value);
     }
 
     /// Sets the destination address and updates the header checksum incrementally (RFC 1624
     /// eqn. 3), as 1:1 NAT does. Transport checksums are the caller's.
     #[inline]
     pub fn rewrite_dst_addr(&mut self, value: Ipv4Addr) {
-        let old = self.dst_addr_u32();
+        self.rewrite_addr(field::DST_ADDR, value);
+    }
+
+    /// Sets the address at offset `at` and updates the header checksum incrementally.
+    #[inline]
+    fn rewrite_addr(&mut self, at: usize, value: Ipv4Addr) {
+        let b = self.buffer.as_mut();
+        let old = read_u32(b, at);
+        write_u32(b, at, value.to_bits());
         let sum = checksum::update_u32(self.checksum(), old, value.to_bits());
-        self.set_dst_addr(value);
         self.set_checksum(sum);
     }
 

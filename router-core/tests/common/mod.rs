@@ -7,7 +7,7 @@ use std::sync::Arc;
 use router_core::control::{ControlConfig, ControlPlane, PortSetup, PuntAction, Solicit};
 use router_core::engine::{Engine, PacketBuf, PuntReason, Verdict, WorkerState};
 use router_core::model::{
-    Change, HostSpec, InstancePortSpec, InterfaceSpec, NetworkSpec, PeerSpec, RouteSpec, RouterSpec,
+    Change, InstancePortSpec, InterfaceSpec, NetworkSpec, RouteSpec, RouterSpec,
 };
 use router_core::qsbr::Qsbr;
 use router_core::wire::{self, EthernetAddress};
@@ -31,8 +31,9 @@ pub fn ip(s: &str) -> Ipv4Addr {
 pub const GW_BLUE: &str = "fa:16:3e:00:01:01";
 pub const GW_RED: &str = "fa:16:3e:00:02:01";
 pub const GW_BLUE2: &str = "fa:16:3e:00:11:01";
-pub const DVR_A: &str = "fa:16:3f:00:00:0a";
-pub const DVR_B: &str = "fa:16:3f:00:00:0b";
+// The benchmarks include this module too and use only part of it.
+#[allow(unused_imports)]
+pub use router_core::testing::{DVR_A, DVR_B, VTEP_A, VTEP_B};
 pub const VM_BLUE_A: &str = "fa:16:3e:aa:01:05";
 pub const VM_RED_A: &str = "fa:16:3e:aa:02:07";
 pub const VM_RED_B: &str = "fa:16:3e:bb:02:08";
@@ -40,8 +41,6 @@ pub const VM_SNAT: &str = "fa:16:3e:cc:01:fe";
 pub const VM_T2_A: &str = "fa:16:3e:aa:11:05";
 pub const FABRIC_A: &str = "02:00:00:00:f0:0a";
 pub const FABRIC_B: &str = "02:00:00:00:f0:0b";
-pub const VTEP_A: &str = "192.0.2.10";
-pub const VTEP_B: &str = "192.0.2.20";
 pub const VNI_BLUE: u32 = 1001;
 pub const VNI_RED: u32 = 1002;
 pub const VNI_BLUE2: u32 = 2001;
@@ -76,29 +75,24 @@ fn ports(fabric_mac: &str) -> Vec<PortSetup> {
     ]
 }
 
+/// Adds the instance port `address` (MAC `vm_mac`) on `network`, living on `host`.
+pub fn add_port(network: &str, address: &str, vm_mac: &str, host: &str) -> Change {
+    Change::AddPort {
+        spec: InstancePortSpec {
+            network: network.into(),
+            ip: ip(address),
+            mac: mac(vm_mac).into(),
+            host: host.into(),
+            port: None,
+        },
+        replace: false,
+    }
+}
+
 /// The changes that build the BLUE/RED router (and a second tenant with an overlapping
 /// subnet) as seen from host `me` of {host-a, host-b}.
 pub fn topology(me: &str) -> Vec<Change> {
-    let (my_mac, my_vtep, peer, peer_mac, peer_vtep) = if me == "host-a" {
-        (DVR_A, VTEP_A, "host-b", DVR_B, VTEP_B)
-    } else {
-        (DVR_B, VTEP_B, "host-a", DVR_A, VTEP_A)
-    };
-    let mut changes = vec![
-        Change::SetHost(HostSpec {
-            name: me.into(),
-            dvr_mac: mac(my_mac).into(),
-            vtep: ip(my_vtep),
-        }),
-        Change::AddPeer {
-            spec: PeerSpec {
-                name: peer.into(),
-                dvr_mac: mac(peer_mac).into(),
-                vtep: ip(peer_vtep),
-            },
-            replace: false,
-        },
-    ];
+    let mut changes = router_core::testing::host_and_peer(me).to_vec();
     // Each network is named after the one port it attaches to.
     for (name, vni) in [("blue", VNI_BLUE), ("red", VNI_RED), ("blue2", VNI_BLUE2)] {
         let spec = NetworkSpec {
@@ -147,17 +141,7 @@ pub fn topology(me: &str) -> Vec<Change> {
         ("blue2", "10.0.1.5", VM_T2_A, "host-a"),
     ];
     for (network, address, vm_mac, host) in ports {
-        let spec = InstancePortSpec {
-            network: network.into(),
-            ip: ip(address),
-            mac: mac(vm_mac).into(),
-            host: host.into(),
-            port: None,
-        };
-        changes.push(Change::AddPort {
-            spec,
-            replace: false,
-        });
+        changes.push(add_port(network, address, vm_mac, host));
     }
     changes.push(Change::AddRoute {
         spec: RouteSpec {
