@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use crate::ids::NextHopId;
 use crate::lpm::{Lpm, Prefix};
-use crate::table::{AtomicMap, IfaceId, NextHopIndex, NextHops};
+use crate::table::{AtomicMap, IfaceId, NextHops};
 use crate::wire::EthernetAddress;
 
 /// A DPDK port, by its index in the daemon's port table.
@@ -164,7 +165,7 @@ pub struct PeerInfo {
     pub vtep: u32,
     pub dvr_mac: EthernetAddress,
     /// The underlay next hop toward its VTEP (a neighbour on the fabric port).
-    pub underlay: NextHopIndex,
+    pub underlay: NextHopId,
 }
 
 /// The small, rarely changing part of the data-plane state. Immutable once published.

@@ -16,14 +16,10 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::ids::NextHopId;
 use crate::qsbr::{Qsbr, Retired};
 use crate::reason::DropReason;
 use crate::wire::EthernetAddress;
-
-/// Index of a next hop in [`NextHops`] (what LPM entries store).
-pub type NextHopIndex = u32;
-
-// The LPM stores `lpm::NextHopId`s, the validated newtype of these indexes (at most 2^24 - 1).
 
 /// Index of a router interface in the topology.
 pub type IfaceId = u16;
@@ -213,8 +209,8 @@ impl NextHops {
 
     /// Reads a next hop. An id out of range reads as empty (never panics).
     #[inline]
-    pub fn get(&self, id: NextHopIndex) -> NextHop {
-        match self.slots.get(id as usize) {
+    pub fn get(&self, id: NextHopId) -> NextHop {
+        match self.slots.get(id.index()) {
             // Acquire pairs with the Release store in `set_state`: a worker that sees a state
             // also sees the interface written before it was first published.
             Some(slot) => NextHop {
@@ -231,8 +227,8 @@ impl NextHops {
     /// Marks a next hop as used (workers, for dynamic neighbours). Writes only when the flag is
     /// clear, so a busy entry costs one shared read per packet, not a write.
     #[inline]
-    pub fn touch(&self, id: NextHopIndex) {
-        if let Some(slot) = self.slots.get(id as usize) {
+    pub fn touch(&self, id: NextHopId) {
+        if let Some(slot) = self.slots.get(id.index()) {
             if !slot.used.load(Ordering::Relaxed) {
                 slot.used.store(true, Ordering::Relaxed);
             }
@@ -240,20 +236,20 @@ impl NextHops {
     }
 
     /// Reads and clears the used flag (control thread, ageing).
-    pub fn take_used(&self, id: NextHopIndex) -> bool {
+    pub fn take_used(&self, id: NextHopId) -> bool {
         self.slots
-            .get(id as usize)
+            .get(id.index())
             .is_some_and(|s| s.used.swap(false, Ordering::Relaxed))
     }
 
-    fn set_state(&self, id: NextHopIndex, state: NextHopState) {
-        self.slots[id as usize]
+    fn set_state(&self, id: NextHopId, state: NextHopState) {
+        self.slots[id.index()]
             .state
             .store(state.0, Ordering::Release);
     }
 
-    fn init(&self, id: NextHopIndex, iface: IfaceId, state: NextHopState) {
-        let slot = &self.slots[id as usize];
+    fn init(&self, id: NextHopId, iface: IfaceId, state: NextHopState) {
+        let slot = &self.slots[id.index()];
         slot.iface.store(u32::from(iface), Ordering::Relaxed);
         slot.used.store(false, Ordering::Relaxed);
         slot.state.store(state.0, Ordering::Release);
@@ -266,8 +262,8 @@ impl NextHops {
 pub struct NextHopAllocator {
     table: Arc<NextHops>,
     qsbr: Arc<Qsbr>,
-    free: Vec<NextHopIndex>,
-    retired: Retired<NextHopIndex>,
+    free: Vec<NextHopId>,
+    retired: Retired<NextHopId>,
 }
 
 /// The next-hop table is full.
@@ -280,7 +276,10 @@ pub struct NextHopsFull {
 impl NextHopAllocator {
     pub fn new(table: Arc<NextHops>, qsbr: Arc<Qsbr>) -> Self {
         // Slot 0 stays empty forever: an LPM value of 0 is never a live next hop.
-        let free = (1..table.capacity() as NextHopIndex).rev().collect();
+        let free = (1..table.capacity() as u32)
+            .rev()
+            .filter_map(NextHopId::new)
+            .collect();
         NextHopAllocator {
             table,
             qsbr,
@@ -298,7 +297,7 @@ impl NextHopAllocator {
         &mut self,
         iface: IfaceId,
         state: NextHopState,
-    ) -> Result<NextHopIndex, NextHopsFull> {
+    ) -> Result<NextHopId, NextHopsFull> {
         if self.free.is_empty() {
             self.reclaim();
         }
@@ -316,15 +315,15 @@ impl NextHopAllocator {
     }
 
     /// Changes the state of a live next hop; workers see the old or the new state, never a mix.
-    pub fn set(&mut self, id: NextHopIndex, state: NextHopState) {
+    pub fn set(&mut self, id: NextHopId, state: NextHopState) {
         self.table.set_state(id, state);
     }
 
     /// Releases a next hop that no table entry references any more. Its slot is reused only
     /// after every worker passed a quiescent point, so a worker that read the id just before the
     /// LPM entry changed still finds the old state.
-    pub fn free(&mut self, id: NextHopIndex) {
-        debug_assert!(id != 0);
+    pub fn free(&mut self, id: NextHopId) {
+        debug_assert!(id != NextHopId::EMPTY);
         let token = self.qsbr.retire_token();
         self.retired.push(token, id);
     }
@@ -604,6 +603,7 @@ impl AtomicMapWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::nh;
     use proptest::prelude::*;
     use std::collections::HashMap;
 
@@ -637,8 +637,8 @@ mod tests {
         let b = alloc
             .alloc(8, NextHopState::action(NextHopKind::Resolve, 0))
             .unwrap();
-        assert_ne!(a, 0);
-        assert_ne!(b, 0);
+        assert_ne!(a, NextHopId::EMPTY);
+        assert_ne!(b, NextHopId::EMPTY);
         assert_eq!(
             alloc.alloc(0, NextHopState::EMPTY),
             Err(NextHopsFull { capacity: 3 })
@@ -658,7 +658,7 @@ mod tests {
             .unwrap();
         assert_eq!(c, a);
         assert_eq!(table.get(c).iface, 9);
-        assert_eq!(table.get(12345).state, NextHopState::EMPTY);
+        assert_eq!(table.get(nh(12345)).state, NextHopState::EMPTY);
     }
 
     #[test]

@@ -9,7 +9,8 @@ use router_core::control::{ControlPlane, NextHopOwner};
 use router_core::dataplane::{L2Location, NetworkId, PeerId, PortId, RouterId};
 use router_core::engine::trace::TraceEvent;
 use router_core::engine::{DropReason, Verdict};
-use router_core::table::{NextHopIndex, NextHopKind, NextHopState, IFACE_NONE};
+use router_core::ids::NextHopId;
+use router_core::table::{NextHopKind, NextHopState, IFACE_NONE};
 use router_core::wire::EthernetAddress;
 
 use super::view::TracePacket;
@@ -169,7 +170,7 @@ fn input_network(cp: &ControlPlane, n: NetworkId, r: Option<RouterId>) -> String
     }
 }
 
-fn lookup(cp: &ControlPlane, r: RouterId, dst: Ipv4Addr, nh: Option<NextHopIndex>) -> String {
+fn lookup(cp: &ControlPlane, r: RouterId, dst: Ipv4Addr, nh: Option<NextHopId>) -> String {
     match nh {
         Some(nh) => format!("route lookup in {} for {dst}: next hop {nh}", router(cp, r)),
         None => format!("route lookup in {} for {dst}: no route", router(cp, r)),
@@ -215,7 +216,7 @@ fn icmp_name(t: u8, code: u8) -> &'static str {
 
 /// Where a resolved neighbour is, by name (`local port red`, `peer host-b`); `None` for a
 /// next hop that is not a resolved neighbour.
-pub fn location(cp: &ControlPlane, nh: NextHopIndex) -> Option<String> {
+pub fn location(cp: &ControlPlane, nh: NextHopId) -> Option<String> {
     let state = cp.dataplane().next_hops.get(nh).state;
     match state.kind() {
         NextHopKind::Local => Some(format!("local port {}", port(cp, state.target()))),
@@ -225,7 +226,7 @@ pub fn location(cp: &ControlPlane, nh: NextHopIndex) -> Option<String> {
 }
 
 /// What next hop `nh` in state `state` does, with its neighbour's address when it has one.
-pub fn next_hop(cp: &ControlPlane, nh: NextHopIndex, state: NextHopState) -> String {
+pub fn next_hop(cp: &ControlPlane, nh: NextHopId, state: NextHopState) -> String {
     let owner = cp.next_hop_owner(nh);
     let neighbor = match owner {
         Some(NextHopOwner::Neighbor { ip, .. }) | Some(NextHopOwner::Underlay(ip)) => {

@@ -216,7 +216,7 @@ fn lookup(cp: &ControlPlane, router: String, ip: Ipv4Addr) -> Outcome {
     let lpm = cp
         .router_lpm(&router)
         .ok_or_else(|| not_found("router", &router))?;
-    let next_hop = lpm.lpm().lookup(u32::from(ip)).map(|nh| nh.index());
+    let next_hop = lpm.lpm().lookup(u32::from(ip));
     let result = match next_hop {
         Some(nh) => describe::next_hop(cp, nh, cp.dataplane().next_hops.get(nh).state),
         None => "no route (ICMP destination unreachable, net unreachable)".to_string(),

@@ -9,8 +9,9 @@ use super::capacity::{Fits, Plan, Pool};
 use super::{host_prefix, reinstall, ApplyError, ControlPlane, NextHopOwner, Program};
 use crate::dataplane::{NetworkId, RouterId};
 use crate::engine::DropReason;
+use crate::ids::NextHopId;
 use crate::model::InterfaceSpec;
-use crate::table::{IfaceId, NextHopIndex, NextHopKind, NextHopState};
+use crate::table::{IfaceId, NextHopKind, NextHopState};
 
 /// What the tables hold for an interface.
 #[derive(Clone, Copy, Debug)]
@@ -18,13 +19,13 @@ pub(super) struct IfaceState {
     pub id: IfaceId,
     pub router: RouterId,
     pub network: NetworkId,
-    pub connected: NextHopIndex,
-    pub local: NextHopIndex,
-    pub broadcast: NextHopIndex,
+    pub connected: NextHopId,
+    pub local: NextHopId,
+    pub broadcast: NextHopId,
 }
 
 impl IfaceState {
-    fn slots(&self) -> [NextHopIndex; 3] {
+    fn slots(&self) -> [NextHopId; 3] {
         [self.connected, self.local, self.broadcast]
     }
 }

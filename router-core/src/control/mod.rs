@@ -61,6 +61,7 @@ pub use self::punt::{Flood, PuntAction, Tick};
 pub use self::query::TableUsage;
 
 use crate::dataplane::{Dataplane, NetworkId, PeerId, PortId, RouterId, Topology};
+use crate::ids::NextHopId;
 use crate::lpm::LpmError;
 use crate::model::{
     each_step, Applied, Change, Edit, Entry, InterfaceKey, MacAddr, Model, ModelError, Step,
@@ -68,8 +69,7 @@ use crate::model::{
 };
 use crate::qsbr::Qsbr;
 use crate::table::{
-    AtomicMap, AtomicMapError, AtomicMapWriter, IfaceId, NextHopAllocator, NextHopIndex, NextHops,
-    NextHopsFull,
+    AtomicMap, AtomicMapError, AtomicMapWriter, IfaceId, NextHopAllocator, NextHops, NextHopsFull,
 };
 use crate::wire::EthernetAddress;
 
@@ -179,7 +179,7 @@ pub enum NeighborOrigin {
 struct Tables {
     next_hops: NextHopAllocator,
     l2: AtomicMapWriter,
-    owners: HashMap<NextHopIndex, NextHopOwner>,
+    owners: HashMap<NextHopId, NextHopOwner>,
 }
 
 /// The single writer of the data plane. Owned by the control thread.

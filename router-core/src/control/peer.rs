@@ -5,8 +5,9 @@
 use super::capacity::{Fits, Plan, Pool};
 use super::{ApplyError, ControlPlane, NextHopOwner, Program};
 use crate::dataplane::PeerId;
+use crate::ids::NextHopId;
 use crate::model::{HostSpec, PeerSpec};
-use crate::table::{NextHopIndex, NextHopKind, NextHopState, IFACE_NONE};
+use crate::table::{NextHopKind, NextHopState, IFACE_NONE};
 
 /// What the tables hold for a peer.
 #[derive(Clone, Copy, Debug)]
@@ -18,7 +19,7 @@ pub(super) struct PeerState {
 /// A neighbour on the underlay, shared by the peers reached through it.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct UnderlayNeighbor {
-    pub nh: NextHopIndex,
+    pub nh: NextHopId,
     pub peers: u32,
 }
 

@@ -11,6 +11,7 @@ use crate::dataplane::{
     DvrMacRange, FlatMap, HostInfo, IfaceInfo, NetworkInfo, PeerId, PeerInfo, PortId, PortInfo,
     PortRole, RouterInfo, Topology,
 };
+use crate::ids::NextHopId;
 
 impl ControlPlane {
     pub(super) fn publish_if_dirty(&mut self) {
@@ -123,7 +124,7 @@ impl ControlPlane {
                 .neighbors
                 .underlay
                 .get(&p.underlay_ip)
-                .map_or(0, |u| u.nh);
+                .map_or(NextHopId::EMPTY, |u| u.nh);
             t.peers[usize::from(p.id)] = Some(PeerInfo {
                 vtep: u32::from(spec.vtep),
                 dvr_mac: spec.dvr_mac.0,

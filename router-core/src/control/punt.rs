@@ -16,8 +16,8 @@ use crate::dataplane::{l2_key, L2Location, Nanos, NetworkId, PeerId, PortId, Por
 use crate::engine::{
     build_icmp_error, check_ipv4, write_ethernet, DropReason, FabricHeader, PacketBuf, PuntReason,
 };
-use crate::lpm::NO_ROUTE;
-use crate::table::{NextHopIndex, NextHopKind, NextHopState};
+use crate::ids::NextHopId;
+use crate::table::{NextHopKind, NextHopState};
 use crate::wire::{
     self, icmpv4, ArpOperation, ArpPacket, EtherType, EthernetAddress, Icmpv4Message, IpProtocol,
 };
@@ -34,7 +34,7 @@ pub enum PuntAction {
     /// Free it and count the reason.
     Drop(DropReason),
     /// Keep it until the next hop resolves or fails, then run it through the engine again.
-    Hold(NextHopIndex),
+    Hold(NextHopId),
     /// Run it through the engine again now (the next hop changed since it was punted).
     Reinject,
     /// Send copies of it.
@@ -368,8 +368,10 @@ impl ControlPlane {
         let hop = self
             .routers
             .get(&name)
-            .and_then(|r| r.lpm.lpm().lookup(dst))
-            .map_or(NO_ROUTE, |h| h.index());
+            .and_then(|r| r.lpm.lpm().lookup(dst));
+        let Some(hop) = hop else {
+            return PuntAction::Reinject;
+        };
         let (nh, target_ip, iface) = match self.tables.owners.get(&hop).copied() {
             Some(NextHopOwner::Connected(i)) => {
                 // The destination itself is the neighbour: a dynamic entry and its /32.
@@ -418,7 +420,7 @@ impl ControlPlane {
         router_name: &str,
         key: (u16, u32),
         iface: u16,
-    ) -> Result<NextHopIndex, super::ApplyError> {
+    ) -> Result<NextHopId, super::ApplyError> {
         let pending = NextHopState::action(NextHopKind::Pending, 0);
         let n = self.new_neighbor(key, iface, pending, NeighborOrigin::Dynamic)?;
         if self
@@ -447,7 +449,7 @@ impl ControlPlane {
                 .routed_destination(miss.topo, pkt, miss.network)
                 .and_then(|(_, router, dst)| {
                     let lpm = miss.topo.router(router)?.lpm.clone();
-                    let state = self.dp.next_hops.get(lpm.lookup(dst)?.index()).state;
+                    let state = self.dp.next_hops.get(lpm.lookup(dst)?).state;
                     (state.kind() == NextHopKind::Remote).then_some(state.target())
                 }),
         };

@@ -8,7 +8,7 @@ use super::trace::{TraceEvent, Tracer};
 use super::{ipv4_header, Burst, DropReason, PacketBuf, PuntReason, Verdict};
 use super::{ETH_LEN, MIN_IPV4_FRAME};
 use crate::dataplane::{IfaceInfo, RouterInfo};
-use crate::lpm::NO_ROUTE;
+use crate::ids::NextHopId;
 use crate::table::{NextHop, NextHopKind};
 use crate::wire::{self, EthernetAddress, EthernetFrame, Ipv4Packet};
 
@@ -22,7 +22,7 @@ pub(super) struct Gateway<'a> {
 /// A next hop and its index in the table.
 #[derive(Clone, Copy)]
 struct Hop {
-    index: u32,
+    index: NextHopId,
     next_hop: NextHop,
 }
 
@@ -33,12 +33,12 @@ impl<T: Tracer> Burst<'_, T> {
         &mut self,
         gw: Gateway<'_>,
         pkt: &mut PacketBuf<'_>,
-        hop: u32,
+        hop: Option<NextHopId>,
         i: usize,
     ) -> Verdict {
-        if hop == NO_ROUTE {
+        let Some(hop) = hop else {
             return self.icmp_error(gw, pkt, IcmpError::NET_UNREACHABLE, i);
-        }
+        };
         let nh = self.dp.next_hops.get(hop);
         self.trace(i, || TraceEvent::NextHop {
             id: hop,
