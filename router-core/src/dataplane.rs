@@ -11,18 +11,13 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::ids::NextHopId;
+use crate::ids::{IfaceId, NetworkId, PeerId, RouterId};
 use crate::lpm::{Lpm, Prefix};
-use crate::table::{AtomicMap, IfaceId, NextHops};
+use crate::table::{AtomicMap, NextHops};
 use crate::wire::EthernetAddress;
 
 /// A DPDK port, by its index in the daemon's port table.
 pub type PortId = u16;
-/// A distributed router (VRF).
-pub type RouterId = u16;
-/// A tenant network.
-pub type NetworkId = u16;
-/// A peer host.
-pub type PeerId = u16;
 /// Nanoseconds on the data path's clock (TSC based), passed in by the caller.
 pub type Nanos = u64;
 
@@ -33,23 +28,23 @@ pub const MAX_PORTS: usize = 64;
 /// addressing over a power-of-two table at most half full, Fibonacci hashing, linear probing.
 /// A lookup is a multiply, a shift and usually one compare. Built when a topology is published.
 #[derive(Clone, Debug)]
-pub struct FlatMap {
+pub struct FlatMap<V> {
     keys: Box<[u64]>,
-    values: Box<[u16]>,
+    values: Box<[V]>,
     mask: usize,
 }
 
 /// The key that marks an empty slot (no VNI, VTEP or MAC is this large).
 const FLAT_EMPTY: u64 = u64::MAX;
 
-impl FlatMap {
+impl<V: Copy + Default> FlatMap<V> {
     /// A map of `entries`; a later entry with the same key replaces an earlier one.
-    pub fn new(entries: impl IntoIterator<Item = (u64, u16)>) -> Self {
+    pub fn new(entries: impl IntoIterator<Item = (u64, V)>) -> Self {
         let entries: Vec<_> = entries.into_iter().collect();
         let size = (entries.len() * 2).next_power_of_two().max(8);
         let mut m = FlatMap {
             keys: vec![FLAT_EMPTY; size].into(),
-            values: vec![0; size].into(),
+            values: vec![V::default(); size].into(),
             mask: size - 1,
         };
         for (key, value) in entries {
@@ -71,7 +66,7 @@ impl FlatMap {
 
     /// The id of `key`.
     #[inline]
-    pub fn get(&self, key: u64) -> Option<u16> {
+    pub fn get(&self, key: u64) -> Option<V> {
         let mut i = self.home(key);
         // At most half the slots are used: an empty one ends every probe sequence.
         loop {
@@ -87,7 +82,7 @@ impl FlatMap {
     }
 
     /// Every entry, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (u64, u16)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (u64, V)> + '_ {
         self.keys
             .iter()
             .zip(self.values.iter())
@@ -96,7 +91,7 @@ impl FlatMap {
     }
 }
 
-impl Default for FlatMap {
+impl<V: Copy + Default> Default for FlatMap<V> {
     fn default() -> Self {
         FlatMap::new([])
     }
@@ -181,11 +176,11 @@ pub struct Topology {
     pub routers: Vec<Option<RouterInfo>>,
     pub peers: Vec<Option<PeerInfo>>,
     /// VNI to network.
-    pub vni_to_network: FlatMap,
+    pub vni_to_network: FlatMap<NetworkId>,
     /// VTEP address to peer.
-    pub vtep_to_peer: FlatMap,
+    pub vtep_to_peer: FlatMap<PeerId>,
     /// DVR MAC (48 bits) to peer.
-    pub dvr_mac_to_peer: FlatMap,
+    pub dvr_mac_to_peer: FlatMap<PeerId>,
     /// The DVR MAC range, as a mask and the value a MAC has under it (see [`DvrMacRange`]).
     pub dvr_macs: DvrMacRange,
 }
@@ -282,7 +277,7 @@ impl L2Location {
         let id = value as u16;
         match value >> 16 {
             1 => Some(L2Location::Local(id)),
-            2 => Some(L2Location::Remote(id)),
+            2 => Some(L2Location::Remote(PeerId::new(id))),
             _ => None,
         }
     }
@@ -397,10 +392,10 @@ mod tests {
 
     #[test]
     fn l2_keys_and_locations() {
-        assert_ne!(l2_key(0, 0), 0);
-        let last = (crate::model::MAX_NETWORKS - 1) as NetworkId;
+        assert_ne!(l2_key(NetworkId::new(0), 0), 0);
+        let last = NetworkId::new((crate::model::MAX_NETWORKS - 1) as u16);
         assert_ne!(l2_key(last, 0xffff_ffff_ffff), u64::MAX);
-        for loc in [L2Location::Local(3), L2Location::Remote(1023)] {
+        for loc in [L2Location::Local(3), L2Location::Remote(PeerId::new(1023))] {
             assert_eq!(L2Location::decode(loc.encode()), Some(loc));
         }
         assert_eq!(L2Location::decode(0), None);
@@ -413,7 +408,7 @@ mod tests {
             assert_eq!(m.get(k * 7919), Some(k as u16));
             assert_eq!(m.get(k * 7919 + 1), None);
         }
-        assert_eq!(FlatMap::default().get(5), None);
+        assert_eq!(FlatMap::<u16>::default().get(5), None);
         assert_eq!(m.iter().count(), 1000);
     }
 

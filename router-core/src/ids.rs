@@ -75,6 +75,100 @@ impl From<NextHopId> for u32 {
     }
 }
 
+/// Declares a 16-bit id: the topology's tables are indexed by it, so it converts to `usize`.
+macro_rules! small_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[repr(transparent)]
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+        #[derive(serde::Serialize, serde::Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(u16);
+
+        impl $name {
+            /// The largest id.
+            pub const MAX: $name = $name(u16::MAX);
+
+            #[inline]
+            pub const fn new(id: u16) -> Self {
+                $name(id)
+            }
+
+            /// The id as the tables store it.
+            #[inline]
+            pub const fn get(self) -> u16 {
+                self.0
+            }
+
+            /// The id as an index into the topology's tables.
+            #[inline]
+            pub const fn index(self) -> usize {
+                self.0 as usize
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl From<$name> for u16 {
+            #[inline]
+            fn from(id: $name) -> u16 {
+                id.0
+            }
+        }
+
+        impl From<$name> for u32 {
+            #[inline]
+            fn from(id: $name) -> u32 {
+                u32::from(id.0)
+            }
+        }
+
+        impl From<$name> for u64 {
+            #[inline]
+            fn from(id: $name) -> u64 {
+                u64::from(id.0)
+            }
+        }
+
+        impl From<$name> for usize {
+            #[inline]
+            fn from(id: $name) -> usize {
+                id.index()
+            }
+        }
+    };
+}
+
+small_id! {
+    /// A distributed router (VRF), by its index in the topology.
+    RouterId
+}
+
+small_id! {
+    /// A tenant network, by its index in the topology.
+    NetworkId
+}
+
+small_id! {
+    /// A peer host, by its index in the topology.
+    PeerId
+}
+
+small_id! {
+    /// A router interface (a router's address on a network), by its index in the topology.
+    IfaceId
+}
+
 /// The next hop `index`, for tests that name next hops by number.
 #[cfg(test)]
 pub(crate) fn nh(index: u32) -> NextHopId {

@@ -6,10 +6,10 @@ use std::net::Ipv4Addr;
 
 use lcore_workers::TraceRecord;
 use router_core::control::{ControlPlane, NextHopOwner};
-use router_core::dataplane::{L2Location, NetworkId, PeerId, PortId, RouterId};
+use router_core::dataplane::{L2Location, PortId};
 use router_core::engine::trace::TraceEvent;
 use router_core::engine::{DropReason, Verdict};
-use router_core::ids::NextHopId;
+use router_core::ids::{IfaceId, NetworkId, NextHopId, PeerId, RouterId};
 use router_core::table::{NextHopKind, NextHopState, IFACE_NONE};
 use router_core::wire::EthernetAddress;
 
@@ -58,11 +58,11 @@ fn peer(cp: &ControlPlane, id: PeerId) -> String {
 }
 
 /// The object's name, or `#id` for an id the control plane does not know (any more).
-fn named(name: Option<&str>, id: u16) -> String {
+fn named(name: Option<&str>, id: impl std::fmt::Display) -> String {
     name.map_or_else(|| format!("#{id}"), str::to_string)
 }
 
-fn iface(cp: &ControlPlane, id: u16) -> String {
+fn iface(cp: &ControlPlane, id: IfaceId) -> String {
     if id == IFACE_NONE {
         return "the underlay".to_string();
     }
@@ -219,8 +219,8 @@ fn icmp_name(t: u8, code: u8) -> &'static str {
 pub fn location(cp: &ControlPlane, nh: NextHopId) -> Option<String> {
     let state = cp.dataplane().next_hops.get(nh).state;
     match state.kind() {
-        NextHopKind::Local => Some(format!("local port {}", port(cp, state.target()))),
-        NextHopKind::Remote => Some(format!("peer {}", peer(cp, state.target()))),
+        NextHopKind::Local => Some(format!("local port {}", port(cp, state.port()))),
+        NextHopKind::Remote => Some(format!("peer {}", peer(cp, state.peer()))),
         _ => None,
     }
 }
@@ -239,12 +239,12 @@ pub fn next_hop(cp: &ControlPlane, nh: NextHopId, state: NextHopState) -> String
         NextHopKind::Local => format!(
             "{who}at {} behind local port {}",
             state.mac(),
-            port(cp, state.target())
+            port(cp, state.port())
         ),
         NextHopKind::Remote => format!(
             "{who}at {} on peer {} (over the fabric)",
             state.mac(),
-            peer(cp, state.target())
+            peer(cp, state.peer())
         ),
         NextHopKind::Resolve => match owner {
             Some(NextHopOwner::Underlay(ip)) => format!(
@@ -257,8 +257,7 @@ pub fn next_hop(cp: &ControlPlane, nh: NextHopId, state: NextHopState) -> String
         NextHopKind::Failed => format!("{who}did not answer ARP (ICMP host unreachable)"),
         NextHopKind::LocalDelivery => "the router's own address (local delivery)".to_string(),
         NextHopKind::Blackhole => {
-            let reason = DropReason::from_index(usize::from(state.target()))
-                .map_or("unknown", DropReason::name);
+            let reason = state.drop_reason().map_or("unknown", DropReason::name);
             format!("drop ({reason})")
         }
         NextHopKind::Empty => "an empty slot (the entry was just deleted)".to_string(),

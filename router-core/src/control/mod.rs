@@ -60,8 +60,9 @@ pub use self::neigh::{NeighborConfig, NeighborState, NeighborView};
 pub use self::punt::{Flood, PuntAction, Tick};
 pub use self::query::TableUsage;
 
-use crate::dataplane::{Dataplane, NetworkId, PeerId, PortId, RouterId, Topology};
+use crate::dataplane::{Dataplane, PortId, Topology};
 use crate::ids::NextHopId;
+use crate::ids::{IfaceId, NetworkId, PeerId, RouterId};
 use crate::lpm::LpmError;
 use crate::model::{
     each_step, Applied, Change, Edit, Entry, InterfaceKey, MacAddr, Model, ModelError, Step,
@@ -69,7 +70,7 @@ use crate::model::{
 };
 use crate::qsbr::Qsbr;
 use crate::table::{
-    AtomicMap, AtomicMapError, AtomicMapWriter, IfaceId, NextHopAllocator, NextHops, NextHopsFull,
+    AtomicMap, AtomicMapError, AtomicMapWriter, NextHopAllocator, NextHops, NextHopsFull,
 };
 use crate::wire::EthernetAddress;
 
@@ -450,7 +451,7 @@ fn reinstall<T>(
 impl ControlPlane {
     /// Publishes the topology without an object that is gone, then gives its id back: workers
     /// that still saw the old topology keep the id until their grace period ends.
-    fn retract(&mut self, pool: Pool, id: u16) {
+    fn retract(&mut self, pool: Pool, id: impl Into<u16>) {
         self.dirty = true;
         self.publish_if_dirty();
         self.ids.release(&self.qsbr, pool, id);

@@ -14,9 +14,10 @@ use serde::Serialize;
 
 use super::holds::{HoldEvent, Waits};
 use super::{ApplyError, ControlPlane, NeighborOrigin, NextHopOwner, Tick};
-use crate::dataplane::{Nanos, PortId, RouterId};
+use crate::dataplane::{Nanos, PortId};
 use crate::ids::NextHopId;
-use crate::table::{IfaceId, NextHopKind, NextHopState};
+use crate::ids::{IfaceId, RouterId};
+use crate::table::{NextHopKind, NextHopState};
 use crate::wire::EthernetAddress;
 
 const MS: Nanos = 1_000_000;
@@ -298,11 +299,11 @@ impl Neighbors {
         let (mac, location) = match state.kind() {
             NextHopKind::Local => (
                 Some(state.mac().to_string()),
-                format!("local port {}", state.target()),
+                format!("local port {}", state.port()),
             ),
             NextHopKind::Remote => (
                 Some(state.mac().to_string()),
-                format!("peer {}", state.target()),
+                format!("peer {}", state.peer()),
             ),
             k => (None, k.name().to_string()),
         };
@@ -403,7 +404,7 @@ impl ControlPlane {
         if n.routes > 0 {
             self.tables
                 .next_hops
-                .set(n.nh, NextHopState::action(NextHopKind::Pending, 0));
+                .set(n.nh, NextHopState::action(NextHopKind::Pending));
             self.neighbors.entries.insert(
                 key,
                 Neighbor {
@@ -440,7 +441,7 @@ impl ControlPlane {
             ) {
                 self.tables
                     .next_hops
-                    .set(nh, NextHopState::action(NextHopKind::Failed, 0));
+                    .set(nh, NextHopState::action(NextHopKind::Failed));
             }
             self.neighbors.waits.report(HoldEvent::Failed(nh));
         }
@@ -467,7 +468,7 @@ impl ControlPlane {
             Some(NextHopOwner::Underlay(_)) => {
                 self.tables
                     .next_hops
-                    .set(nh, NextHopState::action(NextHopKind::Resolve, 0));
+                    .set(nh, NextHopState::action(NextHopKind::Resolve));
             }
             _ => {}
         }

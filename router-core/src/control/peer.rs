@@ -4,8 +4,7 @@
 
 use super::capacity::{Fits, Plan, Pool};
 use super::{ApplyError, ControlPlane, NextHopOwner, Program};
-use crate::dataplane::PeerId;
-use crate::ids::NextHopId;
+use crate::ids::{NextHopId, PeerId};
 use crate::model::{HostSpec, PeerSpec};
 use crate::table::{NextHopKind, NextHopState, IFACE_NONE};
 
@@ -84,7 +83,7 @@ impl ControlPlane {
                 }
             }
             None => {
-                let id = self.ids.alloc(&self.qsbr, Pool::Peers)?;
+                let id = PeerId::new(self.ids.alloc(&self.qsbr, Pool::Peers)?);
                 if let Err(e) = self.underlay_ref(underlay_ip) {
                     self.ids.release(&self.qsbr, Pool::Peers, id);
                     return Err(e);
@@ -112,7 +111,7 @@ impl ControlPlane {
         let nh = self
             .tables
             .next_hops
-            .alloc(IFACE_NONE, NextHopState::action(NextHopKind::Resolve, 0))?;
+            .alloc(IFACE_NONE, NextHopState::action(NextHopKind::Resolve))?;
         self.tables.owners.insert(nh, NextHopOwner::Underlay(ip));
         self.neighbors
             .underlay

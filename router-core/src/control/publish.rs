@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use super::ControlPlane;
 use crate::dataplane::{
-    DvrMacRange, FlatMap, HostInfo, IfaceInfo, NetworkInfo, PeerId, PeerInfo, PortId, PortInfo,
-    PortRole, RouterInfo, Topology,
+    DvrMacRange, FlatMap, HostInfo, IfaceInfo, NetworkInfo, PeerInfo, PortId, PortInfo, PortRole,
+    RouterInfo, Topology,
 };
-use crate::ids::NextHopId;
+use crate::ids::{NextHopId, PeerId};
 
 impl ControlPlane {
     pub(super) fn publish_if_dirty(&mut self) {
@@ -74,7 +74,7 @@ impl ControlPlane {
                 .map(|s| s.id);
             let flood_peers = self
                 .flood
-                .range((id, 0)..=(id, PeerId::MAX))
+                .range((id, PeerId::new(0))..=(id, PeerId::MAX))
                 .map(|((_, p), _)| *p)
                 .collect();
             t.networks[usize::from(id)] = Some(NetworkInfo {
@@ -145,7 +145,7 @@ impl ControlPlane {
 }
 
 /// Empty slots of an id-indexed table, one past the largest of `ids`.
-fn slots<T: Clone>(ids: impl Iterator<Item = u16>) -> Vec<Option<T>> {
-    let n = ids.map(|i| usize::from(i) + 1).max().unwrap_or(0);
+fn slots<T: Clone>(ids: impl Iterator<Item = impl Into<usize>>) -> Vec<Option<T>> {
+    let n = ids.map(|i| i.into() + 1).max().unwrap_or(0);
     vec![None; n]
 }

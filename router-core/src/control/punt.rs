@@ -12,11 +12,11 @@ use std::sync::Arc;
 
 use super::neigh::{Asker, Solicit};
 use super::{ControlPlane, NeighborOrigin, NextHopOwner};
-use crate::dataplane::{l2_key, L2Location, Nanos, NetworkId, PeerId, PortId, PortRole, Topology};
+use crate::dataplane::{l2_key, L2Location, Nanos, PortId, PortRole, Topology};
 use crate::engine::{
     build_icmp_error, check_ipv4, write_ethernet, DropReason, FabricHeader, PacketBuf, PuntReason,
 };
-use crate::ids::NextHopId;
+use crate::ids::{IfaceId, NetworkId, NextHopId, PeerId, RouterId};
 use crate::table::{NextHopKind, NextHopState};
 use crate::wire::{
     self, icmpv4, ArpOperation, ArpPacket, EtherType, EthernetAddress, Icmpv4Message, IpProtocol,
@@ -150,10 +150,7 @@ impl ControlPlane {
         // Whatever the operation, a known underlay neighbour speaking confirms itself.
         if let Some(u) = self.neighbors.underlay.get(&arp.sender_ip).copied() {
             if arp.sender_mac.is_unicast() {
-                self.set_resolved(
-                    u.nh,
-                    NextHopState::new(NextHopKind::Local, input, arp.sender_mac),
-                );
+                self.set_resolved(u.nh, NextHopState::local(input, arp.sender_mac));
                 let asker = Asker {
                     ports: vec![input],
                     src_mac: port.mac,
@@ -232,8 +229,8 @@ impl ControlPlane {
 
     fn learn_from_arp(
         &mut self,
-        router: u16,
-        iface: u16,
+        router: RouterId,
+        iface: IfaceId,
         ip: u32,
         mac: EthernetAddress,
         input: PortId,
@@ -250,7 +247,7 @@ impl ControlPlane {
             src_mac: mac,
             src_ip: 0,
         });
-        self.set_resolved(n.nh, NextHopState::new(NextHopKind::Local, input, mac));
+        self.set_resolved(n.nh, NextHopState::local(input, mac));
         if let Some(entry) = self.neighbors.entries.get_mut(&(router, ip)) {
             entry.origin = NeighborOrigin::Dynamic;
         }
@@ -271,7 +268,7 @@ impl ControlPlane {
     }
 
     /// Where and as whom to ARP for neighbours of an interface.
-    pub(super) fn asker_for(&self, iface: u16) -> Option<Asker> {
+    pub(super) fn asker_for(&self, iface: IfaceId) -> Option<Asker> {
         let topo = self.dp.topology.load();
         let g = topo.iface(iface)?;
         let net = topo.network(g.network)?;
@@ -418,10 +415,10 @@ impl ControlPlane {
     fn learn_destination(
         &mut self,
         router_name: &str,
-        key: (u16, u32),
-        iface: u16,
+        key: (RouterId, u32),
+        iface: IfaceId,
     ) -> Result<NextHopId, super::ApplyError> {
-        let pending = NextHopState::action(NextHopKind::Pending, 0);
+        let pending = NextHopState::action(NextHopKind::Pending);
         let n = self.new_neighbor(key, iface, pending, NeighborOrigin::Dynamic)?;
         if self
             .lpm_insert(router_name, super::host_prefix(key.1), n.nh)
@@ -450,7 +447,7 @@ impl ControlPlane {
                 .and_then(|(_, router, dst)| {
                     let lpm = miss.topo.router(router)?.lpm.clone();
                     let state = self.dp.next_hops.get(lpm.lookup(dst)?).state;
-                    (state.kind() == NextHopKind::Remote).then_some(state.target())
+                    (state.kind() == NextHopKind::Remote).then(|| state.peer())
                 }),
         };
         let (Some(peer), Some(host), Some(fabric)) = (
@@ -493,7 +490,7 @@ impl ControlPlane {
         topo: &Topology,
         pkt: &PacketBuf<'_>,
         network: NetworkId,
-    ) -> Option<(u16, u16, u32)> {
+    ) -> Option<(IfaceId, RouterId, u32)> {
         let iface = topo.network(network)?.iface?;
         let router = topo.iface(iface)?.router;
         check_ipv4(&pkt.frame()[ETH_LEN..]).ok()?;

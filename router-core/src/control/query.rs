@@ -7,13 +7,13 @@ use std::net::Ipv4Addr;
 
 use super::neigh::Known;
 use super::{ControlPlane, NeighborOrigin, NeighborView, NextHopOwner};
-use crate::dataplane::{Nanos, NetworkId, PeerId, PortId, RouterId};
+use crate::dataplane::{Nanos, PortId};
 use crate::ids::NextHopId;
+use crate::ids::{IfaceId, NetworkId, PeerId, RouterId};
 use crate::lpm::LpmWriter;
 use crate::model::{
     HostSpec, InstancePortSpec, InterfaceSpec, NetworkSpec, PeerSpec, RouteSpec, RouterSpec,
 };
-use crate::table::IfaceId;
 
 impl ControlPlane {
     /// The id of a port by name.

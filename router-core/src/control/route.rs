@@ -3,10 +3,10 @@
 
 use super::capacity::{Fits, Plan};
 use super::{ApplyError, ControlPlane, NeighborOrigin, NextHopOwner, Program};
-use crate::dataplane::RouterId;
 use crate::ids::NextHopId;
+use crate::ids::{IfaceId, RouterId};
 use crate::model::RouteSpec;
-use crate::table::{IfaceId, NextHopKind, NextHopState};
+use crate::table::{NextHopKind, NextHopState};
 
 use super::neigh::Neighbor;
 
@@ -72,7 +72,7 @@ impl ControlPlane {
         let nh = self
             .tables
             .next_hops
-            .alloc(iface, NextHopState::action(NextHopKind::Pending, 0))?;
+            .alloc(iface, NextHopState::action(NextHopKind::Pending))?;
         self.tables
             .owners
             .insert(nh, NextHopOwner::Neighbor { router, ip });

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use super::capacity::{Fits, GroupTally, Plan, Pool};
 use super::{ApplyError, ControlPlane, Program};
-use crate::dataplane::{IcmpLimiter, RouterId};
-use crate::ids::NextHopId;
+use crate::dataplane::IcmpLimiter;
+use crate::ids::{NextHopId, RouterId};
 use crate::lpm::{LpmConfig, LpmWriter, Prefix};
 use crate::model::RouterSpec;
 
@@ -61,7 +61,7 @@ impl ControlPlane {
                 hook(addr, len);
             }
         }
-        let id = self.ids.alloc(&self.qsbr, Pool::Routers)?;
+        let id = RouterId::new(self.ids.alloc(&self.qsbr, Pool::Routers)?);
         let icmp = Arc::new(IcmpLimiter::new(
             self.cfg.icmp_rate_per_s,
             self.cfg.icmp_burst,

@@ -121,7 +121,7 @@ struct Snapshot {
     usage: TableUsage,
     neighbors: Vec<NeighborView>,
     lookups: Vec<Option<NextHopId>>,
-    slots: Vec<(u64, u16, Option<NextHopOwner>)>,
+    slots: Vec<(u64, IfaceId, Option<NextHopOwner>)>,
     l2: Vec<(u64, u64)>,
     /// L2 deletes not yet reused: an entry written and taken back leaves one.
     l2_tombstones: usize,

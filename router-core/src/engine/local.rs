@@ -9,8 +9,8 @@ use super::route::Gateway;
 use super::trace::{TraceEvent, Tracer};
 use super::{check_ipv4, Burst, DropReason, PacketBuf, PuntReason, Verdict};
 use super::{ETH_LEN, MAX_BURST, MIN_IPV4_FRAME};
-use crate::dataplane::{l2_key, L2Location, NetworkId, NetworkInfo};
-use crate::ids::NextHopId;
+use crate::dataplane::{l2_key, L2Location, NetworkInfo};
+use crate::ids::{NetworkId, NextHopId};
 use crate::lpm::NO_ROUTE;
 use crate::wire::{self, checksum, EtherType, EthernetAddress, EthernetFrame, Ipv4Packet};
 

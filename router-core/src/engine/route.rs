@@ -8,7 +8,7 @@ use super::trace::{TraceEvent, Tracer};
 use super::{ipv4_header, Burst, DropReason, PacketBuf, PuntReason, Verdict};
 use super::{ETH_LEN, MIN_IPV4_FRAME};
 use crate::dataplane::{IfaceInfo, RouterInfo};
-use crate::ids::NextHopId;
+use crate::ids::{NextHopId, PeerId};
 use crate::table::{NextHop, NextHopKind};
 use crate::wire::{self, EthernetAddress, EthernetFrame, Ipv4Packet};
 
@@ -49,8 +49,7 @@ impl<T: Tracer> Burst<'_, T> {
         match kind {
             NextHopKind::LocalDelivery => return Verdict::Punt(PuntReason::LocalDelivery),
             NextHopKind::Blackhole => {
-                let reason = DropReason::from_index(usize::from(nh.state.target()))
-                    .unwrap_or(DropReason::Blackhole);
+                let reason = nh.state.drop_reason().unwrap_or(DropReason::Blackhole);
                 return Verdict::Drop(reason);
             }
             NextHopKind::Empty => return Verdict::Drop(DropReason::NoNextHop),
@@ -86,7 +85,7 @@ impl<T: Tracer> Burst<'_, T> {
         i: usize,
     ) -> Verdict {
         let nh = hop.next_hop;
-        let port = nh.state.target();
+        let port = nh.state.port();
         let (Some(out), Some(egress)) = (self.topo.port(port), self.topo.iface(nh.iface)) else {
             return Verdict::Drop(DropReason::NoNextHop);
         };
@@ -127,7 +126,7 @@ impl<T: Tracer> Burst<'_, T> {
             return v;
         }
         // Check the underlay before touching the frame: a punted frame must be unmodified.
-        let peer = nh.state.target();
+        let peer = nh.state.peer();
         if !self.underlay_resolved(peer) {
             return Verdict::Punt(PuntReason::UnderlayMiss);
         }
@@ -150,7 +149,7 @@ impl<T: Tracer> Burst<'_, T> {
         self.trace(i, || TraceEvent::rewrite(pkt.frame()));
     }
 
-    fn underlay_resolved(&self, peer: u16) -> bool {
+    fn underlay_resolved(&self, peer: PeerId) -> bool {
         self.topo
             .peer(peer)
             .is_some_and(|p| self.dp.next_hops.get(p.underlay).state.kind() == NextHopKind::Local)

@@ -8,9 +8,10 @@
 use std::fmt;
 use std::net::Ipv4Addr;
 
-use crate::dataplane::{L2Location, NetworkId, PeerId, RouterId};
+use crate::dataplane::L2Location;
 use crate::ids::NextHopId;
-use crate::table::{IfaceId, NextHopState};
+use crate::ids::{IfaceId, NetworkId, PeerId, RouterId};
+use crate::table::NextHopState;
 use crate::wire::{ethernet, ipv4, EthernetAddress, EthernetFrame, Ipv4Packet};
 
 /// One decision about one packet.
