@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crossbeam::channel::{bounded, Receiver, Sender};
 use crossbeam::queue::ArrayQueue;
 use dpdk_bindings::Mbuf;
-use router_core::engine::PuntReason;
+use router_core::reason::PuntReason;
 
 /// Packets the punt channel holds. Workers never wait for the control thread: a packet that
 /// finds the channel full is dropped and counted (`punt_queue_full`). 1024 absorbs a burst from

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use router_core::dataplane::MAX_PORTS;
-use router_core::engine::DropReason;
+use router_core::reason::DropReason;
 use router_core::stats::{Counter, EngineCounters, EngineTotals};
 
 /// Counters of one port, as seen by one worker.

@@ -19,7 +19,8 @@ use std::sync::{Mutex, PoisonError, TryLockError};
 
 use crossbeam::channel::{bounded, Receiver, Sender};
 use router_core::engine::trace::{BurstRecorder, TraceEvent};
-use router_core::engine::{PacketBuf, Verdict, MAX_BURST};
+use router_core::engine::{Verdict, MAX_BURST};
+use router_core::wire::PacketBuf;
 
 /// Records in flight from the workers to the control thread. Larger than one session can ask
 /// for, so that a session's records never find the channel full unless the reader is gone.
@@ -295,7 +296,7 @@ impl WorkerTrace {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use router_core::engine::DropReason;
+    use router_core::reason::DropReason;
 
     fn frame(src: [u8; 4], dst: [u8; 4], protocol: u8) -> Vec<u8> {
         let mut f = vec![0u8; 64];

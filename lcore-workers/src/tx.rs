@@ -4,7 +4,7 @@
 use arrayvec::ArrayVec;
 use dpdk_bindings::{tsc, Mbuf, MbufBurst, TxQueue};
 use hdrhistogram::Histogram;
-use router_core::engine::DropReason;
+use router_core::reason::DropReason;
 
 use crate::stats::WorkerStats;
 

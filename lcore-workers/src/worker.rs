@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use arrayvec::ArrayVec;
 use dpdk_bindings::{tsc, Mbuf, MbufBurst, RxQueue, TxQueue};
-use router_core::engine::{
-    DropReason, Engine, PacketBuf, PuntReason, Verdict, WorkerState, MAX_BURST,
-};
+use router_core::engine::{Engine, Verdict, WorkerState, MAX_BURST};
 use router_core::qsbr::QsbrReader;
+use router_core::reason::{DropReason, PuntReason};
 use router_core::stats::EngineCounters;
+use router_core::wire::PacketBuf;
 
 use crate::clock::TscClock;
 use crate::config::{AdaptiveIdle, IdleMode};

@@ -21,7 +21,7 @@ use lcore_workers::{
     WorkerHandle, WorkerShared,
 };
 use router_core::dataplane::PortRole;
-use router_core::engine::{DropReason, PuntReason};
+use router_core::reason::{DropReason, PuntReason};
 
 const POOL_SIZE: u32 = 8191;
 const POOL_CACHE: u32 = 64;

@@ -18,7 +18,7 @@ use common::*;
 use dpdk_bindings::{Eal, Mempool, Port, PortConfig, HEADROOM};
 use lcore_workers::{punt_channel, spawn, AdaptiveIdle, IdleMode, WorkerConfig, WorkerShared};
 use router_core::dataplane::PortRole;
-use router_core::engine::DropReason;
+use router_core::reason::DropReason;
 
 const IFACE: &str = "lwmseg0";
 /// Bytes of frame the first segment of an mbuf holds (the rest of its buffer is headroom).

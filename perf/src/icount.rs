@@ -14,11 +14,13 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use router_core::control::{ControlConfig, ControlPlane, PortSetup};
-use router_core::engine::{Engine, PacketBuf, PuntReason, Verdict, WorkerState};
+use router_core::engine::{Engine, Verdict, WorkerState};
 use router_core::model::{
     Change, HostSpec, InstancePortSpec, InterfaceSpec, NetworkSpec, PeerSpec, RouteSpec, RouterSpec,
 };
 use router_core::qsbr::{Qsbr, QsbrReader};
+use router_core::reason::PuntReason;
+use router_core::wire::PacketBuf;
 use router_core::wire::{
     ethernet, ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame,
     EthernetRepr,

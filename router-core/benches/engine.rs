@@ -24,7 +24,7 @@ fn bench_path(
 ) {
     assert_eq!(host.process(input, frame).0, expect, "{name}");
     let mut bufs = vec![vec![0u8; BUF_LEN]; BURST];
-    let mut verdicts = [Verdict::Drop(router_core::engine::DropReason::Stale); BURST];
+    let mut verdicts = [Verdict::Drop(router_core::reason::DropReason::Stale); BURST];
     let mut g = c.benchmark_group("engine");
     g.throughput(Throughput::Elements(BURST as u64));
     g.bench_function(name, |b| {

@@ -6,8 +6,9 @@ mod common;
 
 use common::*;
 use router_core::control::{HoldEvent, PuntAction};
-use router_core::engine::{DropReason, PuntReason, Verdict};
+use router_core::engine::Verdict;
 use router_core::model::{Change, InstancePortSpec};
+use router_core::reason::{DropReason, PuntReason};
 use router_core::wire::{self, EthernetAddress, Icmpv4Packet, Ipv4Packet, UdpPacket, VxlanPacket};
 
 #[test]

@@ -4,7 +4,8 @@ mod common;
 
 use common::*;
 use proptest::prelude::*;
-use router_core::engine::{PuntReason, Verdict};
+use router_core::engine::Verdict;
+use router_core::reason::PuntReason;
 
 fn mutated(base: &[u8], edits: &[(usize, u8)], len: usize) -> Vec<u8> {
     let mut f = base.to_vec();

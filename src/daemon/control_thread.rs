@@ -13,7 +13,8 @@ use crossbeam::channel::{Receiver, Sender};
 use dpdk_bindings::{Mbuf, Mempool};
 use lcore_workers::{InjectQueue, Injected, PuntReceiver, TscClock};
 use router_core::control::{ControlPlane, Holds, Solicit};
-use router_core::engine::{DropReason, Engine, WorkerState};
+use router_core::engine::{Engine, WorkerState};
+use router_core::reason::DropReason;
 use tracing::{debug, info, warn};
 
 use super::trace::Trace;

@@ -10,7 +10,9 @@
 use dpdk_bindings::Mbuf;
 use lcore_workers::Punted;
 use router_core::control::{Flood, PuntAction, Settle};
-use router_core::engine::{DropReason, PacketBuf, Verdict};
+use router_core::engine::Verdict;
+use router_core::reason::DropReason;
+use router_core::wire::PacketBuf;
 use tracing::debug;
 
 use super::control_thread::ControlThread;

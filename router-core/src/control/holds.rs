@@ -18,8 +18,8 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::ControlPlane;
-use crate::engine::DropReason;
 use crate::ids::NextHopId;
+use crate::reason::DropReason;
 
 /// What happened to a next hop that packets are held for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

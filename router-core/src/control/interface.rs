@@ -8,10 +8,10 @@ use std::net::Ipv4Addr;
 use super::capacity::{Fits, Plan, Pool};
 use super::{host_prefix, reinstall, ApplyError, ControlPlane, NextHopOwner, Program};
 
-use crate::engine::DropReason;
 use crate::ids::NextHopId;
 use crate::ids::{IfaceId, NetworkId, RouterId};
 use crate::model::InterfaceSpec;
+use crate::reason::DropReason;
 use crate::table::{NextHopKind, NextHopState};
 
 /// What the tables hold for an interface.

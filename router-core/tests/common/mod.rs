@@ -5,11 +5,13 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use router_core::control::{ControlConfig, ControlPlane, PortSetup, PuntAction, Solicit};
-use router_core::engine::{Engine, PacketBuf, PuntReason, Verdict, WorkerState};
+use router_core::engine::{Engine, Verdict, WorkerState};
 use router_core::model::{
     Change, HostSpec, InstancePortSpec, InterfaceSpec, NetworkSpec, PeerSpec, RouteSpec, RouterSpec,
 };
 use router_core::qsbr::Qsbr;
+use router_core::reason::PuntReason;
+use router_core::wire::PacketBuf;
 use router_core::wire::{self, EthernetAddress};
 
 pub const HEADROOM: usize = 128;
@@ -199,7 +201,7 @@ impl Host {
         let mut buf = vec![0u8; BUF_LEN];
         buf[HEADROOM..HEADROOM + frame.len()].copy_from_slice(frame);
         let mut pkts = [PacketBuf::new(&mut buf, HEADROOM, frame.len()).unwrap()];
-        let mut verdicts = [Verdict::Drop(router_core::engine::DropReason::Stale)];
+        let mut verdicts = [Verdict::Drop(router_core::reason::DropReason::Stale)];
         self.engine
             .process_burst(&mut self.worker, input, 0, &mut pkts, &mut verdicts);
         self.reader.quiescent();
@@ -268,7 +270,7 @@ impl Host {
         let (action, _, _) = self.punt(FABRIC, PuntReason::Arp, &reply, 1);
         assert_eq!(
             action,
-            PuntAction::Drop(router_core::engine::DropReason::NotForRouter)
+            PuntAction::Drop(router_core::reason::DropReason::NotForRouter)
         );
     }
 }
