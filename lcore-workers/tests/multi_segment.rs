@@ -60,10 +60,10 @@ fn multi_segment_mbufs_are_dropped() {
     };
     port.configure(&config, &pool).expect("configure tap");
     port.start().expect("start tap");
-    let tap = port.id().0;
+    let tap = lcore_workers::port::router_port(port.id());
 
     // The tap port is attached to nothing: whatever the engine sees is `port_not_attached`.
-    let mut roles = vec![PortRole::Unused; usize::from(tap) + 1];
+    let mut roles = vec![PortRole::Unused; tap.index() + 1];
     roles[usize::from(tap)] = PortRole::Unused;
     let bridge = bridge(&roles, &[]);
     let stop = Arc::new(AtomicBool::new(false));

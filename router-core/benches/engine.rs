@@ -6,6 +6,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use router_core::engine::Verdict;
+use router_core::ids::PortId;
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -18,7 +19,7 @@ fn bench_path(
     c: &mut Criterion,
     name: &str,
     host: &mut Host,
-    input: u16,
+    input: PortId,
     frame: &[u8],
     expect: Verdict,
 ) {

@@ -11,13 +11,11 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::ids::NextHopId;
-use crate::ids::{IfaceId, NetworkId, PeerId, RouterId};
+use crate::ids::{IfaceId, NetworkId, PeerId, PortId, RouterId};
 use crate::lpm::{Lpm, Prefix};
 use crate::table::{AtomicMap, NextHops};
 use crate::wire::EthernetAddress;
 
-/// A DPDK port, by its index in the daemon's port table.
-pub type PortId = u16;
 /// Nanoseconds on the data path's clock (TSC based), passed in by the caller.
 pub type Nanos = u64;
 
@@ -276,7 +274,7 @@ impl L2Location {
     pub fn decode(value: u64) -> Option<Self> {
         let id = value as u16;
         match value >> 16 {
-            1 => Some(L2Location::Local(id)),
+            1 => Some(L2Location::Local(PortId::new(id))),
             2 => Some(L2Location::Remote(PeerId::new(id))),
             _ => None,
         }
@@ -395,7 +393,10 @@ mod tests {
         assert_ne!(l2_key(NetworkId::new(0), 0), 0);
         let last = NetworkId::new((crate::model::MAX_NETWORKS - 1) as u16);
         assert_ne!(l2_key(last, 0xffff_ffff_ffff), u64::MAX);
-        for loc in [L2Location::Local(3), L2Location::Remote(PeerId::new(1023))] {
+        for loc in [
+            L2Location::Local(PortId::new(3)),
+            L2Location::Remote(PeerId::new(1023)),
+        ] {
             assert_eq!(L2Location::decode(loc.encode()), Some(loc));
         }
         assert_eq!(L2Location::decode(0), None);

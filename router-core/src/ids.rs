@@ -150,6 +150,14 @@ macro_rules! small_id {
 }
 
 small_id! {
+    /// A port of the router, by its index in the topology's port table. The daemon numbers the
+    /// router's ports as DPDK numbers its ports, so this id equals the DPDK port id of the
+    /// same port; router-core, pure Rust, never sees DPDK's type, and the workers and the
+    /// daemon convert a DPDK port id to it in one place (`lcore_workers::port::router_port`).
+    PortId
+}
+
+small_id! {
     /// A distributed router (VRF), by its index in the topology.
     RouterId
 }

@@ -16,8 +16,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::dataplane::PortId;
-use crate::ids::{IfaceId, NextHopId, PeerId};
+use crate::ids::{IfaceId, NextHopId, PeerId, PortId};
 use crate::qsbr::{Qsbr, Retired};
 use crate::reason::DropReason;
 use crate::wire::EthernetAddress;
@@ -113,7 +112,7 @@ impl NextHopState {
 
     /// A neighbour at `mac` behind local port `port`.
     pub fn local(port: PortId, mac: EthernetAddress) -> Self {
-        Self::pack(NextHopKind::Local, port, mac)
+        Self::pack(NextHopKind::Local, port.get(), mac)
     }
 
     /// A neighbour at `mac` on the peer host `peer`.
@@ -155,7 +154,7 @@ impl NextHopState {
     #[inline]
     pub fn port(self) -> PortId {
         debug_assert_eq!(self.kind(), NextHopKind::Local);
-        self.target()
+        PortId::new(self.target())
     }
 
     /// The peer host of a `Remote` neighbour.
@@ -671,7 +670,7 @@ mod tests {
         let mut alloc = NextHopAllocator::new(table.clone(), q.clone());
         let mac = EthernetAddress([2, 0, 0, 0, 0, 1]);
         let a = alloc
-            .alloc(IfaceId::new(7), NextHopState::local(1, mac))
+            .alloc(IfaceId::new(7), NextHopState::local(PortId::new(1), mac))
             .unwrap();
         let b = alloc
             .alloc(IfaceId::new(8), NextHopState::action(NextHopKind::Resolve))

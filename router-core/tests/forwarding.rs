@@ -216,7 +216,7 @@ fn rfc1812_header_checks_drop_with_named_reasons() {
     );
     // A port attached to nothing drops everything.
     assert_eq!(
-        a.process(7, &good).0,
+        a.process(router_core::ids::PortId::new(7), &good).0,
         Verdict::Drop(DropReason::PortNotAttached)
     );
 }

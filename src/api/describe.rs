@@ -6,10 +6,10 @@ use std::net::Ipv4Addr;
 
 use lcore_workers::TraceRecord;
 use router_core::control::{ControlPlane, NextHopOwner};
-use router_core::dataplane::{L2Location, PortId};
+use router_core::dataplane::L2Location;
 use router_core::engine::trace::TraceEvent;
 use router_core::engine::Verdict;
-use router_core::ids::{IfaceId, NetworkId, NextHopId, PeerId, RouterId};
+use router_core::ids::{IfaceId, NetworkId, NextHopId, PeerId, PortId, RouterId};
 use router_core::reason::DropReason;
 use router_core::table::{NextHopKind, NextHopState, IFACE_NONE};
 use router_core::wire::EthernetAddress;

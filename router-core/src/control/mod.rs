@@ -60,9 +60,9 @@ pub use self::neigh::{NeighborConfig, NeighborState, NeighborView};
 pub use self::punt::{Flood, PuntAction, Tick};
 pub use self::query::TableUsage;
 
-use crate::dataplane::{Dataplane, PortId, Topology};
-use crate::ids::NextHopId;
+use crate::dataplane::{Dataplane, Topology};
 use crate::ids::{IfaceId, NetworkId, PeerId, RouterId};
+use crate::ids::{NextHopId, PortId};
 use crate::lpm::LpmError;
 use crate::model::{
     each_step, Applied, Change, Edit, Entry, InterfaceKey, MacAddr, Model, ModelError, Step,
@@ -475,7 +475,7 @@ fn fabric_port(cfg: &ControlConfig) -> Result<Option<PortId>, ApplyError> {
             crate::dataplane::MAX_PORTS
         )));
     }
-    Ok(fabrics.first().map(|(i, _)| *i as PortId))
+    Ok(fabrics.first().map(|(i, _)| PortId::new(*i as u16)))
 }
 
 /// A /32 for an address.

@@ -14,9 +14,9 @@ use serde::Serialize;
 
 use super::holds::{HoldEvent, Waits};
 use super::{ApplyError, ControlPlane, NeighborOrigin, NextHopOwner, Tick};
-use crate::dataplane::{Nanos, PortId};
-use crate::ids::NextHopId;
+use crate::dataplane::Nanos;
 use crate::ids::{IfaceId, RouterId};
+use crate::ids::{NextHopId, PortId};
 use crate::table::{NextHopKind, NextHopState};
 use crate::wire::EthernetAddress;
 
@@ -494,7 +494,7 @@ mod tests {
 
     fn asker() -> Asker {
         Asker {
-            ports: vec![3],
+            ports: vec![PortId::new(3)],
             src_mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
             src_ip: 0x0a00_0101,
         }

@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use super::ControlPlane;
 use crate::dataplane::{
-    DvrMacRange, FlatMap, HostInfo, IfaceInfo, NetworkInfo, PeerInfo, PortId, PortInfo, PortRole,
+    DvrMacRange, FlatMap, HostInfo, IfaceInfo, NetworkInfo, PeerInfo, PortInfo, PortRole,
     RouterInfo, Topology,
 };
-use crate::ids::{NextHopId, PeerId};
+use crate::ids::{NextHopId, PeerId, PortId};
 
 impl ControlPlane {
     pub(super) fn publish_if_dirty(&mut self) {

@@ -12,11 +12,11 @@ use std::sync::Arc;
 
 use super::neigh::{Asker, Solicit};
 use super::{ControlPlane, NeighborOrigin, NextHopOwner};
-use crate::dataplane::{l2_key, L2Location, Nanos, PortId, PortRole, Topology};
+use crate::dataplane::{l2_key, L2Location, Nanos, PortRole, Topology};
 use crate::engine::{
     build_icmp_error, check_ipv4, write_ethernet, DropReason, FabricHeader, PacketBuf, PuntReason,
 };
-use crate::ids::{IfaceId, NetworkId, NextHopId, PeerId, RouterId};
+use crate::ids::{IfaceId, NetworkId, NextHopId, PeerId, PortId, RouterId};
 use crate::table::{NextHopKind, NextHopState};
 use crate::wire::{
     self, icmpv4, ArpOperation, ArpPacket, EtherType, EthernetAddress, Icmpv4Message, IpProtocol,

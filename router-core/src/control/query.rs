@@ -7,9 +7,9 @@ use std::net::Ipv4Addr;
 
 use super::neigh::Known;
 use super::{ControlPlane, NeighborOrigin, NeighborView, NextHopOwner};
-use crate::dataplane::{Nanos, PortId};
-use crate::ids::NextHopId;
+use crate::dataplane::Nanos;
 use crate::ids::{IfaceId, NetworkId, PeerId, RouterId};
+use crate::ids::{NextHopId, PortId};
 use crate::lpm::LpmWriter;
 use crate::model::{
     HostSpec, InstancePortSpec, InterfaceSpec, NetworkSpec, PeerSpec, RouteSpec, RouterSpec,
@@ -22,7 +22,7 @@ impl ControlPlane {
             .ports
             .iter()
             .position(|p| p.name == name)
-            .map(|i| i as PortId)
+            .map(|i| PortId::new(i as u16))
     }
 
     /// The fabric port, if any.

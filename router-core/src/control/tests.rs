@@ -15,7 +15,7 @@ use crate::model::tests::{
 use crate::model::{HostSpec, InstancePortSpec, NetworkSpec, PeerSpec, RouteSpec, RouterSpec};
 use crate::table::{AtomicMapError, NextHopKind};
 
-const PORT_BLUE: PortId = 1;
+const PORT_BLUE: PortId = PortId::new(1);
 
 fn ip(s: &str) -> Ipv4Addr {
     s.parse().unwrap()

@@ -47,7 +47,8 @@ pub use crate::wire::ipv4::ORIGINATED_TTL;
 pub use crate::wire::vxlan::flow_hash;
 pub use crate::wire::{BadWindow, FabricHeader, PacketBuf};
 
-use crate::dataplane::{Dataplane, Nanos, PortId, PortRole, Topology};
+use crate::dataplane::{Dataplane, Nanos, PortRole, Topology};
+use crate::ids::PortId;
 use crate::stats::EngineCounters;
 use crate::wire::{self, EtherType, EthernetAddress, EthernetFrame, EthernetRepr, Ipv4Packet};
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use router_core::control::{ControlConfig, ControlPlane, PortSetup, PuntAction, Solicit};
 use router_core::engine::{Engine, Verdict, WorkerState};
+use router_core::ids::PortId;
 use router_core::model::{
     Change, HostSpec, InstancePortSpec, InterfaceSpec, NetworkSpec, PeerSpec, RouteSpec, RouterSpec,
 };
@@ -17,10 +18,10 @@ use router_core::wire::{self, EthernetAddress};
 pub const HEADROOM: usize = 128;
 pub const BUF_LEN: usize = 2048 + HEADROOM;
 
-pub const BLUE: u16 = 0;
-pub const RED: u16 = 1;
-pub const FABRIC: u16 = 2;
-pub const BLUE2: u16 = 3;
+pub const BLUE: PortId = PortId::new(0);
+pub const RED: PortId = PortId::new(1);
+pub const FABRIC: PortId = PortId::new(2);
+pub const BLUE2: PortId = PortId::new(3);
 
 pub fn mac(s: &str) -> EthernetAddress {
     s.parse().unwrap()
@@ -197,7 +198,7 @@ impl Host {
     }
 
     /// Runs one frame through the engine; returns the verdict and the frame as it left.
-    pub fn process(&mut self, input: u16, frame: &[u8]) -> (Verdict, Vec<u8>) {
+    pub fn process(&mut self, input: PortId, frame: &[u8]) -> (Verdict, Vec<u8>) {
         let mut buf = vec![0u8; BUF_LEN];
         buf[HEADROOM..HEADROOM + frame.len()].copy_from_slice(frame);
         let mut pkts = [PacketBuf::new(&mut buf, HEADROOM, frame.len()).unwrap()];
@@ -212,7 +213,7 @@ impl Host {
     /// burst; `verdicts` gets their verdicts.
     pub fn process_copies(
         &mut self,
-        input: u16,
+        input: PortId,
         frame: &[u8],
         bufs: &mut [Vec<u8>],
         verdicts: &mut [Verdict],
@@ -232,7 +233,7 @@ impl Host {
     /// the ARP requests it sent.
     pub fn punt(
         &mut self,
-        input: u16,
+        input: PortId,
         reason: PuntReason,
         frame: &[u8],
         now: u64,
