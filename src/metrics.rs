@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam::channel::{bounded, Sender};
-use router_core::engine::DropReason;
+use router_core::reason::DropReason;
 use tracing::{info, warn};
 
 use crate::api::view::{MetricsData, MetricsSummary};

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use lcore_workers::{HistogramSnapshot, Percentiles, TscClock, WorkerStatsSnapshot};
 use router_core::control::TableUsage;
-use router_core::engine::{DropReason, PuntReason};
+use router_core::reason::{DropReason, PuntReason};
 use router_core::stats::EngineTotals;
 use serde::{Deserialize, Serialize};
 

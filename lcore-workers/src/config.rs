@@ -3,9 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::port::router_port;
 use dpdk_bindings::{RxQueue, TxQueue, BURST_SIZE};
 use router_core::dataplane::MAX_PORTS;
 use router_core::engine::MAX_BURST;
+use router_core::ids::PortId;
 
 use crate::error::WorkerError;
 
@@ -157,11 +159,11 @@ impl WorkerConfig {
             return Err(WorkerError::NoRxQueue { index: self.index });
         }
         for rx in &self.rx_queues {
-            check_port(rx.port().0)?;
+            check_port(router_port(rx.port()))?;
         }
         let mut seen = [false; MAX_PORTS];
         for tx in &self.tx_queues {
-            let port = tx.port().0;
+            let port = router_port(tx.port());
             check_port(port)?;
             let slot = &mut seen[usize::from(port)];
             if *slot {
@@ -174,7 +176,7 @@ impl WorkerConfig {
 }
 
 /// A port id must index the per-port tables ([`MAX_PORTS`] entries).
-fn check_port(port: u16) -> Result<(), WorkerError> {
+fn check_port(port: PortId) -> Result<(), WorkerError> {
     if usize::from(port) >= MAX_PORTS {
         return Err(WorkerError::PortOutOfRange {
             port,

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use router_core::ids::PortId;
 use router_core::qsbr::QsbrError;
 
 /// Errors of [`WorkerConfig::validate`](crate::WorkerConfig::validate), [`spawn`](crate::spawn)
@@ -33,10 +34,10 @@ pub enum WorkerError {
     NoRxQueue { index: usize },
     /// A port id beyond the per-port tables.
     #[error("port {port} is beyond the {max_ports} ports a worker can serve")]
-    PortOutOfRange { port: u16, max_ports: usize },
+    PortOutOfRange { port: PortId, max_ports: usize },
     /// Two TX queues of the same port.
     #[error("two TX queues for port {port}: a worker sends on one queue per port")]
-    DuplicateTxPort { port: u16 },
+    DuplicateTxPort { port: PortId },
     /// `rte_thread_register` failed (no lcore id left, or EAL not running).
     #[error("worker thread could not register with EAL: {0}")]
     Register(#[source] dpdk_bindings::Error),

@@ -36,6 +36,7 @@ mod config;
 mod error;
 mod handle;
 mod histogram;
+pub mod port;
 mod punt;
 mod stats;
 mod trace;

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use crossbeam::channel::{bounded, Receiver, Sender};
 use crossbeam::queue::ArrayQueue;
 use dpdk_bindings::Mbuf;
-use router_core::engine::PuntReason;
+use router_core::ids::PortId;
+use router_core::reason::PuntReason;
 
 /// Packets the punt channel holds. Workers never wait for the control thread: a packet that
 /// finds the channel full is dropped and counted (`punt_queue_full`). 1024 absorbs a burst from
@@ -18,7 +19,7 @@ pub struct Punted {
     /// The frame, as the engine left it (its window written back).
     pub mbuf: Mbuf,
     /// The DPDK port it was received on.
-    pub port: u16,
+    pub port: PortId,
     /// Why the engine punted it.
     pub reason: PuntReason,
     /// The TSC just before the RX burst that received it.
@@ -35,7 +36,7 @@ pub const INJECT_QUEUE_CAPACITY: usize = 1024;
 pub struct Injected {
     pub mbuf: Mbuf,
     /// The DPDK port to send it on.
-    pub port: u16,
+    pub port: PortId,
 }
 
 /// The control thread's queue into a worker's TX path.

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use router_core::dataplane::MAX_PORTS;
-use router_core::engine::DropReason;
+use router_core::ids::PortId;
+use router_core::reason::DropReason;
 use router_core::stats::{Counter, EngineCounters, EngineTotals};
 
 /// Counters of one port, as seen by one worker.
@@ -83,7 +84,7 @@ impl WorkerStats {
 
     /// The counters of `port` (a dummy set for an out-of-range id, so callers never panic).
     #[inline]
-    pub fn port(&self, port: u16) -> &PortCounters {
+    pub fn port(&self, port: PortId) -> &PortCounters {
         let i = usize::from(port).min(MAX_PORTS - 1);
         &self.ports[i]
     }
@@ -96,7 +97,7 @@ impl WorkerStats {
             .enumerate()
             .filter_map(|(id, c)| {
                 let port = PortSnapshot {
-                    port: u16::try_from(id).ok()?,
+                    port: PortId::new(u16::try_from(id).ok()?),
                     rx_packets: c.rx_packets.get(),
                     rx_bytes: c.rx_bytes.get(),
                     tx_packets: c.tx_packets.get(),
@@ -131,7 +132,7 @@ impl WorkerStats {
 /// One port's counters at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PortSnapshot {
-    pub port: u16,
+    pub port: PortId,
     pub rx_packets: u64,
     pub rx_bytes: u64,
     pub tx_packets: u64,
@@ -182,7 +183,7 @@ impl WorkerStatsSnapshot {
     }
 
     /// The counters of `port`, zero when it had no traffic.
-    pub fn port(&self, port: u16) -> PortSnapshot {
+    pub fn port(&self, port: PortId) -> PortSnapshot {
         self.ports
             .iter()
             .find(|p| p.port == port)
@@ -210,23 +211,23 @@ mod tests {
         stats.loops.add(10);
         stats.bursts.add(4);
         stats.busy_cycles.add(1000);
-        stats.port(1).rx_packets.add(8);
-        stats.port(1).rx_bytes.add(512);
-        stats.port(2).tx_packets.add(6);
-        stats.port(2).tx_drops.add(2);
-        stats.port(u16::MAX).rx_packets.inc(); // the dummy last slot, never a panic
+        stats.port(PortId::new(1)).rx_packets.add(8);
+        stats.port(PortId::new(1)).rx_bytes.add(512);
+        stats.port(PortId::new(2)).tx_packets.add(6);
+        stats.port(PortId::new(2)).tx_drops.add(2);
+        stats.port(PortId::MAX).rx_packets.inc(); // the dummy last slot, never a panic
         stats.engine.count_drop(DropReason::TxFull);
         let snap = stats.snapshot();
         assert_eq!(snap.index, 3);
         assert_eq!((snap.loops, snap.bursts), (10, 4));
         assert_eq!(snap.rx_packets(), 9);
         assert_eq!(snap.tx_packets(), 6);
-        assert_eq!(snap.port(1).rx_bytes, 512);
-        assert_eq!(snap.port(2).tx_drops, 2);
+        assert_eq!(snap.port(PortId::new(1)).rx_bytes, 512);
+        assert_eq!(snap.port(PortId::new(2)).tx_drops, 2);
         assert_eq!(
-            snap.port(5),
+            snap.port(PortId::new(5)),
             PortSnapshot {
-                port: 5,
+                port: PortId::new(5),
                 ..PortSnapshot::default()
             }
         );

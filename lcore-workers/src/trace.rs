@@ -19,7 +19,9 @@ use std::sync::{Mutex, PoisonError, TryLockError};
 
 use crossbeam::channel::{bounded, Receiver, Sender};
 use router_core::engine::trace::{BurstRecorder, TraceEvent};
-use router_core::engine::{PacketBuf, Verdict, MAX_BURST};
+use router_core::engine::{Verdict, MAX_BURST};
+use router_core::ids::PortId;
+use router_core::wire::PacketBuf;
 
 /// Records in flight from the workers to the control thread. Larger than one session can ask
 /// for, so that a session's records never find the channel full unless the reader is gone.
@@ -43,8 +45,8 @@ const IPV4_MIN_LEN: usize = 20;
 /// VXLAN frame) or any IPv4 header the engine parsed (the inner one).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TraceFilter {
-    /// The DPDK port the packet came in on.
-    pub port: Option<u16>,
+    /// The router port the packet came in on.
+    pub port: Option<PortId>,
     /// IPv4 source address.
     pub src: Option<Ipv4Addr>,
     /// IPv4 destination address.
@@ -97,8 +99,8 @@ pub struct TraceRecord {
     pub session: u64,
     /// The worker that handled it.
     pub worker: usize,
-    /// The DPDK port it came in on.
-    pub port: u16,
+    /// The router port it came in on.
+    pub port: PortId,
     /// The engine's time of its burst, in nanoseconds.
     pub time_ns: u64,
     /// The frame's length as received.
@@ -235,7 +237,7 @@ impl WorkerTrace {
     /// Whether to trace a burst received on `port`: the tap is armed and its filter accepts
     /// the port. Reads the session once for the burst.
     #[inline]
-    pub(crate) fn wants(&mut self, port: u16) -> bool {
+    pub(crate) fn wants(&mut self, port: PortId) -> bool {
         if !self.tap.is_armed() {
             return false;
         }
@@ -265,7 +267,7 @@ impl WorkerTrace {
     }
 
     /// Sends the records of the matching packets of the burst just processed.
-    pub(crate) fn after(&mut self, port: u16, now_ns: u64, verdicts: &[Verdict]) {
+    pub(crate) fn after(&mut self, port: PortId, now_ns: u64, verdicts: &[Verdict]) {
         let Some(session) = self.session.take() else {
             return;
         };
@@ -295,7 +297,7 @@ impl WorkerTrace {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use router_core::engine::DropReason;
+    use router_core::reason::DropReason;
 
     fn frame(src: [u8; 4], dst: [u8; 4], protocol: u8) -> Vec<u8> {
         let mut f = vec![0u8; 64];
@@ -345,44 +347,44 @@ mod tests {
         let (tap, rx) = TraceTap::new();
         let tap = std::sync::Arc::new(tap);
         let mut w = WorkerTrace::new(std::sync::Arc::clone(&tap), 2);
-        assert!(!w.wants(0), "not armed");
+        assert!(!w.wants(PortId::new(0)), "not armed");
         tap.arm(
             7,
             TraceFilter {
-                port: Some(1),
+                port: Some(PortId::new(1)),
                 ..TraceFilter::default()
             },
             3,
         );
-        assert!(!w.wants(0), "other port");
+        assert!(!w.wants(PortId::new(0)), "other port");
         let mut bufs: Vec<Vec<u8>> = (0..5)
             .map(|_| frame([10, 0, 1, 5], [10, 0, 2, 7], 1))
             .collect();
-        assert!(w.wants(1));
+        assert!(w.wants(PortId::new(1)));
         let pkts: Vec<PacketBuf<'_>> = bufs
             .iter_mut()
             .map(|b| PacketBuf::new(b, 0, 64).unwrap())
             .collect();
         w.before(&pkts);
         let verdicts = [
-            Verdict::Forward(2),
+            Verdict::Forward(PortId::new(2)),
             Verdict::Drop(DropReason::NoRoute),
-            Verdict::Forward(2),
-            Verdict::Forward(2),
-            Verdict::Forward(2),
+            Verdict::Forward(PortId::new(2)),
+            Verdict::Forward(PortId::new(2)),
+            Verdict::Forward(PortId::new(2)),
         ];
-        w.after(1, 1234, &verdicts);
+        w.after(PortId::new(1), 1234, &verdicts);
         let got: Vec<_> = rx.try_iter().collect();
         assert_eq!(got.len(), 3);
         assert_eq!(got[1].verdict, Verdict::Drop(DropReason::NoRoute));
         assert!(got
             .iter()
-            .all(|r| r.session == 7 && r.worker == 2 && r.port == 1 && r.len == 64));
+            .all(|r| r.session == 7 && r.worker == 2 && r.port == PortId::new(1) && r.len == 64));
         assert!(!tap.is_armed(), "disarmed once the session has its packets");
-        assert!(!w.wants(1));
+        assert!(!w.wants(PortId::new(1)));
         tap.arm(8, TraceFilter::default(), 2);
         tap.disarm();
-        assert!(!w.wants(1));
+        assert!(!w.wants(PortId::new(1)));
         assert_eq!(tap.lost(), 0);
     }
 }

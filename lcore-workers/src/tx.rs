@@ -1,10 +1,12 @@
 //! A worker's TX buffer for one port: packets wait here until a full burst or the end of the
 //! poll loop, then go out in one `tx_burst` call.
 
+use crate::port::router_port;
 use arrayvec::ArrayVec;
 use dpdk_bindings::{tsc, Mbuf, MbufBurst, TxQueue};
 use hdrhistogram::Histogram;
-use router_core::engine::DropReason;
+use router_core::ids::PortId;
+use router_core::reason::DropReason;
 
 use crate::stats::WorkerStats;
 
@@ -19,7 +21,7 @@ struct Run {
 /// One TX queue and the packets waiting for it.
 #[derive(Debug)]
 pub(crate) struct TxPort<const N: usize> {
-    port: u16,
+    port: PortId,
     queue: TxQueue,
     pending: MbufBurst<N>,
     /// Bytes of the packets in `pending`.
@@ -32,7 +34,7 @@ pub(crate) struct TxPort<const N: usize> {
 impl<const N: usize> TxPort<N> {
     pub(crate) fn new(queue: TxQueue) -> TxPort<N> {
         TxPort {
-            port: queue.port().0,
+            port: router_port(queue.port()),
             queue,
             pending: MbufBurst::new(),
             pending_bytes: 0,

@@ -12,13 +12,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::port::router_port;
 use arrayvec::ArrayVec;
 use dpdk_bindings::{tsc, Mbuf, MbufBurst, RxQueue, TxQueue};
-use router_core::engine::{
-    DropReason, Engine, PacketBuf, PuntReason, Verdict, WorkerState, MAX_BURST,
-};
+use router_core::engine::{Engine, Verdict, WorkerState, MAX_BURST};
+use router_core::ids::PortId;
 use router_core::qsbr::QsbrReader;
+use router_core::reason::{DropReason, PuntReason};
 use router_core::stats::EngineCounters;
+use router_core::wire::PacketBuf;
 
 use crate::clock::TscClock;
 use crate::config::{AdaptiveIdle, IdleMode};
@@ -47,7 +49,7 @@ pub(crate) struct Parts {
 
 /// One RX queue and the port it belongs to.
 struct RxPort {
-    port: u16,
+    port: PortId,
     queue: RxQueue,
 }
 
@@ -124,18 +126,18 @@ impl<const N: usize> Worker<N> {
         let rx = rx_queues
             .into_iter()
             .map(|queue| RxPort {
-                port: queue.port().0,
+                port: router_port(queue.port()),
                 queue,
             })
             .collect();
         let ports = tx_queues
             .iter()
-            .map(|q| usize::from(q.port().0) + 1)
+            .map(|q| router_port(q.port()).index() + 1)
             .max()
             .unwrap_or(0);
         let mut tx: Vec<Option<TxPort<N>>> = (0..ports).map(|_| None).collect();
         for queue in tx_queues {
-            let port = usize::from(queue.port().0);
+            let port = router_port(queue.port()).index();
             tx[port] = Some(TxPort::new(queue));
         }
         let publish_interval = clock.cycles(HISTOGRAM_PUBLISH_INTERVAL_MS * 1_000_000);
@@ -306,7 +308,7 @@ impl<const N: usize> Worker<N> {
     /// Lends every packet of the burst to the engine and keeps the verdicts and new windows.
     /// False, with nothing processed, when a packet is not one exclusively owned segment.
     #[inline]
-    fn process(&mut self, port: u16, now_ns: u64) -> bool {
+    fn process(&mut self, port: PortId, now_ns: u64) -> bool {
         let mut pkts: ArrayVec<PacketBuf<'_>, MAX_BURST> = ArrayVec::new();
         for window in self.burst.windows_mut() {
             let Some(window) = window else {
@@ -380,7 +382,7 @@ impl<const N: usize> Output<N> {
         mbuf: Mbuf,
         verdict: Verdict,
         (head, len): (usize, usize),
-        input: u16,
+        input: PortId,
         rx_tsc: u64,
     ) {
         match verdict {
@@ -415,7 +417,7 @@ impl<const N: usize> Output<N> {
 
     /// Hands a packet to the control thread, or drops it when the channel is full.
     #[inline]
-    fn punt(&mut self, mbuf: Mbuf, port: u16, reason: PuntReason, rx_tsc: u64) {
+    fn punt(&mut self, mbuf: Mbuf, port: PortId, reason: PuntReason, rx_tsc: u64) {
         let punted = Punted {
             mbuf,
             port,
@@ -431,7 +433,7 @@ impl<const N: usize> Output<N> {
 
     /// Queues a packet on its egress port's TX buffer, sending the buffer when it is full.
     #[inline]
-    fn forward(&mut self, mbuf: Mbuf, port: u16, rx_tsc: u64) {
+    fn forward(&mut self, mbuf: Mbuf, port: PortId, rx_tsc: u64) {
         let Some(tx) = self.tx.get_mut(usize::from(port)).and_then(Option::as_mut) else {
             self.stats.tx_no_queue.inc();
             self.stats.port(port).tx_drops.inc();

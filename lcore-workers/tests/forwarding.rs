@@ -16,12 +16,14 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use dpdk_bindings::{tsc, Eal, Mempool, RxQueue, TxQueue, DEFAULT_DATA_ROOM};
+use lcore_workers::port::router_port;
 use lcore_workers::{
     punt_channel_with_capacity, spawn, IdleMode, PuntReceiver, WorkerConfig, WorkerError,
     WorkerHandle, WorkerShared,
 };
 use router_core::dataplane::PortRole;
-use router_core::engine::{DropReason, PuntReason};
+use router_core::ids::PortId;
+use router_core::reason::{DropReason, PuntReason};
 
 const POOL_SIZE: u32 = 8191;
 const POOL_CACHE: u32 = 64;
@@ -44,9 +46,9 @@ struct Harness {
     a_tx: TxQueue,
     c_tx: TxQueue,
     b_rx: RxQueue,
-    a: u16,
-    b: u16,
-    c: u16,
+    a: PortId,
+    b: PortId,
+    c: PortId,
     punts: PuntReceiver,
     worker: WorkerHandle,
     stop: Arc<AtomicBool>,
@@ -67,7 +69,7 @@ impl Harness {
     }
 
     /// Waits until the worker received `packets` on `port`.
-    fn wait_rx(&self, port: u16, packets: u64) {
+    fn wait_rx(&self, port: PortId, packets: u64) {
         let stats = self.worker.stats();
         assert!(
             wait_until(TIMEOUT, || stats.port(port).rx_packets.get() >= packets),
@@ -106,8 +108,16 @@ fn worker_end_to_end() {
     // B has a second TX queue, only to show that a worker refuses two TX queues of one port.
     let mut port_b = ring_port("net_ring1", &pool, 2);
     let mut port_c = ring_port("net_ring2", &pool, 1);
-    let (a, b, c) = (port_a.id().0, port_b.id().0, port_c.id().0);
-    assert_eq!((a, b, c), (0, 1, 2), "ports are numbered in vdev order");
+    let (a, b, c) = (
+        router_port(port_a.id()),
+        router_port(port_b.id()),
+        router_port(port_c.id()),
+    );
+    assert_eq!(
+        (a.get(), b.get(), c.get()),
+        (0, 1, 2),
+        "ports are numbered in vdev order"
+    );
 
     let mut roles = vec![PortRole::Unused; 3];
     roles[usize::from(a)] = PortRole::Local { network: NETWORK };

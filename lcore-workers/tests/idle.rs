@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use dpdk_bindings::{Eal, MbufBurst, Mempool, Port, DEFAULT_DATA_ROOM};
+use lcore_workers::port::router_port;
 use lcore_workers::{
     punt_channel, spawn, AdaptiveIdle, IdleMode, WorkerConfig, WorkerHandle, WorkerShared,
 };
@@ -43,7 +44,7 @@ fn idle_back_off() {
     let pool = Mempool::pktmbuf("lw_idle_pool", 4095, 64, DEFAULT_DATA_ROOM, None).expect("pool");
     let port_a = ring_port("net_ring0", &pool, 2);
     let port_b = ring_port("net_ring1", &pool, 2);
-    let (a, b) = (port_a.id().0, port_b.id().0);
+    let (a, b) = (router_port(port_a.id()), router_port(port_b.id()));
     let mut roles = vec![PortRole::Unused; 2];
     roles[usize::from(a)] = PortRole::Local { network: NETWORK };
     roles[usize::from(b)] = PortRole::Local { network: NETWORK };

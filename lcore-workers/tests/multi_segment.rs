@@ -18,7 +18,7 @@ use common::*;
 use dpdk_bindings::{Eal, Mempool, Port, PortConfig, HEADROOM};
 use lcore_workers::{punt_channel, spawn, AdaptiveIdle, IdleMode, WorkerConfig, WorkerShared};
 use router_core::dataplane::PortRole;
-use router_core::engine::DropReason;
+use router_core::reason::DropReason;
 
 const IFACE: &str = "lwmseg0";
 /// Bytes of frame the first segment of an mbuf holds (the rest of its buffer is headroom).
@@ -60,10 +60,10 @@ fn multi_segment_mbufs_are_dropped() {
     };
     port.configure(&config, &pool).expect("configure tap");
     port.start().expect("start tap");
-    let tap = port.id().0;
+    let tap = lcore_workers::port::router_port(port.id());
 
     // The tap port is attached to nothing: whatever the engine sees is `port_not_attached`.
-    let mut roles = vec![PortRole::Unused; usize::from(tap) + 1];
+    let mut roles = vec![PortRole::Unused; tap.index() + 1];
     roles[usize::from(tap)] = PortRole::Unused;
     let bridge = bridge(&roles, &[]);
     let stop = Arc::new(AtomicBool::new(false));

@@ -14,12 +14,15 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use router_core::control::{ControlConfig, ControlPlane, PortSetup};
-use router_core::engine::{Engine, PacketBuf, PuntReason, Verdict, WorkerState};
+use router_core::engine::{Engine, Verdict, WorkerState};
+use router_core::ids::PortId;
 use router_core::model::{
     Change, InstancePortSpec, InterfaceSpec, NetworkSpec, RouteSpec, RouterSpec,
 };
 use router_core::qsbr::{Qsbr, QsbrReader};
+use router_core::reason::PuntReason;
 use router_core::testing::{host_and_peer, VTEP_A, VTEP_B};
+use router_core::wire::PacketBuf;
 use router_core::wire::{
     ethernet, ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame,
     EthernetRepr,
@@ -34,9 +37,9 @@ const HEADROOM: usize = 128;
 /// Data buffer per frame.
 const BUF_LEN: usize = 2048 + HEADROOM;
 
-const PORT_BLUE: u16 = 0;
-const PORT_RED: u16 = 1;
-const PORT_FABRIC: u16 = 2;
+const PORT_BLUE: PortId = PortId::new(0);
+const PORT_RED: PortId = PortId::new(1);
+const PORT_FABRIC: PortId = PortId::new(2);
 
 const GW_BLUE: &str = "fa:16:3e:00:01:01";
 const GW_RED: &str = "fa:16:3e:00:02:01";
@@ -263,7 +266,7 @@ fn frames_to(dst: Ipv4Addr) -> Vec<Vec<u8>> {
 #[derive(Debug)]
 pub struct Bench {
     host: Host,
-    input: u16,
+    input: PortId,
     frames: Vec<Vec<u8>>,
     bufs: Vec<Vec<u8>>,
     verdicts: Vec<Verdict>,
@@ -338,7 +341,7 @@ impl Bench {
     ) -> R {
         if self.bufs.len() != self.frames.len() {
             self.bufs = vec![vec![0u8; BUF_LEN]; self.frames.len()];
-            self.verdicts = vec![Verdict::Forward(0); self.frames.len()];
+            self.verdicts = vec![Verdict::Forward(PortId::new(0)); self.frames.len()];
         }
         let mut pkts: Vec<PacketBuf<'_>> = self
             .bufs
@@ -367,7 +370,7 @@ impl Bench {
 }
 
 /// A function that processes one burst.
-pub type BurstFn = fn(&Engine, &mut WorkerState, u16, &mut [PacketBuf<'_>], &mut [Verdict]);
+pub type BurstFn = fn(&Engine, &mut WorkerState, PortId, &mut [PacketBuf<'_>], &mut [Verdict]);
 
 /// The counted burst: callgrind collects only inside this function
 /// (`--toggle-collect=*icount_measured_burst*`).
@@ -375,7 +378,7 @@ pub type BurstFn = fn(&Engine, &mut WorkerState, u16, &mut [PacketBuf<'_>], &mut
 pub fn icount_measured_burst(
     engine: &Engine,
     worker: &mut WorkerState,
-    input: u16,
+    input: PortId,
     pkts: &mut [PacketBuf<'_>],
     verdicts: &mut [Verdict],
 ) {
@@ -388,7 +391,7 @@ pub fn icount_measured_burst(
 pub fn icount_warmup_burst(
     engine: &Engine,
     worker: &mut WorkerState,
-    input: u16,
+    input: PortId,
     pkts: &mut [PacketBuf<'_>],
     verdicts: &mut [Verdict],
 ) {

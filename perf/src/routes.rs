@@ -9,8 +9,9 @@
 
 use std::net::Ipv4Addr;
 
+use router_core::ids::NextHopId;
 use router_core::lpm::testgen::{random_addresses_in, realistic_routes};
-use router_core::lpm::{NextHopId, Prefix};
+use router_core::lpm::Prefix;
 
 /// Most flows of a run: the flow number is 16 bits in the stamp.
 pub const FLOWS_MAX: usize = 1 << 16;

@@ -6,6 +6,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use router_core::engine::Verdict;
+use router_core::ids::PortId;
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -18,13 +19,13 @@ fn bench_path(
     c: &mut Criterion,
     name: &str,
     host: &mut Host,
-    input: u16,
+    input: PortId,
     frame: &[u8],
     expect: Verdict,
 ) {
     assert_eq!(host.process(input, frame).0, expect, "{name}");
     let mut bufs = vec![vec![0u8; BUF_LEN]; BURST];
-    let mut verdicts = [Verdict::Drop(router_core::engine::DropReason::Stale); BURST];
+    let mut verdicts = [Verdict::Drop(router_core::reason::DropReason::Stale); BURST];
     let mut g = c.benchmark_group("engine");
     g.throughput(Throughput::Elements(BURST as u64));
     g.bench_function(name, |b| {

@@ -17,7 +17,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput};
-use router_core::lpm::{testgen, Lpm, LpmConfig, LpmWriter, NextHopId, Prefix, NO_ROUTE};
+use router_core::ids::NextHopId;
+use router_core::lpm::{testgen, Lpm, LpmConfig, LpmWriter, Prefix, NO_ROUTE};
 use router_core::qsbr::Qsbr;
 
 /// Routes in the big table.
@@ -293,7 +294,7 @@ fn spawn_churn(
                 if pass % 2 == 0 {
                     writer.remove(prefix).unwrap();
                 } else {
-                    let next_hop = NextHopId::new((next_hop.index() + pass) & 0xFFFF).unwrap();
+                    let next_hop = NextHopId::new((next_hop.get() + pass) & 0xFFFF).unwrap();
                     writer.insert(prefix, next_hop).unwrap();
                 }
                 updates += 1;

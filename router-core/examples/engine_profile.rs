@@ -22,7 +22,7 @@ fn main() {
         _ => (&mut paths.b, FABRIC, paths.encapsulated),
     };
     let mut bufs = vec![vec![0u8; BUF_LEN]; BURST];
-    let mut verdicts = [Verdict::Drop(router_core::engine::DropReason::Stale); BURST];
+    let mut verdicts = [Verdict::Drop(router_core::reason::DropReason::Stale); BURST];
     let mut forwarded = 0usize;
     for _ in 0..bursts {
         host.process_copies(input, &frame, &mut bufs, &mut verdicts);

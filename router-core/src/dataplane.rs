@@ -10,18 +10,12 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use crate::ids::NextHopId;
+use crate::ids::{IfaceId, NetworkId, PeerId, PortId, RouterId};
 use crate::lpm::{Lpm, Prefix};
-use crate::table::{AtomicMap, IfaceId, NextHopIndex, NextHops};
+use crate::table::{AtomicMap, NextHops};
 use crate::wire::EthernetAddress;
 
-/// A DPDK port, by its index in the daemon's port table.
-pub type PortId = u16;
-/// A distributed router (VRF).
-pub type RouterId = u16;
-/// A tenant network.
-pub type NetworkId = u16;
-/// A peer host.
-pub type PeerId = u16;
 /// Nanoseconds on the data path's clock (TSC based), passed in by the caller.
 pub type Nanos = u64;
 
@@ -32,23 +26,23 @@ pub const MAX_PORTS: usize = 64;
 /// addressing over a power-of-two table at most half full, Fibonacci hashing, linear probing.
 /// A lookup is a multiply, a shift and usually one compare. Built when a topology is published.
 #[derive(Clone, Debug)]
-pub struct FlatMap {
+pub struct FlatMap<V> {
     keys: Box<[u64]>,
-    values: Box<[u16]>,
+    values: Box<[V]>,
     mask: usize,
 }
 
 /// The key that marks an empty slot (no VNI, VTEP or MAC is this large).
 const FLAT_EMPTY: u64 = u64::MAX;
 
-impl FlatMap {
+impl<V: Copy + Default> FlatMap<V> {
     /// A map of `entries`; a later entry with the same key replaces an earlier one.
-    pub fn new(entries: impl IntoIterator<Item = (u64, u16)>) -> Self {
+    pub fn new(entries: impl IntoIterator<Item = (u64, V)>) -> Self {
         let entries: Vec<_> = entries.into_iter().collect();
         let size = (entries.len() * 2).next_power_of_two().max(8);
         let mut m = FlatMap {
             keys: vec![FLAT_EMPTY; size].into(),
-            values: vec![0; size].into(),
+            values: vec![V::default(); size].into(),
             mask: size - 1,
         };
         for (key, value) in entries {
@@ -70,7 +64,7 @@ impl FlatMap {
 
     /// The id of `key`.
     #[inline]
-    pub fn get(&self, key: u64) -> Option<u16> {
+    pub fn get(&self, key: u64) -> Option<V> {
         let mut i = self.home(key);
         // At most half the slots are used: an empty one ends every probe sequence.
         loop {
@@ -86,7 +80,7 @@ impl FlatMap {
     }
 
     /// Every entry, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (u64, u16)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (u64, V)> + '_ {
         self.keys
             .iter()
             .zip(self.values.iter())
@@ -95,7 +89,7 @@ impl FlatMap {
     }
 }
 
-impl Default for FlatMap {
+impl<V: Copy + Default> Default for FlatMap<V> {
     fn default() -> Self {
         FlatMap::new([])
     }
@@ -164,7 +158,7 @@ pub struct PeerInfo {
     pub vtep: u32,
     pub dvr_mac: EthernetAddress,
     /// The underlay next hop toward its VTEP (a neighbour on the fabric port).
-    pub underlay: NextHopIndex,
+    pub underlay: NextHopId,
 }
 
 /// The small, rarely changing part of the data-plane state. Immutable once published.
@@ -180,11 +174,11 @@ pub struct Topology {
     pub routers: Vec<Option<RouterInfo>>,
     pub peers: Vec<Option<PeerInfo>>,
     /// VNI to network.
-    pub vni_to_network: FlatMap,
+    pub vni_to_network: FlatMap<NetworkId>,
     /// VTEP address to peer.
-    pub vtep_to_peer: FlatMap,
+    pub vtep_to_peer: FlatMap<PeerId>,
     /// DVR MAC (48 bits) to peer.
-    pub dvr_mac_to_peer: FlatMap,
+    pub dvr_mac_to_peer: FlatMap<PeerId>,
     /// The DVR MAC range, as a mask and the value a MAC has under it (see [`DvrMacRange`]).
     pub dvr_macs: DvrMacRange,
 }
@@ -280,8 +274,8 @@ impl L2Location {
     pub fn decode(value: u64) -> Option<Self> {
         let id = value as u16;
         match value >> 16 {
-            1 => Some(L2Location::Local(id)),
-            2 => Some(L2Location::Remote(id)),
+            1 => Some(L2Location::Local(PortId::new(id))),
+            2 => Some(L2Location::Remote(PeerId::new(id))),
             _ => None,
         }
     }
@@ -396,10 +390,13 @@ mod tests {
 
     #[test]
     fn l2_keys_and_locations() {
-        assert_ne!(l2_key(0, 0), 0);
-        let last = (crate::model::MAX_NETWORKS - 1) as NetworkId;
+        assert_ne!(l2_key(NetworkId::new(0), 0), 0);
+        let last = NetworkId::new((crate::model::MAX_NETWORKS - 1) as u16);
         assert_ne!(l2_key(last, 0xffff_ffff_ffff), u64::MAX);
-        for loc in [L2Location::Local(3), L2Location::Remote(1023)] {
+        for loc in [
+            L2Location::Local(PortId::new(3)),
+            L2Location::Remote(PeerId::new(1023)),
+        ] {
             assert_eq!(L2Location::decode(loc.encode()), Some(loc));
         }
         assert_eq!(L2Location::decode(0), None);
@@ -412,7 +409,7 @@ mod tests {
             assert_eq!(m.get(k * 7919), Some(k as u16));
             assert_eq!(m.get(k * 7919 + 1), None);
         }
-        assert_eq!(FlatMap::default().get(5), None);
+        assert_eq!(FlatMap::<u16>::default().get(5), None);
         assert_eq!(m.iter().count(), 1000);
     }
 

@@ -5,6 +5,8 @@
 //! See `ARCHITECTURE.md` at the repository root for the contracts with the other crates.
 #![forbid(unsafe_code)]
 
+pub mod ids;
+
 pub mod reason;
 
 pub mod wire;

@@ -7,6 +7,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::ids::RouterId;
 use crate::model::MAX_ROUTERS;
 use crate::reason::{DropReason, PuntReason};
 
@@ -95,7 +96,7 @@ impl EngineCounters {
 
     /// The counters of one router (a dummy set for an out-of-range id, so callers never panic).
     #[inline]
-    pub fn router(&self, router: u16) -> &RouterCounters {
+    pub fn router(&self, router: RouterId) -> &RouterCounters {
         let i = usize::from(router).min(self.routers.len() - 1);
         &self.routers[i]
     }
@@ -158,11 +159,11 @@ mod tests {
         a.count_drop(DropReason::NoRoute);
         b.count_drop(DropReason::NoRoute);
         b.count_punt(PuntReason::Arp);
-        a.router(5).routed_local.add(3);
-        a.router(u16::MAX).icmp_errors.inc();
+        a.router(RouterId::new(5)).routed_local.add(3);
+        a.router(RouterId::MAX).icmp_errors.inc();
         let t = EngineTotals::sum([&a, &b]);
         assert_eq!(t.drop_count(DropReason::NoRoute), 2);
         assert_eq!(t.punts[PuntReason::Arp.index()], ("arp".to_string(), 1));
-        assert_eq!(a.router(5).routed_local.get(), 3);
+        assert_eq!(a.router(RouterId::new(5)).routed_local.get(), 3);
     }
 }

@@ -16,20 +16,13 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::ids::{IfaceId, NextHopId, PeerId, PortId};
 use crate::qsbr::{Qsbr, Retired};
 use crate::reason::DropReason;
 use crate::wire::EthernetAddress;
 
-/// Index of a next hop in [`NextHops`] (what LPM entries store).
-pub type NextHopIndex = u32;
-
-// The LPM stores `lpm::NextHopId`s, the validated newtype of these indexes (at most 2^24 - 1).
-
-/// Index of a router interface in the topology.
-pub type IfaceId = u16;
-
 /// An interface id that names no interface (next hops of the fabric's underlay).
-pub const IFACE_NONE: IfaceId = u16::MAX;
+pub const IFACE_NONE: IfaceId = IfaceId::new(u16::MAX);
 
 /// What a worker does with a packet whose route resolved to this next hop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,20 +104,39 @@ impl NextHopState {
     pub const EMPTY: NextHopState = NextHopState(0);
 
     /// Packs a state. `target` must be at most [`NEXT_HOP_TARGET_MAX`].
-    pub fn new(kind: NextHopKind, target: u16, mac: EthernetAddress) -> Self {
+    fn pack(kind: NextHopKind, target: u16, mac: EthernetAddress) -> Self {
         debug_assert!(target <= NEXT_HOP_TARGET_MAX);
         let mac = mac.to_u64() & ((1 << MAC_BITS) - 1);
         NextHopState(mac | (kind.code() << KIND_SHIFT) | (u64::from(target) << TARGET_SHIFT))
     }
 
-    /// A state with no neighbour address.
-    pub fn action(kind: NextHopKind, target: u16) -> Self {
-        Self::new(kind, target, EthernetAddress([0; 6]))
+    /// A neighbour at `mac` behind local port `port`.
+    pub fn local(port: PortId, mac: EthernetAddress) -> Self {
+        Self::pack(NextHopKind::Local, port.get(), mac)
+    }
+
+    /// A neighbour at `mac` on the peer host `peer`.
+    pub fn remote(peer: PeerId, mac: EthernetAddress) -> Self {
+        Self::pack(NextHopKind::Remote, peer.get(), mac)
+    }
+
+    /// A state with no neighbour address and no target: any kind but `Local`, `Remote` and
+    /// `Blackhole`, which have their own constructors.
+    pub fn action(kind: NextHopKind) -> Self {
+        debug_assert!(!matches!(
+            kind,
+            NextHopKind::Local | NextHopKind::Remote | NextHopKind::Blackhole
+        ));
+        Self::pack(kind, 0, EthernetAddress([0; 6]))
     }
 
     /// A blackhole that counts `reason`.
     pub fn blackhole(reason: DropReason) -> Self {
-        Self::action(NextHopKind::Blackhole, reason as u16)
+        Self::pack(
+            NextHopKind::Blackhole,
+            reason as u16,
+            EthernetAddress([0; 6]),
+        )
     }
 
     #[inline]
@@ -132,9 +144,31 @@ impl NextHopState {
         NextHopKind::from_code((self.0 >> KIND_SHIFT) & KIND_MASK)
     }
 
+    /// The target field as stored: what it names depends on the kind.
     #[inline]
-    pub fn target(self) -> u16 {
+    fn target(self) -> u16 {
         (self.0 >> TARGET_SHIFT) as u16
+    }
+
+    /// The port of a `Local` neighbour.
+    #[inline]
+    pub fn port(self) -> PortId {
+        debug_assert_eq!(self.kind(), NextHopKind::Local);
+        PortId::new(self.target())
+    }
+
+    /// The peer host of a `Remote` neighbour.
+    #[inline]
+    pub fn peer(self) -> PeerId {
+        debug_assert_eq!(self.kind(), NextHopKind::Remote);
+        PeerId::new(self.target())
+    }
+
+    /// The reason a `Blackhole` counts, or `None` for an index no reason has.
+    #[inline]
+    pub fn drop_reason(self) -> Option<DropReason> {
+        debug_assert_eq!(self.kind(), NextHopKind::Blackhole);
+        DropReason::from_index(usize::from(self.target()))
     }
 
     /// The neighbour MAC as six octets.
@@ -213,13 +247,13 @@ impl NextHops {
 
     /// Reads a next hop. An id out of range reads as empty (never panics).
     #[inline]
-    pub fn get(&self, id: NextHopIndex) -> NextHop {
-        match self.slots.get(id as usize) {
+    pub fn get(&self, id: NextHopId) -> NextHop {
+        match self.slots.get(id.index()) {
             // Acquire pairs with the Release store in `set_state`: a worker that sees a state
             // also sees the interface written before it was first published.
             Some(slot) => NextHop {
                 state: NextHopState(slot.state.load(Ordering::Acquire)),
-                iface: slot.iface.load(Ordering::Relaxed) as IfaceId,
+                iface: IfaceId::new(slot.iface.load(Ordering::Relaxed) as u16),
             },
             None => NextHop {
                 state: NextHopState::EMPTY,
@@ -231,8 +265,8 @@ impl NextHops {
     /// Marks a next hop as used (workers, for dynamic neighbours). Writes only when the flag is
     /// clear, so a busy entry costs one shared read per packet, not a write.
     #[inline]
-    pub fn touch(&self, id: NextHopIndex) {
-        if let Some(slot) = self.slots.get(id as usize) {
+    pub fn touch(&self, id: NextHopId) {
+        if let Some(slot) = self.slots.get(id.index()) {
             if !slot.used.load(Ordering::Relaxed) {
                 slot.used.store(true, Ordering::Relaxed);
             }
@@ -240,20 +274,20 @@ impl NextHops {
     }
 
     /// Reads and clears the used flag (control thread, ageing).
-    pub fn take_used(&self, id: NextHopIndex) -> bool {
+    pub fn take_used(&self, id: NextHopId) -> bool {
         self.slots
-            .get(id as usize)
+            .get(id.index())
             .is_some_and(|s| s.used.swap(false, Ordering::Relaxed))
     }
 
-    fn set_state(&self, id: NextHopIndex, state: NextHopState) {
-        self.slots[id as usize]
+    fn set_state(&self, id: NextHopId, state: NextHopState) {
+        self.slots[id.index()]
             .state
             .store(state.0, Ordering::Release);
     }
 
-    fn init(&self, id: NextHopIndex, iface: IfaceId, state: NextHopState) {
-        let slot = &self.slots[id as usize];
+    fn init(&self, id: NextHopId, iface: IfaceId, state: NextHopState) {
+        let slot = &self.slots[id.index()];
         slot.iface.store(u32::from(iface), Ordering::Relaxed);
         slot.used.store(false, Ordering::Relaxed);
         slot.state.store(state.0, Ordering::Release);
@@ -266,8 +300,8 @@ impl NextHops {
 pub struct NextHopAllocator {
     table: Arc<NextHops>,
     qsbr: Arc<Qsbr>,
-    free: Vec<NextHopIndex>,
-    retired: Retired<NextHopIndex>,
+    free: Vec<NextHopId>,
+    retired: Retired<NextHopId>,
 }
 
 /// The next-hop table is full.
@@ -280,7 +314,10 @@ pub struct NextHopsFull {
 impl NextHopAllocator {
     pub fn new(table: Arc<NextHops>, qsbr: Arc<Qsbr>) -> Self {
         // Slot 0 stays empty forever: an LPM value of 0 is never a live next hop.
-        let free = (1..table.capacity() as NextHopIndex).rev().collect();
+        let free = (1..table.capacity() as u32)
+            .rev()
+            .filter_map(NextHopId::new)
+            .collect();
         NextHopAllocator {
             table,
             qsbr,
@@ -298,7 +335,7 @@ impl NextHopAllocator {
         &mut self,
         iface: IfaceId,
         state: NextHopState,
-    ) -> Result<NextHopIndex, NextHopsFull> {
+    ) -> Result<NextHopId, NextHopsFull> {
         if self.free.is_empty() {
             self.reclaim();
         }
@@ -316,15 +353,15 @@ impl NextHopAllocator {
     }
 
     /// Changes the state of a live next hop; workers see the old or the new state, never a mix.
-    pub fn set(&mut self, id: NextHopIndex, state: NextHopState) {
+    pub fn set(&mut self, id: NextHopId, state: NextHopState) {
         self.table.set_state(id, state);
     }
 
     /// Releases a next hop that no table entry references any more. Its slot is reused only
     /// after every worker passed a quiescent point, so a worker that read the id just before the
     /// LPM entry changed still finds the old state.
-    pub fn free(&mut self, id: NextHopIndex) {
-        debug_assert!(id != 0);
+    pub fn free(&mut self, id: NextHopId) {
+        debug_assert!(id != NextHopId::EMPTY);
         let token = self.qsbr.retire_token();
         self.retired.push(token, id);
     }
@@ -604,6 +641,7 @@ impl AtomicMapWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::nh;
     use proptest::prelude::*;
     use std::collections::HashMap;
 
@@ -614,13 +652,13 @@ mod tests {
     #[test]
     fn next_hop_state_packs_and_unpacks() {
         let mac = EthernetAddress([0xfa, 0x16, 0x3e, 0x01, 0x02, 0x03]);
-        let s = NextHopState::new(NextHopKind::Remote, 1023, mac);
+        let s = NextHopState::remote(PeerId::new(1023), mac);
         assert_eq!(s.kind(), NextHopKind::Remote);
-        assert_eq!(s.target(), 1023);
+        assert_eq!(s.peer(), PeerId::new(1023));
         assert_eq!(s.mac(), mac);
         let b = NextHopState::blackhole(DropReason::NoRoute);
         assert_eq!(b.kind(), NextHopKind::Blackhole);
-        assert_eq!(b.target(), DropReason::NoRoute as u16);
+        assert_eq!(b.drop_reason(), Some(DropReason::NoRoute));
         assert_eq!(NextHopState::EMPTY.kind(), NextHopKind::Empty);
     }
 
@@ -632,33 +670,33 @@ mod tests {
         let mut alloc = NextHopAllocator::new(table.clone(), q.clone());
         let mac = EthernetAddress([2, 0, 0, 0, 0, 1]);
         let a = alloc
-            .alloc(7, NextHopState::new(NextHopKind::Local, 1, mac))
+            .alloc(IfaceId::new(7), NextHopState::local(PortId::new(1), mac))
             .unwrap();
         let b = alloc
-            .alloc(8, NextHopState::action(NextHopKind::Resolve, 0))
+            .alloc(IfaceId::new(8), NextHopState::action(NextHopKind::Resolve))
             .unwrap();
-        assert_ne!(a, 0);
-        assert_ne!(b, 0);
+        assert_ne!(a, NextHopId::EMPTY);
+        assert_ne!(b, NextHopId::EMPTY);
         assert_eq!(
-            alloc.alloc(0, NextHopState::EMPTY),
+            alloc.alloc(IfaceId::new(0), NextHopState::EMPTY),
             Err(NextHopsFull { capacity: 3 })
         );
-        assert_eq!(table.get(a).iface, 7);
+        assert_eq!(table.get(a).iface, IfaceId::new(7));
         assert_eq!(table.get(a).state.mac(), mac);
-        alloc.set(b, NextHopState::new(NextHopKind::Remote, 2, mac));
+        alloc.set(b, NextHopState::remote(PeerId::new(2), mac));
         assert_eq!(table.get(b).state.kind(), NextHopKind::Remote);
 
         alloc.free(a);
         // The reader has not passed a quiescent point: the slot keeps its state.
-        assert!(alloc.alloc(0, NextHopState::EMPTY).is_err());
+        assert!(alloc.alloc(IfaceId::new(0), NextHopState::EMPTY).is_err());
         assert_eq!(table.get(a).state.kind(), NextHopKind::Local);
         reader.quiescent();
         let c = alloc
-            .alloc(9, NextHopState::action(NextHopKind::Pending, 0))
+            .alloc(IfaceId::new(9), NextHopState::action(NextHopKind::Pending))
             .unwrap();
         assert_eq!(c, a);
-        assert_eq!(table.get(c).iface, 9);
-        assert_eq!(table.get(12345).state, NextHopState::EMPTY);
+        assert_eq!(table.get(c).iface, IfaceId::new(9));
+        assert_eq!(table.get(nh(12345)).state, NextHopState::EMPTY);
     }
 
     #[test]

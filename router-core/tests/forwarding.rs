@@ -6,8 +6,9 @@ mod common;
 
 use common::*;
 use router_core::control::{HoldEvent, PuntAction};
-use router_core::engine::{DropReason, PuntReason, Verdict};
+use router_core::engine::Verdict;
 use router_core::model::Change;
+use router_core::reason::{DropReason, PuntReason};
 use router_core::wire::{self, EthernetAddress, Icmpv4Packet, Ipv4Packet, UdpPacket, VxlanPacket};
 
 #[test]
@@ -207,7 +208,7 @@ fn rfc1812_header_checks_drop_with_named_reasons() {
     );
     // A port attached to nothing drops everything.
     assert_eq!(
-        a.process(7, &good).0,
+        a.process(router_core::ids::PortId::new(7), &good).0,
         Verdict::Drop(DropReason::PortNotAttached)
     );
 }

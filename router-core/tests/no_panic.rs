@@ -4,7 +4,9 @@ mod common;
 
 use common::*;
 use proptest::prelude::*;
-use router_core::engine::{PuntReason, Verdict};
+use router_core::engine::Verdict;
+use router_core::ids::PortId;
+use router_core::reason::PuntReason;
 
 fn mutated(base: &[u8], edits: &[(usize, u8)], len: usize) -> Vec<u8> {
     let mut f = base.to_vec();
@@ -24,12 +26,12 @@ proptest! {
     #[test]
     fn arbitrary_bytes_on_any_port(bytes in proptest::collection::vec(any::<u8>(), 0..200), port in 0u16..5) {
         let mut a = Host::new("host-a");
-        let (v, out) = a.process(port, &bytes);
+        let (v, out) = a.process(PortId::new(port), &bytes);
         if let Verdict::Forward(_) = v {
             prop_assert!(out.len() >= 14);
         }
         for reason in PuntReason::ALL {
-            let _ = a.punt(port, *reason, &bytes, 0);
+            let _ = a.punt(PortId::new(port), *reason, &bytes, 0);
         }
     }
 

@@ -6,10 +6,12 @@ use std::net::Ipv4Addr;
 
 use lcore_workers::TraceRecord;
 use router_core::control::{ControlPlane, NextHopOwner};
-use router_core::dataplane::{L2Location, NetworkId, PeerId, PortId, RouterId};
+use router_core::dataplane::L2Location;
 use router_core::engine::trace::TraceEvent;
-use router_core::engine::{DropReason, Verdict};
-use router_core::table::{NextHopIndex, NextHopKind, NextHopState, IFACE_NONE};
+use router_core::engine::Verdict;
+use router_core::ids::{IfaceId, NetworkId, NextHopId, PeerId, PortId, RouterId};
+use router_core::reason::DropReason;
+use router_core::table::{NextHopKind, NextHopState, IFACE_NONE};
 use router_core::wire::EthernetAddress;
 
 use super::view::TracePacket;
@@ -57,11 +59,11 @@ fn peer(cp: &ControlPlane, id: PeerId) -> String {
 }
 
 /// The object's name, or `#id` for an id the control plane does not know (any more).
-fn named(name: Option<&str>, id: u16) -> String {
+fn named(name: Option<&str>, id: impl std::fmt::Display) -> String {
     name.map_or_else(|| format!("#{id}"), str::to_string)
 }
 
-fn iface(cp: &ControlPlane, id: u16) -> String {
+fn iface(cp: &ControlPlane, id: IfaceId) -> String {
     if id == IFACE_NONE {
         return "the underlay".to_string();
     }
@@ -169,7 +171,7 @@ fn input_network(cp: &ControlPlane, n: NetworkId, r: Option<RouterId>) -> String
     }
 }
 
-fn lookup(cp: &ControlPlane, r: RouterId, dst: Ipv4Addr, nh: Option<NextHopIndex>) -> String {
+fn lookup(cp: &ControlPlane, r: RouterId, dst: Ipv4Addr, nh: Option<NextHopId>) -> String {
     match nh {
         Some(nh) => format!("route lookup in {} for {dst}: next hop {nh}", router(cp, r)),
         None => format!("route lookup in {} for {dst}: no route", router(cp, r)),
@@ -215,17 +217,17 @@ fn icmp_name(t: u8, code: u8) -> &'static str {
 
 /// Where a resolved neighbour is, by name (`local port red`, `peer host-b`); `None` for a
 /// next hop that is not a resolved neighbour.
-pub fn location(cp: &ControlPlane, nh: NextHopIndex) -> Option<String> {
+pub fn location(cp: &ControlPlane, nh: NextHopId) -> Option<String> {
     let state = cp.dataplane().next_hops.get(nh).state;
     match state.kind() {
-        NextHopKind::Local => Some(format!("local port {}", port(cp, state.target()))),
-        NextHopKind::Remote => Some(format!("peer {}", peer(cp, state.target()))),
+        NextHopKind::Local => Some(format!("local port {}", port(cp, state.port()))),
+        NextHopKind::Remote => Some(format!("peer {}", peer(cp, state.peer()))),
         _ => None,
     }
 }
 
 /// What next hop `nh` in state `state` does, with its neighbour's address when it has one.
-pub fn next_hop(cp: &ControlPlane, nh: NextHopIndex, state: NextHopState) -> String {
+pub fn next_hop(cp: &ControlPlane, nh: NextHopId, state: NextHopState) -> String {
     let owner = cp.next_hop_owner(nh);
     let neighbor = match owner {
         Some(NextHopOwner::Neighbor { ip, .. }) | Some(NextHopOwner::Underlay(ip)) => {
@@ -238,12 +240,12 @@ pub fn next_hop(cp: &ControlPlane, nh: NextHopIndex, state: NextHopState) -> Str
         NextHopKind::Local => format!(
             "{who}at {} behind local port {}",
             state.mac(),
-            port(cp, state.target())
+            port(cp, state.port())
         ),
         NextHopKind::Remote => format!(
             "{who}at {} on peer {} (over the fabric)",
             state.mac(),
-            peer(cp, state.target())
+            peer(cp, state.peer())
         ),
         NextHopKind::Resolve => match owner {
             Some(NextHopOwner::Underlay(ip)) => format!(
@@ -256,8 +258,7 @@ pub fn next_hop(cp: &ControlPlane, nh: NextHopIndex, state: NextHopState) -> Str
         NextHopKind::Failed => format!("{who}did not answer ARP (ICMP host unreachable)"),
         NextHopKind::LocalDelivery => "the router's own address (local delivery)".to_string(),
         NextHopKind::Blackhole => {
-            let reason = DropReason::from_index(usize::from(state.target()))
-                .map_or("unknown", DropReason::name);
+            let reason = state.drop_reason().map_or("unknown", DropReason::name);
             format!("drop ({reason})")
         }
         NextHopKind::Empty => "an empty slot (the entry was just deleted)".to_string(),

@@ -92,7 +92,7 @@ pub struct RouterEntry {
 pub struct Lookup {
     pub router: String,
     pub ip: std::net::Ipv4Addr,
-    pub next_hop: Option<u32>,
+    pub next_hop: Option<router_core::ids::NextHopId>,
     /// What the next hop does, in words.
     pub result: String,
 }

@@ -13,7 +13,9 @@ use crossbeam::channel::{Receiver, Sender};
 use dpdk_bindings::{Mbuf, Mempool};
 use lcore_workers::{InjectQueue, Injected, PuntReceiver, TscClock};
 use router_core::control::{ControlPlane, Holds, Solicit};
-use router_core::engine::{DropReason, Engine, WorkerState};
+use router_core::engine::{Engine, WorkerState};
+use router_core::ids::PortId;
+use router_core::reason::DropReason;
 use tracing::{debug, info, warn};
 
 use super::trace::Trace;
@@ -39,7 +41,7 @@ pub(super) struct ControlThread {
     /// Worker 0's queue of packets to send for the control thread.
     pub(super) inject: Arc<InjectQueue>,
     /// Packets waiting for a neighbour, with their input port.
-    pub(super) holds: Holds<(Mbuf, u16)>,
+    pub(super) holds: Holds<(Mbuf, PortId)>,
     pub(super) clock: TscClock,
     pub(super) punt_rx: PuntReceiver,
     pub(super) next_tick: Instant,
@@ -174,7 +176,7 @@ impl ControlThread {
     }
 
     /// Hands a packet to worker 0, which sends it on `port`.
-    pub(super) fn send(&mut self, port: u16, mbuf: Mbuf) {
+    pub(super) fn send(&mut self, port: PortId, mbuf: Mbuf) {
         if let Err(refused) = self.inject.push(Injected { mbuf, port }) {
             drop(refused);
             self.worker.counters().count_drop(DropReason::TxFull);

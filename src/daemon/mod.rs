@@ -291,11 +291,11 @@ fn port_view<'a>(
     p: &PortRuntime,
     workers: impl Iterator<Item = &'a WorkerStatsSnapshot>,
 ) -> PortStatsView {
-    let id = p.port.id().0;
+    let id = lcore_workers::port::router_port(p.port.id());
     let mut v = PortStatsView {
         name: p.name.clone(),
         device: p.device.clone(),
-        port_id: id,
+        port_id: id.get(),
         fabric: p.fabric,
         link_up: p.port.link().is_ok_and(|l| l.up),
         ..PortStatsView::default()

@@ -10,7 +10,10 @@
 use dpdk_bindings::Mbuf;
 use lcore_workers::Punted;
 use router_core::control::{Flood, PuntAction, Settle};
-use router_core::engine::{DropReason, PacketBuf, Verdict};
+use router_core::engine::Verdict;
+use router_core::ids::PortId;
+use router_core::reason::DropReason;
+use router_core::wire::PacketBuf;
 use tracing::debug;
 
 use super::control_thread::ControlThread;
@@ -90,7 +93,7 @@ impl ControlThread {
     }
 
     /// Runs a packet through the engine again (its next hop changed since it was punted).
-    fn reinject(&mut self, mut mbuf: Mbuf, port: u16, depth: u32) {
+    fn reinject(&mut self, mut mbuf: Mbuf, port: PortId, depth: u32) {
         let now = self.now();
         let (engine, worker) = (&self.engine, &mut self.worker);
         let verdict = match with_packet(&mut mbuf, |pkt| {

@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use crossbeam::channel::{bounded, Sender};
 use dpdk_bindings::{Eal, Mempool, Port};
+use lcore_workers::port::router_port;
 use lcore_workers::{
     inject_queue, punt_channel_with_capacity, InjectQueue, TraceTap, TscClock, WorkerConfig,
     WorkerHandle, WorkerShared,
@@ -225,7 +226,11 @@ fn control_plane(
 /// The control plane's ports, indexed by DPDK port id (router-core port ids are DPDK port
 /// ids): unconfigured ids become unused placeholders.
 fn port_setups(cfg: &Config, ports: &[PortRuntime]) -> Result<Vec<PortSetup>, DaemonError> {
-    let max_id = ports.iter().map(|p| p.port.id().0).max().unwrap_or(0);
+    let max_id = ports
+        .iter()
+        .map(|p| router_port(p.port.id()).get())
+        .max()
+        .unwrap_or(0);
     let mut setups: Vec<PortSetup> = (0..=max_id)
         .map(|i| PortSetup {
             name: format!("unused-{i}"),
@@ -235,7 +240,7 @@ fn port_setups(cfg: &Config, ports: &[PortRuntime]) -> Result<Vec<PortSetup>, Da
         })
         .collect();
     for (p, spec) in ports.iter().zip(&cfg.ports) {
-        setups[usize::from(p.port.id().0)] = PortSetup {
+        setups[router_port(p.port.id()).index()] = PortSetup {
             name: p.name.clone(),
             mac: EthernetAddress(p.port.mac_addr().map_err(|source| port_error(p, source))?),
             mtu: spec.mtu,

@@ -11,12 +11,13 @@ use router_core::dataplane::{
     l2_key, Dataplane, L2Location, NetworkInfo, PortInfo, PortRole, Topology,
 };
 use router_core::engine::Engine;
+use router_core::ids::{NetworkId, PortId};
 use router_core::qsbr::Qsbr;
 use router_core::table::{AtomicMap, AtomicMapWriter, NextHops};
 use router_core::wire::EthernetAddress;
 
 /// The tenant network every local port of the test topologies attaches to.
-pub const NETWORK: u16 = 0;
+pub const NETWORK: NetworkId = NetworkId::new(0);
 /// Descriptors per ring-port queue (the ring PMD's rings hold 1023 packets whatever this is).
 const RING_DESC: u16 = 1024;
 /// Packets a ring PMD queue holds: 1024 slots, one always empty.
@@ -67,7 +68,7 @@ pub struct Bridge {
     pub l2: AtomicMapWriter,
 }
 
-pub fn bridge(roles: &[PortRole], l2: &[([u8; 6], u16)]) -> Bridge {
+pub fn bridge(roles: &[PortRole], l2: &[([u8; 6], PortId)]) -> Bridge {
     let ports = roles
         .iter()
         .enumerate()
@@ -81,7 +82,7 @@ pub fn bridge(roles: &[PortRole], l2: &[([u8; 6], u16)]) -> Bridge {
         .iter()
         .enumerate()
         .filter(|(_, role)| matches!(role, PortRole::Local { .. }))
-        .map(|(i, _)| u16::try_from(i).unwrap())
+        .map(|(i, _)| PortId::new(u16::try_from(i).unwrap()))
         .collect();
     let topology = Topology {
         ports,

@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use dpdk_bindings::{advise_hugepages, tsc, Eal, RteFib, RteLpm, LPM_MISS};
 use perf::bench::machine;
+use router_core::ids::NextHopId;
 use router_core::lpm::testgen::{random_addresses, realistic_routes};
-use router_core::lpm::{LpmConfig, LpmWriter, NextHopId, Prefix, NO_ROUTE};
+use router_core::lpm::{LpmConfig, LpmWriter, Prefix, NO_ROUTE};
 use router_core::qsbr::Qsbr;
 use serde::Serialize;
 
@@ -208,7 +209,7 @@ impl Tables {
         let mut fib =
             RteFib::new("cmp_fib", routes.len() as u32 + 16, tbl8, None).expect("rte_fib");
         insert_s.rte_fib = time_inserts(routes, |p, nh| {
-            fib.add(p.bits(), p.len(), nh.index()).expect("rte_fib add");
+            fib.add(p.bits(), p.len(), nh.get()).expect("rte_fib add");
         });
         eprintln!("rte_fib: inserted in {:.3} s", insert_s.rte_fib);
 
@@ -216,7 +217,7 @@ impl Tables {
             let mut lpm =
                 RteLpm::new("cmp_lpm", routes.len() as u32 + 16, tbl8, None).expect("rte_lpm");
             let s = time_inserts(routes, |p, nh| {
-                lpm.add(p.bits(), p.len(), nh.index()).expect("rte_lpm add");
+                lpm.add(p.bits(), p.len(), nh.get()).expect("rte_lpm add");
             });
             insert_s.rte_lpm = Some(s);
             eprintln!("rte_lpm: inserted in {s:.3} s");
@@ -391,7 +392,7 @@ fn apply_updates(
                     std::thread::sleep(due - now);
                 }
             }
-            let alt = NextHopId::new((nh.index() + 1 + i as u32) & 0xff_ffff).expect("next hop");
+            let alt = NextHopId::new((nh.get() + 1 + i as u32) & 0xff_ffff).expect("next hop");
             let t = Instant::now();
             ours.insert(p, if n % 2 == 0 { alt } else { nh })
                 .expect("update");

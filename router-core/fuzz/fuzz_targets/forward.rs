@@ -6,7 +6,9 @@
 use std::cell::RefCell;
 
 use libfuzzer_sys::fuzz_target;
-use router_core::engine::{PuntReason, Verdict};
+use router_core::engine::Verdict;
+use router_core::ids::PortId;
+use router_core::reason::PuntReason;
 
 #[path = "../../tests/common/mod.rs"]
 #[allow(dead_code)]
@@ -19,7 +21,9 @@ thread_local! {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&selector, frame)) = data.split_first() else { return };
+    let Some((&selector, frame)) = data.split_first() else {
+        return;
+    };
     HOSTS.with(|h| {
         let mut h = h.borrow_mut();
         let (a, b) = h.get_or_insert_with(|| {
@@ -28,11 +32,17 @@ fuzz_target!(|data: &[u8]| {
             (a, Host::new("host-b"))
         });
         let host = if selector & 0x80 == 0 { a } else { b };
-        let port = u16::from(selector & 0x7) % 5;
+        let port = PortId::new(u16::from(selector & 0x7) % 5);
         let (verdict, out) = host.process(port, frame);
         if let Verdict::Forward(_) = verdict {
-            assert!(out.len() >= 14, "forwarded a frame shorter than an Ethernet header");
-            assert!(out.len() <= frame.len() + 50, "grew by more than an encapsulation");
+            assert!(
+                out.len() >= 14,
+                "forwarded a frame shorter than an Ethernet header"
+            );
+            assert!(
+                out.len() <= frame.len() + 50,
+                "grew by more than an encapsulation"
+            );
         }
         let reason = PuntReason::ALL[usize::from(selector >> 3) % PuntReason::COUNT];
         let _ = host.punt(port, reason, frame, u64::from(selector) * 1_000_000);

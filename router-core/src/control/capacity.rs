@@ -111,8 +111,10 @@ impl IdPools {
     }
 
     /// Gives an id back; it is reused after a grace period.
-    pub fn release(&mut self, qsbr: &Qsbr, pool: Pool, id: u16) {
-        self.0[pool as usize].retired.push(qsbr.retire_token(), id);
+    pub fn release(&mut self, qsbr: &Qsbr, pool: Pool, id: impl Into<u16>) {
+        self.0[pool as usize]
+            .retired
+            .push(qsbr.retire_token(), id.into());
     }
 
     /// Moves the ids whose grace period is over back to the free lists.

@@ -18,22 +18,22 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::ControlPlane;
-use crate::engine::DropReason;
-use crate::table::NextHopIndex;
+use crate::ids::NextHopId;
+use crate::reason::DropReason;
 
 /// What happened to a next hop that packets are held for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HoldEvent {
     /// The neighbour resolved: the packets can be forwarded now.
-    Resolved(NextHopIndex),
+    Resolved(NextHopId),
     /// The neighbour did not answer ARP.
-    Failed(NextHopIndex),
+    Failed(NextHopId),
     /// The next hop was freed (its port, interface or route went).
-    Forgotten(NextHopIndex),
+    Forgotten(NextHopId),
 }
 
 impl HoldEvent {
-    pub fn next_hop(self) -> NextHopIndex {
+    pub fn next_hop(self) -> NextHopId {
         match self {
             HoldEvent::Resolved(nh) | HoldEvent::Failed(nh) | HoldEvent::Forgotten(nh) => nh,
         }
@@ -53,7 +53,7 @@ pub enum Settle {
 #[derive(Debug)]
 pub struct Holds<P> {
     per_next_hop_max: usize,
-    queues: HashMap<NextHopIndex, VecDeque<P>>,
+    queues: HashMap<NextHopId, VecDeque<P>>,
     held: usize,
 }
 
@@ -68,7 +68,7 @@ impl<P> Holds<P> {
 
     /// Holds `packet` for `nh`, or hands it back with the reason to drop it (the queue of `nh`
     /// is full).
-    pub fn hold(&mut self, nh: NextHopIndex, packet: P) -> Result<(), (P, DropReason)> {
+    pub fn hold(&mut self, nh: NextHopId, packet: P) -> Result<(), (P, DropReason)> {
         let q = self.queues.entry(nh).or_default();
         if q.len() >= self.per_next_hop_max {
             return Err((packet, DropReason::HoldQueueFull));
@@ -112,13 +112,13 @@ impl<P> Holds<P> {
 /// are never taken.
 #[derive(Debug, Default)]
 pub(super) struct Waits {
-    waiting: HashSet<NextHopIndex>,
-    events: HashMap<NextHopIndex, HoldEvent>,
+    waiting: HashSet<NextHopId>,
+    events: HashMap<NextHopId, HoldEvent>,
 }
 
 impl Waits {
     /// Packets are held for `nh`.
-    pub fn wait(&mut self, nh: NextHopIndex) {
+    pub fn wait(&mut self, nh: NextHopId) {
         self.waiting.insert(nh);
     }
 
@@ -154,6 +154,7 @@ impl ControlPlane {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::nh;
 
     /// A packet the tests can tell apart.
     #[derive(Debug, PartialEq, Eq)]
@@ -162,14 +163,14 @@ mod tests {
     #[test]
     fn a_full_queue_hands_the_packet_back_to_drop() {
         let mut h = Holds::new(2);
-        assert!(h.hold(7, Fake(1)).is_ok());
-        assert!(h.hold(7, Fake(2)).is_ok());
+        assert!(h.hold(nh(7), Fake(1)).is_ok());
+        assert!(h.hold(nh(7), Fake(2)).is_ok());
         assert_eq!(
-            h.hold(7, Fake(3)),
+            h.hold(nh(7), Fake(3)),
             Err((Fake(3), DropReason::HoldQueueFull))
         );
         // Another next hop has its own queue.
-        assert!(h.hold(8, Fake(4)).is_ok());
+        assert!(h.hold(nh(8), Fake(4)).is_ok());
         assert_eq!(h.len(), 3);
     }
 
@@ -177,16 +178,16 @@ mod tests {
     fn resolution_releases_packets_in_order_and_failure_too() {
         let mut h = Holds::new(4);
         for i in 0..3 {
-            h.hold(7, Fake(i)).unwrap();
+            h.hold(nh(7), Fake(i)).unwrap();
         }
-        h.hold(9, Fake(10)).unwrap();
-        let (settle, q) = h.settle(HoldEvent::Resolved(7)).unwrap();
+        h.hold(nh(9), Fake(10)).unwrap();
+        let (settle, q) = h.settle(HoldEvent::Resolved(nh(7))).unwrap();
         assert_eq!(settle, Settle::Reinject);
         assert_eq!(Vec::from(q), vec![Fake(0), Fake(1), Fake(2)]);
-        assert_eq!(h.settle(HoldEvent::Resolved(7)), None, "released once");
+        assert_eq!(h.settle(HoldEvent::Resolved(nh(7))), None, "released once");
         // A failed neighbour's packets go through the engine again: it answers them with ICMP
         // host unreachable.
-        let (settle, q) = h.settle(HoldEvent::Failed(9)).unwrap();
+        let (settle, q) = h.settle(HoldEvent::Failed(nh(9))).unwrap();
         assert_eq!((settle, q.len()), (Settle::Reinject, 1));
         assert!(h.is_empty());
     }
@@ -194,35 +195,35 @@ mod tests {
     #[test]
     fn a_forgotten_next_hop_drops_its_packets_as_stale() {
         let mut h = Holds::new(4);
-        h.hold(5, Fake(1)).unwrap();
-        let (settle, q) = h.settle(HoldEvent::Forgotten(5)).unwrap();
+        h.hold(nh(5), Fake(1)).unwrap();
+        let (settle, q) = h.settle(HoldEvent::Forgotten(nh(5))).unwrap();
         assert_eq!(settle, Settle::Drop(DropReason::Stale));
         assert_eq!(q.len(), 1);
-        assert_eq!(h.settle(HoldEvent::Forgotten(6)), None);
+        assert_eq!(h.settle(HoldEvent::Forgotten(nh(6))), None);
     }
 
     #[test]
     fn only_next_hops_waited_for_are_reported_once() {
         let mut w = Waits::default();
-        w.report(HoldEvent::Resolved(1));
-        w.wait(2);
-        w.report(HoldEvent::Resolved(2));
-        w.report(HoldEvent::Failed(2));
-        assert_eq!(w.take(), vec![HoldEvent::Resolved(2)]);
+        w.report(HoldEvent::Resolved(nh(1)));
+        w.wait(nh(2));
+        w.report(HoldEvent::Resolved(nh(2)));
+        w.report(HoldEvent::Failed(nh(2)));
+        assert_eq!(w.take(), vec![HoldEvent::Resolved(nh(2))]);
         assert!(w.take().is_empty());
         // Waited for again before the event was taken: the latest fate counts.
-        w.wait(3);
-        w.report(HoldEvent::Failed(3));
-        w.wait(3);
-        w.report(HoldEvent::Forgotten(3));
-        assert_eq!(w.take(), vec![HoldEvent::Forgotten(3)]);
+        w.wait(nh(3));
+        w.report(HoldEvent::Failed(nh(3)));
+        w.wait(nh(3));
+        w.report(HoldEvent::Forgotten(nh(3)));
+        assert_eq!(w.take(), vec![HoldEvent::Forgotten(nh(3))]);
     }
 
     #[test]
     fn drain_takes_everything() {
         let mut h = Holds::new(4);
-        h.hold(1, Fake(1)).unwrap();
-        h.hold(2, Fake(2)).unwrap();
+        h.hold(nh(1), Fake(1)).unwrap();
+        h.hold(nh(2), Fake(2)).unwrap();
         assert_eq!(h.drain().count(), 2);
         assert!(h.is_empty());
     }

@@ -7,10 +7,12 @@ use std::net::Ipv4Addr;
 
 use super::capacity::{Fits, Plan, Pool};
 use super::{host_prefix, reinstall, ApplyError, ControlPlane, NextHopOwner, Program};
-use crate::dataplane::{NetworkId, RouterId};
-use crate::engine::DropReason;
+
+use crate::ids::NextHopId;
+use crate::ids::{IfaceId, NetworkId, RouterId};
 use crate::model::InterfaceSpec;
-use crate::table::{IfaceId, NextHopIndex, NextHopKind, NextHopState};
+use crate::reason::DropReason;
+use crate::table::{NextHopKind, NextHopState};
 
 /// What the tables hold for an interface.
 #[derive(Clone, Copy, Debug)]
@@ -18,13 +20,13 @@ pub(super) struct IfaceState {
     pub id: IfaceId,
     pub router: RouterId,
     pub network: NetworkId,
-    pub connected: NextHopIndex,
-    pub local: NextHopIndex,
-    pub broadcast: NextHopIndex,
+    pub connected: NextHopId,
+    pub local: NextHopId,
+    pub broadcast: NextHopId,
 }
 
 impl IfaceState {
-    fn slots(&self) -> [NextHopIndex; 3] {
+    fn slots(&self) -> [NextHopId; 3] {
         [self.connected, self.local, self.broadcast]
     }
 }
@@ -105,10 +107,10 @@ impl ControlPlane {
     fn alloc_iface(&mut self, spec: &InterfaceSpec) -> Result<IfaceState, ApplyError> {
         let router = self.routers[&spec.router].id;
         let network = self.networks[&spec.network];
-        let id = self.ids.alloc(&self.qsbr, Pool::Ifaces)?;
+        let id = IfaceId::new(self.ids.alloc(&self.qsbr, Pool::Ifaces)?);
         let states = [
-            NextHopState::action(NextHopKind::Resolve, 0),
-            NextHopState::action(NextHopKind::LocalDelivery, 0),
+            NextHopState::action(NextHopKind::Resolve),
+            NextHopState::action(NextHopKind::LocalDelivery),
             NextHopState::blackhole(DropReason::Broadcast),
         ];
         let mut slots = Vec::with_capacity(3);

@@ -60,7 +60,9 @@ pub use self::neigh::{NeighborConfig, NeighborState, NeighborView};
 pub use self::punt::{Flood, PuntAction, Tick};
 pub use self::query::TableUsage;
 
-use crate::dataplane::{Dataplane, NetworkId, PeerId, PortId, RouterId, Topology};
+use crate::dataplane::{Dataplane, Topology};
+use crate::ids::{IfaceId, NetworkId, PeerId, RouterId};
+use crate::ids::{NextHopId, PortId};
 use crate::lpm::LpmError;
 use crate::model::{
     each_step, Applied, Change, Edit, Entry, InterfaceKey, MacAddr, Model, ModelError, Step,
@@ -68,8 +70,7 @@ use crate::model::{
 };
 use crate::qsbr::Qsbr;
 use crate::table::{
-    AtomicMap, AtomicMapError, AtomicMapWriter, IfaceId, NextHopAllocator, NextHopIndex, NextHops,
-    NextHopsFull,
+    AtomicMap, AtomicMapError, AtomicMapWriter, NextHopAllocator, NextHops, NextHopsFull,
 };
 use crate::wire::EthernetAddress;
 
@@ -179,7 +180,7 @@ pub enum NeighborOrigin {
 struct Tables {
     next_hops: NextHopAllocator,
     l2: AtomicMapWriter,
-    owners: HashMap<NextHopIndex, NextHopOwner>,
+    owners: HashMap<NextHopId, NextHopOwner>,
 }
 
 /// The single writer of the data plane. Owned by the control thread.
@@ -446,7 +447,7 @@ fn reinstall<T>(
 impl ControlPlane {
     /// Publishes the topology without an object that is gone, then gives its id back: workers
     /// that still saw the old topology keep the id until their grace period ends.
-    fn retract(&mut self, pool: Pool, id: u16) {
+    fn retract(&mut self, pool: Pool, id: impl Into<u16>) {
         self.dirty = true;
         self.publish_if_dirty();
         self.ids.release(&self.qsbr, pool, id);
@@ -470,7 +471,7 @@ fn fabric_port(cfg: &ControlConfig) -> Result<Option<PortId>, ApplyError> {
             crate::dataplane::MAX_PORTS
         )));
     }
-    Ok(fabrics.first().map(|(i, _)| *i as PortId))
+    Ok(fabrics.first().map(|(i, _)| PortId::new(*i as u16)))
 }
 
 /// A /32 for an address.

@@ -14,8 +14,10 @@ use serde::Serialize;
 
 use super::holds::{HoldEvent, Waits};
 use super::{ApplyError, ControlPlane, NeighborOrigin, NextHopOwner, Tick};
-use crate::dataplane::{Nanos, PortId, RouterId};
-use crate::table::{IfaceId, NextHopIndex, NextHopKind, NextHopState};
+use crate::dataplane::Nanos;
+use crate::ids::{IfaceId, RouterId};
+use crate::ids::{NextHopId, PortId};
+use crate::table::{NextHopKind, NextHopState};
 use crate::wire::EthernetAddress;
 
 const MS: Nanos = 1_000_000;
@@ -104,9 +106,9 @@ struct Resolution {
 pub(crate) struct TickOutcome {
     pub solicits: Vec<Solicit>,
     /// Neighbours that did not answer: mark failed (held packets get ICMP host unreachable).
-    pub failed: Vec<NextHopIndex>,
+    pub failed: Vec<NextHopId>,
     /// Failed or unused stale neighbours to forget.
-    pub expired: Vec<NextHopIndex>,
+    pub expired: Vec<NextHopId>,
 }
 
 /// An operator's view of one neighbour.
@@ -122,14 +124,14 @@ pub struct NeighborView {
     pub age_ms: Option<u64>,
     /// Routes using this neighbour as their gateway.
     pub routes: u32,
-    pub next_hop: NextHopIndex,
+    pub next_hop: NextHopId,
 }
 
 /// The resolution state of every dynamic neighbour, by next hop.
 #[derive(Debug)]
 pub(super) struct Neighbors {
     cfg: NeighborConfig,
-    entries: HashMap<NextHopIndex, Resolution>,
+    entries: HashMap<NextHopId, Resolution>,
 }
 
 impl Neighbors {
@@ -146,7 +148,7 @@ impl Neighbors {
 
     /// Starts resolving `ip` for next hop `nh` unless that is under way. Returns the requests
     /// to send now.
-    pub fn start(&mut self, nh: NextHopIndex, ip: u32, asker: Asker, now: Nanos) -> Vec<Solicit> {
+    pub fn start(&mut self, nh: NextHopId, ip: u32, asker: Asker, now: Nanos) -> Vec<Solicit> {
         if let Some(r) = self.entries.get(&nh) {
             if matches!(r.state, NeighborState::Incomplete | NeighborState::Failed) {
                 return Vec::new();
@@ -169,14 +171,14 @@ impl Neighbors {
     }
 
     /// True while `nh` is being resolved (packets for it are held).
-    pub fn is_incomplete(&self, nh: NextHopIndex) -> bool {
+    pub fn is_incomplete(&self, nh: NextHopId) -> bool {
         self.entries
             .get(&nh)
             .is_some_and(|r| r.state == NeighborState::Incomplete)
     }
 
     /// True while `nh` failed (packets for it get ICMP host unreachable).
-    pub fn is_failed(&self, nh: NextHopIndex) -> bool {
+    pub fn is_failed(&self, nh: NextHopId) -> bool {
         self.entries
             .get(&nh)
             .is_some_and(|r| r.state == NeighborState::Failed)
@@ -184,7 +186,7 @@ impl Neighbors {
 
     /// An ARP reply (or request) from the neighbour confirmed it at `mac`. Returns true if the
     /// neighbour was waiting (its held packets can go now).
-    pub fn confirm(&mut self, nh: NextHopIndex, mac: EthernetAddress, now: Nanos) -> bool {
+    pub fn confirm(&mut self, nh: NextHopId, mac: EthernetAddress, now: Nanos) -> bool {
         let Some(r) = self.entries.get_mut(&nh) else {
             return false;
         };
@@ -200,7 +202,7 @@ impl Neighbors {
     /// Registers a neighbour learned without asking (e.g. from a request it sent us).
     pub fn learn(
         &mut self,
-        nh: NextHopIndex,
+        nh: NextHopId,
         ip: u32,
         asker: Asker,
         mac: EthernetAddress,
@@ -221,13 +223,13 @@ impl Neighbors {
     }
 
     /// Forgets a neighbour (deleted, or became permanent).
-    pub fn forget(&mut self, nh: NextHopIndex) {
+    pub fn forget(&mut self, nh: NextHopId) {
         self.entries.remove(&nh);
     }
 
     /// Runs the timers. `used(nh)` tells whether the data path used a neighbour since the last
     /// call (and clears that).
-    pub fn tick(&mut self, now: Nanos, mut used: impl FnMut(NextHopIndex) -> bool) -> TickOutcome {
+    pub fn tick(&mut self, now: Nanos, mut used: impl FnMut(NextHopId) -> bool) -> TickOutcome {
         let mut out = TickOutcome::default();
         let cfg = &self.cfg;
         for (&nh, r) in &mut self.entries {
@@ -297,11 +299,11 @@ impl Neighbors {
         let (mac, location) = match state.kind() {
             NextHopKind::Local => (
                 Some(state.mac().to_string()),
-                format!("local port {}", state.target()),
+                format!("local port {}", state.port()),
             ),
             NextHopKind::Remote => (
                 Some(state.mac().to_string()),
-                format!("peer {}", state.target()),
+                format!("peer {}", state.peer()),
             ),
             k => (None, k.name().to_string()),
         };
@@ -321,7 +323,7 @@ impl Neighbors {
 /// A neighbour of a router: a next-hop slot that routes, or the neighbour's own /32, point at.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Neighbor {
-    pub nh: NextHopIndex,
+    pub nh: NextHopId,
     pub iface: IfaceId,
     /// Routes whose next hop this is.
     pub routes: u32,
@@ -334,7 +336,7 @@ pub(super) struct Neighbor {
 pub(super) struct Known {
     pub router: String,
     pub ip: Ipv4Addr,
-    pub nh: NextHopIndex,
+    pub nh: NextHopId,
     pub origin: NeighborOrigin,
     pub routes: u32,
 }
@@ -386,7 +388,7 @@ impl ControlPlane {
 
     /// Frees the slot of a neighbour that is gone (after its entry and routes): packets held
     /// for it are dropped.
-    pub(super) fn free_neighbor_slot(&mut self, nh: NextHopIndex) {
+    pub(super) fn free_neighbor_slot(&mut self, nh: NextHopId) {
         self.tables.owners.remove(&nh);
         self.neighbors.resolver.forget(nh);
         self.tables.next_hops.free(nh);
@@ -402,7 +404,7 @@ impl ControlPlane {
         if n.routes > 0 {
             self.tables
                 .next_hops
-                .set(n.nh, NextHopState::action(NextHopKind::Pending, 0));
+                .set(n.nh, NextHopState::action(NextHopKind::Pending));
             self.neighbors.entries.insert(
                 key,
                 Neighbor {
@@ -418,7 +420,7 @@ impl ControlPlane {
     }
 
     /// Points a neighbour's slot at where it was found: packets held for it can go.
-    pub(super) fn set_resolved(&mut self, nh: NextHopIndex, state: NextHopState) {
+    pub(super) fn set_resolved(&mut self, nh: NextHopId, state: NextHopState) {
         self.tables.next_hops.set(nh, state);
         self.neighbors.waits.report(HoldEvent::Resolved(nh));
     }
@@ -439,7 +441,7 @@ impl ControlPlane {
             ) {
                 self.tables
                     .next_hops
-                    .set(nh, NextHopState::action(NextHopKind::Failed, 0));
+                    .set(nh, NextHopState::action(NextHopKind::Failed));
             }
             self.neighbors.waits.report(HoldEvent::Failed(nh));
         }
@@ -451,7 +453,7 @@ impl ControlPlane {
 
     /// Forgets a dynamic neighbour that failed or went unused: its /32 goes, and a gateway of
     /// routes goes back to unresolved.
-    fn expire_neighbor(&mut self, nh: NextHopIndex) {
+    fn expire_neighbor(&mut self, nh: NextHopId) {
         match self.tables.owners.get(&nh).copied() {
             Some(NextHopOwner::Neighbor { router, ip }) => {
                 let Some(n) = self.neighbors.entries.get(&(router, ip)).copied() else {
@@ -466,7 +468,7 @@ impl ControlPlane {
             Some(NextHopOwner::Underlay(_)) => {
                 self.tables
                     .next_hops
-                    .set(nh, NextHopState::action(NextHopKind::Resolve, 0));
+                    .set(nh, NextHopState::action(NextHopKind::Resolve));
             }
             _ => {}
         }
@@ -488,10 +490,11 @@ fn solicit(asker: &Asker, ip: u32, unicast: Option<EthernetAddress>) -> Vec<Soli
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::nh;
 
     fn asker() -> Asker {
         Asker {
-            ports: vec![3],
+            ports: vec![PortId::new(3)],
             src_mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
             src_ip: 0x0a00_0101,
         }
@@ -502,30 +505,30 @@ mod tests {
     #[test]
     fn unanswered_resolution_fails_after_probes_then_expires() {
         let mut n = Neighbors::new(NeighborConfig::default());
-        let sent = n.start(7, 0x0a00_0105, asker(), 0);
+        let sent = n.start(nh(7), 0x0a00_0105, asker(), 0);
         assert_eq!(sent.len(), 1);
-        assert!(n.is_incomplete(7));
+        assert!(n.is_incomplete(nh(7)));
         // A second start while incomplete sends nothing.
-        assert!(n.start(7, 0x0a00_0105, asker(), 0).is_empty());
+        assert!(n.start(nh(7), 0x0a00_0105, asker(), 0).is_empty());
         assert!(n.tick(S / 2, |_| false).solicits.is_empty());
         assert_eq!(n.tick(S, |_| false).solicits.len(), 1);
         assert_eq!(n.tick(2 * S, |_| false).solicits.len(), 1);
         let out = n.tick(3 * S, |_| false);
-        assert_eq!(out.failed, vec![7]);
-        assert!(n.is_failed(7));
+        assert_eq!(out.failed, vec![nh(7)]);
+        assert!(n.is_failed(nh(7)));
         // Failed neighbours are answered with host unreachable for failed_ms, then forgotten.
         assert!(n.tick(10 * S, |_| false).expired.is_empty());
-        assert_eq!(n.tick(23 * S, |_| false).expired, vec![7]);
-        assert!(!n.is_failed(7));
+        assert_eq!(n.tick(23 * S, |_| false).expired, vec![nh(7)]);
+        assert!(!n.is_failed(nh(7)));
     }
 
     #[test]
     fn reachable_goes_stale_then_probe_when_used_and_back_on_reply() {
         let mut n = Neighbors::new(NeighborConfig::default());
-        n.start(1, 5, asker(), 0);
+        n.start(nh(1), 5, asker(), 0);
         let mac = EthernetAddress([2, 0, 0, 0, 0, 9]);
-        assert!(n.confirm(1, mac, S / 10));
-        assert!(!n.is_incomplete(1));
+        assert!(n.confirm(nh(1), mac, S / 10));
+        assert!(!n.is_incomplete(nh(1)));
         // Unused when the reachable time ends: stale, nothing sent.
         let out = n.tick(31 * S, |_| false);
         assert!(out.solicits.is_empty() && out.expired.is_empty());
@@ -533,15 +536,15 @@ mod tests {
         let out = n.tick(32 * S, |_| true);
         assert_eq!(out.solicits.len(), 1);
         assert_eq!(&out.solicits[0].frame[0..6], &mac.0);
-        assert!(!n.confirm(1, mac, 32 * S + S / 10));
+        assert!(!n.confirm(nh(1), mac, 32 * S + S / 10));
         assert!(n.tick(40 * S, |_| false).solicits.is_empty());
     }
 
     #[test]
     fn unused_stale_neighbours_expire() {
         let mut n = Neighbors::new(NeighborConfig::default());
-        n.learn(4, 9, asker(), EthernetAddress([2, 0, 0, 0, 0, 4]), 0);
+        n.learn(nh(4), 9, asker(), EthernetAddress([2, 0, 0, 0, 0, 4]), 0);
         n.tick(30 * S, |_| false);
-        assert_eq!(n.tick(90 * S, |_| false).expired, vec![4]);
+        assert_eq!(n.tick(90 * S, |_| false).expired, vec![nh(4)]);
     }
 }

@@ -4,6 +4,7 @@
 
 use super::capacity::{Fits, Plan, Pool};
 use super::{ApplyError, ControlPlane, Program};
+use crate::ids::NetworkId;
 use crate::model::NetworkSpec;
 
 impl Program for NetworkSpec {
@@ -21,7 +22,7 @@ impl Program for NetworkSpec {
 
     fn install(cp: &mut ControlPlane, old: Option<&Self>, new: &Self) -> Result<(), ApplyError> {
         if old.is_none() {
-            let id = cp.ids.alloc(&cp.qsbr, Pool::Networks)?;
+            let id = NetworkId::new(cp.ids.alloc(&cp.qsbr, Pool::Networks)?);
             cp.networks.insert(new.name.clone(), id);
         }
         cp.dirty = true;

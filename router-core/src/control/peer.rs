@@ -4,9 +4,9 @@
 
 use super::capacity::{Fits, Plan, Pool};
 use super::{ApplyError, ControlPlane, NextHopOwner, Program};
-use crate::dataplane::PeerId;
+use crate::ids::{NextHopId, PeerId};
 use crate::model::{HostSpec, PeerSpec};
-use crate::table::{NextHopIndex, NextHopKind, NextHopState, IFACE_NONE};
+use crate::table::{NextHopKind, NextHopState, IFACE_NONE};
 
 /// What the tables hold for a peer.
 #[derive(Clone, Copy, Debug)]
@@ -18,7 +18,7 @@ pub(super) struct PeerState {
 /// A neighbour on the underlay, shared by the peers reached through it.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct UnderlayNeighbor {
-    pub nh: NextHopIndex,
+    pub nh: NextHopId,
     pub peers: u32,
 }
 
@@ -83,7 +83,7 @@ impl ControlPlane {
                 }
             }
             None => {
-                let id = self.ids.alloc(&self.qsbr, Pool::Peers)?;
+                let id = PeerId::new(self.ids.alloc(&self.qsbr, Pool::Peers)?);
                 if let Err(e) = self.underlay_ref(underlay_ip) {
                     self.ids.release(&self.qsbr, Pool::Peers, id);
                     return Err(e);
@@ -111,7 +111,7 @@ impl ControlPlane {
         let nh = self
             .tables
             .next_hops
-            .alloc(IFACE_NONE, NextHopState::action(NextHopKind::Resolve, 0))?;
+            .alloc(IFACE_NONE, NextHopState::action(NextHopKind::Resolve))?;
         self.tables.owners.insert(nh, NextHopOwner::Underlay(ip));
         self.neighbors
             .underlay

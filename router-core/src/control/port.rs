@@ -4,9 +4,10 @@
 
 use super::capacity::{Fits, Plan};
 use super::{host_prefix, reinstall, ApplyError, ControlPlane, NeighborOrigin, Program};
-use crate::dataplane::{l2_key, L2Location, NetworkId, PeerId};
+use crate::dataplane::{l2_key, L2Location};
+use crate::ids::{NetworkId, PeerId};
 use crate::model::InstancePortSpec;
-use crate::table::{NextHopKind, NextHopState};
+use crate::table::NextHopState;
 
 impl Program for InstancePortSpec {
     fn plan(cp: &ControlPlane, old: Option<&Self>, new: &Self, plan: &mut Plan) -> Fits {
@@ -97,8 +98,8 @@ impl ControlPlane {
             return Ok(());
         };
         let nh_state = match self.port_location(spec)? {
-            L2Location::Local(port) => NextHopState::new(NextHopKind::Local, port, spec.mac.0),
-            L2Location::Remote(peer) => NextHopState::new(NextHopKind::Remote, peer, spec.mac.0),
+            L2Location::Local(port) => NextHopState::local(port, spec.mac.0),
+            L2Location::Remote(peer) => NextHopState::remote(peer, spec.mac.0),
         };
         let key = (state.router, u32::from(spec.ip));
         let existing = self.neighbors.entries.get(&key).copied();

@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use super::ControlPlane;
 use crate::dataplane::{
-    DvrMacRange, FlatMap, HostInfo, IfaceInfo, NetworkInfo, PeerId, PeerInfo, PortId, PortInfo,
-    PortRole, RouterInfo, Topology,
+    DvrMacRange, FlatMap, HostInfo, IfaceInfo, NetworkInfo, PeerInfo, PortInfo, PortRole,
+    RouterInfo, Topology,
 };
+use crate::ids::{NextHopId, PeerId, PortId};
 
 impl ControlPlane {
     pub(super) fn publish_if_dirty(&mut self) {
@@ -73,7 +74,7 @@ impl ControlPlane {
                 .map(|s| s.id);
             let flood_peers = self
                 .flood
-                .range((id, 0)..=(id, PeerId::MAX))
+                .range((id, PeerId::new(0))..=(id, PeerId::MAX))
                 .map(|((_, p), _)| *p)
                 .collect();
             t.networks[usize::from(id)] = Some(NetworkInfo {
@@ -123,7 +124,7 @@ impl ControlPlane {
                 .neighbors
                 .underlay
                 .get(&p.underlay_ip)
-                .map_or(0, |u| u.nh);
+                .map_or(NextHopId::EMPTY, |u| u.nh);
             t.peers[usize::from(p.id)] = Some(PeerInfo {
                 vtep: u32::from(spec.vtep),
                 dvr_mac: spec.dvr_mac.0,
@@ -144,7 +145,7 @@ impl ControlPlane {
 }
 
 /// Empty slots of an id-indexed table, one past the largest of `ids`.
-fn slots<T: Clone>(ids: impl Iterator<Item = u16>) -> Vec<Option<T>> {
-    let n = ids.map(|i| usize::from(i) + 1).max().unwrap_or(0);
+fn slots<T: Clone>(ids: impl Iterator<Item = impl Into<usize>>) -> Vec<Option<T>> {
+    let n = ids.map(|i| i.into() + 1).max().unwrap_or(0);
     vec![None; n]
 }

@@ -12,11 +12,11 @@ use std::sync::Arc;
 
 use super::neigh::{Asker, Solicit};
 use super::{ControlPlane, NeighborOrigin, NextHopOwner};
-use crate::dataplane::{l2_key, L2Location, Nanos, NetworkId, PeerId, PortId, PortRole, Topology};
+use crate::dataplane::{l2_key, L2Location, Nanos, PortRole, Topology};
 use crate::engine::check_ipv4;
-use crate::lpm::NO_ROUTE;
+use crate::ids::{IfaceId, NetworkId, NextHopId, PeerId, PortId, RouterId};
 use crate::reason::{DropReason, PuntReason};
-use crate::table::{NextHopIndex, NextHopKind, NextHopState};
+use crate::table::{NextHopKind, NextHopState};
 use crate::wire::{
     self, icmpv4, ArpOperation, ArpPacket, EtherType, EthernetAddress, EthernetFrame, EthernetRepr,
     FabricHeader, Icmpv4ErrorRepr, Icmpv4Message, IpProtocol, PacketBuf,
@@ -34,7 +34,7 @@ pub enum PuntAction {
     /// Free it and count the reason.
     Drop(DropReason),
     /// Keep it until the next hop resolves or fails, then run it through the engine again.
-    Hold(NextHopIndex),
+    Hold(NextHopId),
     /// Run it through the engine again now (the next hop changed since it was punted).
     Reinject,
     /// Send copies of it.
@@ -161,10 +161,7 @@ impl ControlPlane {
         // Whatever the operation, a known underlay neighbour speaking confirms itself.
         if let Some(u) = self.neighbors.underlay.get(&arp.sender_ip).copied() {
             if arp.sender_mac.is_unicast() {
-                self.set_resolved(
-                    u.nh,
-                    NextHopState::new(NextHopKind::Local, input, arp.sender_mac),
-                );
+                self.set_resolved(u.nh, NextHopState::local(input, arp.sender_mac));
                 let asker = Asker {
                     ports: vec![input],
                     src_mac: port.mac,
@@ -245,8 +242,8 @@ impl ControlPlane {
 
     fn learn_from_arp(
         &mut self,
-        router: u16,
-        iface: u16,
+        router: RouterId,
+        iface: IfaceId,
         ip: u32,
         mac: EthernetAddress,
         input: PortId,
@@ -263,7 +260,7 @@ impl ControlPlane {
             src_mac: mac,
             src_ip: 0,
         });
-        self.set_resolved(n.nh, NextHopState::new(NextHopKind::Local, input, mac));
+        self.set_resolved(n.nh, NextHopState::local(input, mac));
         if let Some(entry) = self.neighbors.entries.get_mut(&(router, ip)) {
             entry.origin = NeighborOrigin::Dynamic;
         }
@@ -284,7 +281,7 @@ impl ControlPlane {
     }
 
     /// Where and as whom to ARP for neighbours of an interface.
-    pub(super) fn asker_for(&self, iface: u16) -> Option<Asker> {
+    pub(super) fn asker_for(&self, iface: IfaceId) -> Option<Asker> {
         let topo = self.dp.topology.load();
         let g = topo.iface(iface)?;
         let net = topo.network(g.network)?;
@@ -377,8 +374,10 @@ impl ControlPlane {
         let hop = self
             .routers
             .get(&name)
-            .and_then(|r| r.lpm.lpm().lookup(dst))
-            .map_or(NO_ROUTE, |h| h.index());
+            .and_then(|r| r.lpm.lpm().lookup(dst));
+        let Some(hop) = hop else {
+            return PuntAction::Reinject;
+        };
         let (nh, target_ip, iface) = match self.tables.owners.get(&hop).copied() {
             Some(NextHopOwner::Connected(i)) => {
                 // The destination itself is the neighbour: a dynamic entry and its /32.
@@ -425,10 +424,10 @@ impl ControlPlane {
     fn learn_destination(
         &mut self,
         router_name: &str,
-        key: (u16, u32),
-        iface: u16,
-    ) -> Result<NextHopIndex, super::ApplyError> {
-        let pending = NextHopState::action(NextHopKind::Pending, 0);
+        key: (RouterId, u32),
+        iface: IfaceId,
+    ) -> Result<NextHopId, super::ApplyError> {
+        let pending = NextHopState::action(NextHopKind::Pending);
         let n = self.new_neighbor(key, iface, pending, NeighborOrigin::Dynamic)?;
         if self
             .lpm_insert(router_name, super::host_prefix(key.1), n.nh)
@@ -456,8 +455,8 @@ impl ControlPlane {
                 .routed_destination(miss.topo, pkt, miss.network)
                 .and_then(|(_, router, dst)| {
                     let lpm = miss.topo.router(router)?.lpm.clone();
-                    let state = self.dp.next_hops.get(lpm.lookup(dst)?.index()).state;
-                    (state.kind() == NextHopKind::Remote).then_some(state.target())
+                    let state = self.dp.next_hops.get(lpm.lookup(dst)?).state;
+                    (state.kind() == NextHopKind::Remote).then(|| state.peer())
                 }),
         };
         let (Some(peer), Some(host), Some(fabric)) = (
@@ -500,7 +499,7 @@ impl ControlPlane {
         topo: &Topology,
         pkt: &PacketBuf<'_>,
         network: NetworkId,
-    ) -> Option<(u16, u16, u32)> {
+    ) -> Option<(IfaceId, RouterId, u32)> {
         let iface = topo.network(network)?.iface?;
         let router = topo.iface(iface)?.router;
         check_ipv4(&pkt.frame()[ETH_LEN..]).ok()?;

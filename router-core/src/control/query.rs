@@ -7,12 +7,13 @@ use std::net::Ipv4Addr;
 
 use super::neigh::Known;
 use super::{ControlPlane, NeighborOrigin, NeighborView, NextHopOwner};
-use crate::dataplane::{Nanos, NetworkId, PeerId, PortId, RouterId};
+use crate::dataplane::Nanos;
+use crate::ids::{IfaceId, NetworkId, PeerId, RouterId};
+use crate::ids::{NextHopId, PortId};
 use crate::lpm::LpmWriter;
 use crate::model::{
     HostSpec, InstancePortSpec, InterfaceSpec, NetworkSpec, PeerSpec, RouteSpec, RouterSpec,
 };
-use crate::table::{IfaceId, NextHopIndex};
 
 impl ControlPlane {
     /// The id of a port by name.
@@ -21,7 +22,7 @@ impl ControlPlane {
             .ports
             .iter()
             .position(|p| p.name == name)
-            .map(|i| i as PortId)
+            .map(|i| PortId::new(i as u16))
     }
 
     /// The fabric port, if any.
@@ -83,9 +84,9 @@ impl ControlPlane {
 
     /// The next hop a router's table gives for `ip`: `None` for an unknown router, `Some(None)`
     /// for no route.
-    pub fn lookup(&self, router: &str, ip: Ipv4Addr) -> Option<Option<NextHopIndex>> {
+    pub fn lookup(&self, router: &str, ip: Ipv4Addr) -> Option<Option<NextHopId>> {
         let lpm = self.routers.get(router)?.lpm.lpm();
-        Some(lpm.lookup(u32::from(ip)).map(|nh| nh.index()))
+        Some(lpm.lookup(u32::from(ip)))
     }
 
     /// The id of a router by name.
@@ -165,7 +166,7 @@ impl ControlPlane {
     }
 
     /// Who holds a next-hop slot (for traces and lookups).
-    pub fn next_hop_owner(&self, nh: NextHopIndex) -> Option<NextHopOwner> {
+    pub fn next_hop_owner(&self, nh: NextHopId) -> Option<NextHopOwner> {
         self.tables.owners.get(&nh).copied()
     }
 

@@ -3,9 +3,10 @@
 
 use super::capacity::{Fits, Plan};
 use super::{ApplyError, ControlPlane, NeighborOrigin, NextHopOwner, Program};
-use crate::dataplane::RouterId;
+use crate::ids::NextHopId;
+use crate::ids::{IfaceId, RouterId};
 use crate::model::RouteSpec;
-use crate::table::{IfaceId, NextHopIndex, NextHopKind, NextHopState};
+use crate::table::{NextHopKind, NextHopState};
 
 use super::neigh::Neighbor;
 
@@ -63,7 +64,7 @@ impl ControlPlane {
         router: RouterId,
         iface: IfaceId,
         ip: u32,
-    ) -> Result<NextHopIndex, ApplyError> {
+    ) -> Result<NextHopId, ApplyError> {
         if let Some(n) = self.neighbors.entries.get_mut(&(router, ip)) {
             n.routes += 1;
             return Ok(n.nh);
@@ -71,7 +72,7 @@ impl ControlPlane {
         let nh = self
             .tables
             .next_hops
-            .alloc(iface, NextHopState::action(NextHopKind::Pending, 0))?;
+            .alloc(iface, NextHopState::action(NextHopKind::Pending))?;
         self.tables
             .owners
             .insert(nh, NextHopOwner::Neighbor { router, ip });

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use super::capacity::{Fits, GroupTally, Plan, Pool};
 use super::{ApplyError, ControlPlane, Program};
-use crate::dataplane::{IcmpLimiter, RouterId};
-use crate::lpm::{self, LpmConfig, LpmWriter, Prefix};
+use crate::dataplane::IcmpLimiter;
+use crate::ids::{NextHopId, RouterId};
+use crate::lpm::{LpmConfig, LpmWriter, Prefix};
 use crate::model::RouterSpec;
-use crate::table::NextHopIndex;
 
 /// What the tables hold for a router.
 #[derive(Debug)]
@@ -61,7 +61,7 @@ impl ControlPlane {
                 hook(addr, len);
             }
         }
-        let id = self.ids.alloc(&self.qsbr, Pool::Routers)?;
+        let id = RouterId::new(self.ids.alloc(&self.qsbr, Pool::Routers)?);
         let icmp = Arc::new(IcmpLimiter::new(
             self.cfg.icmp_rate_per_s,
             self.cfg.icmp_burst,
@@ -84,13 +84,11 @@ impl ControlPlane {
         &mut self,
         router: &str,
         prefix: Prefix,
-        nh: NextHopIndex,
+        nh: NextHopId,
     ) -> Result<(), ApplyError> {
         let r = self.router_state(router)?;
-        let id = lpm::NextHopId::new(nh)
-            .ok_or_else(|| ApplyError::Config(format!("next hop {nh} out of range")))?;
         let root_bits = r.lpm.lpm().config().root_bits;
-        match r.lpm.insert(prefix, id) {
+        match r.lpm.insert(prefix, nh) {
             Ok(None) => r.groups.insert(prefix, root_bits),
             Ok(Some(_)) => {}
             Err(source) => {

@@ -15,7 +15,7 @@ use crate::model::tests::{
 use crate::model::{HostSpec, InstancePortSpec, NetworkSpec, PeerSpec, RouteSpec, RouterSpec};
 use crate::table::{AtomicMapError, NextHopKind};
 
-const PORT_BLUE: PortId = 1;
+const PORT_BLUE: PortId = PortId::new(1);
 
 fn ip(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
@@ -120,8 +120,8 @@ struct Snapshot {
     model: Model,
     usage: TableUsage,
     neighbors: Vec<NeighborView>,
-    lookups: Vec<Option<u32>>,
-    slots: Vec<(u64, u16, Option<NextHopOwner>)>,
+    lookups: Vec<Option<NextHopId>>,
+    slots: Vec<(u64, IfaceId, Option<NextHopOwner>)>,
     l2: Vec<(u64, u64)>,
     /// L2 deletes not yet reused: an entry written and taken back leaves one.
     l2_tombstones: usize,
@@ -135,7 +135,8 @@ fn snapshot(cp: &ControlPlane) -> Snapshot {
         .map(|a| cp.lookup("r", ip(a)).flatten())
         .collect();
     let table = &cp.dp.next_hops;
-    let slots = (0..table.capacity() as NextHopIndex)
+    let slots = (0..table.capacity() as u32)
+        .filter_map(NextHopId::new)
         .map(|i| {
             let nh = table.get(i);
             (nh.state.raw(), nh.iface, cp.next_hop_owner(i))
@@ -648,7 +649,7 @@ fn programming_that_fails_after_the_check_is_undone_from_the_snapshots() {
 }
 
 /// The next hop of the unresolved gateway `via` of a new default route.
-fn pending_gateway(cp: &mut ControlPlane, via: &str) -> NextHopIndex {
+fn pending_gateway(cp: &mut ControlPlane, via: &str) -> NextHopId {
     cp.apply(&route("0.0.0.0/0", via)).unwrap();
     let nh = cp.lookup("r", ip("8.8.8.8")).unwrap().unwrap();
     assert_eq!(cp.dp.next_hops.get(nh).state.kind(), NextHopKind::Pending);

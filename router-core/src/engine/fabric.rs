@@ -11,7 +11,8 @@
 
 use super::trace::{TraceEvent, Tracer};
 use super::{check_ipv4, local, Burst, DropReason, PacketBuf, PuntReason, Verdict, ETH_LEN};
-use crate::dataplane::{l2_key, L2Location, NetworkId, NetworkInfo, PeerId};
+use crate::dataplane::{l2_key, L2Location, NetworkInfo};
+use crate::ids::{NetworkId, PeerId};
 use crate::table::NextHopKind;
 use crate::wire::vxlan::{self, entropy_src_port, VXLAN_ENCAP_OVERHEAD};
 use crate::wire::{self, udp, EtherType, EthernetFrame, FabricHeader, IpProtocol, Ipv4Packet};

@@ -9,7 +9,8 @@ use super::route::Gateway;
 use super::trace::{TraceEvent, Tracer};
 use super::{check_ipv4, Burst, DropReason, PacketBuf, PuntReason, Verdict};
 use super::{ETH_LEN, MAX_BURST, MIN_IPV4_FRAME};
-use crate::dataplane::{l2_key, L2Location, NetworkId, NetworkInfo};
+use crate::dataplane::{l2_key, L2Location, NetworkInfo};
+use crate::ids::{NetworkId, NextHopId};
 use crate::lpm::NO_ROUTE;
 use crate::wire::{self, checksum, EtherType, EthernetAddress, EthernetFrame, Ipv4Packet};
 
@@ -80,12 +81,14 @@ impl<T: Tracer> Burst<'_, T> {
         // Pass 3: next hop, checks that depend on it, rewrite.
         for k in 0..n {
             let i = usize::from(which[k]);
+            // The LPM writes `NO_ROUTE` for a miss, the only value above `NextHopId::MAX`.
+            let hop = NextHopId::new(hops[k]);
             self.trace(i, || TraceEvent::Lookup {
                 router: gw.iface.router,
                 dst: Ipv4Addr::from(dsts[k]),
-                next_hop: (hops[k] != NO_ROUTE).then_some(hops[k]),
+                next_hop: hop,
             });
-            verdicts[i] = self.route(gw, &mut pkts[i], hops[k], i);
+            verdicts[i] = self.route(gw, &mut pkts[i], hop, i);
         }
     }
 

@@ -41,12 +41,11 @@ use arc_swap::ArcSwap;
 
 pub use self::fabric::encapsulate;
 use self::trace::{NoTrace, TraceEvent, Tracer};
-pub use crate::reason::{DropReason, PuntReason};
-pub use crate::wire::ipv4::ORIGINATED_TTL;
-pub use crate::wire::vxlan::flow_hash;
-pub use crate::wire::{BadWindow, FabricHeader, PacketBuf};
+use crate::reason::{DropReason, PuntReason};
+use crate::wire::PacketBuf;
 
-use crate::dataplane::{Dataplane, Nanos, PortId, PortRole, Topology};
+use crate::dataplane::{Dataplane, Nanos, PortRole, Topology};
+use crate::ids::PortId;
 use crate::stats::EngineCounters;
 use crate::wire::{self, Ipv4Packet};
 

@@ -8,7 +8,7 @@ use super::trace::{TraceEvent, Tracer};
 use super::{ipv4_header, Burst, DropReason, PacketBuf, PuntReason, Verdict};
 use super::{ETH_LEN, MIN_IPV4_FRAME};
 use crate::dataplane::{IfaceInfo, RouterInfo};
-use crate::lpm::NO_ROUTE;
+use crate::ids::{NextHopId, PeerId};
 use crate::table::{NextHop, NextHopKind};
 use crate::wire::{self, EthernetAddress, EthernetFrame, Ipv4Packet};
 
@@ -24,7 +24,7 @@ pub(super) struct Gateway<'a> {
 #[derive(Clone, Copy)]
 struct Routed<'a> {
     gw: Gateway<'a>,
-    index: u32,
+    index: NextHopId,
     next_hop: NextHop,
     i: usize,
 }
@@ -36,12 +36,12 @@ impl<T: Tracer> Burst<'_, T> {
         &mut self,
         gw: Gateway<'_>,
         pkt: &mut PacketBuf<'_>,
-        hop: u32,
+        hop: Option<NextHopId>,
         i: usize,
     ) -> Verdict {
-        if hop == NO_ROUTE {
+        let Some(hop) = hop else {
             return self.icmp_error(gw, pkt, IcmpError::NET_UNREACHABLE, i);
-        }
+        };
         let nh = self.dp.next_hops.get(hop);
         self.trace(i, || TraceEvent::NextHop {
             id: hop,
@@ -52,8 +52,7 @@ impl<T: Tracer> Burst<'_, T> {
         match kind {
             NextHopKind::LocalDelivery => return Verdict::Punt(PuntReason::LocalDelivery),
             NextHopKind::Blackhole => {
-                let reason = DropReason::from_index(usize::from(nh.state.target()))
-                    .unwrap_or(DropReason::Blackhole);
+                let reason = nh.state.drop_reason().unwrap_or(DropReason::Blackhole);
                 return Verdict::Drop(reason);
             }
             NextHopKind::Empty => return Verdict::Drop(DropReason::NoNextHop),
@@ -85,7 +84,7 @@ impl<T: Tracer> Burst<'_, T> {
     #[inline]
     fn route_local(&mut self, r: Routed<'_>, pkt: &mut PacketBuf<'_>) -> Verdict {
         let nh = r.next_hop;
-        let port = nh.state.target();
+        let port = nh.state.port();
         let (Some(out), Some(egress)) = (self.topo.port(port), self.topo.iface(nh.iface)) else {
             return Verdict::Drop(DropReason::NoNextHop);
         };
@@ -120,7 +119,7 @@ impl<T: Tracer> Burst<'_, T> {
             return v;
         }
         // Check the underlay before touching the frame: a punted frame must be unmodified.
-        let peer = nh.state.target();
+        let peer = nh.state.peer();
         if !self.underlay_resolved(peer) {
             return Verdict::Punt(PuntReason::UnderlayMiss);
         }
@@ -143,7 +142,7 @@ impl<T: Tracer> Burst<'_, T> {
         self.trace(r.i, || TraceEvent::rewrite(pkt.frame()));
     }
 
-    fn underlay_resolved(&self, peer: u16) -> bool {
+    fn underlay_resolved(&self, peer: PeerId) -> bool {
         self.topo
             .peer(peer)
             .is_some_and(|p| self.dp.next_hops.get(p.underlay).state.kind() == NextHopKind::Local)

@@ -8,8 +8,10 @@
 use std::fmt;
 use std::net::Ipv4Addr;
 
-use crate::dataplane::{L2Location, NetworkId, PeerId, RouterId};
-use crate::table::{IfaceId, NextHopIndex, NextHopState};
+use crate::dataplane::L2Location;
+use crate::ids::NextHopId;
+use crate::ids::{IfaceId, NetworkId, PeerId, RouterId};
+use crate::table::NextHopState;
 use crate::wire::{ethernet, ipv4, EthernetAddress, EthernetFrame, Ipv4Packet};
 
 /// One decision about one packet.
@@ -38,11 +40,11 @@ pub enum TraceEvent {
     Lookup {
         router: RouterId,
         dst: Ipv4Addr,
-        next_hop: Option<NextHopIndex>,
+        next_hop: Option<NextHopId>,
     },
     /// The next hop the lookup pointed at.
     NextHop {
-        id: NextHopIndex,
+        id: NextHopId,
         state: NextHopState,
         iface: IfaceId,
     },

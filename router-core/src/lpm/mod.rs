@@ -36,6 +36,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
+use crate::ids::NextHopId;
 use crate::qsbr::{Qsbr, Retired};
 
 mod prefix;
@@ -86,42 +87,7 @@ const _: () = assert!((DEPTH_MASK << DEPTH_SHIFT) & (VALUE_MASK | EXTENDED | VAL
 const _: () = assert!(PREFIX_LEN_MAX as u32 <= DEPTH_MASK);
 const _: () = assert!(ROOT_BITS_24 + TBL8_BITS == 32 && ROOT_BITS_16 + 2 * TBL8_BITS == 32);
 const _: () = assert!(NO_ROUTE > VALUE_MASK);
-
-/// A next hop: an index into the next-hop table, `0..=NextHopId::MAX` (24 bits, the rest of an
-/// LPM entry holds the flags and the depth).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
-pub struct NextHopId(u32);
-
-impl NextHopId {
-    /// The largest next hop an entry can hold.
-    pub const MAX: u32 = VALUE_MASK;
-
-    /// The next hop `index`, or `None` above [`NextHopId::MAX`].
-    pub const fn new(index: u32) -> Option<Self> {
-        if index <= Self::MAX {
-            Some(NextHopId(index))
-        } else {
-            None
-        }
-    }
-
-    /// The index into the next-hop table.
-    pub const fn index(self) -> u32 {
-        self.0
-    }
-}
-
-impl fmt::Display for NextHopId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl From<NextHopId> for u32 {
-    fn from(next_hop: NextHopId) -> u32 {
-        next_hop.0
-    }
-}
+const _: () = assert!(NextHopId::MAX == VALUE_MASK);
 
 /// Table geometry, fixed at construction; all memory is allocated then.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
@@ -263,7 +229,7 @@ fn depth_of(entry: u32) -> u32 {
 
 #[inline(always)]
 fn route_entry(next_hop: NextHopId, len: u8) -> u32 {
-    VALID | (u32::from(len) << DEPTH_SHIFT) | next_hop.0
+    VALID | (u32::from(len) << DEPTH_SHIFT) | next_hop.get()
 }
 
 #[inline(always)]
@@ -344,7 +310,7 @@ impl Lpm {
             Root::Bits24(root) => entry24(root, &self.tbl8, addr),
             Root::Bits16(root) => entry16(root, &self.tbl8, addr),
         };
-        (entry & VALID != 0).then_some(NextHopId(entry & VALUE_MASK))
+        (entry & VALID != 0).then_some(NextHopId::from_low_bits(entry))
     }
 
     /// Looks up every address of `addrs` (host order) and writes the next hop index, or

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use super::prefix::{mask_of, Prefix, PREFIX_LEN_MAX};
-use super::NextHopId;
+use crate::ids::NextHopId;
 
 /// Number of prefix lengths, `0..=32`.
 const LENGTHS: usize = PREFIX_LEN_MAX as usize + 1;
@@ -174,13 +174,10 @@ impl Rib {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::nh;
 
     fn p(s: &str) -> Prefix {
         s.parse().unwrap()
-    }
-
-    fn nh(v: u32) -> NextHopId {
-        NextHopId::new(v).unwrap()
     }
 
     #[test]

@@ -5,7 +5,8 @@
 
 use std::collections::HashSet;
 
-use super::{NextHopId, Prefix};
+use super::Prefix;
+use crate::ids::NextHopId;
 
 /// The SplitMix64 generator: tiny, fast, and good enough for test data (not for anything that
 /// must be unpredictable).
@@ -132,7 +133,7 @@ pub fn realistic_routes(seed: u64, n: usize) -> Vec<(Prefix, NextHopId)> {
             prefix = draw_prefix(&mut rng, len);
             draws += 1;
         }
-        let next_hop = NextHopId(rng.below(NEXT_HOPS));
+        let next_hop = NextHopId::from_low_bits(rng.below(NEXT_HOPS));
         routes.push((prefix, next_hop));
     }
     routes
@@ -184,9 +185,9 @@ mod tests {
         assert!((0.53..0.57).contains(&s24), "{s24}");
         assert!((0.40..0.44).contains(&s13_23), "{s13_23}");
         assert!((0.02..0.04).contains(&s25), "{s25}");
-        assert!(routes
-            .iter()
-            .all(|(p, h)| p.first() >= UNICAST_FIRST && p.last() < UNICAST_END && h.0 < NEXT_HOPS));
+        assert!(routes.iter().all(|(p, h)| p.first() >= UNICAST_FIRST
+            && p.last() < UNICAST_END
+            && h.get() < NEXT_HOPS));
     }
 
     #[test]

@@ -10,14 +10,11 @@ use proptest::prelude::*;
 
 use super::testgen::SplitMix64;
 use super::*;
+use crate::ids::nh;
 use crate::qsbr::Qsbr;
 
 fn p(s: &str) -> Prefix {
     s.parse().unwrap()
-}
-
-fn nh(v: u32) -> NextHopId {
-    NextHopId::new(v).unwrap()
 }
 
 fn ip(s: &str) -> u32 {

@@ -5,20 +5,23 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use router_core::control::{ControlConfig, ControlPlane, PortSetup, PuntAction, Solicit};
-use router_core::engine::{Engine, PacketBuf, PuntReason, Verdict, WorkerState};
+use router_core::engine::{Engine, Verdict, WorkerState};
+use router_core::ids::PortId;
 use router_core::model::{
     Change, InstancePortSpec, InterfaceSpec, NetworkSpec, RouteSpec, RouterSpec,
 };
 use router_core::qsbr::Qsbr;
+use router_core::reason::PuntReason;
+use router_core::wire::PacketBuf;
 use router_core::wire::{self, EthernetAddress};
 
 pub const HEADROOM: usize = 128;
 pub const BUF_LEN: usize = 2048 + HEADROOM;
 
-pub const BLUE: u16 = 0;
-pub const RED: u16 = 1;
-pub const FABRIC: u16 = 2;
-pub const BLUE2: u16 = 3;
+pub const BLUE: PortId = PortId::new(0);
+pub const RED: PortId = PortId::new(1);
+pub const FABRIC: PortId = PortId::new(2);
+pub const BLUE2: PortId = PortId::new(3);
 
 pub fn mac(s: &str) -> EthernetAddress {
     s.parse().unwrap()
@@ -179,11 +182,11 @@ impl Host {
     }
 
     /// Runs one frame through the engine; returns the verdict and the frame as it left.
-    pub fn process(&mut self, input: u16, frame: &[u8]) -> (Verdict, Vec<u8>) {
+    pub fn process(&mut self, input: PortId, frame: &[u8]) -> (Verdict, Vec<u8>) {
         let mut buf = vec![0u8; BUF_LEN];
         buf[HEADROOM..HEADROOM + frame.len()].copy_from_slice(frame);
         let mut pkts = [PacketBuf::new(&mut buf, HEADROOM, frame.len()).unwrap()];
-        let mut verdicts = [Verdict::Drop(router_core::engine::DropReason::Stale)];
+        let mut verdicts = [Verdict::Drop(router_core::reason::DropReason::Stale)];
         self.engine
             .process_burst(&mut self.worker, input, 0, &mut pkts, &mut verdicts);
         self.reader.quiescent();
@@ -194,7 +197,7 @@ impl Host {
     /// burst; `verdicts` gets their verdicts.
     pub fn process_copies(
         &mut self,
-        input: u16,
+        input: PortId,
         frame: &[u8],
         bufs: &mut [Vec<u8>],
         verdicts: &mut [Verdict],
@@ -214,7 +217,7 @@ impl Host {
     /// the ARP requests it sent.
     pub fn punt(
         &mut self,
-        input: u16,
+        input: PortId,
         reason: PuntReason,
         frame: &[u8],
         now: u64,
@@ -252,7 +255,7 @@ impl Host {
         let (action, _, _) = self.punt(FABRIC, PuntReason::Arp, &reply, 1);
         assert_eq!(
             action,
-            PuntAction::Drop(router_core::engine::DropReason::NotForRouter)
+            PuntAction::Drop(router_core::reason::DropReason::NotForRouter)
         );
     }
 }
