@@ -3,7 +3,7 @@
 use std::net::Ipv4Addr;
 
 use super::ethernet::{EtherType, EthernetAddress};
-use super::{read_u16, write_u16, write_u32, Error, Result};
+use super::{check_holds, read_u16, write_u16, write_u32, Error, Result};
 
 /// The ARP opcode (RFC 826 "ar$op"; IANA ARP parameters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -111,9 +111,7 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
     #[inline]
     pub fn check_len(&self) -> Result<()> {
         let b = self.buffer.as_ref();
-        if b.len() < FIXED_LEN {
-            return Err(Error::Truncated);
-        }
+        check_holds(b, FIXED_LEN)?;
         if read_u16(b, field::HTYPE) != HARDWARE_ETHERNET
             || read_u16(b, field::PTYPE) != EtherType::IPV4.0
             || b[field::HLEN] != 6
@@ -121,10 +119,7 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
         {
             return Err(Error::Unsupported);
         }
-        if b.len() < PACKET_LEN {
-            return Err(Error::Truncated);
-        }
-        Ok(())
+        check_holds(b, PACKET_LEN)
     }
 
     /// Whether this is a gratuitous ARP (an announcement, RFC 5227 section 3, or an update

@@ -7,8 +7,8 @@ use std::net::Ipv4Addr;
 
 use super::ethernet::{self, EtherType, EthernetAddress, EthernetFrame, EthernetRepr};
 use super::ipv4::{self, IpProtocol, Ipv4Packet, Ipv4Repr};
+use super::{check_holds, read_u16, write_u16, write_u32, Error, Result};
 use super::{checksum, PacketBuf};
-use super::{read_u16, write_u16, write_u32, Error, Result};
 
 /// The ICMP message type (RFC 792; IANA ICMP parameters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -399,10 +399,7 @@ impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
     /// has one, RFC 792). Returns [`Error::Truncated`] otherwise.
     #[inline]
     pub fn check_len(&self) -> Result<()> {
-        if self.buffer.as_ref().len() < HEADER_LEN {
-            return Err(Error::Truncated);
-        }
-        Ok(())
+        check_holds(self.buffer.as_ref(), HEADER_LEN)
     }
 
     /// Whether this is an error message (see [`Icmpv4Message::is_error`]).

@@ -3,7 +3,9 @@
 use core::fmt;
 use std::net::Ipv4Addr;
 
-use super::{checksum, read_u16, read_u32, write_u16, write_u32, Error, Result};
+use super::{
+    check_claimed, check_holds, checksum, read_u16, read_u32, write_u16, write_u32, Error, Result,
+};
 
 /// The protocol number of an IPv4 payload (RFC 791 section 3.1, "Protocol"; IANA registry).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -147,27 +149,14 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     #[inline]
     pub fn check_len(&self) -> Result<()> {
         let b = self.buffer.as_ref();
-        if b.len() < HEADER_LEN {
-            return Err(Error::Truncated);
-        }
+        check_holds(b, HEADER_LEN)?;
         if b[field::VER_IHL] >> 4 != 4 {
             return Err(Error::BadVersion);
         }
         let header_len = self.header_len();
-        if header_len < HEADER_LEN {
-            return Err(Error::BadHeaderLength);
-        }
-        if header_len > b.len() {
-            return Err(Error::Truncated);
-        }
+        check_claimed(b, header_len, HEADER_LEN, Error::BadHeaderLength)?;
         let total_len = usize::from(self.total_len());
-        if total_len < header_len {
-            return Err(Error::BadTotalLength);
-        }
-        if total_len > b.len() {
-            return Err(Error::Truncated);
-        }
-        Ok(())
+        check_claimed(b, total_len, header_len, Error::BadTotalLength)
     }
 
     /// The version field (4 after a successful check).

@@ -107,6 +107,26 @@ field_value_via!(
     Icmpv4Message => u8,
 );
 
+/// The buffer holds at least `len` bytes, else [`Error::Truncated`].
+#[inline(always)]
+pub(crate) fn check_holds(b: &[u8], len: usize) -> Result<()> {
+    if b.len() < len {
+        return Err(Error::Truncated);
+    }
+    Ok(())
+}
+
+/// A length that a header field claims (`claimed` bytes) covers at least `min` bytes, else
+/// `too_short`, and the buffer holds it, else [`Error::Truncated`]. A longer buffer is fine:
+/// Ethernet pads short frames, and what follows is bounded by the claimed length.
+#[inline(always)]
+pub(crate) fn check_claimed(b: &[u8], claimed: usize, min: usize, too_short: Error) -> Result<()> {
+    if claimed < min {
+        return Err(too_short);
+    }
+    check_holds(b, claimed)
+}
+
 /// Reads a big-endian `u16` at `at`: one bounds check for both bytes.
 #[inline(always)]
 pub(crate) fn read_u16(b: &[u8], at: usize) -> u16 {

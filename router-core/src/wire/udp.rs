@@ -4,7 +4,7 @@ use std::net::Ipv4Addr;
 
 use super::checksum;
 use super::ipv4::IpProtocol;
-use super::{read_u16, write_u16, Error, Result};
+use super::{check_claimed, check_holds, read_u16, write_u16, Error, Result};
 
 /// Byte offsets of the fields (RFC 768 "Format"); each constant is the offset of the field's
 /// first byte.
@@ -53,17 +53,13 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
     #[inline]
     pub fn check_len(&self) -> Result<()> {
         let b = self.buffer.as_ref();
-        if b.len() < HEADER_LEN {
-            return Err(Error::Truncated);
-        }
-        let len = usize::from(self.len());
-        if len < HEADER_LEN {
-            return Err(Error::BadTotalLength);
-        }
-        if len > b.len() {
-            return Err(Error::Truncated);
-        }
-        Ok(())
+        check_holds(b, HEADER_LEN)?;
+        check_claimed(
+            b,
+            usize::from(self.len()),
+            HEADER_LEN,
+            Error::BadTotalLength,
+        )
     }
 
     /// The length field: header and payload, in bytes.

@@ -3,7 +3,9 @@
 
 use super::ethernet::{self, EtherType, EthernetAddress};
 use super::ipv4::{self, IpProtocol};
-use super::{read_u16, read_u32, udp, write_u16, write_u32, Error, FieldValue, Result};
+use super::{
+    check_holds, read_u16, read_u32, udp, write_u16, write_u32, Error, FieldValue, Result,
+};
 
 /// The IANA-assigned UDP destination port of VXLAN (RFC 7348 section 5).
 pub const VXLAN_PORT: u16 = 4789;
@@ -192,9 +194,7 @@ impl<T: AsRef<[u8]>> VxlanPacket<T> {
     #[inline]
     pub fn check_len(&self) -> Result<()> {
         let b = self.buffer.as_ref();
-        if b.len() < VXLAN_HEADER_LEN {
-            return Err(Error::Truncated);
-        }
+        check_holds(b, VXLAN_HEADER_LEN)?;
         if b[field::FLAGS] & FLAG_VNI == 0 {
             return Err(Error::Malformed);
         }
