@@ -14,7 +14,15 @@
 pub mod schema;
 pub mod state;
 pub mod sync;
+pub mod writer;
 
 pub use schema::{Key, Record, RecordError, DEFAULT_PREFIX};
 pub use state::{Event, FleetState};
 pub use sync::{HostSync, Plan};
+pub mod member;
+pub mod status;
+pub mod store;
+
+pub use member::{Apply, Member, MemberConfig, SharedReport};
+pub use status::{HostStatus, KeyError, LinkState, MemberReport};
+pub use store::{Store, StoreConfig, StoreError};

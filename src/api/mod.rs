@@ -16,6 +16,7 @@
 
 pub mod client;
 pub mod describe;
+pub mod fleet;
 mod parse;
 pub mod server;
 pub mod view;

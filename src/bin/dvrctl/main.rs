@@ -20,11 +20,12 @@ use self::grammar::*;
 use self::output::*;
 use clap::{Parser, Subcommand};
 use dvr_router::api::client::{Client, ClientError};
+use dvr_router::api::fleet::FleetClient;
 use dvr_router::api::view::{
     BatchApplied, HistSet, HistView, HostView, Interfaces, Lookup, Neighbors, NetworkView,
     Networks, Peers, Ports, RouterEntry, Routers, Routes, StatsView, TraceView, VersionInfo,
 };
-use dvr_router::api::{ErrorCode, REPLY_TIMEOUT};
+use dvr_router::api::{ApiError, ErrorCode, REPLY_TIMEOUT};
 use router_core::control::NeighborView;
 use router_core::model::{InstancePortSpec, InterfaceSpec, PeerSpec, RouteSpec};
 use serde_json::{json, Value};
@@ -55,6 +56,14 @@ pub(crate) struct Cli {
         default_value = "/run/dvrd/dvrd.sock"
     )]
     socket: PathBuf,
+    /// Talk to the fleet's etcd instead of one dvrd: comma-separated endpoints
+    /// (`http://127.0.0.1:2379`). Adds and deletes are validated against the whole fleet and
+    /// written as one transaction; listings read the fleet's records.
+    #[arg(long, env = "DVRCTL_ETCD", value_name = "URLS")]
+    etcd: Option<String>,
+    /// With --etcd: the fleet's key space.
+    #[arg(long, env = "DVRCTL_PREFIX", default_value = dvr_fleet::DEFAULT_PREFIX)]
+    prefix: String,
     /// Print results as JSON (errors too, on stdout).
     #[arg(short, long, global = true)]
     json: bool,
@@ -82,7 +91,9 @@ pub(crate) const EXAMPLES: &str = "Examples:
   dvrctl hist --full
   dvrctl trace count 5 dst 10.0.2.7 proto icmp
   dvrctl apply changes.txt      (every add/del of the file in one atomic batch)
-  dvrctl -b commands.txt        (every command of the file, one by one)";
+  dvrctl -b commands.txt        (every command of the file, one by one)
+  dvrctl --etcd http://127.0.0.1:2379 port add 10.0.1.5 network blue mac fa:16:3e:aa:01:05 host host-a
+  dvrctl --etcd http://127.0.0.1:2379 fleet status";
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
@@ -123,8 +134,11 @@ pub(crate) enum Command {
     Icmp(Words),
     /// Capture the next packets and show every decision: [count N] [port P] [src IP] [dst IP] [proto icmp|tcp|udp|N] [timeout SECONDS]
     Trace(Words),
-    /// Apply every add/del/set command of FILE (`-` for stdin) as one atomic batch.
+    /// Apply every add/del/set command of FILE (`-` for stdin) as one atomic batch (with
+    /// --etcd: one etcd transaction).
     Apply { file: PathBuf },
+    /// The fleet (with --etcd): status (every host, the revision it applied, its lag and errors)
+    Fleet(Words),
     /// The daemon's and the API's versions.
     Version,
     /// Send any request: OP [ARGS as a JSON object].
@@ -218,12 +232,48 @@ pub(crate) fn report(cli: &Cli, f: &Failure) {
     eprintln!("dvrctl: {}", f.message);
 }
 
-pub(crate) fn connect(cli: &Cli, timeout: Duration) -> Result<Client, Failure> {
-    Client::connect(&cli.socket, timeout).map_err(|e| Failure {
-        code: EXIT_UNREACHABLE,
-        message: format!("{e} (is dvrd running? the socket is set with --socket or DVRCTL_SOCKET)"),
-        error: None,
-    })
+/// Who answers: one daemon, or the fleet's store.
+pub(crate) enum Backend {
+    Daemon(Client),
+    Fleet(Box<FleetClient>),
+}
+
+impl Backend {
+    pub(crate) fn call(&mut self, op: &str, args: Value) -> Result<Value, ClientError> {
+        match (self, op) {
+            (Backend::Fleet(f), "fleet.status") => {
+                serde_json::to_value(f.status()?).map_err(|e| ClientError::Protocol(e.to_string()))
+            }
+            (Backend::Fleet(f), _) => f.call(op, args),
+            (Backend::Daemon(_), "fleet.status") => Err(ClientError::Api(ApiError::new(
+                ErrorCode::UnknownOp,
+                "`fleet status` reads the fleet's store: give --etcd URLS (or DVRCTL_ETCD)",
+            ))),
+            (Backend::Daemon(c), _) => c.call(op, args),
+        }
+    }
+}
+
+pub(crate) fn connect(cli: &Cli, timeout: Duration) -> Result<Backend, Failure> {
+    if let Some(urls) = &cli.etcd {
+        let endpoints = urls.split(',').map(|u| u.trim().to_string()).collect();
+        return FleetClient::connect(endpoints, &cli.prefix, timeout.min(Duration::from_secs(10)))
+            .map(|f| Backend::Fleet(Box::new(f)))
+            .map_err(|e| Failure {
+                code: EXIT_UNREACHABLE,
+                message: format!("{e} (the fleet's etcd is set with --etcd or DVRCTL_ETCD)"),
+                error: None,
+            });
+    }
+    Client::connect(&cli.socket, timeout)
+        .map(Backend::Daemon)
+        .map_err(|e| Failure {
+            code: EXIT_UNREACHABLE,
+            message: format!(
+                "{e} (is dvrd running? the socket is set with --socket or DVRCTL_SOCKET)"
+            ),
+            error: None,
+        })
 }
 
 /// What a command does: a request, or the contents of a file as one batch.
@@ -256,7 +306,9 @@ pub(crate) fn run_one(cli: &Cli, timeout: Duration, plan: Plan) -> Result<(), Fa
             .get("timeout_ms")
             .and_then(Value::as_u64)
             .unwrap_or(10_000);
-        let _ = client.set_timeout(timeout + REPLY_TIMEOUT + Duration::from_millis(trace_ms));
+        if let Backend::Daemon(c) = &mut client {
+            let _ = c.set_timeout(timeout + REPLY_TIMEOUT + Duration::from_millis(trace_ms));
+        }
     }
     let result = client.call(r.op, r.args.clone())?;
     print_result(cli, r.op, &result)

@@ -2,6 +2,7 @@
 //! for people (one rendering per result, one row layout per listed object).
 
 use super::*;
+use dvr_router::api::fleet::FleetStatusView;
 
 pub(crate) fn parse_as<T: serde::de::DeserializeOwned>(op: &str, v: &Value) -> Result<T, Failure> {
     serde_json::from_value(v.clone()).map_err(|e| Failure {
@@ -40,6 +41,7 @@ pub(crate) fn human(op: &str, v: &Value) -> Result<String, Failure> {
         "trace" => show::<TraceView>(out, op, v)?,
         "batch" => show::<BatchApplied>(out, op, v)?,
         "version" => show::<VersionInfo>(out, op, v)?,
+        "fleet.status" => fleet_status(out, op, v)?,
         "log.show" | "log.set" => text_field(out, "log filter", v, "level"),
         "stats.reset" | "hist.reset" => text_field(out, "reset", v, "reset"),
         // Adds, deletes and sets: silent, like `ip`.
@@ -387,4 +389,41 @@ pub(crate) fn render_trace(o: &mut String, t: &TraceView) {
             String::new()
         }
     );
+}
+
+/// `fleet status`: one line per host, then every record some host could not apply.
+fn fleet_status(out: &mut String, op: &str, v: &Value) -> Result<(), Failure> {
+    let s: FleetStatusView = parse_as(op, v)?;
+    let _ = writeln!(
+        out,
+        "revision {} (routing records last changed at {})",
+        s.revision, s.config_revision
+    );
+    let _ = writeln!(
+        out,
+        "{:<24} {:<5} {:>10} {:>6} {:>7} {:>6}  UPDATED",
+        "HOST", "STATE", "APPLIED", "LAG", "ROUTERS", "ERRORS"
+    );
+    for h in &s.hosts {
+        let _ = writeln!(
+            out,
+            "{:<24} {:<5} {:>10} {:>6} {:>7} {:>6}  {}",
+            h.name,
+            h.state,
+            h.applied_revision,
+            h.lag,
+            h.routers,
+            h.errors_total,
+            h.updated.as_deref().unwrap_or("-")
+        );
+    }
+    for h in s.hosts.iter().filter(|h| !h.errors.is_empty()) {
+        for e in &h.errors {
+            let _ = writeln!(out, "{}: {}: {}", h.name, e.key, e.error);
+        }
+    }
+    for e in &s.invalid {
+        let _ = writeln!(out, "store: {}: {}", e.key, e.error);
+    }
+    Ok(())
 }
