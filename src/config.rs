@@ -54,6 +54,119 @@ pub struct Config {
     pub control: ControlSettings,
     #[serde(default)]
     pub log: LogConfig,
+    /// Fleet membership: the routing state comes from etcd.
+    pub fleet: Option<FleetSettings>,
+}
+
+/// `[fleet]`: this host follows the fleet's key space in etcd. The file then keeps only what is
+/// local (EAL, ports, workers, tables, timers); `host`, `peers`, `networks`, `routers` and
+/// `instance_ports` come from the store.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetSettings {
+    /// etcd client URLs (`http://10.0.0.1:2379`).
+    pub endpoints: Vec<String>,
+    /// The key space.
+    #[serde(default = "default_fleet_prefix")]
+    pub prefix: String,
+    /// This host's name: `<prefix>config/hosts/<host>` holds its DVR MAC and VTEP.
+    pub host: String,
+    /// The local snapshot (default `/var/lib/dvrd/fleet-<host>.json`).
+    pub snapshot: Option<PathBuf>,
+    /// Seconds the host's status outlives it in the store.
+    #[serde(default = "default_lease_ttl")]
+    pub lease_ttl_s: u64,
+    /// Network -> the local ports it attaches to; by default a network attaches to the port
+    /// named like it, if there is one.
+    #[serde(default)]
+    pub attach: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+fn default_fleet_prefix() -> String {
+    dvr_fleet::DEFAULT_PREFIX.to_string()
+}
+
+fn default_lease_ttl() -> u64 {
+    10
+}
+
+impl FleetSettings {
+    /// The snapshot file.
+    pub fn snapshot_path(&self) -> PathBuf {
+        self.snapshot
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("/var/lib/dvrd/fleet-{}.json", self.host)))
+    }
+
+    fn validate(&self, cfg: &Config) -> Result<(), ConfigError> {
+        if self.endpoints.is_empty() {
+            return Err(invalid(
+                "fleet.endpoints",
+                "empty: name at least one etcd URL",
+            ));
+        }
+        for e in &self.endpoints {
+            if !(e.starts_with("http://") || e.starts_with("https://")) || e.len() < 10 {
+                return Err(invalid(
+                    "fleet.endpoints",
+                    format!("`{e}` is not an etcd URL (http://HOST:PORT)"),
+                ));
+            }
+        }
+        if !self.prefix.starts_with('/') {
+            return Err(invalid(
+                "fleet.prefix",
+                format!("`{}` must start with `/`", self.prefix),
+            ));
+        }
+        let name_ok = !self.host.is_empty()
+            && self.host.len() <= router_core::model::NAME_LEN_MAX
+            && self
+                .host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+        if !name_ok {
+            return Err(invalid(
+                "fleet.host",
+                format!("`{}` is not a host name", self.host),
+            ));
+        }
+        if !(2..=3600).contains(&self.lease_ttl_s) {
+            return Err(invalid(
+                "fleet.lease_ttl_s",
+                format!("{} is not in 2..=3600", self.lease_ttl_s),
+            ));
+        }
+        let local: Vec<&str> = cfg
+            .ports
+            .iter()
+            .filter(|p| !p.fabric)
+            .map(|p| p.name.as_str())
+            .collect();
+        for (network, ports) in &self.attach {
+            if let Some(p) = ports.iter().find(|p| !local.contains(&p.as_str())) {
+                return Err(invalid(
+                    format!("fleet.attach.{network}"),
+                    format!("`{p}` is not a local (non-fabric) port of [[ports]]"),
+                ));
+            }
+        }
+        let managed = [
+            ("host", cfg.host.is_some()),
+            ("peers", !cfg.peers.is_empty()),
+            ("networks", !cfg.networks.is_empty()),
+            ("routers", !cfg.routers.is_empty()),
+            ("instance_ports", !cfg.instance_ports.is_empty()),
+        ];
+        if let Some((key, _)) = managed.iter().find(|(_, set)| *set) {
+            return Err(invalid(
+                *key,
+                "with [fleet] the routing state comes from etcd: remove it from the file \
+                 (write it with `dvrctl --etcd URLS ...`)",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// EAL settings.
@@ -530,6 +643,9 @@ impl Config {
         let names = self.validate_ports()?;
         self.validate_workers(&names, max_cpu)?;
         self.tables.validate()?;
+        if let Some(f) = &self.fleet {
+            f.validate(self)?;
+        }
         // The routing state goes through the same validation as the control API.
         self.changes()?;
         Ok(())
@@ -726,6 +842,43 @@ device = "net_null0"
 core = 0
 rx = ["blue"]
 "#;
+
+    #[test]
+    fn a_fleet_member_keeps_only_local_settings_in_its_file() {
+        let fleet = r#"
+[fleet]
+endpoints = ["http://127.0.0.1:2379"]
+host = "host-a"
+[fleet.attach]
+green = ["blue"]
+"#;
+        let cfg = Config::from_toml(&format!("{MINIMAL}{fleet}")).unwrap();
+        let f = cfg.fleet.as_ref().unwrap();
+        assert_eq!(f.prefix, "/dvr/v1/");
+        assert_eq!(
+            f.snapshot_path(),
+            Path::new("/var/lib/dvrd/fleet-host-a.json")
+        );
+        let with_networks = format!("{MINIMAL}\n[[networks]]\nname = \"blue\"\nvni = 7\n{fleet}");
+        let e = Config::from_toml(&with_networks).unwrap_err().to_string();
+        assert!(e.contains("networks") && e.contains("etcd"), "{e}");
+        for (bad, key) in [
+            (
+                fleet.replace("http://127.0.0.1:2379", "127.0.0.1:2379"),
+                "fleet.endpoints",
+            ),
+            (fleet.replace("host-a", "host a"), "fleet.host"),
+            (
+                fleet.replace("[\"blue\"]", "[\"nope\"]"),
+                "fleet.attach.green",
+            ),
+        ] {
+            let e = Config::from_toml(&format!("{MINIMAL}{bad}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{e}");
+        }
+    }
 
     #[test]
     fn example_file_is_valid() {

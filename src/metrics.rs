@@ -453,6 +453,9 @@ pub fn render(data: &MetricsData) -> String {
         "Packet buffers available.",
         s.mempool_available,
     );
+    if let Some(f) = &data.fleet {
+        fleet(&mut e, f);
+    }
     e.summary(
         "dvrd_burst_processing_seconds",
         "Processing time of one RX burst, RX call to dispatch done, all workers.",
@@ -580,6 +583,41 @@ pub fn check_exposure(addr: SocketAddr) {
     }
 }
 
+/// The host's membership of the fleet.
+fn fleet(e: &mut Exposition, f: &dvr_fleet::MemberReport) {
+    let connected = u64::from(f.state == dvr_fleet::LinkState::Connected);
+    e.single(
+        "dvrd_fleet_connected",
+        "gauge",
+        "1 while connected to the fleet's etcd, 0 while forwarding on the last state.",
+        connected,
+    );
+    e.single(
+        "dvrd_fleet_applied_revision",
+        "gauge",
+        "The store revision this host's tables reflect.",
+        f.applied_revision,
+    );
+    e.single(
+        "dvrd_fleet_rejected_records",
+        "gauge",
+        "Records of the store this host could not apply (see dvrctl stats).",
+        f.rejected_total as u64,
+    );
+    e.single(
+        "dvrd_fleet_changes_total",
+        "counter",
+        "Changes applied from the fleet's store.",
+        f.changes,
+    );
+    e.single(
+        "dvrd_fleet_relists_total",
+        "counter",
+        "Full reads of the store (start, compaction).",
+        f.relists,
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -616,8 +654,12 @@ mod tests {
             sum_s: 3e-6,
             quantiles: vec![(0.5, 1e-6), (0.99, 2e-6)],
         };
+        let mut fleet = dvr_fleet::MemberReport::new("host-a");
+        fleet.set_state(dvr_fleet::LinkState::Connected, None);
+        fleet.applied_revision = 42;
         MetricsData {
             snapshot: s,
+            fleet: Some(fleet),
             burst: summary.clone(),
             residence: summary,
         }

@@ -47,7 +47,7 @@ pub fn normalise_prefix(prefix: &str) -> String {
 /// Why the store could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("etcd at {endpoints}: {source}")]
+    #[error("etcd at {endpoints}: {}", brief(source))]
     Etcd {
         endpoints: String,
         source: etcd_client::Error,
@@ -58,6 +58,23 @@ pub enum StoreError {
     WatchEnded(String),
     #[error("the watched revision {0} was compacted")]
     Compacted(i64),
+}
+
+/// The innermost cause of a client error (`Connection refused`), with the gRPC status when
+/// there is one: the whole chain is a paragraph.
+fn brief(e: &etcd_client::Error) -> String {
+    if let etcd_client::Error::GRpcStatus(status) = e {
+        let mut cause: &dyn std::error::Error = status;
+        while let Some(next) = cause.source() {
+            cause = next;
+        }
+        let inner = cause.to_string();
+        if inner != status.message() && !inner.is_empty() {
+            return format!("{} ({inner})", status.message());
+        }
+        return format!("{:?}: {}", status.code(), status.message());
+    }
+    e.to_string()
 }
 
 /// A key and value read from the store, with the revision that last changed it.

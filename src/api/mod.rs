@@ -91,6 +91,8 @@ pub enum ErrorCode {
     Timeout,
     /// The daemon is stopping.
     ShuttingDown,
+    /// The routing state of this host is managed by the fleet's store: change it there.
+    FleetManaged,
     /// A bug: the daemon could not do what it accepted.
     Internal,
 }
@@ -113,6 +115,7 @@ impl ErrorCode {
             ErrorCode::Busy => "busy",
             ErrorCode::Timeout => "timeout",
             ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::FleetManaged => "fleet_managed",
             ErrorCode::Internal => "internal",
         }
     }
@@ -315,6 +318,12 @@ pub enum Call {
     },
     /// The counters and histograms for the metrics endpoint.
     Metrics { reply: Sender<view::MetricsData> },
+    /// One revision of the fleet's store, as one batch (from the fleet thread).
+    Fleet {
+        revision: i64,
+        changes: Vec<router_core::model::Change>,
+        reply: Sender<Result<(), (usize, String)>>,
+    },
 }
 
 /// One response line, as clients read it.

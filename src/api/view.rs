@@ -133,6 +133,9 @@ pub struct StatsView {
     /// Seconds the counters cover.
     pub since_reset_s: f64,
     pub snapshot: Snapshot,
+    /// The host's membership of the fleet, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<dvr_fleet::MemberReport>,
 }
 
 /// Percentiles of one histogram, in nanoseconds.
@@ -310,6 +313,7 @@ impl MetricsSummary {
 #[derive(Clone, Debug, Default)]
 pub struct MetricsData {
     pub snapshot: Snapshot,
+    pub fleet: Option<dvr_fleet::MemberReport>,
     pub burst: MetricsSummary,
     pub residence: MetricsSummary,
 }

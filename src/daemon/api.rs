@@ -27,6 +27,11 @@ impl ControlThread {
     pub(super) fn execute(&mut self, request: Request, daemon: &mut Daemon) -> Outcome {
         let cp = &self.cp;
         match request {
+            Request::Change(_) | Request::Batch(_) if daemon.fleet.is_some() => Err(ApiError::new(
+                ErrorCode::FleetManaged,
+                "this host's routing state comes from the fleet's etcd: change it there \
+                     (dvrctl --etcd URLS ...); reads, stats, traces and runtime settings stay here",
+            )),
             Request::Change(change) => self.change(&change),
             Request::Batch(changes) => self.batch(&changes),
             Request::HostShow => Ok(Reply::Host(HostView {
@@ -134,6 +139,7 @@ impl ControlThread {
         StatsView {
             since_reset_s: since.as_secs_f64(),
             snapshot,
+            fleet: daemon.fleet.as_ref().map(|f| f.report()),
         }
     }
 
@@ -154,6 +160,7 @@ impl ControlThread {
         let clock = h.clock();
         MetricsData {
             snapshot,
+            fleet: daemon.fleet.as_ref().map(|f| f.report()),
             burst: MetricsSummary::of(&h.burst_cycles, clock.as_ref()),
             residence: MetricsSummary::of(&h.residence_cycles, clock.as_ref()),
         }

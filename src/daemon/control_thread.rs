@@ -145,6 +145,26 @@ impl ControlThread {
             Call::Metrics { reply } => {
                 let _ = reply.send(self.metrics_data(daemon));
             }
+            Call::Fleet {
+                revision,
+                changes,
+                reply,
+            } => {
+                let started = Instant::now();
+                let result = self
+                    .cp
+                    .apply_batch(&changes)
+                    .map(|_| ())
+                    .map_err(|(i, e)| (i, e.to_string()));
+                debug!(
+                    revision,
+                    changes = changes.len(),
+                    elapsed_us = started.elapsed().as_micros() as u64,
+                    ok = result.is_ok(),
+                    "fleet batch"
+                );
+                let _ = reply.send(result);
+            }
             Call::Api {
                 request,
                 reply,

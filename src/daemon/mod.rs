@@ -18,6 +18,7 @@
 
 mod api;
 mod control_thread;
+mod fleet;
 mod histograms;
 mod punt;
 mod setup;
@@ -166,12 +167,20 @@ fn run_with(
     // receiver goes.
     daemon.api.take();
     daemon.metrics.take();
+    let fleet = daemon.fleet.take();
+    if let Some(f) = &fleet {
+        f.signal_stop();
+    }
     control.trace.tap.disarm();
     stop_workers.store(true, Ordering::Relaxed);
     let mut snapshot = daemon.snapshot(&control.cp, None);
     daemon.join_workers(&mut snapshot);
-    // Free what the control thread holds, then the ports.
+    // Free what the control thread holds (a batch of the fleet thread waiting for an answer
+    // gets none, and the thread writes its snapshot and ends), then the ports.
     drop(control);
+    if let Some(f) = fleet {
+        f.join();
+    }
     daemon.close_ports();
     snapshot.uptime_s = started.elapsed().as_secs_f64();
     result.map(|()| snapshot)
@@ -196,6 +205,8 @@ struct Daemon {
     hists: Histograms,
     api: Option<ApiServer>,
     metrics: Option<MetricsServer>,
+    /// Following the fleet's store, when the configuration has `[fleet]`.
+    fleet: Option<fleet::FleetThread>,
 }
 
 impl Daemon {

@@ -27,6 +27,7 @@ use router_core::wire::EthernetAddress;
 use tracing::{debug, info};
 
 use super::control_thread::ControlThread;
+use super::fleet::FleetThread;
 use super::histograms::Histograms;
 use super::trace::Trace;
 use super::{Daemon, DaemonError, PortRuntime};
@@ -62,6 +63,14 @@ pub(super) fn start(
     // answers them once its loop runs.
     let (calls_tx, calls_rx) = bounded(CALL_QUEUE_DEPTH);
     let (api, metrics) = servers(cfg, &calls_tx)?;
+    let fleet = match &cfg.fleet {
+        Some(settings) => Some(FleetThread::start(
+            settings,
+            cp.model().clone(),
+            calls_tx.clone(),
+        )?),
+        None => None,
+    };
     let (trace_tap, trace_rx) = TraceTap::new();
     let trace_tap = Arc::new(trace_tap);
 
@@ -118,6 +127,7 @@ pub(super) fn start(
         hists,
         api: Some(api),
         metrics,
+        fleet,
     };
     Ok(Started {
         control,

@@ -206,6 +206,9 @@ impl Human for StatsView {
             "counters over the last {:.1} s (since start or `dvrctl stats reset`)",
             self.since_reset_s
         );
+        if let Some(f) = &self.fleet {
+            let _ = writeln!(o, "{}", f.summary());
+        }
         o.push_str(&self.snapshot.render());
         if let Some(t) = &self.snapshot.tables {
             let _ = writeln!(
