@@ -255,6 +255,8 @@ pub enum Request {
     Batch(Vec<Change>),
     StatsShow,
     StatsReset,
+    /// The host's membership of the fleet, with the revisions it applied last.
+    FleetShow,
     HistShow {
         full: bool,
         ticks: u32,
@@ -287,6 +289,7 @@ impl Request {
             Request::Batch(_) => "batch",
             Request::StatsShow => "stats.show",
             Request::StatsReset => "stats.reset",
+            Request::FleetShow => "fleet.show",
             Request::HistShow { .. } => "hist.show",
             Request::HistReset => "hist.reset",
             Request::IcmpSet { .. } => "icmp.set",

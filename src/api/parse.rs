@@ -78,6 +78,7 @@ pub const OPS: &[OpInfo] = &[
     op("hist.show", &["full", "ticks"], false),
     op("hist.reset", &[], false),
     op("icmp.set", &["rate_per_s", "burst"], false),
+    op("fleet.show", &[], false),
     op(
         "trace",
         &["count", "timeout_ms", "port", "src", "dst", "protocol"],
@@ -216,6 +217,7 @@ fn parse_op(op: &str, args: Option<&RawValue>) -> Result<Request, ApiError> {
         },
         "batch" => Request::Batch(batch(&mut f)?),
         "stats.show" => Request::StatsShow,
+        "fleet.show" => Request::FleetShow,
         "stats.reset" => Request::StatsReset,
         "hist.show" => {
             let full = f.opt("full")?.unwrap_or(false);

@@ -30,6 +30,16 @@ pub enum Reply {
     Trace(TraceView),
     Reset(ResetView),
     Icmp(IcmpView),
+    Fleet(Box<FleetView>),
+}
+
+/// `fleet.show`: the host's membership of the fleet and the revisions that changed it last.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FleetView {
+    #[serde(flatten)]
+    pub report: dvr_fleet::MemberReport,
+    /// The last revisions that changed this host, oldest first.
+    pub recent: Vec<dvr_fleet::status::Applied>,
 }
 
 /// One add, delete or set.

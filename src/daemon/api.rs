@@ -15,9 +15,9 @@ use super::control_thread::ControlThread;
 use super::Daemon;
 use crate::api::describe;
 use crate::api::view::{
-    Applied as AppliedView, BatchApplied, HistSet, HistView, HostView, IcmpView, Interfaces,
-    Lookup, MetricsData, MetricsSummary, Neighbors, NetworkView, Networks, Peers, Ports, ResetView,
-    RouterEntry, Routers, Routes, StatsView, WorkerHist,
+    Applied as AppliedView, BatchApplied, FleetView, HistSet, HistView, HostView, IcmpView,
+    Interfaces, Lookup, MetricsData, MetricsSummary, Neighbors, NetworkView, Networks, Peers,
+    Ports, ResetView, RouterEntry, Routers, Routes, StatsView, WorkerHist,
 };
 use crate::api::{ApiError, ErrorCode, Outcome, Reply, Request};
 use crate::stats::Latency;
@@ -59,6 +59,17 @@ impl ControlThread {
             Request::NeighList { router } => self.neighbors(router.as_deref()),
             Request::StatsShow => Ok(Reply::Stats(Box::new(self.stats(daemon)))),
             Request::StatsReset => Ok(self.reset_stats(daemon)),
+            Request::FleetShow => match &daemon.fleet {
+                Some(f) => {
+                    let report = f.report();
+                    let recent = report.recent.iter().copied().collect();
+                    Ok(Reply::Fleet(Box::new(FleetView { report, recent })))
+                }
+                None => Err(ApiError::new(
+                    ErrorCode::NotFound,
+                    "this host is not a fleet member (no [fleet] in its configuration)",
+                )),
+            },
             Request::HistShow { full, ticks } => Ok(hist(daemon, full.then_some(ticks))),
             Request::HistReset => {
                 daemon.hists.reset();

@@ -112,7 +112,11 @@ pub(crate) fn request(command: &Command) -> Result<Req, Failure> {
         Command::Icmp(w) => icmp(w),
         Command::Trace(w) => trace(w),
         Command::Version => Ok(req("version", Value::Null)),
-        Command::Fleet(w) => simple(w, "fleet", &[("status", "fleet.status")]),
+        Command::Fleet(w) => simple(
+            w,
+            "fleet",
+            &[("status", "fleet.status"), ("show", "fleet.show")],
+        ),
         Command::Call { op, args } => call(op, args.as_deref()),
         Command::Apply { .. } => Err(Failure::usage("apply is not a single request")),
     }

@@ -137,7 +137,8 @@ pub(crate) enum Command {
     /// Apply every add/del/set command of FILE (`-` for stdin) as one atomic batch (with
     /// --etcd: one etcd transaction).
     Apply { file: PathBuf },
-    /// The fleet (with --etcd): status (every host, the revision it applied, its lag and errors)
+    /// The fleet: status (with --etcd: every host, the revision it applied, its lag and
+    /// errors) | show (one host's membership, from its dvrd)
     Fleet(Words),
     /// The daemon's and the API's versions.
     Version,

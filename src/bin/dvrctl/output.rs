@@ -42,6 +42,19 @@ pub(crate) fn human(op: &str, v: &Value) -> Result<String, Failure> {
         "batch" => show::<BatchApplied>(out, op, v)?,
         "version" => show::<VersionInfo>(out, op, v)?,
         "fleet.status" => fleet_status(out, op, v)?,
+        "fleet.show" => {
+            let f: dvr_router::api::view::FleetView = parse_as(op, v)?;
+            let _ = writeln!(out, "{}", f.report.summary());
+            let r = &f.report;
+            let _ = writeln!(
+                out,
+                "routers {}, events {}, batches {}, changes {}, re-lists {}, reconnects {}",
+                r.routers, r.events, r.batches, r.changes, r.relists, r.reconnects
+            );
+            for e in &r.rejected {
+                let _ = writeln!(out, "refused {}: {}", e.key, e.error);
+            }
+        }
         "log.show" | "log.set" => text_field(out, "log filter", v, "level"),
         "stats.reset" | "hist.reset" => text_field(out, "reset", v, "reset"),
         // Adds, deletes and sets: silent, like `ip`.
