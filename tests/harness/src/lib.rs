@@ -41,8 +41,8 @@ pub mod topo;
 
 pub use self::cmd::{require_environment, run, run_ok, CmdOutput};
 pub use self::config::{
-    DvrdConfig, HostCfg, InstancePortCfg, InterfaceCfg, NetworkCfg, PeerCfg, PortCfg, RouteCfg,
-    RouterCfg,
+    DvrdConfig, FleetCfg, HostCfg, InstancePortCfg, InterfaceCfg, NetworkCfg, PeerCfg, PortCfg,
+    RouteCfg, RouterCfg,
 };
 pub use self::dvrctl::Dvrctl;
 pub use self::dvrd::{Dvrd, DvrdExit, DvrdRun, Summary};
