@@ -22,7 +22,8 @@
 //! host (the host's fabric port) or per kernel node (a SNAT node with a Linux vxlan device).
 //! [`DvrdConfig`] describes a host's configuration in Rust and writes the TOML file; [`dvr`]
 //! is the three-host cloud of the DVR tests and the demo. [`checks`] holds the assertions the
-//! test files share (echoes in captures, routed packets).
+//! test files share (echoes in captures, routed packets). [`Etcd`] is a real single-member
+//! etcd.
 
 pub mod checks;
 pub mod cmd;
@@ -30,6 +31,7 @@ pub mod config;
 pub mod dvr;
 pub mod dvrctl;
 pub mod dvrd;
+pub mod etcd;
 pub mod frames;
 pub mod net;
 pub mod one_host;
@@ -46,6 +48,7 @@ pub use self::config::{
 };
 pub use self::dvrctl::Dvrctl;
 pub use self::dvrd::{Dvrd, DvrdExit, DvrdRun, Summary};
+pub use self::etcd::{Etcd, TxnOp};
 pub use self::frames::Mac;
 pub use self::net::{Bridge, Link, Netns};
 pub use self::pcap::PcapRecord;
