@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::cmd::{command_line, output_of, CmdOutput};
+use crate::cmd::{command_line, output_of, which, CmdOutput};
 use crate::net::Netns;
 use crate::process::{describe, Process};
 use crate::test_scope::{tail, Scope};
@@ -108,6 +108,7 @@ impl Etcd {
     /// Starts etcd in `netns` (None: the root namespace), serving clients on 127.0.0.1 and on
     /// every address of `also_on` (addresses of that namespace), and waits until it answers.
     pub fn start_in(scope: &Scope, netns: Option<&Netns>, also_on: &[Ipv4Addr]) -> Etcd {
+        require_tools();
         let label = scope.unique_label("etcd");
         let mut etcd = Etcd {
             scope: scope.clone(),
@@ -433,6 +434,23 @@ impl Drop for Etcd {
         self.kill();
         remove_dir(&self.data_dir);
     }
+}
+
+/// The etcd tools and their Debian packages.
+const TOOLS: [(&str, &str); 2] = [("etcd", "etcd-server"), ("etcdctl", "etcd-client")];
+
+/// Fails the test (never skips it) when etcd or etcdctl is missing.
+fn require_tools() {
+    let missing: Vec<String> = TOOLS
+        .iter()
+        .filter(|(tool, _)| which(tool).is_none())
+        .map(|(tool, package)| format!("`{tool}` is not on PATH (Debian package {package})"))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the fleet tests need a real etcd: {}; run `sudo scripts/install-deps.sh`",
+        missing.join(", ")
+    );
 }
 
 /// The client and peer ports of attempt `attempt` for `scope`: from the scope's prefix and the
