@@ -23,7 +23,8 @@
 //! [`DvrdConfig`] describes a host's configuration in Rust and writes the TOML file; [`dvr`]
 //! is the three-host cloud of the DVR tests and the demo. [`checks`] holds the assertions the
 //! test files share (echoes in captures, routed packets). [`Etcd`] is a real single-member
-//! etcd.
+//! etcd; [`fleet`] is the three-host cloud again, each dvrd holding only its local settings
+//! and reading everything else from that etcd.
 
 pub mod checks;
 pub mod cmd;
@@ -32,6 +33,7 @@ pub mod dvr;
 pub mod dvrctl;
 pub mod dvrd;
 pub mod etcd;
+pub mod fleet;
 pub mod frames;
 pub mod net;
 pub mod one_host;
