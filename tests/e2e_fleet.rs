@@ -25,8 +25,8 @@ use dvr_harness::dvr::{
 use dvr_harness::dvrctl::Dvrctl;
 use dvr_harness::dvrd::DvrdExit;
 use dvr_harness::fleet::{
-    default_route_key, has_applied, host_status, key, poll, port_add, port_key, FleetCloud,
-    CONVERGE_TIMEOUT, LEARN_A, MIG_B, MIG_C, NEW_B, NEW_C,
+    default_route_key, has_applied, host_status, key, poll, port_add, port_key, record_names,
+    status_key, FleetCloud, CONVERGE_TIMEOUT, LEARN_A, MIG_B, MIG_C, NEW_B, NEW_C, PREFIX,
 };
 use dvr_harness::tools::{unix_now, BackgroundPing, TimedPing};
 use dvr_harness::{scope, DvrdConfig, HostCfg, Instance, PingOpts, PortCfg, TxnOp};
@@ -171,13 +171,11 @@ fn keys_of(errors: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// True when `keys` holds `wanted` (a full key; a host may report it with or without the
-/// prefix).
+/// True when `keys` holds the record at `wanted` (a full key), however the host names it
+/// ([`record_names`]).
 fn reports(keys: &[String], wanted: &str) -> bool {
-    let relative = wanted
-        .strip_prefix(dvr_harness::fleet::PREFIX)
-        .unwrap_or(wanted);
-    keys.iter().any(|k| k == wanted || k == relative)
+    let names = record_names(wanted);
+    keys.iter().any(|k| names.contains(k))
 }
 
 /// True when the host's own `fleet` object says connected, at revision `rev` or later.
@@ -247,6 +245,16 @@ fn fleet_programs_every_host_and_east_west_works() {
             Vec::<String>::new(),
             "{}: {hs:#}",
             h.name
+        );
+    }
+    // Each host publishes its status under a lease: it goes when the host does.
+    for h in HOSTS {
+        let lease = cloud.etcd().lease(&status_key(h));
+        assert!(
+            lease.is_some_and(|l| l != 0),
+            "{}: {} has no lease ({lease:?})",
+            h.name,
+            status_key(h)
         );
     }
     // Each host's own view says the same.
@@ -693,12 +701,14 @@ fn invalid_records_are_reported_by_key_and_the_rest_applies() {
     };
     expect_rejected(&cloud, &[&bad_mac, &unknown_network], rev);
 
-    // Garbage: a key outside the schema, not JSON, 1 MiB. Nobody falls over. (A host may
-    // report the key outside the schema or ignore it: the last write is a port's, which
-    // every host reads.)
+    // Garbage: keys outside the schema (outside the config folder, which no host reads, and
+    // inside it), not JSON, 1 MiB. Nobody falls over; every record in the config folder that
+    // is not one is reported.
+    let unknown_kind = key("bogus/x");
     let malformed = key("ports/blue/10.0.1.62");
     let huge = key("ports/blue/10.0.1.63");
-    cloud.etcd().put(&key("bogus/x"), "{}");
+    cloud.etcd().put(&format!("{PREFIX}bogus/x"), "{}");
+    cloud.etcd().put(&unknown_kind, "{}");
     cloud
         .etcd()
         .put(&malformed, r#"{"mac": "fa:16:3e:00:01:3e", "host": "#);
@@ -706,7 +716,7 @@ fn invalid_records_are_reported_by_key_and_the_rest_applies() {
     cloud.assert_running();
     expect_rejected(
         &cloud,
-        &[&bad_mac, &unknown_network, &malformed, &huge],
+        &[&bad_mac, &unknown_network, &unknown_kind, &malformed, &huge],
         rev,
     );
     cloud.assert_running();

@@ -371,25 +371,30 @@ fn fabric_bridges_hosts_and_kernel_vxlan_nodes() {
 fn etcd_keeps_its_data_across_a_kill_and_compacts_its_history() {
     let s = scope!();
     let mut etcd = Etcd::start(&s);
-    let blue = "/dvr/v1/networks/blue";
+    let blue = "/dvr/v1/config/networks/blue";
     let r1 = etcd.put(blue, r#"{"vni": 1001}"#);
     assert_eq!(etcd.get_json(blue), Some(json!({"vni": 1001})));
     assert_eq!(etcd.revision(), r1);
     assert_eq!(etcd.mod_revision(blue), Some(r1));
-    assert_eq!(etcd.get("/dvr/v1/networks/none"), None);
+    assert_eq!(etcd.get("/dvr/v1/config/networks/none"), None);
 
     // One transaction, values with quotes and spaces: one revision for both keys.
     let port = r#"{"mac": "fa:16:3e:aa:01:05", "host": "host-a"}"#;
     let r2 = etcd.txn(&[
-        TxnOp::put("/dvr/v1/ports/blue/10.0.1.5", port),
-        TxnOp::put("/dvr/v1/routers/tenant1", "{}"),
+        TxnOp::put("/dvr/v1/config/ports/blue/10.0.1.5", port),
+        TxnOp::put("/dvr/v1/config/routers/tenant1", "{}"),
     ]);
     assert_eq!(r2, r1 + 1);
     assert_eq!(
-        etcd.get("/dvr/v1/ports/blue/10.0.1.5").as_deref(),
+        etcd.get("/dvr/v1/config/ports/blue/10.0.1.5").as_deref(),
         Some(port)
     );
-    assert_eq!(etcd.mod_revision("/dvr/v1/routers/tenant1"), Some(r2));
+    assert_eq!(
+        etcd.mod_revision("/dvr/v1/config/routers/tenant1"),
+        Some(r2)
+    );
+    assert_eq!(etcd.lease("/dvr/v1/config/routers/tenant1"), Some(0));
+    assert_eq!(etcd.lease("/dvr/v1/config/routers/none"), None);
     // A value larger than a command-line argument may be goes through stdin.
     let big = "x".repeat(1 << 20);
     etcd.put("/dvr/v1/bogus/big", &big);
@@ -408,8 +413,8 @@ fn etcd_keeps_its_data_across_a_kill_and_compacts_its_history() {
         keys,
         [
             blue,
-            "/dvr/v1/ports/blue/10.0.1.5",
-            "/dvr/v1/routers/tenant1"
+            "/dvr/v1/config/ports/blue/10.0.1.5",
+            "/dvr/v1/config/routers/tenant1"
         ]
     );
 

@@ -394,6 +394,13 @@ impl Etcd {
         v["kvs"].as_array()?.first()?["mod_revision"].as_i64()
     }
 
+    /// The lease `key` is attached to (0: none), if the key exists.
+    pub fn lease(&self, key: &str) -> Option<i64> {
+        let v = self.ctl_json(&["get", key]);
+        let kv = v["kvs"].as_array()?.first()?;
+        Some(kv["lease"].as_i64().unwrap_or(0))
+    }
+
     /// Deletes `key`; returns how many keys went (0 or 1) and the store's revision after.
     pub fn del(&self, key: &str) -> (u64, i64) {
         let v = self.ctl_json(&["del", key]);

@@ -54,6 +54,10 @@ use crate::topo::{Fabric, FabricPort, Instance};
 
 /// The key prefix (dvrd's and dvrctl's default).
 pub const PREFIX: &str = "/dvr/v1/";
+/// Under the prefix: the routing records, the only folder the hosts watch.
+pub const CONFIG_DIR: &str = "config/";
+/// Under the prefix: each host's status, under its lease.
+pub const STATUS_DIR: &str = "status/";
 /// The networks of the fleet: router `tenant1`'s.
 pub const FLEET_NETWORKS: [&NetworkDef; 2] = [&BLUE, &RED];
 /// etcd's address on the management network.
@@ -124,12 +128,32 @@ pub const FLEET_INSTANCES: [&InstanceDef; 9] = [
 pub const PROGRAMMED_PORTS: [&InstanceDef; 6] =
     [&BLUE_A, &RED_A, &RED_B, &BLUE_C, &MIG_B, &SNAT_PORT];
 
-/// `/dvr/v1/<rest>`.
+/// `/dvr/v1/config/<rest>`: the key of a routing record (`hosts/<name>`,
+/// `ports/<network>/<ip>`...), under the folder every host watches. Every record key the
+/// harness and the tests write or read with etcdctl is made here.
 pub fn key(rest: &str) -> String {
-    format!("{PREFIX}{rest}")
+    format!("{PREFIX}{CONFIG_DIR}{rest}")
 }
 
-/// The key of `def`'s port: `/dvr/v1/ports/<network>/<ip>`.
+/// `/dvr/v1/status/<host>`: what `host`'s dvrd publishes under its lease.
+pub fn status_key(host: &HostDef) -> String {
+    format!("{PREFIX}{STATUS_DIR}{}", host.name)
+}
+
+/// The ways a host may name the record at `full` in its errors: the whole key, relative to
+/// the prefix (`config/ports/blue/10.0.1.5`) or to the config folder (`ports/blue/10.0.1.5`).
+pub fn record_names(full: &str) -> Vec<String> {
+    let mut names = vec![full.to_string()];
+    if let Some(rel) = full.strip_prefix(PREFIX) {
+        names.push(rel.to_string());
+        if let Some(record) = rel.strip_prefix(CONFIG_DIR) {
+            names.push(record.to_string());
+        }
+    }
+    names
+}
+
+/// The key of `def`'s port: `/dvr/v1/config/ports/<network>/<ip>`.
 pub fn port_key(def: &InstanceDef) -> String {
     key(&format!("ports/{}/{}", def.network.name, def.ip))
 }
