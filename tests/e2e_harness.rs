@@ -370,7 +370,14 @@ fn fabric_bridges_hosts_and_kernel_vxlan_nodes() {
 #[test]
 fn etcd_keeps_its_data_across_a_kill_and_compacts_its_history() {
     let s = scope!();
+    // The first port pair is taken: etcd moves on to the next.
+    let (taken, _) = dvr_harness::etcd::port_pair(&s, 0);
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", taken)).ok();
     let mut etcd = Etcd::start(&s);
+    if squatter.is_some() {
+        assert_ne!(etcd.client_port(), taken);
+    }
+    drop(squatter);
     let blue = "/dvr/v1/config/networks/blue";
     let r1 = etcd.put(blue, r#"{"vni": 1001}"#);
     assert_eq!(etcd.get_json(blue), Some(json!({"vni": 1001})));
@@ -462,8 +469,10 @@ fn etcd_keeps_its_data_across_a_kill_and_compacts_its_history() {
     etcd_ns.ip(&["link", "set", "dev", "e0", "up"]);
     client.ip(&["addr", "add", "198.18.0.2/24", "dev", "c0"]);
     client.ip(&["link", "set", "dev", "c0", "up"]);
-    let remote = Etcd::start_in(&s, Some(&etcd_ns), &[server_addr]);
+    let mut remote = Etcd::start_in(&s, Some(&etcd_ns), &[server_addr]);
     remote.put("/k", "v");
+    // Killed and restarted in its namespace (through `ip netns exec`): the same ports again.
+    remote.restart();
     let mut get = client.command("etcdctl");
     get.env("ETCDCTL_API", "3").args([
         "--endpoints",

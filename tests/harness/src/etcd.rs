@@ -462,7 +462,7 @@ fn require_tools() {
 
 /// The client and peer ports of attempt `attempt` for `scope`: from the scope's prefix and the
 /// process id, so that concurrent test processes start apart.
-fn port_pair(scope: &Scope, attempt: u32) -> (u16, u16) {
+pub fn port_pair(scope: &Scope, attempt: u32) -> (u16, u16) {
     let seed = scope.prefix().bytes().fold(std::process::id(), |h, b| {
         h.wrapping_mul(31).wrapping_add(u32::from(b))
     });
