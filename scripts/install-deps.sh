@@ -7,11 +7,15 @@
 set -euo pipefail
 
 mode=${1:-all}
+# protobuf-compiler and libprotobuf-dev (google/protobuf/*.proto): the etcd client's build
+# generates its gRPC code from the etcd API's .proto files.
 build_pkgs=(dpdk dpdk-dev libdpdk-dev dpdk-doc libclang-dev pkg-config libnuma-dev
-  build-essential)
+  build-essential protobuf-compiler libprotobuf-dev)
 runtime_pkgs=(dpdk iproute2 libnuma1 ca-certificates)
+# etcd-server and etcd-client: the fleet tests run a real etcd and drive it with etcdctl. A
+# host running dvrd only talks to an etcd somewhere else, so the runtime list has neither.
 test_pkgs=(iproute2 iputils-ping iputils-arping tcpdump iperf3 procps psmisc socat ethtool bridge-utils make
-  python3 valgrind kmod)
+  python3 valgrind kmod etcd-server etcd-client)
 
 case "$mode" in
   --runtime) want=("${runtime_pkgs[@]}") ;;

@@ -14,10 +14,11 @@ use dvr_harness::one_host::instances;
 use dvr_harness::test_scope::{prefix_of, root_links};
 use dvr_harness::tools::{iperf3_client, iperf3_server, parse_arping_replies, parse_ping_summary};
 use dvr_harness::{
-    build_paths, pcap, run, run_ok, scope, Capture, DvrdConfig, Fabric, Instance, Netns, PingOpts,
-    Process, Scope,
+    build_paths, pcap, run, run_ok, scope, Capture, DvrdConfig, Etcd, Fabric, Instance, Netns,
+    PingOpts, Process, Scope, TxnOp,
 };
 use router_core::wire::{EtherType, Icmpv4Message, IpProtocol, Ipv4Packet};
+use serde_json::json;
 
 /// BLUE and RED instances whose host ends are in a namespace that routes like a router would:
 /// the gateway IPs and MACs on the host ends, IPv4 forwarding on.
@@ -364,4 +365,132 @@ fn fabric_bridges_hosts_and_kernel_vxlan_nodes() {
         Capture::dump(&flooded)
     );
     assert_eq!(port.port("fabric").iface, port.host_if());
+}
+
+#[test]
+fn etcd_keeps_its_data_across_a_kill_and_compacts_its_history() {
+    let s = scope!();
+    // The first port pair is taken: etcd moves on to the next.
+    let (taken, _) = dvr_harness::etcd::port_pair(&s, 0);
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", taken)).ok();
+    let mut etcd = Etcd::start(&s);
+    if squatter.is_some() {
+        assert_ne!(etcd.client_port(), taken);
+    }
+    drop(squatter);
+    let blue = "/dvr/v1/config/networks/blue";
+    let r1 = etcd.put(blue, r#"{"vni": 1001}"#);
+    assert_eq!(etcd.get_json(blue), Some(json!({"vni": 1001})));
+    assert_eq!(etcd.revision(), r1);
+    assert_eq!(etcd.mod_revision(blue), Some(r1));
+    assert_eq!(etcd.get("/dvr/v1/config/networks/none"), None);
+
+    // One transaction, values with quotes and spaces: one revision for both keys.
+    let port = r#"{"mac": "fa:16:3e:aa:01:05", "host": "host-a"}"#;
+    let r2 = etcd.txn(&[
+        TxnOp::put("/dvr/v1/config/ports/blue/10.0.1.5", port),
+        TxnOp::put("/dvr/v1/config/routers/tenant1", "{}"),
+    ]);
+    assert_eq!(r2, r1 + 1);
+    assert_eq!(
+        etcd.get("/dvr/v1/config/ports/blue/10.0.1.5").as_deref(),
+        Some(port)
+    );
+    assert_eq!(
+        etcd.mod_revision("/dvr/v1/config/routers/tenant1"),
+        Some(r2)
+    );
+    assert_eq!(etcd.lease("/dvr/v1/config/routers/tenant1"), Some(0));
+    assert_eq!(etcd.lease("/dvr/v1/config/routers/none"), None);
+    // A value larger than a command-line argument may be goes through stdin.
+    let big = "x".repeat(1 << 20);
+    etcd.put("/dvr/v1/bogus/big", &big);
+    assert_eq!(
+        etcd.get("/dvr/v1/bogus/big").map(|v| v.len()),
+        Some(1 << 20)
+    );
+    let (deleted, r3) = etcd.del("/dvr/v1/bogus/big");
+    assert_eq!((deleted, r3), (1, r2 + 2));
+    let keys: Vec<String> = etcd
+        .get_prefix("/dvr/v1/")
+        .into_iter()
+        .map(|kv| kv.0)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            blue,
+            "/dvr/v1/config/ports/blue/10.0.1.5",
+            "/dvr/v1/config/routers/tenant1"
+        ]
+    );
+
+    // SIGKILL: nobody answers; a restart on the same folder and ports has every write.
+    etcd.kill();
+    assert!(!etcd.is_running());
+    assert!(
+        !etcd.ctl(&["get", blue]).success(),
+        "a killed etcd answered"
+    );
+    assert!(
+        etcd.data_dir().exists(),
+        "the data folder went with the process"
+    );
+    etcd.restart();
+    assert_eq!(etcd.get_json(blue), Some(json!({"vni": 1001})));
+    assert_eq!(etcd.revision(), r3);
+
+    // Compacted: the history before r3 is gone, the current values stay.
+    etcd.compact(r3);
+    let old = etcd.ctl(&["get", blue, "--rev", &r1.to_string()]);
+    assert!(
+        !old.success() && old.stderr.contains("compacted"),
+        "a read below the compacted revision: {old}"
+    );
+    assert_eq!(etcd.get_json(blue), Some(json!({"vni": 1001})));
+
+    // Served on another namespace's address: what a host reaches over a management network.
+    let etcd_ns = Netns::new(&s, "etcd");
+    let client = Netns::new(&s, "client");
+    etcd_ns.ip(&[
+        "link",
+        "add",
+        "e0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "c0",
+        "netns",
+        client.name(),
+    ]);
+    let server_addr = Ipv4Addr::new(198, 18, 0, 1);
+    etcd_ns.ip(&["addr", "add", "198.18.0.1/24", "dev", "e0"]);
+    etcd_ns.ip(&["link", "set", "dev", "e0", "up"]);
+    client.ip(&["addr", "add", "198.18.0.2/24", "dev", "c0"]);
+    client.ip(&["link", "set", "dev", "c0", "up"]);
+    let mut remote = Etcd::start_in(&s, Some(&etcd_ns), &[server_addr]);
+    remote.put("/k", "v");
+    // Killed and restarted in its namespace (through `ip netns exec`): the same ports again.
+    remote.restart();
+    let mut get = client.command("etcdctl");
+    get.env("ETCDCTL_API", "3").args([
+        "--endpoints",
+        &remote.endpoint_on(server_addr),
+        "get",
+        "/k",
+        "--print-value-only",
+    ]);
+    let got = dvr_harness::cmd::output_of(&mut get).ok();
+    assert_eq!(got.stdout.trim(), "v");
+
+    let dirs = [
+        etcd.data_dir().to_path_buf(),
+        remote.data_dir().to_path_buf(),
+    ];
+    drop(etcd);
+    drop(remote);
+    for d in dirs {
+        assert!(!d.exists(), "{} is still there", d.display());
+    }
 }

@@ -1,6 +1,11 @@
 //! A dvrd configuration described in Rust and written as the TOML file dvrd reads (the format
 //! of `dvrd.example.toml`, parsed by `src/config.rs`).
 //!
+//! A fleet host ([`DvrdConfig::fleet`]) reads its DVR objects from etcd: its file holds only
+//! the local settings (EAL, data plane, workers, ports, fabric, control socket, log) and the
+//! `[fleet]` table, never `[host]`, `[[peers]]`, `[[networks]]`, `[[routers]]` or
+//! `[[instance_ports]]` (docs of the fleet: the etcd key space and `[fleet]`).
+//!
 //! Tests run several dvrd processes on a 2-core machine: EAL runs without hugepages on 256 MiB,
 //! each process has its own `file_prefix` and control socket, the control thread is on CPU 0
 //! and the one worker on CPU 1 (CPU 0 on a single-CPU machine) unless [`DvrdConfig::cores`]
@@ -8,7 +13,7 @@
 
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::frames::Mac;
 
@@ -165,10 +170,30 @@ impl InstancePortCfg {
     }
 }
 
+/// The `[fleet]` table: where the DVR objects come from.
+#[derive(Debug, Clone)]
+pub struct FleetCfg {
+    /// etcd client URLs (`http://127.0.0.1:23790`).
+    pub endpoints: Vec<String>,
+    /// The key prefix; dvrd's default (`/dvr/v1/`) when `None`.
+    pub prefix: Option<String>,
+    /// This host's name: `hosts/<host>` in etcd gives its DVR MAC and VTEP.
+    pub host: String,
+    /// Where dvrd keeps what it applied last, to forward from while etcd is away.
+    pub snapshot: PathBuf,
+    /// `[fleet.attach]`: the local ports of a network, when they are not the one port named
+    /// like the network. In the order written.
+    pub attach: Vec<(String, Vec<String>)>,
+}
+
 /// A dvrd configuration.
 #[derive(Debug, Clone)]
 pub struct DvrdConfig {
+    /// This host, in the file (`[host]`); `None` for a fleet host, which reads it from etcd.
     pub host: Option<HostCfg>,
+    /// Set for a fleet host: the file then holds no host, peer, network, router or instance
+    /// port.
+    pub fleet: Option<FleetCfg>,
     /// In order: port i is `net_af_packet<i>`.
     pub ports: Vec<PortCfg>,
     pub fabric_gateway: Option<Ipv4Addr>,
@@ -231,6 +256,15 @@ impl DvrdConfig {
     pub fn new(host: HostCfg) -> Self {
         DvrdConfig {
             host: Some(host),
+            ..DvrdConfig::local()
+        }
+    }
+
+    /// Local settings only, no host yet: the base of a fleet host ([`fleet`](Self::fleet)).
+    pub fn local() -> Self {
+        DvrdConfig {
+            host: None,
+            fleet: None,
             ports: Vec::new(),
             fabric_gateway: None,
             peers: Vec::new(),
@@ -258,8 +292,49 @@ impl DvrdConfig {
         }
     }
 
+    /// This host's name: from `[host]`, or the fleet's `host`.
     pub fn host_name(&self) -> &str {
-        self.host.as_ref().map_or("", |h| h.name.as_str())
+        match (&self.host, &self.fleet) {
+            (Some(h), _) => h.name.as_str(),
+            (None, Some(f)) => f.host.as_str(),
+            (None, None) => "",
+        }
+    }
+
+    /// Makes this a fleet host named `host` that reads its DVR objects from the etcd at
+    /// `endpoints` and keeps its snapshot at `snapshot`. The file it writes then holds none of
+    /// the host, peers, networks, routers and instance ports set here.
+    pub fn fleet(self, endpoints: &[String], host: &str, snapshot: &Path) -> Self {
+        DvrdConfig {
+            fleet: Some(FleetCfg {
+                endpoints: endpoints.to_vec(),
+                prefix: None,
+                host: host.into(),
+                snapshot: snapshot.to_path_buf(),
+                attach: Vec::new(),
+            }),
+            ..self
+        }
+    }
+
+    /// The fleet's key prefix (dvrd's default `/dvr/v1/` otherwise). Needs [`fleet`](Self::fleet).
+    pub fn fleet_prefix(mut self, prefix: &str) -> Self {
+        self.fleet_mut().prefix = Some(prefix.into());
+        self
+    }
+
+    /// Attaches fleet network `network` to the local ports `ports` (`[fleet.attach]`) instead
+    /// of the port named like it. Needs [`fleet`](Self::fleet).
+    pub fn attach(mut self, network: &str, ports: &[&str]) -> Self {
+        let ports = ports.iter().map(|p| p.to_string()).collect();
+        self.fleet_mut().attach.push((network.into(), ports));
+        self
+    }
+
+    fn fleet_mut(&mut self) -> &mut FleetCfg {
+        self.fleet
+            .as_mut()
+            .expect("a fleet setting on a config without `fleet(...)`")
     }
 
     pub fn port(mut self, p: PortCfg) -> Self {
@@ -345,6 +420,30 @@ impl DvrdConfig {
             }
             let _ = writeln!(w);
         }
+        if let Some(g) = self.fabric_gateway {
+            let _ = writeln!(w, "[fabric]\ngateway = {}\n", s(&g.to_string()));
+        }
+        if self.fleet.is_none() {
+            self.write_objects(w);
+        }
+        let _ = writeln!(
+            w,
+            "[control]\nsocket = {}\n",
+            s(&control_socket.to_string_lossy())
+        );
+        let _ = writeln!(w, "[log]\nlevel = {}\n", s(&self.log_level));
+        if let Some(f) = &self.fleet {
+            write_fleet(w, f);
+        }
+        if !self.extra_toml.is_empty() {
+            let _ = writeln!(w, "{}", self.extra_toml);
+        }
+        t
+    }
+
+    /// The DVR objects of a host that is no fleet host: `[host]`, `[[peers]]`, `[[networks]]`,
+    /// `[[routers]]`, `[[instance_ports]]`.
+    fn write_objects(&self, w: &mut String) {
         if let Some(h) = &self.host {
             let _ = writeln!(
                 w,
@@ -353,9 +452,6 @@ impl DvrdConfig {
                 s(&h.dvr_mac.to_string()),
                 s(&h.vtep.to_string())
             );
-        }
-        if let Some(g) = self.fabric_gateway {
-            let _ = writeln!(w, "[fabric]\ngateway = {}\n", s(&g.to_string()));
         }
         for p in &self.peers {
             let _ = writeln!(
@@ -414,15 +510,107 @@ impl DvrdConfig {
             }
             let _ = writeln!(w);
         }
-        let _ = writeln!(
-            w,
-            "[control]\nsocket = {}\n",
-            s(&control_socket.to_string_lossy())
-        );
-        let _ = writeln!(w, "[log]\nlevel = {}\n", s(&self.log_level));
-        if !self.extra_toml.is_empty() {
-            let _ = writeln!(w, "{}", self.extra_toml);
+    }
+}
+
+/// The `[fleet]` table and its `[fleet.attach]` table.
+fn write_fleet(w: &mut String, f: &FleetCfg) {
+    let _ = writeln!(w, "[fleet]\nendpoints = {}", list(&f.endpoints));
+    if let Some(p) = &f.prefix {
+        let _ = writeln!(w, "prefix = {}", s(p));
+    }
+    let _ = writeln!(
+        w,
+        "host = {}\nsnapshot = {}\n",
+        s(&f.host),
+        s(&f.snapshot.to_string_lossy())
+    );
+    if !f.attach.is_empty() {
+        let _ = writeln!(w, "[fleet.attach]");
+        for (network, ports) in &f.attach {
+            let _ = writeln!(w, "{} = {}", s(network), list(ports));
         }
-        t
+        let _ = writeln!(w);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fleet_host() -> DvrdConfig {
+        DvrdConfig::new(HostCfg::new("host-a", "fa:16:3f:00:00:0a", "192.0.2.10"))
+            .port(PortCfg::local("blue", "blue"))
+            .port(PortCfg::fabric("fabric", "fab").mtu(1500))
+            .peer(HostCfg::new("host-b", "fa:16:3f:00:00:0b", "192.0.2.20"))
+            .network(NetworkCfg::new("blue", 1001, &["blue"]))
+            .router(RouterCfg::new("tenant1").interface("blue", "10.0.1.1/24", "fa:16:3e:00:01:01"))
+            .instance_port(InstancePortCfg::new(
+                "blue",
+                Ipv4Addr::new(10, 0, 1, 5),
+                crate::frames::mac("fa:16:3e:aa:01:05"),
+                "host-a",
+            ))
+            .fleet(
+                &["http://198.18.0.1:20000".to_string()],
+                "host-a",
+                Path::new("/tmp/x/fleet-host-a.json"),
+            )
+    }
+
+    #[test]
+    fn a_fleet_host_writes_local_settings_and_the_fleet_table_only() {
+        let cfg = fleet_host().attach("blue", &["blue", "blue2"]);
+        assert_eq!(cfg.host_name(), "host-a");
+        let text = cfg.to_toml("dvt0000a", Path::new("/tmp/s.sock"));
+        for table in [
+            "[host]",
+            "[[peers]]",
+            "[[networks]]",
+            "[[routers]]",
+            "[[routers.interfaces]]",
+            "[[instance_ports]]",
+        ] {
+            assert!(
+                !text.contains(table),
+                "{table} in a fleet host's file:\n{text}"
+            );
+        }
+        for local in [
+            "[eal]",
+            "[dataplane]",
+            "[[workers]]",
+            "[[ports]]",
+            "[control]",
+            "[log]",
+        ] {
+            assert!(text.contains(local), "no {local}:\n{text}");
+        }
+        assert!(
+            text.contains(
+                "[fleet]\nendpoints = [\"http://198.18.0.1:20000\"]\nhost = \"host-a\"\n\
+                 snapshot = \"/tmp/x/fleet-host-a.json\"\n\n[fleet.attach]\n\"blue\" = [\"blue\", \"blue2\"]\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("\nprefix ="), "{text}");
+    }
+
+    #[test]
+    fn a_fleet_prefix_is_written_when_set() {
+        let text = DvrdConfig::local()
+            .fleet(
+                &["http://127.0.0.1:1".to_string()],
+                "h",
+                Path::new("/s.json"),
+            )
+            .fleet_prefix("/other/")
+            .to_toml("p", Path::new("/s.sock"));
+        assert!(
+            text.contains("prefix = \"/other/\"\nhost = \"h\""),
+            "{text}"
+        );
+        assert!(!text.contains("[fleet.attach]"), "{text}");
+        assert!(!text.contains("[host]"), "{text}");
     }
 }

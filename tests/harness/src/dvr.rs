@@ -491,6 +491,12 @@ impl Cloud {
 /// the outside address on its loopback, and `tenant1`'s BLUE instances as permanent
 /// neighbours behind their hosts' VTEPs.
 fn snat_node(scope: &Scope, fabric: &mut Fabric) -> Netns {
+    snat_node_for(scope, fabric, &INSTANCES)
+}
+
+/// [`Cloud`]'s SNAT node for other instances: the BLUE ones of `instances` are its permanent
+/// neighbours (the fleet cloud's instances, [`crate::fleet`]).
+pub fn snat_node_for(scope: &Scope, fabric: &mut Fabric, instances: &[&InstanceDef]) -> Netns {
     let ns = Netns::new(scope, SNAT_NODE.tag);
     fabric.attach_node(
         &ns,
@@ -512,7 +518,7 @@ fn snat_node(scope: &Scope, fabric: &mut Fabric) -> Netns {
     ns.ip(&["addr", "add", &port_addr, "dev", SNAT_VXLAN_IF]);
     // On `lo`: dummy devices need a kernel module that containers may lack.
     ns.ip(&["addr", "add", &format!("{OUTSIDE}/32"), "dev", "lo"]);
-    for def in INSTANCES
+    for def in instances
         .iter()
         .filter(|d| d.network.name == SNAT_PORT.network.name)
     {

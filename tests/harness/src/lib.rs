@@ -22,7 +22,9 @@
 //! host (the host's fabric port) or per kernel node (a SNAT node with a Linux vxlan device).
 //! [`DvrdConfig`] describes a host's configuration in Rust and writes the TOML file; [`dvr`]
 //! is the three-host cloud of the DVR tests and the demo. [`checks`] holds the assertions the
-//! test files share (echoes in captures, routed packets).
+//! test files share (echoes in captures, routed packets). [`Etcd`] is a real single-member
+//! etcd; [`fleet`] is the three-host cloud again, each dvrd holding only its local settings
+//! and reading everything else from that etcd.
 
 pub mod checks;
 pub mod cmd;
@@ -30,6 +32,8 @@ pub mod config;
 pub mod dvr;
 pub mod dvrctl;
 pub mod dvrd;
+pub mod etcd;
+pub mod fleet;
 pub mod frames;
 pub mod net;
 pub mod one_host;
@@ -41,11 +45,12 @@ pub mod topo;
 
 pub use self::cmd::{require_environment, run, run_ok, CmdOutput};
 pub use self::config::{
-    DvrdConfig, HostCfg, InstancePortCfg, InterfaceCfg, NetworkCfg, PeerCfg, PortCfg, RouteCfg,
-    RouterCfg,
+    DvrdConfig, FleetCfg, HostCfg, InstancePortCfg, InterfaceCfg, NetworkCfg, PeerCfg, PortCfg,
+    RouteCfg, RouterCfg,
 };
 pub use self::dvrctl::Dvrctl;
 pub use self::dvrd::{Dvrd, DvrdExit, DvrdRun, Summary};
+pub use self::etcd::{Etcd, TxnOp};
 pub use self::frames::Mac;
 pub use self::net::{Bridge, Link, Netns};
 pub use self::pcap::PcapRecord;

@@ -646,3 +646,128 @@ pub fn cached_path_mtu(netns: &Netns, dst: Ipv4Addr) -> (Option<u16>, String) {
         .and_then(|w| w[1].parse().ok());
     (mtu, out)
 }
+
+/// A `ping` running in the background (`-D`: each line stamped with the wall clock), for what
+/// happens while it runs: a port that appears, moves or goes, a store that goes away.
+#[derive(Debug)]
+pub struct BackgroundPing {
+    process: Process,
+    /// How long it runs at most: count times interval, plus the last reply's timeout.
+    expected: Duration,
+}
+
+/// What a [`BackgroundPing`] saw.
+#[derive(Debug, Clone)]
+pub struct TimedPing {
+    pub result: PingResult,
+    /// Each reply: its `icmp_seq` and when it came (Unix time).
+    pub replies: Vec<(u32, f64)>,
+    /// Lines that report an ICMP error (`Destination Host Unreachable`...).
+    pub errors: Vec<String>,
+}
+
+impl TimedPing {
+    /// When the first reply came (Unix time), if one did.
+    pub fn first_reply(&self) -> Option<f64> {
+        self.replies.first().map(|r| r.1)
+    }
+
+    /// Requests without a reply.
+    pub fn lost(&self) -> u32 {
+        self.result.transmitted.saturating_sub(self.result.received)
+    }
+}
+
+/// Seconds since the Unix epoch now, as `ping -D` prints them.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl BackgroundPing {
+    /// Starts `ping -D` in `netns` toward `dst` (labelled `label`), without waiting for it.
+    pub fn start(netns: &Netns, label: &str, dst: Ipv4Addr, opts: &PingOpts) -> BackgroundPing {
+        let mut cmd = netns.command("ping");
+        cmd.args([
+            "-n",
+            "-D",
+            "-c",
+            &opts.count.to_string(),
+            "-i",
+            &seconds(opts.interval),
+            "-W",
+            &seconds(opts.timeout),
+        ]);
+        if let Some(s) = opts.size {
+            cmd.args(["-s", &s.to_string()]);
+        }
+        cmd.arg(dst.to_string());
+        let process = Process::spawn(netns.scope(), label, cmd);
+        BackgroundPing {
+            process,
+            expected: opts.interval * opts.count + opts.timeout,
+        }
+    }
+
+    /// Waits for it to end by itself (panics when it runs well past its count) and parses
+    /// what it printed.
+    pub fn finish(mut self) -> TimedPing {
+        let limit = self.expected * 2 + Duration::from_secs(5);
+        let status = self.process.wait_timeout(limit);
+        let stdout = self.process.stdout();
+        assert!(
+            status.is_some(),
+            "ping ({}) still runs after {limit:?}:\n{stdout}",
+            self.process.command()
+        );
+        let output = CmdOutput {
+            command: self.process.command().to_string(),
+            code: status.and_then(|s| s.code()),
+            stdout: stdout.clone(),
+            stderr: self.process.stderr(),
+        };
+        let (transmitted, received, errors) = parse_ping_summary(&stdout)
+            .unwrap_or_else(|| panic!("no summary line in the output of ping: {output}"));
+        let (replies, error_lines) = parse_timed_ping(&stdout);
+        TimedPing {
+            result: PingResult {
+                transmitted,
+                received,
+                errors,
+                output,
+            },
+            replies,
+            errors: error_lines,
+        }
+    }
+}
+
+/// The replies (`[1700000000.123456] 64 bytes from 10.0.2.7: icmp_seq=3 ttl=63 time=0.4 ms`)
+/// and the error lines (`[...] From 10.0.2.1 icmp_seq=4 Destination Host Unreachable`) of
+/// `ping -D` output.
+pub fn parse_timed_ping(text: &str) -> (Vec<(u32, f64)>, Vec<String>) {
+    let mut replies = Vec::new();
+    let mut errors = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix('[') else {
+            continue;
+        };
+        let Some((stamp, what)) = rest.split_once(']') else {
+            continue;
+        };
+        let Ok(time) = stamp.parse::<f64>() else {
+            continue;
+        };
+        let seq = what
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("icmp_seq="))
+            .and_then(|n| n.parse().ok());
+        match seq {
+            Some(seq) if what.contains(" bytes from ") => replies.push((seq, time)),
+            _ if what.trim_start().starts_with("From ") => errors.push(what.trim().to_string()),
+            _ => {}
+        }
+    }
+    (replies, errors)
+}
