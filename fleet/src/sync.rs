@@ -381,6 +381,8 @@ impl HostSync {
             }
             match desired {
                 None => deletions.push(key),
+                // This host's own record comes first: peers and ports need it.
+                Some(rec) if key == Key::Host(self.host.clone()) => additions.insert(0, (key, rec)),
                 Some(rec) => additions.push((key, rec)),
             }
         }

@@ -86,6 +86,15 @@ fn a_host_programs_the_routers_of_its_ports_and_every_port_of_their_networks() {
 }
 
 #[test]
+fn a_host_whose_name_sorts_last_sets_itself_before_its_peers() {
+    let mut c = host("host-c");
+    let plan = c.revision(1, &fleet());
+    assert!(c.rejected().is_empty(), "{:?}", c.rejected());
+    assert!(matches!(&plan.changes[0], Change::SetHost(h) if h.name == "host-c"));
+    assert_eq!(names(&c.model().peers), ["host-a", "host-b"]);
+}
+
+#[test]
 fn a_change_on_a_router_this_host_does_not_have_costs_nothing() {
     let mut a = host("host-a");
     a.revision(1, &fleet());
