@@ -37,6 +37,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Debian starts the packaged etcd as a service on install; the tests and the demo start
+  # their own on other ports, and a dvrd host only talks to the fleet's etcd elsewhere.
+  if printf '%s\n' "${missing[@]}" | grep -qx etcd-server && command -v systemctl >/dev/null 2>&1; then
+    systemctl disable --now etcd >/dev/null 2>&1 || true
+  fi
 fi
 
 if [ "$mode" != "--runtime" ] && ! command -v cargo >/dev/null 2>&1; then
