@@ -813,3 +813,136 @@ fn fleet_table_of(text: &str) -> &str {
     let at = text.find("[fleet]").expect("a [fleet] table");
     &text[at..]
 }
+
+/// `dvrctl --etcd` as an operator uses it, against a real etcd and no host: what would make
+/// the fleet inconsistent is refused with the API's structured errors and writes nothing; an
+/// `apply` file is one transaction, all or nothing.
+#[test]
+fn dvrctl_refuses_what_would_make_the_fleet_inconsistent() {
+    use dvr_harness::cmd::output_of;
+    use dvr_harness::etcd::Etcd;
+    let s = scope!();
+    let etcd = Etcd::start(&s);
+    let run = |line: &str| {
+        let mut cmd = std::process::Command::new(s.dvrctl_binary());
+        cmd.env_remove("DVRCTL_ETCD").env_remove("DVRCTL_SOCKET");
+        cmd.args(["--etcd", &etcd.endpoint(), "--json"]);
+        cmd.args(line.split_whitespace());
+        output_of(&mut cmd)
+    };
+    let ok = |line: &str| {
+        let out = run(line);
+        assert!(out.success(), "{line}: {out:?}");
+    };
+    ok("host set host-a mac fa:16:3f:00:00:0a vtep 192.0.2.10");
+    ok("peer add host-b mac fa:16:3f:00:00:0b vtep 192.0.2.20");
+    ok("network add blue vni 1001");
+    ok("router add tenant1");
+    ok("interface add router tenant1 network blue address 10.0.1.1/24 mac fa:16:3e:00:01:01");
+    ok("port add 10.0.1.5 network blue mac fa:16:3e:aa:01:05 host host-a");
+    let before = etcd.get_prefix(PREFIX);
+
+    // (command, exit code, error code): each refused, nothing written.
+    let refused = [
+        (
+            "port add 10.0.1.6 network green mac fa:16:3e:aa:01:06 host host-a",
+            4,
+            "not_found",
+        ),
+        (
+            "port add 10.0.1.6 network blue mac fa:16:3e:aa:01:06 host host-z",
+            4,
+            "not_found",
+        ),
+        (
+            "port add 10.0.1.5 network blue mac fa:16:3e:aa:01:07 host host-b",
+            1,
+            "conflict",
+        ),
+        (
+            "port add 10.0.1.7 network blue mac fa:16:3e:aa:01:05 host host-b",
+            1,
+            "conflict",
+        ),
+        (
+            "port add 10.0.2.7 network blue mac fa:16:3e:aa:01:08 host host-b",
+            1,
+            "invalid_argument",
+        ),
+        ("network add red vni 1001", 1, "conflict"),
+        (
+            "peer add host-c mac fa:16:3f:00:00:0b vtep 192.0.2.30",
+            1,
+            "conflict",
+        ),
+        (
+            "peer add host-c mac fa:16:3f:00:00:0c vtep 192.0.2.20",
+            1,
+            "conflict",
+        ),
+        ("peer del host-a", 1, "in_use"),
+        ("network del blue", 1, "in_use"),
+        ("network add red vni 1002 port red", 1, "invalid_argument"),
+        (
+            "peer add .fleet mac fa:16:3f:00:00:0d vtep 192.0.2.40",
+            1,
+            "invalid_argument",
+        ),
+    ];
+    for (line, exit, code) in refused {
+        let out = run(line);
+        assert_eq!(out.code, Some(exit), "{line}: {out:?}");
+        let v: Value = serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("{line}: not JSON ({e}): {out:?}"));
+        assert_eq!(v["error"]["code"], code, "{line}: {v}");
+        assert!(!v["error"]["message"].as_str().unwrap_or("").is_empty());
+    }
+    assert_eq!(etcd.get_prefix(PREFIX), before, "a refused command wrote");
+
+    // A file with a bad line in the middle: refused at that change, nothing written.
+    let file = s.file("bad.dvrctl");
+    std::fs::write(
+        &file,
+        "network add red vni 1002\n\
+         interface add router tenant1 network red address 10.0.2.1/24 mac fa:16:3e:00:02:01\n\
+         port add 10.0.2.8 network red mac fa:16:3e:bb:02:08 host host-nowhere\n",
+    )
+    .unwrap();
+    let out = run(&format!("apply {}", file.display()));
+    assert_eq!(out.code, Some(4), "{out:?}");
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["error"]["index"], 2, "{v}");
+    assert_eq!(etcd.get_prefix(PREFIX), before, "a refused apply wrote");
+
+    // The same file, fixed: one transaction, so its three records share one revision.
+    std::fs::write(
+        &file,
+        "network add red vni 1002\n\
+         interface add router tenant1 network red address 10.0.2.1/24 mac fa:16:3e:00:02:01\n\
+         port add 10.0.2.8 network red mac fa:16:3e:bb:02:08 host host-b\n",
+    )
+    .unwrap();
+    ok(&format!("apply {}", file.display()));
+    let revs: Vec<Option<i64>> = [
+        "networks/red",
+        "interfaces/tenant1/red",
+        "ports/red/10.0.2.8",
+    ]
+    .iter()
+    .map(|k| etcd.mod_revision(&key(k)))
+    .collect();
+    assert!(
+        revs[0].is_some() && revs.iter().all(|r| *r == revs[0]),
+        "{revs:?}"
+    );
+
+    // A move is a replace, and the listing reads the store.
+    ok("port add 10.0.2.8 network red mac fa:16:3e:bb:02:08 host host-a replace");
+    let out = run("port list network red");
+    assert!(out.success(), "{out:?}");
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["ports"][0]["host"], "host-a", "{v}");
+    // Requests about one host's data path are sent to that host, not to the store.
+    let out = run("stats");
+    assert_eq!(out.code, Some(1), "{out:?}");
+}
