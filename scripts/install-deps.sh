@@ -15,7 +15,7 @@ runtime_pkgs=(dpdk iproute2 libnuma1 ca-certificates)
 # etcd-server and etcd-client: the fleet tests run a real etcd and drive it with etcdctl. A
 # host running dvrd only talks to an etcd somewhere else, so the runtime list has neither.
 test_pkgs=(iproute2 iputils-ping iputils-arping tcpdump iperf3 procps psmisc socat ethtool bridge-utils make
-  python3 valgrind kmod etcd-server etcd-client)
+  python3 valgrind kmod etcd-server etcd-client openssl)
 
 case "$mode" in
   --runtime) want=("${runtime_pkgs[@]}") ;;

@@ -80,6 +80,50 @@ pub struct FleetSettings {
     /// named like it, if there is one.
     #[serde(default)]
     pub attach: std::collections::BTreeMap<String, Vec<String>>,
+    /// TLS for `https://` endpoints.
+    pub tls: Option<FleetTls>,
+}
+
+/// `[fleet.tls]`: PEM files.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetTls {
+    /// The CA that signed etcd's server certificates.
+    pub ca: PathBuf,
+    /// This host's client certificate and key, for etcd's `--client-cert-auth`.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+impl FleetTls {
+    /// The store's TLS settings.
+    pub fn files(&self) -> dvr_fleet::store::TlsFiles {
+        dvr_fleet::store::TlsFiles {
+            ca: self.ca.clone(),
+            identity: self.cert.clone().zip(self.key.clone()),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.cert.is_some() != self.key.is_some() {
+            return Err(invalid(
+                "fleet.tls",
+                "`cert` and `key` go together: give both or neither",
+            ));
+        }
+        for (key, path) in [
+            ("fleet.tls.ca", Some(&self.ca)),
+            ("fleet.tls.cert", self.cert.as_ref()),
+            ("fleet.tls.key", self.key.as_ref()),
+        ] {
+            if let Some(p) = path {
+                if let Err(e) = std::fs::metadata(p) {
+                    return Err(invalid(key, format!("{}: {e}", p.display())));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 fn default_fleet_prefix() -> String {
@@ -112,6 +156,14 @@ impl FleetSettings {
                     format!("`{e}` is not an etcd URL (http://HOST:PORT)"),
                 ));
             }
+        }
+        if let Some(tls) = &self.tls {
+            tls.validate()?;
+        } else if let Some(e) = self.endpoints.iter().find(|e| e.starts_with("https://")) {
+            return Err(invalid(
+                "fleet.tls",
+                format!("`{e}` is https: give [fleet.tls] ca (and cert, key)"),
+            ));
         }
         if !self.prefix.starts_with('/') {
             return Err(invalid(

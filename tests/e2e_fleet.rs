@@ -946,3 +946,90 @@ fn dvrctl_refuses_what_would_make_the_fleet_inconsistent() {
     let out = run("stats");
     assert_eq!(out.code, Some(1), "{out:?}");
 }
+
+/// etcd serving TLS only, with client certificates required: `dvrctl --etcd https://...`
+/// with the CA and a client certificate writes; without the certificate, or without the CA,
+/// it cannot connect (exit 3); a dvrd with `[fleet.tls]` follows the store and programs what
+/// was written.
+#[test]
+fn the_fleet_over_tls_with_client_certificates() {
+    use dvr_harness::cmd::output_of;
+    use dvr_harness::dvrd::Dvrd;
+    use dvr_harness::etcd::Etcd;
+    use dvr_harness::topo::InstanceSpec;
+    let s = scope!();
+    let etcd = Etcd::start_tls(&s);
+    let tls = etcd.tls().expect("TLS etcd").clone();
+    assert!(etcd.endpoint().starts_with("https://"));
+    let run = |certs: &[&std::path::Path], line: &str| {
+        let mut cmd = std::process::Command::new(s.dvrctl_binary());
+        for v in [
+            "DVRCTL_ETCD",
+            "DVRCTL_ETCD_CA",
+            "DVRCTL_ETCD_CERT",
+            "DVRCTL_ETCD_KEY",
+        ] {
+            cmd.env_remove(v);
+        }
+        cmd.args(["--etcd", &etcd.endpoint()]);
+        for (flag, path) in ["--etcd-ca", "--etcd-cert", "--etcd-key"].iter().zip(certs) {
+            cmd.arg(flag).arg(path);
+        }
+        cmd.args(line.split_whitespace());
+        output_of(&mut cmd)
+    };
+    let all = [
+        tls.ca.as_path(),
+        tls.client_cert.as_path(),
+        tls.client_key.as_path(),
+    ];
+    for line in [
+        "host set host-a mac fa:16:3f:00:00:0a vtep 192.0.2.10",
+        "network add blue vni 1001",
+        "router add tenant1",
+        "interface add router tenant1 network blue address 10.0.1.1/24 mac fa:16:3e:00:01:01",
+        "port add 10.0.1.5 network blue mac fa:16:3e:aa:01:05 host host-a",
+    ] {
+        let out = run(&all, line);
+        assert!(out.success(), "{line}: {out:?}");
+    }
+    let no_client_cert = run(&all[..1], "port list");
+    assert_eq!(no_client_cert.code, Some(3), "{no_client_cert:?}");
+    let no_ca = run(&[], "port list");
+    assert_eq!(no_ca.code, Some(3), "{no_ca:?}");
+
+    // A host over TLS: one instance on blue, a fabric port on a second link.
+    let inst = Instance::new(
+        &s,
+        "tlsa",
+        InstanceSpec::new("10.0.1.5/24", "fa:16:3e:aa:01:05", "10.0.1.1"),
+    );
+    let fab = Instance::new(
+        &s,
+        "tlsf",
+        InstanceSpec::new("192.0.2.99/24", "02:00:00:00:00:99", "192.0.2.1"),
+    );
+    let mut fabric = fab.port("fabric");
+    fabric.fabric = true;
+    let cfg = DvrdConfig::local()
+        .port(inst.port("blue"))
+        .port(fabric)
+        .fleet(&[etcd.endpoint()], HOST_A.name, &s.file("fleet-tls.json"))
+        .fleet_tls(&tls.ca, &tls.client_cert, &tls.client_key);
+    let mut dvrd = Dvrd::start(&s, "tls-host", &cfg);
+    let ctl = Dvrctl::of(&dvrd);
+    let connected = poll(CONVERGE_TIMEOUT, || {
+        let f = ctl.json("stats")["fleet"].clone();
+        (f["state"] == "connected" && ctl.json("port list")["ports"].as_array()?.len() == 1)
+            .then_some(f)
+    });
+    assert!(
+        connected.is_some(),
+        "the TLS host did not connect and program: {}",
+        ctl.json("stats")["fleet"]
+    );
+    inst.ping(Ipv4Addr::new(10, 0, 1, 1), &pings(3))
+        .assert_all_answered();
+    dvrd.assert_running();
+    dvrd.stop().assert_clean();
+}

@@ -25,6 +25,31 @@ pub struct StoreConfig {
     pub request_timeout: Duration,
     /// HTTP/2 keep-alive interval (a dead connection is noticed within about twice this).
     pub keep_alive: Duration,
+    /// TLS for `https://` endpoints.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The PEM files of a TLS client: the CA that signed the servers' certificates, and this
+/// client's certificate and key when the servers ask for one (`--client-cert-auth`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub ca: std::path::PathBuf,
+    pub identity: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+impl TlsFiles {
+    /// The client's TLS settings, read from the files.
+    fn options(&self) -> Result<etcd_client::TlsOptions, StoreError> {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| StoreError::Tls(format!("{}: {e}", p.display())))
+        };
+        let mut tls = etcd_client::TlsOptions::new()
+            .ca_certificate(etcd_client::Certificate::from_pem(read(&self.ca)?));
+        if let Some((cert, key)) = &self.identity {
+            tls = tls.identity(etcd_client::Identity::from_pem(read(cert)?, read(key)?));
+        }
+        Ok(tls)
+    }
 }
 
 impl StoreConfig {
@@ -35,6 +60,7 @@ impl StoreConfig {
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(5),
             keep_alive: Duration::from_secs(1),
+            tls: None,
         }
     }
 }
@@ -56,8 +82,8 @@ pub enum StoreError {
     Timeout(String, Duration),
     #[error("etcd watch ended: {0}")]
     WatchEnded(String),
-    #[error("the watched revision {0} was compacted")]
-    Compacted(i64),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// The innermost cause of a client error (`Connection refused`), with the gRPC status when
@@ -100,10 +126,13 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     pub async fn connect(cfg: &StoreConfig) -> Result<Store, StoreError> {
-        let opts = ConnectOptions::new()
+        let mut opts = ConnectOptions::new()
             .with_connect_timeout(cfg.connect_timeout)
             .with_keep_alive(cfg.keep_alive, cfg.keep_alive)
             .with_keep_alive_while_idle(true);
+        if let Some(tls) = &cfg.tls {
+            opts = opts.with_tls(tls.options()?);
+        }
         let client = bounded(cfg, Client::connect(&cfg.endpoints, Some(opts))).await?;
         let store = Store {
             client,

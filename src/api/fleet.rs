@@ -75,6 +75,7 @@ impl FleetClient {
     pub fn connect(
         endpoints: Vec<String>,
         prefix: &str,
+        tls: Option<dvr_fleet::store::TlsFiles>,
         timeout: Duration,
     ) -> Result<FleetClient, ClientError> {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -83,6 +84,7 @@ impl FleetClient {
             .map_err(ClientError::Io)?;
         let mut cfg = StoreConfig::new(endpoints, prefix);
         cfg.request_timeout = timeout;
+        cfg.tls = tls;
         cfg.connect_timeout = timeout.min(Duration::from_secs(5));
         let store = rt.block_on(Store::connect(&cfg)).map_err(store_error)?;
         Ok(FleetClient { rt, store })

@@ -56,6 +56,7 @@ impl FleetThread {
     ) -> Result<FleetThread, DaemonError> {
         let mut store = StoreConfig::new(settings.endpoints.clone(), &settings.prefix);
         store.request_timeout = Duration::from_secs(5);
+        store.tls = settings.tls.as_ref().map(|t| t.files());
         let mut cfg = MemberConfig::new(store);
         cfg.snapshot = Some(settings.snapshot_path());
         cfg.version = env!("CARGO_PKG_VERSION").to_string();

@@ -64,6 +64,25 @@ pub(crate) struct Cli {
     /// With --etcd: the fleet's key space.
     #[arg(long, env = "DVRCTL_PREFIX", default_value = dvr_fleet::DEFAULT_PREFIX)]
     prefix: String,
+    /// With --etcd on https://: the CA of etcd's certificates (PEM).
+    #[arg(long, env = "DVRCTL_ETCD_CA", value_name = "FILE")]
+    etcd_ca: Option<PathBuf>,
+    /// With --etcd-ca: this client's certificate (PEM), for etcd's --client-cert-auth.
+    #[arg(
+        long,
+        env = "DVRCTL_ETCD_CERT",
+        value_name = "FILE",
+        requires = "etcd_key"
+    )]
+    etcd_cert: Option<PathBuf>,
+    /// With --etcd-cert: its key (PEM).
+    #[arg(
+        long,
+        env = "DVRCTL_ETCD_KEY",
+        value_name = "FILE",
+        requires = "etcd_cert"
+    )]
+    etcd_key: Option<PathBuf>,
     /// Print results as JSON (errors too, on stdout).
     #[arg(short, long, global = true)]
     json: bool,
@@ -258,7 +277,12 @@ impl Backend {
 pub(crate) fn connect(cli: &Cli, timeout: Duration) -> Result<Backend, Failure> {
     if let Some(urls) = &cli.etcd {
         let endpoints = urls.split(',').map(|u| u.trim().to_string()).collect();
-        return FleetClient::connect(endpoints, &cli.prefix, timeout.min(Duration::from_secs(10)))
+        let tls = cli.etcd_ca.clone().map(|ca| dvr_fleet::store::TlsFiles {
+            ca,
+            identity: cli.etcd_cert.clone().zip(cli.etcd_key.clone()),
+        });
+        let timeout = timeout.min(Duration::from_secs(10));
+        return FleetClient::connect(endpoints, &cli.prefix, tls, timeout)
             .map(|f| Backend::Fleet(Box::new(f)))
             .map_err(|e| Failure {
                 code: EXIT_UNREACHABLE,

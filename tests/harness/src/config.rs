@@ -184,6 +184,8 @@ pub struct FleetCfg {
     /// `[fleet.attach]`: the local ports of a network, when they are not the one port named
     /// like the network. In the order written.
     pub attach: Vec<(String, Vec<String>)>,
+    /// `[fleet.tls]`: the CA, this host's certificate and key (PEM files).
+    pub tls: Option<(PathBuf, PathBuf, PathBuf)>,
 }
 
 /// A dvrd configuration.
@@ -312,6 +314,7 @@ impl DvrdConfig {
                 host: host.into(),
                 snapshot: snapshot.to_path_buf(),
                 attach: Vec::new(),
+                tls: None,
             }),
             ..self
         }
@@ -328,6 +331,13 @@ impl DvrdConfig {
     pub fn attach(mut self, network: &str, ports: &[&str]) -> Self {
         let ports = ports.iter().map(|p| p.to_string()).collect();
         self.fleet_mut().attach.push((network.into(), ports));
+        self
+    }
+
+    /// Talks TLS to etcd with `ca`, `cert` and `key` (`[fleet.tls]`). Needs
+    /// [`fleet`](Self::fleet).
+    pub fn fleet_tls(mut self, ca: &Path, cert: &Path, key: &Path) -> Self {
+        self.fleet_mut().tls = Some((ca.into(), cert.into(), key.into()));
         self
     }
 
@@ -531,6 +541,16 @@ fn write_fleet(w: &mut String, f: &FleetCfg) {
             let _ = writeln!(w, "{} = {}", s(network), list(ports));
         }
         let _ = writeln!(w);
+    }
+    if let Some((ca, cert, key)) = &f.tls {
+        let p = |p: &PathBuf| s(&p.to_string_lossy());
+        let _ = writeln!(
+            w,
+            "[fleet.tls]\nca = {}\ncert = {}\nkey = {}\n",
+            p(ca),
+            p(cert),
+            p(key)
+        );
     }
 }
 

@@ -97,6 +97,99 @@ pub struct Etcd {
     process: Option<Process>,
     /// Processes started so far (the first is logged as the label, restarts after it).
     starts: u32,
+    /// Serving clients over TLS, with client certificates required.
+    tls: Option<TlsCerts>,
+}
+
+/// The PEM files of a TLS etcd: a CA, the server's certificate (for 127.0.0.1) and a client
+/// certificate, all signed by the CA; made with `openssl` in the scope's folder.
+#[derive(Debug, Clone)]
+pub struct TlsCerts {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl TlsCerts {
+    /// A new CA and its two certificates under `scope`'s folder.
+    pub fn make(scope: &Scope) -> TlsCerts {
+        let f = |name: &str| scope.file(name);
+        let openssl = |args: &[&str]| {
+            let out = output_of(Command::new("openssl").args(args));
+            assert!(out.success(), "openssl: {out:?}");
+        };
+        let path = |p: &Path| p.to_string_lossy().into_owned();
+        let (ca, ca_key) = (f("tls-ca.pem"), f("tls-ca.key"));
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=dvr-test-ca",
+            "-keyout",
+            &path(&ca_key),
+            "-out",
+            &path(&ca),
+        ]);
+        let ext = f("tls.ext");
+        std::fs::write(
+            &ext,
+            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n",
+        )
+        .unwrap_or_else(|e| panic!("{}: {e}", ext.display()));
+        let signed = |name: &str| {
+            let (cert, key, csr) = (
+                f(&format!("tls-{name}.pem")),
+                f(&format!("tls-{name}.key")),
+                f(&format!("tls-{name}.csr")),
+            );
+            openssl(&[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                &format!("/CN={name}"),
+                "-keyout",
+                &path(&key),
+                "-out",
+                &path(&csr),
+            ]);
+            openssl(&[
+                "x509",
+                "-req",
+                "-days",
+                "2",
+                "-in",
+                &path(&csr),
+                "-CA",
+                &path(&ca),
+                "-CAkey",
+                &path(&ca_key),
+                "-CAcreateserial",
+                "-extfile",
+                &path(&ext),
+                "-out",
+                &path(&cert),
+            ]);
+            (cert, key)
+        };
+        let (server_cert, server_key) = signed("server");
+        let (client_cert, client_key) = signed("client");
+        TlsCerts {
+            ca,
+            server_cert,
+            server_key,
+            client_cert,
+            client_key,
+        }
+    }
 }
 
 impl Etcd {
@@ -120,7 +213,50 @@ impl Etcd {
             peer_port: 0,
             process: None,
             starts: 0,
+            tls: None,
         };
+        etcd.bind_and_start();
+        etcd
+    }
+
+    /// Starts etcd on 127.0.0.1 serving clients over TLS only, with client certificates
+    /// required (`--client-cert-auth`); its own etcdctl calls use the client certificate.
+    pub fn start_tls(scope: &Scope) -> Etcd {
+        require_tools();
+        let label = scope.unique_label("etcd");
+        let mut etcd = Etcd {
+            scope: scope.clone(),
+            data_dir: scope.file(&format!("{label}-data")),
+            label,
+            netns: None,
+            also_on: Vec::new(),
+            client_port: 0,
+            peer_port: 0,
+            process: None,
+            starts: 0,
+            tls: Some(TlsCerts::make(scope)),
+        };
+        etcd.bind_and_start();
+        etcd
+    }
+
+    /// The TLS files, when it serves TLS.
+    pub fn tls(&self) -> Option<&TlsCerts> {
+        self.tls.as_ref()
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// Finds a free port pair and starts on it.
+    fn bind_and_start(&mut self) {
+        let scope = &self.scope.clone();
+        let etcd = self;
         let mut failures = Vec::new();
         for attempt in 0..BIND_ATTEMPTS {
             let (client, peer) = port_pair(scope, attempt);
@@ -130,7 +266,7 @@ impl Etcd {
             remove_dir(&etcd.data_dir);
             etcd.spawn();
             match etcd.try_wait_ready(ETCD_READY_TIMEOUT) {
-                Ok(()) => return etcd,
+                Ok(()) => return,
                 Err(e) if e.contains("address already in use") => {
                     failures.push(format!("ports {client}/{peer}: in use"));
                     etcd.kill();
@@ -146,7 +282,7 @@ impl Etcd {
 
     /// The client URL on loopback: what etcdctl in etcd's namespace uses.
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        format!("{}://127.0.0.1:{}", self.scheme(), self.client_port)
     }
 
     /// The client URL on `addr` (one of the addresses given to [`start_in`](Self::start_in)):
@@ -156,7 +292,7 @@ impl Etcd {
             addr.is_loopback() || self.also_on.contains(&addr),
             "etcd does not serve clients on {addr}"
         );
-        format!("http://{addr}:{}", self.client_port)
+        format!("{}://{addr}:{}", self.scheme(), self.client_port)
     }
 
     pub fn client_port(&self) -> u16 {
@@ -180,7 +316,7 @@ impl Etcd {
     fn spawn(&mut self) {
         let client_urls: Vec<String> = std::iter::once(Ipv4Addr::LOCALHOST)
             .chain(self.also_on.iter().copied())
-            .map(|a| format!("http://{a}:{}", self.client_port))
+            .map(|a| format!("{}://{a}:{}", self.scheme(), self.client_port))
             .collect();
         let client_urls = client_urls.join(",");
         let peer_url = format!("http://127.0.0.1:{}", self.peer_port);
@@ -198,6 +334,15 @@ impl Etcd {
             .args(["--heartbeat-interval", HEARTBEAT_MS])
             .args(["--election-timeout", ELECTION_MS])
             .args(["--logger", "zap", "--log-outputs", "stderr"]);
+        if let Some(t) = &self.tls {
+            cmd.arg("--cert-file")
+                .arg(&t.server_cert)
+                .arg("--key-file")
+                .arg(&t.server_key)
+                .arg("--trusted-ca-file")
+                .arg(&t.ca)
+                .arg("--client-cert-auth");
+        }
         let process = if self.starts == 0 {
             Process::spawn_labelled(&self.scope, self.label.clone(), cmd)
         } else {
@@ -333,8 +478,16 @@ impl Etcd {
         let mut cmd = self.command("etcdctl");
         cmd.env("ETCDCTL_API", "3")
             .args(["--endpoints", &self.endpoint()])
-            .args([CTL_DIAL_TIMEOUT, CTL_COMMAND_TIMEOUT])
-            .args(args);
+            .args([CTL_DIAL_TIMEOUT, CTL_COMMAND_TIMEOUT]);
+        if let Some(t) = &self.tls {
+            cmd.arg("--cacert")
+                .arg(&t.ca)
+                .arg("--cert")
+                .arg(&t.client_cert)
+                .arg("--key")
+                .arg(&t.client_key);
+        }
+        cmd.args(args);
         cmd
     }
 
