@@ -201,6 +201,21 @@ impl Etcd {
     /// Starts etcd in `netns` (None: the root namespace), serving clients on 127.0.0.1 and on
     /// every address of `also_on` (addresses of that namespace), and waits until it answers.
     pub fn start_in(scope: &Scope, netns: Option<&Netns>, also_on: &[Ipv4Addr]) -> Etcd {
+        Etcd::launch(scope, netns, also_on, None)
+    }
+
+    /// Starts etcd on 127.0.0.1 serving clients over TLS only, with client certificates
+    /// required (`--client-cert-auth`); its own etcdctl calls use the client certificate.
+    pub fn start_tls(scope: &Scope) -> Etcd {
+        Etcd::launch(scope, None, &[], Some(TlsCerts::make(scope)))
+    }
+
+    fn launch(
+        scope: &Scope,
+        netns: Option<&Netns>,
+        also_on: &[Ipv4Addr],
+        tls: Option<TlsCerts>,
+    ) -> Etcd {
         require_tools();
         let label = scope.unique_label("etcd");
         let mut etcd = Etcd {
@@ -213,28 +228,7 @@ impl Etcd {
             peer_port: 0,
             process: None,
             starts: 0,
-            tls: None,
-        };
-        etcd.bind_and_start();
-        etcd
-    }
-
-    /// Starts etcd on 127.0.0.1 serving clients over TLS only, with client certificates
-    /// required (`--client-cert-auth`); its own etcdctl calls use the client certificate.
-    pub fn start_tls(scope: &Scope) -> Etcd {
-        require_tools();
-        let label = scope.unique_label("etcd");
-        let mut etcd = Etcd {
-            scope: scope.clone(),
-            data_dir: scope.file(&format!("{label}-data")),
-            label,
-            netns: None,
-            also_on: Vec::new(),
-            client_port: 0,
-            peer_port: 0,
-            process: None,
-            starts: 0,
-            tls: Some(TlsCerts::make(scope)),
+            tls,
         };
         etcd.bind_and_start();
         etcd
