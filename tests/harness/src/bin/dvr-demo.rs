@@ -1,17 +1,29 @@
-//! `dvr-demo`: per-host distributed virtual routing, live, on this machine (`make demo`).
+//! `dvr-demo`: per-host distributed virtual routing on a fleet programmed through etcd, live,
+//! on this machine (`make demo`).
 //!
 //! It builds a small cloud out of network namespaces: three hosts, each running its own `dvrd`
-//! with its instances behind `net_af_packet` ports, a Linux bridge as the underlay between the
-//! hosts' fabric ports, and a centralised SNAT node (a kernel namespace with a Linux vxlan
-//! device). The topology is the one the end-to-end tests use (`dvr_harness::dvr`). Then it
-//! walks through what a distributed router does, checking each step as it goes, prints the
-//! packet walk from the routers' own counters (read through their control sockets, as
-//! `dvrctl stats` does) and each router's exit summary, and removes everything it created:
-//! at the end, on a failure, and on Ctrl-C (SIGINT) or SIGTERM.
+//! with a switch (a Linux bridge) per network where its instances plug in, a Linux bridge as
+//! the underlay between the hosts' fabric ports, a centralised SNAT node (a kernel namespace
+//! with a Linux vxlan device), and etcd on a management network of its own (the operator's
+//! `dvrctl --etcd` reaches it on loopback). The topology is the one the fleet's end-to-end
+//! tests use (`dvr_harness::fleet`): each dvrd's file holds only its local settings and a
+//! `[fleet]` table.
+//!
+//! Then it walks through what an operator and a distributed router do, checking each step:
+//! every DVR object written once with `dvrctl --etcd ... apply` (one transaction, its store
+//! revision) and `fleet status` showing every host at that revision; a ping to the gateway,
+//! east-west on one host and across hosts (the VXLAN frames on the underlay), to the outside
+//! through the SNAT node, the packet walk from the routers' own counters (read through their
+//! control sockets, as `dvrctl stats` does); a live migration (the port of MIG moves from
+//! host B to host C with one `dvrctl --etcd port add ... replace`: how long until it answers
+//! at host C, and that host B's copy receives nothing more); a host cut from etcd that keeps
+//! forwarding (`fleet: disconnected since`) and catches up once back; and each router's exit
+//! summary. It removes everything it created: at the end, on a failure, and on Ctrl-C
+//! (SIGINT) or SIGTERM.
 //!
 //! Exit status: 0 when every step behaved as expected, 1 when one did not (the step and the
-//! reason are printed), 2 when the machine cannot run it (not root, a tool or `dvrd` missing),
-//! 130 when interrupted.
+//! reason are printed), 2 when the machine cannot run it (not root, a tool, etcd, `dvrd` or
+//! `dvrctl` missing), 130 when interrupted.
 #![forbid(unsafe_code)]
 
 use std::any::Any;
@@ -23,17 +35,24 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dvr_harness::checks::{Echo, TTL_ROUTED};
-use dvr_harness::cmd::environment_problems;
+use dvr_harness::cmd::{environment_problems, which};
 use dvr_harness::dvr::{
-    deltas, fabric_movement, host_index, port_stats, walk_of, walks, Cloud, Crossing, InstanceDef,
-    NetworkDef, BLUE, BLUE_A, FABRIC_MTU, FABRIC_PORT, HOSTS, HOST_A, HOST_B, INSTANCES, NETWORKS,
-    OUTSIDE, RED_A, RED_B, ROUTERS, SNAT_NODE, SNAT_PORT, SNAT_UNDERLAY_IF,
+    deltas, fabric_movement, host_index, port_stats, walk_of, walks, Crossing, HostDef,
+    InstanceDef, BLUE, BLUE_A, FABRIC_MTU, FABRIC_PORT, HOSTS, HOST_A, HOST_B, HOST_C, NETWORKS,
+    OUTSIDE, RED_A, RED_B, SNAT_NODE, SNAT_PORT, SNAT_UNDERLAY_IF, TENANT1,
+};
+use dvr_harness::fleet::{
+    default_route_key, fleet_commands, has_applied, host_status, mgmt_addr, poll, port_add,
+    port_key, FleetCloud, CONVERGE_TIMEOUT, ETCD_MGMT_ADDR, FLEET_INSTANCES, FLEET_NETWORKS,
+    MGMT_IF, MIG_B, MIG_C, NEW_B, PROGRAMMED_PORTS,
 };
 use dvr_harness::frames::{ethernet_of, ipv4_of, Tunnelled};
 use dvr_harness::pcap::PcapRecord;
 use dvr_harness::test_scope::sibling_binary;
+use dvr_harness::tools::{unix_now, BackgroundPing};
 use dvr_harness::{Capture, Mac, PingOpts, PingResult, Scope};
 use dvr_router::stats::Snapshot;
+use serde_json::Value;
 
 /// The demo's name: its namespaces and links start with `dvd` and four hex digits of its hash.
 const NAME: &str = "dvr-demo";
@@ -41,6 +60,15 @@ const NAME: &str = "dvr-demo";
 const PINGS: u32 = 5;
 /// How long a capture waits for a frame the step expects.
 const CAPTURE_WAIT: Duration = Duration::from_secs(5);
+/// The interval of the pings that watch a change (a move, a cut from etcd).
+const FAST_PING: Duration = Duration::from_millis(50);
+/// How long a moved port may take to answer at its new host, from the write returning: the
+/// fleet's one second, and half a second for measuring on a loaded machine.
+const MOVE_LIMIT: Duration = Duration::from_millis(1500);
+/// How long a host gets to notice that etcd went away, and to be back once it returns.
+const RECONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// The etcd tools and their Debian packages.
+const ETCD_TOOLS: [(&str, &str); 2] = [("etcd", "etcd-server"), ("etcdctl", "etcd-client")];
 /// Exit codes.
 const EXIT_FAILED: u8 = 1;
 const EXIT_UNABLE: u8 = 2;
@@ -114,8 +142,13 @@ fn expect(ok: bool, why: impl FnOnce() -> String) -> Step<()> {
     }
 }
 
-fn counters(cloud: &Cloud) -> Step<Vec<Snapshot>> {
-    cloud.try_stats().map_err(Stop::Failed)
+/// Every router's counters now (its control socket), in [`HOSTS`] order.
+fn counters(cloud: &FleetCloud) -> Step<Vec<Snapshot>> {
+    HOSTS
+        .iter()
+        .map(|h| cloud.router(h).try_stats())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(Stop::Failed)
 }
 
 /// `avg 0.123 ms` from ping's `rtt min/avg/max/mdev = ...` line.
@@ -129,7 +162,7 @@ fn rtt_avg(p: &PingResult) -> String {
 }
 
 /// Pings `dst` from `from`, expecting every request answered.
-fn ping_all(cloud: &Cloud, from: &InstanceDef, dst: Ipv4Addr) -> Step<PingResult> {
+fn ping_all(cloud: &FleetCloud, from: &InstanceDef, dst: Ipv4Addr) -> Step<PingResult> {
     println!(
         "   $ ip netns exec {} ping -c {PINGS} {dst}",
         cloud.instance(from).netns().name()
@@ -150,15 +183,23 @@ fn ping_all(cloud: &Cloud, from: &InstanceDef, dst: Ipv4Addr) -> Step<PingResult
     Ok(p)
 }
 
+/// A ping every [`FAST_PING`] for `span`, each reply within a second.
+fn fast_pings(span: Duration) -> PingOpts {
+    let count = (span.as_millis() / FAST_PING.as_millis()).max(1) as u32;
+    PingOpts::count(count)
+        .interval(FAST_PING)
+        .timeout(Duration::from_secs(1))
+}
+
 /// The name of a MAC address in this topology, for the printed frames.
 fn whose(mac: Mac) -> String {
     let text = mac.to_string();
     let hosts = HOSTS.iter().copied().chain([&SNAT_NODE]);
-    let instances = INSTANCES.iter().copied().chain([&SNAT_PORT]);
+    let instances = FLEET_INSTANCES.iter().copied().chain([&SNAT_PORT]);
     let names = hosts
         .map(|h| (h.dvr_mac, format!("{} DVR MAC", h.name)))
         .chain(
-            NETWORKS
+            FLEET_NETWORKS
                 .iter()
                 .map(|n| (n.gateway_mac, format!("{} gateway", n.label))),
         )
@@ -253,68 +294,152 @@ fn check_routed_arrival(
     })
 }
 
-fn print_topology() {
+/// True when [`FleetCloud::program`] writes a port for `def`.
+fn has_port(def: &InstanceDef) -> bool {
+    PROGRAMMED_PORTS.iter().any(|p| p.tag == def.tag)
+}
+
+fn print_topology(cloud: &FleetCloud) {
     println!("1. The topology");
     println!(
         "   underlay: a Linux bridge, 192.0.2.0/24, MTU {FABRIC_MTU}; VXLAN over UDP 4789 between VTEPs"
     );
     println!(
-        "   {:<10} {:<12} {:<18} instances (namespace, IP, MAC)",
-        "host", "VTEP", "DVR MAC"
+        "   management network: 198.18.0.0/24 apart from the fabric; etcd at {ETCD_MGMT_ADDR} (the hosts) and {} (dvrctl)",
+        cloud.etcd().endpoint()
+    );
+    println!(
+        "   {:<10} {:<12} {:<13} {:<18} instances (IP, MAC)",
+        "host", "VTEP", "management", "DVR MAC"
     );
     for h in HOSTS.iter().copied().chain([&SNAT_NODE]) {
-        let mut on: Vec<String> = INSTANCES
+        let mut on: Vec<String> = FLEET_INSTANCES
             .iter()
             .chain([&&SNAT_PORT])
             .filter(|i| i.host.name == h.name)
-            .map(|i| format!("{} {} {}", i.name, i.ip, i.mac))
+            .map(|i| {
+                let note = if has_port(i) { "" } else { " (no port)" };
+                format!("{} {} {}{note}", i.name, i.ip, i.mac)
+            })
             .collect();
-        if h.name == SNAT_NODE.name {
+        let (mgmt, kind) = if h.name == SNAT_NODE.name {
             on.push(format!("outside address {OUTSIDE}"));
-        }
-        let kind = if h.name == SNAT_NODE.name {
-            " (kernel)"
+            ("-".to_string(), " (kernel)")
         } else {
-            ""
+            (mgmt_addr(h).to_string(), "")
         };
         println!(
-            "   {:<10} {:<12} {:<18} {}{kind}",
+            "   {:<10} {:<12} {:<13} {:<18} {}{kind}",
             h.name,
             h.vtep.to_string(),
+            mgmt,
             h.dvr_mac,
             on.join(", ")
         );
     }
-    println!("   routers: the same gateway IP and MAC on every host");
-    for r in ROUTERS {
-        let itfs: Vec<String> = NETWORKS
-            .iter()
-            .filter(|n| n.router.name == r.name)
-            .map(|n: &&NetworkDef| {
-                format!(
-                    "{} {} VNI {} gw {}",
-                    n.label,
-                    n.interface_address(),
-                    n.vni,
-                    n.gateway_mac
-                )
-            })
-            .collect();
-        let default = r.default_via.map_or_else(
-            || "no default route".to_string(),
-            |via| format!("default via {via} (SNAT port)"),
-        );
-        println!("   {:<8} {}; {default}", r.name, itfs.join("; "));
-    }
-    println!(
-        "   every host knows every peer (DVR MAC, VTEP) and every instance port (IP, MAC, host)"
+    let itfs: Vec<String> = FLEET_NETWORKS
+        .iter()
+        .map(|n| {
+            format!(
+                "{} {} VNI {} gw {}",
+                n.label,
+                n.interface_address(),
+                n.vni,
+                n.gateway_mac
+            )
+        })
+        .collect();
+    let default = TENANT1.default_via.map_or_else(
+        || "no default route".to_string(),
+        |via| format!("default via {via} (SNAT port)"),
     );
+    println!("   router {}: {}; {default}", TENANT1.name, itfs.join("; "));
+    println!("   each host has one switch per network (a Linux bridge, its instances plugged in)");
+    println!("   and one dvrd port on it; its dvrd file holds only local settings and [fleet]:");
+    println!("   the DVR objects (peers, networks, router, ports) all come from etcd");
+    println!("   MIG-C is MIG-B's twin on host-c (the same IP and MAC), for the live migration");
 }
 
-/// Step 2: BLUE-A pings its gateway; host A answers, nothing crosses the fabric.
-fn gateway_ping(cloud: &Cloud) -> Step<()> {
+/// Step 2: every DVR object written with one `dvrctl --etcd apply`, every host at its revision.
+fn program(cloud: &FleetCloud) -> Step<i64> {
+    println!("2. Programming the fleet: every DVR object written once, in etcd");
+    let commands = fleet_commands();
+    let file = cloud.scope().file("fleet.dvrctl");
+    std::fs::write(&file, &commands)
+        .map_err(|e| Stop::Failed(format!("cannot write {}: {e}", file.display())))?;
+    println!("   {}:", file.display());
+    for line in commands.lines().filter(|l| !l.starts_with('#')) {
+        println!("     {line}");
+    }
     println!(
-        "2. BLUE-A pings its gateway {} (answered by host-a itself)",
+        "   $ dvrctl --etcd {} apply {}",
+        cloud.etcd().endpoint(),
+        file.display()
+    );
+    let written = Instant::now();
+    let out = cloud.dvrctl(&["apply", &file.to_string_lossy()]);
+    for line in out.stdout.lines() {
+        println!("   {line}");
+    }
+    expect(out.success(), || format!("dvrctl apply failed: {out}"))?;
+    let rev = cloud
+        .etcd()
+        .mod_revision(&default_route_key())
+        .ok_or_else(|| Stop::Failed(format!("dvrctl apply wrote no {}", default_route_key())))?;
+    println!(
+        "   one transaction: {} records at store revision {rev}",
+        commands.lines().filter(|l| !l.starts_with('#')).count()
+    );
+    cloud.wait_converged(rev, CONVERGE_TIMEOUT);
+    println!(
+        "   every host applied revision {rev} {:.0} ms after the write",
+        written.elapsed().as_secs_f64() * 1e3
+    );
+    print_fleet_status(cloud)?;
+    println!("   (snat-node runs no dvrd: it is a peer of the others, with no status of its own)");
+    println!(
+        "   $ dvrctl -s {} stats | grep fleet",
+        cloud.router(&HOST_A).control_socket().display()
+    );
+    print_fleet_line(cloud, &HOST_A, |l| {
+        l.starts_with("fleet: connected at revision")
+    })?;
+    // Each host resolves its peers' VTEPs once; what follows waits for none of it.
+    cloud.warm_paths();
+    Ok(rev)
+}
+
+/// Prints `dvrctl --etcd ... fleet status`.
+fn print_fleet_status(cloud: &FleetCloud) -> Step<()> {
+    println!(
+        "   $ dvrctl --etcd {} fleet status",
+        cloud.etcd().endpoint()
+    );
+    let out = cloud.dvrctl(&["fleet", "status"]);
+    for line in out.stdout.lines() {
+        println!("     {line}");
+    }
+    expect(out.success(), || {
+        format!("dvrctl fleet status failed: {out}")
+    })
+}
+
+/// Prints the `fleet:` line of `dvrctl stats` on `host`; fails unless `want` accepts it.
+fn print_fleet_line(cloud: &FleetCloud, host: &HostDef, want: impl Fn(&str) -> bool) -> Step<()> {
+    let stats = cloud.host_ctl(host).ok("stats");
+    let line = stats
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("fleet:"))
+        .ok_or_else(|| Stop::Failed(format!("no fleet line in {}'s stats:\n{stats}", host.name)))?;
+    println!("     {line}");
+    expect(want(line), || format!("{}'s stats say `{line}`", host.name))
+}
+
+/// Step 3: BLUE-A pings its gateway; host A answers, nothing crosses the fabric.
+fn gateway_ping(cloud: &FleetCloud) -> Step<()> {
+    println!(
+        "3. BLUE-A pings its gateway {} (answered by host-a itself)",
         BLUE.gateway
     );
     let before = counters(cloud)?;
@@ -370,10 +495,10 @@ fn fabric_silent(d: &[Snapshot], what: &str) -> Step<()> {
     })
 }
 
-/// Step 3: BLUE-A pings RED-A, on the same host: routed there, nothing on the fabric.
-fn local_ping(cloud: &Cloud) -> Step<Vec<Snapshot>> {
+/// Step 4: BLUE-A pings RED-A, on the same host: routed there, nothing on the fabric.
+fn local_ping(cloud: &FleetCloud) -> Step<Vec<Snapshot>> {
     println!(
-        "3. BLUE-A pings RED-A {} (both on host-a: routed there)",
+        "4. BLUE-A pings RED-A {} (both on host-a: routed there)",
         RED_A.ip
     );
     let at_red = cloud.instance(&RED_A).capture("icmp");
@@ -394,11 +519,11 @@ fn local_ping(cloud: &Cloud) -> Step<Vec<Snapshot>> {
     Ok([before, after].concat())
 }
 
-/// Step 4: BLUE-A pings RED-B on host B: routed on host A, VXLAN with host A's DVR MAC,
+/// Step 5: BLUE-A pings RED-B on host B: routed on host A, VXLAN with host A's DVR MAC,
 /// delivered on host B; the reply is routed on host B.
-fn remote_ping(cloud: &Cloud) -> Step<Vec<Snapshot>> {
+fn remote_ping(cloud: &FleetCloud) -> Step<Vec<Snapshot>> {
     println!(
-        "4. BLUE-A pings RED-B {} (on host-b: routed on host-a, bridged on host-b)",
+        "5. BLUE-A pings RED-B {} (on host-b: routed on host-a, bridged on host-b)",
         RED_B.ip
     );
     let on_fabric = cloud.fabric().capture("udp port 4789");
@@ -419,10 +544,10 @@ fn remote_ping(cloud: &Cloud) -> Step<Vec<Snapshot>> {
     Ok([before, after].concat())
 }
 
-/// Step 5: BLUE-A pings an outside address: routed on host A straight to the SNAT node.
-fn outside_ping(cloud: &Cloud) -> Step<()> {
+/// Step 6: BLUE-A pings an outside address: routed on host A straight to the SNAT node.
+fn outside_ping(cloud: &FleetCloud) -> Step<()> {
     println!(
-        "5. BLUE-A pings {OUTSIDE}, outside every tenant subnet (default route: the SNAT node)"
+        "6. BLUE-A pings {OUTSIDE}, outside every tenant subnet (default route: the SNAT node)"
     );
     let on_snat = Capture::start(
         cloud.scope(),
@@ -460,19 +585,18 @@ fn walk_table(title: &str, d: &[Snapshot]) {
     }
 }
 
-/// Step 6: the packet walk of steps 3 and 4 from the routers' own counters.
+/// Step 7: the packet walk of steps 4 and 5 from the routers' own counters.
 fn packet_walk(local: &[Snapshot], remote: &[Snapshot]) -> Step<()> {
-    println!("6. The packet walk, from the routers' own counters (router tenant1; stats.show on");
+    println!("7. The packet walk, from the routers' own counters (router tenant1; stats.show on");
     println!("   each router's control socket, what `dvrctl --json stats` prints)");
     let n = HOSTS.len();
     let local = deltas(&local[..n], &local[n..]);
     let remote = deltas(&remote[..n], &remote[n..]);
-    walk_table(&format!("step 3, BLUE-A -> RED-A, {PINGS} pings:"), &local);
+    walk_table(&format!("step 4, BLUE-A -> RED-A, {PINGS} pings:"), &local);
     println!("     => host-a routed the requests and the replies; no fabric packet anywhere");
-    walk_table(&format!("step 4, BLUE-A -> RED-B, {PINGS} pings:"), &remote);
+    walk_table(&format!("step 5, BLUE-A -> RED-B, {PINGS} pings:"), &remote);
     println!("     => host-a routed the requests to its peer and delivered the replies; host-b");
     println!("        delivered the requests and routed the replies; host-c saw none of it");
-    println!("        (fabric counts include the ARP that resolved the peer's VTEP)");
     let p = u64::from(PINGS);
     let walks = walks(&remote);
     expect(walks == [(0, p, p), (0, p, p), (0, 0, 0)], || {
@@ -480,9 +604,249 @@ fn packet_walk(local: &[Snapshot], remote: &[Snapshot]) -> Step<()> {
     })
 }
 
-/// Step 7: stops the routers and prints the summary each printed at exit.
-fn summaries(cloud: &mut Cloud) -> Step<()> {
-    println!("7. Each router's summary at exit (SIGTERM; what dvrd prints when it stops)");
+/// When each echo request of `echo` in `frames` was captured (Unix time).
+fn times_of(frames: &[PcapRecord], echo: Echo) -> Vec<f64> {
+    frames
+        .iter()
+        .filter(|r| echo.matches(&r.data))
+        .map(|r| r.time_ns as f64 / 1e9)
+        .collect()
+}
+
+fn ms(seconds: f64) -> String {
+    format!("{:.0} ms", seconds * 1e3)
+}
+
+/// Step 8: MIG runs on host B; its port moves to host C with one write to etcd while BLUE-A
+/// pings it every 50 ms. It answers at host C within [`MOVE_LIMIT`], and host B's copy gets
+/// nothing more.
+fn live_migration(cloud: &FleetCloud) -> Step<()> {
+    println!(
+        "8. Live migration: MIG ({}, {}) runs on host-b; its port moves to host-c",
+        MIG_B.ip, MIG_B.mac
+    );
+    let request = Echo::request(BLUE_A.ip, MIG_B.ip);
+    let (at_b, at_c) = (
+        cloud.instance(&MIG_B).capture("icmp"),
+        cloud.instance(&MIG_C).capture("icmp"),
+    );
+    ping_all(cloud, &BLUE_A, MIG_B.ip)?;
+    let before = at_b.wait_for_count(PINGS as usize, CAPTURE_WAIT, |f| request.matches(f));
+    println!(
+        "   MIG-B on host-b got {} of the {PINGS} requests (routed on host-a, to host-b's VTEP)",
+        before.len()
+    );
+    expect(before.len() == PINGS as usize, || {
+        format!(
+            "MIG-B got {} of {PINGS} requests before the move",
+            before.len()
+        )
+    })?;
+
+    // A ping every 50 ms through the move: before it MIG-B answers, after it MIG-C.
+    let span = Duration::from_secs(1) + MOVE_LIMIT * 2;
+    println!(
+        "   BLUE-A pings MIG every {} ms meanwhile; the move, 1 s in:",
+        FAST_PING.as_millis()
+    );
+    let ping = BackgroundPing::start(
+        cloud.instance(&BLUE_A).netns(),
+        "ping-mig",
+        MIG_B.ip,
+        &fast_pings(span),
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let line = format!("{} replace", port_add(&MIG_B, &HOST_C));
+    println!("   $ dvrctl --etcd {} {line}", cloud.etcd().endpoint());
+    let out = cloud.dvrctl(&line.split_whitespace().collect::<Vec<_>>());
+    let moved = unix_now();
+    for l in out.stdout.lines() {
+        println!("   {l}");
+    }
+    expect(out.success(), || format!("dvrctl {line} failed: {out}"))?;
+    let rev = cloud
+        .etcd()
+        .mod_revision(&port_key(&MIG_B))
+        .ok_or_else(|| Stop::Failed(format!("no {} in etcd", port_key(&MIG_B))))?;
+    println!("   written at store revision {rev}");
+    let seen = ping.finish();
+    let (b_times, c_times) = (
+        times_of(&at_b.stop(), request),
+        times_of(&at_c.stop(), request),
+    );
+    let first_at_c = c_times.iter().copied().fold(f64::INFINITY, f64::min);
+    expect(first_at_c.is_finite(), || {
+        format!(
+            "no echo request reached MIG on host-c after the move\n{}",
+            seen.result.output
+        )
+    })?;
+    expect(first_at_c >= moved - 0.05, || {
+        "MIG-C got requests before the move".to_string()
+    })?;
+    let first_reply_c = seen.replies.iter().map(|r| r.1).find(|t| *t >= first_at_c);
+    let last_at_b = b_times.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    println!(
+        "   first request at MIG-C (host-c): {} after the write returned; answered {}",
+        ms(first_at_c - moved),
+        first_reply_c.map_or_else(
+            || "never".to_string(),
+            |t| format!("{} after it", ms(t - moved))
+        )
+    );
+    println!(
+        "   MIG-B (host-b): {} requests, the last {} {} the write",
+        b_times.len(),
+        ms((last_at_b - moved).abs()),
+        if last_at_b < moved { "before" } else { "after" }
+    );
+    println!(
+        "   the fast ping: {} of {} answered, {} lost around the move",
+        seen.result.received,
+        seen.result.transmitted,
+        seen.lost()
+    );
+    let took = Duration::from_secs_f64((first_at_c - moved).max(0.0));
+    expect(took < MOVE_LIMIT, || {
+        format!("MIG answered at host-c {took:?} after the write, more than {MOVE_LIMIT:?}")
+    })?;
+    expect(first_reply_c.is_some(), || {
+        format!("MIG-C never answered:\n{}", seen.result.output)
+    })?;
+    // A request in flight at the switch may land a few milliseconds after host C got its first.
+    let late = b_times.iter().filter(|t| **t > first_at_c + 0.1).count();
+    expect(late == 0, || {
+        format!("{late} requests reached MIG on host-b after host-c got its first")
+    })?;
+
+    println!("   and now, with the port on host-c:");
+    let (at_b, at_c) = (
+        cloud.instance(&MIG_B).capture("icmp"),
+        cloud.instance(&MIG_C).capture("icmp"),
+    );
+    ping_all(cloud, &BLUE_A, MIG_B.ip)?;
+    let to_c = at_c.wait_for_count(PINGS as usize, CAPTURE_WAIT, |f| request.matches(f));
+    let to_b = times_of(&at_b.stop(), request);
+    println!(
+        "   requests at MIG-C (host-c) {}, at MIG-B (host-b) {}",
+        to_c.len(),
+        to_b.len()
+    );
+    expect(to_c.len() == PINGS as usize && to_b.is_empty(), || {
+        format!(
+            "after the move {} requests reached host-c and {} host-b",
+            to_c.len(),
+            to_b.len()
+        )
+    })?;
+    drop(at_c);
+    cloud.wait_converged(rev, CONVERGE_TIMEOUT);
+    print_fleet_status(cloud)
+}
+
+/// Step 9: host A loses etcd (its management link goes down) and keeps forwarding from what
+/// it applied; a port written meanwhile reaches it once it is back.
+fn cut_from_etcd(cloud: &FleetCloud) -> Step<()> {
+    println!("9. host-a cut from etcd: forwarding does not need the store");
+    println!(
+        "   $ ip netns exec {} ip link set dev {MGMT_IF} down",
+        cloud.host_netns(&HOST_A).name()
+    );
+    let cut = Instant::now();
+    cloud.cut_from_etcd(&HOST_A);
+    cloud.wait_local_fleet(&HOST_A, "disconnected", RECONNECT_TIMEOUT, |f| {
+        f["state"] == "disconnected"
+    });
+    println!(
+        "   host-a noticed in {:.1} s; $ dvrctl -s {} stats | grep fleet",
+        cut.elapsed().as_secs_f64(),
+        cloud.router(&HOST_A).control_socket().display()
+    );
+    print_fleet_line(cloud, &HOST_A, |l| {
+        l.starts_with("fleet: disconnected since")
+    })?;
+
+    let span = Duration::from_secs(2);
+    println!(
+        "   $ ip netns exec {} ping -c {} -i {} {} (across hosts, {} s)",
+        cloud.instance(&BLUE_A).netns().name(),
+        fast_pings(span).count,
+        FAST_PING.as_secs_f64(),
+        RED_B.ip,
+        span.as_secs()
+    );
+    let p = cloud.instance(&BLUE_A).ping(RED_B.ip, &fast_pings(span));
+    println!(
+        "   {}/{} answered{}",
+        p.received,
+        p.transmitted,
+        rtt_avg(&p)
+    );
+    expect(p.transmitted > 0 && p.received == p.transmitted, || {
+        format!(
+            "BLUE-A -> RED-B with host-a cut from etcd: {} of {} answered\n{}",
+            p.received, p.transmitted, p.output
+        )
+    })?;
+
+    // A port written while host A is away: host B applies it now, host A once it is back.
+    let line = port_add(&NEW_B, &HOST_B);
+    println!("   meanwhile the operator adds a port on host-b:");
+    println!("   $ dvrctl --etcd {} {line}", cloud.etcd().endpoint());
+    cloud.dvrctl_ok(&line);
+    let rev = cloud
+        .etcd()
+        .mod_revision(&port_key(&NEW_B))
+        .ok_or_else(|| Stop::Failed(format!("no {} in etcd", port_key(&NEW_B))))?;
+    let peers = [&HOST_B, &HOST_C];
+    let written = Instant::now();
+    let status = poll(CONVERGE_TIMEOUT, || {
+        let status = cloud.fleet_status();
+        peers
+            .iter()
+            .all(|h| has_applied(&status, h, rev))
+            .then_some(status)
+    });
+    let Some(status) = status else {
+        return Err(Stop::Failed(format!(
+            "host-b and host-c did not apply revision {rev} within {CONVERGE_TIMEOUT:?}"
+        )));
+    };
+    println!(
+        "   revision {rev}: host-b and host-c applied it within {:.0} ms; host-a cannot know yet",
+        written.elapsed().as_secs_f64() * 1e3
+    );
+    print_fleet_status(cloud)?;
+    let behind =
+        host_status(&status, &HOST_A).map_or(Value::Null, |h| h["applied_revision"].clone());
+    println!(
+        "   (host-a's status outlives a short cut, under its lease; it forwards on revision {behind})"
+    );
+    println!(
+        "   $ ip netns exec {} ip link set dev {MGMT_IF} up",
+        cloud.host_netns(&HOST_A).name()
+    );
+    let back = Instant::now();
+    cloud.reconnect_to_etcd(&HOST_A);
+    cloud.wait_local_fleet(&HOST_A, "connected", RECONNECT_TIMEOUT, |f| {
+        f["state"] == "connected" && f["applied_revision"].as_i64().is_some_and(|a| a >= rev)
+    });
+    println!(
+        "   host-a is back and caught up to revision {rev} in {:.1} s:",
+        back.elapsed().as_secs_f64()
+    );
+    print_fleet_line(cloud, &HOST_A, |l| {
+        l.starts_with("fleet: connected at revision")
+    })?;
+    println!("   the new port answers host-a's instances (RED-A -> NEW-B, routed on host-a):");
+    ping_all(cloud, &RED_A, NEW_B.ip)?;
+    cloud.wait_converged(rev, CONVERGE_TIMEOUT);
+    print_fleet_status(cloud)
+}
+
+/// Step 10: stops the routers and prints the summary each printed at exit.
+fn summaries(cloud: &mut FleetCloud) -> Step<()> {
+    println!("10. Each router's summary at exit (SIGTERM; what dvrd prints when it stops)");
     let mut problems = Vec::new();
     for (h, exit) in HOSTS.iter().zip(cloud.stop()) {
         println!("   --- {} ---", h.name);
@@ -503,26 +867,35 @@ fn summaries(cloud: &mut Cloud) -> Step<()> {
 }
 
 /// The steps after the cloud is up, in order; returns at the first failure.
-fn walk_through(cloud: &mut Cloud, interrupt: &Interrupt) -> Step<()> {
-    print_topology();
+fn walk_through(cloud: &mut FleetCloud, interrupt: &Interrupt) -> Step<()> {
+    print_topology(cloud);
     println!();
     interrupt.check()?;
-    guarded(interrupt, || gateway_ping(cloud)).map_err(|e| at_step(2, e))?;
+    guarded(interrupt, || program(cloud).map(drop)).map_err(|e| at_step(2, e))?;
     println!();
     interrupt.check()?;
-    let local = guarded(interrupt, || local_ping(cloud)).map_err(|e| at_step(3, e))?;
+    guarded(interrupt, || gateway_ping(cloud)).map_err(|e| at_step(3, e))?;
     println!();
     interrupt.check()?;
-    let remote = guarded(interrupt, || remote_ping(cloud)).map_err(|e| at_step(4, e))?;
+    let local = guarded(interrupt, || local_ping(cloud)).map_err(|e| at_step(4, e))?;
     println!();
     interrupt.check()?;
-    guarded(interrupt, || outside_ping(cloud)).map_err(|e| at_step(5, e))?;
+    let remote = guarded(interrupt, || remote_ping(cloud)).map_err(|e| at_step(5, e))?;
     println!();
     interrupt.check()?;
-    guarded(interrupt, || packet_walk(&local, &remote)).map_err(|e| at_step(6, e))?;
+    guarded(interrupt, || outside_ping(cloud)).map_err(|e| at_step(6, e))?;
     println!();
     interrupt.check()?;
-    guarded(interrupt, || summaries(cloud)).map_err(|e| at_step(7, e))
+    guarded(interrupt, || packet_walk(&local, &remote)).map_err(|e| at_step(7, e))?;
+    println!();
+    interrupt.check()?;
+    guarded(interrupt, || live_migration(cloud)).map_err(|e| at_step(8, e))?;
+    println!();
+    interrupt.check()?;
+    guarded(interrupt, || cut_from_etcd(cloud)).map_err(|e| at_step(9, e))?;
+    println!();
+    interrupt.check()?;
+    guarded(interrupt, || summaries(cloud)).map_err(|e| at_step(10, e))
 }
 
 /// Names the step in a failure.
@@ -533,22 +906,36 @@ fn at_step(step: u32, stop: Stop) -> Stop {
     }
 }
 
+/// Why this machine cannot run the demo: the environment, etcd, the binaries.
+fn unable() -> Vec<String> {
+    let mut problems = environment_problems();
+    for (tool, package) in ETCD_TOOLS {
+        if which(tool).is_none() {
+            problems.push(format!(
+                "`{tool}` is not on PATH (Debian package {package})"
+            ));
+        }
+    }
+    for binary in ["dvrd", "dvrctl"] {
+        let path = sibling_binary(binary);
+        if !path.is_file() {
+            problems.push(format!(
+                "no {binary} at {}: build them with `make build` (cargo build --release --workspace --bins)",
+                path.display()
+            ));
+        }
+    }
+    problems
+}
+
 fn main() -> ExitCode {
-    let problems = environment_problems();
+    let problems = unable();
     if !problems.is_empty() {
         eprintln!("dvr-demo cannot run here:");
         for p in &problems {
             eprintln!("  - {p}");
         }
         eprintln!("Install what is missing with `sudo scripts/install-deps.sh` (or `make demo`).");
-        return ExitCode::from(EXIT_UNABLE);
-    }
-    let dvrd = sibling_binary("dvrd");
-    if !dvrd.is_file() {
-        eprintln!(
-            "dvr-demo: no dvrd at {}: build both with `make build` (cargo build --release --workspace --bins)",
-            dvrd.display()
-        );
         return ExitCode::from(EXIT_UNABLE);
     }
     let interrupt = match Interrupt::install() {
@@ -564,20 +951,20 @@ fn main() -> ExitCode {
     let started = Instant::now();
 
     let outcome = guarded(&interrupt, || Ok(Scope::demo(NAME))).and_then(|scope| {
-        println!("dvr-demo: per-host distributed virtual routing, live on this machine");
+        println!("dvr-demo: per-host distributed virtual routing on a fleet programmed through etcd");
         println!(
             "   names start with `{}` (namespaces, links, DPDK files); logs in {}",
             scope.prefix(),
             scope.dir().display()
         );
         println!(
-            "   building: 3 hosts (one dvrd each), 6 instances, a SNAT node, the underlay ..."
+            "   building: etcd, 3 hosts (one dvrd each, [fleet] only), 9 instances, a SNAT node, the underlay ..."
         );
         let build_started = Instant::now();
         let mut cloud =
-            guarded(&interrupt, || Ok(Cloud::build(&scope))).map_err(|e| at_step(1, e))?;
+            guarded(&interrupt, || Ok(FleetCloud::build(&scope))).map_err(|e| at_step(1, e))?;
         println!(
-            "   the three routers are up ({:.1} s)\n",
+            "   etcd and the three routers are up, nothing programmed yet ({:.1} s)\n",
             build_started.elapsed().as_secs_f64()
         );
         let result = walk_through(&mut cloud, &interrupt);
