@@ -51,10 +51,13 @@ impl Model {
         invalid_if(self.is_dvr_mac(spec.mac), "port.mac", || {
             format!("{} is inside the DVR MAC range", spec.mac)
         })?;
+        // Ports are keyed by (network, IP): only this network's are looked at.
         if let Some(other) = self
             .ports
-            .values()
-            .find(|p| p.network == spec.network && p.mac == spec.mac && p.ip != spec.ip)
+            .range((spec.network.clone(), Ipv4Addr::UNSPECIFIED)..)
+            .map(|(_, p)| p)
+            .take_while(|p| p.network == spec.network)
+            .find(|p| p.mac == spec.mac && p.ip != spec.ip)
         {
             return Err(ModelError::Conflict {
                 kind: "port with this MAC",
