@@ -325,6 +325,23 @@ fn cpu_now(etcd_pid: u32, real_pids: &[u32]) -> (f64, f64, f64, Vec<f64>) {
     (sim, all - sim, cpu_s(&etcd_pid.to_string()), reals)
 }
 
+/// Busy CPU seconds of the whole machine (every process: the other users' too).
+fn machine_busy_s() -> f64 {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = text.lines().find(|l| l.starts_with("cpu ")) else {
+        return 0.0;
+    };
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
+    let total: u64 = f.iter().take(8).sum();
+    let idle = f.get(3).copied().unwrap_or(0) + f.get(4).copied().unwrap_or(0);
+    total.saturating_sub(idle) as f64 / 100.0
+}
+
 /// Runs the benchmark; returns every figure as JSON and prints the summary.
 pub fn run(opts: &Options, stop: &Arc<AtomicBool>) -> Result<Value, String> {
     let wall_start = Instant::now();
@@ -569,8 +586,9 @@ pub fn run(opts: &Options, stop: &Arc<AtomicBool>) -> Result<Value, String> {
     let join_wait_ms = join_start.elapsed().as_secs_f64() * 1000.0;
     let (join_sync_ms, join_changes) = {
         let log = join_log.lock().unwrap_or_else(PoisonError::into_inner);
-        let done =
-            done_by(log.iter().map(|&(r, at, _)| (r, at)), load_rev).unwrap_or(join_start_us);
+        // Its one batch is the re-list, at the revision of the read (status puts move the
+        // store past the load's revision): the latest entry, whatever its revision.
+        let done = log.iter().map(|e| e.1).max().unwrap_or(join_start_us);
         let n: u64 = log.iter().map(|&(_, _, n)| u64::from(n)).sum();
         (ms(done.saturating_sub(join_start_us) as i64), n)
     };
@@ -596,6 +614,7 @@ pub fn run(opts: &Options, stop: &Arc<AtomicBool>) -> Result<Value, String> {
             .map(|_| state.next(&topo, &mut rng, &config_dir))
             .collect();
         let cpu0 = cpu_now(etcd.pid(), &real_pids);
+        let busy0 = machine_busy_s();
         let apply0 = (
             apply_counters.nanos.load(Ordering::Relaxed),
             apply_counters.batches.load(Ordering::Relaxed),
@@ -642,6 +661,7 @@ pub fn run(opts: &Options, stop: &Arc<AtomicBool>) -> Result<Value, String> {
         let settle = settle?;
         let phase_wall = phase_start.elapsed().as_secs_f64();
         let cpu1 = cpu_now(etcd.pid(), &real_pids);
+        let busy1 = machine_busy_s();
         let apply1 = (
             apply_counters.nanos.load(Ordering::Relaxed),
             apply_counters.batches.load(Ordering::Relaxed),
@@ -744,6 +764,18 @@ pub fn run(opts: &Options, stop: &Arc<AtomicBool>) -> Result<Value, String> {
         let cpu = |a: f64, b: f64| b - a;
         let real_cpu: Vec<f64> = cpu0.3.iter().zip(&cpu1.3).map(|(a, b)| b - a).collect();
         let apply_s = (apply1.0 - apply0.0) as f64 / 1e9;
+        let ours_cpu = cpu(cpu0.0, cpu1.0)
+            + cpu(cpu0.1, cpu1.1)
+            + cpu(cpu0.2, cpu1.2)
+            + real_cpu.iter().sum::<f64>();
+        let others_cpu = (busy1 - busy0 - ours_cpu).max(0.0);
+        let per_change_ms = |c: f64| {
+            if sent.is_empty() {
+                0.0
+            } else {
+                c * 1000.0 / sent.len() as f64
+            }
+        };
         println!(
             "\nphase {rate}/s for {:.0} s: {} changes sent at {achieved:.0}/s ({failed} failed), put latency {}",
             opts.duration.as_secs_f64(),
@@ -789,6 +821,15 @@ pub fn run(opts: &Options, stop: &Arc<AtomicBool>) -> Result<Value, String> {
                 .join(", ")
         );
         println!(
+            "  machine busy {:.1} of {:.1} CPU-s, of which other processes {others_cpu:.1} s; CPU per change: simulated hosts {:.2} ms ({:.1} us per host), etcd {:.2} ms, each dvrd {:.2} ms",
+            busy1 - busy0,
+            phase_wall * std::thread::available_parallelism().map_or(1, usize::from) as f64,
+            per_change_ms(cpu(cpu0.0, cpu1.0)),
+            per_change_ms(cpu(cpu0.0, cpu1.0)) * 1000.0 / sims.len().max(1) as f64,
+            per_change_ms(cpu(cpu0.2, cpu1.2)),
+            per_change_ms(real_cpu.iter().sum::<f64>() / real_cpu.len().max(1) as f64)
+        );
+        println!(
             "  Neutron notify-then-pull: {neutron_notifications} notifications, {neutron_objects} objects re-fetched; ours: {ours_events} events (~{} bytes each) to {n_hosts_watching} watching hosts, {ours_changes} objects applied",
             if sent.is_empty() { 0 } else { event_bytes / sent.len() as u64 }
         );
@@ -824,6 +865,13 @@ pub fn run(opts: &Options, stop: &Arc<AtomicBool>) -> Result<Value, String> {
                 "bench_other": cpu(cpu0.1, cpu1.1),
                 "etcd": cpu(cpu0.2, cpu1.2),
                 "dvrd": real_cpu,
+                "machine_busy": busy1 - busy0,
+                "other_processes": others_cpu,
+                "per_change_ms": {
+                    "sim_hosts": per_change_ms(cpu(cpu0.0, cpu1.0)),
+                    "etcd": per_change_ms(cpu(cpu0.2, cpu1.2)),
+                    "dvrd_each": per_change_ms(real_cpu.iter().sum::<f64>() / real_cpu.len().max(1) as f64),
+                },
             },
             "neutron": {
                 "notifications": neutron_notifications,
