@@ -54,6 +54,9 @@ struct Args {
     /// Seconds a phase may take to settle after its last put.
     #[arg(long, default_value_t = 120)]
     settle: u64,
+    /// Least seconds between two status writes of a simulated host (dvrd's is 1).
+    #[arg(long, default_value_t = 1.0)]
+    status_interval: f64,
     /// The etcd binary.
     #[arg(long, default_value = "etcd")]
     etcd: PathBuf,
@@ -91,6 +94,7 @@ fn main() -> ExitCode {
         dvrd: args.dvrd,
         dvrctl: args.dvrctl,
         settle: Duration::from_secs(args.settle),
+        status_interval: Duration::from_secs_f64(args.status_interval.max(0.01)),
     };
     match run(&opts, &stop) {
         Ok(report) => {

@@ -64,6 +64,8 @@ pub struct Options {
     pub dvrctl: Option<PathBuf>,
     /// How long a phase may take to settle after its last put.
     pub settle: Duration,
+    /// Least time between two status writes of a simulated host (dvrd's: 1 s).
+    pub status_interval: Duration,
 }
 
 /// A simulated host as the benchmark follows it.
@@ -102,8 +104,8 @@ impl Drop for TempDir {
 }
 
 /// Where each port is now, the ports of each router per host, and the order ports are moved
-/// in (a shuffled permutation, so that a port is moved again only after all others: never
-/// two puts of one key in flight).
+/// in (one shuffled permutation, cycled, so that a port is moved again only after all others:
+/// never two puts of one key in flight).
 struct PortState {
     host: Vec<usize>,
     on: HashMap<(usize, usize), u32>,
@@ -152,8 +154,9 @@ impl PortState {
 
     /// Moves the next port to another host of its router.
     fn next(&mut self, topo: &Topology, rng: &mut Rng, config_dir: &str) -> Job {
+        // The same permutation again: a port is moved once every `ports` changes, never
+        // twice in a row at a reshuffle (two puts of one key in flight could land swapped).
         if self.cursor == self.order.len() {
-            rng.shuffle(&mut self.order);
             self.cursor = 0;
         }
         let p = self.order[self.cursor];
@@ -414,7 +417,13 @@ pub fn run(opts: &Options, stop: &Arc<AtomicBool>) -> Result<Value, String> {
     let apply_counters = Arc::new(ApplyCounters::default());
     let mut built = Vec::new();
     for h in topo.hosts.iter().filter(|h| h.kind == HostKind::Sim) {
-        built.push(SimHost::new(h, &topo, &store_cfg, &apply_counters)?);
+        built.push(SimHost::new(
+            h,
+            &topo,
+            &store_cfg,
+            &apply_counters,
+            opts.status_interval,
+        )?);
     }
     let rss_built = rss_kib("self");
     let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
@@ -572,7 +581,13 @@ pub fn run(opts: &Options, stop: &Arc<AtomicBool>) -> Result<Value, String> {
         .ok_or("no joining host")?;
     let join_start_us = now_us();
     let join_start = Instant::now();
-    let join = SimHost::new(join_def, &topo, &store_cfg, &apply_counters)?;
+    let join = SimHost::new(
+        join_def,
+        &topo,
+        &store_cfg,
+        &apply_counters,
+        opts.status_interval,
+    )?;
     let (join_stop, join_rx) = tokio::sync::watch::channel(false);
     let join_report = join.report;
     let join_log = join.log;
@@ -932,6 +947,7 @@ pub fn run(opts: &Options, stop: &Arc<AtomicBool>) -> Result<Value, String> {
             "seed": opts.seed,
             "threads": opts.threads,
             "writers": opts.writers,
+            "status_interval_s": opts.status_interval.as_secs_f64(),
         },
         "machine": { "cpus": std::thread::available_parallelism().map_or(1, usize::from) },
         "records": kvs.len(),

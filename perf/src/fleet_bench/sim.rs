@@ -95,6 +95,7 @@ impl SimHost {
         topo: &Topology,
         store: &StoreConfig,
         counters: &Arc<ApplyCounters>,
+        status_interval: Duration,
     ) -> Result<SimHost, String> {
         let port = |name: String, i: usize, fabric: bool| PortSetup {
             name,
@@ -118,6 +119,7 @@ impl SimHost {
         let mut mc = MemberConfig::new(store.clone());
         mc.version = "fleet-bench".into();
         mc.lease_ttl = Duration::from_secs(30);
+        mc.status_interval = status_interval;
         let log: AppliedLog = Arc::default();
         let apply = SimApply {
             cp,
