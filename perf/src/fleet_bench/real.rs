@@ -21,6 +21,8 @@ pub struct RealHost {
     dir: PathBuf,
     socket: PathBuf,
     dvrctl: PathBuf,
+    /// EAL's runtime folder of this dvrd (`/var/run/dpdk/<prefix>`), removed once it stopped.
+    runtime_dir: PathBuf,
     /// Every applied revision seen so far: revision -> (at_us, changes).
     pub seen: BTreeMap<i64, (u64, u32)>,
 }
@@ -44,6 +46,11 @@ fn toml_str(s: &str) -> String {
 fn toml_list(items: &[String]) -> String {
     let quoted: Vec<String> = items.iter().map(|s| toml_str(s)).collect();
     format!("[{}]", quoted.join(", "))
+}
+
+/// EAL's file prefix of real host `index` (unique per benchmark process).
+fn file_prefix(index: usize) -> String {
+    format!("fleetbench-{}-{index}", std::process::id())
 }
 
 /// The config of real host `index`: control thread and worker on different CPUs where there
@@ -70,7 +77,7 @@ pub fn config_text(
     let _ = writeln!(
         w,
         "[eal]\nmain_core = {main_core}\nhugepages = false\nmemory_mb = 256\nfile_prefix = {}\npci = false\nvdevs = {}\nextra_args = []\n",
-        toml_str(&format!("fleetbench-{}-{index}", std::process::id())),
+        toml_str(&file_prefix(index)),
         toml_list(&vdevs)
     );
     let _ = writeln!(w, "[dataplane]\nidle = \"adaptive\"\nmbufs = 4095\n");
@@ -148,6 +155,7 @@ impl RealHost {
             dir,
             socket,
             dvrctl: dvrctl.to_path_buf(),
+            runtime_dir: eal_runtime_dir().join(file_prefix(index)),
             seen: BTreeMap::new(),
         };
         let start = Instant::now();
@@ -261,11 +269,37 @@ impl RealHost {
         let _ = child.kill();
         let _ = child.wait();
     }
+
+    /// Removes what EAL left of this dvrd once it stopped.
+    fn clean(&self) {
+        if self.child.is_none() {
+            let _ = std::fs::remove_dir_all(&self.runtime_dir);
+        }
+    }
+}
+
+/// Where EAL keeps its runtime files: `/var/run/dpdk` for root, else under
+/// `$XDG_RUNTIME_DIR` (or `/tmp`).
+fn eal_runtime_dir() -> PathBuf {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next().map(|u| u == "0"))
+        .unwrap_or(false);
+    if root {
+        PathBuf::from("/var/run/dpdk")
+    } else {
+        std::env::var_os("XDG_RUNTIME_DIR")
+            .map_or_else(|| PathBuf::from("/tmp"), PathBuf::from)
+            .join("dpdk")
+    }
 }
 
 impl Drop for RealHost {
     fn drop(&mut self) {
         self.stop();
+        self.clean();
     }
 }
 
