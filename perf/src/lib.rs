@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod fleet_bench;
 pub mod frame;
 pub mod gen;
 pub mod icount;
