@@ -1,4 +1,4 @@
-//! The three-host DVR cloud of `tests/e2e_dvr.rs` and of the demo (`src/bin/dvr-demo.rs`),
+//! The three-host DVR cloud of `tests/e2e_dvr.rs` (the demo runs its fleet twin, `fleet`),
 //! described in code: three hosts (one `dvrd` each), a centralised SNAT node (a kernel
 //! namespace with a Linux vxlan device), two tenant routers with overlapping subnets, and their
 //! instances, all on one machine.
