@@ -86,21 +86,30 @@ pub enum StoreError {
     Tls(String),
 }
 
-/// The innermost cause of a client error (`Connection refused`), with the gRPC status when
-/// there is one: the whole chain is a paragraph.
+/// A client error in one line: the gRPC status or the error itself, and its innermost cause
+/// (`Connection refused`, `broken pipe`) when that says more; the whole chain is a paragraph.
 fn brief(e: &etcd_client::Error) -> String {
-    if let etcd_client::Error::GRpcStatus(status) = e {
-        let mut cause: &dyn std::error::Error = status;
-        while let Some(next) = cause.source() {
-            cause = next;
-        }
-        let inner = cause.to_string();
-        if inner != status.message() && !inner.is_empty() {
-            return format!("{} ({inner})", status.message());
-        }
-        return format!("{:?}: {}", status.code(), status.message());
+    let (outer, first): (String, &dyn std::error::Error) = match e {
+        etcd_client::Error::GRpcStatus(status) => (status.message().to_string(), status),
+        other => (other.to_string(), other),
+    };
+    let mut cause = None;
+    let mut next = first.source();
+    while let Some(c) = next {
+        cause = Some(c);
+        next = c.source();
     }
-    e.to_string()
+    let inner = cause.map(|c| c.to_string()).unwrap_or_default();
+    let line = if inner.is_empty() || outer.contains(&inner) {
+        outer
+    } else {
+        format!("{outer} ({inner})")
+    };
+    if line.chars().count() > 200 {
+        let cut: String = line.chars().take(197).collect();
+        return format!("{cut}...");
+    }
+    line
 }
 
 /// A key and value read from the store, with the revision that last changed it.
