@@ -681,6 +681,9 @@ mod tests {
         assert!(text.contains("# TYPE dvrd_burst_processing_seconds summary\n"));
         assert!(text.contains("dvrd_burst_processing_seconds{quantile=\"0.99\"} 0.000002\n"));
         assert!(text.contains("dvrd_burst_processing_seconds_count 2\n"));
+        assert!(text.contains("# TYPE dvrd_fleet_connected gauge\ndvrd_fleet_connected 1\n"));
+        assert!(text.contains("dvrd_fleet_applied_revision 42\n"));
+        assert!(text.contains("dvrd_fleet_rejected_records 0\n"));
         // Every sample line: a metric name, optional labels, one value that parses as a number.
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (name, value) = line.rsplit_once(' ').unwrap();
