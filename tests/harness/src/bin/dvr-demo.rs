@@ -168,6 +168,11 @@ fn ping_all(cloud: &FleetCloud, from: &InstanceDef, dst: Ipv4Addr) -> Step<PingR
         cloud.instance(from).netns().name()
     );
     let p = cloud.instance(from).ping(dst, &PingOpts::count(PINGS));
+    all_answered(p, &format!("echo requests from {} to {dst}", from.name))
+}
+
+/// Prints how many of `p`'s requests were answered; fails the step unless all were.
+fn all_answered(p: PingResult, what: &str) -> Step<PingResult> {
     println!(
         "   {}/{} answered{}",
         p.received,
@@ -176,8 +181,8 @@ fn ping_all(cloud: &FleetCloud, from: &InstanceDef, dst: Ipv4Addr) -> Step<PingR
     );
     expect(p.transmitted > 0 && p.received == p.transmitted, || {
         format!(
-            "{} of {} echo requests from {} to {dst} answered\n{}",
-            p.received, p.transmitted, from.name, p.output
+            "{what}: {} of {} answered\n{}",
+            p.received, p.transmitted, p.output
         )
     })?;
     Ok(p)
@@ -776,18 +781,7 @@ fn cut_from_etcd(cloud: &FleetCloud) -> Step<()> {
         span.as_secs()
     );
     let p = cloud.instance(&BLUE_A).ping(RED_B.ip, &fast_pings(span));
-    println!(
-        "   {}/{} answered{}",
-        p.received,
-        p.transmitted,
-        rtt_avg(&p)
-    );
-    expect(p.transmitted > 0 && p.received == p.transmitted, || {
-        format!(
-            "BLUE-A -> RED-B with host-a cut from etcd: {} of {} answered\n{}",
-            p.received, p.transmitted, p.output
-        )
-    })?;
+    all_answered(p, "BLUE-A -> RED-B with host-a cut from etcd")?;
 
     // A port written while host A is away: host B applies it now, host A once it is back.
     let line = port_add(&NEW_B, &HOST_B);
