@@ -14,8 +14,8 @@ use lcore_workers::{AdaptiveIdle, IdleMode};
 use router_core::control::{ControlConfig, NeighborConfig, PortSetup};
 use router_core::lpm::Prefix;
 use router_core::model::{
-    Change, HostSpec, InstancePortSpec, InterfaceAddr, InterfaceSpec, MacAddr, NetworkSpec,
-    PeerSpec, RouteSpec, RouterSpec,
+    Change, ExternalSpec, FloatingIpSpec, HostSpec, InstancePortSpec, InterfaceAddr, InterfaceSpec,
+    MacAddr, NetworkSpec, PeerSpec, RouteSpec, RouterSpec,
 };
 use serde::Deserialize;
 
@@ -44,6 +44,10 @@ pub struct Config {
     pub routers: Vec<RouterConfig>,
     #[serde(default)]
     pub instance_ports: Vec<InstancePortSpec>,
+    /// This host on the external network (needs a port with `external = true`).
+    pub external: Option<ExternalSpec>,
+    #[serde(default)]
+    pub floating_ips: Vec<FloatingIpSpec>,
     #[serde(default)]
     pub neighbor: NeighborConfig,
     #[serde(default)]
@@ -192,7 +196,7 @@ impl FleetSettings {
         let local: Vec<&str> = cfg
             .ports
             .iter()
-            .filter(|p| !p.fabric)
+            .filter(|p| !p.fabric && !p.external)
             .map(|p| p.name.as_str())
             .collect();
         for (network, ports) in &self.attach {
@@ -209,6 +213,7 @@ impl FleetSettings {
             ("networks", !cfg.networks.is_empty()),
             ("routers", !cfg.routers.is_empty()),
             ("instance_ports", !cfg.instance_ports.is_empty()),
+            ("floating_ips", !cfg.floating_ips.is_empty()),
         ];
         if let Some((key, _)) = managed.iter().find(|(_, set)| *set) {
             return Err(invalid(
@@ -401,6 +406,9 @@ pub struct PortSpec {
     /// The underlay port (at most one).
     #[serde(default)]
     pub fabric: bool,
+    /// The external (provider) network's port, where floating IPs live (at most one).
+    #[serde(default)]
+    pub external: bool,
     /// Largest IPv4 packet on the link.
     #[serde(default = "default_mtu")]
     pub mtu: u16,
@@ -733,6 +741,20 @@ impl Config {
         if self.ports.iter().filter(|p| p.fabric).count() > 1 {
             return Err(invalid("ports", "more than one port has `fabric = true`"));
         }
+        if self.ports.iter().filter(|p| p.external).count() > 1 {
+            return Err(invalid("ports", "more than one port has `external = true`"));
+        }
+        if let Some((i, _)) = self
+            .ports
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.fabric && p.external)
+        {
+            return Err(invalid(
+                format!("ports[{i}]"),
+                "a port is the fabric or the external port, not both",
+            ));
+        }
         Ok(names)
     }
 
@@ -811,14 +833,27 @@ impl Config {
             }
         });
         per_router(&mut out, &self.routers, "routes", |r| &r.routes);
+        if let Some(e) = &self.external {
+            out.push(("external".to_string(), Change::SetExternal(e.clone())));
+        }
+        keyed(&mut out, "floating_ips", &self.floating_ips, |f| {
+            Change::AddFloatingIp {
+                spec: f.clone(),
+                replace: false,
+            }
+        });
         out
     }
 
     /// The routing state as model changes, validated all together against an empty model.
     pub fn changes(&self) -> Result<Vec<Change>, ConfigError> {
         let keyed = self.changes_with_keys();
-        let ports = self.ports.iter().map(|p| (p.name.as_str(), p.fabric));
+        let ports = self
+            .ports
+            .iter()
+            .map(|p| (p.name.as_str(), p.fabric || p.external));
         let mut model = router_core::model::Model::for_ports(ports);
+        model.external_port = self.ports.iter().any(|p| p.external);
         for (key, change) in &keyed {
             model
                 .apply(change)

@@ -132,6 +132,12 @@ pub fn record_of(change: &Change) -> Result<(Key, Option<Record>), String> {
         }
         Change::DelRoute { router, prefix } => return Ok((Key::Route((router, prefix)), None)),
         Change::DelPort { network, ip } => return Ok((Key::Port((network, ip)), None)),
+        Change::SetExternal(_) | Change::DelExternal => {
+            return local("a host's address on the external network")
+        }
+        Change::AddFloatingIp { .. } | Change::DelFloatingIp { .. } => {
+            return Err("floating IPs are not in the fleet key space yet".into())
+        }
     };
     if matches!(&rec, Record::Host(h) if h.name == FLEET_HOST) {
         return Err(format!("`{FLEET_HOST}` is reserved"));

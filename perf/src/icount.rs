@@ -178,6 +178,7 @@ impl Host {
             mac: mac(m),
             mtu: 1500,
             fabric: false,
+            external: false,
         };
         let ports = vec![
             local("blue", "02:00:00:00:00:01"),
@@ -187,6 +188,7 @@ impl Host {
                 mac: mac(fabric),
                 mtu: 1600,
                 fabric: true,
+                external: false,
             },
         ];
         let qsbr = Arc::new(Qsbr::new(4));

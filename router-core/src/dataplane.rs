@@ -11,7 +11,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::ids::NextHopId;
-use crate::ids::{IfaceId, NetworkId, PeerId, PortId, RouterId};
+use crate::ids::{FipId, IfaceId, NetworkId, PeerId, PortId, RouterId};
 use crate::lpm::{Lpm, Prefix};
 use crate::table::{AtomicMap, NextHops};
 use crate::wire::EthernetAddress;
@@ -104,6 +104,8 @@ pub enum PortRole {
     Local { network: NetworkId },
     /// The underlay between hosts (VXLAN).
     Fabric,
+    /// The external (provider) network: floating IPs of this host's instances.
+    External,
 }
 
 /// A port as the data path sees it.
@@ -161,6 +163,38 @@ pub struct PeerInfo {
     pub underlay: NextHopId,
 }
 
+/// This host on the external network.
+#[derive(Clone, Copy, Debug)]
+pub struct ExternalInfo {
+    pub port: PortId,
+    /// This host's own address there.
+    pub ip: u32,
+    /// The external port's MAC: the source of every frame sent there, and what ARP answers
+    /// for the floating IPs.
+    pub mac: EthernetAddress,
+    pub subnet: Prefix,
+    /// The external gateway: the next hop of every destination outside the subnet.
+    pub gateway: NextHopId,
+}
+
+/// A floating IP whose instance runs on this host.
+#[derive(Clone, Copy, Debug)]
+pub struct FipInfo {
+    pub id: FipId,
+    pub fip: u32,
+    pub fixed: u32,
+    pub router: RouterId,
+    /// The router as the external network sees it (this host's external address and MAC):
+    /// where the ICMP errors it sends toward the outside come from.
+    pub outside: IfaceInfo,
+}
+
+/// Key of [`Topology::fip_by_fixed`]: an instance's fixed IP in its router.
+#[inline]
+pub fn fip_fixed_key(router: RouterId, fixed: u32) -> u64 {
+    (u64::from(router) << 32) | u64::from(fixed)
+}
+
 /// The small, rarely changing part of the data-plane state. Immutable once published.
 #[derive(Clone, Debug, Default)]
 pub struct Topology {
@@ -181,6 +215,17 @@ pub struct Topology {
     pub dvr_mac_to_peer: FlatMap<PeerId>,
     /// The DVR MAC range, as a mask and the value a MAC has under it (see [`DvrMacRange`]).
     pub dvr_macs: DvrMacRange,
+    /// This host on the external network, when it has one.
+    pub external: Option<ExternalInfo>,
+    /// The floating IPs of the instances on this host, found by the two maps below.
+    pub fips: Vec<FipInfo>,
+    /// Floating address to its index in `fips`.
+    pub fip_by_ip: FlatMap<u16>,
+    /// [`fip_fixed_key`] (router and fixed IP) to its index in `fips`.
+    pub fip_by_fixed: FlatMap<u16>,
+    /// Addresses on the external subnet this host sends to directly (other hosts' floating
+    /// IPs, say), each with its next hop (the raw [`NextHopId`]).
+    pub external_hosts: FlatMap<u32>,
 }
 
 impl Topology {
@@ -211,6 +256,22 @@ impl Topology {
     #[inline]
     pub fn peer(&self, peer: PeerId) -> Option<&PeerInfo> {
         self.peers.get(usize::from(peer)).and_then(Option::as_ref)
+    }
+
+    /// The floating IP with address `fip`, if its instance runs here.
+    #[inline]
+    pub fn fip_by_ip(&self, fip: u32) -> Option<&FipInfo> {
+        self.fip_by_ip
+            .get(u64::from(fip))
+            .and_then(|i| self.fips.get(usize::from(i)))
+    }
+
+    /// The floating IP of the instance with fixed IP `fixed` in `router`, if it runs here.
+    #[inline]
+    pub fn fip_by_fixed(&self, router: RouterId, fixed: u32) -> Option<&FipInfo> {
+        self.fip_by_fixed
+            .get(fip_fixed_key(router, fixed))
+            .and_then(|i| self.fips.get(usize::from(i)))
     }
 
     /// True if `mac` (48 bits in a word) lies in the DVR MAC range.

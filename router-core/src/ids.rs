@@ -177,6 +177,11 @@ small_id! {
     IfaceId
 }
 
+small_id! {
+    /// A floating IP, by the index of its counters.
+    FipId
+}
+
 /// The next hop `index`, for tests that name next hops by number.
 #[cfg(test)]
 pub(crate) fn nh(index: u32) -> NextHopId {

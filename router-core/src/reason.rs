@@ -200,6 +200,12 @@ reasons! {
         NoTxQueue = 45,
         /// A received buffer shared with another packet (indirect or referenced twice): it cannot be rewritten in place.
         SharedBuffer = 46,
+        /// A frame on the external port addressed to another host's MAC (not this host's external MAC, not broadcast).
+        ExternalNotForUs = 47,
+        /// An IPv4 packet on the external port to an address that is neither this host's external address nor a floating IP of an instance on this host.
+        NoFloatingIp = 48,
+        /// An address on the external subnet that would need one more external neighbour than the table holds.
+        ExternalNeighborLimit = 49,
     }
 }
 
@@ -216,6 +222,8 @@ reasons! {
         UnderlayMiss = 3,
         /// Broadcast or unknown unicast to replicate to the network's ports and hosts.
         Flood = 4,
+        /// The next hop on the external network (the external gateway or an address on the external subnet) is not resolved yet.
+        ExternalMiss = 5,
     }
 }
 

@@ -7,8 +7,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::ids::RouterId;
-use crate::model::MAX_ROUTERS;
+use crate::ids::{FipId, RouterId};
+use crate::model::{MAX_FLOATING_IPS, MAX_ROUTERS};
 use crate::reason::{DropReason, PuntReason};
 
 /// A counter with a single writer.
@@ -51,6 +51,15 @@ pub struct RouterCounters {
     pub icmp_errors: Counter,
 }
 
+/// Per-floating-IP counters.
+#[derive(Debug, Default)]
+pub struct FipCounters {
+    /// Packets from the outside to the floating IP, translated to the fixed IP (DNAT).
+    pub dnat: Counter,
+    /// Packets from the instance to the outside, translated to the floating IP (SNAT).
+    pub snat: Counter,
+}
+
 /// What one worker's engine did, by path, reason and router.
 #[derive(Debug)]
 pub struct EngineCounters {
@@ -65,6 +74,7 @@ pub struct EngineCounters {
     /// ICMP errors suppressed by the rate limit.
     pub icmp_rate_limited: Counter,
     pub routers: Box<[RouterCounters]>,
+    pub fips: Box<[FipCounters]>,
 }
 
 impl Default for EngineCounters {
@@ -78,6 +88,9 @@ impl Default for EngineCounters {
             icmp_rate_limited: Counter::default(),
             routers: (0..MAX_ROUTERS)
                 .map(|_| RouterCounters::default())
+                .collect(),
+            fips: (0..MAX_FLOATING_IPS)
+                .map(|_| FipCounters::default())
                 .collect(),
         }
     }
@@ -99,6 +112,13 @@ impl EngineCounters {
     pub fn router(&self, router: RouterId) -> &RouterCounters {
         let i = usize::from(router).min(self.routers.len() - 1);
         &self.routers[i]
+    }
+
+    /// The counters of one floating IP (a dummy set for an out-of-range id).
+    #[inline]
+    pub fn fip(&self, fip: FipId) -> &FipCounters {
+        let i = usize::from(fip).min(self.fips.len() - 1);
+        &self.fips[i]
     }
 }
 

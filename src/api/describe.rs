@@ -161,6 +161,14 @@ pub fn event(cp: &ControlPlane, e: &TraceEvent) -> String {
             code,
             mtu,
         } => icmp_error(msg_type, code, mtu),
+        TraceEvent::Nat { source, from, to } => format!(
+            "floating IP: {} {from} -> {to}",
+            if source {
+                "source translated (SNAT)"
+            } else {
+                "destination translated (DNAT)"
+            }
+        ),
     }
 }
 

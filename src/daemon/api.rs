@@ -305,6 +305,7 @@ mod tests {
                 mac: EthernetAddress([0x02, 0, 0, 0, 0, i as u8 + 1]),
                 mtu: p.mtu,
                 fabric: p.fabric,
+                external: p.external,
             })
             .collect();
         let mut cp = ControlPlane::new(cfg.control_config(ports), Arc::new(Qsbr::new(2))).unwrap();

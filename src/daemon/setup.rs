@@ -247,6 +247,7 @@ fn port_setups(cfg: &Config, ports: &[PortRuntime]) -> Result<Vec<PortSetup>, Da
             mac: EthernetAddress::ZERO,
             mtu: 1500,
             fabric: false,
+            external: false,
         })
         .collect();
     for (p, spec) in ports.iter().zip(&cfg.ports) {
@@ -255,6 +256,7 @@ fn port_setups(cfg: &Config, ports: &[PortRuntime]) -> Result<Vec<PortSetup>, Da
             mac: EthernetAddress(p.port.mac_addr().map_err(|source| port_error(p, source))?),
             mtu: spec.mtu,
             fabric: p.fabric,
+            external: spec.external,
         };
     }
     Ok(setups)

@@ -102,6 +102,7 @@ impl SimHost {
             mac: EthernetAddress([0x02, 0, 0, 0, (i >> 8) as u8, i as u8]),
             mtu: 1500,
             fabric,
+            external: false,
         };
         let mut ports = vec![port("fabric".into(), 0, true)];
         for (i, j) in host.networks(topo).enumerate() {

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::{ApplyError, ControlPlane};
 use crate::lpm::{LpmError, Prefix, ROOT_BITS_16, ROOT_BITS_24, TBL8_GROUPS_MAX};
-use crate::model::{ModelError, MAX_NETWORKS, MAX_PEERS, MAX_ROUTERS};
+use crate::model::{ModelError, MAX_FLOATING_IPS, MAX_NETWORKS, MAX_PEERS, MAX_ROUTERS};
 use crate::qsbr::{Qsbr, Retired};
 use crate::table::{AtomicMapError, NextHopsFull};
 
@@ -33,10 +33,17 @@ pub(crate) enum Pool {
     Networks,
     Ifaces,
     Peers,
+    Fips,
 }
 
 impl Pool {
-    const ALL: [Pool; 4] = [Pool::Routers, Pool::Networks, Pool::Ifaces, Pool::Peers];
+    const ALL: [Pool; 5] = [
+        Pool::Routers,
+        Pool::Networks,
+        Pool::Ifaces,
+        Pool::Peers,
+        Pool::Fips,
+    ];
 
     /// The name errors give the ids.
     fn kind(self) -> &'static str {
@@ -45,6 +52,7 @@ impl Pool {
             Pool::Networks => "networks",
             Pool::Ifaces => "interfaces",
             Pool::Peers => "peers",
+            Pool::Fips => "floating IPs",
         }
     }
 
@@ -54,6 +62,7 @@ impl Pool {
             Pool::Networks => MAX_NETWORKS,
             Pool::Ifaces => MAX_IFACES,
             Pool::Peers => MAX_PEERS,
+            Pool::Fips => MAX_FLOATING_IPS,
         }
     }
 }
@@ -85,7 +94,7 @@ impl IdPool {
 
 /// The id pools of routers, networks, interfaces and peers.
 #[derive(Debug)]
-pub(crate) struct IdPools([IdPool; 4]);
+pub(crate) struct IdPools([IdPool; 5]);
 
 impl IdPools {
     pub fn new() -> Self {
@@ -185,8 +194,8 @@ pub(crate) struct Plan {
     next_hops_free: usize,
     l2: isize,
     l2_free: usize,
-    ids: [usize; 4],
-    ids_free: [usize; 4],
+    ids: [usize; 5],
+    ids_free: [usize; 5],
     /// Neighbours (router, address) and underlay neighbours the batch creates.
     neighbors: HashSet<(String, u32)>,
     underlay: HashSet<u32>,
@@ -202,7 +211,7 @@ impl Plan {
             next_hops_free: t.next_hops.available(),
             l2: 0,
             l2_free: cp.dp.l2.capacity() - t.l2.len(),
-            ids: [0; 4],
+            ids: [0; 5],
             ids_free: cp.ids.0.each_ref().map(IdPool::available),
             neighbors: HashSet::new(),
             underlay: HashSet::new(),

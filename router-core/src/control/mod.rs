@@ -35,6 +35,8 @@
 //!    seen the changes before the failing one for as long as the undo takes.
 
 mod capacity;
+mod external;
+mod fip;
 mod holds;
 mod interface;
 mod neigh;
@@ -54,6 +56,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 pub use self::capacity::MAX_IFACES;
+pub use self::external::EXTERNAL_HOSTS_MAX;
 pub use self::holds::{HoldEvent, Holds, Settle};
 pub use self::neigh::Solicit;
 pub use self::neigh::{NeighborConfig, NeighborState, NeighborView};
@@ -61,7 +64,7 @@ pub use self::punt::{Flood, PuntAction, Tick};
 pub use self::query::TableUsage;
 
 use crate::dataplane::{Dataplane, Topology};
-use crate::ids::{IfaceId, NetworkId, PeerId, RouterId};
+use crate::ids::{FipId, IfaceId, NetworkId, PeerId, RouterId};
 use crate::ids::{NextHopId, PortId};
 use crate::lpm::LpmError;
 use crate::model::{
@@ -75,6 +78,7 @@ use crate::table::{
 use crate::wire::EthernetAddress;
 
 use self::capacity::{Fits, IdPools, Plan, Pool};
+use self::external::ExternalState;
 use self::interface::IfaceState;
 use self::neigh::NeighborTable;
 use self::peer::PeerState;
@@ -91,6 +95,8 @@ pub struct PortSetup {
     pub mtu: u16,
     /// The underlay port (at most one).
     pub fabric: bool,
+    /// The external (provider) network's port, where floating IPs live (at most one).
+    pub external: bool,
 }
 
 /// Sizes and tunables of the control plane; tables are allocated once, at startup.
@@ -161,6 +167,8 @@ pub enum NextHopOwner {
     Broadcast(IfaceId),
     /// A neighbour on the underlay (a VTEP or the underlay gateway).
     Underlay(u32),
+    /// A neighbour on the external network (the external gateway or a direct address).
+    External(u32),
 }
 
 /// Where a neighbour entry came from.
@@ -196,6 +204,10 @@ pub struct ControlPlane {
     networks: BTreeMap<String, NetworkId>,
     ifaces: BTreeMap<InterfaceKey, IfaceState>,
     peers: BTreeMap<String, PeerState>,
+    /// Floating IPs by address, with their ids.
+    fips: BTreeMap<Ipv4Addr, FipId>,
+    /// The external port and the neighbours on the external network.
+    external: ExternalState,
     ids: IdPools,
     /// Neighbours of the routers and of the underlay, and their resolution.
     neighbors: NeighborTable,
@@ -276,7 +288,13 @@ impl ControlPlane {
     /// A control plane with empty tables, publishing to a new [`Dataplane`] whose workers
     /// register with `qsbr`.
     pub fn new(cfg: ControlConfig, qsbr: Arc<Qsbr>) -> Result<Self, ApplyError> {
-        let fabric = fabric_port(&cfg)?;
+        let fabric = single_port(&cfg, "fabric", |p| p.fabric)?;
+        let external_port = single_port(&cfg, "external", |p| p.external)?;
+        if fabric.is_some() && fabric == external_port {
+            return Err(ApplyError::Config(
+                "a port is either the fabric or the external port".into(),
+            ));
+        }
         let table = Arc::new(NextHops::new(cfg.next_hops));
         let l2 = Arc::new(AtomicMap::new(cfg.l2_entries));
         let dp = Arc::new(Dataplane::new(
@@ -284,8 +302,13 @@ impl ControlPlane {
             Arc::clone(&table),
             Arc::clone(&l2),
         ));
-        let mut model = Model::for_ports(cfg.ports.iter().map(|p| (p.name.as_str(), p.fabric)));
+        let mut model = Model::for_ports(
+            cfg.ports
+                .iter()
+                .map(|p| (p.name.as_str(), p.fabric || p.external)),
+        );
         model.dvr_mac_base = Some(cfg.dvr_mac_base);
+        model.external_port = external_port.is_some();
         let mut cp = ControlPlane {
             model,
             tables: Tables {
@@ -300,6 +323,11 @@ impl ControlPlane {
             networks: BTreeMap::new(),
             ifaces: BTreeMap::new(),
             peers: BTreeMap::new(),
+            fips: BTreeMap::new(),
+            external: ExternalState {
+                port: external_port,
+                ..ExternalState::default()
+            },
             ids: IdPools::new(),
             neighbors: NeighborTable::new(cfg.neighbor.clone()),
             flood: BTreeMap::new(),
@@ -454,16 +482,20 @@ impl ControlPlane {
     }
 }
 
-/// The fabric port of a configuration: at most one.
-fn fabric_port(cfg: &ControlConfig) -> Result<Option<PortId>, ApplyError> {
-    let fabrics: Vec<_> = cfg
+/// The port of a configuration that `is` picks (the fabric, the external port): at most one.
+fn single_port(
+    cfg: &ControlConfig,
+    what: &str,
+    is: impl Fn(&PortSetup) -> bool,
+) -> Result<Option<PortId>, ApplyError> {
+    let found: Vec<_> = cfg
         .ports
         .iter()
         .enumerate()
-        .filter(|(_, p)| p.fabric)
+        .filter(|(_, p)| is(p))
         .collect();
-    if fabrics.len() > 1 {
-        return Err(ApplyError::Config("at most one fabric port".into()));
+    if found.len() > 1 {
+        return Err(ApplyError::Config(format!("at most one {what} port")));
     }
     if cfg.ports.len() > crate::dataplane::MAX_PORTS {
         return Err(ApplyError::Config(format!(
@@ -471,7 +503,7 @@ fn fabric_port(cfg: &ControlConfig) -> Result<Option<PortId>, ApplyError> {
             crate::dataplane::MAX_PORTS
         )));
     }
-    Ok(fabrics.first().map(|(i, _)| PortId::new(*i as u16)))
+    Ok(found.first().map(|(i, _)| PortId::new(*i as u16)))
 }
 
 /// A /32 for an address.

@@ -431,13 +431,14 @@ impl ControlPlane {
         self.reclaim();
         let table = Arc::clone(&self.dp.next_hops);
         let out = self.neighbors.resolver.tick(now, |nh| table.take_used(nh));
-        let tick = Tick {
+        let mut tick = Tick {
             solicits: out.solicits,
         };
+        tick.solicits.extend(self.take_announcements());
         for nh in out.failed {
             if matches!(
                 self.tables.owners.get(&nh),
-                Some(NextHopOwner::Neighbor { .. })
+                Some(NextHopOwner::Neighbor { .. } | NextHopOwner::External(_))
             ) {
                 self.tables
                     .next_hops
@@ -465,7 +466,7 @@ impl ControlPlane {
                 let name = self.router_name(router).unwrap_or_default().to_string();
                 self.unlearn_neighbor(&name, (router, ip), n);
             }
-            Some(NextHopOwner::Underlay(_)) => {
+            Some(NextHopOwner::Underlay(_) | NextHopOwner::External(_)) => {
                 self.tables
                     .next_hops
                     .set(nh, NextHopState::action(NextHopKind::Resolve));

@@ -71,6 +71,10 @@ impl ControlPlane {
     }
 
     pub(super) fn install_port(&mut self, spec: &InstancePortSpec) -> Result<(), ApplyError> {
+        // A floating IP follows its instance from host to host.
+        if self.model.fip_of_port(&spec.network, spec.ip).is_some() {
+            self.dirty = true;
+        }
         let network = self.networks[&spec.network];
         let location = self.port_location(spec)?;
         self.tables

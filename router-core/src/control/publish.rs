@@ -37,6 +37,9 @@ impl ControlPlane {
         self.publish_ifaces(&mut t);
         self.publish_routers(&mut t);
         self.publish_peers(&mut t);
+        self.publish_external(&mut t);
+        self.publish_fips(&mut t);
+        self.announce_fips(&t);
         self.dp.publish(t);
     }
 
@@ -56,6 +59,22 @@ impl ControlPlane {
             ports[usize::from(f)].role = PortRole::Fabric;
         }
         ports
+    }
+
+    /// The external port's role and this host on the external network, with the direct
+    /// neighbours there.
+    fn publish_external(&self, t: &mut Topology) {
+        let Some(port) = self.external.port else {
+            return;
+        };
+        t.ports[usize::from(port)].role = PortRole::External;
+        t.external = self.external_info();
+        t.external_hosts = FlatMap::new(
+            self.external
+                .neighbors
+                .iter()
+                .map(|(&ip, nh)| (u64::from(ip), u32::from(*nh))),
+        );
     }
 
     fn publish_networks(&self, t: &mut Topology) {

@@ -123,6 +123,11 @@ impl ControlPlane {
             (_, PortRole::Unused) => PuntAction::Drop(DropReason::PortNotAttached),
             (PuntReason::Arp, PortRole::Fabric) => self.arp_fabric(at, pkt),
             (PuntReason::Arp, PortRole::Local { network }) => self.arp_local(at, pkt, network),
+            (PuntReason::Arp, PortRole::External) => self.arp_external(topo, input, pkt, at.now),
+            (PuntReason::ExternalMiss, PortRole::Local { .. }) => match ipv4_destination(pkt) {
+                Some(dst) => self.external_miss(topo, dst, at.now, solicits),
+                None => PuntAction::Drop(DropReason::Ipv4Truncated),
+            },
             (PuntReason::LocalDelivery, _) => self.local_delivery(at, pkt),
             (PuntReason::NeighborMiss | PuntReason::UnderlayMiss, PortRole::Local { network }) => {
                 let miss = Miss {
@@ -141,7 +146,11 @@ impl ControlPlane {
                 self.flood_local(topo, network, input)
             }
             (PuntReason::Flood, PortRole::Fabric) => self.flood_from_fabric(topo, pkt),
-            (PuntReason::NeighborMiss | PuntReason::UnderlayMiss, PortRole::Fabric) => {
+            (
+                PuntReason::NeighborMiss | PuntReason::UnderlayMiss | PuntReason::Flood,
+                PortRole::Fabric | PortRole::External,
+            )
+            | (PuntReason::ExternalMiss, PortRole::Fabric | PortRole::External) => {
                 PuntAction::Drop(DropReason::NotForRouter)
             }
         }
@@ -311,6 +320,7 @@ impl ControlPlane {
                 .and_then(|n| n.iface)
                 .and_then(|i| topo.iface(i))
                 .is_some_and(|g| g.ip == dst),
+            PortRole::External => topo.external.is_some_and(|e| e.ip == dst),
             PortRole::Unused => false,
         };
         if !ours || ip.is_fragment() {
@@ -603,17 +613,17 @@ impl ControlPlane {
 
 /// What the control plane reads from an ARP packet.
 #[derive(Clone, Copy)]
-struct ArpFields {
-    op: ArpOperation,
-    sender_ip: u32,
-    sender_mac: EthernetAddress,
-    target_ip: u32,
-    gratuitous: bool,
+pub(super) struct ArpFields {
+    pub op: ArpOperation,
+    pub sender_ip: u32,
+    pub sender_mac: EthernetAddress,
+    pub target_ip: u32,
+    pub gratuitous: bool,
 }
 
 impl ArpFields {
     /// The fields of the ARP packet in `pkt`, if it is one.
-    fn of(pkt: &PacketBuf<'_>) -> Option<Self> {
+    pub(super) fn of(pkt: &PacketBuf<'_>) -> Option<Self> {
         let arp = ArpPacket::new_checked(&pkt.frame()[ETH_LEN..]).ok()?;
         Some(ArpFields {
             op: arp.operation(),
@@ -625,8 +635,14 @@ impl ArpFields {
     }
 }
 
+/// The destination address of the IPv4 packet in a frame.
+fn ipv4_destination(pkt: &PacketBuf<'_>) -> Option<u32> {
+    let ip = pkt.frame().get(ETH_LEN..ETH_LEN + wire::ipv4::HEADER_LEN)?;
+    Some(wire::Ipv4Packet::new_unchecked(ip).dst_addr_u32())
+}
+
 /// Turns an ARP request in place into the reply from `hw` (RFC 826), addressed to the requester.
-fn reply_arp(pkt: &mut PacketBuf<'_>, hw: EthernetAddress) {
+pub(super) fn reply_arp(pkt: &mut PacketBuf<'_>, hw: EthernetAddress) {
     let f = pkt.frame_mut();
     let requester = EthernetFrame::new_unchecked(&*f).src_addr();
     let mut arp = ArpPacket::new_unchecked(&mut f[ETH_LEN..]);

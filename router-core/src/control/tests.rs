@@ -27,6 +27,7 @@ fn config() -> ControlConfig {
         mac: EthernetAddress([2, 0, 0, 0, 0, last]),
         mtu: 1500,
         fabric,
+        external: false,
     };
     let mut cfg = ControlConfig::new(vec![
         port("fabric", 1, true),

@@ -226,7 +226,7 @@ impl<T: Tracer> Burst<'_, T> {
 
 /// True for a source address that names one host (RFC 1812 section 5.3.7).
 #[inline]
-fn is_unicast_host(addr: u32) -> bool {
+pub(super) fn is_unicast_host(addr: u32) -> bool {
     let first = addr >> 24;
     first != 0 && first != 127 && addr >> 28 < 0xe
 }

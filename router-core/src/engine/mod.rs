@@ -28,6 +28,7 @@
 //! Every header is read and written through [`crate::wire`]; the worker threads run all of it,
 //! each on its own bursts, reading the tables lock-free.
 
+mod external;
 mod fabric;
 mod icmp_error;
 mod local;
@@ -197,6 +198,7 @@ impl Engine {
                     verdicts[i] = burst.ingress_fabric(pkt, i);
                 }
             }
+            PortRole::External => burst.ingress_external(pkts, verdicts),
             PortRole::Unused => {
                 verdicts[..pkts.len()].fill(Verdict::Drop(DropReason::PortNotAttached))
             }

@@ -22,11 +22,11 @@ pub(super) struct Gateway<'a> {
 /// A frame being routed: the gateway it came in by, its next hop and the next hop's index in
 /// the table, and the frame's place in the burst (for traces).
 #[derive(Clone, Copy)]
-struct Routed<'a> {
-    gw: Gateway<'a>,
-    index: NextHopId,
-    next_hop: NextHop,
-    i: usize,
+pub(super) struct Routed<'a> {
+    pub(super) gw: Gateway<'a>,
+    pub(super) index: NextHopId,
+    pub(super) next_hop: NextHop,
+    pub(super) i: usize,
 }
 
 impl<T: Tracer> Burst<'_, T> {
@@ -39,6 +39,12 @@ impl<T: Tracer> Burst<'_, T> {
         hop: Option<NextHopId>,
         i: usize,
     ) -> Verdict {
+        // An instance with a floating IP here reaches the outside by it.
+        if !self.topo.fips.is_empty() {
+            if let Some(v) = self.route_floating(gw, pkt, i) {
+                return v;
+            }
+        }
         let Some(hop) = hop else {
             return self.icmp_error(gw, pkt, IcmpError::NET_UNREACHABLE, i);
         };
@@ -135,7 +141,7 @@ impl<T: Tracer> Burst<'_, T> {
     /// destination, the TTL decremented. The next hop is marked used: the control thread ages
     /// out the dynamic neighbours that no packet went to.
     #[inline]
-    fn rewrite(&mut self, r: Routed<'_>, pkt: &mut PacketBuf<'_>, src: EthernetAddress) {
+    pub(super) fn rewrite(&mut self, r: Routed<'_>, pkt: &mut PacketBuf<'_>, src: EthernetAddress) {
         self.dp.next_hops.touch(r.index);
         let dst = EthernetAddress(r.next_hop.state.mac_bytes());
         rewrite_headers(pkt.frame_mut(), src, dst);
@@ -152,7 +158,12 @@ impl<T: Tracer> Burst<'_, T> {
     /// gets fragmentation needed with that MTU; without DF it is dropped (the router does not
     /// fragment). `None` when it fits.
     #[inline]
-    fn check_mtu(&mut self, r: Routed<'_>, pkt: &mut PacketBuf<'_>, mtu: u16) -> Option<Verdict> {
+    pub(super) fn check_mtu(
+        &mut self,
+        r: Routed<'_>,
+        pkt: &mut PacketBuf<'_>,
+        mtu: u16,
+    ) -> Option<Verdict> {
         let total_len = pkt.len() - ETH_LEN;
         if total_len <= usize::from(mtu) {
             return None;

@@ -75,6 +75,13 @@ pub enum TraceEvent {
     },
     /// The packet was turned into an ICMP error.
     IcmpError { msg_type: u8, code: u8, mtu: u16 },
+    /// A floating IP translated the packet: its source (SNAT) or destination (DNAT) address
+    /// went from `from` to `to`.
+    Nat {
+        source: bool,
+        from: Ipv4Addr,
+        to: Ipv4Addr,
+    },
 }
 
 impl TraceEvent {
@@ -206,6 +213,11 @@ impl fmt::Display for TraceEvent {
                 code,
                 mtu,
             } => write!(f, "icmp error type {msg_type} code {code} mtu {mtu}"),
+            TraceEvent::Nat { source, from, to } => write!(
+                f,
+                "floating ip: {} {from} -> {to}",
+                if source { "snat" } else { "dnat" }
+            ),
         }
     }
 }

@@ -313,6 +313,19 @@ impl Lpm {
         (entry & VALID != 0).then_some(NextHopId::from_low_bits(entry))
     }
 
+    /// Looks `addr` up and returns the next hop with the length of the route that matched
+    /// (0 for a default route).
+    pub fn lookup_with_len(&self, addr: u32) -> Option<(NextHopId, u8)> {
+        let entry = match &self.root {
+            Root::Bits24(root) => entry24(root, &self.tbl8, addr),
+            Root::Bits16(root) => entry16(root, &self.tbl8, addr),
+        };
+        (entry & VALID != 0).then(|| {
+            let len = (entry >> DEPTH_SHIFT) & DEPTH_MASK;
+            (NextHopId::from_low_bits(entry), len as u8)
+        })
+    }
+
     /// Looks up every address of `addrs` (host order) and writes the next hop index, or
     /// [`NO_ROUTE`], to the same position of `out`.
     ///

@@ -4,9 +4,11 @@
 //! `before` to `after`, and backward, to undo, from `after` to `before`. There is no hand-written
 //! inverse of any change.
 
+use std::net::Ipv4Addr;
+
 use super::{
-    HostSpec, InstancePortSpec, InterfaceKey, InterfaceSpec, Model, NetworkSpec, PeerSpec, PortKey,
-    RouteKey, RouteSpec, RouterSpec,
+    ExternalSpec, FloatingIpSpec, HostSpec, InstancePortSpec, InterfaceKey, InterfaceSpec, Model,
+    NetworkSpec, PeerSpec, PortKey, RouteKey, RouteSpec, RouterSpec,
 };
 
 /// One model entry before and after a change: `None` where it did not exist (an add, a delete).
@@ -71,25 +73,33 @@ map_entry!(InstancePortSpec, ports, PortKey, |s| (
     s.network.clone(),
     s.ip
 ));
+map_entry!(FloatingIpSpec, floating_ips, Ipv4Addr, |s| s.ip);
 
-/// The host is a single entry, with no key.
-impl Entry for HostSpec {
-    type Key = ();
+/// A single entry of the model, with no key.
+macro_rules! single_entry {
+    ($spec:ty, $field:ident) => {
+        impl Entry for $spec {
+            type Key = ();
 
-    fn key(&self) {}
+            fn key(&self) {}
 
-    fn get<'m>(model: &'m Model, _: &()) -> Option<&'m Self> {
-        model.host.as_ref()
-    }
+            fn get<'m>(model: &'m Model, _: &()) -> Option<&'m Self> {
+                model.$field.as_ref()
+            }
 
-    fn put(model: &mut Model, _: (), value: Option<Self>) {
-        model.host = value;
-    }
+            fn put(model: &mut Model, _: (), value: Option<Self>) {
+                model.$field = value;
+            }
 
-    fn count(model: &Model) -> usize {
-        usize::from(model.host.is_some())
-    }
+            fn count(model: &Model) -> usize {
+                usize::from(model.$field.is_some())
+            }
+        }
+    };
 }
+
+single_entry!(HostSpec, host);
+single_entry!(ExternalSpec, external);
 
 impl<T: Entry> Step<T> {
     fn key(&self) -> T::Key {
@@ -121,6 +131,8 @@ pub enum Edit {
     Interface(Step<InterfaceSpec>),
     Route(Step<RouteSpec>),
     Port(Step<InstancePortSpec>),
+    External(Step<ExternalSpec>),
+    FloatingIp(Step<FloatingIpSpec>),
 }
 
 /// Runs `$body` with `$step` bound to the [`Step`] inside an [`Edit`], whatever its kind: the one
@@ -135,6 +147,8 @@ macro_rules! each_step {
             $crate::model::Edit::Interface($step) => $body,
             $crate::model::Edit::Route($step) => $body,
             $crate::model::Edit::Port($step) => $body,
+            $crate::model::Edit::External($step) => $body,
+            $crate::model::Edit::FloatingIp($step) => $body,
         }
     };
 }

@@ -141,6 +141,17 @@ impl Model {
                 format!("route {} via {}", r.prefix, r.via),
             ));
         }
+        if let Some(f) = self
+            .floating_ips
+            .values()
+            .find(|f| f.router == router && subnet.contains(u32::from(f.port)))
+        {
+            return Err(ModelError::in_use(
+                "interface",
+                format!("{router} on {network}"),
+                format!("floating IP {} of {}", f.ip, f.port),
+            ));
+        }
         self.remove(key, ("interface", format!("{router} on {network}")))
     }
 }

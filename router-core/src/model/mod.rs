@@ -20,6 +20,8 @@
 
 mod addr;
 mod edit;
+mod external;
+mod fip;
 mod host;
 mod interface;
 mod network;
@@ -39,6 +41,8 @@ use crate::wire::EthernetAddress;
 pub use self::addr::{is_unicast_host, InterfaceAddr, MacAddr};
 pub(crate) use self::edit::each_step;
 pub use self::edit::{Edit, Entry, Step};
+pub use self::external::ExternalSpec;
+pub use self::fip::FloatingIpSpec;
 pub use self::host::HostSpec;
 pub use self::interface::InterfaceSpec;
 pub use self::network::NetworkSpec;
@@ -55,6 +59,8 @@ pub const MAX_NETWORKS: usize = 4096;
 pub const MAX_ROUTERS: usize = 1024;
 /// Most interfaces of one router.
 pub const MAX_INTERFACES_PER_ROUTER: usize = 64;
+/// Most floating IPs one host holds (of all its routers).
+pub const MAX_FLOATING_IPS: usize = 4096;
 /// Longest object name (routers, networks, hosts).
 pub const NAME_LEN_MAX: usize = 63;
 /// Largest VXLAN network identifier (24 bits).
@@ -112,6 +118,16 @@ pub enum Change {
     },
     DelPort {
         network: String,
+        ip: Ipv4Addr,
+    },
+    /// This host's address on the external network and the external gateway.
+    SetExternal(ExternalSpec),
+    DelExternal,
+    AddFloatingIp {
+        spec: FloatingIpSpec,
+        replace: bool,
+    },
+    DelFloatingIp {
         ip: Ipv4Addr,
     },
 }
@@ -184,6 +200,12 @@ pub struct Model {
     pub interfaces: BTreeMap<InterfaceKey, InterfaceSpec>,
     pub routes: BTreeMap<RouteKey, RouteSpec>,
     pub ports: BTreeMap<PortKey, InstancePortSpec>,
+    /// This host on the external network, if it has an external port.
+    pub external: Option<ExternalSpec>,
+    /// Floating IPs of the routers, by floating address.
+    pub floating_ips: BTreeMap<Ipv4Addr, FloatingIpSpec>,
+    /// The host has an external port (one configured with `external = true`).
+    pub external_port: bool,
     /// The DPDK ports instances can attach to (names from the configuration's `ports`), as
     /// given by the daemon. Networks may only name these.
     pub local_ports: Vec<String>,
@@ -244,6 +266,12 @@ impl Model {
             }
             Change::AddPort { spec, replace } => self.add_port(spec, *replace)?.map(Edit::Port),
             Change::DelPort { network, ip } => self.del_port(network, *ip)?.map(Edit::Port),
+            Change::SetExternal(spec) => self.set_external(spec)?.map(Edit::External),
+            Change::DelExternal => self.del_external()?.map(Edit::External),
+            Change::AddFloatingIp { spec, replace } => {
+                self.add_fip(spec, *replace)?.map(Edit::FloatingIp)
+            }
+            Change::DelFloatingIp { ip } => self.del_fip(*ip)?.map(Edit::FloatingIp),
         })
     }
 

@@ -97,6 +97,13 @@ impl Model {
     }
 
     pub(super) fn del_port(&mut self, network: &str, ip: Ipv4Addr) -> Stepped<InstancePortSpec> {
+        if let Some(f) = self.fip_of_port(network, ip) {
+            return Err(ModelError::in_use(
+                "port",
+                format!("{ip} on network {network}"),
+                format!("floating IP {} (delete it first)", f.ip),
+            ));
+        }
         self.remove(
             (network.to_string(), ip),
             ("port", format!("{ip} on network {network}")),

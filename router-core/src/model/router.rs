@@ -44,6 +44,13 @@ impl Model {
                 format!("its route {}", r.prefix),
             ));
         }
+        if let Some(f) = self.floating_ips.values().find(|f| f.router == name) {
+            return Err(ModelError::in_use(
+                "router",
+                name,
+                format!("floating IP {}", f.ip),
+            ));
+        }
         self.remove(name.to_string(), ("router", name.into()))
     }
 }

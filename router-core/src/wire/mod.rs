@@ -39,6 +39,7 @@ pub mod checksum;
 pub mod ethernet;
 pub mod icmpv4;
 pub mod ipv4;
+pub mod nat;
 mod packet;
 pub mod udp;
 pub mod vxlan;

@@ -64,6 +64,7 @@ fn ports(fabric_mac: &str) -> Vec<PortSetup> {
         mac: mac(m),
         mtu: 1500,
         fabric: false,
+        external: false,
     };
     vec![
         local("blue", "02:00:00:00:00:01"),
@@ -73,6 +74,7 @@ fn ports(fabric_mac: &str) -> Vec<PortSetup> {
             mac: mac(fabric_mac),
             mtu: 1500,
             fabric: true,
+            external: false,
         },
         local("blue2", "02:00:00:00:00:03"),
     ]
