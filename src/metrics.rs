@@ -437,6 +437,7 @@ pub fn render(data: &MetricsData) -> String {
     }
     by_reason(&mut e, s);
     routed(&mut e, s);
+    floating_ips(&mut e, s);
     for f in routers {
         e.items(f, s);
     }
@@ -526,6 +527,40 @@ fn routed(e: &mut Exposition, s: &Snapshot) {
                 n,
             );
         }
+    }
+}
+
+/// Packets each floating IP translated, by direction, and whether this host acts on it.
+fn floating_ips(e: &mut Exposition, s: &Snapshot) {
+    let name = "dvrd_floating_ip_packets_total";
+    e.family(
+        name,
+        "counter",
+        "Packets a floating IP translated: in (DNAT, to the instance), out (SNAT, from it).",
+    );
+    for f in &s.floating_ips {
+        let ip = f.ip.to_string();
+        for (direction, n) in [("in", f.dnat_packets), ("out", f.snat_packets)] {
+            e.sample(
+                name,
+                &[
+                    ("floating_ip", &ip),
+                    ("router", &f.router),
+                    ("direction", direction),
+                ],
+                n,
+            );
+        }
+    }
+    let active = "dvrd_floating_ip_active";
+    e.family(
+        active,
+        "gauge",
+        "1 on the host a floating IP's instance runs on (it answers ARP and translates).",
+    );
+    for f in &s.floating_ips {
+        let ip = f.ip.to_string();
+        e.sample(active, &[("floating_ip", &ip)], u64::from(f.active));
     }
 }
 

@@ -124,6 +124,23 @@ pub struct RouterView {
     pub icmp_errors: u64,
 }
 
+/// One floating IP and its counters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FipView {
+    pub ip: std::net::Ipv4Addr,
+    pub router: String,
+    /// The fixed IP of the instance port.
+    pub port: std::net::Ipv4Addr,
+    /// The host the instance runs on.
+    pub host: String,
+    /// True on the host the instance runs on: the one that answers ARP for it and translates.
+    pub active: bool,
+    /// Packets from the outside translated to the fixed IP.
+    pub dnat_packets: u64,
+    /// Packets from the instance translated to the floating IP.
+    pub snat_packets: u64,
+}
+
 /// Everything, at one moment.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Snapshot {
@@ -139,6 +156,8 @@ pub struct Snapshot {
     pub bridged_from_fabric: u64,
     pub icmp_rate_limited: u64,
     pub routers: Vec<RouterView>,
+    #[serde(default)]
+    pub floating_ips: Vec<FipView>,
     pub latency: Latency,
     pub tables: Option<TableUsage>,
     pub mempool_in_use: u32,
@@ -204,6 +223,11 @@ impl Snapshot {
         for r in &mut s.routers {
             if let Some(b) = base.routers.iter().find(|b| b.name == r.name) {
                 subtract!(r, b; routed_local, routed_remote, delivered_from_fabric, icmp_errors);
+            }
+        }
+        for f in &mut s.floating_ips {
+            if let Some(b) = base.floating_ips.iter().find(|b| b.ip == f.ip) {
+                subtract!(f, b; dnat_packets, snat_packets);
             }
         }
         subtract!(s, base; bridged_local, bridged_remote, bridged_from_fabric, icmp_rate_limited);
@@ -298,6 +322,22 @@ impl Snapshot {
                     o,
                     "  {:<12} routed here {} routed to peers {} delivered from peers {} icmp errors {}",
                     r.name, r.routed_local, r.routed_remote, r.delivered_from_fabric, r.icmp_errors
+                );
+            }
+        }
+        if !self.floating_ips.is_empty() {
+            let _ = writeln!(o, "floating ips:");
+            for f in &self.floating_ips {
+                let _ = writeln!(
+                    o,
+                    "  {:<15} -> {:<15} router {} on {}{} in (dnat) {} out (snat) {}",
+                    f.ip,
+                    f.port,
+                    f.router,
+                    f.host,
+                    if f.active { " (here)" } else { "" },
+                    f.dnat_packets,
+                    f.snat_packets
                 );
             }
         }

@@ -47,12 +47,17 @@ impl<T: Tracer> Burst<'_, T> {
             return;
         };
         for (i, pkt) in pkts.iter_mut().enumerate() {
-            verdicts[i] = self.from_outside(&ext, pkt, i);
+            verdicts[i] = self.frame_from_outside(&ext, pkt, i);
         }
     }
 
     /// One frame from the external network.
-    fn from_outside(&mut self, ext: &ExternalInfo, pkt: &mut PacketBuf<'_>, i: usize) -> Verdict {
+    fn frame_from_outside(
+        &mut self,
+        ext: &ExternalInfo,
+        pkt: &mut PacketBuf<'_>,
+        i: usize,
+    ) -> Verdict {
         let f = pkt.frame();
         let Some(h) = f.first_chunk::<ETH_LEN>() else {
             return Verdict::Drop(DropReason::FrameTruncated);
@@ -167,11 +172,11 @@ impl<T: Tracer> Burst<'_, T> {
         if let Some(target) = self.topo.fip_by_ip(dst).copied() {
             return Some(self.hairpin(&fip, &target, pkt, i));
         }
-        Some(self.to_outside(gw, &fip, pkt, i))
+        Some(self.leave_by_fip(gw, &fip, pkt, i))
     }
 
     /// An instance's packet to the outside, from its floating IP.
-    fn to_outside(
+    fn leave_by_fip(
         &mut self,
         gw: Gateway<'_>,
         fip: &FipInfo,
