@@ -190,6 +190,9 @@ impl ControlPlane {
                 u.peers,
             ));
         }
+        for (&ip, &nh) in &self.external.neighbors {
+            out.push(view("external".into(), ip, nh, NeighborOrigin::Dynamic, 0));
+        }
         out.sort_by(|a, b| (&a.router, a.ip).cmp(&(&b.router, b.ip)));
         out
     }

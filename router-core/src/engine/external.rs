@@ -81,9 +81,12 @@ impl<T: Tracer> Burst<'_, T> {
             EtherType::VLAN => return Verdict::Drop(DropReason::VlanTagged),
             _ => return Verdict::Drop(DropReason::UnsupportedEthertype),
         }
-        let total_len = match check_ipv4(&pkt.frame()[ETH_LEN..]) {
-            Ok(len) => len,
-            Err(reason) => return Verdict::Drop(reason),
+        let total_len = match super::local::check_ipv4_fast(pkt.frame()) {
+            Some(len) => len,
+            None => match check_ipv4(&pkt.frame()[ETH_LEN..]) {
+                Ok(len) => len,
+                Err(reason) => return Verdict::Drop(reason),
+            },
         };
         pkt.truncate(ETH_LEN + total_len);
         let Some(ip) = ipv4_header(pkt.frame()) else {

@@ -242,7 +242,7 @@ pub(super) fn is_multicast_mac(mac: u64) -> bool {
 /// verifies. `None` sends the frame to [`check_ipv4`], which names what is wrong (or accepts
 /// options).
 #[inline]
-fn check_ipv4_fast(f: &[u8]) -> Option<usize> {
+pub(super) fn check_ipv4_fast(f: &[u8]) -> Option<usize> {
     let h = f.first_chunk::<MIN_IPV4_FRAME>()?;
     let header = h[ETH_LEN..].first_chunk::<{ wire::ipv4::HEADER_LEN }>()?;
     let ip = Ipv4Packet::new_unchecked(header);
