@@ -19,8 +19,8 @@ use router_core::control::{ControlConfig, ControlPlane, PortSetup, Solicit};
 use router_core::engine::{Engine, Verdict, WorkerState};
 use router_core::ids::PortId;
 use router_core::model::{
-    Change, ExternalSpec, FloatingIpSpec, InstancePortSpec, InterfaceSpec, NetworkSpec,
-    RouteSpec, RouterSpec,
+    Change, ExternalSpec, FloatingIpSpec, InstancePortSpec, InterfaceSpec, NetworkSpec, RouteSpec,
+    RouterSpec,
 };
 use router_core::qsbr::{Qsbr, QsbrReader};
 use router_core::reason::PuntReason;
@@ -262,7 +262,12 @@ impl Host {
         let first = frames_to(&sender(), ip("198.51.100.7")).remove(0);
         let mut solicits = Vec::new();
         host.punt(PORT_BLUE, PuntReason::ExternalMiss, &first, &mut solicits);
-        let reply = arp_reply(mac(UPSTREAM), ip("203.0.113.1"), mac(EXT_A), ip("203.0.113.21"));
+        let reply = arp_reply(
+            mac(UPSTREAM),
+            ip("203.0.113.1"),
+            mac(EXT_A),
+            ip("203.0.113.21"),
+        );
         host.punt(PORT_EXT, PuntReason::Arp, &reply, &mut solicits);
         host
     }
