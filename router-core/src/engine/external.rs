@@ -116,13 +116,23 @@ impl<T: Tracer> Burst<'_, T> {
             return self.icmp_error(gw, pkt, IcmpError::TTL_EXCEEDED, i);
         }
         self.translate(pkt, Side::Destination, fip.fixed, i);
-        self.counters.fip(fip.id).dnat.inc();
         let hop = router.lpm.lookup(fip.fixed);
         let v = self.route(gw, pkt, hop, i);
-        if v == Verdict::Forward(self.input) {
+        match v {
             // An error about the translated datagram (too big for the instance's network, say)
             // goes back outside quoting it as it arrived.
-            self.untranslate_quote(pkt, Side::Destination, fip.fip);
+            Verdict::Forward(port) if port == self.input => {
+                self.untranslate_quote(pkt, Side::Destination, fip.fip)
+            }
+            Verdict::Forward(_) => self.counters.fip(fip.id).dnat.inc(),
+            // A punted frame is the one that arrived: whoever runs it through the engine
+            // again translates it again.
+            Verdict::Punt(_) => nat::translate(
+                &mut pkt.frame_mut()[ETH_LEN..],
+                Side::Destination,
+                Ipv4Addr::from(fip.fip),
+            ),
+            Verdict::Drop(_) => {}
         }
         v
     }
