@@ -1025,4 +1025,70 @@ green = ["blue"]
             "{e}"
         );
     }
+
+    /// MINIMAL with an external port (`ext`) polled by the worker.
+    fn with_external_port(extra: &str) -> String {
+        MINIMAL
+            .replace(
+                "vdevs = [\"net_null0\"]",
+                "vdevs = [\"net_null0\", \"net_null1\"]",
+            )
+            .replace("rx = [\"blue\"]", "rx = [\"blue\", \"ext\"]")
+            + "\n[[ports]]\nname = \"ext\"\ndevice = \"net_null1\"\nexternal = true\n"
+            + extra
+    }
+
+    #[test]
+    fn floating_ips_need_the_external_port_and_network() {
+        let network = r#"
+[host]
+name = "a"
+dvr_mac = "fa:16:3f:00:00:0a"
+vtep = "192.0.2.10"
+[[networks]]
+name = "blue"
+vni = 1
+ports = ["blue"]
+[[routers]]
+name = "r"
+[[routers.interfaces]]
+network = "blue"
+address = "10.0.1.1/24"
+mac = "fa:16:3e:00:01:01"
+[[instance_ports]]
+network = "blue"
+ip = "10.0.1.5"
+mac = "fa:16:3e:aa:01:05"
+host = "a"
+[[floating_ips]]
+ip = "203.0.113.10"
+router = "r"
+port = "10.0.1.5"
+"#;
+        let external = "\n[external]\naddress = \"203.0.113.21/24\"\ngateway = \"203.0.113.1\"\n";
+        let cfg = Config::from_toml(&with_external_port(&format!("{network}{external}"))).unwrap();
+        let changes = cfg.changes().unwrap();
+        assert!(matches!(changes.last(), Some(Change::AddFloatingIp { .. })));
+        // The instance is on this host: no external network, no floating IP.
+        let e = error_of(&with_external_port(network));
+        assert!(
+            e.contains("floating_ips[0]") && e.contains("no external network"),
+            "{e}"
+        );
+        // An external network needs an external port.
+        let e = error_of(&format!("{MINIMAL}{external}"));
+        assert!(e.contains("external") && e.contains("external port"), "{e}");
+        let e = error_of(&with_external_port(&format!(
+            "{network}{}",
+            external.replace("203.0.113.1\"", "198.51.100.1\"")
+        )));
+        assert!(
+            e.contains("external.gateway") && e.contains("outside"),
+            "{e}"
+        );
+        let e = error_of(
+            &with_external_port("").replace("external = true", "external = true\nfabric = true"),
+        );
+        assert!(e.contains("ports[1]") && e.contains("not both"), "{e}");
+    }
 }
