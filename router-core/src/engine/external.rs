@@ -117,7 +117,7 @@ impl<T: Tracer> Burst<'_, T> {
         }
         self.translate(pkt, Side::Destination, fip.fixed, i);
         let hop = router.lpm.lookup(fip.fixed);
-        let v = self.route(gw, pkt, hop, i);
+        let v = self.route_out_of_line(gw, pkt, hop, i);
         match v {
             // An error about the translated datagram (too big for the instance's network, say)
             // goes back outside quoting it as it arrived.
@@ -163,7 +163,8 @@ impl<T: Tracer> Burst<'_, T> {
 
     /// A routed packet from an instance that has a floating IP here: `Some` when it goes to the
     /// outside (or back in by another floating IP), `None` when it stays inside the router.
-    #[inline]
+    /// Out of line: the common path (no floating IP on the host) only tests for an empty list.
+    #[inline(never)]
     pub(super) fn route_floating(
         &mut self,
         gw: Gateway<'_>,
@@ -267,6 +268,6 @@ impl<T: Tracer> Burst<'_, T> {
             router,
         };
         let hop = router.lpm.lookup(target.fixed);
-        self.route(gw, pkt, hop, i)
+        self.route_out_of_line(gw, pkt, hop, i)
     }
 }
