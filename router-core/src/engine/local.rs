@@ -95,13 +95,13 @@ impl<T: Tracer> Burst<'_, T> {
             hops: &hops,
         };
         if topo.fips.is_empty() {
-            for k in 0..n {
-                let i = usize::from(which[k]);
+            for (k, &w) in which[..n].iter().enumerate() {
+                let i = usize::from(w);
                 verdicts[i] = self.route_looked_up(&pass, &mut pkts[i], k, i);
             }
         } else {
-            for k in 0..n {
-                let i = usize::from(which[k]);
+            for (k, &w) in which[..n].iter().enumerate() {
+                let i = usize::from(w);
                 verdicts[i] = match self.route_floating(gw, &mut pkts[i], i) {
                     Some(v) => v,
                     None => self.route_looked_up(&pass, &mut pkts[i], k, i),
