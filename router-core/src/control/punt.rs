@@ -39,6 +39,8 @@ pub enum PuntAction {
     Reinject,
     /// Send copies of it.
     Flood(Flood),
+    /// Split it into fragments of at most `mtu` bytes and run each through the engine.
+    Fragment { mtu: u16 },
 }
 
 /// The copies of a flooded frame.
@@ -141,9 +143,13 @@ impl ControlPlane {
                 self.flood_local(topo, network, input)
             }
             (PuntReason::Flood, PortRole::Fabric) => self.flood_from_fabric(topo, pkt),
-            (PuntReason::NeighborMiss | PuntReason::UnderlayMiss, PortRole::Fabric) => {
-                PuntAction::Drop(DropReason::NotForRouter)
+            (PuntReason::Fragment, PortRole::Local { network }) => {
+                self.fragment(topo, pkt, network)
             }
+            (
+                PuntReason::NeighborMiss | PuntReason::UnderlayMiss | PuntReason::Fragment,
+                PortRole::Fabric,
+            ) => PuntAction::Drop(DropReason::NotForRouter),
         }
     }
 
@@ -494,7 +500,7 @@ impl ControlPlane {
     }
 
     /// The interface, router and IPv4 destination of a frame routed on `network`.
-    fn routed_destination(
+    pub(super) fn routed_destination(
         &self,
         topo: &Topology,
         pkt: &PacketBuf<'_>,
