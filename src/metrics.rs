@@ -470,7 +470,8 @@ pub fn render(data: &MetricsData) -> String {
     e.out
 }
 
-/// Drops and punts by reason, frames bridged by direction, ICMP errors suppressed.
+/// Drops and punts by reason, frames bridged by direction, ICMP errors suppressed, datagrams
+/// fragmented.
 fn by_reason(e: &mut Exposition, s: &Snapshot) {
     let reasons = [
         (
@@ -508,6 +509,18 @@ fn by_reason(e: &mut Exposition, s: &Snapshot) {
         "counter",
         "ICMP errors suppressed by the rate limit.",
         s.icmp_rate_limited,
+    );
+    e.single(
+        "dvrd_fragmented_packets_total",
+        "counter",
+        "Datagrams too big for their next hop without DF that were fragmented.",
+        s.fragmented_packets,
+    );
+    e.single(
+        "dvrd_fragments_created_total",
+        "counter",
+        "Fragments the fragmented datagrams became.",
+        s.fragments_created,
     );
 }
 

@@ -155,6 +155,10 @@ pub struct Snapshot {
     pub bridged_remote: u64,
     pub bridged_from_fabric: u64,
     pub icmp_rate_limited: u64,
+    /// Datagrams too big for their next hop without DF that were fragmented, and the
+    /// fragments they became.
+    pub fragmented_packets: u64,
+    pub fragments_created: u64,
     pub routers: Vec<RouterView>,
     #[serde(default)]
     pub floating_ips: Vec<FipView>,
@@ -173,6 +177,8 @@ impl Snapshot {
         self.bridged_remote = t.bridged_remote;
         self.bridged_from_fabric = t.bridged_from_fabric;
         self.icmp_rate_limited = t.icmp_rate_limited;
+        self.fragmented_packets = t.fragmented_packets;
+        self.fragments_created = t.fragments_created;
     }
 
     /// A worker's view from its counters.
@@ -230,7 +236,8 @@ impl Snapshot {
                 subtract!(f, b; dnat_packets, snat_packets);
             }
         }
-        subtract!(s, base; bridged_local, bridged_remote, bridged_from_fabric, icmp_rate_limited);
+        subtract!(s, base; bridged_local, bridged_remote, bridged_from_fabric, icmp_rate_limited,
+            fragmented_packets, fragments_created);
         s
     }
 
@@ -313,7 +320,8 @@ impl Snapshot {
         }
     }
 
-    /// The routers' counters and the bridged frames, when there are any.
+    /// The routers' counters, the bridged frames and the fragmented packets, when there are
+    /// any.
     fn render_routers(&self, o: &mut String) {
         if !self.routers.is_empty() {
             let _ = writeln!(o, "routers:");
@@ -346,6 +354,13 @@ impl Snapshot {
                 o,
                 "bridged: local {} to peers {} from peers {}",
                 self.bridged_local, self.bridged_remote, self.bridged_from_fabric
+            );
+        }
+        if self.fragmented_packets > 0 {
+            let _ = writeln!(
+                o,
+                "fragmented: {} packets into {} fragments",
+                self.fragmented_packets, self.fragments_created
             );
         }
     }

@@ -73,6 +73,10 @@ pub struct EngineCounters {
     pub bridged_from_fabric: Counter,
     /// ICMP errors suppressed by the rate limit.
     pub icmp_rate_limited: Counter,
+    /// Datagrams split into fragments (by the control thread: RFC 1812 section 5.2.6).
+    pub fragmented_packets: Counter,
+    /// The fragments those datagrams became.
+    pub fragments_created: Counter,
     pub routers: Box<[RouterCounters]>,
     pub fips: Box<[FipCounters]>,
 }
@@ -86,6 +90,8 @@ impl Default for EngineCounters {
             bridged_remote: Counter::default(),
             bridged_from_fabric: Counter::default(),
             icmp_rate_limited: Counter::default(),
+            fragmented_packets: Counter::default(),
+            fragments_created: Counter::default(),
             routers: (0..MAX_ROUTERS)
                 .map(|_| RouterCounters::default())
                 .collect(),
@@ -131,6 +137,8 @@ pub struct EngineTotals {
     pub bridged_remote: u64,
     pub bridged_from_fabric: u64,
     pub icmp_rate_limited: u64,
+    pub fragmented_packets: u64,
+    pub fragments_created: u64,
 }
 
 impl EngineTotals {
@@ -150,6 +158,8 @@ impl EngineTotals {
             t.bridged_remote += c.bridged_remote.get();
             t.bridged_from_fabric += c.bridged_from_fabric.get();
             t.icmp_rate_limited += c.icmp_rate_limited.get();
+            t.fragmented_packets += c.fragmented_packets.get();
+            t.fragments_created += c.fragments_created.get();
         }
         t.drops = DropReason::ALL
             .iter()

@@ -7,9 +7,12 @@ mod common;
 use common::*;
 use router_core::control::{HoldEvent, PuntAction};
 use router_core::engine::Verdict;
+use router_core::ids::PortId;
 use router_core::model::Change;
 use router_core::reason::{DropReason, PuntReason};
-use router_core::wire::{self, EthernetAddress, Icmpv4Packet, Ipv4Packet, UdpPacket, VxlanPacket};
+use router_core::wire::{
+    self, EthernetAddress, Fragmenter, Icmpv4Packet, Ipv4Packet, UdpPacket, VxlanPacket,
+};
 
 #[test]
 fn east_west_on_one_host_is_routed_locally() {
@@ -273,10 +276,11 @@ fn no_route_gets_net_unreachable_and_df_gets_frag_needed() {
         (u8::from(icmp.msg_type()), icmp.code(), icmp.next_hop_mtu()),
         (3, 4, 1450)
     );
+    // Without DF it goes to the control thread, to be fragmented there.
     let big_no_df = to_b(1451 - 20, false).frame();
     assert_eq!(
         a.process(BLUE, &big_no_df).0,
-        Verdict::Drop(DropReason::FragmentationUnsupported)
+        Verdict::Punt(PuntReason::Fragment)
     );
     // Locally the port MTU (1500) applies.
     let local = Datagram {
@@ -286,6 +290,116 @@ fn no_route_gets_net_unreachable_and_df_gets_frag_needed() {
     }
     .frame();
     assert_eq!(a.process(BLUE, &local).0, Verdict::Forward(RED));
+}
+
+/// What the control thread does with a datagram punted as `fragment`: asks the control plane
+/// for the MTU, splits the datagram and runs each fragment through the engine from the port
+/// it came in on. Returns each fragment's verdict and frame as it left.
+fn fragment_and_reinject(h: &mut Host, input: PortId, frame: &[u8]) -> Vec<(Verdict, Vec<u8>)> {
+    let (action, after, _) = h.punt(input, PuntReason::Fragment, frame, 1);
+    assert_eq!(
+        after, frame,
+        "the control plane leaves the datagram as it is"
+    );
+    let PuntAction::Fragment { mtu } = action else {
+        panic!("not fragmented: {action:?}");
+    };
+    let ip = Ipv4Packet::new_checked(&frame[14..]).unwrap();
+    let plan = Fragmenter::new(ip, usize::from(mtu)).unwrap();
+    (0..plan.count())
+        .map(|k| {
+            let mut f = frame[..14].to_vec();
+            f.resize(14 + plan.fragment(k).total_len(), 0);
+            plan.emit(k, &mut f[14..]);
+            h.process(input, &f)
+        })
+        .collect()
+}
+
+/// The payload of an IPv4 datagram put back together from the fragments at `at` bytes into
+/// `frames`, checking each: routed once, checksum right, in order, only the last without
+/// more-fragments, at most `mtu` bytes.
+fn reassembled(frames: &[Vec<u8>], at: usize, mtu: usize) -> Vec<u8> {
+    let mut payload = Vec::new();
+    for (k, f) in frames.iter().enumerate() {
+        let ip = Ipv4Packet::new_checked(&f[at..]).unwrap();
+        assert!(usize::from(ip.total_len()) <= mtu, "fragment {k}");
+        assert!(ip.verify_checksum() && ip.ttl() == 63, "fragment {k}");
+        assert_eq!(usize::from(ip.frag_offset()), payload.len(), "fragment {k}");
+        assert_eq!(ip.more_frags(), k + 1 < frames.len(), "fragment {k}");
+        payload.extend_from_slice(ip.payload());
+    }
+    payload
+}
+
+#[test]
+fn too_big_without_df_is_fragmented_then_each_fragment_routed_and_encapsulated() {
+    let mut a = Host::new("host-a");
+    a.resolve_underlay();
+    let big = Datagram {
+        payload_len: 1480,
+        ..Datagram::udp(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.8")
+    }
+    .frame();
+    assert_eq!(a.process(BLUE, &big).0, Verdict::Punt(PuntReason::Fragment));
+    let sent = fragment_and_reinject(&mut a, BLUE, &big);
+    assert_eq!(sent.len(), 2);
+    let mut inner = Vec::new();
+    for (v, out) in sent {
+        assert_eq!(v, Verdict::Forward(FABRIC));
+        let outer = Ipv4Packet::new_checked(&out[14..]).unwrap();
+        assert!(
+            outer.dont_frag() && !outer.is_fragment(),
+            "the outer packet is whole"
+        );
+        assert!(usize::from(outer.total_len()) <= 1500);
+        assert_eq!(&out[50 + 6..50 + 12], &mac(DVR_A).0, "the DVR rewrite");
+        inner.push(out[50..].to_vec());
+    }
+    assert_eq!(reassembled(&inner, 14, 1450), big[34..]);
+
+    // Toward a local port the fragments are routed frames like any other.
+    let jumbo = Datagram {
+        payload_len: 1980,
+        ..Datagram::udp(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.7")
+    }
+    .frame();
+    assert_eq!(
+        a.process(BLUE, &jumbo).0,
+        Verdict::Punt(PuntReason::Fragment)
+    );
+    let sent = fragment_and_reinject(&mut a, BLUE, &jumbo);
+    assert!(sent.iter().all(|(v, f)| *v == Verdict::Forward(RED)
+        && f[0..6] == mac(VM_RED_A).0
+        && f[6..12] == mac(GW_RED).0));
+    let frames: Vec<Vec<u8>> = sent.into_iter().map(|(_, f)| f).collect();
+    assert_eq!(reassembled(&frames, 14, 1500), jumbo[34..]);
+
+    // A datagram that fits by now, or has DF, goes through the engine again; one from the
+    // fabric is no router's to fragment.
+    let fits = Datagram {
+        payload_len: 1000,
+        ..Datagram::udp(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.8")
+    }
+    .frame();
+    assert_eq!(
+        a.punt(BLUE, PuntReason::Fragment, &fits, 1).0,
+        PuntAction::Reinject
+    );
+    let with_df = Datagram {
+        payload_len: 1480,
+        dont_frag: true,
+        ..Datagram::udp(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.8")
+    }
+    .frame();
+    assert_eq!(
+        a.punt(BLUE, PuntReason::Fragment, &with_df, 1).0,
+        PuntAction::Reinject
+    );
+    assert_eq!(
+        a.punt(FABRIC, PuntReason::Fragment, &big, 1).0,
+        PuntAction::Drop(DropReason::NotForRouter)
+    );
 }
 
 #[test]

@@ -19,6 +19,7 @@
 mod api;
 mod control_thread;
 mod fleet;
+mod fragment;
 mod histograms;
 mod punt;
 mod setup;

@@ -5,7 +5,8 @@
 //! change of it is programmed: `router`, `network`, `interface`, `route`, `port` and `peer` (the
 //! host and its peers). `publish` builds the [`Topology`] the workers read, `query` answers the
 //! operators' questions, `neigh` resolves neighbours by ARP, `holds` keeps the packets waiting
-//! for them, and `punt` decides what to do with a packet a worker punted.
+//! for them, `punt` decides what to do with a packet a worker punted, and `fragment` finds the
+//! MTU a datagram too big for its next hop is split for.
 //!
 //! A change is programmed incrementally: a new instance port is one next-hop slot, one /32 in its
 //! router's LPM and one L2 entry, whatever the size of the tables. Structural objects (ports'
@@ -37,6 +38,7 @@
 mod capacity;
 mod external;
 mod fip;
+mod fragment;
 mod holds;
 mod interface;
 mod neigh;

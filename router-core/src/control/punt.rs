@@ -39,6 +39,8 @@ pub enum PuntAction {
     Reinject,
     /// Send copies of it.
     Flood(Flood),
+    /// Split it into fragments of at most `mtu` bytes and run each through the engine.
+    Fragment { mtu: u16 },
 }
 
 /// The copies of a flooded frame.
@@ -146,13 +148,18 @@ impl ControlPlane {
                 self.flood_local(topo, network, input)
             }
             (PuntReason::Flood, PortRole::Fabric) => self.flood_from_fabric(topo, pkt),
-            (
-                PuntReason::NeighborMiss | PuntReason::UnderlayMiss | PuntReason::Flood,
-                PortRole::Fabric | PortRole::External,
-            )
-            | (PuntReason::ExternalMiss, PortRole::Fabric | PortRole::External) => {
-                PuntAction::Drop(DropReason::NotForRouter)
+            (PuntReason::Fragment, PortRole::Local { .. } | PortRole::External) => {
+                self.fragment(topo, pkt, role)
             }
+            (PuntReason::NeighborMiss | PuntReason::UnderlayMiss, PortRole::Fabric)
+            | (PuntReason::Fragment | PuntReason::ExternalMiss, PortRole::Fabric)
+            | (
+                PuntReason::NeighborMiss
+                | PuntReason::UnderlayMiss
+                | PuntReason::Flood
+                | PuntReason::ExternalMiss,
+                PortRole::External,
+            ) => PuntAction::Drop(DropReason::NotForRouter),
         }
     }
 
@@ -504,7 +511,7 @@ impl ControlPlane {
     }
 
     /// The interface, router and IPv4 destination of a frame routed on `network`.
-    fn routed_destination(
+    pub(super) fn routed_destination(
         &self,
         topo: &Topology,
         pkt: &PacketBuf<'_>,

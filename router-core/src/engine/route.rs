@@ -1,5 +1,6 @@
 //! Routing, the third pass over a burst from a local port: the next hop the LPM lookup found,
-//! the checks that depend on it (TTL, MTU), and the rewrite. A neighbour behind a local port
+//! the checks that depend on it (TTL, MTU; a datagram too big without DF is punted to be
+//! fragmented), and the rewrite. A neighbour behind a local port
 //! gets the egress interface's MAC as source; a neighbour on a peer host gets this host's DVR
 //! MAC and goes to the fabric in VXLAN.
 
@@ -163,8 +164,9 @@ impl<T: Tracer> Burst<'_, T> {
     }
 
     /// RFC 1812 section 5.2.6 / RFC 1191: a datagram larger than the next-hop MTU with DF set
-    /// gets fragmentation needed with that MTU; without DF it is dropped (the router does not
-    /// fragment). `None` when it fits.
+    /// gets fragmentation needed with that MTU; without DF it goes to the control thread,
+    /// unmodified, to be fragmented there (off the common path: see `control/fragment.rs`).
+    /// `None` when it fits.
     #[inline(always)]
     pub(super) fn check_mtu(
         &mut self,
@@ -180,7 +182,7 @@ impl<T: Tracer> Burst<'_, T> {
         Some(if dont_frag {
             self.icmp_error(r.gw, pkt, IcmpError::frag_needed(mtu), r.i)
         } else {
-            Verdict::Drop(DropReason::FragmentationUnsupported)
+            Verdict::Punt(PuntReason::Fragment)
         })
     }
 }
