@@ -377,6 +377,61 @@ fn gateway_arp_and_ping_are_answered_locally() {
     assert_eq!(u8::from(icmp.msg_type()), 0);
 }
 
+/// Every address of the router answers, whichever interface the request came in by (as Linux
+/// does): BLUE's instance pings RED's gateway and the reply comes back on BLUE, from 10.0.2.1
+/// and BLUE's gateway MAC, on host A (a RED instance here) and on host B alike.
+#[test]
+fn every_interface_address_of_the_router_answers_ping_from_any_of_its_networks() {
+    for name in ["host-a", "host-b"] {
+        let mut h = Host::new(name);
+        let ping = ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.1", 64);
+        assert_eq!(
+            h.process(BLUE, &ping).0,
+            Verdict::Punt(PuntReason::LocalDelivery),
+            "{name}: delivered locally, never routed toward RED or the fabric"
+        );
+        let (action, out, solicits) = h.punt(BLUE, PuntReason::LocalDelivery, &ping, 0);
+        assert_eq!(action, PuntAction::Reply(BLUE), "{name}");
+        assert!(solicits.is_empty());
+        assert_eq!(&out[0..6], &mac(VM_BLUE_A).0, "{name}: back to the sender");
+        assert_eq!(
+            &out[6..12],
+            &mac(GW_BLUE).0,
+            "{name}: from its own gateway MAC"
+        );
+        let ipp = Ipv4Packet::new_checked(&out[14..]).unwrap();
+        assert!(ipp.verify_checksum());
+        assert_eq!(
+            (ipp.src_addr(), ipp.dst_addr()),
+            (ip("10.0.2.1"), ip("10.0.1.5")),
+            "{name}: from the address pinged"
+        );
+        let icmp = Icmpv4Packet::new_checked(ipp.payload()).unwrap();
+        assert!(icmp.verify_checksum());
+        assert_eq!(u8::from(icmp.msg_type()), 0, "{name}: echo reply");
+
+        // UDP to that address gets port unreachable from it, as for the input gateway.
+        let udp = Datagram::udp(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.1").frame();
+        assert_eq!(
+            h.process(BLUE, &udp).0,
+            Verdict::Punt(PuntReason::LocalDelivery)
+        );
+        let (action, out, _) = h.punt(BLUE, PuntReason::LocalDelivery, &udp, 0);
+        assert_eq!(action, PuntAction::Reply(BLUE), "{name}");
+        let ipp = Ipv4Packet::new_checked(&out[14..]).unwrap();
+        assert_eq!(ipp.src_addr(), ip("10.0.2.1"));
+        assert_eq!((out[34], out[35]), (3, 3), "{name}: port unreachable");
+    }
+    // Another tenant's port never reaches router r1's addresses, even with the same numbers:
+    // r2 has no 10.0.2.1, so the punt path refuses it even if handed one.
+    let mut a = Host::new("host-a");
+    let foreign = ping_frame(VM_T2_A, GW_BLUE2, "10.0.1.5", "10.0.2.1", 64);
+    assert_eq!(
+        a.punt(BLUE2, PuntReason::LocalDelivery, &foreign, 0).0,
+        PuntAction::Drop(DropReason::NotForRouter)
+    );
+}
+
 #[test]
 fn unknown_neighbour_is_resolved_by_arp_and_static_entries_resist_poisoning() {
     let mut a = Host::new("host-a");

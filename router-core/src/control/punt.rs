@@ -292,8 +292,9 @@ impl ControlPlane {
         })
     }
 
-    /// ICMP echo to a gateway address or the VTEP gets a reply; UDP gets port unreachable;
-    /// anything else is not for a router.
+    /// ICMP echo to an address of the input network's router (any of its interfaces) or to the
+    /// VTEP gets a reply from that address; UDP gets port unreachable; anything else is not for
+    /// a router.
     fn local_delivery(&mut self, at: Arrival<'_>, pkt: &mut PacketBuf<'_>) -> PuntAction {
         let Arrival {
             topo, input, role, ..
@@ -306,11 +307,7 @@ impl ControlPlane {
         let dst = ip.dst_addr_u32();
         let ours = match role {
             PortRole::Fabric => topo.host.is_some_and(|h| h.vtep == dst),
-            PortRole::Local { network } => topo
-                .network(network)
-                .and_then(|n| n.iface)
-                .and_then(|i| topo.iface(i))
-                .is_some_and(|g| g.ip == dst),
+            PortRole::Local { network } => is_router_address(topo, network, dst),
             PortRole::Unused => false,
         };
         if !ours || ip.is_fragment() {
@@ -599,6 +596,25 @@ impl ControlPlane {
             ident,
         })
     }
+}
+
+/// True when `dst` is an address of the router behind `network`'s gateway, on any of its
+/// interfaces. A router answers for all of its addresses whichever interface a packet came in
+/// by (the weak host model of RFC 1122 section 3.3.4.2, as Linux and Neutron's router namespace
+/// do); the engine delivers them here through the /32 of each interface address.
+fn is_router_address(topo: &Topology, network: NetworkId, dst: u32) -> bool {
+    let Some(router) = topo
+        .network(network)
+        .and_then(|n| n.iface)
+        .and_then(|i| topo.iface(i))
+        .map(|g| g.router)
+    else {
+        return false;
+    };
+    topo.ifaces
+        .iter()
+        .flatten()
+        .any(|i| i.router == router && i.ip == dst)
 }
 
 /// What the control plane reads from an ARP packet.
