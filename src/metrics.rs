@@ -508,6 +508,12 @@ fn by_reason(e: &mut Exposition, s: &Snapshot) {
         "ICMP errors suppressed by the rate limit.",
         s.icmp_rate_limited,
     );
+    e.single(
+        "dvrd_arp_learned_total",
+        "counter",
+        "ARP replies and announcements that resolved or confirmed a neighbour (not drops).",
+        s.arp_learned,
+    );
 }
 
 /// Packets each router routed, by where the destination is.

@@ -138,6 +138,10 @@ pub struct Snapshot {
     pub bridged_remote: u64,
     pub bridged_from_fabric: u64,
     pub icmp_rate_limited: u64,
+    /// ARP replies and announcements that resolved or confirmed a neighbour: taken in by the
+    /// control thread, not drops.
+    #[serde(default)]
+    pub arp_learned: u64,
     pub routers: Vec<RouterView>,
     pub latency: Latency,
     pub tables: Option<TableUsage>,
@@ -154,6 +158,7 @@ impl Snapshot {
         self.bridged_remote = t.bridged_remote;
         self.bridged_from_fabric = t.bridged_from_fabric;
         self.icmp_rate_limited = t.icmp_rate_limited;
+        self.arp_learned = t.arp_learned;
     }
 
     /// A worker's view from its counters.
@@ -206,7 +211,8 @@ impl Snapshot {
                 subtract!(r, b; routed_local, routed_remote, delivered_from_fabric, icmp_errors);
             }
         }
-        subtract!(s, base; bridged_local, bridged_remote, bridged_from_fabric, icmp_rate_limited);
+        subtract!(s, base; bridged_local, bridged_remote, bridged_from_fabric, icmp_rate_limited,
+            arp_learned);
         s
     }
 
@@ -229,6 +235,7 @@ impl Snapshot {
             counts(&mut o, &punts);
         }
         self.render_routers(&mut o);
+        self.render_control(&mut o);
         self.render_latency(&mut o);
         let _ = writeln!(
             o,
@@ -307,6 +314,13 @@ impl Snapshot {
                 "bridged: local {} to peers {} from peers {}",
                 self.bridged_local, self.bridged_remote, self.bridged_from_fabric
             );
+        }
+    }
+
+    /// What the control thread took in besides drops and punts, when there is any.
+    fn render_control(&self, o: &mut String) {
+        if self.arp_learned > 0 {
+            let _ = writeln!(o, "arp replies learned: {}", self.arp_learned);
         }
     }
 
@@ -401,6 +415,7 @@ mod tests {
         now.drops.insert("ttl_exceeded".into(), 1);
         now.routers[0].routed_local = 10;
         now.bridged_local = 3;
+        now.arp_learned = 4;
         now.mempool_in_use = 42;
         let d = now.since(&base);
         assert_eq!(
@@ -422,6 +437,8 @@ mod tests {
         assert_eq!(d.drops["ttl_exceeded"], 1);
         assert_eq!(d.routers[0].routed_local, 6);
         assert_eq!(d.bridged_local, 1);
+        assert_eq!(d.arp_learned, 4);
+        assert!(d.render().contains("arp replies learned: 4"));
         assert_eq!(d.mempool_in_use, 42);
         assert_eq!(base.since(&now).ports[0].rx_packets, 0, "never negative");
     }

@@ -64,6 +64,8 @@ pub struct EngineCounters {
     pub bridged_from_fabric: Counter,
     /// ICMP errors suppressed by the rate limit.
     pub icmp_rate_limited: Counter,
+    /// ARP replies and announcements that resolved or confirmed a neighbour (control thread).
+    pub arp_learned: Counter,
     pub routers: Box<[RouterCounters]>,
 }
 
@@ -76,6 +78,7 @@ impl Default for EngineCounters {
             bridged_remote: Counter::default(),
             bridged_from_fabric: Counter::default(),
             icmp_rate_limited: Counter::default(),
+            arp_learned: Counter::default(),
             routers: (0..MAX_ROUTERS)
                 .map(|_| RouterCounters::default())
                 .collect(),
@@ -111,6 +114,7 @@ pub struct EngineTotals {
     pub bridged_remote: u64,
     pub bridged_from_fabric: u64,
     pub icmp_rate_limited: u64,
+    pub arp_learned: u64,
 }
 
 impl EngineTotals {
@@ -130,6 +134,7 @@ impl EngineTotals {
             t.bridged_remote += c.bridged_remote.get();
             t.bridged_from_fabric += c.bridged_from_fabric.get();
             t.icmp_rate_limited += c.icmp_rate_limited.get();
+            t.arp_learned += c.arp_learned.get();
         }
         t.drops = DropReason::ALL
             .iter()

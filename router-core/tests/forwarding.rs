@@ -471,7 +471,12 @@ fn unknown_neighbour_is_resolved_by_arp_and_static_entries_resist_poisoning() {
         ip("10.0.2.1"),
         mac(GW_RED),
     );
-    a.punt(RED, PuntReason::Arp, &reply, 2);
+    let (action, _, _) = a.punt(RED, PuntReason::Arp, &reply, 2);
+    assert_eq!(
+        action,
+        PuntAction::Learned,
+        "the reply did its job: no drop"
+    );
     assert_eq!(a.cp.hold_events(), vec![HoldEvent::Resolved(nh)]);
     let (v, out) = a.process(BLUE, &frame);
     assert_eq!(v, Verdict::Forward(RED));
@@ -486,7 +491,8 @@ fn unknown_neighbour_is_resolved_by_arp_and_static_entries_resist_poisoning() {
         ip("10.0.2.1"),
         mac(GW_RED),
     );
-    a.punt(RED, PuntReason::Arp, &poison, 3);
+    let (action, _, _) = a.punt(RED, PuntReason::Arp, &poison, 3);
+    assert_eq!(action, PuntAction::Drop(DropReason::NotForRouter));
     let (v, out) = a.process(
         BLUE,
         &ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.7", 64),
@@ -510,6 +516,45 @@ fn unknown_neighbour_is_resolved_by_arp_and_static_entries_resist_poisoning() {
     let (v, out) = a.process(BLUE, &lost);
     assert_eq!(v, Verdict::Forward(BLUE));
     assert_eq!((out[34], out[35]), (3, 1), "host unreachable");
+}
+
+/// The ARP reply from a peer's VTEP resolves the underlay and releases the held packet: it
+/// is counted as learned, not as a drop. A reply nobody asked for stays a drop.
+#[test]
+fn an_arp_reply_that_resolves_the_underlay_is_learned_not_dropped() {
+    let mut a = Host::new("host-a");
+    let frame = ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.8", 64);
+    let (action, _, _) = a.punt(BLUE, PuntReason::UnderlayMiss, &frame, 0);
+    let PuntAction::Hold(nh) = action else {
+        panic!("{action:?}")
+    };
+    let reply = arp_frame(
+        2,
+        mac(FABRIC_B),
+        ip(VTEP_B),
+        a.fabric_mac,
+        ip(VTEP_A),
+        a.fabric_mac,
+    );
+    assert_eq!(a.process(FABRIC, &reply).0, Verdict::Punt(PuntReason::Arp));
+    let (action, _, _) = a.punt(FABRIC, PuntReason::Arp, &reply, 1);
+    assert_eq!(action, PuntAction::Learned);
+    assert_eq!(a.cp.hold_events(), vec![HoldEvent::Resolved(nh)]);
+    assert_eq!(a.process(BLUE, &frame).0, Verdict::Forward(FABRIC));
+
+    // From an address that is no peer's VTEP: nothing learned, not for the router.
+    let stranger = arp_frame(
+        2,
+        mac("02:00:00:00:f0:99"),
+        ip("192.0.2.99"),
+        a.fabric_mac,
+        ip(VTEP_A),
+        a.fabric_mac,
+    );
+    assert_eq!(
+        a.punt(FABRIC, PuntReason::Arp, &stranger, 2).0,
+        PuntAction::Drop(DropReason::NotForRouter)
+    );
 }
 
 #[test]

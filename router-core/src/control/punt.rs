@@ -33,6 +33,9 @@ pub enum PuntAction {
     Reply(PortId),
     /// Free it and count the reason.
     Drop(DropReason),
+    /// It did its job (an ARP reply or announcement that resolved or confirmed a neighbour):
+    /// free it and count it as learned, not as a drop.
+    Learned,
     /// Keep it until the next hop resolves or fails, then run it through the engine again.
     Hold(NextHopId),
     /// Run it through the engine again now (the next hop changed since it was punted).
@@ -159,8 +162,10 @@ impl ControlPlane {
             return PuntAction::Drop(DropReason::ArpMalformed);
         };
         // Whatever the operation, a known underlay neighbour speaking confirms itself.
+        let mut learned = false;
         if let Some(u) = self.neighbors.underlay.get(&arp.sender_ip).copied() {
             if arp.sender_mac.is_unicast() {
+                learned = true;
                 self.set_resolved(u.nh, NextHopState::local(input, arp.sender_mac));
                 let asker = Asker {
                     ports: vec![input],
@@ -179,6 +184,11 @@ impl ControlPlane {
         if arp.op == ArpOperation::Request && arp.target_ip == host.vtep {
             reply_arp(pkt, port.mac);
             return PuntAction::Reply(input);
+        }
+        // A reply from a peer's VTEP (what resolves the underlay) did its job; a request for
+        // another VTEP is not for this host, whatever it taught us about its sender.
+        if learned && arp.op != ArpOperation::Request {
+            return PuntAction::Learned;
         }
         PuntAction::Drop(DropReason::NotForRouter)
     }
@@ -205,13 +215,18 @@ impl ControlPlane {
         let gw = net.iface.and_then(|i| topo.iface(i).map(|g| (i, *g)));
 
         // Learn or confirm a dynamic neighbour (never a permanent one) from what it says.
-        if let Some((iface, g)) = gw {
-            if g.subnet.contains(arp.sender_ip) && arp.sender_ip != g.ip {
-                self.learn_from_arp(g.router, iface, arp.sender_ip, arp.sender_mac, input, now);
-            }
-        }
+        let learned = gw.is_some_and(|(iface, g)| {
+            g.subnet.contains(arp.sender_ip)
+                && arp.sender_ip != g.ip
+                && self.learn_from_arp(g.router, iface, arp.sender_ip, arp.sender_mac, input, now)
+        });
         if arp.op != ArpOperation::Request || arp.gratuitous {
-            return PuntAction::Drop(DropReason::NotForRouter);
+            // A reply or an announcement: consumed if it told us about a neighbour we track.
+            return if learned {
+                PuntAction::Learned
+            } else {
+                PuntAction::Drop(DropReason::NotForRouter)
+            };
         }
         // The gateway answers for itself, on every host, and its ARP never leaves the host.
         if let Some((_, g)) = gw {
@@ -240,6 +255,8 @@ impl ControlPlane {
         self.flood_local(topo, network, input)
     }
 
+    /// Resolves or confirms the dynamic neighbour `ip` of `router` at `mac` behind `input`.
+    /// False when the router tracks no such neighbour or it is permanent (nothing changed).
     fn learn_from_arp(
         &mut self,
         router: RouterId,
@@ -248,12 +265,12 @@ impl ControlPlane {
         mac: EthernetAddress,
         input: PortId,
         now: Nanos,
-    ) {
+    ) -> bool {
         let Some(n) = self.neighbors.entries.get(&(router, ip)).copied() else {
-            return;
+            return false;
         };
         if n.origin == NeighborOrigin::Static {
-            return;
+            return false;
         }
         let asker = self.asker_for(iface).unwrap_or(Asker {
             ports: vec![input],
@@ -278,6 +295,7 @@ impl ControlPlane {
                 }
             }
         }
+        true
     }
 
     /// Where and as whom to ARP for neighbours of an interface.

@@ -255,7 +255,8 @@ impl Host {
         let (action, _, _) = self.punt(FABRIC, PuntReason::Arp, &reply, 1);
         assert_eq!(
             action,
-            PuntAction::Drop(router_core::reason::DropReason::NotForRouter)
+            PuntAction::Learned,
+            "the reply is taken in, not dropped"
         );
     }
 }
