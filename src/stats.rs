@@ -137,7 +137,10 @@ pub struct Snapshot {
     pub bridged_local: u64,
     pub bridged_remote: u64,
     pub bridged_from_fabric: u64,
+    /// ICMP errors suppressed by the router-wide limit and by the per-source limit.
     pub icmp_rate_limited: u64,
+    #[serde(default)]
+    pub icmp_rate_limited_source: u64,
     /// ARP replies and announcements that resolved or confirmed a neighbour: taken in by the
     /// control thread, not drops.
     #[serde(default)]
@@ -158,6 +161,7 @@ impl Snapshot {
         self.bridged_remote = t.bridged_remote;
         self.bridged_from_fabric = t.bridged_from_fabric;
         self.icmp_rate_limited = t.icmp_rate_limited;
+        self.icmp_rate_limited_source = t.icmp_rate_limited_source;
         self.arp_learned = t.arp_learned;
     }
 
@@ -212,7 +216,7 @@ impl Snapshot {
             }
         }
         subtract!(s, base; bridged_local, bridged_remote, bridged_from_fabric, icmp_rate_limited,
-            arp_learned);
+            icmp_rate_limited_source, arp_learned);
         s
     }
 
@@ -317,8 +321,15 @@ impl Snapshot {
         }
     }
 
-    /// What the control thread took in besides drops and punts, when there is any.
+    /// ICMP errors held back and ARP replies taken in, when there are any.
     fn render_control(&self, o: &mut String) {
+        if self.icmp_rate_limited + self.icmp_rate_limited_source > 0 {
+            let _ = writeln!(
+                o,
+                "icmp errors rate limited: per router {} per source {}",
+                self.icmp_rate_limited, self.icmp_rate_limited_source
+            );
+        }
         if self.arp_learned > 0 {
             let _ = writeln!(o, "arp replies learned: {}", self.arp_learned);
         }
@@ -416,6 +427,7 @@ mod tests {
         now.routers[0].routed_local = 10;
         now.bridged_local = 3;
         now.arp_learned = 4;
+        now.icmp_rate_limited_source = 9;
         now.mempool_in_use = 42;
         let d = now.since(&base);
         assert_eq!(
@@ -439,6 +451,7 @@ mod tests {
         assert_eq!(d.bridged_local, 1);
         assert_eq!(d.arp_learned, 4);
         assert!(d.render().contains("arp replies learned: 4"));
+        assert!(d.render().contains("per router 0 per source 9"));
         assert_eq!(d.mempool_in_use, 42);
         assert_eq!(base.since(&now).ports[0].rx_packets, 0, "never negative");
     }

@@ -62,8 +62,10 @@ pub struct EngineCounters {
     pub bridged_remote: Counter,
     /// Bridged frames received from a peer host.
     pub bridged_from_fabric: Counter,
-    /// ICMP errors suppressed by the rate limit.
+    /// ICMP errors suppressed by the router-wide rate limit.
     pub icmp_rate_limited: Counter,
+    /// ICMP errors suppressed by the per-source rate limit.
+    pub icmp_rate_limited_source: Counter,
     /// ARP replies and announcements that resolved or confirmed a neighbour (control thread).
     pub arp_learned: Counter,
     pub routers: Box<[RouterCounters]>,
@@ -78,6 +80,7 @@ impl Default for EngineCounters {
             bridged_remote: Counter::default(),
             bridged_from_fabric: Counter::default(),
             icmp_rate_limited: Counter::default(),
+            icmp_rate_limited_source: Counter::default(),
             arp_learned: Counter::default(),
             routers: (0..MAX_ROUTERS)
                 .map(|_| RouterCounters::default())
@@ -114,6 +117,7 @@ pub struct EngineTotals {
     pub bridged_remote: u64,
     pub bridged_from_fabric: u64,
     pub icmp_rate_limited: u64,
+    pub icmp_rate_limited_source: u64,
     pub arp_learned: u64,
 }
 
@@ -134,6 +138,7 @@ impl EngineTotals {
             t.bridged_remote += c.bridged_remote.get();
             t.bridged_from_fabric += c.bridged_from_fabric.get();
             t.icmp_rate_limited += c.icmp_rate_limited.get();
+            t.icmp_rate_limited_source += c.icmp_rate_limited_source.get();
             t.arp_learned += c.arp_learned.get();
         }
         t.drops = DropReason::ALL

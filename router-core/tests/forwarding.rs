@@ -246,6 +246,52 @@ fn ttl_expiry_gets_time_exceeded_from_the_input_gateway() {
     );
 }
 
+/// One sender of many TTL-1 packets gets the per-source burst of time exceeded messages and
+/// no more; another sender behind the same router still gets its error, and the suppressed
+/// ones are counted apart from the router-wide limit. Fragmentation needed is exempt.
+#[test]
+fn a_noisy_source_gets_its_burst_of_errors_and_others_still_get_theirs() {
+    let mut a = Host::new("host-a");
+    let noisy = ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.7", 1);
+    let answered = (0..50)
+        .filter(|_| a.process(BLUE, &noisy).0 == Verdict::Forward(BLUE))
+        .count();
+    assert_eq!(
+        answered,
+        router_core::icmp_limit::SOURCE_BURST_DEFAULT as usize
+    );
+    assert_eq!(
+        a.process(BLUE, &noisy).0,
+        Verdict::Drop(DropReason::TtlExceeded)
+    );
+    let other = ping_frame(VM_RED_A, GW_RED, "10.0.2.7", "10.0.1.5", 1);
+    let (v, out) = a.process(RED, &other);
+    assert_eq!(v, Verdict::Forward(RED), "another source is not starved");
+    assert_eq!(out[34], 11, "time exceeded");
+    let counters = a.worker.counters();
+    assert_eq!(counters.icmp_rate_limited_source.get(), 45);
+    assert_eq!(counters.icmp_rate_limited.get(), 0);
+
+    // Path MTU discovery is never held back by the per-source limit.
+    a.resolve_underlay();
+    let too_big = Datagram {
+        payload_len: 1451 - 20,
+        dont_frag: true,
+        ..Datagram::udp(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.8")
+    }
+    .frame();
+    let (v, out) = a.process(BLUE, &too_big);
+    assert_eq!(v, Verdict::Forward(BLUE));
+    assert_eq!((out[34], out[35]), (3, 4), "fragmentation needed");
+
+    // With the limit off (rate 0), every error goes out, up to the router-wide burst.
+    let mut b = Host::tuned("host-a", |cfg| cfg.icmp_per_source_rate_per_s = 0);
+    let answered = (0..50)
+        .filter(|_| b.process(BLUE, &noisy).0 == Verdict::Forward(BLUE))
+        .count();
+    assert_eq!(answered, 50);
+}
+
 #[test]
 fn no_route_gets_net_unreachable_and_df_gets_frag_needed() {
     let mut a = Host::new("host-a");
