@@ -488,12 +488,15 @@ pub struct RouterRoute {
     pub via: Ipv4Addr,
 }
 
-/// ICMP error rate limit per router (RFC 1812 section 4.3.2.8).
+/// ICMP error rate limits (RFC 1812 section 4.3.2.8): per router, and per source under it
+/// (the defaults of the latter are Linux's per-destination limit, one a second after 6).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IcmpConfig {
     pub rate_per_s: u32,
     pub burst: u32,
+    pub per_source_rate_per_s: u32,
+    pub per_source_burst: u32,
 }
 
 impl Default for IcmpConfig {
@@ -501,6 +504,8 @@ impl Default for IcmpConfig {
         IcmpConfig {
             rate_per_s: 1000,
             burst: 100,
+            per_source_rate_per_s: router_core::icmp_limit::SOURCE_RATE_PER_S_DEFAULT,
+            per_source_burst: router_core::icmp_limit::SOURCE_BURST_DEFAULT,
         }
     }
 }
@@ -872,7 +877,7 @@ impl Config {
     }
 
     /// The control plane's configuration: `ports` (indexed by DPDK port id) with this file's
-    /// table capacities, ICMP rate limit, underlay gateway and neighbour timers.
+    /// table capacities, ICMP rate limits, underlay gateway and neighbour timers.
     pub fn control_config(&self, ports: Vec<PortSetup>) -> ControlConfig {
         let mut c = ControlConfig::new(ports);
         c.next_hops = self.tables.next_hops;
@@ -881,6 +886,8 @@ impl Config {
         c.tbl8_groups_large = self.tables.tbl8_groups_large;
         c.icmp_rate_per_s = self.icmp.rate_per_s;
         c.icmp_burst = self.icmp.burst;
+        c.icmp_per_source_rate_per_s = self.icmp.per_source_rate_per_s;
+        c.icmp_per_source_burst = self.icmp.per_source_burst;
         c.fabric_gateway = self.fabric.gateway;
         c.neighbor = self.neighbor.clone();
         c
@@ -992,6 +999,24 @@ green = ["blue"]
         let args = cfg.eal_args();
         assert!(args.contains(&"--no-huge".to_string()));
         assert!(args.contains(&"--vdev=net_null0".to_string()));
+    }
+
+    #[test]
+    fn icmp_limits_default_to_linux_per_source_and_come_from_the_file() {
+        let c = Config::from_toml(MINIMAL)
+            .unwrap()
+            .control_config(Vec::new());
+        assert_eq!((c.icmp_rate_per_s, c.icmp_burst), (1000, 100));
+        assert_eq!(
+            (c.icmp_per_source_rate_per_s, c.icmp_per_source_burst),
+            (1, 6)
+        );
+        let text = format!("{MINIMAL}\n[icmp]\nper_source_rate_per_s = 0\nper_source_burst = 3\n");
+        let c = Config::from_toml(&text).unwrap().control_config(Vec::new());
+        assert_eq!(
+            (c.icmp_per_source_rate_per_s, c.icmp_per_source_burst),
+            (0, 3)
+        );
     }
 
     fn error_of(text: &str) -> String {

@@ -507,7 +507,7 @@ fn by_reason(e: &mut Exposition, s: &Snapshot) {
     e.single(
         "dvrd_icmp_rate_limited_total",
         "counter",
-        "ICMP errors suppressed by the rate limit.",
+        "ICMP errors suppressed by the router-wide rate limit.",
         s.icmp_rate_limited,
     );
     e.single(
@@ -521,6 +521,18 @@ fn by_reason(e: &mut Exposition, s: &Snapshot) {
         "counter",
         "Fragments the fragmented datagrams became.",
         s.fragments_created,
+    );
+    e.single(
+        "dvrd_icmp_rate_limited_source_total",
+        "counter",
+        "ICMP errors suppressed by the per-source rate limit.",
+        s.icmp_rate_limited_source,
+    );
+    e.single(
+        "dvrd_arp_learned_total",
+        "counter",
+        "ARP replies and announcements that resolved or confirmed a neighbour (not drops).",
+        s.arp_learned,
     );
 }
 
@@ -692,6 +704,8 @@ mod tests {
         });
         s.drops = drop_labels().map(|r| (r.to_string(), 0)).collect();
         s.drops.insert("ipv4_bad_checksum".into(), 4);
+        s.icmp_rate_limited_source = 7;
+        s.arp_learned = 3;
         s.routers.push(RouterView {
             name: "t1".into(),
             routed_local: 9,
@@ -724,6 +738,8 @@ mod tests {
             "escaped label"
         );
         assert!(text.contains("dvrd_drops_total{reason=\"ipv4_bad_checksum\"} 4\n"));
+        assert!(text.contains("dvrd_icmp_rate_limited_source_total 7\n"));
+        assert!(text.contains("dvrd_arp_learned_total 3\n"));
         assert!(text
             .contains("dvrd_router_routed_packets_total{router=\"t1\",destination=\"local\"} 9\n"));
         assert!(text.contains("# TYPE dvrd_burst_processing_seconds summary\n"));

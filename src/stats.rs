@@ -154,11 +154,18 @@ pub struct Snapshot {
     pub bridged_local: u64,
     pub bridged_remote: u64,
     pub bridged_from_fabric: u64,
+    /// ICMP errors suppressed by the router-wide limit and by the per-source limit.
     pub icmp_rate_limited: u64,
     /// Datagrams too big for their next hop without DF that were fragmented, and the
     /// fragments they became.
     pub fragmented_packets: u64,
     pub fragments_created: u64,
+    #[serde(default)]
+    pub icmp_rate_limited_source: u64,
+    /// ARP replies and announcements that resolved or confirmed a neighbour: taken in by the
+    /// control thread, not drops.
+    #[serde(default)]
+    pub arp_learned: u64,
     pub routers: Vec<RouterView>,
     #[serde(default)]
     pub floating_ips: Vec<FipView>,
@@ -179,6 +186,8 @@ impl Snapshot {
         self.icmp_rate_limited = t.icmp_rate_limited;
         self.fragmented_packets = t.fragmented_packets;
         self.fragments_created = t.fragments_created;
+        self.icmp_rate_limited_source = t.icmp_rate_limited_source;
+        self.arp_learned = t.arp_learned;
     }
 
     /// A worker's view from its counters.
@@ -237,7 +246,7 @@ impl Snapshot {
             }
         }
         subtract!(s, base; bridged_local, bridged_remote, bridged_from_fabric, icmp_rate_limited,
-            fragmented_packets, fragments_created);
+            fragmented_packets, fragments_created, icmp_rate_limited_source, arp_learned);
         s
     }
 
@@ -260,6 +269,7 @@ impl Snapshot {
             counts(&mut o, &punts);
         }
         self.render_routers(&mut o);
+        self.render_control(&mut o);
         self.render_latency(&mut o);
         let _ = writeln!(
             o,
@@ -365,6 +375,20 @@ impl Snapshot {
         }
     }
 
+    /// ICMP errors held back and ARP replies taken in, when there are any.
+    fn render_control(&self, o: &mut String) {
+        if self.icmp_rate_limited + self.icmp_rate_limited_source > 0 {
+            let _ = writeln!(
+                o,
+                "icmp errors rate limited: per router {} per source {}",
+                self.icmp_rate_limited, self.icmp_rate_limited_source
+            );
+        }
+        if self.arp_learned > 0 {
+            let _ = writeln!(o, "arp replies learned: {}", self.arp_learned);
+        }
+    }
+
     fn render_latency(&self, o: &mut String) {
         let l = &self.latency;
         let _ = writeln!(
@@ -456,6 +480,8 @@ mod tests {
         now.drops.insert("ttl_exceeded".into(), 1);
         now.routers[0].routed_local = 10;
         now.bridged_local = 3;
+        now.arp_learned = 4;
+        now.icmp_rate_limited_source = 9;
         now.mempool_in_use = 42;
         let d = now.since(&base);
         assert_eq!(
@@ -477,6 +503,9 @@ mod tests {
         assert_eq!(d.drops["ttl_exceeded"], 1);
         assert_eq!(d.routers[0].routed_local, 6);
         assert_eq!(d.bridged_local, 1);
+        assert_eq!(d.arp_learned, 4);
+        assert!(d.render().contains("arp replies learned: 4"));
+        assert!(d.render().contains("per router 0 per source 9"));
         assert_eq!(d.mempool_in_use, 42);
         assert_eq!(base.since(&now).ports[0].rx_packets, 0, "never negative");
     }

@@ -886,6 +886,90 @@ fn gateway_arp_and_ping_are_answered_on_every_host_and_never_cross_the_fabric() 
     stop_clean(&mut cloud);
 }
 
+#[test]
+fn every_address_of_the_router_answers_ping_from_each_of_its_networks_on_every_host() {
+    let s = scope!();
+    let mut cloud = Cloud::build(&s);
+    let on_fabric = cloud.fabric().capture("");
+    let before = cloud.stats();
+
+    // The other network's gateway, from an instance on host A (which has instances on both
+    // networks), on host B (no BLUE instance there) and on host C (no RED instance there).
+    for (def, other) in [
+        (&BLUE_A, &RED),
+        (&RED_A, &BLUE),
+        (&RED_B, &BLUE),
+        (&BLUE_C, &RED),
+    ] {
+        let inst = cloud.instance(def);
+        let at_inst = inst.capture("icmp");
+        inst.ping(other.gateway, &pings(3)).assert_all_answered();
+        assert_gateway_replies(
+            &at_inst.stop(),
+            (other.gateway, def.network.gateway_mac()),
+            (def.ip, def.mac()),
+            3,
+            &format!(
+                "{} on {}: replies from {} ({}'s gateway) by {}'s gateway MAC",
+                def.name, def.host.name, other.gateway, other.label, def.network.label
+            ),
+        );
+    }
+
+    let d = deltas(&before, &cloud.stats());
+    let frames = on_fabric.stop();
+    assert!(
+        frames.is_empty(),
+        "pings to the router's own addresses crossed the fabric:\n{}",
+        Capture::dump(&frames)
+    );
+    assert_fabric_ports_silent(&d);
+    for (h, snapshot) in HOSTS.iter().zip(&d) {
+        assert_eq!(
+            snapshot.drops.get("not_for_router").copied(),
+            Some(0),
+            "{}: a request for a router address was dropped",
+            h.name
+        );
+    }
+    stop_clean(&mut cloud);
+}
+
+#[test]
+fn the_arp_reply_that_resolves_a_peer_vtep_is_learned_not_dropped() {
+    let s = scope!();
+    let mut cloud = Cloud::build(&s);
+    // Host A resolves host B's VTEP by ARP on the fabric; host B learns host A's from the
+    // request it answers.
+    cloud
+        .instance(&BLUE_A)
+        .ping(RED_B.ip, &pings(3))
+        .assert_all_answered();
+    let stats = cloud.stats();
+    for host in [&HOST_A, &HOST_B] {
+        let s = &stats[host_index(host)];
+        assert_eq!(
+            s.drops.get("not_for_router").copied(),
+            Some(0),
+            "{}: an ARP that did its job was counted as a drop: {:?}",
+            host.name,
+            s.drops.iter().filter(|(_, n)| **n > 0).collect::<Vec<_>>()
+        );
+    }
+    let a = &stats[host_index(&HOST_A)];
+    assert!(
+        a.arp_learned >= 1,
+        "host A: host B's ARP reply not counted as learned ({})",
+        a.arp_learned
+    );
+    let text = dvr_harness::Dvrctl::of(cloud.router(&HOST_A)).ok("stats");
+    assert!(
+        text.contains("arp replies learned:"),
+        "dvrctl stats shows it:\n{text}"
+    );
+    stop_clean(&mut cloud);
+}
+
 /// An echo request from BLUE-A to RED-B as host A would have routed it: host A's DVR MAC (or
 /// `src_mac`) to RED-B's MAC, TTL 63, ICMP ident `ident`, [`INJECTED_DATA_LEN`] data bytes.
 fn routed_request(src_mac: Mac, ident: u16) -> Vec<u8> {

@@ -249,6 +249,52 @@ fn ttl_expiry_gets_time_exceeded_from_the_input_gateway() {
     );
 }
 
+/// One sender of many TTL-1 packets gets the per-source burst of time exceeded messages and
+/// no more; another sender behind the same router still gets its error, and the suppressed
+/// ones are counted apart from the router-wide limit. Fragmentation needed is exempt.
+#[test]
+fn a_noisy_source_gets_its_burst_of_errors_and_others_still_get_theirs() {
+    let mut a = Host::new("host-a");
+    let noisy = ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.7", 1);
+    let answered = (0..50)
+        .filter(|_| a.process(BLUE, &noisy).0 == Verdict::Forward(BLUE))
+        .count();
+    assert_eq!(
+        answered,
+        router_core::icmp_limit::SOURCE_BURST_DEFAULT as usize
+    );
+    assert_eq!(
+        a.process(BLUE, &noisy).0,
+        Verdict::Drop(DropReason::TtlExceeded)
+    );
+    let other = ping_frame(VM_RED_A, GW_RED, "10.0.2.7", "10.0.1.5", 1);
+    let (v, out) = a.process(RED, &other);
+    assert_eq!(v, Verdict::Forward(RED), "another source is not starved");
+    assert_eq!(out[34], 11, "time exceeded");
+    let counters = a.worker.counters();
+    assert_eq!(counters.icmp_rate_limited_source.get(), 45);
+    assert_eq!(counters.icmp_rate_limited.get(), 0);
+
+    // Path MTU discovery is never held back by the per-source limit.
+    a.resolve_underlay();
+    let too_big = Datagram {
+        payload_len: 1451 - 20,
+        dont_frag: true,
+        ..Datagram::udp(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.8")
+    }
+    .frame();
+    let (v, out) = a.process(BLUE, &too_big);
+    assert_eq!(v, Verdict::Forward(BLUE));
+    assert_eq!((out[34], out[35]), (3, 4), "fragmentation needed");
+
+    // With the limit off (rate 0), every error goes out, up to the router-wide burst.
+    let mut b = Host::tuned("host-a", |cfg| cfg.icmp_per_source_rate_per_s = 0);
+    let answered = (0..50)
+        .filter(|_| b.process(BLUE, &noisy).0 == Verdict::Forward(BLUE))
+        .count();
+    assert_eq!(answered, 50);
+}
+
 #[test]
 fn no_route_gets_net_unreachable_and_df_gets_frag_needed() {
     let mut a = Host::new("host-a");
@@ -491,6 +537,61 @@ fn gateway_arp_and_ping_are_answered_locally() {
     assert_eq!(u8::from(icmp.msg_type()), 0);
 }
 
+/// Every address of the router answers, whichever interface the request came in by (as Linux
+/// does): BLUE's instance pings RED's gateway and the reply comes back on BLUE, from 10.0.2.1
+/// and BLUE's gateway MAC, on host A (a RED instance here) and on host B alike.
+#[test]
+fn every_interface_address_of_the_router_answers_ping_from_any_of_its_networks() {
+    for name in ["host-a", "host-b"] {
+        let mut h = Host::new(name);
+        let ping = ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.1", 64);
+        assert_eq!(
+            h.process(BLUE, &ping).0,
+            Verdict::Punt(PuntReason::LocalDelivery),
+            "{name}: delivered locally, never routed toward RED or the fabric"
+        );
+        let (action, out, solicits) = h.punt(BLUE, PuntReason::LocalDelivery, &ping, 0);
+        assert_eq!(action, PuntAction::Reply(BLUE), "{name}");
+        assert!(solicits.is_empty());
+        assert_eq!(&out[0..6], &mac(VM_BLUE_A).0, "{name}: back to the sender");
+        assert_eq!(
+            &out[6..12],
+            &mac(GW_BLUE).0,
+            "{name}: from its own gateway MAC"
+        );
+        let ipp = Ipv4Packet::new_checked(&out[14..]).unwrap();
+        assert!(ipp.verify_checksum());
+        assert_eq!(
+            (ipp.src_addr(), ipp.dst_addr()),
+            (ip("10.0.2.1"), ip("10.0.1.5")),
+            "{name}: from the address pinged"
+        );
+        let icmp = Icmpv4Packet::new_checked(ipp.payload()).unwrap();
+        assert!(icmp.verify_checksum());
+        assert_eq!(u8::from(icmp.msg_type()), 0, "{name}: echo reply");
+
+        // UDP to that address gets port unreachable from it, as for the input gateway.
+        let udp = Datagram::udp(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.1").frame();
+        assert_eq!(
+            h.process(BLUE, &udp).0,
+            Verdict::Punt(PuntReason::LocalDelivery)
+        );
+        let (action, out, _) = h.punt(BLUE, PuntReason::LocalDelivery, &udp, 0);
+        assert_eq!(action, PuntAction::Reply(BLUE), "{name}");
+        let ipp = Ipv4Packet::new_checked(&out[14..]).unwrap();
+        assert_eq!(ipp.src_addr(), ip("10.0.2.1"));
+        assert_eq!((out[34], out[35]), (3, 3), "{name}: port unreachable");
+    }
+    // Another tenant's port never reaches router r1's addresses, even with the same numbers:
+    // r2 has no 10.0.2.1, so the punt path refuses it even if handed one.
+    let mut a = Host::new("host-a");
+    let foreign = ping_frame(VM_T2_A, GW_BLUE2, "10.0.1.5", "10.0.2.1", 64);
+    assert_eq!(
+        a.punt(BLUE2, PuntReason::LocalDelivery, &foreign, 0).0,
+        PuntAction::Drop(DropReason::NotForRouter)
+    );
+}
+
 #[test]
 fn unknown_neighbour_is_resolved_by_arp_and_static_entries_resist_poisoning() {
     let mut a = Host::new("host-a");
@@ -530,7 +631,12 @@ fn unknown_neighbour_is_resolved_by_arp_and_static_entries_resist_poisoning() {
         ip("10.0.2.1"),
         mac(GW_RED),
     );
-    a.punt(RED, PuntReason::Arp, &reply, 2);
+    let (action, _, _) = a.punt(RED, PuntReason::Arp, &reply, 2);
+    assert_eq!(
+        action,
+        PuntAction::Learned,
+        "the reply did its job: no drop"
+    );
     assert_eq!(a.cp.hold_events(), vec![HoldEvent::Resolved(nh)]);
     let (v, out) = a.process(BLUE, &frame);
     assert_eq!(v, Verdict::Forward(RED));
@@ -545,7 +651,8 @@ fn unknown_neighbour_is_resolved_by_arp_and_static_entries_resist_poisoning() {
         ip("10.0.2.1"),
         mac(GW_RED),
     );
-    a.punt(RED, PuntReason::Arp, &poison, 3);
+    let (action, _, _) = a.punt(RED, PuntReason::Arp, &poison, 3);
+    assert_eq!(action, PuntAction::Drop(DropReason::NotForRouter));
     let (v, out) = a.process(
         BLUE,
         &ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.7", 64),
@@ -569,6 +676,45 @@ fn unknown_neighbour_is_resolved_by_arp_and_static_entries_resist_poisoning() {
     let (v, out) = a.process(BLUE, &lost);
     assert_eq!(v, Verdict::Forward(BLUE));
     assert_eq!((out[34], out[35]), (3, 1), "host unreachable");
+}
+
+/// The ARP reply from a peer's VTEP resolves the underlay and releases the held packet: it
+/// is counted as learned, not as a drop. A reply nobody asked for stays a drop.
+#[test]
+fn an_arp_reply_that_resolves_the_underlay_is_learned_not_dropped() {
+    let mut a = Host::new("host-a");
+    let frame = ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.8", 64);
+    let (action, _, _) = a.punt(BLUE, PuntReason::UnderlayMiss, &frame, 0);
+    let PuntAction::Hold(nh) = action else {
+        panic!("{action:?}")
+    };
+    let reply = arp_frame(
+        2,
+        mac(FABRIC_B),
+        ip(VTEP_B),
+        a.fabric_mac,
+        ip(VTEP_A),
+        a.fabric_mac,
+    );
+    assert_eq!(a.process(FABRIC, &reply).0, Verdict::Punt(PuntReason::Arp));
+    let (action, _, _) = a.punt(FABRIC, PuntReason::Arp, &reply, 1);
+    assert_eq!(action, PuntAction::Learned);
+    assert_eq!(a.cp.hold_events(), vec![HoldEvent::Resolved(nh)]);
+    assert_eq!(a.process(BLUE, &frame).0, Verdict::Forward(FABRIC));
+
+    // From an address that is no peer's VTEP: nothing learned, not for the router.
+    let stranger = arp_frame(
+        2,
+        mac("02:00:00:00:f0:99"),
+        ip("192.0.2.99"),
+        a.fabric_mac,
+        ip(VTEP_A),
+        a.fabric_mac,
+    );
+    assert_eq!(
+        a.punt(FABRIC, PuntReason::Arp, &stranger, 2).0,
+        PuntAction::Drop(DropReason::NotForRouter)
+    );
 }
 
 #[test]

@@ -116,6 +116,10 @@ pub struct ControlConfig {
     /// ICMP errors per second per router (0: unlimited) and burst.
     pub icmp_rate_per_s: u32,
     pub icmp_burst: u32,
+    /// ICMP errors per second to one source in a router (0: unlimited) and burst, checked
+    /// before the router's own limit.
+    pub icmp_per_source_rate_per_s: u32,
+    pub icmp_per_source_burst: u32,
     /// The underlay gateway toward the peers' VTEPs, when they are not on the fabric's subnet.
     pub fabric_gateway: Option<Ipv4Addr>,
     /// The DVR MAC range.
@@ -134,6 +138,8 @@ impl ControlConfig {
             tbl8_groups_large: 1 << 16,
             icmp_rate_per_s: 1000,
             icmp_burst: 100,
+            icmp_per_source_rate_per_s: crate::icmp_limit::SOURCE_RATE_PER_S_DEFAULT,
+            icmp_per_source_burst: crate::icmp_limit::SOURCE_BURST_DEFAULT,
             fabric_gateway: None,
             dvr_mac_base: (DVR_MAC_BASE_DEFAULT, 24),
             neighbor: NeighborConfig::default(),
@@ -304,6 +310,8 @@ impl ControlPlane {
             Arc::clone(&table),
             Arc::clone(&l2),
         ));
+        dp.icmp_sources
+            .set(cfg.icmp_per_source_rate_per_s, cfg.icmp_per_source_burst);
         let mut model = Model::for_ports(
             cfg.ports
                 .iter()

@@ -33,6 +33,9 @@ pub enum PuntAction {
     Reply(PortId),
     /// Free it and count the reason.
     Drop(DropReason),
+    /// It did its job (an ARP reply or announcement that resolved or confirmed a neighbour):
+    /// free it and count it as learned, not as a drop.
+    Learned,
     /// Keep it until the next hop resolves or fails, then run it through the engine again.
     Hold(NextHopId),
     /// Run it through the engine again now (the next hop changed since it was punted).
@@ -175,8 +178,10 @@ impl ControlPlane {
             return PuntAction::Drop(DropReason::ArpMalformed);
         };
         // Whatever the operation, a known underlay neighbour speaking confirms itself.
+        let mut learned = false;
         if let Some(u) = self.neighbors.underlay.get(&arp.sender_ip).copied() {
             if arp.sender_mac.is_unicast() {
+                learned = true;
                 self.set_resolved(u.nh, NextHopState::local(input, arp.sender_mac));
                 let asker = Asker {
                     ports: vec![input],
@@ -195,6 +200,11 @@ impl ControlPlane {
         if arp.op == ArpOperation::Request && arp.target_ip == host.vtep {
             reply_arp(pkt, port.mac);
             return PuntAction::Reply(input);
+        }
+        // A reply from a peer's VTEP (what resolves the underlay) did its job; a request for
+        // another VTEP is not for this host, whatever it taught us about its sender.
+        if learned && arp.op != ArpOperation::Request {
+            return PuntAction::Learned;
         }
         PuntAction::Drop(DropReason::NotForRouter)
     }
@@ -221,13 +231,18 @@ impl ControlPlane {
         let gw = net.iface.and_then(|i| topo.iface(i).map(|g| (i, *g)));
 
         // Learn or confirm a dynamic neighbour (never a permanent one) from what it says.
-        if let Some((iface, g)) = gw {
-            if g.subnet.contains(arp.sender_ip) && arp.sender_ip != g.ip {
-                self.learn_from_arp(g.router, iface, arp.sender_ip, arp.sender_mac, input, now);
-            }
-        }
+        let learned = gw.is_some_and(|(iface, g)| {
+            g.subnet.contains(arp.sender_ip)
+                && arp.sender_ip != g.ip
+                && self.learn_from_arp(g.router, iface, arp.sender_ip, arp.sender_mac, input, now)
+        });
         if arp.op != ArpOperation::Request || arp.gratuitous {
-            return PuntAction::Drop(DropReason::NotForRouter);
+            // A reply or an announcement: consumed if it told us about a neighbour we track.
+            return if learned {
+                PuntAction::Learned
+            } else {
+                PuntAction::Drop(DropReason::NotForRouter)
+            };
         }
         // The gateway answers for itself, on every host, and its ARP never leaves the host.
         if let Some((_, g)) = gw {
@@ -256,6 +271,8 @@ impl ControlPlane {
         self.flood_local(topo, network, input)
     }
 
+    /// Resolves or confirms the dynamic neighbour `ip` of `router` at `mac` behind `input`.
+    /// False when the router tracks no such neighbour or it is permanent (nothing changed).
     fn learn_from_arp(
         &mut self,
         router: RouterId,
@@ -264,12 +281,12 @@ impl ControlPlane {
         mac: EthernetAddress,
         input: PortId,
         now: Nanos,
-    ) {
+    ) -> bool {
         let Some(n) = self.neighbors.entries.get(&(router, ip)).copied() else {
-            return;
+            return false;
         };
         if n.origin == NeighborOrigin::Static {
-            return;
+            return false;
         }
         let asker = self.asker_for(iface).unwrap_or(Asker {
             ports: vec![input],
@@ -294,6 +311,7 @@ impl ControlPlane {
                 }
             }
         }
+        true
     }
 
     /// Where and as whom to ARP for neighbours of an interface.
@@ -308,8 +326,9 @@ impl ControlPlane {
         })
     }
 
-    /// ICMP echo to a gateway address or the VTEP gets a reply; UDP gets port unreachable;
-    /// anything else is not for a router.
+    /// ICMP echo to an address of the input network's router (any of its interfaces) or to the
+    /// VTEP gets a reply from that address; UDP gets port unreachable; anything else is not for
+    /// a router.
     fn local_delivery(&mut self, at: Arrival<'_>, pkt: &mut PacketBuf<'_>) -> PuntAction {
         let Arrival {
             topo, input, role, ..
@@ -322,11 +341,7 @@ impl ControlPlane {
         let dst = ip.dst_addr_u32();
         let ours = match role {
             PortRole::Fabric => topo.host.is_some_and(|h| h.vtep == dst),
-            PortRole::Local { network } => topo
-                .network(network)
-                .and_then(|n| n.iface)
-                .and_then(|i| topo.iface(i))
-                .is_some_and(|g| g.ip == dst),
+            PortRole::Local { network } => is_router_address(topo, network, dst),
             PortRole::External => topo.external.is_some_and(|e| e.ip == dst),
             PortRole::Unused => false,
         };
@@ -616,6 +631,25 @@ impl ControlPlane {
             ident,
         })
     }
+}
+
+/// True when `dst` is an address of the router behind `network`'s gateway, on any of its
+/// interfaces. A router answers for all of its addresses whichever interface a packet came in
+/// by (the weak host model of RFC 1122 section 3.3.4.2, as Linux and Neutron's router namespace
+/// do); the engine delivers them here through the /32 of each interface address.
+fn is_router_address(topo: &Topology, network: NetworkId, dst: u32) -> bool {
+    let Some(router) = topo
+        .network(network)
+        .and_then(|n| n.iface)
+        .and_then(|i| topo.iface(i))
+        .map(|g| g.router)
+    else {
+        return false;
+    };
+    topo.ifaces
+        .iter()
+        .flatten()
+        .any(|i| i.router == router && i.ip == dst)
 }
 
 /// What the control plane reads from an ARP packet.

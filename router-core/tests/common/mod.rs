@@ -172,6 +172,11 @@ pub fn topology(me: &str) -> Vec<Change> {
 
 impl Host {
     pub fn new(name: &'static str) -> Host {
+        Host::tuned(name, |_| {})
+    }
+
+    /// [`Host::new`] with `tweak` applied to its control plane's configuration first.
+    pub fn tuned(name: &'static str, tweak: impl FnOnce(&mut ControlConfig)) -> Host {
         let fabric_mac = if name == "host-a" { FABRIC_A } else { FABRIC_B };
         let qsbr = Arc::new(Qsbr::new(4));
         let reader = qsbr.register().unwrap();
@@ -181,6 +186,7 @@ impl Host {
         cfg.next_hops = 4096;
         cfg.l2_entries = 4096;
         cfg.tbl8_groups_compact = 64;
+        tweak(&mut cfg);
         let mut cp = ControlPlane::new(cfg, qsbr).unwrap();
         cp.apply_batch(&topology(name)).unwrap();
         let engine = Engine::new(Arc::clone(cp.dataplane()));
@@ -269,7 +275,8 @@ impl Host {
         let (action, _, _) = self.punt(FABRIC, PuntReason::Arp, &reply, 1);
         assert_eq!(
             action,
-            PuntAction::Drop(router_core::reason::DropReason::NotForRouter)
+            PuntAction::Learned,
+            "the reply is taken in, not dropped"
         );
     }
 }
