@@ -15,13 +15,13 @@
 //! (or leaving) this host may flip which routers and networks are needed, and a flip marks
 //! every key of that router or network. Only marked keys are compared with the model, so a
 //! revision costs work in proportion to what it changes for this host, not to the fleet's
-//! size. The changes come out in the order the model accepts (deletions from ports up to
-//! peers, then additions from the host down to ports and floating IPs), each already validated
-//! against the copy: a record the model refuses is left out of the batch and reported by key,
-//! and the rest applies. What the kind order cannot settle (a floating IP moved to another
-//! port while its old port is deleted in the same revision) is settled by trying the refused
-//! changes again, as long as each pass lets one more through. Refused keys are tried again when
-//! a later revision touches what they depend on.
+//! size. The changes come out in the order the model accepts (deletions from floating IPs and
+//! ports up to peers, then additions from the host down to ports and floating IPs), each
+//! already validated against the copy: a record the model refuses is left out of the batch and
+//! reported by key, and the rest applies. What the kind order cannot settle (a floating IP
+//! moved to another port while its old port is deleted in the same revision) is settled by
+//! trying the refused changes again, as long as each pass lets one more through. Refused keys
+//! are tried again when a later revision touches what they depend on.
 //!
 //! The external network is each host's own setting: the copy starts with it (the daemon
 //! applies its file's `[external]` before it starts following the fleet), and no record ever
