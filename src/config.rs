@@ -975,6 +975,50 @@ green = ["blue"]
     }
 
     #[test]
+    fn a_fleet_member_keeps_its_external_network_in_its_file() {
+        let file = r#"
+[eal]
+hugepages = false
+vdevs = ["net_null0", "net_null1"]
+
+[[ports]]
+name = "blue"
+device = "net_null0"
+
+[[ports]]
+name = "ext"
+device = "net_null1"
+external = true
+
+[[workers]]
+core = 0
+rx = ["blue", "ext"]
+
+[external]
+address = "203.0.113.2/24"
+gateway = "203.0.113.1"
+
+[fleet]
+endpoints = ["http://127.0.0.1:2379"]
+host = "host-a"
+"#;
+        // The file's one change is this host's own external network, which the daemon applies
+        // before it follows the fleet: the fleet's floating IPs are validated against it.
+        let cfg = Config::from_toml(file).unwrap();
+        let changes = cfg.changes().unwrap();
+        assert!(
+            matches!(&changes[..], [Change::SetExternal(e)] if e.gateway.to_string() == "203.0.113.1"),
+            "{changes:?}"
+        );
+        let fip =
+            "\n[[floating_ips]]\nip = \"203.0.113.10\"\nrouter = \"t1\"\nport = \"10.0.1.5\"\n";
+        let e = Config::from_toml(&format!("{file}{fip}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("floating_ips") && e.contains("etcd"), "{e}");
+    }
+
+    #[test]
     fn example_file_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("dvrd.example.toml");
         let text = std::fs::read_to_string(path).unwrap();
