@@ -17,10 +17,34 @@ use serde_json::Value;
 
 use super::client::ClientError;
 use super::view::{
-    Applied, BatchApplied, Interfaces, NetworkView, Networks, Peers, Ports, Reply, RouterEntry,
-    Routers, Routes,
+    Applied, BatchApplied, Fips, Interfaces, NetworkView, Networks, Peers, Ports, Reply,
+    RouterEntry, Routers, Routes,
 };
 use super::{parse, ApiError, ErrorCode, Request, API_VERSION};
+use crate::stats::FipView;
+
+/// `fip list` from the store: each floating IP with the host its instance runs on (the one
+/// that acts on it). The store keeps no packet counters: they are on that host (`dvrctl fip
+/// list` without `--etcd`), so they read 0 here, and `active` says that the instance's port
+/// is in the store.
+fn fip_list(m: &Model, router: Option<&str>) -> Result<Reply, ClientError> {
+    let floating_ips = floating_ips_of(m, router)?
+        .into_iter()
+        .map(|f| {
+            let host = m.fip_port(&f).map(|p| p.host.clone());
+            FipView {
+                active: host.is_some(),
+                host: host.unwrap_or_default(),
+                ip: f.ip,
+                router: f.router,
+                port: f.port,
+                dnat_packets: 0,
+                snat_packets: 0,
+            }
+        })
+        .collect();
+    Ok(Reply::Fips(Fips { floating_ips }))
+}
 
 /// One host as `fleet status` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -243,6 +267,7 @@ impl FleetClient {
                         .collect(),
                 })
             }
+            Request::FipList { router } => fip_list(m, router.as_deref())?,
             Request::PortList { network } => {
                 if let Some(n) = network.as_deref().filter(|n| !m.networks.contains_key(*n)) {
                     return Err(not_found("network", n));
