@@ -69,7 +69,7 @@ struct RunArgs {
     /// Rounds (overrides the mode's).
     #[arg(long)]
     rounds: Option<usize>,
-    /// Only these devices (comma-separated: testpmd-io, l3fwd, dvrd, dvrd-vxlan).
+    /// Only these devices (comma-separated: testpmd-io, l3fwd, dvrd, dvrd-vxlan, dvrd-fip).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// These route-table sizes instead of the mode's (comma-separated), with the mode's frame
