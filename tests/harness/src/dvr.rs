@@ -201,6 +201,11 @@ impl InstanceDef {
         mac(self.mac)
     }
 
+    /// Its instance port, on the host it runs on.
+    pub fn port_cfg(&self) -> InstancePortCfg {
+        InstancePortCfg::new(self.network.name, self.ip, self.mac(), self.host.name)
+    }
+
     /// What the instance looks like from inside: its address, MAC, and the gateway as default
     /// route.
     pub fn spec(&self) -> InstanceSpec {
@@ -329,24 +334,25 @@ pub fn host_config(
         cfg = cfg.network(NetworkCfg::new(net.name, net.vni, &ports));
     }
     for router in ROUTERS {
-        let mut r = RouterCfg::new(router.name);
-        for net in NETWORKS.iter().filter(|n| n.router.name == router.name) {
-            r = r.interface(net.name, &net.interface_address(), net.gateway_mac);
-        }
-        if let Some(via) = router.default_via {
-            r = r.route("0.0.0.0/0", &via.to_string());
-        }
-        cfg = cfg.router(r);
+        cfg = cfg.router(router_cfg(router));
     }
     for def in INSTANCES.iter().copied().chain([&SNAT_PORT]) {
-        cfg = cfg.instance_port(InstancePortCfg::new(
-            def.network.name,
-            def.ip,
-            def.mac(),
-            def.host.name,
-        ));
+        cfg = cfg.instance_port(def.port_cfg());
     }
     cfg
+}
+
+/// `router` as every host's configuration has it: an interface on each of its networks, its
+/// default route.
+pub fn router_cfg(router: &RouterDef) -> RouterCfg {
+    let mut r = RouterCfg::new(router.name);
+    for net in NETWORKS.iter().filter(|n| n.router.name == router.name) {
+        r = r.interface(net.name, &net.interface_address(), net.gateway_mac);
+    }
+    if let Some(via) = router.default_via {
+        r = r.route("0.0.0.0/0", &via.to_string());
+    }
+    r
 }
 
 /// The whole cloud, running. Each host is a network namespace (`<prefix>-host-a`...) that

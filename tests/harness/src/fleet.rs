@@ -612,7 +612,7 @@ fn spawn_host(scope: &Scope, host: &HostDef, ns: &Netns, cfg: &DvrdConfig) -> Dv
 /// The switch of `network` in host namespace `ns`: bridge `br-<network>`, and the veth whose
 /// end `<network>` is the dvrd port (silent, offloads off) and whose end `<network>-br` is
 /// in the bridge. Both ends live and die with the namespace.
-fn host_switch(scope: &Scope, ns: &Netns, network: &NetworkDef) -> Bridge {
+pub fn host_switch(scope: &Scope, ns: &Netns, network: &NetworkDef) -> Bridge {
     let bridge = Bridge::new(scope, Some(ns), &switch_name(network));
     let port = network.name;
     let uplink = format!("{port}-br");
@@ -633,7 +633,7 @@ fn switch_name(network: &NetworkDef) -> String {
 
 /// Plugs the host end `host_if` of an instance (in host namespace `ns`) into the switch of
 /// `network`.
-fn plug(ns: &Netns, network: &NetworkDef, host_if: &str) {
+pub fn plug(ns: &Netns, network: &NetworkDef, host_if: &str) {
     ip(
         Some(ns.name()),
         &[
