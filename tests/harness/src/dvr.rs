@@ -355,6 +355,26 @@ pub fn router_cfg(router: &RouterDef) -> RouterCfg {
     r
 }
 
+/// The namespace of instance `def` among `instances`, made in `defs` order.
+pub fn instance_of<'a>(
+    defs: &[&InstanceDef],
+    instances: &'a [Instance],
+    def: &InstanceDef,
+) -> &'a Instance {
+    let i = defs
+        .iter()
+        .position(|d| d.tag == def.tag)
+        .unwrap_or_else(|| panic!("{} has no namespace", def.name));
+    &instances[i]
+}
+
+/// The dvrd of `host` among `routers`, in [`HOSTS`] order; panics once they are stopped.
+pub fn router_of<'a>(routers: &'a [Dvrd], host: &HostDef) -> &'a Dvrd {
+    routers
+        .get(host_index(host))
+        .unwrap_or_else(|| panic!("the routers are stopped"))
+}
+
 /// The whole cloud, running. Each host is a network namespace (`<prefix>-host-a`...) that
 /// holds the host ends of its instances' links and its fabric link, and runs its dvrd, as a
 /// machine of its own would. Dropping the cloud stops the routers first, then removes the
@@ -429,18 +449,12 @@ impl Cloud {
 
     /// The namespace of instance `def`.
     pub fn instance(&self, def: &InstanceDef) -> &Instance {
-        let i = INSTANCES
-            .iter()
-            .position(|d| d.tag == def.tag)
-            .unwrap_or_else(|| panic!("{} has no namespace", def.name));
-        &self.instances[i]
+        instance_of(&INSTANCES, &self.instances, def)
     }
 
     /// The dvrd of `host`; panics once the cloud is stopped.
     pub fn router(&self, host: &HostDef) -> &Dvrd {
-        self.routers
-            .get(host_index(host))
-            .unwrap_or_else(|| panic!("the routers are stopped"))
+        router_of(&self.routers, host)
     }
 
     /// Panics, with its logs, if one of the routers has exited.

@@ -38,12 +38,12 @@ use dvr_router::stats::Snapshot;
 
 use crate::config::{DvrdConfig, NetworkCfg, PortCfg};
 use crate::dvr::{
-    host_index, router_cfg, snat_node_for, HostDef, InstanceDef, BLUE, BLUE_A, FABRIC_MTU, HOST_A,
-    HOST_B, RED, RED_A, RED_B, SNAT_NODE, SNAT_PORT, TENANT1,
+    host_index, instance_of, router_cfg, router_of, snat_node_for, HostDef, InstanceDef, BLUE,
+    BLUE_A, HOST_A, HOST_B, RED, RED_A, RED_B, SNAT_NODE, SNAT_PORT, TENANT1,
 };
 use crate::dvrctl::Dvrctl;
 use crate::dvrd::{Dvrd, DvrdExit, READY_TIMEOUT};
-use crate::fleet::{fleet_host_config, host_switch, plug};
+use crate::fleet::{fleet_host_config, host_switch, hosts_on_fabric, plugged_instances};
 use crate::frames::Mac;
 use crate::net::{Bridge, Netns};
 use crate::test_scope::Scope;
@@ -183,33 +183,20 @@ impl FipCloud {
     ) -> FipCloud {
         let mut fabric = Fabric::new(scope, "fab");
         let mut external = Fabric::new(scope, "ext");
-        let host_ns: Vec<Netns> = FIP_HOSTS
-            .iter()
-            .map(|h| Netns::new(scope, h.name))
-            .collect();
-        let fabric_ports: Vec<FabricPort> = FIP_HOSTS
-            .iter()
-            .zip(&host_ns)
-            .map(|(h, ns)| fabric.attach_host_in(h.tag, FABRIC_MTU, Some(ns)))
-            .collect();
+        let (host_ns, fabric_ports) = hosts_on_fabric(scope, &mut fabric, &FIP_HOSTS);
         let external_ports: Vec<FabricPort> = FIP_HOSTS
             .iter()
             .zip(&host_ns)
-            .map(|(h, ns)| external.attach_host_in(&format!("x{}", h.tag), EXTERNAL_MTU, Some(ns)))
+            .map(|(h, ns)| {
+                let tag = format!("x{}", h.tag);
+                external.attach_host_in(&tag, EXTERNAL_MTU, Some(ns))
+            })
             .collect();
         let switches: Vec<Bridge> = host_ns
             .iter()
             .flat_map(|ns| [&BLUE, &RED].map(|n| host_switch(scope, ns, n)))
             .collect();
-        let instances: Vec<Instance> = FIP_INSTANCES
-            .iter()
-            .map(|def| {
-                let ns = &host_ns[host_index(def.host)];
-                let inst = Instance::new_in(scope, def.tag, def.spec(), Some(ns));
-                plug(ns, def.network, inst.host_if());
-                inst
-            })
-            .collect();
+        let instances = plugged_instances(scope, &FIP_INSTANCES, &host_ns);
         let snat = snat_node_for(scope, &mut fabric, &PORTED);
         let (upstream, internet) = upstream_and_internet(scope, &mut external);
         // Start both together (EAL init overlaps), then wait for each.
@@ -248,18 +235,12 @@ impl FipCloud {
 
     /// The namespace of instance `def`.
     pub fn instance(&self, def: &InstanceDef) -> &Instance {
-        let i = FIP_INSTANCES
-            .iter()
-            .position(|d| d.tag == def.tag)
-            .unwrap_or_else(|| panic!("{} has no namespace", def.name));
-        &self.instances[i]
+        instance_of(&FIP_INSTANCES, &self.instances, def)
     }
 
     /// The dvrd of `host`; panics once the cloud is stopped.
     pub fn router(&self, host: &HostDef) -> &Dvrd {
-        self.routers
-            .get(host_index(host))
-            .unwrap_or_else(|| panic!("the routers are stopped"))
+        router_of(&self.routers, host)
     }
 
     /// `dvrctl` on the control socket of `host`'s dvrd.
