@@ -488,12 +488,15 @@ pub struct RouterRoute {
     pub via: Ipv4Addr,
 }
 
-/// ICMP error rate limit per router (RFC 1812 section 4.3.2.8).
+/// ICMP error rate limits (RFC 1812 section 4.3.2.8): per router, and per source under it
+/// (the defaults of the latter are Linux's per-destination limit, one a second after 6).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IcmpConfig {
     pub rate_per_s: u32,
     pub burst: u32,
+    pub per_source_rate_per_s: u32,
+    pub per_source_burst: u32,
 }
 
 impl Default for IcmpConfig {
@@ -501,6 +504,8 @@ impl Default for IcmpConfig {
         IcmpConfig {
             rate_per_s: 1000,
             burst: 100,
+            per_source_rate_per_s: router_core::icmp_limit::SOURCE_RATE_PER_S_DEFAULT,
+            per_source_burst: router_core::icmp_limit::SOURCE_BURST_DEFAULT,
         }
     }
 }
@@ -872,7 +877,7 @@ impl Config {
     }
 
     /// The control plane's configuration: `ports` (indexed by DPDK port id) with this file's
-    /// table capacities, ICMP rate limit, underlay gateway and neighbour timers.
+    /// table capacities, ICMP rate limits, underlay gateway and neighbour timers.
     pub fn control_config(&self, ports: Vec<PortSetup>) -> ControlConfig {
         let mut c = ControlConfig::new(ports);
         c.next_hops = self.tables.next_hops;
@@ -881,6 +886,8 @@ impl Config {
         c.tbl8_groups_large = self.tables.tbl8_groups_large;
         c.icmp_rate_per_s = self.icmp.rate_per_s;
         c.icmp_burst = self.icmp.burst;
+        c.icmp_per_source_rate_per_s = self.icmp.per_source_rate_per_s;
+        c.icmp_per_source_burst = self.icmp.per_source_burst;
         c.fabric_gateway = self.fabric.gateway;
         c.neighbor = self.neighbor.clone();
         c
@@ -968,6 +975,50 @@ green = ["blue"]
     }
 
     #[test]
+    fn a_fleet_member_keeps_its_external_network_in_its_file() {
+        let file = r#"
+[eal]
+hugepages = false
+vdevs = ["net_null0", "net_null1"]
+
+[[ports]]
+name = "blue"
+device = "net_null0"
+
+[[ports]]
+name = "ext"
+device = "net_null1"
+external = true
+
+[[workers]]
+core = 0
+rx = ["blue", "ext"]
+
+[external]
+address = "203.0.113.2/24"
+gateway = "203.0.113.1"
+
+[fleet]
+endpoints = ["http://127.0.0.1:2379"]
+host = "host-a"
+"#;
+        // The file's one change is this host's own external network, which the daemon applies
+        // before it follows the fleet: the fleet's floating IPs are validated against it.
+        let cfg = Config::from_toml(file).unwrap();
+        let changes = cfg.changes().unwrap();
+        assert!(
+            matches!(&changes[..], [Change::SetExternal(e)] if e.gateway.to_string() == "203.0.113.1"),
+            "{changes:?}"
+        );
+        let fip =
+            "\n[[floating_ips]]\nip = \"203.0.113.10\"\nrouter = \"t1\"\nport = \"10.0.1.5\"\n";
+        let e = Config::from_toml(&format!("{file}{fip}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("floating_ips") && e.contains("etcd"), "{e}");
+    }
+
+    #[test]
     fn example_file_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("dvrd.example.toml");
         let text = std::fs::read_to_string(path).unwrap();
@@ -992,6 +1043,24 @@ green = ["blue"]
         let args = cfg.eal_args();
         assert!(args.contains(&"--no-huge".to_string()));
         assert!(args.contains(&"--vdev=net_null0".to_string()));
+    }
+
+    #[test]
+    fn icmp_limits_default_to_linux_per_source_and_come_from_the_file() {
+        let c = Config::from_toml(MINIMAL)
+            .unwrap()
+            .control_config(Vec::new());
+        assert_eq!((c.icmp_rate_per_s, c.icmp_burst), (1000, 100));
+        assert_eq!(
+            (c.icmp_per_source_rate_per_s, c.icmp_per_source_burst),
+            (1, 6)
+        );
+        let text = format!("{MINIMAL}\n[icmp]\nper_source_rate_per_s = 0\nper_source_burst = 3\n");
+        let c = Config::from_toml(&text).unwrap().control_config(Vec::new());
+        assert_eq!(
+            (c.icmp_per_source_rate_per_s, c.icmp_per_source_burst),
+            (0, 3)
+        );
     }
 
     fn error_of(text: &str) -> String {
@@ -1024,5 +1093,71 @@ green = ["blue"]
             e.contains("routers[0].interfaces[0]") && e.contains("unicast"),
             "{e}"
         );
+    }
+
+    /// MINIMAL with an external port (`ext`) polled by the worker.
+    fn with_external_port(extra: &str) -> String {
+        MINIMAL
+            .replace(
+                "vdevs = [\"net_null0\"]",
+                "vdevs = [\"net_null0\", \"net_null1\"]",
+            )
+            .replace("rx = [\"blue\"]", "rx = [\"blue\", \"ext\"]")
+            + "\n[[ports]]\nname = \"ext\"\ndevice = \"net_null1\"\nexternal = true\n"
+            + extra
+    }
+
+    #[test]
+    fn floating_ips_need_the_external_port_and_network() {
+        let network = r#"
+[host]
+name = "a"
+dvr_mac = "fa:16:3f:00:00:0a"
+vtep = "192.0.2.10"
+[[networks]]
+name = "blue"
+vni = 1
+ports = ["blue"]
+[[routers]]
+name = "r"
+[[routers.interfaces]]
+network = "blue"
+address = "10.0.1.1/24"
+mac = "fa:16:3e:00:01:01"
+[[instance_ports]]
+network = "blue"
+ip = "10.0.1.5"
+mac = "fa:16:3e:aa:01:05"
+host = "a"
+[[floating_ips]]
+ip = "203.0.113.10"
+router = "r"
+port = "10.0.1.5"
+"#;
+        let external = "\n[external]\naddress = \"203.0.113.21/24\"\ngateway = \"203.0.113.1\"\n";
+        let cfg = Config::from_toml(&with_external_port(&format!("{network}{external}"))).unwrap();
+        let changes = cfg.changes().unwrap();
+        assert!(matches!(changes.last(), Some(Change::AddFloatingIp { .. })));
+        // The instance is on this host: no external network, no floating IP.
+        let e = error_of(&with_external_port(network));
+        assert!(
+            e.contains("floating_ips[0]") && e.contains("no external network"),
+            "{e}"
+        );
+        // An external network needs an external port.
+        let e = error_of(&format!("{MINIMAL}{external}"));
+        assert!(e.contains("external") && e.contains("external port"), "{e}");
+        let e = error_of(&with_external_port(&format!(
+            "{network}{}",
+            external.replace("203.0.113.1\"", "198.51.100.1\"")
+        )));
+        assert!(
+            e.contains("external.gateway") && e.contains("outside"),
+            "{e}"
+        );
+        let e = error_of(
+            &with_external_port("").replace("external = true", "external = true\nfabric = true"),
+        );
+        assert!(e.contains("ports[1]") && e.contains("not both"), "{e}");
     }
 }

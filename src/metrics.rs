@@ -437,6 +437,7 @@ pub fn render(data: &MetricsData) -> String {
     }
     by_reason(&mut e, s);
     routed(&mut e, s);
+    floating_ips(&mut e, s);
     for f in routers {
         e.items(f, s);
     }
@@ -469,7 +470,8 @@ pub fn render(data: &MetricsData) -> String {
     e.out
 }
 
-/// Drops and punts by reason, frames bridged by direction, ICMP errors suppressed.
+/// Drops and punts by reason, frames bridged by direction, ICMP errors suppressed, datagrams
+/// fragmented.
 fn by_reason(e: &mut Exposition, s: &Snapshot) {
     let reasons = [
         (
@@ -505,8 +507,32 @@ fn by_reason(e: &mut Exposition, s: &Snapshot) {
     e.single(
         "dvrd_icmp_rate_limited_total",
         "counter",
-        "ICMP errors suppressed by the rate limit.",
+        "ICMP errors suppressed by the router-wide rate limit.",
         s.icmp_rate_limited,
+    );
+    e.single(
+        "dvrd_fragmented_packets_total",
+        "counter",
+        "Datagrams too big for their next hop without DF that were fragmented.",
+        s.fragmented_packets,
+    );
+    e.single(
+        "dvrd_fragments_created_total",
+        "counter",
+        "Fragments the fragmented datagrams became.",
+        s.fragments_created,
+    );
+    e.single(
+        "dvrd_icmp_rate_limited_source_total",
+        "counter",
+        "ICMP errors suppressed by the per-source rate limit.",
+        s.icmp_rate_limited_source,
+    );
+    e.single(
+        "dvrd_arp_learned_total",
+        "counter",
+        "ARP replies and announcements that resolved or confirmed a neighbour (not drops).",
+        s.arp_learned,
     );
 }
 
@@ -526,6 +552,40 @@ fn routed(e: &mut Exposition, s: &Snapshot) {
                 n,
             );
         }
+    }
+}
+
+/// Packets each floating IP translated, by direction, and whether this host acts on it.
+fn floating_ips(e: &mut Exposition, s: &Snapshot) {
+    let name = "dvrd_floating_ip_packets_total";
+    e.family(
+        name,
+        "counter",
+        "Packets a floating IP translated: in (DNAT, to the instance), out (SNAT, from it).",
+    );
+    for f in &s.floating_ips {
+        let ip = f.ip.to_string();
+        for (direction, n) in [("in", f.dnat_packets), ("out", f.snat_packets)] {
+            e.sample(
+                name,
+                &[
+                    ("floating_ip", &ip),
+                    ("router", &f.router),
+                    ("direction", direction),
+                ],
+                n,
+            );
+        }
+    }
+    let active = "dvrd_floating_ip_active";
+    e.family(
+        active,
+        "gauge",
+        "1 on the host a floating IP's instance runs on (it answers ARP and translates).",
+    );
+    for f in &s.floating_ips {
+        let ip = f.ip.to_string();
+        e.sample(active, &[("floating_ip", &ip)], u64::from(f.active));
     }
 }
 
@@ -644,6 +704,8 @@ mod tests {
         });
         s.drops = drop_labels().map(|r| (r.to_string(), 0)).collect();
         s.drops.insert("ipv4_bad_checksum".into(), 4);
+        s.icmp_rate_limited_source = 7;
+        s.arp_learned = 3;
         s.routers.push(RouterView {
             name: "t1".into(),
             routed_local: 9,
@@ -676,6 +738,8 @@ mod tests {
             "escaped label"
         );
         assert!(text.contains("dvrd_drops_total{reason=\"ipv4_bad_checksum\"} 4\n"));
+        assert!(text.contains("dvrd_icmp_rate_limited_source_total 7\n"));
+        assert!(text.contains("dvrd_arp_learned_total 3\n"));
         assert!(text
             .contains("dvrd_router_routed_packets_total{router=\"t1\",destination=\"local\"} 9\n"));
         assert!(text.contains("# TYPE dvrd_burst_processing_seconds summary\n"));

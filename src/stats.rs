@@ -124,6 +124,23 @@ pub struct RouterView {
     pub icmp_errors: u64,
 }
 
+/// One floating IP and its counters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FipView {
+    pub ip: std::net::Ipv4Addr,
+    pub router: String,
+    /// The fixed IP of the instance port.
+    pub port: std::net::Ipv4Addr,
+    /// The host the instance runs on.
+    pub host: String,
+    /// True on the host the instance runs on: the one that answers ARP for it and translates.
+    pub active: bool,
+    /// Packets from the outside translated to the fixed IP.
+    pub dnat_packets: u64,
+    /// Packets from the instance translated to the floating IP.
+    pub snat_packets: u64,
+}
+
 /// Everything, at one moment.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Snapshot {
@@ -137,8 +154,21 @@ pub struct Snapshot {
     pub bridged_local: u64,
     pub bridged_remote: u64,
     pub bridged_from_fabric: u64,
+    /// ICMP errors suppressed by the router-wide limit and by the per-source limit.
     pub icmp_rate_limited: u64,
+    /// Datagrams too big for their next hop without DF that were fragmented, and the
+    /// fragments they became.
+    pub fragmented_packets: u64,
+    pub fragments_created: u64,
+    #[serde(default)]
+    pub icmp_rate_limited_source: u64,
+    /// ARP replies and announcements that resolved or confirmed a neighbour: taken in by the
+    /// control thread, not drops.
+    #[serde(default)]
+    pub arp_learned: u64,
     pub routers: Vec<RouterView>,
+    #[serde(default)]
+    pub floating_ips: Vec<FipView>,
     pub latency: Latency,
     pub tables: Option<TableUsage>,
     pub mempool_in_use: u32,
@@ -154,6 +184,10 @@ impl Snapshot {
         self.bridged_remote = t.bridged_remote;
         self.bridged_from_fabric = t.bridged_from_fabric;
         self.icmp_rate_limited = t.icmp_rate_limited;
+        self.fragmented_packets = t.fragmented_packets;
+        self.fragments_created = t.fragments_created;
+        self.icmp_rate_limited_source = t.icmp_rate_limited_source;
+        self.arp_learned = t.arp_learned;
     }
 
     /// A worker's view from its counters.
@@ -206,7 +240,13 @@ impl Snapshot {
                 subtract!(r, b; routed_local, routed_remote, delivered_from_fabric, icmp_errors);
             }
         }
-        subtract!(s, base; bridged_local, bridged_remote, bridged_from_fabric, icmp_rate_limited);
+        for f in &mut s.floating_ips {
+            if let Some(b) = base.floating_ips.iter().find(|b| b.ip == f.ip) {
+                subtract!(f, b; dnat_packets, snat_packets);
+            }
+        }
+        subtract!(s, base; bridged_local, bridged_remote, bridged_from_fabric, icmp_rate_limited,
+            fragmented_packets, fragments_created, icmp_rate_limited_source, arp_learned);
         s
     }
 
@@ -229,6 +269,7 @@ impl Snapshot {
             counts(&mut o, &punts);
         }
         self.render_routers(&mut o);
+        self.render_control(&mut o);
         self.render_latency(&mut o);
         let _ = writeln!(
             o,
@@ -289,7 +330,8 @@ impl Snapshot {
         }
     }
 
-    /// The routers' counters and the bridged frames, when there are any.
+    /// The routers' counters, the bridged frames and the fragmented packets, when there are
+    /// any.
     fn render_routers(&self, o: &mut String) {
         if !self.routers.is_empty() {
             let _ = writeln!(o, "routers:");
@@ -301,12 +343,49 @@ impl Snapshot {
                 );
             }
         }
+        if !self.floating_ips.is_empty() {
+            let _ = writeln!(o, "floating ips:");
+            for f in &self.floating_ips {
+                let _ = writeln!(
+                    o,
+                    "  {:<15} -> {:<15} router {} on {}{} in (dnat) {} out (snat) {}",
+                    f.ip,
+                    f.port,
+                    f.router,
+                    f.host,
+                    if f.active { " (here)" } else { "" },
+                    f.dnat_packets,
+                    f.snat_packets
+                );
+            }
+        }
         if self.bridged_local + self.bridged_remote + self.bridged_from_fabric > 0 {
             let _ = writeln!(
                 o,
                 "bridged: local {} to peers {} from peers {}",
                 self.bridged_local, self.bridged_remote, self.bridged_from_fabric
             );
+        }
+        if self.fragmented_packets > 0 {
+            let _ = writeln!(
+                o,
+                "fragmented: {} packets into {} fragments",
+                self.fragmented_packets, self.fragments_created
+            );
+        }
+    }
+
+    /// ICMP errors held back and ARP replies taken in, when there are any.
+    fn render_control(&self, o: &mut String) {
+        if self.icmp_rate_limited + self.icmp_rate_limited_source > 0 {
+            let _ = writeln!(
+                o,
+                "icmp errors rate limited: per router {} per source {}",
+                self.icmp_rate_limited, self.icmp_rate_limited_source
+            );
+        }
+        if self.arp_learned > 0 {
+            let _ = writeln!(o, "arp replies learned: {}", self.arp_learned);
         }
     }
 
@@ -401,6 +480,8 @@ mod tests {
         now.drops.insert("ttl_exceeded".into(), 1);
         now.routers[0].routed_local = 10;
         now.bridged_local = 3;
+        now.arp_learned = 4;
+        now.icmp_rate_limited_source = 9;
         now.mempool_in_use = 42;
         let d = now.since(&base);
         assert_eq!(
@@ -422,6 +503,9 @@ mod tests {
         assert_eq!(d.drops["ttl_exceeded"], 1);
         assert_eq!(d.routers[0].routed_local, 6);
         assert_eq!(d.bridged_local, 1);
+        assert_eq!(d.arp_learned, 4);
+        assert!(d.render().contains("arp replies learned: 4"));
+        assert!(d.render().contains("per router 0 per source 9"));
         assert_eq!(d.mempool_in_use, 42);
         assert_eq!(base.since(&now).ports[0].rx_packets, 0, "never negative");
     }

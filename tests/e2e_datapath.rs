@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dvr_harness::checks::{
     assert_gateway_replies, assert_icmp_from_gateway, assert_routed_round_trip, wait_for_icmp,
@@ -90,6 +90,74 @@ fn gateway_answers_arp_and_ping() {
         "echo replies from the gateway",
     );
     dvrd.stop().assert_clean();
+}
+
+/// The router-wide ICMP error limit of the rate-limit test: low enough that one sender of
+/// 1,000 TTL-1 packets a second would take all of it without a per-source limit.
+const ROUTER_ICMP_LIMIT: &str = "[icmp]\nrate_per_s = 100\nburst = 20\n";
+/// The per-source burst of ICMP errors (the default): what a flood gets at once.
+const SOURCE_BURST: u32 = 6;
+
+#[test]
+fn a_noisy_sender_gets_its_burst_of_errors_and_never_starves_another() {
+    let s = scope!();
+    let (blue, red) = instances(&s, None);
+    let mut cfg = routed_config(&blue, &red);
+    cfg.extra_toml = ROUTER_ICMP_LIMIT.into();
+    let dvrd = Dvrd::start(&s, "dvrd", &cfg);
+
+    // BLUE sends 500 TTL-1 echo requests as fast as ping does (asked for one a millisecond,
+    // ping sends about one every 10 ms); meanwhile RED probes with TTL 1 (a traceroute's first
+    // hop) three times.
+    let flood = PingOpts {
+        ttl: Some(1),
+        ..PingOpts::count(500)
+            .interval(Duration::from_millis(1))
+            .timeout(Duration::from_secs(1))
+    };
+    let probe = PingOpts {
+        ttl: Some(1),
+        ..PingOpts::count(3)
+            .interval(Duration::from_millis(100))
+            .timeout(Duration::from_secs(2))
+    };
+    let ((noisy, flood_s), quiet) = std::thread::scope(|t| {
+        let noisy = t.spawn(|| {
+            let started = Instant::now();
+            let result = blue.ping(RED_A.ip, &flood);
+            (result, started.elapsed().as_secs_f64())
+        });
+        std::thread::sleep(Duration::from_millis(150));
+        let quiet = red.ping(BLUE_A.ip, &probe);
+        (noisy.join().unwrap(), quiet)
+    });
+    // The burst, then one a second while the flood lasts (and one for the second it started).
+    let most = SOURCE_BURST + flood_s.ceil() as u32 + 1;
+    assert!(
+        (SOURCE_BURST..=most).contains(&noisy.errors),
+        "BLUE got {} time exceeded for {} TTL-1 packets in {flood_s:.1} s: expected the \
+         per-source burst ({SOURCE_BURST}) and one a second, at most {most}\n{}",
+        noisy.errors,
+        noisy.transmitted,
+        noisy.output
+    );
+    assert_eq!(
+        quiet.errors, 3,
+        "RED's TTL-1 probes each get time exceeded while BLUE floods: {quiet}\n{}",
+        quiet.output
+    );
+    let stats = dvrd.stats();
+    assert_eq!(
+        stats.icmp_rate_limited_source + u64::from(noisy.errors),
+        u64::from(noisy.transmitted),
+        "every TTL-1 packet of BLUE's got its error or is counted as held back per source"
+    );
+    assert_eq!(
+        stats.icmp_rate_limited, 0,
+        "the router's budget was never spent"
+    );
+    let summary = dvrd.stop();
+    summary.assert_clean();
 }
 
 /// A malformed frame toward the BLUE gateway and the drop reason dvrd must count it under.

@@ -20,9 +20,9 @@ use dvr_harness::checks::{
 };
 use dvr_harness::dvr::{
     deltas, fabric_movement, host_index, port_stats, router_stats, walk_of, walks, Cloud, Crossing,
-    InstanceDef, BLUE, BLUE2, BLUE2_A, BLUE_A, BLUE_C, FABRIC_INNER_MTU, FABRIC_PORT, HOSTS,
-    HOST_A, HOST_B, HOST_C, INSTANCES, OUTSIDE, RED, RED2, RED2_B, RED_A, RED_B, SNAT_PORT,
-    SNAT_UNDERLAY_IF, SNAT_VXLAN_IF, TENANT1,
+    InstanceDef, BLUE, BLUE2, BLUE2_A, BLUE_A, BLUE_C, FABRIC_INNER_MTU, FABRIC_MTU, FABRIC_PORT,
+    HOSTS, HOST_A, HOST_B, HOST_C, INSTANCES, OUTSIDE, RED, RED2, RED2_B, RED_A, RED_B, SNAT_PORT,
+    SNAT_UNDERLAY_IF, SNAT_VXLAN_IF, TENANT1, VXLAN_OVERHEAD,
 };
 use dvr_harness::dvrd::DvrdExit;
 use dvr_harness::frames::{
@@ -30,7 +30,9 @@ use dvr_harness::frames::{
     Tunnelled,
 };
 use dvr_harness::pcap::PcapRecord;
-use dvr_harness::tools::{assert_tcp_copy_intact, cached_path_mtu, iperf3_client, iperf3_server};
+use dvr_harness::tools::{
+    assert_tcp_copy_intact, cached_path_mtu, iperf3_client, iperf3_server, udp_datagram_without_df,
+};
 use dvr_harness::{scope, Capture, Netns, PingOpts, Scope};
 use dvr_router::stats::Snapshot;
 use router_core::wire::{ArpPacket, EtherType, Icmpv4Message, IpProtocol, Ipv4Packet, VXLAN_PORT};
@@ -624,7 +626,7 @@ fn too_big_with_df_gets_frag_needed_and_path_mtu_discovery_makes_tcp_work() {
     );
     let exits = stop_clean(&mut cloud);
     // Host A answered the pings and host B the transfer's first segments; no packet without
-    // DF was too big (those would be dropped: the router does not fragment).
+    // DF was too big (it would have been fragmented, or dropped as unsupported).
     for h in [&HOST_A, &HOST_B] {
         let summary = exits[host_index(h)].assert_clean();
         let r = router_stats(&summary.snapshot(), TENANT1.name);
@@ -640,6 +642,172 @@ fn too_big_with_df_gets_frag_needed_and_path_mtu_discovery_makes_tcp_work() {
             h.name
         );
     }
+}
+
+/// Sends a 1500-byte UDP datagram with DF clear (1472 payload bytes, in a pattern that tells
+/// a reassembly in the wrong order from the right one) from `from` to `to`, UDP port `port`,
+/// and checks that the receiver got the payload whole. Returns what each router counted.
+fn assert_full_size_datagram_arrives(
+    cloud: &Cloud,
+    (from, to): (&InstanceDef, &InstanceDef),
+    port: u16,
+) -> Vec<Snapshot> {
+    let payload: Vec<u8> = (0..1472u32).map(|i| (i % 251) as u8).collect();
+    let before = cloud.stats();
+    let receiver = (cloud.instance(to).netns(), to.ip, port);
+    let got = udp_datagram_without_df(cloud.instance(from).netns(), receiver, &payload);
+    let d = deltas(&before, &cloud.stats());
+    assert_eq!(
+        got.as_deref(),
+        Some(&payload[..]),
+        "the datagram did not arrive whole at {}\n{}",
+        to.name,
+        walk(&d)
+    );
+    d
+}
+
+/// The IPv4 packets of `frames` (Ethernet frames) that are fragments of UDP datagrams from
+/// `src` to `dst`, checked as a router sends what it fragmented: each at most `mtu` bytes,
+/// routed once, with a right checksum and DF clear; in offset order, covering the datagram
+/// without gaps, only the last without more-fragments. Returns their total lengths.
+fn assert_fragments(frames: &[Vec<u8>], (src, dst): (Ipv4Addr, Ipv4Addr), mtu: u16) -> Vec<u16> {
+    let mut fragments: Vec<Ipv4Packet<&[u8]>> = frames
+        .iter()
+        .filter_map(|f| ipv4_of(f))
+        .filter(|ip| {
+            ip.protocol() == IpProtocol::Udp && (ip.src_addr(), ip.dst_addr()) == (src, dst)
+        })
+        .collect();
+    fragments.sort_by_key(|ip| ip.frag_offset());
+    assert!(
+        fragments.len() >= 2,
+        "{} UDP packets, not fragments",
+        fragments.len()
+    );
+    let mut next = 0;
+    for (k, ip) in fragments.iter().enumerate() {
+        let what = format!(
+            "fragment {k} (offset {}, {} bytes)",
+            ip.frag_offset(),
+            ip.total_len()
+        );
+        assert!(ip.total_len() <= mtu, "{what}: larger than the MTU {mtu}");
+        assert_eq!(ip.frag_offset(), next, "{what}: a gap or an overlap");
+        assert_eq!(
+            ip.more_frags(),
+            k + 1 < fragments.len(),
+            "{what}: more-fragments"
+        );
+        assert_eq!(ip.ttl(), TTL_ROUTED, "{what}: routed once");
+        assert!(ip.verify_checksum(), "{what}: header checksum");
+        assert!(!ip.dont_frag(), "{what}: DF");
+        next += ip.payload().len() as u16;
+    }
+    assert_eq!(next, 1480, "the fragments carry the whole datagram");
+    fragments.iter().map(|ip| ip.total_len()).collect()
+}
+
+#[test]
+fn too_big_without_df_is_fragmented_before_vxlan_and_arrives_whole() {
+    let s = scope!();
+    let mut cloud = cloud_with_a_path_to_red_b(&s);
+    let on_fabric = cloud.fabric().capture("udp port 4789");
+    let at_red_b = cloud.instance(&RED_B).capture("udp");
+    // 1500 bytes, DF clear: 50 bytes more than VXLAN leaves room for on a 1500 fabric.
+    let d = assert_full_size_datagram_arrives(&cloud, (&BLUE_A, &RED_B), 5031);
+
+    // On the fabric: each fragment in a VXLAN packet of its own that fits the fabric MTU,
+    // never an outer fragment.
+    let fabric = Tunnelled::all_in(&on_fabric.stop());
+    let dump = Tunnelled::dump(&fabric);
+    let inner: Vec<Vec<u8>> = fabric.iter().map(|t| t.inner.clone()).collect();
+    let sizes = assert_fragments(&inner, (BLUE_A.ip, RED_B.ip), FABRIC_INNER_MTU);
+    assert_eq!(
+        sizes.len(),
+        2,
+        "1480 data bytes in 1450-byte packets\n{dump}"
+    );
+    let carrying: Vec<&Tunnelled> = fabric
+        .iter()
+        .filter(|t| ipv4_of(&t.inner).is_some_and(|ip| ip.is_fragment()))
+        .collect();
+    for t in &carrying {
+        assert_eq!(
+            Crossing::of(t),
+            Some(Crossing::routed(&HOST_A, &RED_B)),
+            "{dump}"
+        );
+        assert!(t.dont_frag && t.outer_checksum_ok, "outer header\n{dump}");
+        assert!(
+            t.inner.len() + usize::from(VXLAN_OVERHEAD) <= usize::from(FABRIC_MTU) + 14,
+            "a VXLAN packet larger than the fabric MTU\n{dump}"
+        );
+    }
+    // At RED-B: the same fragments, delivered from the RED gateway, reassembled by its kernel.
+    let frames: Vec<Vec<u8>> = at_red_b.stop().into_iter().map(|r| r.data).collect();
+    assert_eq!(
+        assert_fragments(&frames, (BLUE_A.ip, RED_B.ip), FABRIC_INNER_MTU),
+        sizes
+    );
+
+    let a = &d[host_index(&HOST_A)];
+    assert_eq!(
+        (a.fragmented_packets, a.fragments_created),
+        (1, 2),
+        "host A's fragmentation counters\n{}",
+        walk(&d)
+    );
+    assert_eq!(a.punts.get("fragment"), Some(&1));
+    let exits = stop_clean(&mut cloud);
+    let summary = exits[host_index(&HOST_A)].assert_clean();
+    assert_eq!(
+        summary.drop_count("fragmentation_unsupported"),
+        0,
+        "{summary}"
+    );
+}
+
+#[test]
+fn too_big_without_df_for_a_local_port_of_smaller_mtu_is_fragmented_there() {
+    const RED_PORT_MTU: u16 = 1280;
+    let s = scope!();
+    // Host A's RED port carries at most 1280 bytes (the instance's link does more).
+    let mut cloud = Cloud::build_with(&s, |host, mut cfg| {
+        if host.name == HOST_A.name {
+            for p in cfg.ports.iter_mut().filter(|p| p.name == RED.name) {
+                p.mtu = Some(RED_PORT_MTU);
+            }
+        }
+        cfg
+    });
+    cloud
+        .instance(&BLUE_A)
+        .ping(RED_A.ip, &pings(2))
+        .assert_all_answered();
+    let at_red_a = cloud.instance(&RED_A).capture("udp");
+    let d = assert_full_size_datagram_arrives(&cloud, (&BLUE_A, &RED_A), 5032);
+    let frames: Vec<Vec<u8>> = at_red_a.stop().into_iter().map(|r| r.data).collect();
+    for f in &frames {
+        let eth = ethernet_of(f).unwrap();
+        assert_eq!(
+            (eth.src_addr(), eth.dst_addr()),
+            (RED.gateway_mac(), RED_A.mac()),
+            "routed like any frame"
+        );
+    }
+    let sizes = assert_fragments(&frames, (BLUE_A.ip, RED_A.ip), RED_PORT_MTU);
+    // (1280 - 20) & !7 = 1256 data bytes, then the other 224.
+    assert_eq!(sizes, [1276, 244]);
+    let a = &d[host_index(&HOST_A)];
+    assert_eq!(
+        (a.fragmented_packets, a.fragments_created),
+        (1, 2),
+        "{}",
+        walk(&d)
+    );
+    assert_fabric_ports_silent(&d);
+    stop_clean(&mut cloud);
 }
 
 #[test]
@@ -707,6 +875,90 @@ fn gateway_arp_and_ping_are_answered_on_every_host_and_never_cross_the_fabric() 
         Capture::dump(&frames)
     );
     assert_fabric_ports_silent(&d);
+    stop_clean(&mut cloud);
+}
+
+#[test]
+fn every_address_of_the_router_answers_ping_from_each_of_its_networks_on_every_host() {
+    let s = scope!();
+    let mut cloud = Cloud::build(&s);
+    let on_fabric = cloud.fabric().capture("");
+    let before = cloud.stats();
+
+    // The other network's gateway, from an instance on host A (which has instances on both
+    // networks), on host B (no BLUE instance there) and on host C (no RED instance there).
+    for (def, other) in [
+        (&BLUE_A, &RED),
+        (&RED_A, &BLUE),
+        (&RED_B, &BLUE),
+        (&BLUE_C, &RED),
+    ] {
+        let inst = cloud.instance(def);
+        let at_inst = inst.capture("icmp");
+        inst.ping(other.gateway, &pings(3)).assert_all_answered();
+        assert_gateway_replies(
+            &at_inst.stop(),
+            (other.gateway, def.network.gateway_mac()),
+            (def.ip, def.mac()),
+            3,
+            &format!(
+                "{} on {}: replies from {} ({}'s gateway) by {}'s gateway MAC",
+                def.name, def.host.name, other.gateway, other.label, def.network.label
+            ),
+        );
+    }
+
+    let d = deltas(&before, &cloud.stats());
+    let frames = on_fabric.stop();
+    assert!(
+        frames.is_empty(),
+        "pings to the router's own addresses crossed the fabric:\n{}",
+        Capture::dump(&frames)
+    );
+    assert_fabric_ports_silent(&d);
+    for (h, snapshot) in HOSTS.iter().zip(&d) {
+        assert_eq!(
+            snapshot.drops.get("not_for_router").copied(),
+            Some(0),
+            "{}: a request for a router address was dropped",
+            h.name
+        );
+    }
+    stop_clean(&mut cloud);
+}
+
+#[test]
+fn the_arp_reply_that_resolves_a_peer_vtep_is_learned_not_dropped() {
+    let s = scope!();
+    let mut cloud = Cloud::build(&s);
+    // Host A resolves host B's VTEP by ARP on the fabric; host B learns host A's from the
+    // request it answers.
+    cloud
+        .instance(&BLUE_A)
+        .ping(RED_B.ip, &pings(3))
+        .assert_all_answered();
+    let stats = cloud.stats();
+    for host in [&HOST_A, &HOST_B] {
+        let s = &stats[host_index(host)];
+        assert_eq!(
+            s.drops.get("not_for_router").copied(),
+            Some(0),
+            "{}: an ARP that did its job was counted as a drop: {:?}",
+            host.name,
+            s.drops.iter().filter(|(_, n)| **n > 0).collect::<Vec<_>>()
+        );
+    }
+    let a = &stats[host_index(&HOST_A)];
+    assert!(
+        a.arp_learned >= 1,
+        "host A: host B's ARP reply not counted as learned ({})",
+        a.arp_learned
+    );
+    let text = dvr_harness::Dvrctl::of(cloud.router(&HOST_A)).ok("stats");
+    assert!(
+        text.contains("arp replies learned:"),
+        "dvrctl stats shows it:\n{text}"
+    );
     stop_clean(&mut cloud);
 }
 

@@ -758,6 +758,70 @@ fn invalid_records_are_reported_by_key_and_the_rest_applies() {
     stop_clean(&mut cloud);
 }
 
+/// A floating IP in a fleet whose hosts have no external network: every host of its router
+/// holds it but the one its instance runs on, which refuses it by key (that host would have
+/// to act on it). Its port cannot be deleted before it; deleting it clears the error.
+#[test]
+fn a_floating_ip_is_refused_by_key_where_its_instance_has_no_external_network() {
+    let s = scope!();
+    let mut cloud = FleetCloud::programmed(&s);
+    let fip = key("floating_ips/203.0.113.10");
+    let value = format!(
+        r#"{{"router": "{}", "port": "{}"}}"#,
+        TENANT1.name, BLUE_A.ip
+    );
+    let rev = cloud.etcd().put(&fip, &value);
+    let status = cloud.wait_converged(rev, CONVERGE_TIMEOUT);
+    for h in HOSTS {
+        let hs = host_status(&status, h).unwrap();
+        let refused = reports(&keys_of(&hs["errors"]), &fip);
+        assert_eq!(refused, h.name == HOST_A.name, "{}: {hs:#}", h.name);
+    }
+    let errors = host_status(&status, &HOST_A).unwrap()["errors"].clone();
+    let error = errors
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| record_names(&fip).iter().any(|n| e["key"] == n.as_str()))
+        .map(|e| e["error"].as_str().unwrap_or("").to_string())
+        .unwrap();
+    assert!(error.contains("no external network"), "{error}");
+    assert!(reports(
+        &keys_of(&cloud.local_fleet(&HOST_A)["rejected"]),
+        &fip
+    ));
+    // The fleet's own model accepts it: the store lists no error for it.
+    assert!(!reports(&keys_of(&status["invalid"]), &fip), "{status:#}");
+
+    // The fleet refuses to delete its port first.
+    let del_port = format!(
+        "--json port del {} network {}",
+        BLUE_A.ip, BLUE_A.network.name
+    );
+    let out = cloud.dvrctl(&del_port.split_whitespace().collect::<Vec<_>>());
+    assert_eq!(out.code, Some(1), "{out:?}");
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["error"]["code"], "in_use", "{v}");
+    cloud
+        .instance(&BLUE_A)
+        .ping(RED_B.ip, &pings(3))
+        .assert_all_answered();
+
+    let (_, rev) = cloud.etcd().del(&fip);
+    cloud.wait_converged(rev, CONVERGE_TIMEOUT);
+    let cleared = poll(CONVERGE_TIMEOUT, || {
+        let status = cloud.fleet_status();
+        let hs = host_status(&status, &HOST_A)?;
+        (!reports(&keys_of(&hs["errors"]), &fip)).then_some(())
+    });
+    assert!(
+        cleared.is_some(),
+        "{fip} is still reported after its delete"
+    );
+    cloud.assert_running();
+    stop_clean(&mut cloud);
+}
+
 #[test]
 fn a_fleet_hosts_file_is_accepted_and_objects_next_to_fleet_are_refused() {
     let s = scope!();

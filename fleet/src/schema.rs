@@ -10,8 +10,8 @@ use std::net::Ipv4Addr;
 
 use router_core::lpm::Prefix;
 use router_core::model::{
-    Change, HostSpec, InstancePortSpec, InterfaceAddr, InterfaceKey, InterfaceSpec, MacAddr,
-    NetworkSpec, PeerSpec, PortKey, RouteKey, RouteSpec, RouterSpec,
+    Change, FloatingIpSpec, HostSpec, InstancePortSpec, InterfaceAddr, InterfaceKey, InterfaceSpec,
+    MacAddr, NetworkSpec, PeerSpec, PortKey, RouteKey, RouteSpec, RouterSpec,
 };
 use serde::{Deserialize, Serialize};
 
@@ -26,7 +26,9 @@ pub const VALUE_BYTES_MAX: usize = 16 * 1024;
 /// Longest key accepted (after the prefix).
 pub const KEY_BYTES_MAX: usize = 512;
 
-/// The key of a routing record, relative to `<prefix>config/`.
+/// The key of a routing record, relative to `<prefix>config/`. Kinds sort in the order objects
+/// depend on each other (a floating IP on its router and its port, last), which is the order a
+/// model accepts them in.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Key {
     Host(String),
@@ -35,6 +37,7 @@ pub enum Key {
     Interface(InterfaceKey),
     Route(RouteKey),
     Port(PortKey),
+    FloatingIp(Ipv4Addr),
 }
 
 /// Why a key or a value is not a record.
@@ -89,6 +92,7 @@ impl Key {
                 let (network, addr) = two()?;
                 Key::Port((network, ip(&addr)?))
             }
+            "floating_ips" if !rest.contains('/') => Key::FloatingIp(ip(rest)?),
             _ => return Err(bad()),
         })
     }
@@ -102,6 +106,7 @@ impl Key {
             Key::Interface((r, n)) => format!("interfaces/{r}/{n}"),
             Key::Route((r, p)) => format!("routes/{r}/{p}"),
             Key::Port((n, ip)) => format!("ports/{n}/{ip}"),
+            Key::FloatingIp(ip) => format!("floating_ips/{ip}"),
         }
     }
 
@@ -114,6 +119,7 @@ impl Key {
             Key::Interface(_) => "interface",
             Key::Route(_) => "route",
             Key::Port(_) => "port",
+            Key::FloatingIp(_) => "floating IP",
         }
     }
 
@@ -126,6 +132,7 @@ impl Key {
             Key::Interface((router, network)) => Change::DelInterface { router, network },
             Key::Route((router, prefix)) => Change::DelRoute { router, prefix },
             Key::Port((network, ip)) => Change::DelPort { network, ip },
+            Key::FloatingIp(ip) => Change::DelFloatingIp { ip },
         }
     }
 }
@@ -182,6 +189,15 @@ pub struct PortValue {
     pub host: String,
 }
 
+/// `floating_ips/<ip>`: the floating IP stands for the instance port with fixed IP `port` on
+/// one of `router`'s networks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FloatingIpValue {
+    pub router: String,
+    pub port: Ipv4Addr,
+}
+
 /// One routing record: the model's spec of the object its key names. A host record is this
 /// host's identity on that host and a peer on every other.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -192,6 +208,7 @@ pub enum Record {
     Interface(InterfaceSpec),
     Route(RouteSpec),
     Port(InstancePortSpec),
+    FloatingIp(FloatingIpSpec),
 }
 
 fn value<T: for<'de> Deserialize<'de>>(kind: &'static str, bytes: &[u8]) -> Result<T, RecordError> {
@@ -260,6 +277,14 @@ impl Record {
                     port: None,
                 })
             }
+            Key::FloatingIp(ip) => {
+                let v: FloatingIpValue = value(kind, bytes)?;
+                Record::FloatingIp(FloatingIpSpec {
+                    ip,
+                    router: v.router,
+                    port: v.port,
+                })
+            }
         })
     }
 
@@ -272,6 +297,7 @@ impl Record {
             Record::Interface(i) => Key::Interface((i.router.clone(), i.network.clone())),
             Record::Route(r) => Key::Route((r.router.clone(), r.prefix)),
             Record::Port(p) => Key::Port((p.network.clone(), p.ip)),
+            Record::FloatingIp(f) => Key::FloatingIp(f.ip),
         }
     }
 
@@ -292,6 +318,10 @@ impl Record {
             Record::Port(p) => serde_json::to_string(&PortValue {
                 mac: p.mac,
                 host: p.host.clone(),
+            }),
+            Record::FloatingIp(f) => serde_json::to_string(&FloatingIpValue {
+                router: f.router.clone(),
+                port: f.port,
             }),
         };
         json.unwrap_or_default()
@@ -328,6 +358,10 @@ impl Record {
                 spec,
                 replace: true,
             },
+            Record::FloatingIp(spec) => Change::AddFloatingIp {
+                spec,
+                replace: true,
+            },
         }
     }
 }
@@ -346,6 +380,7 @@ mod tests {
             "routes/tenant1/0.0.0.0/0",
             "routes/tenant1/10.9.0.0/16",
             "ports/blue/10.0.1.5",
+            "floating_ips/203.0.113.10",
         ] {
             assert_eq!(Key::parse(k).unwrap().path(), k);
         }
@@ -365,6 +400,10 @@ mod tests {
             "routes/tenant1/10.9.0.1/16",
             "interfaces/tenant1/blue/x",
             "fips/203.0.113.10",
+            "floating_ips/",
+            "floating_ips/203.0.113",
+            "floating_ips/203.0.113.10/32",
+            "floating_ips/tenant1",
         ] {
             assert!(Key::parse(k).is_err(), "{k}");
         }
@@ -402,5 +441,70 @@ mod tests {
             Record::parse(&key, &huge),
             Err(RecordError::TooLarge(_))
         ));
+    }
+
+    #[test]
+    fn a_floating_ip_joins_its_address_from_the_key() {
+        let key = Key::parse("floating_ips/203.0.113.10").unwrap();
+        let rec = Record::parse(&key, br#"{"router": "tenant1", "port": "10.0.1.5"}"#).unwrap();
+        let Record::FloatingIp(f) = &rec else {
+            panic!("{rec:?}")
+        };
+        assert_eq!(f.ip, Ipv4Addr::new(203, 0, 113, 10));
+        assert_eq!(
+            (f.router.as_str(), f.port),
+            ("tenant1", Ipv4Addr::new(10, 0, 1, 5))
+        );
+        assert_eq!(rec.key(), key);
+        assert_eq!(Record::parse(&key, rec.value().as_bytes()).unwrap(), rec);
+        assert!(matches!(
+            rec.upsert(),
+            Change::AddFloatingIp { replace: true, .. }
+        ));
+        assert_eq!(key.delete(), Change::DelFloatingIp { ip: f.ip });
+    }
+
+    #[test]
+    fn bad_floating_ip_values_say_what_is_wrong() {
+        let key = Key::parse("floating_ips/203.0.113.10").unwrap();
+        for v in [
+            &br#"{"router": "tenant1"}"#[..],
+            br#"{"port": "10.0.1.5"}"#,
+            br#"{"router": "tenant1", "port": "10.0.1"}"#,
+            br#"{"router": "tenant1", "port": "10.0.1.5", "ip": "203.0.113.10"}"#,
+            br#"{"router": 1, "port": "10.0.1.5"}"#,
+            b"[]",
+        ] {
+            let e = Record::parse(&key, v).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    RecordError::Value {
+                        kind: "floating IP",
+                        ..
+                    }
+                ),
+                "{e}"
+            );
+        }
+        let mut huge = br#"{"router": "tenant1", "port": "10.0.1.5"}"#.to_vec();
+        huge.resize(VALUE_BYTES_MAX + 1, b' ');
+        assert!(matches!(
+            Record::parse(&key, &huge),
+            Err(RecordError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn floating_ips_sort_after_the_ports_they_stand_for() {
+        let fip = Key::parse("floating_ips/1.1.1.1").unwrap();
+        for k in [
+            "hosts/z",
+            "routers/z",
+            "interfaces/z/z",
+            "ports/z/255.255.255.254",
+        ] {
+            assert!(Key::parse(k).unwrap() < fip, "{k}");
+        }
     }
 }

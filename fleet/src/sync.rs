@@ -5,7 +5,9 @@
 //! router's networks has a port on this host (a SNAT port counts: it is a port), and then the
 //! router's interfaces and routes, its networks and every port of those networks, wherever
 //! they run. A network with a port here is programmed even without a router (bridged
-//! traffic). Every host is a peer.
+//! traffic). Every host is a peer. A floating IP goes with its router: every host that has
+//! the router holds it, and the model lets only the host its instance runs on act on it, so a
+//! port moving between hosts (its record replaced) takes the floating IP's work along.
 //!
 //! [`HostSync`] keeps the fleet's records ([`FleetState`]), a few indices (ports on this host
 //! per network, the routers of each network and the networks of each router) and a copy of
@@ -13,13 +15,20 @@
 //! (or leaving) this host may flip which routers and networks are needed, and a flip marks
 //! every key of that router or network. Only marked keys are compared with the model, so a
 //! revision costs work in proportion to what it changes for this host, not to the fleet's
-//! size. The changes come out in the order the model accepts (deletions from ports up to
-//! peers, then additions from the host down to ports), each already validated against the
-//! copy: a record the model refuses is left out of the batch and reported by key, and the
-//! rest applies. Refused keys are tried again when a later revision touches what they depend
-//! on.
+//! size. The changes come out in the order the model accepts (deletions from floating IPs and
+//! ports up to peers, then additions from the host down to ports and floating IPs), each
+//! already validated against the copy: a record the model refuses is left out of the batch and
+//! reported by key, and the rest applies. What the kind order cannot settle (a floating IP
+//! moved to another port while its old port is deleted in the same revision) is settled by
+//! trying the refused changes again, as long as each pass lets one more through. Refused keys
+//! are tried again when a later revision touches what they depend on.
+//!
+//! The external network is each host's own setting: the copy starts with it (the daemon
+//! applies its file's `[external]` before it starts following the fleet), and no record ever
+//! touches it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::Ipv4Addr;
 
 use router_core::model::{Change, Edit, HostSpec, Model};
 
@@ -69,6 +78,8 @@ pub struct HostSync {
     local: HashMap<String, usize>,
     routers_of_network: HashMap<String, BTreeSet<String>>,
     networks_of_router: HashMap<String, BTreeSet<String>>,
+    /// The floating IPs of each router, in the store.
+    fips_of_router: HashMap<String, BTreeSet<Ipv4Addr>>,
     needed_routers: HashSet<String>,
     needed_networks: HashSet<String>,
     rejected: BTreeMap<Key, String>,
@@ -76,8 +87,9 @@ pub struct HostSync {
 
 impl HostSync {
     /// A host named `host` whose control plane starts from `model` (empty, with the local
-    /// ports set: [`Model::for_ports`]). A network attaches to the local port named like it
-    /// unless `attach` names its ports.
+    /// ports set: [`Model::for_ports`]; with `external_port` and its external network when the
+    /// host has one). A network attaches to the local port named like it unless `attach` names
+    /// its ports.
     pub fn new(host: &str, model: Model, attach: BTreeMap<String, Vec<String>>) -> Self {
         HostSync {
             host: host.to_string(),
@@ -87,6 +99,7 @@ impl HostSync {
             local: HashMap::new(),
             routers_of_network: HashMap::new(),
             networks_of_router: HashMap::new(),
+            fips_of_router: HashMap::new(),
             needed_routers: HashSet::new(),
             needed_networks: HashSet::new(),
             rejected: BTreeMap::new(),
@@ -209,8 +222,37 @@ impl HostSync {
                     }
                 }
             }
+            Key::FloatingIp(ip) => self.index_fip(*ip, delta),
             Key::Host(_) | Key::Network(_) | Key::Router(_) | Key::Route(_) => {}
         }
+    }
+
+    /// Moves a floating IP between the routers' sets. It never changes which routers are
+    /// needed: it follows its router.
+    fn index_fip(&mut self, ip: Ipv4Addr, delta: &Delta) {
+        let router = |r: &Option<Record>| match r {
+            Some(Record::FloatingIp(f)) => Some(f.router.clone()),
+            _ => None,
+        };
+        if let Some(r) = router(&delta.before) {
+            if let Some(s) = self.fips_of_router.get_mut(&r) {
+                s.remove(&ip);
+            }
+        }
+        if let Some(r) = router(&delta.after) {
+            self.fips_of_router.entry(r).or_default().insert(ip);
+        }
+    }
+
+    /// True when refused floating IP `key` may now apply: its router is attached to a network
+    /// whose ports the revision touched.
+    fn fip_waits_on(&self, key: &Key, port_networks: &BTreeSet<String>) -> bool {
+        let Some(Record::FloatingIp(f)) = self.state.records.get(key) else {
+            return false;
+        };
+        self.networks_of_router
+            .get(&f.router)
+            .is_some_and(|ns| ns.iter().any(|n| port_networks.contains(n)))
     }
 
     fn has_local(&self, network: &str) -> bool {
@@ -256,6 +298,7 @@ impl HostSync {
             .filter(|k| match k {
                 _ if dirty.structural => true,
                 Key::Port((n, _)) => dirty.port_networks.contains(n),
+                Key::FloatingIp(_) => self.fip_waits_on(k, &dirty.port_networks),
                 _ => false,
             })
             .cloned()
@@ -264,8 +307,8 @@ impl HostSync {
         self.plan_keys(revision, dirty.keys)
     }
 
-    /// Marks everything of a router whose need flipped: itself, its interfaces and routes
-    /// (in the store and in the model), and its networks for a second look.
+    /// Marks everything of a router whose need flipped: itself, its interfaces, routes and
+    /// floating IPs (in the store and in the model), and its networks for a second look.
     fn mark_router(&self, router: &str, dirty: &mut Dirty) {
         dirty.keys.insert(Key::Router(router.to_string()));
         for n in self.networks_of_router.get(router).into_iter().flatten() {
@@ -289,6 +332,15 @@ impl HostSync {
             .filter(|(r, _)| r == router)
             .map(|k| Key::Route(k.clone()));
         dirty.keys.extend(routes);
+        let fips = self.fips_of_router.get(router).into_iter().flatten();
+        dirty.keys.extend(fips.map(|ip| Key::FloatingIp(*ip)));
+        let held = self
+            .model
+            .floating_ips
+            .values()
+            .filter(|f| f.router == router)
+            .map(|f| Key::FloatingIp(f.ip));
+        dirty.keys.extend(held);
     }
 
     /// Marks a network whose need flipped, and every port of it.
@@ -314,6 +366,9 @@ impl HostSync {
                 self.needed_routers.contains(r)
             }
             Key::Port((n, _)) => self.needed_networks.contains(n),
+            Key::FloatingIp(_) => {
+                matches!(rec, Record::FloatingIp(f) if self.needed_routers.contains(&f.router))
+            }
         };
         if !needed {
             return None;
@@ -355,6 +410,7 @@ impl HostSync {
             Key::Interface(k) => m.interfaces.get(k).cloned().map(Record::Interface),
             Key::Route(k) => m.routes.get(k).cloned().map(Record::Route),
             Key::Port(k) => m.ports.get(k).cloned().map(Record::Port),
+            Key::FloatingIp(ip) => m.floating_ips.get(ip).cloned().map(Record::FloatingIp),
         }
     }
 
@@ -370,7 +426,25 @@ impl HostSync {
     }
 
     /// Compares each key with the model, orders the changes and validates them on the copy.
+    /// Refused changes are tried again while a pass lets at least one more through.
     fn plan_keys(&mut self, revision: i64, keys: BTreeSet<Key>) -> Plan {
+        let mut plan = Plan {
+            revision,
+            ..Plan::default()
+        };
+        let mut pending = self.ordered(keys);
+        loop {
+            let tried = pending.len();
+            pending.retain(|(key, desired)| !self.try_change(&mut plan, key, desired.as_ref()));
+            if pending.is_empty() || pending.len() == tried {
+                return plan;
+            }
+        }
+    }
+
+    /// The keys whose record differs from the model's, in the order the model accepts them:
+    /// deletions from floating IPs and ports up to peers, then additions from this host down.
+    fn ordered(&mut self, keys: BTreeSet<Key>) -> Vec<(Key, Option<Record>)> {
         let mut deletions = Vec::new();
         let mut additions = Vec::new();
         for key in keys {
@@ -386,38 +460,39 @@ impl HostSync {
                 Some(rec) => additions.push((key, rec)),
             }
         }
-        let mut plan = Plan {
-            revision,
-            ..Plan::default()
-        };
-        let ordered = deletions
+        deletions
             .into_iter()
             .rev()
             .map(|k| (k, None))
-            .chain(additions.into_iter().map(|(k, r)| (k, Some(r))));
-        for (key, desired) in ordered {
-            if matches!((&key, &desired), (Key::Host(n), None) if *n == self.host) {
-                self.rejected.insert(
-                    key,
-                    "this host's own record was deleted: it keeps its identity until it restarts"
-                        .into(),
-                );
-                continue;
+            .chain(additions.into_iter().map(|(k, r)| (k, Some(r))))
+            .collect()
+    }
+
+    /// Validates the change to `desired` under `key` on the copy and adds it to `plan`; false
+    /// (and the key reported) when the model refuses it, true when it is settled.
+    fn try_change(&mut self, plan: &mut Plan, key: &Key, desired: Option<&Record>) -> bool {
+        if desired.is_none() && *key == Key::Host(self.host.clone()) {
+            self.rejected.insert(
+                key.clone(),
+                "this host's own record was deleted: it keeps its identity until it restarts"
+                    .into(),
+            );
+            return true;
+        }
+        let change = self.change(key, desired);
+        match self.model.edit(&change) {
+            Ok(edit) => {
+                self.rejected.remove(key);
+                plan.changes.push(change);
+                plan.keys.push(key.clone());
+                plan.edits.push(edit);
+                true
             }
-            let change = self.change(&key, desired.as_ref());
-            match self.model.edit(&change) {
-                Ok(edit) => {
-                    self.rejected.remove(&key);
-                    plan.changes.push(change);
-                    plan.keys.push(key);
-                    plan.edits.push(edit);
-                }
-                Err(e) => {
-                    self.rejected.insert(key, e.to_string());
-                }
+            Err(e) => {
+                self.rejected.insert(key.clone(), e.to_string());
+                false
             }
         }
-        plan
     }
 }
 

@@ -1,10 +1,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
-use router_core::model::{Change, Model};
+use router_core::model::{Change, ExternalSpec, Model};
 
 use super::HostSync;
-use crate::state::Event;
+use crate::schema::{Key, Record};
+use crate::state::{Event, FleetState};
 
 fn put(key: &str, value: &str) -> Event {
     Event::Put {
@@ -59,6 +60,26 @@ fn fleet() -> Vec<Event> {
 fn host(name: &str) -> HostSync {
     let model = Model::new(vec!["blue".into(), "red".into(), "green".into()]);
     HostSync::new(name, model, BTreeMap::new())
+}
+
+/// A host with an external port on 203.0.113.0/24, set from its own file before the fleet.
+fn host_external(name: &str) -> HostSync {
+    let mut model = Model::new(vec!["blue".into(), "red".into(), "green".into()]);
+    model.external_port = true;
+    let external = ExternalSpec {
+        address: "203.0.113.2/24".parse().unwrap(),
+        gateway: "203.0.113.1".parse().unwrap(),
+    };
+    model.edit(&Change::SetExternal(external)).unwrap();
+    HostSync::new(name, model, BTreeMap::new())
+}
+
+fn fip_rec(router: &str, port: &str) -> String {
+    format!(r#"{{"router": "{router}", "port": "{port}"}}"#)
+}
+
+fn rejected(h: &HostSync) -> Vec<String> {
+    h.rejected().keys().map(Key::path).collect()
 }
 
 fn names<T>(m: &BTreeMap<String, T>) -> Vec<&str> {
@@ -281,6 +302,276 @@ proptest! {
                 .filter(|k| !a.rejected().contains_key(&crate::Key::Port((*k).clone())))
                 .count();
             prop_assert_eq!(held + refused_ports, ports);
+        }
+    }
+}
+
+#[test]
+fn a_floating_ip_goes_to_the_hosts_of_its_router_and_only_there() {
+    let mut a = host_external("host-a");
+    let mut c = host_external("host-c");
+    a.revision(1, &fleet());
+    c.revision(1, &fleet());
+    // t2 is on host-c alone (its only port, 10.0.3.9, runs there).
+    let fip = [put("floating_ips/203.0.113.10", &fip_rec("t2", "10.0.3.9"))];
+    assert!(a.revision(2, &fip).is_empty());
+    assert!(a.model().floating_ips.is_empty() && a.rejected().is_empty());
+    let plan = c.revision(2, &fip);
+    assert!(c.rejected().is_empty(), "{:?}", c.rejected());
+    assert!(
+        matches!(&plan.changes[..], [Change::AddFloatingIp { spec, .. }] if spec.port.to_string() == "10.0.3.9")
+    );
+    let held = &c.model().floating_ips;
+    assert!(held.values().all(|f| c.model().fip_port_is_local(f)));
+    // Deleted, it goes from the host that had it.
+    let plan = c.revision(3, &[del("floating_ips/203.0.113.10")]);
+    assert!(matches!(&plan.changes[..], [Change::DelFloatingIp { .. }]));
+    assert!(c.model().floating_ips.is_empty());
+}
+
+#[test]
+fn a_floating_ip_this_host_cannot_carry_is_refused_by_key_and_the_rest_applies() {
+    // host-a has no external network: the instance 10.0.1.5 runs on it.
+    let mut a = host("host-a");
+    a.revision(1, &fleet());
+    let plan = a.revision(
+        2,
+        &[
+            put("floating_ips/203.0.113.10", &fip_rec("t1", "10.0.1.5")),
+            put("floating_ips/203.0.113.11", &fip_rec("t1", "10.0.2.8")),
+        ],
+    );
+    assert_eq!(rejected(&a), ["floating_ips/203.0.113.10"]);
+    assert!(a
+        .rejected()
+        .values()
+        .all(|e| e.contains("no external network")));
+    // The instance on host-b is host-b's business: host-a holds its floating IP.
+    assert_eq!(plan.changes.len(), 1, "{:?}", plan.changes);
+    // host-c's external subnet is 203.0.113.0/24.
+    let mut c = host_external("host-c");
+    c.revision(1, &fleet());
+    let plan = c.revision(
+        2,
+        &[
+            put("floating_ips/198.51.100.7", &fip_rec("t2", "10.0.3.9")),
+            put("ports/green/10.0.3.10", &port_rec(10, "host-b")),
+        ],
+    );
+    assert_eq!(rejected(&c), ["floating_ips/198.51.100.7"]);
+    let error = &c.rejected()[&Key::FloatingIp("198.51.100.7".parse().unwrap())];
+    assert!(
+        error.contains("outside the external subnet 203.0.113.0/24"),
+        "{error}"
+    );
+    assert_eq!(plan.changes.len(), 1, "{:?}", plan.changes);
+}
+
+#[test]
+fn a_floating_ip_follows_its_port_to_another_host() {
+    let fip = put("floating_ips/203.0.113.10", &fip_rec("t2", "10.0.3.9"));
+    let moved = [put("ports/green/10.0.3.9", &port_rec(9, "host-a"))];
+    // host-a gains t2 with the port: the router whole, the floating IP last.
+    let mut a = host_external("host-a");
+    a.revision(1, &fleet());
+    a.revision(2, std::slice::from_ref(&fip));
+    let plan = a.revision(3, &moved);
+    assert!(a.rejected().is_empty(), "{:?}", a.rejected());
+    assert!(matches!(
+        plan.changes.last(),
+        Some(Change::AddFloatingIp { .. })
+    ));
+    assert!(plan
+        .changes
+        .iter()
+        .any(|c| matches!(c, Change::AddRouter { .. })));
+    let f = &a.model().floating_ips[&"203.0.113.10".parse().unwrap()];
+    assert!(a.model().fip_port_is_local(f));
+    // host-c loses t2: the floating IP goes before the port and the router.
+    let mut c = host_external("host-c");
+    c.revision(1, &fleet());
+    c.revision(2, &[fip]);
+    let plan = c.revision(3, &moved);
+    assert!(c.rejected().is_empty(), "{:?}", c.rejected());
+    assert!(matches!(plan.changes[0], Change::DelFloatingIp { .. }));
+    assert!(plan
+        .changes
+        .iter()
+        .any(|c| matches!(c, Change::DelRouter { .. })));
+    assert!(c.model().floating_ips.is_empty());
+    assert_eq!(names(&c.model().routers), ["t1"]);
+}
+
+#[test]
+fn a_floating_ip_moved_off_a_port_deleted_in_the_same_revision_applies() {
+    let mut c = host_external("host-c");
+    c.revision(1, &fleet());
+    c.revision(
+        2,
+        &[put("floating_ips/203.0.113.10", &fip_rec("t2", "10.0.3.9"))],
+    );
+    // One transaction: a new port, the floating IP moved to it, the old port deleted. The
+    // deletion comes first by kind, and the model refuses it while the floating IP is there.
+    let plan = c.revision(
+        3,
+        &[
+            put("ports/green/10.0.3.10", &port_rec(10, "host-c")),
+            put("floating_ips/203.0.113.10", &fip_rec("t2", "10.0.3.10")),
+            del("ports/green/10.0.3.9"),
+        ],
+    );
+    assert!(c.rejected().is_empty(), "{:?}", c.rejected());
+    assert_eq!(plan.changes.len(), 3, "{:?}", plan.changes);
+    let m = c.model();
+    assert!(!m
+        .ports
+        .contains_key(&("green".into(), "10.0.3.9".parse().unwrap())));
+    assert_eq!(
+        m.floating_ips.values().next().unwrap().port.to_string(),
+        "10.0.3.10"
+    );
+}
+
+#[test]
+fn a_refused_floating_ip_is_tried_again_when_its_port_applies() {
+    let mut a = host_external("host-a");
+    a.revision(1, &fleet());
+    // Written around the writer: a port on an unknown host, and its floating IP.
+    a.revision(
+        2,
+        &[
+            put("ports/blue/10.0.1.7", &port_rec(7, "host-nowhere")),
+            put("floating_ips/203.0.113.10", &fip_rec("t1", "10.0.1.7")),
+        ],
+    );
+    assert_eq!(
+        rejected(&a),
+        ["ports/blue/10.0.1.7", "floating_ips/203.0.113.10"]
+    );
+    // A revision of ports only, on the floating IP's router.
+    let plan = a.revision(3, &[put("ports/blue/10.0.1.7", &port_rec(7, "host-b"))]);
+    assert!(a.rejected().is_empty(), "{:?}", a.rejected());
+    assert_eq!(plan.changes.len(), 2, "{:?}", plan.changes);
+}
+
+#[test]
+fn a_relist_and_a_snapshot_keep_the_external_network_and_the_floating_ips() {
+    let mut c = host_external("host-c");
+    let mut events = fleet();
+    events.push(put("floating_ips/203.0.113.10", &fip_rec("t2", "10.0.3.9")));
+    c.revision(1, &events);
+    let external = c.model().external.clone();
+    assert!(external.is_some() && c.model().floating_ips.len() == 1);
+    let snapshot = crate::state::SnapshotFile::of("host-c", c.state()).state();
+    let plan = c.reset(snapshot.clone());
+    assert!(plan.is_empty(), "{:?}", plan.changes);
+    // A restarted host: its file's external network, then the snapshot.
+    let mut restarted = host_external("host-c");
+    restarted.reset(snapshot);
+    assert!(
+        restarted.rejected().is_empty(),
+        "{:?}",
+        restarted.rejected()
+    );
+    for h in [&c, &restarted] {
+        assert_eq!(h.model().external, external);
+        assert_eq!(h.model().floating_ips.len(), 1);
+    }
+}
+
+// The same property with floating IPs, on a store written through the writer's validation (as
+// `dvrctl --etcd` writes it), for each host with an external network on 203.0.113.0/24.
+
+const FIPS: [&str; 4] = [
+    "203.0.113.10",
+    "203.0.113.11",
+    "203.0.113.12",
+    "198.51.100.10",
+];
+/// The one floating IP outside the hosts' external subnet: every host of its router refuses it.
+const FIP_OUTSIDE: &str = "198.51.100.10";
+
+fn op_with_fips() -> impl Strategy<Value = Event> {
+    let fip = (0usize..FIPS.len(), 0usize..3, 2u8..12).prop_map(|(f, n, ip)| {
+        let (_, r, sub) = NETS[n];
+        put(
+            &format!("floating_ips/{}", FIPS[f]),
+            &fip_rec(r, &format!("10.0.{sub}.{ip}")),
+        )
+    });
+    let unfip = (0usize..FIPS.len()).prop_map(|f| del(&format!("floating_ips/{}", FIPS[f])));
+    prop_oneof![6 => op(), 3 => fip, 1 => unfip]
+}
+
+/// Keeps the events the writer accepts against the fleet `model` (changing it).
+fn written(model: &mut Model, events: &[Event]) -> Vec<Event> {
+    let accepts = |model: &mut Model, e: &Event| {
+        let Ok(key) = Key::parse(e.key()) else {
+            return false;
+        };
+        let change = match e {
+            Event::Put { value, .. } => match Record::parse(&key, value) {
+                Ok(rec) => rec.upsert(),
+                Err(_) => return false,
+            },
+            Event::Delete { .. } => key.delete(),
+        };
+        crate::writer::operations(model, &[change]).is_ok()
+    };
+    events
+        .iter()
+        .filter(|e| accepts(model, e))
+        .cloned()
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+    #[test]
+    fn floating_ips_follow_their_routers_whatever_the_order_of_events(
+        revisions in prop::collection::vec(prop::collection::vec(op_with_fips(), 1..6), 1..40)
+    ) {
+        let mut base = fleet();
+        base.retain(|e| ["ports/", "interfaces/", "routes/"].iter().all(|p| !e.key().starts_with(p)));
+        base.push(put("networks/plain", r#"{"vni": 4001}"#));
+        let mut store = FleetState::default();
+        for e in &base {
+            store.apply(e);
+        }
+        let mut fleet_model = crate::writer::fleet_model(&store).0;
+        let mut hosts: Vec<HostSync> = HOSTS.iter().map(|h| host_external(h)).collect();
+        for h in &mut hosts {
+            h.revision(1, &base);
+        }
+        for (i, events) in revisions.iter().enumerate() {
+            let events = written(&mut fleet_model, events);
+            for h in &mut hosts {
+                h.revision(i as i64 + 2, &events);
+                // The only refusals: a local port on a network without a local port, and
+                // the floating IP outside the external subnet.
+                let expected_refusal = |k: &Key| match k {
+                    Key::Port((n, _)) => n == "plain",
+                    Key::FloatingIp(ip) => ip.to_string() == FIP_OUTSIDE,
+                    _ => false,
+                };
+                prop_assert!(h.rejected().keys().all(expected_refusal), "{}: {:?}", h.host(), h.rejected());
+                let (routers, _, _) = expected(h, h.host());
+                let fips: BTreeSet<Key> = h
+                    .state()
+                    .records
+                    .iter()
+                    .filter(|(_, r)| matches!(r, Record::FloatingIp(f) if routers.contains(&f.router)))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                let m = h.model();
+                let held: BTreeSet<Key> = m.floating_ips.keys().map(|ip| Key::FloatingIp(*ip)).collect();
+                let refused: BTreeSet<Key> = h.rejected().keys().filter(|k| k.kind() == "floating IP").cloned().collect();
+                prop_assert!(held.is_disjoint(&refused));
+                prop_assert_eq!(held.union(&refused).cloned().collect::<BTreeSet<_>>(), fips);
+                for f in m.floating_ips.values() {
+                    prop_assert_eq!(Some(&Record::FloatingIp(f.clone())), h.state().records.get(&Key::FloatingIp(f.ip)));
+                }
+            }
         }
     }
 }

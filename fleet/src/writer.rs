@@ -4,8 +4,11 @@
 //! The fleet is validated by the same model as a host: every record goes into one [`Model`]
 //! whose own host is a reserved stand-in (every real host is a peer of it), so a port on an
 //! unknown network or host, two ports with one IP on a network (one key), a second network
-//! with a VNI or a second host with a DVR MAC or VTEP already in use, are refused with the
-//! model's own errors. The transaction compares the mod revision of every key it writes with
+//! with a VNI or a second host with a DVR MAC or VTEP already in use, a floating IP naming an
+//! unknown router or port, or one already in use, are refused with the model's own errors.
+//! The stand-in host has no external network, and no instance runs on it: where a floating
+//! IP may live is each host's own external subnet, checked by the hosts that act on it. The
+//! transaction compares the mod revision of every key it writes with
 //! what was read, so a concurrent writer makes it retry on the new state instead of
 //! overwriting what it did not see.
 
@@ -101,9 +104,9 @@ pub fn fleet_model(state: &FleetState) -> (Model, Vec<(String, String)>) {
 
 /// What one change does to the store: the key and the record to put (`None`: delete).
 pub fn record_of(change: &Change) -> Result<(Key, Option<Record>), String> {
-    let local = |what: &str| {
+    let local = |what: &str, section: &str| {
         Err(format!(
-            "{what} is each host's own setting (its config file's [fleet.attach]), not a fleet record"
+            "{what} is each host's own setting (its config file's {section}), not a fleet record"
         ))
     };
     let rec = match change.clone() {
@@ -114,14 +117,14 @@ pub fn record_of(change: &Change) -> Result<(Key, Option<Record>), String> {
             vtep: spec.vtep,
         }),
         Change::AddNetwork { spec, .. } if !spec.ports.is_empty() => {
-            return local("the local port a network attaches to")
+            return local("the local port a network attaches to", "[fleet.attach]")
         }
         Change::AddNetwork { spec, .. } => Record::Network(spec),
         Change::AddRouter { spec, .. } => Record::Router(spec),
         Change::AddInterface { spec, .. } => Record::Interface(spec),
         Change::AddRoute { spec, .. } => Record::Route(spec),
         Change::AddPort { spec, .. } if spec.port.is_some() => {
-            return local("the local port an instance is behind")
+            return local("the local port an instance is behind", "[fleet.attach]")
         }
         Change::AddPort { spec, .. } => Record::Port(spec),
         Change::DelPeer { name } => return Ok((Key::Host(name), None)),
@@ -132,11 +135,10 @@ pub fn record_of(change: &Change) -> Result<(Key, Option<Record>), String> {
         }
         Change::DelRoute { router, prefix } => return Ok((Key::Route((router, prefix)), None)),
         Change::DelPort { network, ip } => return Ok((Key::Port((network, ip)), None)),
+        Change::AddFloatingIp { spec, .. } => Record::FloatingIp(spec),
+        Change::DelFloatingIp { ip } => return Ok((Key::FloatingIp(ip), None)),
         Change::SetExternal(_) | Change::DelExternal => {
-            return local("a host's address on the external network")
-        }
-        Change::AddFloatingIp { .. } | Change::DelFloatingIp { .. } => {
-            return Err("floating IPs are not in the fleet key space yet".into())
+            return local("a host's address on the external network", "[external]")
         }
     };
     if matches!(&rec, Record::Host(h) if h.name == FLEET_HOST) {
@@ -169,22 +171,32 @@ pub struct Written {
     pub changed: usize,
 }
 
+/// Validates `changes` in order against the fleet `model` (which they change) and returns what
+/// they do to the store: each key once, with its last record (`None`: delete). A change that
+/// asks for what is there already writes nothing.
+pub fn operations(
+    model: &mut Model,
+    changes: &[Change],
+) -> Result<Vec<(Key, Option<Record>)>, WriteError> {
+    let mut ops: Vec<(Key, Option<Record>)> = Vec::new();
+    for (index, change) in changes.iter().enumerate() {
+        let op = record_of(change).map_err(|reason| WriteError::Local { index, reason })?;
+        let edit = model
+            .edit(&as_fleet_change(change))
+            .map_err(|error| WriteError::Refused { index, error })?;
+        if edit.is_some() {
+            ops.retain(|(k, _)| *k != op.0);
+            ops.push(op);
+        }
+    }
+    Ok(ops)
+}
+
 /// Validates `changes` in order against the fleet and writes them in one transaction.
 pub async fn write(store: &mut Store, changes: &[Change]) -> Result<Written, WriteError> {
     for _ in 0..RETRIES {
         let mut view = read(store).await?;
-        let mut ops: Vec<(Key, Option<Record>)> = Vec::new();
-        for (index, change) in changes.iter().enumerate() {
-            let op = record_of(change).map_err(|reason| WriteError::Local { index, reason })?;
-            let edit = view
-                .model
-                .edit(&as_fleet_change(change))
-                .map_err(|error| WriteError::Refused { index, error })?;
-            if edit.is_some() {
-                ops.retain(|(k, _)| *k != op.0);
-                ops.push(op);
-            }
-        }
+        let ops = operations(&mut view.model, changes)?;
         if ops.is_empty() {
             return Ok(Written {
                 revision: None,
@@ -220,4 +232,169 @@ pub async fn write(store: &mut Store, changes: &[Change]) -> Result<Written, Wri
         }
     }
     Err(WriteError::Contended)
+}
+
+#[cfg(test)]
+mod tests {
+    use router_core::model::FloatingIpSpec;
+
+    use super::*;
+
+    /// Hosts a and b, router t1 on blue, the instance 10.0.1.5 on host-a.
+    fn fleet() -> Model {
+        let mut state = FleetState::default();
+        for (key, value) in [
+            (
+                "hosts/host-a",
+                r#"{"dvr_mac": "fa:16:3f:00:00:0a", "vtep": "192.0.2.10"}"#,
+            ),
+            (
+                "hosts/host-b",
+                r#"{"dvr_mac": "fa:16:3f:00:00:0b", "vtep": "192.0.2.20"}"#,
+            ),
+            ("networks/blue", r#"{"vni": 1001}"#),
+            ("routers/t1", "{}"),
+            (
+                "interfaces/t1/blue",
+                r#"{"address": "10.0.1.1/24", "mac": "fa:16:3e:00:01:01"}"#,
+            ),
+            (
+                "ports/blue/10.0.1.5",
+                r#"{"mac": "fa:16:3e:aa:01:05", "host": "host-a"}"#,
+            ),
+            (
+                "ports/blue/10.0.1.6",
+                r#"{"mac": "fa:16:3e:aa:01:06", "host": "host-b"}"#,
+            ),
+        ] {
+            state.apply(&Event::Put {
+                key: key.into(),
+                value: value.as_bytes().to_vec(),
+            });
+        }
+        let (model, refused) = fleet_model(&state);
+        assert!(refused.is_empty(), "{refused:?}");
+        model
+    }
+
+    fn add_fip(ip: &str, router: &str, port: &str, replace: bool) -> Change {
+        Change::AddFloatingIp {
+            spec: FloatingIpSpec {
+                ip: ip.parse().unwrap(),
+                router: router.into(),
+                port: port.parse().unwrap(),
+            },
+            replace,
+        }
+    }
+
+    fn refused(changes: &[Change]) -> (usize, ModelError) {
+        match operations(&mut fleet(), changes) {
+            Err(WriteError::Refused { index, error }) => (index, error),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_floating_ip_is_written_under_its_address() {
+        let mut m = fleet();
+        let ops = operations(&mut m, &[add_fip("203.0.113.10", "t1", "10.0.1.5", false)]).unwrap();
+        let [(key, Some(rec))] = &ops[..] else {
+            panic!("{ops:?}")
+        };
+        assert_eq!(key.path(), "floating_ips/203.0.113.10");
+        assert_eq!(rec.value(), r#"{"router":"t1","port":"10.0.1.5"}"#);
+        // Asking again for what is there writes nothing; a deletion deletes the key.
+        let again = add_fip("203.0.113.10", "t1", "10.0.1.5", false);
+        assert!(operations(&mut m, &[again]).unwrap().is_empty());
+        let del = Change::DelFloatingIp {
+            ip: "203.0.113.10".parse().unwrap(),
+        };
+        let ops = operations(&mut m, &[del]).unwrap();
+        assert!(matches!(&ops[..], [(Key::FloatingIp(_), None)]));
+    }
+
+    #[test]
+    fn a_floating_ip_naming_an_unknown_router_or_port_is_refused() {
+        let (i, e) = refused(&[add_fip("203.0.113.10", "t9", "10.0.1.5", false)]);
+        assert_eq!(i, 0);
+        assert_eq!(e.to_string(), "router `t9` does not exist");
+        let (_, e) = refused(&[add_fip("203.0.113.10", "t1", "10.0.1.99", false)]);
+        assert!(
+            matches!(
+                e,
+                ModelError::NotFound {
+                    kind: "instance port",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(
+            e.to_string()
+                .contains("10.0.1.99 on a network of router t1"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_floating_ip_already_in_use_is_a_conflict() {
+        let first = add_fip("203.0.113.10", "t1", "10.0.1.5", false);
+        // The same address for another instance, without replace.
+        let (i, e) = refused(&[
+            first.clone(),
+            add_fip("203.0.113.10", "t1", "10.0.1.6", false),
+        ]);
+        assert_eq!(i, 1);
+        assert!(
+            matches!(
+                e,
+                ModelError::Conflict {
+                    kind: "floating IP",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        // A second floating IP for the same instance.
+        let (_, e) = refused(&[
+            first.clone(),
+            add_fip("203.0.113.11", "t1", "10.0.1.5", false),
+        ]);
+        assert!(matches!(e, ModelError::Conflict { .. }), "{e}");
+        // With replace, the floating IP moves to the other instance in one write.
+        let mut m = fleet();
+        let moved = add_fip("203.0.113.10", "t1", "10.0.1.6", true);
+        assert_eq!(operations(&mut m, &[first, moved]).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_port_of_a_floating_ip_cannot_be_deleted_before_it() {
+        let del_port = Change::DelPort {
+            network: "blue".into(),
+            ip: "10.0.1.5".parse().unwrap(),
+        };
+        let fip = add_fip("203.0.113.10", "t1", "10.0.1.5", false);
+        let (i, e) = refused(&[fip.clone(), del_port.clone()]);
+        assert_eq!(i, 1);
+        assert!(matches!(e, ModelError::InUse { .. }), "{e}");
+        let del_fip = Change::DelFloatingIp {
+            ip: "203.0.113.10".parse().unwrap(),
+        };
+        let ops = operations(&mut fleet(), &[fip, del_fip, del_port]).unwrap();
+        let keys: Vec<String> = ops.iter().map(|(k, _)| k.path()).collect();
+        assert_eq!(keys, ["floating_ips/203.0.113.10", "ports/blue/10.0.1.5"]);
+    }
+
+    #[test]
+    fn the_external_network_stays_each_hosts_own_setting() {
+        let set = Change::SetExternal(router_core::model::ExternalSpec {
+            address: "203.0.113.2/24".parse().unwrap(),
+            gateway: "203.0.113.1".parse().unwrap(),
+        });
+        for change in [set, Change::DelExternal] {
+            let e = record_of(&change).unwrap_err();
+            assert!(e.contains("[external]"), "{e}");
+        }
+    }
 }

@@ -8,16 +8,19 @@
 //!
 //! The topology is two hosts of one DVR fabric (as in router-core's tests): BLUE 10.0.1.0/24
 //! and RED 10.0.2.0/24 joined by one router; 10.0.1.5 (the sender) and 10.0.2.7 on host A,
-//! 10.0.2.8 on host B, a route 198.18.0.0/15 via 10.0.2.7.
+//! 10.0.2.8 on host B, a route 198.18.0.0/15 via 10.0.2.7. The floating-IP scenarios add an
+//! external network (203.0.113.0/24, this host 203.0.113.21, gateway 203.0.113.1 resolved) and
+//! the floating IP 203.0.113.10 of 10.0.1.5; the other scenarios run without them.
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use router_core::control::{ControlConfig, ControlPlane, PortSetup};
+use router_core::control::{ControlConfig, ControlPlane, PortSetup, Solicit};
 use router_core::engine::{Engine, Verdict, WorkerState};
 use router_core::ids::PortId;
 use router_core::model::{
-    Change, InstancePortSpec, InterfaceSpec, NetworkSpec, RouteSpec, RouterSpec,
+    Change, ExternalSpec, FloatingIpSpec, InstancePortSpec, InterfaceSpec, NetworkSpec, RouteSpec,
+    RouterSpec,
 };
 use router_core::qsbr::{Qsbr, QsbrReader};
 use router_core::reason::PuntReason;
@@ -40,6 +43,10 @@ const BUF_LEN: usize = 2048 + HEADROOM;
 const PORT_BLUE: PortId = PortId::new(0);
 const PORT_RED: PortId = PortId::new(1);
 const PORT_FABRIC: PortId = PortId::new(2);
+const PORT_EXT: PortId = PortId::new(3);
+const EXT_A: &str = "02:00:00:00:e0:0a";
+const UPSTREAM: &str = "02:00:00:00:aa:01";
+const FIP: &str = "203.0.113.10";
 
 const GW_BLUE: &str = "fa:16:3e:00:01:01";
 const GW_RED: &str = "fa:16:3e:00:02:01";
@@ -60,15 +67,21 @@ pub enum Scenario {
     RouteRemote,
     /// A routed frame from a peer: decapsulation and delivery to the local instance.
     Decap,
+    /// From the external network to a floating IP: DNAT and routing to the instance.
+    FipDnat,
+    /// From an instance with a floating IP to the outside: SNAT and out of the external port.
+    FipSnat,
 }
 
 impl Scenario {
     /// Every scenario.
-    pub const ALL: [Scenario; 4] = [
+    pub const ALL: [Scenario; 6] = [
         Scenario::RouteLocal,
         Scenario::RoutePrefix,
         Scenario::RouteRemote,
         Scenario::Decap,
+        Scenario::FipDnat,
+        Scenario::FipSnat,
     ];
 
     /// Its name.
@@ -78,6 +91,8 @@ impl Scenario {
             Scenario::RoutePrefix => "route-prefix",
             Scenario::RouteRemote => "route-remote-vxlan",
             Scenario::Decap => "decap-deliver",
+            Scenario::FipDnat => "fip-dnat-in",
+            Scenario::FipSnat => "fip-snat-out",
         }
     }
 
@@ -190,6 +205,13 @@ impl Host {
                 fabric: true,
                 external: false,
             },
+            PortSetup {
+                name: "ext".into(),
+                mac: mac(EXT_A),
+                mtu: 1500,
+                fabric: false,
+                external: true,
+            },
         ];
         let qsbr = Arc::new(Qsbr::new(4));
         let reader = qsbr.register().expect("a QSBR reader slot");
@@ -214,6 +236,47 @@ impl Host {
         host.cp
             .handle_punt(&mut pkt, PORT_FABRIC, PuntReason::Arp, 1, &mut solicits);
         host
+    }
+
+    /// Host `host-a` on the external network, with the floating IP of 10.0.1.5 and the
+    /// external gateway resolved.
+    pub fn with_floating_ip() -> Host {
+        let mut host = Host::new("host-a");
+        host.cp
+            .apply_batch(&[
+                Change::SetExternal(ExternalSpec {
+                    address: "203.0.113.21/24".parse().expect("valid address"),
+                    gateway: ip("203.0.113.1"),
+                }),
+                Change::AddFloatingIp {
+                    spec: FloatingIpSpec {
+                        ip: ip(FIP),
+                        router: "r1".into(),
+                        port: ip("10.0.1.5"),
+                    },
+                    replace: false,
+                },
+            ])
+            .expect("the floating IP is valid");
+        // The first packet out asks for the gateway, which answers.
+        let first = frames_to(&sender(), ip("198.51.100.7")).remove(0);
+        let mut solicits = Vec::new();
+        host.punt(PORT_BLUE, PuntReason::ExternalMiss, &first, &mut solicits);
+        let reply = arp_reply(
+            mac(UPSTREAM),
+            ip("203.0.113.1"),
+            mac(EXT_A),
+            ip("203.0.113.21"),
+        );
+        host.punt(PORT_EXT, PuntReason::Arp, &reply, &mut solicits);
+        host
+    }
+
+    fn punt(&mut self, input: PortId, reason: PuntReason, frame: &[u8], out: &mut Vec<Solicit>) {
+        let mut buf = vec![0u8; BUF_LEN];
+        buf[HEADROOM..HEADROOM + frame.len()].copy_from_slice(frame);
+        let mut pkt = PacketBuf::new(&mut buf, HEADROOM, frame.len()).expect("fits");
+        self.cp.handle_punt(&mut pkt, input, reason, 2, out);
     }
 }
 
@@ -240,15 +303,29 @@ fn arp_reply(sha: EthernetAddress, spa: Ipv4Addr, tha: EthernetAddress, tpa: Ipv
     f
 }
 
-/// 32 64-byte UDP frames from 10.0.1.5 on BLUE to `dst`, UDP source ports varying.
-fn frames_to(dst: Ipv4Addr) -> Vec<Vec<u8>> {
-    let ends = Endpoints {
+/// 10.0.1.5 on BLUE, sending to its gateway.
+fn sender() -> Endpoints {
+    Endpoints {
         src_mac: mac(VM_BLUE_A).0,
         dst_mac: mac(GW_BLUE).0,
         src_ip: ip("10.0.1.5"),
         dst_port: 5001,
-    };
-    let t = Template::new(64, &ends);
+    }
+}
+
+/// A client on the outside, behind the external gateway.
+fn outside() -> Endpoints {
+    Endpoints {
+        src_mac: mac(UPSTREAM).0,
+        dst_mac: mac(EXT_A).0,
+        src_ip: ip("198.51.100.7"),
+        dst_port: 5001,
+    }
+}
+
+/// 32 64-byte UDP frames from `ends` to `dst`, UDP source ports varying.
+fn frames_to(ends: &Endpoints, dst: Ipv4Addr) -> Vec<Vec<u8>> {
+    let t = Template::new(64, ends);
     (0..BURST)
         .map(|i| {
             let mut f = vec![0u8; t.len];
@@ -282,19 +359,19 @@ impl Bench {
             Scenario::RouteLocal => (
                 Host::new("host-a"),
                 PORT_BLUE,
-                frames_to(ip("10.0.2.7")),
+                frames_to(&sender(), ip("10.0.2.7")),
                 Verdict::Forward(PORT_RED),
             ),
             Scenario::RoutePrefix => (
                 Host::new("host-a"),
                 PORT_BLUE,
-                frames_to(ip("198.19.3.4")),
+                frames_to(&sender(), ip("198.19.3.4")),
                 Verdict::Forward(PORT_RED),
             ),
             Scenario::RouteRemote => (
                 Host::new("host-a"),
                 PORT_BLUE,
-                frames_to(ip("10.0.2.8")),
+                frames_to(&sender(), ip("10.0.2.8")),
                 Verdict::Forward(PORT_FABRIC),
             ),
             Scenario::Decap => {
@@ -307,6 +384,18 @@ impl Bench {
                     Verdict::Forward(PORT_RED),
                 )
             }
+            Scenario::FipDnat => (
+                Host::with_floating_ip(),
+                PORT_EXT,
+                frames_to(&outside(), ip(FIP)),
+                Verdict::Forward(PORT_BLUE),
+            ),
+            Scenario::FipSnat => (
+                Host::with_floating_ip(),
+                PORT_BLUE,
+                frames_to(&sender(), ip("198.51.100.7")),
+                Verdict::Forward(PORT_EXT),
+            ),
         };
         let mut bench = Bench {
             host,

@@ -1,6 +1,7 @@
 //! Smoke run of the generator against dvrd: a few thousand packets through the plain routing
-//! path and through the DVR remote path (VXLAN out of the fabric port, underlay resolved by
-//! ARP), with loss, reordering and duplicates checked, and both programs checked for a clean,
+//! path, through the DVR remote path (VXLAN out of the fabric port, underlay resolved by ARP)
+//! and from an instance with a floating IP to the outside (SNAT out of the external port), with
+//! loss, reordering and duplicates checked, and both programs checked for a clean,
 //! leak-free exit. No timing is asserted.
 //!
 //! Needs root, DPDK 22.11 and a built dvrd (`cargo build --release -p dvr-router --bin dvrd`,
@@ -93,7 +94,11 @@ fn run_path(dvrd: &Path, path: DvrdPath) {
     let name = format!(
         "smoke{}-{}",
         std::process::id(),
-        if path == DvrdPath::Local { "l" } else { "r" }
+        match path {
+            DvrdPath::Local => "l",
+            DvrdPath::Remote => "r",
+            DvrdPath::FloatingIp => "f",
+        }
     );
     let dir = std::env::temp_dir().join(format!("dvr-{name}"));
     let _ = std::fs::remove_dir_all(&dir);
@@ -233,4 +238,6 @@ fn generator_through_dvrd_without_loss_or_reordering() {
     let Some(dvrd) = can_run() else { return };
     run_path(&dvrd, DvrdPath::Local);
     run_path(&dvrd, DvrdPath::Remote);
+    // SNAT out of the external port, the external gateway (the generator) resolved by ARP.
+    run_path(&dvrd, DvrdPath::FloatingIp);
 }

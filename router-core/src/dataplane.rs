@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use crate::icmp_limit::{gcra_params, gcra_take, SourceLimiter};
 use crate::ids::NextHopId;
 use crate::ids::{FipId, IfaceId, NetworkId, PeerId, PortId, RouterId};
 use crate::lpm::{Lpm, Prefix};
@@ -355,14 +356,18 @@ pub struct Dataplane {
     pub topology: Arc<ArcSwap<Topology>>,
     pub next_hops: Arc<NextHops>,
     pub l2: Arc<AtomicMap>,
+    /// The per-source ICMP error budgets of every router, under each router's own limit.
+    pub icmp_sources: SourceLimiter,
 }
 
 impl Dataplane {
+    /// The per-source ICMP limit starts at its defaults; the control plane sets its own.
     pub fn new(topology: Topology, next_hops: Arc<NextHops>, l2: Arc<AtomicMap>) -> Self {
         Dataplane {
             topology: Arc::new(ArcSwap::from_pointee(topology)),
             next_hops,
             l2,
+            icmp_sources: SourceLimiter::default(),
         }
     }
 
@@ -375,7 +380,8 @@ impl Dataplane {
 
 /// A lock-free rate limiter for ICMP errors (RFC 1812 section 4.3.2.8), one per router, shared
 /// by all workers: the generic cell rate algorithm on one atomic word (the theoretical arrival
-/// time). Time is passed in.
+/// time). Time is passed in. Each source also has a budget of its own
+/// ([`SourceLimiter`], checked first).
 #[derive(Debug)]
 pub struct IcmpLimiter {
     tat: AtomicU64,
@@ -398,16 +404,9 @@ impl IcmpLimiter {
 
     /// Changes the rate (control thread).
     pub fn set(&self, rate_per_s: u32, burst: u32) {
-        let interval = if rate_per_s == 0 {
-            0
-        } else {
-            1_000_000_000 / u64::from(rate_per_s)
-        };
+        let (interval, tolerance) = gcra_params(rate_per_s, burst);
         self.interval_ns.store(interval, Ordering::Relaxed);
-        self.burst_ns.store(
-            interval.saturating_mul(u64::from(burst.max(1) - 1)),
-            Ordering::Relaxed,
-        );
+        self.burst_ns.store(tolerance, Ordering::Relaxed);
     }
 
     /// Takes one token at `now`; false when the rate is exceeded. Never waits: a lost race with
@@ -419,14 +418,7 @@ impl IcmpLimiter {
             return true;
         }
         let tolerance = self.burst_ns.load(Ordering::Relaxed);
-        let tat = self.tat.load(Ordering::Relaxed);
-        if tat > now.saturating_add(tolerance) {
-            return false;
-        }
-        let next = tat.max(now) + interval;
-        self.tat
-            .compare_exchange(tat, next, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
+        gcra_take(&self.tat, now, interval, tolerance)
     }
 }
 

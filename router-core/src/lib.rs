@@ -19,6 +19,8 @@ pub mod table;
 
 pub mod dataplane;
 
+pub mod icmp_limit;
+
 pub mod engine;
 
 pub mod model;

@@ -142,7 +142,7 @@ reasons! {
         HostUnreachable = 16,
         /// Larger than the egress MTU with DF set, and no ICMP fragmentation needed was sent.
         PacketTooBig = 17,
-        /// Larger than the egress MTU without DF: the router does not fragment.
+        /// Larger than the egress MTU without DF, and not fragmented: the MTU leaves no room for 8 data bytes after the header, or more than 64 fragments would be needed.
         FragmentationUnsupported = 18,
         /// The route's next hop is a blackhole.
         Blackhole = 19,
@@ -190,7 +190,7 @@ reasons! {
         ArpMalformed = 40,
         /// An ICMP message to the router that is malformed or not an echo request.
         IcmpIgnored = 41,
-        /// No buffer was free to build a packet (flood copy, ARP request).
+        /// No buffer was free to build a packet (flood copy, ARP request, fragment).
         NoBuffer = 42,
         /// A punted packet whose router or network was deleted meanwhile.
         Stale = 43,
@@ -200,12 +200,16 @@ reasons! {
         NoTxQueue = 45,
         /// A received buffer shared with another packet (indirect or referenced twice): it cannot be rewritten in place.
         SharedBuffer = 46,
+        /// A datagram to fragment whose options are malformed (RFC 791 section 3.1): which to copy into every fragment cannot be told.
+        Ipv4BadOptions = 47,
+        /// A datagram to fragment after the control thread had built its budget of fragments for this turn of its loop.
+        FragmentBudgetSpent = 48,
         /// A frame on the external port addressed to another host's MAC (not this host's external MAC, not broadcast).
-        ExternalNotForUs = 47,
+        ExternalNotForUs = 49,
         /// An IPv4 packet on the external port to an address that is neither this host's external address nor a floating IP of an instance on this host.
-        NoFloatingIp = 48,
+        NoFloatingIp = 50,
         /// An address on the external subnet that would need one more external neighbour than the table holds.
-        ExternalNeighborLimit = 49,
+        ExternalNeighborLimit = 51,
     }
 }
 
@@ -222,8 +226,10 @@ reasons! {
         UnderlayMiss = 3,
         /// Broadcast or unknown unicast to replicate to the network's ports and hosts.
         Flood = 4,
+        /// Larger than the egress MTU without DF: to split into fragments that fit (RFC 1812 section 5.2.6).
+        Fragment = 5,
         /// The next hop on the external network (the external gateway or an address on the external subnet) is not resolved yet.
-        ExternalMiss = 5,
+        ExternalMiss = 6,
     }
 }
 

@@ -71,8 +71,16 @@ pub struct EngineCounters {
     pub bridged_remote: Counter,
     /// Bridged frames received from a peer host.
     pub bridged_from_fabric: Counter,
-    /// ICMP errors suppressed by the rate limit.
+    /// ICMP errors suppressed by the router-wide rate limit.
     pub icmp_rate_limited: Counter,
+    /// Datagrams split into fragments (by the control thread: RFC 1812 section 5.2.6).
+    pub fragmented_packets: Counter,
+    /// The fragments those datagrams became.
+    pub fragments_created: Counter,
+    /// ICMP errors suppressed by the per-source rate limit.
+    pub icmp_rate_limited_source: Counter,
+    /// ARP replies and announcements that resolved or confirmed a neighbour (control thread).
+    pub arp_learned: Counter,
     pub routers: Box<[RouterCounters]>,
     pub fips: Box<[FipCounters]>,
 }
@@ -86,6 +94,10 @@ impl Default for EngineCounters {
             bridged_remote: Counter::default(),
             bridged_from_fabric: Counter::default(),
             icmp_rate_limited: Counter::default(),
+            fragmented_packets: Counter::default(),
+            fragments_created: Counter::default(),
+            icmp_rate_limited_source: Counter::default(),
+            arp_learned: Counter::default(),
             routers: (0..MAX_ROUTERS)
                 .map(|_| RouterCounters::default())
                 .collect(),
@@ -131,6 +143,10 @@ pub struct EngineTotals {
     pub bridged_remote: u64,
     pub bridged_from_fabric: u64,
     pub icmp_rate_limited: u64,
+    pub fragmented_packets: u64,
+    pub fragments_created: u64,
+    pub icmp_rate_limited_source: u64,
+    pub arp_learned: u64,
 }
 
 impl EngineTotals {
@@ -150,6 +166,10 @@ impl EngineTotals {
             t.bridged_remote += c.bridged_remote.get();
             t.bridged_from_fabric += c.bridged_from_fabric.get();
             t.icmp_rate_limited += c.icmp_rate_limited.get();
+            t.fragmented_packets += c.fragmented_packets.get();
+            t.fragments_created += c.fragments_created.get();
+            t.icmp_rate_limited_source += c.icmp_rate_limited_source.get();
+            t.arp_learned += c.arp_learned.get();
         }
         t.drops = DropReason::ALL
             .iter()

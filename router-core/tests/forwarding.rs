@@ -7,9 +7,12 @@ mod common;
 use common::*;
 use router_core::control::{HoldEvent, PuntAction};
 use router_core::engine::Verdict;
+use router_core::ids::PortId;
 use router_core::model::Change;
 use router_core::reason::{DropReason, PuntReason};
-use router_core::wire::{self, EthernetAddress, Icmpv4Packet, Ipv4Packet, UdpPacket, VxlanPacket};
+use router_core::wire::{
+    self, EthernetAddress, Fragmenter, Icmpv4Packet, Ipv4Packet, UdpPacket, VxlanPacket,
+};
 
 #[test]
 fn east_west_on_one_host_is_routed_locally() {
@@ -246,6 +249,52 @@ fn ttl_expiry_gets_time_exceeded_from_the_input_gateway() {
     );
 }
 
+/// One sender of many TTL-1 packets gets the per-source burst of time exceeded messages and
+/// no more; another sender behind the same router still gets its error, and the suppressed
+/// ones are counted apart from the router-wide limit. Fragmentation needed is exempt.
+#[test]
+fn a_noisy_source_gets_its_burst_of_errors_and_others_still_get_theirs() {
+    let mut a = Host::new("host-a");
+    let noisy = ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.7", 1);
+    let answered = (0..50)
+        .filter(|_| a.process(BLUE, &noisy).0 == Verdict::Forward(BLUE))
+        .count();
+    assert_eq!(
+        answered,
+        router_core::icmp_limit::SOURCE_BURST_DEFAULT as usize
+    );
+    assert_eq!(
+        a.process(BLUE, &noisy).0,
+        Verdict::Drop(DropReason::TtlExceeded)
+    );
+    let other = ping_frame(VM_RED_A, GW_RED, "10.0.2.7", "10.0.1.5", 1);
+    let (v, out) = a.process(RED, &other);
+    assert_eq!(v, Verdict::Forward(RED), "another source is not starved");
+    assert_eq!(out[34], 11, "time exceeded");
+    let counters = a.worker.counters();
+    assert_eq!(counters.icmp_rate_limited_source.get(), 45);
+    assert_eq!(counters.icmp_rate_limited.get(), 0);
+
+    // Path MTU discovery is never held back by the per-source limit.
+    a.resolve_underlay();
+    let too_big = Datagram {
+        payload_len: 1451 - 20,
+        dont_frag: true,
+        ..Datagram::udp(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.8")
+    }
+    .frame();
+    let (v, out) = a.process(BLUE, &too_big);
+    assert_eq!(v, Verdict::Forward(BLUE));
+    assert_eq!((out[34], out[35]), (3, 4), "fragmentation needed");
+
+    // With the limit off (rate 0), every error goes out, up to the router-wide burst.
+    let mut b = Host::tuned("host-a", |cfg| cfg.icmp_per_source_rate_per_s = 0);
+    let answered = (0..50)
+        .filter(|_| b.process(BLUE, &noisy).0 == Verdict::Forward(BLUE))
+        .count();
+    assert_eq!(answered, 50);
+}
+
 #[test]
 fn no_route_gets_net_unreachable_and_df_gets_frag_needed() {
     let mut a = Host::new("host-a");
@@ -273,10 +322,11 @@ fn no_route_gets_net_unreachable_and_df_gets_frag_needed() {
         (u8::from(icmp.msg_type()), icmp.code(), icmp.next_hop_mtu()),
         (3, 4, 1450)
     );
+    // Without DF it goes to the control thread, to be fragmented there.
     let big_no_df = to_b(1451 - 20, false).frame();
     assert_eq!(
         a.process(BLUE, &big_no_df).0,
-        Verdict::Drop(DropReason::FragmentationUnsupported)
+        Verdict::Punt(PuntReason::Fragment)
     );
     // Locally the port MTU (1500) applies.
     let local = Datagram {
@@ -286,6 +336,116 @@ fn no_route_gets_net_unreachable_and_df_gets_frag_needed() {
     }
     .frame();
     assert_eq!(a.process(BLUE, &local).0, Verdict::Forward(RED));
+}
+
+/// What the control thread does with a datagram punted as `fragment`: asks the control plane
+/// for the MTU, splits the datagram and runs each fragment through the engine from the port
+/// it came in on. Returns each fragment's verdict and frame as it left.
+fn fragment_and_reinject(h: &mut Host, input: PortId, frame: &[u8]) -> Vec<(Verdict, Vec<u8>)> {
+    let (action, after, _) = h.punt(input, PuntReason::Fragment, frame, 1);
+    assert_eq!(
+        after, frame,
+        "the control plane leaves the datagram as it is"
+    );
+    let PuntAction::Fragment { mtu } = action else {
+        panic!("not fragmented: {action:?}");
+    };
+    let ip = Ipv4Packet::new_checked(&frame[14..]).unwrap();
+    let plan = Fragmenter::new(ip, usize::from(mtu)).unwrap();
+    (0..plan.count())
+        .map(|k| {
+            let mut f = frame[..14].to_vec();
+            f.resize(14 + plan.fragment(k).total_len(), 0);
+            plan.emit(k, &mut f[14..]);
+            h.process(input, &f)
+        })
+        .collect()
+}
+
+/// The payload of an IPv4 datagram put back together from the fragments at `at` bytes into
+/// `frames`, checking each: routed once, checksum right, in order, only the last without
+/// more-fragments, at most `mtu` bytes.
+fn reassembled(frames: &[Vec<u8>], at: usize, mtu: usize) -> Vec<u8> {
+    let mut payload = Vec::new();
+    for (k, f) in frames.iter().enumerate() {
+        let ip = Ipv4Packet::new_checked(&f[at..]).unwrap();
+        assert!(usize::from(ip.total_len()) <= mtu, "fragment {k}");
+        assert!(ip.verify_checksum() && ip.ttl() == 63, "fragment {k}");
+        assert_eq!(usize::from(ip.frag_offset()), payload.len(), "fragment {k}");
+        assert_eq!(ip.more_frags(), k + 1 < frames.len(), "fragment {k}");
+        payload.extend_from_slice(ip.payload());
+    }
+    payload
+}
+
+#[test]
+fn too_big_without_df_is_fragmented_then_each_fragment_routed_and_encapsulated() {
+    let mut a = Host::new("host-a");
+    a.resolve_underlay();
+    let big = Datagram {
+        payload_len: 1480,
+        ..Datagram::udp(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.8")
+    }
+    .frame();
+    assert_eq!(a.process(BLUE, &big).0, Verdict::Punt(PuntReason::Fragment));
+    let sent = fragment_and_reinject(&mut a, BLUE, &big);
+    assert_eq!(sent.len(), 2);
+    let mut inner = Vec::new();
+    for (v, out) in sent {
+        assert_eq!(v, Verdict::Forward(FABRIC));
+        let outer = Ipv4Packet::new_checked(&out[14..]).unwrap();
+        assert!(
+            outer.dont_frag() && !outer.is_fragment(),
+            "the outer packet is whole"
+        );
+        assert!(usize::from(outer.total_len()) <= 1500);
+        assert_eq!(&out[50 + 6..50 + 12], &mac(DVR_A).0, "the DVR rewrite");
+        inner.push(out[50..].to_vec());
+    }
+    assert_eq!(reassembled(&inner, 14, 1450), big[34..]);
+
+    // Toward a local port the fragments are routed frames like any other.
+    let jumbo = Datagram {
+        payload_len: 1980,
+        ..Datagram::udp(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.7")
+    }
+    .frame();
+    assert_eq!(
+        a.process(BLUE, &jumbo).0,
+        Verdict::Punt(PuntReason::Fragment)
+    );
+    let sent = fragment_and_reinject(&mut a, BLUE, &jumbo);
+    assert!(sent.iter().all(|(v, f)| *v == Verdict::Forward(RED)
+        && f[0..6] == mac(VM_RED_A).0
+        && f[6..12] == mac(GW_RED).0));
+    let frames: Vec<Vec<u8>> = sent.into_iter().map(|(_, f)| f).collect();
+    assert_eq!(reassembled(&frames, 14, 1500), jumbo[34..]);
+
+    // A datagram that fits by now, or has DF, goes through the engine again; one from the
+    // fabric is no router's to fragment.
+    let fits = Datagram {
+        payload_len: 1000,
+        ..Datagram::udp(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.8")
+    }
+    .frame();
+    assert_eq!(
+        a.punt(BLUE, PuntReason::Fragment, &fits, 1).0,
+        PuntAction::Reinject
+    );
+    let with_df = Datagram {
+        payload_len: 1480,
+        dont_frag: true,
+        ..Datagram::udp(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.8")
+    }
+    .frame();
+    assert_eq!(
+        a.punt(BLUE, PuntReason::Fragment, &with_df, 1).0,
+        PuntAction::Reinject
+    );
+    assert_eq!(
+        a.punt(FABRIC, PuntReason::Fragment, &big, 1).0,
+        PuntAction::Drop(DropReason::NotForRouter)
+    );
 }
 
 #[test]
@@ -377,6 +537,61 @@ fn gateway_arp_and_ping_are_answered_locally() {
     assert_eq!(u8::from(icmp.msg_type()), 0);
 }
 
+/// Every address of the router answers, whichever interface the request came in by (as Linux
+/// does): BLUE's instance pings RED's gateway and the reply comes back on BLUE, from 10.0.2.1
+/// and BLUE's gateway MAC, on host A (a RED instance here) and on host B alike.
+#[test]
+fn every_interface_address_of_the_router_answers_ping_from_any_of_its_networks() {
+    for name in ["host-a", "host-b"] {
+        let mut h = Host::new(name);
+        let ping = ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.1", 64);
+        assert_eq!(
+            h.process(BLUE, &ping).0,
+            Verdict::Punt(PuntReason::LocalDelivery),
+            "{name}: delivered locally, never routed toward RED or the fabric"
+        );
+        let (action, out, solicits) = h.punt(BLUE, PuntReason::LocalDelivery, &ping, 0);
+        assert_eq!(action, PuntAction::Reply(BLUE), "{name}");
+        assert!(solicits.is_empty());
+        assert_eq!(&out[0..6], &mac(VM_BLUE_A).0, "{name}: back to the sender");
+        assert_eq!(
+            &out[6..12],
+            &mac(GW_BLUE).0,
+            "{name}: from its own gateway MAC"
+        );
+        let ipp = Ipv4Packet::new_checked(&out[14..]).unwrap();
+        assert!(ipp.verify_checksum());
+        assert_eq!(
+            (ipp.src_addr(), ipp.dst_addr()),
+            (ip("10.0.2.1"), ip("10.0.1.5")),
+            "{name}: from the address pinged"
+        );
+        let icmp = Icmpv4Packet::new_checked(ipp.payload()).unwrap();
+        assert!(icmp.verify_checksum());
+        assert_eq!(u8::from(icmp.msg_type()), 0, "{name}: echo reply");
+
+        // UDP to that address gets port unreachable from it, as for the input gateway.
+        let udp = Datagram::udp(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.1").frame();
+        assert_eq!(
+            h.process(BLUE, &udp).0,
+            Verdict::Punt(PuntReason::LocalDelivery)
+        );
+        let (action, out, _) = h.punt(BLUE, PuntReason::LocalDelivery, &udp, 0);
+        assert_eq!(action, PuntAction::Reply(BLUE), "{name}");
+        let ipp = Ipv4Packet::new_checked(&out[14..]).unwrap();
+        assert_eq!(ipp.src_addr(), ip("10.0.2.1"));
+        assert_eq!((out[34], out[35]), (3, 3), "{name}: port unreachable");
+    }
+    // Another tenant's port never reaches router r1's addresses, even with the same numbers:
+    // r2 has no 10.0.2.1, so the punt path refuses it even if handed one.
+    let mut a = Host::new("host-a");
+    let foreign = ping_frame(VM_T2_A, GW_BLUE2, "10.0.1.5", "10.0.2.1", 64);
+    assert_eq!(
+        a.punt(BLUE2, PuntReason::LocalDelivery, &foreign, 0).0,
+        PuntAction::Drop(DropReason::NotForRouter)
+    );
+}
+
 #[test]
 fn unknown_neighbour_is_resolved_by_arp_and_static_entries_resist_poisoning() {
     let mut a = Host::new("host-a");
@@ -416,7 +631,12 @@ fn unknown_neighbour_is_resolved_by_arp_and_static_entries_resist_poisoning() {
         ip("10.0.2.1"),
         mac(GW_RED),
     );
-    a.punt(RED, PuntReason::Arp, &reply, 2);
+    let (action, _, _) = a.punt(RED, PuntReason::Arp, &reply, 2);
+    assert_eq!(
+        action,
+        PuntAction::Learned,
+        "the reply did its job: no drop"
+    );
     assert_eq!(a.cp.hold_events(), vec![HoldEvent::Resolved(nh)]);
     let (v, out) = a.process(BLUE, &frame);
     assert_eq!(v, Verdict::Forward(RED));
@@ -431,7 +651,8 @@ fn unknown_neighbour_is_resolved_by_arp_and_static_entries_resist_poisoning() {
         ip("10.0.2.1"),
         mac(GW_RED),
     );
-    a.punt(RED, PuntReason::Arp, &poison, 3);
+    let (action, _, _) = a.punt(RED, PuntReason::Arp, &poison, 3);
+    assert_eq!(action, PuntAction::Drop(DropReason::NotForRouter));
     let (v, out) = a.process(
         BLUE,
         &ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.7", 64),
@@ -455,6 +676,45 @@ fn unknown_neighbour_is_resolved_by_arp_and_static_entries_resist_poisoning() {
     let (v, out) = a.process(BLUE, &lost);
     assert_eq!(v, Verdict::Forward(BLUE));
     assert_eq!((out[34], out[35]), (3, 1), "host unreachable");
+}
+
+/// The ARP reply from a peer's VTEP resolves the underlay and releases the held packet: it
+/// is counted as learned, not as a drop. A reply nobody asked for stays a drop.
+#[test]
+fn an_arp_reply_that_resolves_the_underlay_is_learned_not_dropped() {
+    let mut a = Host::new("host-a");
+    let frame = ping_frame(VM_BLUE_A, GW_BLUE, "10.0.1.5", "10.0.2.8", 64);
+    let (action, _, _) = a.punt(BLUE, PuntReason::UnderlayMiss, &frame, 0);
+    let PuntAction::Hold(nh) = action else {
+        panic!("{action:?}")
+    };
+    let reply = arp_frame(
+        2,
+        mac(FABRIC_B),
+        ip(VTEP_B),
+        a.fabric_mac,
+        ip(VTEP_A),
+        a.fabric_mac,
+    );
+    assert_eq!(a.process(FABRIC, &reply).0, Verdict::Punt(PuntReason::Arp));
+    let (action, _, _) = a.punt(FABRIC, PuntReason::Arp, &reply, 1);
+    assert_eq!(action, PuntAction::Learned);
+    assert_eq!(a.cp.hold_events(), vec![HoldEvent::Resolved(nh)]);
+    assert_eq!(a.process(BLUE, &frame).0, Verdict::Forward(FABRIC));
+
+    // From an address that is no peer's VTEP: nothing learned, not for the router.
+    let stranger = arp_frame(
+        2,
+        mac("02:00:00:00:f0:99"),
+        ip("192.0.2.99"),
+        a.fabric_mac,
+        ip(VTEP_A),
+        a.fabric_mac,
+    );
+    assert_eq!(
+        a.punt(FABRIC, PuntReason::Arp, &stranger, 2).0,
+        PuntAction::Drop(DropReason::NotForRouter)
+    );
 }
 
 #[test]

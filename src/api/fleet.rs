@@ -1,7 +1,8 @@
 //! The control API answered by the fleet's store instead of one daemon: what `dvrctl --etcd`
 //! talks to. The same requests (parsed by the same code), the same replies and the same
 //! structured errors; adds and deletes are validated against the whole fleet and written as
-//! one etcd transaction; listings read the fleet's records. Requests about one host's data
+//! one etcd transaction; listings read the fleet's records (floating IPs among them:
+//! [`FleetClient::floating_ips`]). Requests about one host's data
 //! path (stats, neighbours, traces, histograms) are refused with a pointer to that host.
 
 use std::collections::BTreeMap;
@@ -10,16 +11,40 @@ use std::time::Duration;
 use dvr_fleet::store::{Store, StoreConfig};
 use dvr_fleet::writer::{self, FleetView, WriteError};
 use dvr_fleet::HostStatus;
-use router_core::model::ModelError;
+use router_core::model::{FloatingIpSpec, Model, ModelError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::client::ClientError;
 use super::view::{
-    Applied, BatchApplied, Interfaces, NetworkView, Networks, Peers, Ports, Reply, RouterEntry,
-    Routers, Routes,
+    Applied, BatchApplied, Fips, Interfaces, NetworkView, Networks, Peers, Ports, Reply,
+    RouterEntry, Routers, Routes,
 };
 use super::{parse, ApiError, ErrorCode, Request, API_VERSION};
+use crate::stats::FipView;
+
+/// `fip list` from the store: each floating IP with the host its instance runs on (the one
+/// that acts on it). The store keeps no packet counters: they are on that host (`dvrctl fip
+/// list` without `--etcd`), so they read 0 here, and `active` says that the instance's port
+/// is in the store.
+fn fip_list(m: &Model, router: Option<&str>) -> Result<Reply, ClientError> {
+    let floating_ips = floating_ips_of(m, router)?
+        .into_iter()
+        .map(|f| {
+            let host = m.fip_port(&f).map(|p| p.host.clone());
+            FipView {
+                active: host.is_some(),
+                host: host.unwrap_or_default(),
+                ip: f.ip,
+                router: f.router,
+                port: f.port,
+                dnat_packets: 0,
+                snat_packets: 0,
+            }
+        })
+        .collect();
+    Ok(Reply::Fips(Fips { floating_ips }))
+}
 
 /// One host as `fleet status` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +93,30 @@ impl std::fmt::Debug for FleetClient {
 
 fn store_error(e: impl std::fmt::Display) -> ClientError {
     ClientError::Io(std::io::Error::other(e.to_string()))
+}
+
+fn not_found(kind: &str, name: &str) -> ClientError {
+    ClientError::Api(ApiError::new(
+        ErrorCode::NotFound,
+        format!("{kind} `{name}` does not exist"),
+    ))
+}
+
+/// The fleet's floating IPs, all or `router`'s (which must exist), as `fip.list` lists them
+/// from the store. Only the records the fleet's model accepts: the others are in `fleet
+/// status`. Packet counters are not in the store: they are the host's that runs the instance.
+pub fn floating_ips_of(
+    m: &Model,
+    router: Option<&str>,
+) -> Result<Vec<FloatingIpSpec>, ClientError> {
+    if let Some(r) = router.filter(|r| !m.routers.contains_key(*r)) {
+        return Err(not_found("router", r));
+    }
+    Ok(m.floating_ips
+        .values()
+        .filter(|f| router.is_none_or(|r| r == f.router))
+        .cloned()
+        .collect())
 }
 
 impl FleetClient {
@@ -151,16 +200,18 @@ impl FleetClient {
             .map_err(store_error)
     }
 
+    /// The fleet's floating IPs (all, or `router`'s), from its records.
+    pub fn floating_ips(
+        &mut self,
+        router: Option<&str>,
+    ) -> Result<Vec<FloatingIpSpec>, ClientError> {
+        floating_ips_of(&self.read()?.model, router)
+    }
+
     /// The listings, from the fleet's records.
     fn list(&mut self, request: Request) -> Result<Reply, ClientError> {
         let view = self.read()?;
         let m = &view.model;
-        let not_found = |kind: &str, name: &str| {
-            ClientError::Api(ApiError::new(
-                ErrorCode::NotFound,
-                format!("{kind} `{name}` does not exist"),
-            ))
-        };
         Ok(match request {
             Request::PeerList => Reply::Peers(Peers {
                 peers: m.peers.values().cloned().collect(),
@@ -216,6 +267,7 @@ impl FleetClient {
                         .collect(),
                 })
             }
+            Request::FipList { router } => fip_list(m, router.as_deref())?,
             Request::PortList { network } => {
                 if let Some(n) = network.as_deref().filter(|n| !m.networks.contains_key(*n)) {
                     return Err(not_found("network", n));
@@ -320,4 +372,56 @@ fn fleet_error(e: ModelError) -> ApiError {
         },
         other => other,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use dvr_fleet::{Event, FleetState};
+
+    use super::*;
+
+    #[test]
+    fn floating_ips_are_listed_from_the_fleets_records() {
+        let mut state = FleetState::default();
+        for (key, value) in [
+            (
+                "hosts/host-a",
+                r#"{"dvr_mac": "fa:16:3f:00:00:0a", "vtep": "192.0.2.10"}"#,
+            ),
+            ("networks/blue", r#"{"vni": 1001}"#),
+            ("routers/t1", "{}"),
+            ("routers/t2", "{}"),
+            (
+                "interfaces/t1/blue",
+                r#"{"address": "10.0.1.1/24", "mac": "fa:16:3e:00:01:01"}"#,
+            ),
+            (
+                "ports/blue/10.0.1.5",
+                r#"{"mac": "fa:16:3e:aa:01:05", "host": "host-a"}"#,
+            ),
+            (
+                "floating_ips/203.0.113.10",
+                r#"{"router": "t1", "port": "10.0.1.5"}"#,
+            ),
+            // Written around the writer: the fleet's model refuses it, `fleet status` lists it.
+            (
+                "floating_ips/203.0.113.11",
+                r#"{"router": "t9", "port": "10.0.1.5"}"#,
+            ),
+        ] {
+            state.apply(&Event::Put {
+                key: key.into(),
+                value: value.as_bytes().to_vec(),
+            });
+        }
+        let (m, refused) = dvr_fleet::writer::fleet_model(&state);
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        let all = floating_ips_of(&m, None).unwrap();
+        let ips: Vec<String> = all.iter().map(|f| f.ip.to_string()).collect();
+        assert_eq!(ips, ["203.0.113.10"]);
+        assert_eq!(floating_ips_of(&m, Some("t1")).unwrap(), all);
+        assert!(floating_ips_of(&m, Some("t2")).unwrap().is_empty());
+        let e = floating_ips_of(&m, Some("t9")).unwrap_err();
+        assert!(e.to_string().contains("router `t9` does not exist"), "{e}");
+    }
 }

@@ -249,6 +249,10 @@ pub enum Request {
     NeighList {
         router: Option<String>,
     },
+    ExternalShow,
+    FipList {
+        router: Option<String>,
+    },
     /// One add, delete or set.
     Change(Change),
     /// Changes applied all or none.
@@ -285,6 +289,8 @@ impl Request {
             Request::RouteLookup { .. } => "route.lookup",
             Request::PortList { .. } => "port.list",
             Request::NeighList { .. } => "neigh.list",
+            Request::ExternalShow => "external.show",
+            Request::FipList { .. } => "fip.list",
             Request::Change(_) => "change",
             Request::Batch(_) => "batch",
             Request::StatsShow => "stats.show",

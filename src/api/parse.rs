@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use router_core::lpm::Prefix;
 use router_core::model::{
-    Change, HostSpec, InstancePortSpec, InterfaceAddr, InterfaceSpec, MacAddr, NetworkSpec,
-    PeerSpec, RouteSpec, RouterSpec,
+    Change, ExternalSpec, FloatingIpSpec, HostSpec, InstancePortSpec, InterfaceAddr, InterfaceSpec,
+    MacAddr, NetworkSpec, PeerSpec, RouteSpec, RouterSpec,
 };
 use serde::de::{DeserializeOwned, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -72,6 +72,12 @@ pub const OPS: &[OpInfo] = &[
     op("port.del", &["network", "ip"], true),
     op("port.list", &["network"], false),
     op("neigh.list", &["router"], false),
+    op("external.set", &["address", "gateway"], true),
+    op("external.del", &[], true),
+    op("external.show", &[], false),
+    op("fip.add", &["ip", "router", "port", "replace"], true),
+    op("fip.del", &["ip"], true),
+    op("fip.list", &["router"], false),
     op("batch", &["changes"], false),
     op("stats.show", &[], false),
     op("stats.reset", &[], false),
@@ -215,6 +221,10 @@ fn parse_op(op: &str, args: Option<&RawValue>) -> Result<Request, ApiError> {
         "neigh.list" => Request::NeighList {
             router: f.opt("router")?,
         },
+        "external.show" => Request::ExternalShow,
+        "fip.list" => Request::FipList {
+            router: f.opt("router")?,
+        },
         "batch" => Request::Batch(batch(&mut f)?),
         "stats.show" => Request::StatsShow,
         "fleet.show" => Request::FleetShow,
@@ -265,6 +275,14 @@ fn change(op: &str, f: &mut Fields<'_>) -> Result<Change, ApiError> {
         }),
         "route.add" => add(f, route, |spec, replace| Change::AddRoute { spec, replace }),
         "port.add" => add(f, port, |spec, replace| Change::AddPort { spec, replace }),
+        "external.set" => Ok(Change::SetExternal(ExternalSpec {
+            address: f.req::<InterfaceAddr>("address")?,
+            gateway: f.req("gateway")?,
+        })),
+        "fip.add" => add(f, fip, |spec, replace| Change::AddFloatingIp {
+            spec,
+            replace,
+        }),
         _ => deletion(op, f),
     }
 }
@@ -299,6 +317,8 @@ fn deletion(op: &str, f: &mut Fields<'_>) -> Result<Change, ApiError> {
             network: f.req("network")?,
             ip: f.req("ip")?,
         },
+        "external.del" => Change::DelExternal,
+        "fip.del" => Change::DelFloatingIp { ip: f.req("ip")? },
         other => {
             return Err(ApiError::new(
                 ErrorCode::Internal,
@@ -359,6 +379,14 @@ fn route(f: &mut Fields<'_>) -> Result<RouteSpec, ApiError> {
         router: f.req("router")?,
         prefix: f.req::<Prefix>("prefix")?,
         via: f.req("via")?,
+    })
+}
+
+fn fip(f: &mut Fields<'_>) -> Result<FloatingIpSpec, ApiError> {
+    Ok(FloatingIpSpec {
+        ip: f.req("ip")?,
+        router: f.req("router")?,
+        port: f.req("port")?,
     })
 }
 

@@ -31,6 +31,22 @@ pub enum Reply {
     Reset(ResetView),
     Icmp(IcmpView),
     Fleet(Box<FleetView>),
+    External(ExternalView),
+    Fips(Fips),
+}
+
+/// `external.show`: this host on the external network.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternalView {
+    pub external: Option<router_core::model::ExternalSpec>,
+    /// The external port (`None`: the configuration has no port with `external = true`).
+    pub port: Option<String>,
+}
+
+/// `fip.list`: the floating IPs with their counters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fips {
+    pub floating_ips: Vec<crate::stats::FipView>,
 }
 
 /// `fleet.show`: the host's membership of the fleet and the revisions that changed it last.

@@ -15,9 +15,9 @@ use super::control_thread::ControlThread;
 use super::Daemon;
 use crate::api::describe;
 use crate::api::view::{
-    Applied as AppliedView, BatchApplied, FleetView, HistSet, HistView, HostView, IcmpView,
-    Interfaces, Lookup, MetricsData, MetricsSummary, Neighbors, NetworkView, Networks, Peers,
-    Ports, ResetView, RouterEntry, Routers, Routes, StatsView, WorkerHist,
+    Applied as AppliedView, BatchApplied, ExternalView, Fips, FleetView, HistSet, HistView,
+    HostView, IcmpView, Interfaces, Lookup, MetricsData, MetricsSummary, Neighbors, NetworkView,
+    Networks, Peers, Ports, ResetView, RouterEntry, Routers, Routes, StatsView, WorkerHist,
 };
 use crate::api::{ApiError, ErrorCode, Outcome, Reply, Request};
 use crate::stats::Latency;
@@ -57,6 +57,20 @@ impl ControlThread {
             Request::RouteLookup { router, ip } => lookup(cp, router, ip),
             Request::PortList { network } => ports(cp, network.as_deref()),
             Request::NeighList { router } => self.neighbors(router.as_deref()),
+            Request::ExternalShow => Ok(Reply::External(ExternalView {
+                external: cp.external().cloned(),
+                port: cp.external_port_name().map(str::to_string),
+            })),
+            Request::FipList { router } => {
+                if let Some(r) = router.as_deref() {
+                    if cp.router_id(r).is_none() {
+                        return Err(not_found("router", r));
+                    }
+                }
+                let mut floating_ips = super::fip_views(cp, &daemon.engine_counters());
+                floating_ips.retain(|f| router.as_ref().is_none_or(|r| *r == f.router));
+                Ok(Reply::Fips(Fips { floating_ips }))
+            }
             Request::StatsShow => Ok(Reply::Stats(Box::new(self.stats(daemon)))),
             Request::StatsReset => Ok(self.reset_stats(daemon)),
             Request::FleetShow => match &daemon.fleet {

@@ -18,6 +18,7 @@ use router_core::ids::PortId;
 use router_core::reason::DropReason;
 use tracing::{debug, info, warn};
 
+use super::fragment::FRAGMENT_BUDGET;
 use super::trace::Trace;
 use super::{Daemon, DaemonError};
 use crate::api::{Call, Request};
@@ -47,6 +48,8 @@ pub(super) struct ControlThread {
     pub(super) next_tick: Instant,
     /// The IPv4 identification of the next VXLAN packet the control thread builds.
     pub(super) ident: u16,
+    /// Fragments the control thread may still build in this turn of its loop.
+    pub(super) fragment_budget: usize,
     /// Requests from the API and metrics threads.
     pub(super) calls_rx: Receiver<Call>,
     /// Keeps the request channel connected while no server holds a sender.
@@ -68,6 +71,7 @@ impl ControlThread {
         let calls = self.calls_rx.clone();
         let records = self.trace.rx.clone();
         while !stop.load(Ordering::Relaxed) {
+            self.fragment_budget = FRAGMENT_BUDGET;
             let wait = self.wait();
             crossbeam::select! {
                 recv(punts) -> p => match p {

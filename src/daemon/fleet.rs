@@ -48,7 +48,11 @@ impl Apply for ControlApply {
 }
 
 impl FleetThread {
-    /// Starts following the store; `model` is the control plane's (its local ports set).
+    /// Starts following the store; `model` is the control plane's with the file's own settings
+    /// applied: its local ports and, on a host with an external port, its `[external]`
+    /// network. The fleet's floating IPs are validated against that copy (an instance here
+    /// with a floating IP needs it), and no fleet record changes it, across re-lists and
+    /// snapshot restores alike.
     pub(super) fn start(
         settings: &FleetSettings,
         model: Model,

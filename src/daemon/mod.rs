@@ -19,6 +19,7 @@
 mod api;
 mod control_thread;
 mod fleet;
+mod fragment;
 mod histograms;
 mod punt;
 mod setup;
@@ -39,7 +40,7 @@ use self::histograms::Histograms;
 use crate::api::server::ApiServer;
 use crate::config::Config;
 use crate::metrics::MetricsServer;
-use crate::stats::{Latency, PortStatsView, RouterView, Snapshot};
+use crate::stats::{FipView, Latency, PortStatsView, RouterView, Snapshot};
 
 /// How long a stopping daemon waits for each worker.
 const WORKER_JOIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -239,14 +240,10 @@ impl Daemon {
             .iter()
             .map(|(w, core)| Snapshot::worker_view(w, *core))
             .collect();
-        let counters: Vec<Arc<EngineCounters>> = self
-            .workers
-            .iter()
-            .map(|(h, _)| Arc::clone(&h.stats().engine))
-            .chain(std::iter::once(Arc::clone(&self.control_counters)))
-            .collect();
+        let counters = self.engine_counters();
         s.set_engine(&EngineTotals::sum(counters.iter().map(|c| c.as_ref())));
         s.routers = router_views(cp, &counters);
+        s.floating_ips = fip_views(cp, &counters);
         self.hists.collect();
         s.latency = Latency::of(Some(&self.hists.lifetime_merged()));
         s.tables = Some(cp.table_usage());
@@ -255,6 +252,15 @@ impl Daemon {
             s.mempool_available = pool.available();
         }
         s
+    }
+
+    /// The engine counters of every worker and of the control thread.
+    pub(super) fn engine_counters(&self) -> Vec<Arc<EngineCounters>> {
+        self.workers
+            .iter()
+            .map(|(h, _)| Arc::clone(&h.stats().engine))
+            .chain(std::iter::once(Arc::clone(&self.control_counters)))
+            .collect()
     }
 
     /// True if a worker thread ended on its own (a bug: it should run until told to stop).
@@ -351,6 +357,30 @@ fn router_views(cp: &ControlPlane, counters: &[Arc<EngineCounters>]) -> Vec<Rout
         out.push(r);
     }
     out
+}
+
+/// Every floating IP with its counters summed over `counters`.
+pub(super) fn fip_views(cp: &ControlPlane, counters: &[Arc<EngineCounters>]) -> Vec<FipView> {
+    cp.fip_specs()
+        .map(|spec| {
+            let mut v = FipView {
+                ip: spec.ip,
+                router: spec.router.clone(),
+                port: spec.port,
+                host: cp.fip_host(spec).unwrap_or_default().to_string(),
+                active: cp.fip_is_active(spec),
+                dnat_packets: 0,
+                snat_packets: 0,
+            };
+            if let Some(id) = cp.fip_id(spec.ip) {
+                for c in counters {
+                    v.dnat_packets += c.fip(id).dnat.get();
+                    v.snat_packets += c.fip(id).snat.get();
+                }
+            }
+            v
+        })
+        .collect()
 }
 
 fn join_with_timeout(

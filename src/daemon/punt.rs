@@ -1,9 +1,10 @@
 //! Punted packets on the control thread: what the workers could not finish. The control plane
 //! decides ([`ControlPlane::handle_punt`]); this module carries the decision out with the
-//! packet buffers: it sends a reply, holds a packet until its neighbour resolves, runs a packet
-//! through the engine again, or floods copies to the network's local ports and, VXLAN
-//! encapsulated, to its peers. Everything the control thread sends goes out through worker 0's
-//! inject queue.
+//! packet buffers: it sends a reply, counts an ARP reply that resolved a neighbour (learned,
+//! not a drop), holds a packet until its neighbour resolves, runs a packet through the engine
+//! again, floods copies to the network's local ports and, VXLAN encapsulated, to its peers, or
+//! fragments a datagram too big for its next hop (`fragment.rs`). Everything the control
+//! thread sends goes out through worker 0's inject queue.
 //!
 //! [`ControlPlane::handle_punt`]: router_core::control::ControlPlane::handle_punt
 
@@ -43,6 +44,7 @@ impl ControlThread {
         match action {
             PuntAction::Reply(out) => self.send(out, mbuf),
             PuntAction::Drop(r) => self.count_drop(r),
+            PuntAction::Learned => self.worker.counters().arp_learned.inc(),
             PuntAction::Hold(nh) => {
                 if let Err((_, r)) = self.holds.hold(nh, (mbuf, port)) {
                     self.count_drop(r);
@@ -50,6 +52,7 @@ impl ControlThread {
             }
             PuntAction::Reinject => self.reinject(mbuf, port, depth),
             PuntAction::Flood(f) => self.flood(&mbuf, &f),
+            PuntAction::Fragment { mtu } => self.fragment(mbuf, port, mtu, depth),
         }
         // An ARP reply or a learned neighbour may have resolved what packets wait for. Settled
         // once per punt taken from the workers, not again for those reinjected meanwhile.
@@ -92,8 +95,9 @@ impl ControlThread {
         }
     }
 
-    /// Runs a packet through the engine again (its next hop changed since it was punted).
-    fn reinject(&mut self, mut mbuf: Mbuf, port: PortId, depth: u32) {
+    /// Runs a packet through the engine again (its next hop changed since it was punted, or it
+    /// is a fragment the control thread built).
+    pub(super) fn reinject(&mut self, mut mbuf: Mbuf, port: PortId, depth: u32) {
         let now = self.now();
         let (engine, worker) = (&self.engine, &mut self.worker);
         let verdict = match with_packet(&mut mbuf, |pkt| {

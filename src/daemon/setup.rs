@@ -106,6 +106,7 @@ pub(super) fn start(
         punt_rx,
         next_tick: Instant::now(),
         ident: 0,
+        fragment_budget: super::fragment::FRAGMENT_BUDGET,
         calls_rx,
         _calls_tx: calls_tx,
         trace: Trace::new(trace_tap, trace_rx),

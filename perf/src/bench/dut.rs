@@ -26,15 +26,20 @@ pub enum DutKind {
     /// dvrd routing to a peer host: VXLAN encapsulation out of the fabric port.
     #[serde(rename = "dvrd-vxlan")]
     DvrdVxlan,
+    /// dvrd sending from an instance with a floating IP to the outside: SNAT out of the
+    /// external port.
+    #[serde(rename = "dvrd-fip")]
+    DvrdFip,
 }
 
 impl DutKind {
     /// Every kind, in report order.
-    pub const ALL: [DutKind; 4] = [
+    pub const ALL: [DutKind; 5] = [
         DutKind::TestpmdIo,
         DutKind::L3fwd,
         DutKind::Dvrd,
         DutKind::DvrdVxlan,
+        DutKind::DvrdFip,
     ];
 
     /// Short name (file names, JSON keys).
@@ -44,6 +49,7 @@ impl DutKind {
             DutKind::L3fwd => "l3fwd",
             DutKind::Dvrd => "dvrd",
             DutKind::DvrdVxlan => "dvrd-vxlan",
+            DutKind::DvrdFip => "dvrd-fip",
         }
     }
 
@@ -111,8 +117,6 @@ pub struct DutStart<'a> {
     pub dir: &'a Path,
     /// The l3fwd rule file of the block's routes.
     pub l3fwd_rules: &'a Path,
-    /// dvrd's configuration files (local path, remote path).
-    pub dvrd_configs: (&'a Path, &'a Path),
     /// Placement.
     pub placement: Placement,
     /// Hugepages (otherwise `--no-huge`).
@@ -207,11 +211,7 @@ fn l3fwd<'a>(s: &DutStart<'a>) -> Launch<'a> {
 /// dvrd with the block's configuration of its path; ready when it writes `ready`.
 fn dvrd<'a>(s: &DutStart<'a>, ready: &Path) -> Launch<'a> {
     let name = s.kind.name();
-    let config = if s.kind == DutKind::Dvrd {
-        s.dvrd_configs.0
-    } else {
-        s.dvrd_configs.1
-    };
+    let config = s.dir.join(format!("{name}.toml"));
     let _ = std::fs::remove_file(ready);
     let summary = s.dir.join(format!("{name}-summary.json"));
     let _ = std::fs::remove_file(&summary);
@@ -238,7 +238,7 @@ pub fn start(s: &DutStart<'_>) -> io::Result<Dut> {
     let launch = match s.kind {
         DutKind::TestpmdIo => testpmd(s),
         DutKind::L3fwd => l3fwd(s),
-        DutKind::Dvrd | DutKind::DvrdVxlan => dvrd(s, &ready_file),
+        DutKind::Dvrd | DutKind::DvrdVxlan | DutKind::DvrdFip => dvrd(s, &ready_file),
     };
     let mut proc = proc::spawn(name, launch.program, &launch.args, &log, s.boost)?;
     let kind = s.kind;
@@ -246,7 +246,7 @@ pub fn start(s: &DutStart<'_>) -> io::Result<Dut> {
         // testpmd starts forwarding after its link check (up to 9 s without a peer).
         DutKind::TestpmdIo => p.log_text().contains("packet forwarding - ports="),
         DutKind::L3fwd => p.log_text().contains("entering main loop"),
-        DutKind::Dvrd | DutKind::DvrdVxlan => ready_file.exists(),
+        DutKind::Dvrd | DutKind::DvrdVxlan | DutKind::DvrdFip => ready_file.exists(),
     })?;
     let mut command = vec![launch.program.display().to_string()];
     command.extend(launch.args);
@@ -297,30 +297,31 @@ pub fn read_summary(path: &Path) -> Option<WorkerFigures> {
     })
 }
 
-/// The dvrd configuration files of a block.
+/// The dvrd configuration files of a block, one per path, each named after its device
+/// (`dvrd.toml`, `dvrd-vxlan.toml`, `dvrd-fip.toml`) in `dir`.
 pub fn write_dvrd_configs(
     dir: &Path,
     routes: &[router_core::lpm::Prefix],
     hugepages: bool,
     placement: Placement,
-) -> io::Result<(PathBuf, PathBuf)> {
-    let local = dir.join("dvrd.toml");
-    let remote = dir.join("dvrd-vxlan.toml");
-    for (path, name, kind) in [
-        (&local, "dvrd", DvrdPath::Local),
-        (&remote, "dvrd-vxlan", DvrdPath::Remote),
+) -> io::Result<()> {
+    for (kind, path) in [
+        (DutKind::Dvrd, DvrdPath::Local),
+        (DutKind::DvrdVxlan, DvrdPath::Remote),
+        (DutKind::DvrdFip, DvrdPath::FloatingIp),
     ] {
+        let name = kind.name();
         let text = topo::dvrd_config(
             name,
-            kind,
+            path,
             routes,
             hugepages,
             placement.worker_core,
             placement.main_core,
         );
-        std::fs::write(path, text)?;
+        std::fs::write(dir.join(format!("{name}.toml")), text)?;
     }
-    Ok((local, remote))
+    Ok(())
 }
 
 #[cfg(test)]

@@ -125,7 +125,7 @@ mod tests {
         for mode in ["quick", "full"] {
             let p = Plan::named(mode).unwrap();
             assert!(p.rounds >= 5);
-            assert!(p.blocks.iter().all(|b| b.duts.len() == 4));
+            assert!(p.blocks.iter().all(|b| b.duts.len() == DutKind::ALL.len()));
         }
         assert!(Plan::named("nope").is_none());
     }

@@ -45,6 +45,7 @@ fn color(kind: DutKind) -> RGBColor {
         DutKind::L3fwd => RGBColor(31, 119, 180),
         DutKind::Dvrd => RGBColor(214, 39, 40),
         DutKind::DvrdVxlan => RGBColor(255, 127, 14),
+        DutKind::DvrdFip => RGBColor(44, 160, 44),
     }
 }
 

@@ -223,7 +223,8 @@ fn worker_table(md: &mut String, summary: &[BlockSummary]) {
     );
     let cols = ["busy cycles / packet", "empty-poll share", "packets"].map(String::from);
     header(md, true, &cols);
-    device_rows(md, summary, &[DutKind::Dvrd, DutKind::DvrdVxlan], |d| {
+    let dvrd = [DutKind::Dvrd, DutKind::DvrdVxlan, DutKind::DvrdFip];
+    device_rows(md, summary, &dvrd, |d| {
         d.workers.map(|w| {
             vec![
                 format!("{:.0}", w.busy_cycles_per_packet),

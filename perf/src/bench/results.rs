@@ -322,11 +322,12 @@ pub struct BlockSummary {
 }
 
 /// The ratios reported, numerator over denominator.
-pub const RATIOS: [(DutKind, DutKind); 4] = [
+pub const RATIOS: [(DutKind, DutKind); 5] = [
     (DutKind::Dvrd, DutKind::L3fwd),
     (DutKind::Dvrd, DutKind::TestpmdIo),
     (DutKind::L3fwd, DutKind::TestpmdIo),
     (DutKind::DvrdVxlan, DutKind::Dvrd),
+    (DutKind::DvrdFip, DutKind::Dvrd),
 ];
 
 /// The name of a ratio.

@@ -206,21 +206,17 @@ fn block_options(opts: &RunOptions) -> RunOptions {
     }
 }
 
-/// The route tables of a block's devices: l3fwd's rule file, dvrd's two configurations.
+/// The route table of l3fwd for a block (dvrd's configurations sit beside it, one per device).
 struct BlockFiles {
     l3fwd_rules: PathBuf,
-    dvrd_configs: (PathBuf, PathBuf),
 }
 
 fn write_block_files(opts: &RunOptions, block: &BlockPlan, dir: &Path) -> io::Result<BlockFiles> {
     let route_set = routes::route_set(block.routes);
     let l3fwd_rules = dir.join("l3fwd-rules-v4.cfg");
     std::fs::write(&l3fwd_rules, routes::l3fwd_rules(&route_set, 1))?;
-    let dvrd_configs = dut::write_dvrd_configs(dir, &route_set, opts.hugepages, opts.placement)?;
-    Ok(BlockFiles {
-        l3fwd_rules,
-        dvrd_configs,
-    })
+    dut::write_dvrd_configs(dir, &route_set, opts.hugepages, opts.placement)?;
+    Ok(BlockFiles { l3fwd_rules })
 }
 
 /// Starts one device and its generator for the block; the instance records why not.
@@ -236,7 +232,6 @@ fn start_in_block(
         programs: &opts.programs,
         dir,
         l3fwd_rules: &files.l3fwd_rules,
-        dvrd_configs: (&files.dvrd_configs.0, &files.dvrd_configs.1),
         placement: opts.placement,
         hugepages: opts.hugepages,
         boost: opts.boost,

@@ -11,7 +11,10 @@
 //! RED whose MAC is the generator's port 1. On the DVR remote path, RED has no port on this
 //! host: 10.0.2.2 lives on a peer host, the DUT's second port is the fabric, and every routed
 //! packet leaves VXLAN-encapsulated toward the peer's VTEP (which the generator answers ARP
-//! for).
+//! for). On the floating-IP path the sender has the floating IP [`FIP`], the router has no
+//! route for the destinations (the outside), and the DUT's second port is the external port:
+//! every packet is SNATed and leaves toward the external gateway (the generator's port 1,
+//! resolved by ARP).
 
 use std::fmt::Write as _;
 
@@ -41,6 +44,8 @@ pub const PEER_DVR_MAC: &str = "fa:16:3f:00:00:0b";
 pub const PEER_VTEP: &str = "192.0.2.20";
 /// MTU of the fabric port: room for a 1500-byte inner packet plus 50 bytes of VXLAN.
 pub const FABRIC_MTU: u16 = 1600;
+/// The sender's floating IP on the floating-IP path.
+pub const FIP: &str = "203.0.113.10";
 /// Folder of the memif sockets.
 pub const SOCKET_DIR: &str = "/run/dvr-bench";
 
@@ -76,6 +81,8 @@ pub enum DvrdPath {
     Local,
     /// Routing to instances on a peer host: VXLAN out of the fabric port.
     Remote,
+    /// From an instance with a floating IP to the outside: SNAT out of the external port.
+    FloatingIp,
 }
 
 impl DvrdPath {
@@ -84,6 +91,7 @@ impl DvrdPath {
         match self {
             DvrdPath::Local => "out",
             DvrdPath::Remote => "fabric",
+            DvrdPath::FloatingIp => "ext",
         }
     }
 }
@@ -101,6 +109,15 @@ pub fn dvrd_config(
     write_dataplane(&mut t, name, path, hugepages, worker_core, main_core);
     write_fabric(&mut t, path);
     write_router(&mut t, name);
+    if path == DvrdPath::FloatingIp {
+        // The destinations are the outside: no route, only the floating IP.
+        let _ = write!(
+            t,
+            "\n[external]\naddress = \"203.0.113.21/24\"\ngateway = \"203.0.113.1\"\n\n\
+             [[floating_ips]]\nip = \"{FIP}\"\nrouter = \"bench\"\nport = \"{SRC_IP}\"\n"
+        );
+        return t;
+    }
     for p in routes {
         let _ = write!(
             t,
@@ -151,6 +168,7 @@ device = "net_memif1"
         fabric = match path {
             DvrdPath::Local => String::new(),
             DvrdPath::Remote => format!("fabric = true\nmtu = {FABRIC_MTU}\n"),
+            DvrdPath::FloatingIp => "external = true\n".into(),
         },
     );
 }
@@ -160,7 +178,7 @@ device = "net_memif1"
 fn write_fabric(t: &mut String, path: DvrdPath) {
     let (red_ports, next_hop_mac, next_hop_host) = match path {
         DvrdPath::Local => ("\"out\"", GEN_RX_MAC, "bench"),
-        DvrdPath::Remote => ("", REMOTE_NEXT_HOP_MAC, "peer"),
+        DvrdPath::Remote | DvrdPath::FloatingIp => ("", REMOTE_NEXT_HOP_MAC, "peer"),
     };
     let _ = write!(
         t,
@@ -243,6 +261,9 @@ mod tests {
         assert!(remote.contains("host = \"peer\""));
         assert!(remote.contains("hugepages = false"));
         assert!(client_vdev("dvrd", 1, false).contains(GEN_RX_MAC));
+        let fip = dvrd_config("dvrd-fip", DvrdPath::FloatingIp, &routes, false, 1, 0);
+        assert!(fip.contains("external = true") && fip.contains(FIP));
+        assert!(!fip.contains("198.18.1.0/24"));
         assert!(client_vdev("dvrd", 0, true).ends_with(",zero-copy=yes"));
     }
 }

@@ -5,7 +5,8 @@
 //! change of it is programmed: `router`, `network`, `interface`, `route`, `port` and `peer` (the
 //! host and its peers). `publish` builds the [`Topology`] the workers read, `query` answers the
 //! operators' questions, `neigh` resolves neighbours by ARP, `holds` keeps the packets waiting
-//! for them, and `punt` decides what to do with a packet a worker punted.
+//! for them, `punt` decides what to do with a packet a worker punted, and `fragment` finds the
+//! MTU a datagram too big for its next hop is split for.
 //!
 //! A change is programmed incrementally: a new instance port is one next-hop slot, one /32 in its
 //! router's LPM and one L2 entry, whatever the size of the tables. Structural objects (ports'
@@ -37,6 +38,7 @@
 mod capacity;
 mod external;
 mod fip;
+mod fragment;
 mod holds;
 mod interface;
 mod neigh;
@@ -114,6 +116,10 @@ pub struct ControlConfig {
     /// ICMP errors per second per router (0: unlimited) and burst.
     pub icmp_rate_per_s: u32,
     pub icmp_burst: u32,
+    /// ICMP errors per second to one source in a router (0: unlimited) and burst, checked
+    /// before the router's own limit.
+    pub icmp_per_source_rate_per_s: u32,
+    pub icmp_per_source_burst: u32,
     /// The underlay gateway toward the peers' VTEPs, when they are not on the fabric's subnet.
     pub fabric_gateway: Option<Ipv4Addr>,
     /// The DVR MAC range.
@@ -132,6 +138,8 @@ impl ControlConfig {
             tbl8_groups_large: 1 << 16,
             icmp_rate_per_s: 1000,
             icmp_burst: 100,
+            icmp_per_source_rate_per_s: crate::icmp_limit::SOURCE_RATE_PER_S_DEFAULT,
+            icmp_per_source_burst: crate::icmp_limit::SOURCE_BURST_DEFAULT,
             fabric_gateway: None,
             dvr_mac_base: (DVR_MAC_BASE_DEFAULT, 24),
             neighbor: NeighborConfig::default(),
@@ -302,6 +310,8 @@ impl ControlPlane {
             Arc::clone(&table),
             Arc::clone(&l2),
         ));
+        dp.icmp_sources
+            .set(cfg.icmp_per_source_rate_per_s, cfg.icmp_per_source_burst);
         let mut model = Model::for_ports(
             cfg.ports
                 .iter()

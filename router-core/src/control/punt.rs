@@ -33,12 +33,17 @@ pub enum PuntAction {
     Reply(PortId),
     /// Free it and count the reason.
     Drop(DropReason),
+    /// It did its job (an ARP reply or announcement that resolved or confirmed a neighbour):
+    /// free it and count it as learned, not as a drop.
+    Learned,
     /// Keep it until the next hop resolves or fails, then run it through the engine again.
     Hold(NextHopId),
     /// Run it through the engine again now (the next hop changed since it was punted).
     Reinject,
     /// Send copies of it.
     Flood(Flood),
+    /// Split it into fragments of at most `mtu` bytes and run each through the engine.
+    Fragment { mtu: u16 },
 }
 
 /// The copies of a flooded frame.
@@ -146,13 +151,18 @@ impl ControlPlane {
                 self.flood_local(topo, network, input)
             }
             (PuntReason::Flood, PortRole::Fabric) => self.flood_from_fabric(topo, pkt),
-            (
-                PuntReason::NeighborMiss | PuntReason::UnderlayMiss | PuntReason::Flood,
-                PortRole::Fabric | PortRole::External,
-            )
-            | (PuntReason::ExternalMiss, PortRole::Fabric | PortRole::External) => {
-                PuntAction::Drop(DropReason::NotForRouter)
+            (PuntReason::Fragment, PortRole::Local { .. } | PortRole::External) => {
+                self.fragment(topo, pkt, role)
             }
+            (PuntReason::NeighborMiss | PuntReason::UnderlayMiss, PortRole::Fabric)
+            | (PuntReason::Fragment | PuntReason::ExternalMiss, PortRole::Fabric)
+            | (
+                PuntReason::NeighborMiss
+                | PuntReason::UnderlayMiss
+                | PuntReason::Flood
+                | PuntReason::ExternalMiss,
+                PortRole::External,
+            ) => PuntAction::Drop(DropReason::NotForRouter),
         }
     }
 
@@ -168,8 +178,10 @@ impl ControlPlane {
             return PuntAction::Drop(DropReason::ArpMalformed);
         };
         // Whatever the operation, a known underlay neighbour speaking confirms itself.
+        let mut learned = false;
         if let Some(u) = self.neighbors.underlay.get(&arp.sender_ip).copied() {
             if arp.sender_mac.is_unicast() {
+                learned = true;
                 self.set_resolved(u.nh, NextHopState::local(input, arp.sender_mac));
                 let asker = Asker {
                     ports: vec![input],
@@ -188,6 +200,11 @@ impl ControlPlane {
         if arp.op == ArpOperation::Request && arp.target_ip == host.vtep {
             reply_arp(pkt, port.mac);
             return PuntAction::Reply(input);
+        }
+        // A reply from a peer's VTEP (what resolves the underlay) did its job; a request for
+        // another VTEP is not for this host, whatever it taught us about its sender.
+        if learned && arp.op != ArpOperation::Request {
+            return PuntAction::Learned;
         }
         PuntAction::Drop(DropReason::NotForRouter)
     }
@@ -214,13 +231,18 @@ impl ControlPlane {
         let gw = net.iface.and_then(|i| topo.iface(i).map(|g| (i, *g)));
 
         // Learn or confirm a dynamic neighbour (never a permanent one) from what it says.
-        if let Some((iface, g)) = gw {
-            if g.subnet.contains(arp.sender_ip) && arp.sender_ip != g.ip {
-                self.learn_from_arp(g.router, iface, arp.sender_ip, arp.sender_mac, input, now);
-            }
-        }
+        let learned = gw.is_some_and(|(iface, g)| {
+            g.subnet.contains(arp.sender_ip)
+                && arp.sender_ip != g.ip
+                && self.learn_from_arp(g.router, iface, arp.sender_ip, arp.sender_mac, input, now)
+        });
         if arp.op != ArpOperation::Request || arp.gratuitous {
-            return PuntAction::Drop(DropReason::NotForRouter);
+            // A reply or an announcement: consumed if it told us about a neighbour we track.
+            return if learned {
+                PuntAction::Learned
+            } else {
+                PuntAction::Drop(DropReason::NotForRouter)
+            };
         }
         // The gateway answers for itself, on every host, and its ARP never leaves the host.
         if let Some((_, g)) = gw {
@@ -249,6 +271,8 @@ impl ControlPlane {
         self.flood_local(topo, network, input)
     }
 
+    /// Resolves or confirms the dynamic neighbour `ip` of `router` at `mac` behind `input`.
+    /// False when the router tracks no such neighbour or it is permanent (nothing changed).
     fn learn_from_arp(
         &mut self,
         router: RouterId,
@@ -257,12 +281,12 @@ impl ControlPlane {
         mac: EthernetAddress,
         input: PortId,
         now: Nanos,
-    ) {
+    ) -> bool {
         let Some(n) = self.neighbors.entries.get(&(router, ip)).copied() else {
-            return;
+            return false;
         };
         if n.origin == NeighborOrigin::Static {
-            return;
+            return false;
         }
         let asker = self.asker_for(iface).unwrap_or(Asker {
             ports: vec![input],
@@ -287,6 +311,7 @@ impl ControlPlane {
                 }
             }
         }
+        true
     }
 
     /// Where and as whom to ARP for neighbours of an interface.
@@ -301,8 +326,9 @@ impl ControlPlane {
         })
     }
 
-    /// ICMP echo to a gateway address or the VTEP gets a reply; UDP gets port unreachable;
-    /// anything else is not for a router.
+    /// ICMP echo to an address of the input network's router (any of its interfaces) or to the
+    /// VTEP gets a reply from that address; UDP gets port unreachable; anything else is not for
+    /// a router.
     fn local_delivery(&mut self, at: Arrival<'_>, pkt: &mut PacketBuf<'_>) -> PuntAction {
         let Arrival {
             topo, input, role, ..
@@ -315,11 +341,7 @@ impl ControlPlane {
         let dst = ip.dst_addr_u32();
         let ours = match role {
             PortRole::Fabric => topo.host.is_some_and(|h| h.vtep == dst),
-            PortRole::Local { network } => topo
-                .network(network)
-                .and_then(|n| n.iface)
-                .and_then(|i| topo.iface(i))
-                .is_some_and(|g| g.ip == dst),
+            PortRole::Local { network } => is_router_address(topo, network, dst),
             PortRole::External => topo.external.is_some_and(|e| e.ip == dst),
             PortRole::Unused => false,
         };
@@ -504,7 +526,7 @@ impl ControlPlane {
     }
 
     /// The interface, router and IPv4 destination of a frame routed on `network`.
-    fn routed_destination(
+    pub(super) fn routed_destination(
         &self,
         topo: &Topology,
         pkt: &PacketBuf<'_>,
@@ -609,6 +631,25 @@ impl ControlPlane {
             ident,
         })
     }
+}
+
+/// True when `dst` is an address of the router behind `network`'s gateway, on any of its
+/// interfaces. A router answers for all of its addresses whichever interface a packet came in
+/// by (the weak host model of RFC 1122 section 3.3.4.2, as Linux and Neutron's router namespace
+/// do); the engine delivers them here through the /32 of each interface address.
+fn is_router_address(topo: &Topology, network: NetworkId, dst: u32) -> bool {
+    let Some(router) = topo
+        .network(network)
+        .and_then(|n| n.iface)
+        .and_then(|i| topo.iface(i))
+        .map(|g| g.router)
+    else {
+        return false;
+    };
+    topo.ifaces
+        .iter()
+        .flatten()
+        .any(|i| i.router == router && i.ip == dst)
 }
 
 /// What the control plane reads from an ARP packet.

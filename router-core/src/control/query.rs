@@ -12,7 +12,8 @@ use crate::ids::{IfaceId, NetworkId, PeerId, RouterId};
 use crate::ids::{NextHopId, PortId};
 use crate::lpm::LpmWriter;
 use crate::model::{
-    HostSpec, InstancePortSpec, InterfaceSpec, NetworkSpec, PeerSpec, RouteSpec, RouterSpec,
+    ExternalSpec, FloatingIpSpec, HostSpec, InstancePortSpec, InterfaceSpec, NetworkSpec, PeerSpec,
+    RouteSpec, RouterSpec,
 };
 
 impl ControlPlane {
@@ -33,6 +34,34 @@ impl ControlPlane {
     /// This host, once set.
     pub fn host(&self) -> Option<&HostSpec> {
         self.model.host.as_ref()
+    }
+
+    /// This host on the external network.
+    pub fn external(&self) -> Option<&ExternalSpec> {
+        self.model.external.as_ref()
+    }
+
+    /// The name of the external port, if the host has one.
+    pub fn external_port_name(&self) -> Option<&str> {
+        self.external
+            .port
+            .map(|p| self.cfg.ports[usize::from(p)].name.as_str())
+    }
+
+    /// The floating IPs, by address.
+    pub fn fip_specs(&self) -> impl Iterator<Item = &FloatingIpSpec> {
+        self.model.floating_ips.values()
+    }
+
+    /// The host a floating IP's instance runs on.
+    pub fn fip_host(&self, spec: &FloatingIpSpec) -> Option<&str> {
+        self.model.fip_port(spec).map(|p| p.host.as_str())
+    }
+
+    /// True when this host acts on the floating IP (its instance runs here and the host is on
+    /// the external network).
+    pub fn fip_is_active(&self, spec: &FloatingIpSpec) -> bool {
+        self.model.external.is_some() && self.model.fip_port_is_local(spec)
     }
 
     /// The peer hosts, by name.
@@ -160,6 +189,9 @@ impl ControlPlane {
                 NeighborOrigin::Dynamic,
                 u.peers,
             ));
+        }
+        for (&ip, &nh) in &self.external.neighbors {
+            out.push(view("external".into(), ip, nh, NeighborOrigin::Dynamic, 0));
         }
         out.sort_by(|a, b| (&a.router, a.ip).cmp(&(&b.router, b.ip)));
         out

@@ -47,12 +47,17 @@ impl<T: Tracer> Burst<'_, T> {
             return;
         };
         for (i, pkt) in pkts.iter_mut().enumerate() {
-            verdicts[i] = self.from_outside(&ext, pkt, i);
+            verdicts[i] = self.frame_from_outside(&ext, pkt, i);
         }
     }
 
     /// One frame from the external network.
-    fn from_outside(&mut self, ext: &ExternalInfo, pkt: &mut PacketBuf<'_>, i: usize) -> Verdict {
+    fn frame_from_outside(
+        &mut self,
+        ext: &ExternalInfo,
+        pkt: &mut PacketBuf<'_>,
+        i: usize,
+    ) -> Verdict {
         let f = pkt.frame();
         let Some(h) = f.first_chunk::<ETH_LEN>() else {
             return Verdict::Drop(DropReason::FrameTruncated);
@@ -76,9 +81,12 @@ impl<T: Tracer> Burst<'_, T> {
             EtherType::VLAN => return Verdict::Drop(DropReason::VlanTagged),
             _ => return Verdict::Drop(DropReason::UnsupportedEthertype),
         }
-        let total_len = match check_ipv4(&pkt.frame()[ETH_LEN..]) {
-            Ok(len) => len,
-            Err(reason) => return Verdict::Drop(reason),
+        let total_len = match super::local::check_ipv4_fast(pkt.frame()) {
+            Some(len) => len,
+            None => match check_ipv4(&pkt.frame()[ETH_LEN..]) {
+                Ok(len) => len,
+                Err(reason) => return Verdict::Drop(reason),
+            },
         };
         pkt.truncate(ETH_LEN + total_len);
         let Some(ip) = ipv4_header(pkt.frame()) else {
@@ -108,13 +116,23 @@ impl<T: Tracer> Burst<'_, T> {
             return self.icmp_error(gw, pkt, IcmpError::TTL_EXCEEDED, i);
         }
         self.translate(pkt, Side::Destination, fip.fixed, i);
-        self.counters.fip(fip.id).dnat.inc();
         let hop = router.lpm.lookup(fip.fixed);
-        let v = self.route(gw, pkt, hop, i);
-        if v == Verdict::Forward(self.input) {
+        let v = self.route_out_of_line(gw, pkt, hop, i);
+        match v {
             // An error about the translated datagram (too big for the instance's network, say)
             // goes back outside quoting it as it arrived.
-            self.untranslate_quote(pkt, Side::Destination, fip.fip);
+            Verdict::Forward(port) if port == self.input => {
+                self.untranslate_quote(pkt, Side::Destination, fip.fip)
+            }
+            Verdict::Forward(_) => self.counters.fip(fip.id).dnat.inc(),
+            // A punted frame is the one that arrived: whoever runs it through the engine
+            // again translates it again.
+            Verdict::Punt(_) => nat::translate(
+                &mut pkt.frame_mut()[ETH_LEN..],
+                Side::Destination,
+                Ipv4Addr::from(fip.fip),
+            ),
+            Verdict::Drop(_) => {}
         }
         v
     }
@@ -145,7 +163,8 @@ impl<T: Tracer> Burst<'_, T> {
 
     /// A routed packet from an instance that has a floating IP here: `Some` when it goes to the
     /// outside (or back in by another floating IP), `None` when it stays inside the router.
-    #[inline]
+    /// Out of line: the common path (no floating IP on the host) only tests for an empty list.
+    #[inline(never)]
     pub(super) fn route_floating(
         &mut self,
         gw: Gateway<'_>,
@@ -167,11 +186,11 @@ impl<T: Tracer> Burst<'_, T> {
         if let Some(target) = self.topo.fip_by_ip(dst).copied() {
             return Some(self.hairpin(&fip, &target, pkt, i));
         }
-        Some(self.to_outside(gw, &fip, pkt, i))
+        Some(self.leave_by_fip(gw, &fip, pkt, i))
     }
 
     /// An instance's packet to the outside, from its floating IP.
-    fn to_outside(
+    fn leave_by_fip(
         &mut self,
         gw: Gateway<'_>,
         fip: &FipInfo,
@@ -249,6 +268,6 @@ impl<T: Tracer> Burst<'_, T> {
             router,
         };
         let hop = router.lpm.lookup(target.fixed);
-        self.route(gw, pkt, hop, i)
+        self.route_out_of_line(gw, pkt, hop, i)
     }
 }

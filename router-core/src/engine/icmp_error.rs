@@ -1,7 +1,8 @@
 //! The ICMP errors routing originates (RFC 792, RFC 1812 section 4.3.2): no route, no answer
 //! from the neighbour, TTL exceeded, fragmentation needed. The error is built in place around
 //! the datagram it quotes and sent back on the input port; RFC 1812 section 4.3.2.7 and the
-//! router's rate limit decide when the datagram is dropped silently instead.
+//! rate limits (the source's own budget, then the router's) decide when the datagram is
+//! dropped silently instead.
 
 use std::net::Ipv4Addr;
 
@@ -48,12 +49,20 @@ impl IcmpError {
             reason: DropReason::PacketTooBig,
         }
     }
+
+    /// Whether the per-source limit applies. Fragmentation needed is exempt, as in Linux: a
+    /// sender that opens several flows at once must learn each path MTU without waiting a
+    /// second per error (the router-wide limit still bounds it).
+    fn limited_per_source(&self) -> bool {
+        !matches!(self.reason, DropReason::PacketTooBig)
+    }
 }
 
 impl<T: Tracer> Burst<'_, T> {
     /// Turns the datagram in `pkt` into an ICMP error back to its source, in place (RFC 792,
     /// RFC 1812 section 4.3.2), or drops it with the error's reason when RFC 1812 section
-    /// 4.3.2.7 forbids an error about it or the router's ICMP rate limit is exceeded.
+    /// 4.3.2.7 forbids an error about it or a rate limit (its source's, then the router's) is
+    /// exceeded.
     pub(super) fn icmp_error(
         &mut self,
         gw: Gateway<'_>,
@@ -63,6 +72,18 @@ impl<T: Tracer> Burst<'_, T> {
     ) -> Verdict {
         let original = Ipv4Packet::new_unchecked(&pkt.frame()[ETH_LEN..]);
         if !icmpv4::icmp_error_allowed(&original) {
+            return Verdict::Drop(error.reason);
+        }
+        // The source's budget first, so that a source over its share takes nothing from the
+        // router's, which the other sources need.
+        let source = original.src_addr_u32();
+        if error.limited_per_source()
+            && !self
+                .dp
+                .icmp_sources
+                .allow(gw.iface.router, source, self.now)
+        {
+            self.counters.icmp_rate_limited_source.inc();
             return Verdict::Drop(error.reason);
         }
         if !gw.router.icmp.allow(self.now) {

@@ -24,6 +24,14 @@ struct Lan<'a> {
     gw_mac: u64,
 }
 
+/// What the third pass reads for each frame: the gateway, and the destinations looked up with
+/// what the lookups found.
+struct Pass3<'g, 'a> {
+    gw: Gateway<'g>,
+    dsts: &'a [u32; MAX_BURST],
+    hops: &'a [u32; MAX_BURST],
+}
+
 /// How the first pass left a frame.
 enum Classified {
     Done(Verdict),
@@ -78,18 +86,47 @@ impl<T: Tracer> Burst<'_, T> {
         let mut hops = [NO_ROUTE; MAX_BURST];
         gw.router.lpm.lookup_burst(&dsts[..n], &mut hops[..n]);
 
-        // Pass 3: next hop, checks that depend on it, rewrite.
-        for k in 0..n {
-            let i = usize::from(which[k]);
-            // The LPM writes `NO_ROUTE` for a miss, the only value above `NextHopId::MAX`.
-            let hop = NextHopId::new(hops[k]);
-            self.trace(i, || TraceEvent::Lookup {
-                router: gw.iface.router,
-                dst: Ipv4Addr::from(dsts[k]),
-                next_hop: hop,
-            });
-            verdicts[i] = self.route(gw, &mut pkts[i], hop, i);
+        // Pass 3: next hop, checks that depend on it, rewrite. Instances with a floating IP
+        // here reach the outside by it: that test has a loop of its own, so that a host without
+        // floating IPs pays nothing for it per packet.
+        let pass = Pass3 {
+            gw,
+            dsts: &dsts,
+            hops: &hops,
+        };
+        if topo.fips.is_empty() {
+            for (k, &w) in which[..n].iter().enumerate() {
+                let i = usize::from(w);
+                verdicts[i] = self.route_looked_up(&pass, &mut pkts[i], k, i);
+            }
+        } else {
+            for (k, &w) in which[..n].iter().enumerate() {
+                let i = usize::from(w);
+                verdicts[i] = match self.route_floating(gw, &mut pkts[i], i) {
+                    Some(v) => v,
+                    None => self.route_looked_up(&pass, &mut pkts[i], k, i),
+                };
+            }
         }
+    }
+
+    /// Third pass over the `k`-th looked-up frame of the burst, `pkts[i]`.
+    #[inline(always)]
+    fn route_looked_up(
+        &mut self,
+        pass: &Pass3<'_, '_>,
+        pkt: &mut PacketBuf<'_>,
+        k: usize,
+        i: usize,
+    ) -> Verdict {
+        // The LPM writes `NO_ROUTE` for a miss, the only value above `NextHopId::MAX`.
+        let hop = NextHopId::new(pass.hops[k]);
+        self.trace(i, || TraceEvent::Lookup {
+            router: pass.gw.iface.router,
+            dst: Ipv4Addr::from(pass.dsts[k]),
+            next_hop: hop,
+        });
+        self.route(pass.gw, pkt, hop, i)
     }
 
     /// First pass over a frame from a local port.
@@ -242,7 +279,7 @@ pub(super) fn is_multicast_mac(mac: u64) -> bool {
 /// verifies. `None` sends the frame to [`check_ipv4`], which names what is wrong (or accepts
 /// options).
 #[inline]
-fn check_ipv4_fast(f: &[u8]) -> Option<usize> {
+pub(super) fn check_ipv4_fast(f: &[u8]) -> Option<usize> {
     let h = f.first_chunk::<MIN_IPV4_FRAME>()?;
     let header = h[ETH_LEN..].first_chunk::<{ wire::ipv4::HEADER_LEN }>()?;
     let ip = Ipv4Packet::new_unchecked(header);

@@ -1,5 +1,6 @@
 //! Routing, the third pass over a burst from a local port: the next hop the LPM lookup found,
-//! the checks that depend on it (TTL, MTU), and the rewrite. A neighbour behind a local port
+//! the checks that depend on it (TTL, MTU; a datagram too big without DF is punted to be
+//! fragmented), and the rewrite. A neighbour behind a local port
 //! gets the egress interface's MAC as source; a neighbour on a peer host gets this host's DVR
 //! MAC and goes to the fabric in VXLAN.
 
@@ -31,7 +32,9 @@ pub(super) struct Routed<'a> {
 
 impl<T: Tracer> Burst<'_, T> {
     /// Third pass: a frame whose destination was looked up; `hop` is what the lookup found.
-    #[inline]
+    /// Inlined into the burst loop, its one hot caller; the floating-IP paths call it through
+    /// [`route_out_of_line`](Self::route_out_of_line).
+    #[inline(always)]
     pub(super) fn route(
         &mut self,
         gw: Gateway<'_>,
@@ -39,12 +42,6 @@ impl<T: Tracer> Burst<'_, T> {
         hop: Option<NextHopId>,
         i: usize,
     ) -> Verdict {
-        // An instance with a floating IP here reaches the outside by it.
-        if !self.topo.fips.is_empty() {
-            if let Some(v) = self.route_floating(gw, pkt, i) {
-                return v;
-            }
-        }
         let Some(hop) = hop else {
             return self.icmp_error(gw, pkt, IcmpError::NET_UNREACHABLE, i);
         };
@@ -86,8 +83,20 @@ impl<T: Tracer> Burst<'_, T> {
         }
     }
 
+    /// [`route`](Self::route) for the floating-IP paths, kept out of the burst loop.
+    #[inline(never)]
+    pub(super) fn route_out_of_line(
+        &mut self,
+        gw: Gateway<'_>,
+        pkt: &mut PacketBuf<'_>,
+        hop: Option<NextHopId>,
+        i: usize,
+    ) -> Verdict {
+        self.route(gw, pkt, hop, i)
+    }
+
     /// Routes to an instance behind a local port.
-    #[inline]
+    #[inline(always)]
     fn route_local(&mut self, r: Routed<'_>, pkt: &mut PacketBuf<'_>) -> Verdict {
         let nh = r.next_hop;
         let port = nh.state.port();
@@ -103,7 +112,7 @@ impl<T: Tracer> Burst<'_, T> {
     }
 
     /// Routes to an instance on a peer host: DVR source MAC, then VXLAN to the peer's VTEP.
-    #[inline]
+    #[inline(always)]
     fn route_remote(&mut self, r: Routed<'_>, pkt: &mut PacketBuf<'_>) -> Verdict {
         let topo = self.topo;
         let nh = r.next_hop;
@@ -140,7 +149,7 @@ impl<T: Tracer> Burst<'_, T> {
     /// The rewrite of a routed frame toward its next hop, from `src`: the next hop's MAC as
     /// destination, the TTL decremented. The next hop is marked used: the control thread ages
     /// out the dynamic neighbours that no packet went to.
-    #[inline]
+    #[inline(always)]
     pub(super) fn rewrite(&mut self, r: Routed<'_>, pkt: &mut PacketBuf<'_>, src: EthernetAddress) {
         self.dp.next_hops.touch(r.index);
         let dst = EthernetAddress(r.next_hop.state.mac_bytes());
@@ -155,9 +164,10 @@ impl<T: Tracer> Burst<'_, T> {
     }
 
     /// RFC 1812 section 5.2.6 / RFC 1191: a datagram larger than the next-hop MTU with DF set
-    /// gets fragmentation needed with that MTU; without DF it is dropped (the router does not
-    /// fragment). `None` when it fits.
-    #[inline]
+    /// gets fragmentation needed with that MTU; without DF it goes to the control thread,
+    /// unmodified, to be fragmented there (off the common path: see `control/fragment.rs`).
+    /// `None` when it fits.
+    #[inline(always)]
     pub(super) fn check_mtu(
         &mut self,
         r: Routed<'_>,
@@ -172,14 +182,14 @@ impl<T: Tracer> Burst<'_, T> {
         Some(if dont_frag {
             self.icmp_error(r.gw, pkt, IcmpError::frag_needed(mtu), r.i)
         } else {
-            Verdict::Drop(DropReason::FragmentationUnsupported)
+            Verdict::Punt(PuntReason::Fragment)
         })
     }
 }
 
 /// The rewrite of a routed frame: new source and destination MACs, TTL decremented with the
 /// RFC 1624 incremental checksum update. The frame holds a checked IPv4 header.
-#[inline]
+#[inline(always)]
 fn rewrite_headers(f: &mut [u8], src: EthernetAddress, dst: EthernetAddress) {
     let Some(h) = f.first_chunk_mut::<MIN_IPV4_FRAME>() else {
         return;

@@ -37,6 +37,7 @@ mod view;
 pub mod arp;
 pub mod checksum;
 pub mod ethernet;
+pub mod fragment;
 pub mod icmpv4;
 pub mod ipv4;
 pub mod nat;
@@ -51,6 +52,7 @@ pub use self::arp::{ArpOperation, ArpPacket, ArpRepr};
 pub use self::ethernet::{
     EtherType, EthernetAddress, EthernetFrame, EthernetRepr, ParseEthernetAddressError,
 };
+pub use self::fragment::{Fragment, FragmentError, Fragmenter};
 pub use self::icmpv4::{
     Icmpv4DstUnreachable, Icmpv4ErrorRepr, Icmpv4Message, Icmpv4Packet, Icmpv4Repr,
     Icmpv4TimeExceeded,

@@ -22,6 +22,8 @@ pub const BLUE: PortId = PortId::new(0);
 pub const RED: PortId = PortId::new(1);
 pub const FABRIC: PortId = PortId::new(2);
 pub const BLUE2: PortId = PortId::new(3);
+/// The external (provider) network's port, where floating IPs live.
+pub const EXT: PortId = PortId::new(4);
 
 pub fn mac(s: &str) -> EthernetAddress {
     s.parse().unwrap()
@@ -43,6 +45,8 @@ pub const VM_RED_B: &str = "fa:16:3e:bb:02:08";
 pub const VM_SNAT: &str = "fa:16:3e:cc:01:fe";
 pub const VM_T2_A: &str = "fa:16:3e:aa:11:05";
 pub const FABRIC_A: &str = "02:00:00:00:f0:0a";
+pub const EXT_A: &str = "02:00:00:00:e0:0a";
+pub const EXT_B: &str = "02:00:00:00:e0:0b";
 pub const FABRIC_B: &str = "02:00:00:00:f0:0b";
 pub const VNI_BLUE: u32 = 1001;
 pub const VNI_RED: u32 = 1002;
@@ -58,7 +62,7 @@ pub struct Host {
     pub fabric_mac: EthernetAddress,
 }
 
-fn ports(fabric_mac: &str) -> Vec<PortSetup> {
+fn ports(fabric_mac: &str, external_mac: &str) -> Vec<PortSetup> {
     let local = |name: &str, m: &str| PortSetup {
         name: name.into(),
         mac: mac(m),
@@ -77,6 +81,13 @@ fn ports(fabric_mac: &str) -> Vec<PortSetup> {
             external: false,
         },
         local("blue2", "02:00:00:00:00:03"),
+        PortSetup {
+            name: "ext".into(),
+            mac: mac(external_mac),
+            mtu: 1500,
+            fabric: false,
+            external: true,
+        },
     ]
 }
 
@@ -161,14 +172,21 @@ pub fn topology(me: &str) -> Vec<Change> {
 
 impl Host {
     pub fn new(name: &'static str) -> Host {
+        Host::tuned(name, |_| {})
+    }
+
+    /// [`Host::new`] with `tweak` applied to its control plane's configuration first.
+    pub fn tuned(name: &'static str, tweak: impl FnOnce(&mut ControlConfig)) -> Host {
         let fabric_mac = if name == "host-a" { FABRIC_A } else { FABRIC_B };
         let qsbr = Arc::new(Qsbr::new(4));
         let reader = qsbr.register().unwrap();
-        let mut cfg = ControlConfig::new(ports(fabric_mac));
+        let external_mac = if name == "host-a" { EXT_A } else { EXT_B };
+        let mut cfg = ControlConfig::new(ports(fabric_mac, external_mac));
         // Small tables: fast to build for thousands of property-test cases.
         cfg.next_hops = 4096;
         cfg.l2_entries = 4096;
         cfg.tbl8_groups_compact = 64;
+        tweak(&mut cfg);
         let mut cp = ControlPlane::new(cfg, qsbr).unwrap();
         cp.apply_batch(&topology(name)).unwrap();
         let engine = Engine::new(Arc::clone(cp.dataplane()));
@@ -257,7 +275,8 @@ impl Host {
         let (action, _, _) = self.punt(FABRIC, PuntReason::Arp, &reply, 1);
         assert_eq!(
             action,
-            PuntAction::Drop(router_core::reason::DropReason::NotForRouter)
+            PuntAction::Learned,
+            "the reply is taken in, not dropped"
         );
     }
 }

@@ -95,6 +95,8 @@ pub(crate) fn request(command: &Command) -> Result<Req, Failure> {
         Command::Interface(w) => interface(w),
         Command::Route(w) => route(w),
         Command::Port(w) => port(w),
+        Command::Fip(w) => fip(w),
+        Command::External(w) => external(w),
         Command::Peer(w) => peer(w),
         Command::Host(w) => host(w),
         Command::Neigh(w) => neigh(w),
@@ -358,6 +360,31 @@ pub(crate) fn port(w: &Words) -> Result<Req, Failure> {
         )),
         "list" | "show" | "ls" => filtered(k, "port.list", "network"),
         other => Err(unknown_verb("port", other, "add, del, list")),
+    })
+}
+
+pub(crate) fn fip(w: &Words) -> Result<Req, Failure> {
+    const IP: Option<(&str, &str)> = Some(("ip", "IP"));
+    command(w, "fip", "list", |v, k| match v {
+        "add" => {
+            let args = take_args(k, IP, &[("port", "port"), ("router", "router")])?;
+            Ok(with_replace(args, k, "fip.add"))
+        }
+        "del" | "delete" => Ok(req("fip.del", take_args(k, IP, &[])?)),
+        "list" | "show" | "ls" => filtered(k, "fip.list", "router"),
+        other => Err(unknown_verb("fip", other, "add, del, list")),
+    })
+}
+
+pub(crate) fn external(w: &Words) -> Result<Req, Failure> {
+    command(w, "external", "show", |v, k| match v {
+        "set" => Ok(req(
+            "external.set",
+            take_args(k, None, &[("address", "address"), ("gateway", "gateway")])?,
+        )),
+        "del" | "delete" => Ok(req("external.del", Value::Null)),
+        "show" => Ok(req("external.show", Value::Null)),
+        other => Err(unknown_verb("external", other, "set, del, show")),
     })
 }
 

@@ -22,8 +22,9 @@ use clap::{Parser, Subcommand};
 use dvr_router::api::client::{Client, ClientError};
 use dvr_router::api::fleet::FleetClient;
 use dvr_router::api::view::{
-    BatchApplied, HistSet, HistView, HostView, Interfaces, Lookup, Neighbors, NetworkView,
-    Networks, Peers, Ports, RouterEntry, Routers, Routes, StatsView, TraceView, VersionInfo,
+    BatchApplied, ExternalView, Fips, HistSet, HistView, HostView, Interfaces, Lookup, Neighbors,
+    NetworkView, Networks, Peers, Ports, RouterEntry, Routers, Routes, StatsView, TraceView,
+    VersionInfo,
 };
 use dvr_router::api::{ApiError, ErrorCode, REPLY_TIMEOUT};
 use router_core::control::NeighborView;
@@ -127,6 +128,11 @@ pub(crate) enum Command {
     Route(Words),
     /// Instance ports (static neighbours): add IP network N mac M host H [port P] [replace] | del IP network N | list [network N]
     Port(Words),
+    /// Floating IPs: add IP port FIXED_IP router R [replace] | del IP | list [router R]
+    #[command(alias = "floating-ip")]
+    Fip(Words),
+    /// This host on the external network: set address A/L gateway IP | del | show
+    External(Words),
     /// Peer hosts: add NAME mac M vtep IP [replace] | del NAME | list
     Peer(Words),
     /// This host: set NAME mac M vtep IP | show

@@ -35,6 +35,8 @@ pub(crate) fn human(op: &str, v: &Value) -> Result<String, Failure> {
         "port.list" => show_rows(out, op, v, |l: &Ports| &l.ports)?,
         "peer.list" => show_rows(out, op, v, |l: &Peers| &l.peers)?,
         "host.show" => show::<HostView>(out, op, v)?,
+        "external.show" => show::<ExternalView>(out, op, v)?,
+        "fip.list" => show_rows(out, op, v, |l: &Fips| &l.floating_ips)?,
         "neigh.list" => show_rows(out, op, v, |l: &Neighbors| &l.neighbors)?,
         "stats.show" => show::<StatsView>(out, op, v)?,
         "hist.show" => show::<HistView>(out, op, v)?,
@@ -209,6 +211,52 @@ impl Human for HostView {
             }
             None => o.push_str("host not set\n"),
         }
+    }
+}
+
+impl Human for ExternalView {
+    fn human(&self, o: &mut String) {
+        let port = self
+            .port
+            .as_deref()
+            .unwrap_or("none (no port with external = true)");
+        match &self.external {
+            Some(e) => {
+                let _ = writeln!(
+                    o,
+                    "external address {} gateway {} port {port}",
+                    e.address, e.gateway
+                );
+            }
+            None => {
+                let _ = writeln!(o, "external network not set, port {port}");
+            }
+        }
+    }
+}
+
+impl Row for dvr_router::stats::FipView {
+    const HEADER: &'static [&'static str] = &[
+        "floating ip",
+        "fixed ip",
+        "router",
+        "host",
+        "active",
+        "in (dnat)",
+        "out (snat)",
+    ];
+
+    fn row(&self) -> Vec<String> {
+        let active = yes(self.active);
+        cells(&[
+            &self.ip,
+            &self.port,
+            &self.router,
+            &self.host,
+            &active,
+            &self.dnat_packets,
+            &self.snat_packets,
+        ])
     }
 }
 

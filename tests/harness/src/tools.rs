@@ -615,6 +615,64 @@ pub fn assert_tcp_copy_intact(
     t
 }
 
+/// The Python program that waits up to 10 s for one UDP datagram on port argv[1] and writes
+/// its payload to argv[2]; prints `listening`, then `received N`.
+const UDP_RECEIVER: &str = r#"
+import socket, sys
+port, out = int(sys.argv[1]), sys.argv[2]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", port))
+s.settimeout(10)
+print("listening", flush=True)
+data, peer = s.recvfrom(1 << 16)
+open(out, "wb").write(data)
+print("received", len(data), flush=True)
+"#;
+
+/// The Python program that sends the file argv[3] as one UDP datagram to argv[1]:argv[2] with
+/// DF clear (`IP_MTU_DISCOVER` = `IP_PMTUDISC_DONT`: 10 and 0 in Linux's headers).
+const UDP_SENDER_WITHOUT_DF: &str = r#"
+import socket, sys
+host, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, 10, 0)
+s.sendto(open(path, "rb").read(), (host, port))
+"#;
+
+/// Sends `payload` from `from` as one UDP datagram with DF clear to `to_ip:port`, where a
+/// receiver in `to` waits for it; returns the payload the receiver got, `None` when nothing
+/// arrived within 10 s. The files are `udp-<port>.bin` and `udp-<port>.received` in the
+/// scope's folder.
+pub fn udp_datagram_without_df(
+    from: &Netns,
+    (to, to_ip, port): (&Netns, Ipv4Addr, u16),
+    payload: &[u8],
+) -> Option<Vec<u8>> {
+    let file = from.scope().file(&format!("udp-{port}.bin"));
+    let received = from.scope().file(&format!("udp-{port}.received"));
+    std::fs::write(&file, payload).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let port_text = port.to_string();
+    let mut rx_cmd = to.command(python());
+    rx_cmd.args(["-c", UDP_RECEIVER, &port_text]).arg(&received);
+    let mut receiver = Process::spawn(to.scope(), "udp-receiver", rx_cmd);
+    if let Err(e) = receiver.wait_for_output("listening", RECEIVER_START_TIMEOUT) {
+        panic!("UDP receiver did not start: {e}");
+    }
+    let mut tx_cmd = from.command(python());
+    tx_cmd
+        .args(["-c", UDP_SENDER_WITHOUT_DF, &to_ip.to_string(), &port_text])
+        .arg(&file);
+    let sent = output_of(&mut tx_cmd);
+    assert!(
+        sent.success(),
+        "UDP sender to {to_ip}:{port} failed: {sent}"
+    );
+    let done = receiver.wait_timeout(RECEIVER_EXIT_TIMEOUT);
+    done.is_some_and(|s| s.success())
+        .then(|| std::fs::read(&received).ok())
+        .flatten()
+}
+
 /// Writes `len` random bytes (from /dev/urandom) to `path`.
 pub fn random_file(path: &Path, len: u64) {
     use std::io::Read;
