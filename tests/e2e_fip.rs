@@ -187,6 +187,17 @@ fn assert_only_host_answers(cloud: &FipCloud, ip: Ipv4Addr, host: &HostDef) {
     );
 }
 
+/// The entry of floating IP `fip` in `dvrctl fip list --json` on `host`.
+fn fip_entry(cloud: &FipCloud, host: &HostDef, fip: &FloatingIpDef) -> serde_json::Value {
+    let list = cloud.dvrctl(host).json("fip list");
+    let ip = fip.ip.to_string();
+    list["floating_ips"]
+        .as_array()
+        .and_then(|all| all.iter().find(|f| f["ip"] == ip.as_str()))
+        .cloned()
+        .unwrap_or_else(|| panic!("{}: no {ip} in fip list: {list}", host.name))
+}
+
 #[test]
 fn the_internet_reaches_an_instance_by_its_floating_ip() {
     let s = scope!();
@@ -237,6 +248,17 @@ fn the_internet_reaches_an_instance_by_its_floating_ip() {
         "the fixed IP leaked onto the external network:\n{}",
         Capture::dump(&ext)
     );
+
+    // Each host lists the floating IP; host A runs the instance and counted what it
+    // translated, host B holds it inactive.
+    for (h, active, packets) in [(&HOST_A, true, 5), (&HOST_B, false, 0)] {
+        let fip = fip_entry(&cloud, h, &FIP_BLUE_A);
+        let what = format!("{}: fip list --json: {fip}", h.name);
+        assert_eq!(fip["host"], HOST_A.name, "{what}");
+        assert_eq!(fip["active"], active, "{what}");
+        assert_eq!(fip["dnat_packets"], packets, "{what}");
+        assert_eq!(fip["snat_packets"], packets, "{what}");
+    }
 
     // A TCP transfer from the internet to the floating IP arrives intact.
     let to_blue_a = (blue_a.netns(), FIP_BLUE_A.ip, 5021);
@@ -432,6 +454,16 @@ fn only_the_instances_host_answers_arp_for_its_floating_ip_and_it_moves_with_the
         "no request reached BLUE-A's twin on host B:\n{}",
         Capture::dump(&twin)
     );
+    // Both hosts list it on host B, active there only.
+    for (h, active) in [(&HOST_A, false), (&HOST_B, true)] {
+        let fip = fip_entry(&cloud, h, &FIP_BLUE_A);
+        let what = format!("{}: fip list --json after the move: {fip}", h.name);
+        assert_eq!(
+            (&fip["host"], &fip["active"]),
+            (&HOST_B.name.into(), &active.into()),
+            "{what}"
+        );
+    }
     // And only host B answers ARP for it now.
     assert_only_host_answers(&cloud, FIP_BLUE_A.ip, &HOST_B);
     ping(cloud.internet(), FIP_BLUE_A.ip, &pings(3)).assert_all_answered();
