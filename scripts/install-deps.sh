@@ -14,8 +14,9 @@ build_pkgs=(dpdk dpdk-dev libdpdk-dev dpdk-doc libclang-dev pkg-config libnuma-d
 runtime_pkgs=(dpdk iproute2 libnuma1 ca-certificates)
 # etcd-server and etcd-client: the fleet tests run a real etcd and drive it with etcdctl. A
 # host running dvrd only talks to an etcd somewhere else, so the runtime list has neither.
+# traceroute: the floating IP tests trace through the NAT from both sides, as a user would.
 test_pkgs=(iproute2 iputils-ping iputils-arping tcpdump iperf3 procps psmisc socat ethtool bridge-utils make
-  python3 valgrind kmod etcd-server etcd-client openssl)
+  python3 valgrind kmod etcd-server etcd-client openssl traceroute)
 
 case "$mode" in
   --runtime) want=("${runtime_pkgs[@]}") ;;

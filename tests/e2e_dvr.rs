@@ -15,7 +15,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use dvr_harness::checks::{
-    assert_gateway_replies, assert_icmp_from_gateway, assert_routed_echoes,
+    assert_exits_clean, assert_gateway_replies, assert_icmp_from_gateway, assert_routed_echoes,
     assert_routed_round_trip, echoes, macs_and_ttl, wait_for_icmp, Echo, TTL_ROUTED,
 };
 use dvr_harness::dvr::{
@@ -194,15 +194,7 @@ fn cloud_with_a_path_to_red_b(s: &Scope) -> Cloud {
 /// Stops every router; each must exit 0 with every packet buffer back in its pool.
 fn stop_clean(cloud: &mut Cloud) -> Vec<DvrdExit> {
     let exits = cloud.stop();
-    for (h, e) in HOSTS.iter().zip(&exits) {
-        let summary = e.assert_clean();
-        assert_eq!(
-            summary.mempool_in_use(),
-            Some(0),
-            "{}: packet buffers leaked\n{summary}",
-            h.name
-        );
-    }
+    assert_exits_clean(&HOSTS, &exits);
     exits
 }
 

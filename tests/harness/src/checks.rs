@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use router_core::wire::{Icmpv4Message, Icmpv4Packet};
 
-use crate::dvr::InstanceDef;
+use crate::dvr::{HostDef, InstanceDef};
+use crate::dvrd::DvrdExit;
 use crate::frames::{ethernet_of, icmp_of, ipv4_of, is_echo, Mac};
 use crate::pcap::PcapRecord;
 use crate::tools::Capture;
@@ -183,4 +184,18 @@ pub fn assert_icmp_from_gateway(
         "bad checksum in an ICMP message from the gateway"
     );
     icmp
+}
+
+/// How the routers of `hosts` ended (`exits`, in the same order), checked: each exited 0 with
+/// every packet buffer back in its pool.
+pub fn assert_exits_clean(hosts: &[&HostDef], exits: &[DvrdExit]) {
+    for (h, e) in hosts.iter().zip(exits) {
+        let summary = e.assert_clean();
+        assert_eq!(
+            summary.mempool_in_use(),
+            Some(0),
+            "{}: packet buffers leaked\n{summary}",
+            h.name
+        );
+    }
 }

@@ -26,6 +26,8 @@ pub struct PortCfg {
     pub iface: String,
     /// The underlay port.
     pub fabric: bool,
+    /// The external (provider) network's port, where floating IPs live.
+    pub external: bool,
     pub mtu: Option<u16>,
     /// Appended to the vdev string (`,qpairs=2`, `,framecnt=...`), empty by default.
     pub vdev_args: String,
@@ -37,6 +39,7 @@ impl PortCfg {
             name: name.into(),
             iface: iface.into(),
             fabric: false,
+            external: false,
             mtu: None,
             vdev_args: String::new(),
         }
@@ -45,6 +48,13 @@ impl PortCfg {
     pub fn fabric(name: &str, iface: &str) -> Self {
         PortCfg {
             fabric: true,
+            ..PortCfg::local(name, iface)
+        }
+    }
+
+    pub fn external(name: &str, iface: &str) -> Self {
+        PortCfg {
+            external: true,
             ..PortCfg::local(name, iface)
         }
     }
@@ -170,6 +180,23 @@ impl InstancePortCfg {
     }
 }
 
+/// This host on the external network (`[external]`): its own address there, with the prefix
+/// length (`203.0.113.21/24`), and the upstream router.
+#[derive(Debug, Clone)]
+pub struct ExternalCfg {
+    pub address: String,
+    pub gateway: Ipv4Addr,
+}
+
+/// A floating IP (`[[floating_ips]]`): `ip` stands for the instance port with fixed IP `port`
+/// on a network of `router`.
+#[derive(Debug, Clone)]
+pub struct FloatingIpCfg {
+    pub ip: Ipv4Addr,
+    pub router: String,
+    pub port: Ipv4Addr,
+}
+
 /// The `[fleet]` table: where the DVR objects come from.
 #[derive(Debug, Clone)]
 pub struct FleetCfg {
@@ -203,6 +230,9 @@ pub struct DvrdConfig {
     pub networks: Vec<NetworkCfg>,
     pub routers: Vec<RouterCfg>,
     pub instance_ports: Vec<InstancePortCfg>,
+    /// Needs a port with `external` set.
+    pub external: Option<ExternalCfg>,
+    pub floating_ips: Vec<FloatingIpCfg>,
     /// `adaptive` (default here: several daemons share two cores) or `poll`.
     pub idle: String,
     pub memory_mb: u32,
@@ -273,6 +303,8 @@ impl DvrdConfig {
             networks: Vec::new(),
             routers: Vec::new(),
             instance_ports: Vec::new(),
+            external: None,
+            floating_ips: Vec::new(),
             idle: "adaptive".into(),
             memory_mb: 256,
             mbufs: None,
@@ -372,6 +404,25 @@ impl DvrdConfig {
         self
     }
 
+    /// This host's `address` (`203.0.113.21/24`) on the external network and its `gateway`.
+    pub fn external(self, address: &str, gateway: Ipv4Addr) -> Self {
+        let external = Some(ExternalCfg {
+            address: address.into(),
+            gateway,
+        });
+        DvrdConfig { external, ..self }
+    }
+
+    /// Floating IP `ip` for the instance port with fixed IP `port` on a network of `router`.
+    pub fn floating_ip(mut self, ip: Ipv4Addr, router: &str, port: Ipv4Addr) -> Self {
+        self.floating_ips.push(FloatingIpCfg {
+            ip,
+            router: router.into(),
+            port,
+        });
+        self
+    }
+
     /// The DPDK device name of port `i`.
     pub fn device(i: usize) -> String {
         format!("net_af_packet{i}")
@@ -424,6 +475,9 @@ impl DvrdConfig {
             );
             if p.fabric {
                 let _ = writeln!(w, "fabric = true");
+            }
+            if p.external {
+                let _ = writeln!(w, "external = true");
             }
             if let Some(m) = p.mtu {
                 let _ = writeln!(w, "mtu = {m}");
@@ -519,6 +573,28 @@ impl DvrdConfig {
                 let _ = writeln!(w, "port = {}", s(port));
             }
             let _ = writeln!(w);
+        }
+        self.write_floating_ips(w);
+    }
+
+    /// `[external]` and `[[floating_ips]]`.
+    fn write_floating_ips(&self, w: &mut String) {
+        if let Some(e) = &self.external {
+            let _ = writeln!(
+                w,
+                "[external]\naddress = {}\ngateway = {}\n",
+                s(&e.address),
+                s(&e.gateway.to_string())
+            );
+        }
+        for f in &self.floating_ips {
+            let _ = writeln!(
+                w,
+                "[[floating_ips]]\nip = {}\nrouter = {}\nport = {}\n",
+                s(&f.ip.to_string()),
+                s(&f.router),
+                s(&f.port.to_string())
+            );
         }
     }
 }

@@ -201,6 +201,11 @@ impl InstanceDef {
         mac(self.mac)
     }
 
+    /// Its instance port, on the host it runs on.
+    pub fn port_cfg(&self) -> InstancePortCfg {
+        InstancePortCfg::new(self.network.name, self.ip, self.mac(), self.host.name)
+    }
+
     /// What the instance looks like from inside: its address, MAC, and the gateway as default
     /// route.
     pub fn spec(&self) -> InstanceSpec {
@@ -329,24 +334,45 @@ pub fn host_config(
         cfg = cfg.network(NetworkCfg::new(net.name, net.vni, &ports));
     }
     for router in ROUTERS {
-        let mut r = RouterCfg::new(router.name);
-        for net in NETWORKS.iter().filter(|n| n.router.name == router.name) {
-            r = r.interface(net.name, &net.interface_address(), net.gateway_mac);
-        }
-        if let Some(via) = router.default_via {
-            r = r.route("0.0.0.0/0", &via.to_string());
-        }
-        cfg = cfg.router(r);
+        cfg = cfg.router(router_cfg(router));
     }
     for def in INSTANCES.iter().copied().chain([&SNAT_PORT]) {
-        cfg = cfg.instance_port(InstancePortCfg::new(
-            def.network.name,
-            def.ip,
-            def.mac(),
-            def.host.name,
-        ));
+        cfg = cfg.instance_port(def.port_cfg());
     }
     cfg
+}
+
+/// `router` as every host's configuration has it: an interface on each of its networks, its
+/// default route.
+pub fn router_cfg(router: &RouterDef) -> RouterCfg {
+    let mut r = RouterCfg::new(router.name);
+    for net in NETWORKS.iter().filter(|n| n.router.name == router.name) {
+        r = r.interface(net.name, &net.interface_address(), net.gateway_mac);
+    }
+    if let Some(via) = router.default_via {
+        r = r.route("0.0.0.0/0", &via.to_string());
+    }
+    r
+}
+
+/// The namespace of instance `def` among `instances`, made in `defs` order.
+pub fn instance_of<'a>(
+    defs: &[&InstanceDef],
+    instances: &'a [Instance],
+    def: &InstanceDef,
+) -> &'a Instance {
+    let i = defs
+        .iter()
+        .position(|d| d.tag == def.tag)
+        .unwrap_or_else(|| panic!("{} has no namespace", def.name));
+    &instances[i]
+}
+
+/// The dvrd of `host` among `routers`, in [`HOSTS`] order; panics once they are stopped.
+pub fn router_of<'a>(routers: &'a [Dvrd], host: &HostDef) -> &'a Dvrd {
+    routers
+        .get(host_index(host))
+        .unwrap_or_else(|| panic!("the routers are stopped"))
 }
 
 /// The whole cloud, running. Each host is a network namespace (`<prefix>-host-a`...) that
@@ -423,18 +449,12 @@ impl Cloud {
 
     /// The namespace of instance `def`.
     pub fn instance(&self, def: &InstanceDef) -> &Instance {
-        let i = INSTANCES
-            .iter()
-            .position(|d| d.tag == def.tag)
-            .unwrap_or_else(|| panic!("{} has no namespace", def.name));
-        &self.instances[i]
+        instance_of(&INSTANCES, &self.instances, def)
     }
 
     /// The dvrd of `host`; panics once the cloud is stopped.
     pub fn router(&self, host: &HostDef) -> &Dvrd {
-        self.routers
-            .get(host_index(host))
-            .unwrap_or_else(|| panic!("the routers are stopped"))
+        router_of(&self.routers, host)
     }
 
     /// Panics, with its logs, if one of the routers has exited.

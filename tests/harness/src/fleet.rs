@@ -258,25 +258,12 @@ impl FleetCloud {
         tweak: impl Fn(&HostDef, DvrdConfig) -> DvrdConfig,
     ) -> FleetCloud {
         let mut fabric = Fabric::new(scope, "fab");
-        let host_ns: Vec<Netns> = HOSTS.iter().map(|h| Netns::new(scope, h.name)).collect();
-        let fabric_ports: Vec<FabricPort> = HOSTS
-            .iter()
-            .zip(&host_ns)
-            .map(|(h, ns)| fabric.attach_host_in(h.tag, FABRIC_MTU, Some(ns)))
-            .collect();
+        let (host_ns, fabric_ports) = hosts_on_fabric(scope, &mut fabric, &HOSTS);
         let switches: Vec<Bridge> = host_ns
             .iter()
             .flat_map(|ns| FLEET_NETWORKS.map(|n| host_switch(scope, ns, n)))
             .collect();
-        let instances: Vec<Instance> = FLEET_INSTANCES
-            .iter()
-            .map(|def| {
-                let ns = &host_ns[host_index(def.host)];
-                let inst = Instance::new_in(scope, def.tag, def.spec(), Some(ns));
-                plug(ns, def.network, inst.host_if());
-                inst
-            })
-            .collect();
+        let instances = plugged_instances(scope, &FLEET_INSTANCES, &host_ns);
         let snat = snat_node_for(scope, &mut fabric, &FLEET_INSTANCES);
         let etcd_ns = Netns::new(scope, "etcd");
         let mgmt = management_network(scope, &etcd_ns, &host_ns);
@@ -609,10 +596,38 @@ fn spawn_host(scope: &Scope, host: &HostDef, ns: &Netns, cfg: &DvrdConfig) -> Dv
     })
 }
 
+/// A namespace per host of `hosts`, each with its port on `fabric`, in `hosts` order.
+pub fn hosts_on_fabric(
+    scope: &Scope,
+    fabric: &mut Fabric,
+    hosts: &[&HostDef],
+) -> (Vec<Netns>, Vec<FabricPort>) {
+    let host_ns: Vec<Netns> = hosts.iter().map(|h| Netns::new(scope, h.name)).collect();
+    let ports = hosts
+        .iter()
+        .zip(&host_ns)
+        .map(|(h, ns)| fabric.attach_host_in(h.tag, FABRIC_MTU, Some(ns)))
+        .collect();
+    (host_ns, ports)
+}
+
+/// Each instance of `defs` in the namespace of its host (`host_ns` in [`HOSTS`] order),
+/// plugged into the switch of its network there, in `defs` order.
+pub fn plugged_instances(scope: &Scope, defs: &[&InstanceDef], host_ns: &[Netns]) -> Vec<Instance> {
+    defs.iter()
+        .map(|def| {
+            let ns = &host_ns[host_index(def.host)];
+            let inst = Instance::new_in(scope, def.tag, def.spec(), Some(ns));
+            plug(ns, def.network, inst.host_if());
+            inst
+        })
+        .collect()
+}
+
 /// The switch of `network` in host namespace `ns`: bridge `br-<network>`, and the veth whose
 /// end `<network>` is the dvrd port (silent, offloads off) and whose end `<network>-br` is
 /// in the bridge. Both ends live and die with the namespace.
-fn host_switch(scope: &Scope, ns: &Netns, network: &NetworkDef) -> Bridge {
+pub fn host_switch(scope: &Scope, ns: &Netns, network: &NetworkDef) -> Bridge {
     let bridge = Bridge::new(scope, Some(ns), &switch_name(network));
     let port = network.name;
     let uplink = format!("{port}-br");
@@ -633,7 +648,7 @@ fn switch_name(network: &NetworkDef) -> String {
 
 /// Plugs the host end `host_if` of an instance (in host namespace `ns`) into the switch of
 /// `network`.
-fn plug(ns: &Netns, network: &NetworkDef, host_if: &str) {
+pub fn plug(ns: &Netns, network: &NetworkDef, host_if: &str) {
     ip(
         Some(ns.name()),
         &[

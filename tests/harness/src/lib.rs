@@ -33,6 +33,7 @@ pub mod dvr;
 pub mod dvrctl;
 pub mod dvrd;
 pub mod etcd;
+pub mod external;
 pub mod fleet;
 pub mod frames;
 pub mod net;
@@ -45,8 +46,8 @@ pub mod topo;
 
 pub use self::cmd::{require_environment, run, run_ok, CmdOutput};
 pub use self::config::{
-    DvrdConfig, FleetCfg, HostCfg, InstancePortCfg, InterfaceCfg, NetworkCfg, PeerCfg, PortCfg,
-    RouteCfg, RouterCfg,
+    DvrdConfig, ExternalCfg, FleetCfg, FloatingIpCfg, HostCfg, InstancePortCfg, InterfaceCfg,
+    NetworkCfg, PeerCfg, PortCfg, RouteCfg, RouterCfg,
 };
 pub use self::dvrctl::Dvrctl;
 pub use self::dvrd::{Dvrd, DvrdExit, DvrdRun, Summary};
