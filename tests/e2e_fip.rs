@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use dvr_harness::checks::{assert_echoes, assert_exits_clean, echoes, wait_for_icmp, Echo};
 use dvr_harness::dvr::{
-    host_index, Crossing, HostDef, InstanceDef, BLUE, BLUE_A, HOST_A, HOST_B, OUTSIDE, RED_A,
-    RED_B, SNAT_PORT,
+    host_index, Crossing, HostDef, InstanceDef, BLUE, BLUE_A, HOST_A, HOST_B, OUTSIDE, RED, RED_A,
+    RED_B, SNAT_PORT, TENANT1,
 };
 use dvr_harness::dvrd::DvrdExit;
 use dvr_harness::external::{
@@ -787,4 +787,58 @@ fn frames_on_the_external_port_for_others_are_counted_drops_and_traffic_flows() 
         summary.port_counter(EXTERNAL_PORT, "rx_packets") > 0,
         "host A's external port received nothing\n{summary}"
     );
+}
+
+#[test]
+fn a_floating_ip_is_associated_and_released_at_run_time_with_dvrctl() {
+    let s = scope!();
+    let mut cloud = warm_cloud(&s);
+    let fip = FIP_RED_B.ip;
+    let port = FIP_RED_B.instance;
+    // The instance's port cannot go while the floating IP names it: refused, nothing changed.
+    let (code, err) = cloud
+        .dvrctl(&HOST_B)
+        .fails(&format!("port del {} network {}", port.ip, RED.name));
+    assert!(code == 1 && err.contains("in_use"), "exit {code}: {err}");
+    ping(cloud.internet(), fip, &pings(2)).assert_all_answered();
+
+    // Released on every host: nobody answers for it any more.
+    for h in FIP_HOSTS {
+        cloud.dvrctl(h).ok(&format!("fip del {fip}"));
+    }
+    let replies = arping_from_upstream(&cloud, fip, 2);
+    assert!(
+        replies.is_empty(),
+        "ARP replies for released {fip}: {replies:?}"
+    );
+    ping(cloud.internet(), fip, &doomed_pings(2, 56)).assert_unanswered("a released floating IP");
+
+    // Associated again: the instance's host announces it at once and answers for it.
+    let on_external = cloud.external().capture("arp");
+    for h in FIP_HOSTS {
+        cloud.dvrctl(h).ok(&format!(
+            "fip add {fip} port {} router {}",
+            port.ip, TENANT1.name
+        ));
+    }
+    let host_b = cloud.external_mac(&HOST_B);
+    let garp = on_external.wait_for(CAPTURE_WAIT, |f| {
+        ArpPacket::new_checked(f.get(14..).unwrap_or_default())
+            .is_ok_and(|a| a.is_gratuitous() && a.sender_ip() == fip && a.sender_hw() == host_b)
+    });
+    let arp = on_external.stop();
+    assert!(
+        garp.is_some(),
+        "no gratuitous ARP for {fip} from host B:\n{}",
+        Capture::dump(&arp)
+    );
+    assert_only_host_answers(&cloud, fip, &HOST_B);
+    ping(cloud.internet(), fip, &pings(3)).assert_all_answered();
+    // A floating IP outside the external subnet is refused with its reason.
+    let (code, err) = cloud.dvrctl(&HOST_B).fails(&format!(
+        "fip add 198.51.100.99 port {} router {}",
+        BLUE_B.ip, TENANT1.name
+    ));
+    assert!(code == 1 && err.contains("outside"), "exit {code}: {err}");
+    stop_clean(&mut cloud);
 }
