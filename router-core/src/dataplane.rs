@@ -5,12 +5,12 @@
 //! load it once per burst. Large tables that change often (routes, next hops, L2 entries) are
 //! updated in place, lock-free: the LPM of each router, [`NextHops`] and the L2 [`AtomicMap`].
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::icmp_limit::{gcra_params, gcra_take, SourceLimiter};
+use crate::icmp_limit::{GcraRate, SourceLimiter};
 use crate::ids::NextHopId;
 use crate::ids::{FipId, IfaceId, NetworkId, PeerId, PortId, RouterId};
 use crate::lpm::{Lpm, Prefix};
@@ -385,40 +385,29 @@ impl Dataplane {
 #[derive(Debug)]
 pub struct IcmpLimiter {
     tat: AtomicU64,
-    interval_ns: AtomicU64,
-    burst_ns: AtomicU64,
+    rate: GcraRate,
 }
 
 impl IcmpLimiter {
     /// Allows `rate_per_s` messages per second on average and bursts of `burst`. A rate of 0
     /// disables the limit.
     pub fn new(rate_per_s: u32, burst: u32) -> Self {
-        let l = IcmpLimiter {
+        IcmpLimiter {
             tat: AtomicU64::new(0),
-            interval_ns: AtomicU64::new(0),
-            burst_ns: AtomicU64::new(0),
-        };
-        l.set(rate_per_s, burst);
-        l
+            rate: GcraRate::new(rate_per_s, burst),
+        }
     }
 
     /// Changes the rate (control thread).
     pub fn set(&self, rate_per_s: u32, burst: u32) {
-        let (interval, tolerance) = gcra_params(rate_per_s, burst);
-        self.interval_ns.store(interval, Ordering::Relaxed);
-        self.burst_ns.store(tolerance, Ordering::Relaxed);
+        self.rate.set(rate_per_s, burst);
     }
 
     /// Takes one token at `now`; false when the rate is exceeded. Never waits: a lost race with
     /// another worker counts as exceeded.
     #[inline]
     pub fn allow(&self, now: Nanos) -> bool {
-        let interval = self.interval_ns.load(Ordering::Relaxed);
-        if interval == 0 {
-            return true;
-        }
-        let tolerance = self.burst_ns.load(Ordering::Relaxed);
-        gcra_take(&self.tat, now, interval, tolerance)
+        self.rate.take(&self.tat, now)
     }
 }
 

@@ -28,7 +28,7 @@ pub const SOURCE_BURST_DEFAULT: u32 = 6;
 
 /// The GCRA spacing of a rate and the tolerance of a burst, in nanoseconds: `rate_per_s`
 /// tokens a second (0: no limit, an interval of 0), `burst` at once (at least 1).
-pub(crate) fn gcra_params(rate_per_s: u32, burst: u32) -> (u64, u64) {
+fn gcra_params(rate_per_s: u32, burst: u32) -> (u64, u64) {
     let interval = if rate_per_s == 0 {
         0
     } else {
@@ -40,38 +40,20 @@ pub(crate) fn gcra_params(rate_per_s: u32, burst: u32) -> (u64, u64) {
     )
 }
 
-/// Takes one token of the GCRA cell `tat` at `now`: false when the rate is exceeded or another
-/// thread took the cell meanwhile. `interval` must not be 0.
-#[inline]
-pub(crate) fn gcra_take(tat: &AtomicU64, now: Nanos, interval: u64, tolerance: u64) -> bool {
-    let t = tat.load(Ordering::Relaxed);
-    if t > now.saturating_add(tolerance) {
-        return false;
-    }
-    let next = t.max(now) + interval;
-    tat.compare_exchange(t, next, Ordering::Relaxed, Ordering::Relaxed)
-        .is_ok()
-}
-
-/// Per-source ICMP error budgets, one hashed GCRA cell per (router, source address).
-#[derive(Debug)]
-pub struct SourceLimiter {
-    cells: Box<[AtomicU64]>,
+/// A rate shared by workers and set by the control thread: the interval between tokens and
+/// the tolerance a burst may run ahead by, in nanoseconds. An interval of 0 is no limit.
+#[derive(Debug, Default)]
+pub struct GcraRate {
     interval_ns: AtomicU64,
     burst_ns: AtomicU64,
 }
 
-impl SourceLimiter {
-    /// Allows each source `rate_per_s` errors per second on average and bursts of `burst`. A
-    /// rate of 0 disables the limit.
+impl GcraRate {
+    /// `rate_per_s` tokens a second on average, `burst` at once.
     pub fn new(rate_per_s: u32, burst: u32) -> Self {
-        let l = SourceLimiter {
-            cells: (0..SOURCE_CELLS).map(|_| AtomicU64::new(0)).collect(),
-            interval_ns: AtomicU64::new(0),
-            burst_ns: AtomicU64::new(0),
-        };
-        l.set(rate_per_s, burst);
-        l
+        let r = GcraRate::default();
+        r.set(rate_per_s, burst);
+        r
     }
 
     /// Changes the rate (control thread).
@@ -81,21 +63,52 @@ impl SourceLimiter {
         self.burst_ns.store(tolerance, Ordering::Relaxed);
     }
 
-    /// Takes one token of `source`'s budget in `router` at `now`; false when that source has
-    /// had its share.
+    /// Takes one token of the cell `tat` at `now`: false when the rate is exceeded or another
+    /// thread took the cell meanwhile; always true without a limit.
     #[inline]
-    pub fn allow(&self, router: RouterId, source: u32, now: Nanos) -> bool {
+    pub fn take(&self, tat: &AtomicU64, now: Nanos) -> bool {
         let interval = self.interval_ns.load(Ordering::Relaxed);
         if interval == 0 {
             return true;
         }
         let tolerance = self.burst_ns.load(Ordering::Relaxed);
-        gcra_take(
-            &self.cells[cell_index(router, source)],
-            now,
-            interval,
-            tolerance,
-        )
+        let t = tat.load(Ordering::Relaxed);
+        if t > now.saturating_add(tolerance) {
+            return false;
+        }
+        let next = t.max(now) + interval;
+        tat.compare_exchange(t, next, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    }
+}
+
+/// Per-source ICMP error budgets, one hashed GCRA cell per (router, source address).
+#[derive(Debug)]
+pub struct SourceLimiter {
+    cells: Box<[AtomicU64]>,
+    rate: GcraRate,
+}
+
+impl SourceLimiter {
+    /// Allows each source `rate_per_s` errors per second on average and bursts of `burst`. A
+    /// rate of 0 disables the limit.
+    pub fn new(rate_per_s: u32, burst: u32) -> Self {
+        SourceLimiter {
+            cells: (0..SOURCE_CELLS).map(|_| AtomicU64::new(0)).collect(),
+            rate: GcraRate::new(rate_per_s, burst),
+        }
+    }
+
+    /// Changes the rate (control thread).
+    pub fn set(&self, rate_per_s: u32, burst: u32) {
+        self.rate.set(rate_per_s, burst);
+    }
+
+    /// Takes one token of `source`'s budget in `router` at `now`; false when that source has
+    /// had its share.
+    #[inline]
+    pub fn allow(&self, router: RouterId, source: u32, now: Nanos) -> bool {
+        self.rate.take(&self.cells[cell_index(router, source)], now)
     }
 }
 
