@@ -29,7 +29,10 @@ const EXIT_UNREACHABLE: i32 = 3;
 const EXIT_NOT_FOUND: i32 = 4;
 
 /// Neighbour timers short enough that a failed resolution shows within a second or two.
-const FAST_NEIGHBOURS: &str = "[neighbor]\nretrans_ms = 200\nprobes_max = 3\nfailed_ms = 3000\n";
+/// Resolution fails fast; a failed entry then stays long enough to be seen after the pings
+/// that found it failed (the per-source ICMP limit answers only a burst of them at once, so
+/// ping waits out its timeout for the last ones).
+const FAST_NEIGHBOURS: &str = "[neighbor]\nretrans_ms = 200\nprobes_max = 3\nfailed_ms = 10000\n";
 
 /// Host, ports and networks only: no router, no interface, no instance port.
 fn empty_config(blue: &Instance, red: &Instance) -> DvrdConfig {
