@@ -435,6 +435,7 @@ pub fn render(data: &MetricsData) -> String {
     for f in ports_and_workers {
         e.items(f, s);
     }
+    busy_seconds(&mut e, s);
     by_reason(&mut e, s);
     routed(&mut e, s);
     floating_ips(&mut e, s);
@@ -468,6 +469,22 @@ pub fn render(data: &MetricsData) -> String {
         &data.residence,
     );
     e.out
+}
+
+/// Each worker's busy time in seconds: its busy cycles over the TSC frequency, so that a
+/// dashboard's `rate()` of it is the worker's busy share (0 to 1) without knowing the clock.
+fn busy_seconds(e: &mut Exposition, s: &Snapshot) {
+    let name = "dvrd_worker_busy_seconds_total";
+    e.family(
+        name,
+        "counter",
+        "Seconds the worker spent on non-empty polls (busy cycles over the TSC frequency).",
+    );
+    let hz = s.tsc_hz.max(1) as f64;
+    for w in &s.workers {
+        let index = w.index.to_string();
+        e.sample(name, &[("worker", &index)], w.busy_cycles as f64 / hz);
+    }
 }
 
 /// Drops and punts by reason, frames bridged by direction, ICMP errors suppressed, datagrams
@@ -687,6 +704,7 @@ mod tests {
             uptime_s: 12.5,
             ..Snapshot::default()
         };
+        s.tsc_hz = 2_000_000_000;
         s.ports.push(PortStatsView {
             name: "blue".into(),
             rx_packets: 10,
@@ -700,6 +718,7 @@ mod tests {
         s.workers.push(WorkerView {
             index: 0,
             bursts: 3,
+            busy_cycles: 1_000_000_000,
             ..WorkerView::default()
         });
         s.drops = drop_labels().map(|r| (r.to_string(), 0)).collect();
@@ -740,6 +759,7 @@ mod tests {
         assert!(text.contains("dvrd_drops_total{reason=\"ipv4_bad_checksum\"} 4\n"));
         assert!(text.contains("dvrd_icmp_rate_limited_source_total 7\n"));
         assert!(text.contains("dvrd_arp_learned_total 3\n"));
+        assert!(text.contains("dvrd_worker_busy_seconds_total{worker=\"0\"} 0.5\n"));
         assert!(text
             .contains("dvrd_router_routed_packets_total{router=\"t1\",destination=\"local\"} 9\n"));
         assert!(text.contains("# TYPE dvrd_burst_processing_seconds summary\n"));
@@ -760,6 +780,38 @@ mod tests {
         unique.sort();
         unique.dedup();
         assert_eq!(types.len(), unique.len());
+    }
+
+    /// Every metric and label the shipped Grafana dashboard queries is in the exposition of a
+    /// host with every kind of item: ports, workers, routers, tables, a floating IP, a fleet.
+    #[test]
+    fn the_dashboard_queries_only_what_is_exported() {
+        let mut d = data();
+        d.snapshot.punts.insert("arp".into(), 1);
+        d.snapshot.tables = Some(router_core::control::TableUsage {
+            next_hops_used: 1,
+            next_hops_capacity: 2,
+            l2_used: 1,
+            l2_capacity: 2,
+            routes: 3,
+            tbl8_used: 0,
+        });
+        d.snapshot.floating_ips.push(crate::stats::FipView {
+            ip: "203.0.113.10".parse().unwrap(),
+            router: "t1".into(),
+            port: "10.0.1.5".parse().unwrap(),
+            host: "host-a".into(),
+            active: true,
+            dnat_packets: 1,
+            snat_packets: 2,
+        });
+        let problems = dvr_harness::dashboard::missing(
+            &dvr_harness::dashboard::shipped(),
+            &render(&d),
+            |_| false,
+            true,
+        );
+        assert!(problems.is_empty(), "{problems:#?}");
     }
 
     #[test]
