@@ -396,6 +396,21 @@ fn metrics_counters_histograms_trace_and_log_level() {
         Some(1.0)
     );
     assert_eq!(http_get(port, "/").0, "HTTP/1.1 404 Not Found");
+    // The Grafana dashboard queries only what this running dvrd exports (the fleet's
+    // families appear only on a host with [fleet]; the unit test checks those and the labels).
+    let missing = dvr_harness::dashboard::missing(
+        &dvr_harness::dashboard::shipped(),
+        &body,
+        |m| m.starts_with("dvrd_fleet_"),
+        false,
+    );
+    assert!(missing.is_empty(), "{missing:#?}");
+    let busy = metric(
+        &samples,
+        "dvrd_worker_busy_seconds_total",
+        &[("worker", "0")],
+    );
+    assert!(busy.is_some_and(|b| b > 0.0 && b < 60.0), "{busy:?}");
 
     // Counters and histograms since a reset; the metrics endpoint never resets.
     let stats = ctl.json("stats");

@@ -29,6 +29,7 @@
 pub mod checks;
 pub mod cmd;
 pub mod config;
+pub mod dashboard;
 pub mod dvr;
 pub mod dvrctl;
 pub mod dvrd;
