@@ -7,7 +7,8 @@
 # From source, on a machine that reaches rustup.rs (BuildKit skips the `runtime` stage; the
 # classic builder builds every stage before its target, so it wants `make deb` done too):
 #   DOCKER_BUILDKIT=1 docker build --target from-source -t dvrd .
-# Run it (the config at /etc/dvrd/dvrd.toml, EAL with hugepages or `eal.hugepages = false`):
+# Run it (the config at /etc/dvrd/dvrd.toml, EAL with hugepages or `eal.hugepages = false`;
+# where runc cannot grant every capability, the --cap-add list of docs/operations.md):
 #   docker run --rm --privileged --network host \
 #     -v /dev/hugepages:/dev/hugepages -v /etc/dvrd:/etc/dvrd dvrd
 #
