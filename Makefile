@@ -1,10 +1,11 @@
 # dvrd: the two commands of the README, and the pieces they are made of.
 #   make demo   install what is missing, build, run the live demo (root)
 #   make test   install what is missing, run every test (root); CI runs this
+#   make deb    build the Debian package target/debian/dvrd_<version>_<arch>.deb
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: all deps build demo test bench lint fuzz clean
+.PHONY: all deps build deb demo test bench lint fuzz clean
 
 all: build
 
@@ -13,6 +14,9 @@ deps:
 
 build: deps
 	$(CARGO) build --release --workspace --bins
+
+deb: build
+	@packaging/make-deb.sh
 
 demo: build
 	@scripts/hugepages.sh 512 >/dev/null

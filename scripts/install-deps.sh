@@ -3,7 +3,10 @@
 # already there. Idempotent; run as root. Used by the Makefile, CI and the Dockerfile.
 #
 #   scripts/install-deps.sh            build + runtime + test tools
-#   scripts/install-deps.sh --runtime  only what a running dvrd needs (the runtime image)
+#   scripts/install-deps.sh --build    build + runtime (the Dockerfile's from-source stage)
+#   scripts/install-deps.sh --runtime  only what a running dvrd needs (a host running the
+#                                      binaries of a build tree; the Debian package's
+#                                      Depends say the same to apt)
 set -euo pipefail
 
 mode=${1:-all}
@@ -15,13 +18,16 @@ runtime_pkgs=(dpdk iproute2 libnuma1 ca-certificates)
 # etcd-server and etcd-client: the fleet tests run a real etcd and drive it with etcdctl. A
 # host running dvrd only talks to an etcd somewhere else, so the runtime list has neither.
 # traceroute: the floating IP tests trace through the NAT from both sides, as a user would.
+# docker.io and debootstrap: the container test builds the image and runs dvrd in it; no
+# image registry is reachable from CI, so the debian:12 base is made with debootstrap.
 test_pkgs=(iproute2 iputils-ping iputils-arping tcpdump iperf3 procps psmisc socat ethtool bridge-utils make
-  python3 valgrind kmod etcd-server etcd-client openssl traceroute)
+  python3 valgrind kmod etcd-server etcd-client openssl traceroute docker.io debootstrap)
 
 case "$mode" in
   --runtime) want=("${runtime_pkgs[@]}") ;;
+  --build) want=("${build_pkgs[@]}" "${runtime_pkgs[@]}") ;;
   all|--all) want=("${build_pkgs[@]}" "${runtime_pkgs[@]}" "${test_pkgs[@]}") ;;
-  *) echo "usage: $0 [--runtime]" >&2; exit 2 ;;
+  *) echo "usage: $0 [--build|--runtime]" >&2; exit 2 ;;
 esac
 
 if [ "$(id -u)" -ne 0 ]; then

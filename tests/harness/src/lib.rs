@@ -24,11 +24,14 @@
 //! is the three-host cloud of the DVR tests and the demo. [`checks`] holds the assertions the
 //! test files share (echoes in captures, routed packets). [`Etcd`] is a real single-member
 //! etcd; [`fleet`] is the three-host cloud again, each dvrd holding only its local settings
-//! and reading everything else from that etcd.
+//! and reading everything else from that etcd. [`container`] builds what is shipped, the Debian
+//! package and the container image that installs it, and runs dvrd in a container.
+//! [`dashboard`] checks the Grafana dashboard's queries against an exposition of `/metrics`.
 
 pub mod checks;
 pub mod cmd;
 pub mod config;
+pub mod container;
 pub mod dashboard;
 pub mod dvr;
 pub mod dvrctl;
