@@ -28,6 +28,7 @@ const FUNCTIONS: &[&str] = &[
     "rte_lcore_count",
     "rte_thread_register",
     "rte_thread_unregister",
+    "rte_eal_get_runtime_dir",
     // mempool and mbuf
     "rte_pktmbuf_pool_create",
     "rte_mempool_free",

@@ -245,6 +245,8 @@ pub struct EalConfig {
     pub pci: bool,
     /// Extra EAL arguments, passed as they are.
     pub extra_args: Vec<String>,
+    /// DPDK's telemetry socket (`dpdk-telemetry.py`), with dvrd's own `/dvrd/...` commands.
+    pub telemetry: bool,
 }
 
 impl EalConfig {
@@ -275,6 +277,7 @@ impl Default for EalConfig {
             vdevs: Vec::new(),
             pci: false,
             extra_args: Vec::new(),
+            telemetry: true,
         }
     }
 }
@@ -910,7 +913,9 @@ impl Config {
         if !self.eal.pci {
             args.push("--no-pci".into());
         }
-        args.push("--no-telemetry".into());
+        if !self.eal.telemetry {
+            args.push("--no-telemetry".into());
+        }
         for v in &self.eal.vdevs {
             args.push(format!("--vdev={v}"));
         }
@@ -1043,6 +1048,14 @@ host = "host-a"
         let args = cfg.eal_args();
         assert!(args.contains(&"--no-huge".to_string()));
         assert!(args.contains(&"--vdev=net_null0".to_string()));
+        assert!(!args.contains(&"--no-telemetry".to_string()), "{args:?}");
+    }
+
+    #[test]
+    fn telemetry_is_on_unless_the_file_turns_it_off() {
+        let off = MINIMAL.replace("[eal]\n", "[eal]\ntelemetry = false\n");
+        let args = Config::from_toml(&off).unwrap().eal_args();
+        assert!(args.contains(&"--no-telemetry".to_string()), "{args:?}");
     }
 
     #[test]

@@ -182,6 +182,15 @@ impl Eal {
         lifecycle().shared_config
     }
 
+    /// The folder of this process's runtime files (`/var/run/dpdk/<file-prefix>` for root):
+    /// the telemetry socket, the shared configuration, the multi-process socket.
+    pub fn runtime_dir(&self) -> std::path::PathBuf {
+        // SAFETY: EAL is initialised; the call returns a pointer to a static NUL-terminated
+        // string that EAL set at init and never changes.
+        let dir = unsafe { CStr::from_ptr(sys::rte_eal_get_runtime_dir()) };
+        std::path::PathBuf::from(dir.to_string_lossy().into_owned())
+    }
+
     /// DPDK's version string, e.g. `"DPDK 22.11.11"`.
     pub fn version(&self) -> &'static str {
         // SAFETY: rte_version returns a pointer to a static NUL-terminated string.

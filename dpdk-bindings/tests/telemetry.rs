@@ -60,7 +60,9 @@ fn telemetry_end_to_end() {
     })
     .unwrap();
 
-    let mut client = Client::connect(&telemetry::socket_path(PREFIX)).expect("connect");
+    let socket = telemetry::socket_path(PREFIX);
+    assert_eq!(eal.runtime_dir().join("dpdk_telemetry.v2"), socket);
+    let mut client = Client::connect(&socket).expect("connect");
     let greeting: Json = serde_json::from_str(client.greeting()).unwrap();
     assert_eq!(greeting["pid"], json!(std::process::id()), "{greeting}");
 

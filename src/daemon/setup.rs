@@ -63,6 +63,11 @@ pub(super) fn start(
     // answers them once its loop runs.
     let (calls_tx, calls_rx) = bounded(CALL_QUEUE_DEPTH);
     let (api, metrics) = servers(cfg, &calls_tx)?;
+    let telemetry = cfg
+        .eal
+        .telemetry
+        .then(|| super::telemetry::Commands::register(&calls_tx))
+        .transpose()?;
     let fleet = match &cfg.fleet {
         Some(settings) => Some(FleetThread::start(
             settings,
@@ -128,6 +133,7 @@ pub(super) fn start(
         hists,
         api: Some(api),
         metrics,
+        telemetry,
         fleet,
     };
     Ok(Started {
