@@ -151,9 +151,7 @@ impl Eal {
             return Err(Error::from_rte_errno("rte_eal_init"));
         }
         state.phase = Phase::Running;
-        state.shared_config = !args
-            .iter()
-            .any(|a| PRIVATE_CONFIG_OPTIONS.contains(&a.as_ref()));
+        state.shared_config = Eal::args_share_config(args);
         Ok(Eal { _private: () })
     }
 
@@ -173,6 +171,14 @@ impl Eal {
     pub fn lcore_count(&self) -> u32 {
         // SAFETY: EAL is initialised; the call reads its configuration.
         unsafe { sys::rte_lcore_count() }
+    }
+
+    /// True unless `args` (EAL arguments) run EAL without a shared configuration: with
+    /// `--no-huge`, `--no-shconf` or `--in-memory`.
+    pub fn args_share_config<S: AsRef<str>>(args: &[S]) -> bool {
+        !args
+            .iter()
+            .any(|a| PRIVATE_CONFIG_OPTIONS.contains(&a.as_ref()))
     }
 
     /// True when secondary processes with the same `--file-prefix` (`dpdk-dumpcap`,

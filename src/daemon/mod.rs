@@ -98,7 +98,7 @@ pub fn run(cfg: Config, opts: Options) -> Result<Snapshot, DaemonError> {
     let eal = Eal::init(&cfg.eal_args())?;
     info!(version = eal.version(), tsc_hz = eal.tsc_hz(), "EAL up");
     telemetry::announce(&eal, cfg.eal.telemetry);
-    let capture = telemetry::capture_server(&eal, &cfg.eal.file_prefix);
+    let capture = telemetry::capture_server(&eal, &cfg.eal);
     let clock = TscClock::new(eal.tsc_hz())
         .ok_or_else(|| DaemonError::Other("TSC frequency is 0".into()))?;
     let pool = Mempool::pktmbuf(

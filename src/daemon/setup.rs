@@ -337,6 +337,8 @@ impl Wiring<'_> {
         wc.burst_size = self.cfg.dataplane.burst;
         wc.trace = Some(Arc::clone(&self.trace));
         wc.idle = self.cfg.dataplane.idle.into();
+        // A registered thread would shut secondary processes out (see daemon::telemetry).
+        wc.register_with_eal = !self.cfg.eal.capture;
         for name in &w.rx {
             let q = next_rx_queue.entry(name.clone()).or_insert(0);
             let p = ports

@@ -18,9 +18,12 @@
 //! channel's sender; [`Commands`] takes them back (the commands then answer `null`) when the
 //! daemon stops.
 //!
-//! [`capture_server`] starts `rte_pdump` when EAL shares its configuration (hugepages, no
-//! `--no-shconf` or `--in-memory`), so that `dpdk-dumpcap --file-prefix=<prefix>` can capture
-//! a port while dvrd runs; otherwise it says once, at start, why capture is unavailable.
+//! [`capture_server`] starts `rte_pdump` when the file asks for capture (`[eal] capture`, which
+//! needs hugepages and no `--no-shconf` or `--in-memory`), so that
+//! `dpdk-dumpcap --file-prefix=<prefix>` can capture a port while dvrd runs; otherwise it says
+//! once, at start, that capture is off. DPDK refuses secondary processes once a non-EAL thread
+//! registers (`rte_thread_register` turns the multi-process channel off), so with capture on
+//! the workers run without lcore ids, and the mempool's per-lcore caches do not serve them.
 
 use std::time::Duration;
 
@@ -32,6 +35,7 @@ use tracing::{info, warn};
 
 use super::DaemonError;
 use crate::api::Call;
+use crate::config::EalConfig;
 use crate::stats::Snapshot;
 
 /// How long a telemetry command waits to hand its request to the control thread, and again
@@ -108,19 +112,23 @@ pub(super) fn announce(eal: &Eal, on: bool) {
     }
 }
 
-/// The capture server, when EAL shares its configuration; otherwise the reason, logged once.
-pub(super) fn capture_server(eal: &Eal, file_prefix: &str) -> Option<Pdump> {
-    if !eal.shares_config() {
+/// The capture server, when the file asks for it (`[eal] capture`, which the configuration
+/// allows only with a shared configuration); otherwise why there is none, said once.
+pub(super) fn capture_server(eal: &Eal, cfg: &EalConfig) -> Option<Pdump> {
+    if !cfg.capture {
         info!(
-            "packet capture unavailable: EAL runs without a shared configuration \
-             (hugepages = false means --no-huge and --no-shconf; --in-memory does too), \
-             so dpdk-dumpcap and other secondary processes cannot attach"
+            "packet capture off ([eal] capture = false): dpdk-dumpcap and other secondary \
+             processes cannot attach"
         );
         return None;
     }
     match Pdump::init(eal) {
         Ok(pdump) => {
-            info!("packet capture on (dpdk-dumpcap --file-prefix={file_prefix} -i PORT)");
+            info!(
+                "packet capture on (dpdk-dumpcap --file-prefix={} -i PORT); the workers run \
+                 without EAL lcore ids, so the mempool's per-lcore caches are off",
+                cfg.file_prefix
+            );
             Some(pdump)
         }
         Err(e) => {
