@@ -90,19 +90,21 @@ fn telemetry_agrees_with_dvrctl_stats() {
     // what dvrctl says before and after.
     let before = dvrctl_stats(&dvrctl);
     let totals = ask(&mut client, "/dvrd/stats");
-    let per_port: Vec<Value> = before
+    // Each port as dvrd counts it, and as DPDK's ethdev library does.
+    let (per_port, ethdev): (Vec<Value>, Vec<Value>) = before
         .ports
         .iter()
-        .map(|p| ask(&mut client, &format!("/dvrd/stats,{}", p.name)))
-        .collect();
+        .map(|p| {
+            let dvrd = ask(&mut client, &format!("/dvrd/stats,{}", p.name));
+            (
+                dvrd,
+                ask(&mut client, &format!("/ethdev/stats,{}", p.port_id)),
+            )
+        })
+        .unzip();
     let drops = ask(&mut client, "/dvrd/drops");
     let workers = ask(&mut client, "/dvrd/workers");
     let routers = ask(&mut client, "/dvrd/routers");
-    let ethdev: Vec<Value> = before
-        .ports
-        .iter()
-        .map(|p| ask(&mut client, &format!("/ethdev/stats,{}", p.port_id)))
-        .collect();
     let after = dvrctl_stats(&dvrctl);
 
     let names: Vec<&str> = before.ports.iter().map(|p| p.name.as_str()).collect();
@@ -112,7 +114,7 @@ fn telemetry_agrees_with_dvrctl_stats() {
         assert_eq!(t["name"], b.name.as_str());
         assert_eq!(u64_of(t, "port_id"), u64::from(b.port_id));
         assert_eq!(u64_of(t, "link_up"), 1, "{t}");
-        for (key, b, a) in [
+        for (key, was, then) in [
             ("rx_packets", b.rx_packets, a.rx_packets),
             ("tx_packets", b.tx_packets, a.tx_packets),
             ("rx_bytes", b.rx_bytes, a.rx_bytes),
@@ -122,7 +124,7 @@ fn telemetry_agrees_with_dvrctl_stats() {
                 a.device_rx_packets,
             ),
         ] {
-            assert_between(&format!("{} {key}", b_name(t)), b, u64_of(t, key), a);
+            assert_between(&format!("{} {key}", b.name), was, u64_of(t, key), then);
         }
         // DPDK's own view of the same device.
         let e = &ethdev[i];
@@ -171,10 +173,6 @@ fn telemetry_agrees_with_dvrctl_stats() {
     drop(client);
     assert_dpdk_telemetry_py(&dvrd);
     dvrd.stop().assert_clean();
-}
-
-fn b_name(v: &Value) -> &str {
-    v["name"].as_str().unwrap_or("?")
 }
 
 /// Debian's `dpdk-telemetry.py -f PREFIX`, commands on its standard input: one JSON answer a
