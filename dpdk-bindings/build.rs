@@ -28,6 +28,7 @@ const FUNCTIONS: &[&str] = &[
     "rte_lcore_count",
     "rte_thread_register",
     "rte_thread_unregister",
+    "rte_eal_get_runtime_dir",
     // mempool and mbuf
     "rte_pktmbuf_pool_create",
     "rte_mempool_free",
@@ -65,6 +66,23 @@ const FUNCTIONS: &[&str] = &[
     "rte_fib_add",
     "rte_fib_delete",
     "rte_fib_lookup_bulk",
+    // telemetry
+    "rte_telemetry_register_cmd",
+    "rte_tel_data_start_dict",
+    "rte_tel_data_start_array",
+    "rte_tel_data_string",
+    "rte_tel_data_add_dict_u64",
+    "rte_tel_data_add_dict_int",
+    "rte_tel_data_add_dict_string",
+    "rte_tel_data_add_dict_container",
+    "rte_tel_data_add_array_u64",
+    "rte_tel_data_add_array_int",
+    "rte_tel_data_add_array_string",
+    "rte_tel_data_alloc",
+    "rte_tel_data_free",
+    // packet capture
+    "rte_pdump_init",
+    "rte_pdump_uninit",
     // csrc/shim.c
     "dvrb_errno",
     "dvrb_set_errno",
@@ -102,10 +120,17 @@ const TYPES: &[&str] = &[
     "rte_fib_conf",
     "rte_fib_type",
     "rte_fib_dir24_8_nh_sz",
+    "rte_tel_value_type",
 ];
 
 /// Types only ever handled through pointers: no layout is generated for them.
-const OPAQUE_TYPES: &[&str] = &["rte_mempool", "rte_lpm", "rte_fib", "rte_rib"];
+const OPAQUE_TYPES: &[&str] = &[
+    "rte_mempool",
+    "rte_lpm",
+    "rte_fib",
+    "rte_rib",
+    "rte_tel_data",
+];
 
 /// Constants the safe layer reads.
 const VARS: &[&str] = &[
@@ -121,6 +146,9 @@ const VARS: &[&str] = &[
     "RTE_ETH_XSTATS_NAME_SIZE",
     "RTE_LPM_LOOKUP_SUCCESS",
     "RTE_LPM_MAX_DEPTH",
+    "RTE_TEL_MAX_STRING_LEN",
+    "RTE_TEL_MAX_DICT_ENTRIES",
+    "RTE_TEL_MAX_ARRAY_ENTRIES",
     "RTE_MEMPOOL_NAMESIZE",
     "LCORE_ID_ANY",
     "SOCKET_ID_ANY",

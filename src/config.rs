@@ -245,6 +245,12 @@ pub struct EalConfig {
     pub pci: bool,
     /// Extra EAL arguments, passed as they are.
     pub extra_args: Vec<String>,
+    /// DPDK's telemetry socket (`dpdk-telemetry.py`), with dvrd's own `/dvrd/...` commands.
+    pub telemetry: bool,
+    /// Let `dpdk-dumpcap` (a secondary process) capture the ports: needs hugepages and a
+    /// shared configuration, and runs the workers without EAL lcore ids (see
+    /// docs/operations.md: DPDK refuses secondary processes once a thread registers).
+    pub capture: bool,
 }
 
 impl EalConfig {
@@ -261,7 +267,20 @@ impl EalConfig {
                 format!("`{}` is not a file name", self.file_prefix),
             ));
         }
+        if self.capture && !self.shares_config() {
+            return Err(invalid(
+                "eal.capture",
+                "needs a configuration that secondary processes can attach to: \
+                 hugepages = true, and no --no-shconf or --in-memory in extra_args",
+            ));
+        }
         check_cpu("eal.main_core", self.main_core, max_cpu)
+    }
+
+    /// True unless EAL runs without a shared configuration (`--no-huge` implies
+    /// `--no-shconf`; `--in-memory` implies both).
+    fn shares_config(&self) -> bool {
+        self.hugepages && dpdk_bindings::Eal::args_share_config(&self.extra_args)
     }
 }
 
@@ -275,6 +294,8 @@ impl Default for EalConfig {
             vdevs: Vec::new(),
             pci: false,
             extra_args: Vec::new(),
+            telemetry: true,
+            capture: false,
         }
     }
 }
@@ -910,7 +931,9 @@ impl Config {
         if !self.eal.pci {
             args.push("--no-pci".into());
         }
-        args.push("--no-telemetry".into());
+        if !self.eal.telemetry {
+            args.push("--no-telemetry".into());
+        }
         for v in &self.eal.vdevs {
             args.push(format!("--vdev={v}"));
         }
@@ -1043,6 +1066,26 @@ host = "host-a"
         let args = cfg.eal_args();
         assert!(args.contains(&"--no-huge".to_string()));
         assert!(args.contains(&"--vdev=net_null0".to_string()));
+        assert!(!args.contains(&"--no-telemetry".to_string()), "{args:?}");
+    }
+
+    #[test]
+    fn capture_needs_a_shared_configuration() {
+        let capture = MINIMAL.replace("[eal]\n", "[eal]\ncapture = true\n");
+        let err = Config::from_toml(&capture).unwrap_err().to_string();
+        assert!(
+            err.contains("eal.capture") && err.contains("hugepages"),
+            "{err}"
+        );
+        let with_hugepages = capture.replace("hugepages = false", "hugepages = true");
+        assert!(Config::from_toml(&with_hugepages).unwrap().eal.capture);
+    }
+
+    #[test]
+    fn telemetry_is_on_unless_the_file_turns_it_off() {
+        let off = MINIMAL.replace("[eal]\n", "[eal]\ntelemetry = false\n");
+        let args = Config::from_toml(&off).unwrap().eal_args();
+        assert!(args.contains(&"--no-telemetry".to_string()), "{args:?}");
     }
 
     #[test]

@@ -21,6 +21,8 @@
 #include <rte_ethdev.h>
 #include <rte_lpm.h>
 #include <rte_fib.h>
+#include <rte_telemetry.h>
+#include <rte_pdump.h>
 
 #include "shim.h"
 

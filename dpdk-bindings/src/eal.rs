@@ -30,12 +30,19 @@ enum Phase {
 struct Lifecycle {
     phase: Phase,
     live_objects: usize,
+    /// EAL was given a shared configuration that secondary processes can attach to.
+    shared_config: bool,
 }
 
 static LIFECYCLE: Mutex<Lifecycle> = Mutex::new(Lifecycle {
     phase: Phase::Uninitialized,
     live_objects: 0,
+    shared_config: false,
 });
+
+/// EAL options after which the process shares no configuration: `--no-huge` implies
+/// `--no-shconf` in DPDK 22.11, and `--in-memory` implies both.
+const PRIVATE_CONFIG_OPTIONS: &[&str] = &["--no-shconf", "--no-huge", "--in-memory"];
 
 fn lifecycle() -> MutexGuard<'static, Lifecycle> {
     // The state is two plain fields updated together: a panic elsewhere cannot tear them.
@@ -144,6 +151,7 @@ impl Eal {
             return Err(Error::from_rte_errno("rte_eal_init"));
         }
         state.phase = Phase::Running;
+        state.shared_config = Eal::args_share_config(args);
         Ok(Eal { _private: () })
     }
 
@@ -163,6 +171,30 @@ impl Eal {
     pub fn lcore_count(&self) -> u32 {
         // SAFETY: EAL is initialised; the call reads its configuration.
         unsafe { sys::rte_lcore_count() }
+    }
+
+    /// True unless `args` (EAL arguments) run EAL without a shared configuration: with
+    /// `--no-huge`, `--no-shconf` or `--in-memory`.
+    pub fn args_share_config<S: AsRef<str>>(args: &[S]) -> bool {
+        !args
+            .iter()
+            .any(|a| PRIVATE_CONFIG_OPTIONS.contains(&a.as_ref()))
+    }
+
+    /// True when secondary processes with the same `--file-prefix` (`dpdk-dumpcap`,
+    /// `dpdk-proc-info`) can attach: EAL runs with hugepages and a shared configuration
+    /// (none of `--no-huge`, `--no-shconf`, `--in-memory`).
+    pub fn shares_config(&self) -> bool {
+        lifecycle().shared_config
+    }
+
+    /// The folder of this process's runtime files (`/var/run/dpdk/<file-prefix>` for root):
+    /// the telemetry socket, the shared configuration, the multi-process socket.
+    pub fn runtime_dir(&self) -> std::path::PathBuf {
+        // SAFETY: EAL is initialised; the call returns a pointer to a static NUL-terminated
+        // string that EAL set at init and never changes.
+        let dir = unsafe { CStr::from_ptr(sys::rte_eal_get_runtime_dir()) };
+        std::path::PathBuf::from(dir.to_string_lossy().into_owned())
     }
 
     /// DPDK's version string, e.g. `"DPDK 22.11.11"`.

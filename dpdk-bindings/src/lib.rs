@@ -11,6 +11,8 @@
 //! - [`Port`]: an Ethernet device; [`RxQueue`], [`TxQueue`]: its queues, one per thread.
 //! - [`RteLpm`], [`RteFib`]: DPDK's LPM tables, as benchmark references.
 //! - [`advise_hugepages`]: transparent huge pages for large tables outside DPDK.
+//! - [`telemetry`]: commands this process answers on DPDK's telemetry socket, as Rust
+//!   closures behind one C callback; [`Pdump`]: the capture server `dpdk-dumpcap` talks to.
 //!
 //! Errors cross the boundary once, as [`Error`] (operation, errno, `rte_strerror` text).
 //!
@@ -52,7 +54,9 @@ mod hugepage;
 mod lpm;
 mod mbuf;
 mod mempool;
+mod pdump;
 mod port;
+pub mod telemetry;
 
 pub use burst::{Drain, MbufBurst, BURST_SIZE};
 pub use eal::{lcore_id, thread_register, thread_unregister, tsc, Eal};
@@ -61,6 +65,7 @@ pub use hugepage::advise_hugepages;
 pub use lpm::{RteFib, RteLpm, LPM_MISS, RTE_FIB_MAX_NEXT_HOP, RTE_LPM_MAX_NEXT_HOP};
 pub use mbuf::{Mbuf, PacketWindow};
 pub use mempool::{Mempool, DEFAULT_DATA_ROOM, HEADROOM};
+pub use pdump::Pdump;
 pub use port::{
     offload, Link, Port, PortConfig, PortId, PortInfo, PortStats, Queue, Rx, RxQueue, Tx, TxQueue,
 };
@@ -84,5 +89,6 @@ mod tests {
         send::<RxQueue>();
         send::<TxQueue>();
         send::<Port>();
+        send_sync::<Pdump>();
     }
 }

@@ -113,6 +113,11 @@ pub struct WorkerConfig {
     pub tsc_hz: u64,
     /// The packet trace switch (see [`crate::TraceTap`]); `None`: the worker never traces.
     pub trace: Option<Arc<crate::TraceTap>>,
+    /// Register the thread with EAL (the default), so that the per-lcore mempool caches serve
+    /// it. DPDK turns its multi-process channel off for good once a thread registers, so a
+    /// process whose ports secondary processes (`dpdk-dumpcap`) must reach runs its workers
+    /// unregistered, and every mbuf they allocate or free goes to the pool's ring.
+    pub register_with_eal: bool,
 }
 
 impl WorkerConfig {
@@ -129,6 +134,7 @@ impl WorkerConfig {
             idle: IdleMode::default(),
             tsc_hz,
             trace: None,
+            register_with_eal: true,
         }
     }
 

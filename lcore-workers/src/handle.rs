@@ -60,7 +60,7 @@ impl WorkerHandle {
         self.index
     }
 
-    /// The EAL lcore id the worker thread registered as.
+    /// The EAL lcore id the worker thread registered as ([`UNREGISTERED`] if it did not).
     pub fn lcore(&self) -> u32 {
         self.lcore
     }
@@ -101,7 +101,7 @@ impl WorkerHandle {
 /// Starts worker `config.index` on a thread named `dvr-worker-N`.
 ///
 /// The thread pins itself to `config.core` (if any), registers with EAL so that the per-lcore
-/// mempool caches serve it, registers a QSBR reader, and reports back; errors at any of these
+/// mempool caches serve it (unless `config.register_with_eal` is off), registers a QSBR reader, and reports back; errors at any of these
 /// steps are returned here, with the thread gone and its queues dropped. Then it polls until
 /// `shared.stop` is set.
 pub fn spawn(config: WorkerConfig, shared: WorkerShared) -> Result<WorkerHandle, WorkerError> {
@@ -216,7 +216,11 @@ fn worker_main(
     })
 }
 
-/// The calling thread's registration with EAL: unregisters it when dropped.
+/// The lcore id of a worker that did not register with EAL (`LCORE_ID_ANY`).
+pub const UNREGISTERED: u32 = u32::MAX;
+
+/// The calling thread's registration with EAL: unregisters it when dropped (nothing for a
+/// thread that did not register).
 struct Registration;
 
 impl Drop for Registration {
@@ -232,7 +236,11 @@ fn start(config: &WorkerConfig, shared: &WorkerShared) -> Result<(u32, QsbrReade
             return Err(WorkerError::Pin { core });
         }
     }
-    let lcore = thread_register().map_err(WorkerError::Register)?;
+    let lcore = if config.register_with_eal {
+        thread_register().map_err(WorkerError::Register)?
+    } else {
+        UNREGISTERED
+    };
     match shared.qsbr.register() {
         Ok(reader) => Ok((lcore, reader)),
         Err(err) => {

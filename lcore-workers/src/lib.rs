@@ -49,7 +49,7 @@ pub use config::{
     IDLE_SLEEP_MAX_DEFAULT, IDLE_SLEEP_MIN_DEFAULT,
 };
 pub use error::WorkerError;
-pub use handle::{spawn, WorkerHandle, WorkerShared, WorkerSummary};
+pub use handle::{spawn, WorkerHandle, WorkerShared, WorkerSummary, UNREGISTERED};
 pub use histogram::{
     new_histogram, quantiles, HistogramSnapshot, Percentiles, QuantilePoint, WorkerHistograms,
     HISTOGRAM_MAX_CYCLES, HISTOGRAM_PUBLISH_INTERVAL_MS, HISTOGRAM_SIGFIG,

@@ -11,7 +11,11 @@
 //! keeps the workers' latency histograms (`histograms`). It transmits what it originates
 //! through worker 0's inject queue, and never makes a worker wait.
 //!
-//! On SIGINT or SIGTERM the loop ends; the servers stop, then the workers (each joined with a
+//! `telemetry` registers dvrd's commands on DPDK's telemetry socket (they ask the control
+//! thread, as the metrics endpoint does) and starts the capture server for `dpdk-dumpcap`
+//! when EAL shares its configuration.
+//!
+//! On SIGINT or SIGTERM the loop ends; the servers stop (the telemetry commands with them), then the workers (each joined with a
 //! timeout, its final counters kept for the summary), then the control thread lets go of the
 //! packets it holds, then the ports close. Only then is the mempool counted: a buffer not back
 //! is a leak, and the exit code says so.
@@ -23,6 +27,7 @@ mod fragment;
 mod histograms;
 mod punt;
 mod setup;
+mod telemetry;
 mod trace;
 
 use std::path::PathBuf;
@@ -92,6 +97,8 @@ pub fn run(cfg: Config, opts: Options) -> Result<Snapshot, DaemonError> {
     let started = Instant::now();
     let eal = Eal::init(&cfg.eal_args())?;
     info!(version = eal.version(), tsc_hz = eal.tsc_hz(), "EAL up");
+    telemetry::announce(&eal, cfg.eal.telemetry);
+    let capture = telemetry::capture_server(&eal, &cfg.eal);
     let clock = TscClock::new(eal.tsc_hz())
         .ok_or_else(|| DaemonError::Other("TSC frequency is 0".into()))?;
     let pool = Mempool::pktmbuf(
@@ -102,6 +109,8 @@ pub fn run(cfg: Config, opts: Options) -> Result<Snapshot, DaemonError> {
         None,
     )?;
     let result = run_with(&cfg, &opts, &eal, &pool, clock, started);
+    // The ports are closed: no capture can be asked for any more.
+    drop(capture);
     // Everything holding mbufs or ports is dropped by now.
     let in_use = pool.in_use();
     let mut snapshot = match result {
@@ -168,6 +177,7 @@ fn run_with(
     // receiver goes.
     daemon.api.take();
     daemon.metrics.take();
+    daemon.telemetry.take();
     let fleet = daemon.fleet.take();
     if let Some(f) = &fleet {
         f.signal_stop();
@@ -206,6 +216,8 @@ struct Daemon {
     hists: Histograms,
     api: Option<ApiServer>,
     metrics: Option<MetricsServer>,
+    /// dvrd's telemetry commands, when telemetry is on.
+    telemetry: Option<telemetry::Commands>,
     /// Following the fleet's store, when the configuration has `[fleet]`.
     fleet: Option<fleet::FleetThread>,
 }

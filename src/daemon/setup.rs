@@ -63,6 +63,11 @@ pub(super) fn start(
     // answers them once its loop runs.
     let (calls_tx, calls_rx) = bounded(CALL_QUEUE_DEPTH);
     let (api, metrics) = servers(cfg, &calls_tx)?;
+    let telemetry = cfg
+        .eal
+        .telemetry
+        .then(|| super::telemetry::Commands::register(&calls_tx))
+        .transpose()?;
     let fleet = match &cfg.fleet {
         Some(settings) => Some(FleetThread::start(
             settings,
@@ -128,6 +133,7 @@ pub(super) fn start(
         hists,
         api: Some(api),
         metrics,
+        telemetry,
         fleet,
     };
     Ok(Started {
@@ -331,6 +337,8 @@ impl Wiring<'_> {
         wc.burst_size = self.cfg.dataplane.burst;
         wc.trace = Some(Arc::clone(&self.trace));
         wc.idle = self.cfg.dataplane.idle.into();
+        // A registered thread would shut secondary processes out (see daemon::telemetry).
+        wc.register_with_eal = !self.cfg.eal.capture;
         for name in &w.rx {
             let q = next_rx_queue.entry(name.clone()).or_insert(0);
             let p = ports

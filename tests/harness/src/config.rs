@@ -248,6 +248,13 @@ pub struct DvrdConfig {
     pub main_core: usize,
     /// The CPU of the one worker.
     pub worker_core: usize,
+    /// EAL on hugepages with a shared configuration, which secondary processes
+    /// (`dpdk-dumpcap`) need; off by default (`--no-huge`), see the module doc.
+    pub hugepages: bool,
+    /// `[eal] telemetry`; dvrd's default (on) when `None`.
+    pub telemetry: Option<bool>,
+    /// `[eal] capture`: `dpdk-dumpcap` may attach (needs [`hugepages`](Self::hugepages)).
+    pub capture: bool,
 }
 
 /// The CPU of the (single) worker: 1, or 0 on a single-CPU machine.
@@ -313,6 +320,33 @@ impl DvrdConfig {
             extra_toml: String::new(),
             main_core: 0,
             worker_core: worker_core(),
+            hugepages: false,
+            telemetry: None,
+            capture: false,
+        }
+    }
+
+    /// Runs EAL on hugepages ([`DvrdConfig::hugepages`]); the caller reserves them.
+    pub fn hugepages(self) -> Self {
+        DvrdConfig {
+            hugepages: true,
+            ..self
+        }
+    }
+
+    /// Hugepages and `[eal] capture`: secondary processes (`dpdk-dumpcap`) may attach.
+    pub fn capture(self) -> Self {
+        DvrdConfig {
+            capture: true,
+            ..self.hugepages()
+        }
+    }
+
+    /// Sets `[eal] telemetry`.
+    pub fn telemetry(self, on: bool) -> Self {
+        DvrdConfig {
+            telemetry: Some(on),
+            ..self
         }
     }
 
@@ -445,9 +479,15 @@ impl DvrdConfig {
             .collect();
         let _ = writeln!(
             w,
-            "[eal]\nmain_core = {}\nhugepages = false\nmemory_mb = {}",
-            self.main_core, self.memory_mb
+            "[eal]\nmain_core = {}\nhugepages = {}\nmemory_mb = {}",
+            self.main_core, self.hugepages, self.memory_mb
         );
+        if let Some(on) = self.telemetry {
+            let _ = writeln!(w, "telemetry = {on}");
+        }
+        if self.capture {
+            let _ = writeln!(w, "capture = true");
+        }
         let _ = writeln!(
             w,
             "file_prefix = {}\npci = false\nvdevs = {}",
