@@ -23,7 +23,7 @@ use serde::Deserialize;
 pub const DESCRIPTORS_MAX: u16 = 4096;
 
 /// The whole configuration.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -65,7 +65,7 @@ pub struct Config {
 /// `[fleet]`: this host follows the fleet's key space in etcd. The file then keeps only what is
 /// local (EAL, ports, workers, tables, timers); `host`, `peers`, `networks`, `routers` and
 /// `instance_ports` come from the store.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FleetSettings {
     /// etcd client URLs (`http://10.0.0.1:2379`).
@@ -89,7 +89,7 @@ pub struct FleetSettings {
 }
 
 /// `[fleet.tls]`: PEM files.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FleetTls {
     /// The CA that signed etcd's server certificates.
@@ -227,7 +227,7 @@ impl FleetSettings {
 }
 
 /// EAL settings.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EalConfig {
     /// The main lcore's CPU (the control thread).
@@ -310,7 +310,7 @@ impl From<IdleSetting> for IdleMode {
 }
 
 /// Data-path sizes.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataplaneConfig {
     pub mbufs: u32,
@@ -388,7 +388,7 @@ impl DataplaneConfig {
 }
 
 /// A worker: the core it is pinned to and the ports it receives from (one RX queue each).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkerSpec {
     pub core: usize,
@@ -396,7 +396,7 @@ pub struct WorkerSpec {
 }
 
 /// A DPDK port.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PortSpec {
     /// How networks and workers refer to it.
@@ -419,7 +419,7 @@ fn default_mtu() -> u16 {
 }
 
 /// The underlay.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FabricConfig {
     /// The underlay gateway toward the peers' VTEPs when they are on other subnets.
@@ -427,7 +427,7 @@ pub struct FabricConfig {
 }
 
 /// A router with its interfaces and routes.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouterConfig {
     pub name: String,
@@ -473,7 +473,7 @@ impl RouterItem for RouterRoute {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouterInterface {
     pub network: String,
@@ -481,7 +481,7 @@ pub struct RouterInterface {
     pub mac: MacAddr,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouterRoute {
     pub prefix: Prefix,
@@ -490,7 +490,7 @@ pub struct RouterRoute {
 
 /// ICMP error rate limits (RFC 1812 section 4.3.2.8): per router, and per source under it
 /// (the defaults of the latter are Linux's per-destination limit, one a second after 6).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IcmpConfig {
     pub rate_per_s: u32,
@@ -511,7 +511,7 @@ impl Default for IcmpConfig {
 }
 
 /// Table capacities, allocated at startup.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TablesConfig {
     pub next_hops: usize,
@@ -547,7 +547,7 @@ impl Default for TablesConfig {
 }
 
 /// The control API and metrics.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ControlSettings {
     /// The control API's Unix socket.
@@ -565,7 +565,7 @@ impl Default for ControlSettings {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// A `tracing` filter: `info`, `debug`, `dvrd=debug,info`, ...
