@@ -65,14 +65,8 @@ pub(super) fn start(
     // answers them once its loop runs.
     let (calls_tx, calls_rx) = bounded(CALL_QUEUE_DEPTH);
     let (api, metrics) = servers(cfg, &calls_tx)?;
-    let fleet = match &cfg.fleet {
-        Some(settings) => Some(FleetThread::start(
-            settings,
-            cp.model().clone(),
-            calls_tx.clone(),
-        )?),
-        None => None,
-    };
+    let follow = |fleet| FleetThread::start(fleet, cp.model().clone(), calls_tx.clone());
+    let fleet = cfg.fleet.as_ref().map(follow).transpose()?;
     let (trace_tap, trace_rx) = TraceTap::new();
     let trace_tap = Arc::new(trace_tap);
 
@@ -80,7 +74,6 @@ pub(super) fn start(
     let (punt_tx, punt_rx) = punt_channel_with_capacity(cfg.dataplane.punt_queue);
     let stop_workers = Arc::new(AtomicBool::new(false));
     let stop = stop_on_signals()?;
-    let reload = Reload::new(opts.config_path.clone(), cfg.clone())?;
 
     // The control thread sends through worker 0 (it needs no TX queue of its own).
     let wiring = Wiring {
@@ -114,7 +107,7 @@ pub(super) fn start(
         _calls_tx: calls_tx,
         trace: Trace::new(trace_tap, trace_rx),
         baseline: None,
-        reload,
+        reload: Reload::new(opts.config_path.clone(), cfg.clone())?,
     };
     let hists = Histograms::new(
         workers
