@@ -612,11 +612,16 @@ fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     }
 }
 
-/// CPUs are numbered from 0 up to (not including) this.
+/// CPUs are numbered from 0 up to (not including) this. Counted once, by the first
+/// validation (at start, before EAL pins the main thread): both sources read the calling
+/// thread's affinity, and a reload validates the file again on the pinned control thread.
 fn cpu_count() -> usize {
-    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-    core_affinity::get_core_ids().map_or(cpus, |ids| {
-        ids.iter().map(|c| c.id + 1).max().unwrap_or(cpus)
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| {
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        core_affinity::get_core_ids().map_or(cpus, |ids| {
+            ids.iter().map(|c| c.id + 1).max().unwrap_or(cpus)
+        })
     })
 }
 

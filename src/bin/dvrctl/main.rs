@@ -590,6 +590,7 @@ mod tests {
             parse("trace proto 17").unwrap().args,
             json!({"protocol": 17})
         );
+        assert_eq!(parse("reload").unwrap(), req("config.reload", Value::Null));
         assert_eq!(parse("call stats.show").unwrap().op, "stats.show");
         assert_eq!(
             parse(r#"call route.list {"router":"x"}"#).unwrap().args,
