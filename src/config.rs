@@ -23,7 +23,7 @@ use serde::Deserialize;
 pub const DESCRIPTORS_MAX: u16 = 4096;
 
 /// The whole configuration.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -65,7 +65,7 @@ pub struct Config {
 /// `[fleet]`: this host follows the fleet's key space in etcd. The file then keeps only what is
 /// local (EAL, ports, workers, tables, timers); `host`, `peers`, `networks`, `routers` and
 /// `instance_ports` come from the store.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FleetSettings {
     /// etcd client URLs (`http://10.0.0.1:2379`).
@@ -89,7 +89,7 @@ pub struct FleetSettings {
 }
 
 /// `[fleet.tls]`: PEM files.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FleetTls {
     /// The CA that signed etcd's server certificates.
@@ -227,7 +227,7 @@ impl FleetSettings {
 }
 
 /// EAL settings.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EalConfig {
     /// The main lcore's CPU (the control thread).
@@ -331,7 +331,7 @@ impl From<IdleSetting> for IdleMode {
 }
 
 /// Data-path sizes.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataplaneConfig {
     pub mbufs: u32,
@@ -409,7 +409,7 @@ impl DataplaneConfig {
 }
 
 /// A worker: the core it is pinned to and the ports it receives from (one RX queue each).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkerSpec {
     pub core: usize,
@@ -417,7 +417,7 @@ pub struct WorkerSpec {
 }
 
 /// A DPDK port.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PortSpec {
     /// How networks and workers refer to it.
@@ -440,7 +440,7 @@ fn default_mtu() -> u16 {
 }
 
 /// The underlay.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FabricConfig {
     /// The underlay gateway toward the peers' VTEPs when they are on other subnets.
@@ -448,7 +448,7 @@ pub struct FabricConfig {
 }
 
 /// A router with its interfaces and routes.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouterConfig {
     pub name: String,
@@ -494,7 +494,7 @@ impl RouterItem for RouterRoute {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouterInterface {
     pub network: String,
@@ -502,7 +502,7 @@ pub struct RouterInterface {
     pub mac: MacAddr,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouterRoute {
     pub prefix: Prefix,
@@ -511,7 +511,7 @@ pub struct RouterRoute {
 
 /// ICMP error rate limits (RFC 1812 section 4.3.2.8): per router, and per source under it
 /// (the defaults of the latter are Linux's per-destination limit, one a second after 6).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IcmpConfig {
     pub rate_per_s: u32,
@@ -532,7 +532,7 @@ impl Default for IcmpConfig {
 }
 
 /// Table capacities, allocated at startup.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TablesConfig {
     pub next_hops: usize,
@@ -568,7 +568,7 @@ impl Default for TablesConfig {
 }
 
 /// The control API and metrics.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ControlSettings {
     /// The control API's Unix socket.
@@ -586,7 +586,7 @@ impl Default for ControlSettings {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// A `tracing` filter: `info`, `debug`, `dvrd=debug,info`, ...
@@ -633,11 +633,16 @@ fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     }
 }
 
-/// CPUs are numbered from 0 up to (not including) this.
+/// CPUs are numbered from 0 up to (not including) this. Counted once, by the first
+/// validation (at start, before EAL pins the main thread): both sources read the calling
+/// thread's affinity, and a reload validates the file again on the pinned control thread.
 fn cpu_count() -> usize {
-    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-    core_affinity::get_core_ids().map_or(cpus, |ids| {
-        ids.iter().map(|c| c.id + 1).max().unwrap_or(cpus)
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| {
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        core_affinity::get_core_ids().map_or(cpus, |ids| {
+            ids.iter().map(|c| c.id + 1).max().unwrap_or(cpus)
+        })
     })
 }
 

@@ -21,7 +21,7 @@ use crossbeam::channel::{bounded, Sender};
 use router_core::reason::DropReason;
 use tracing::{info, warn};
 
-use crate::api::view::{MetricsData, MetricsSummary};
+use crate::api::view::{MetricsData, MetricsSummary, ReloadCounts};
 use crate::api::Call;
 use crate::stats::{PortStatsView, RouterView, Snapshot, WorkerView};
 
@@ -458,6 +458,7 @@ pub fn render(data: &MetricsData) -> String {
     if let Some(f) = &data.fleet {
         fleet(&mut e, f);
     }
+    config_reloads(&mut e, &data.config_reloads);
     e.summary(
         "dvrd_burst_processing_seconds",
         "Processing time of one RX burst, RX call to dispatch done, all workers.",
@@ -695,6 +696,20 @@ fn fleet(e: &mut Exposition, f: &dvr_fleet::MemberReport) {
     );
 }
 
+/// Reloads of the configuration file (SIGHUP, `config.reload`), by result.
+fn config_reloads(e: &mut Exposition, counts: &ReloadCounts) {
+    let name = "dvrd_config_reloads_total";
+    e.family(
+        name,
+        "counter",
+        "Reloads of the configuration file (SIGHUP, config.reload), by result: applied, or \
+         refused (nothing changed).",
+    );
+    for (result, n) in [("applied", counts.applied), ("refused", counts.refused)] {
+        e.sample(name, &[("result", result)], n);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -741,6 +756,10 @@ mod tests {
         MetricsData {
             snapshot: s,
             fleet: Some(fleet),
+            config_reloads: ReloadCounts {
+                applied: 2,
+                refused: 1,
+            },
             burst: summary.clone(),
             residence: summary,
         }
@@ -768,6 +787,8 @@ mod tests {
         assert!(text.contains("# TYPE dvrd_fleet_connected gauge\ndvrd_fleet_connected 1\n"));
         assert!(text.contains("dvrd_fleet_applied_revision 42\n"));
         assert!(text.contains("dvrd_fleet_rejected_records 0\n"));
+        assert!(text.contains("dvrd_config_reloads_total{result=\"applied\"} 2\n"));
+        assert!(text.contains("dvrd_config_reloads_total{result=\"refused\"} 1\n"));
         // Every sample line: a metric name, optional labels, one value that parses as a number.
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (name, value) = line.rsplit_once(' ').unwrap();

@@ -93,6 +93,9 @@ pub enum ErrorCode {
     ShuttingDown,
     /// The routing state of this host is managed by the fleet's store: change it there.
     FleetManaged,
+    /// A configuration reload was refused (the file is invalid, or its routing state does not
+    /// apply): nothing changed.
+    InvalidConfig,
     /// A bug: the daemon could not do what it accepted.
     Internal,
 }
@@ -116,6 +119,7 @@ impl ErrorCode {
             ErrorCode::Timeout => "timeout",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::FleetManaged => "fleet_managed",
+            ErrorCode::InvalidConfig => "invalid_config",
             ErrorCode::Internal => "internal",
         }
     }
@@ -271,6 +275,8 @@ pub enum Request {
         burst: u32,
     },
     Trace(TraceRequest),
+    /// Re-read the configuration file and apply it, as SIGHUP does.
+    ConfigReload,
 }
 
 impl Request {
@@ -300,6 +306,7 @@ impl Request {
             Request::HistReset => "hist.reset",
             Request::IcmpSet { .. } => "icmp.set",
             Request::Trace(_) => "trace",
+            Request::ConfigReload => "config.reload",
         }
     }
 

@@ -85,6 +85,7 @@ pub const OPS: &[OpInfo] = &[
     op("hist.reset", &[], false),
     op("icmp.set", &["rate_per_s", "burst"], false),
     op("fleet.show", &[], false),
+    op("config.reload", &[], false),
     op(
         "trace",
         &["count", "timeout_ms", "port", "src", "dst", "protocol"],
@@ -241,6 +242,7 @@ fn parse_op(op: &str, args: Option<&RawValue>) -> Result<Request, ApiError> {
             Request::HistShow { full, ticks }
         }
         "hist.reset" => Request::HistReset,
+        "config.reload" => Request::ConfigReload,
         "icmp.set" => Request::IcmpSet {
             rate_per_s: f.req("rate_per_s")?,
             burst: f.req("burst")?,

@@ -33,6 +33,37 @@ pub enum Reply {
     Fleet(Box<FleetView>),
     External(ExternalView),
     Fips(Fips),
+    Reload(ReloadView),
+}
+
+/// `config.reload` (and SIGHUP): what a reload of the configuration file did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadView {
+    /// The changes applied, as one batch.
+    pub changes: usize,
+    /// Routing objects the file has and the running state had not, and the reverse.
+    pub added: usize,
+    pub removed: usize,
+    /// Routing objects both had, with different values (replaced in place, or deleted and
+    /// added again when they cannot change in place).
+    pub replaced: usize,
+    /// Settings other than the routing state that the reload changed (`icmp.rate_per_s`,
+    /// `log.level`).
+    pub settings: Vec<String>,
+    /// Keys the file changed that take effect only when dvrd restarts (`eal.memory_mb`,
+    /// `ports`...): not applied.
+    pub needs_restart: Vec<String>,
+    /// True on a fleet member: its routing state follows the fleet and is left alone.
+    pub fleet: bool,
+    /// The line the daemon logged.
+    pub summary: String,
+}
+
+/// Reloads of the configuration file since start, by result.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadCounts {
+    pub applied: u64,
+    pub refused: u64,
 }
 
 /// `external.show`: this host on the external network.
@@ -162,6 +193,9 @@ pub struct StatsView {
     /// The host's membership of the fleet, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fleet: Option<dvr_fleet::MemberReport>,
+    /// Reloads of the configuration file since start (never reset).
+    #[serde(default)]
+    pub config_reloads: ReloadCounts,
 }
 
 /// Percentiles of one histogram, in nanoseconds.
@@ -340,6 +374,7 @@ impl MetricsSummary {
 pub struct MetricsData {
     pub snapshot: Snapshot,
     pub fleet: Option<dvr_fleet::MemberReport>,
+    pub config_reloads: ReloadCounts,
     pub burst: MetricsSummary,
     pub residence: MetricsSummary,
 }

@@ -45,6 +45,7 @@ fn main() -> ExitCode {
         Options {
             ready_file: args.ready_file,
             summary_json: args.summary_json,
+            config_path: Some(args.config),
         },
     ) {
         Ok(summary) => {

@@ -89,6 +89,7 @@ impl ControlThread {
                 daemon.hists.reset();
                 Ok(reset("histograms"))
             }
+            Request::ConfigReload => self.reload(daemon).map(Reply::Reload),
             Request::IcmpSet { rate_per_s, burst } => {
                 self.cp.set_icmp_rate(rate_per_s, burst);
                 info!(rate_per_s, burst, "ICMP error rate limit changed");
@@ -165,6 +166,7 @@ impl ControlThread {
             since_reset_s: since.as_secs_f64(),
             snapshot,
             fleet: daemon.fleet.as_ref().map(|f| f.report()),
+            config_reloads: self.reload.counts,
         }
     }
 
@@ -186,6 +188,7 @@ impl ControlThread {
         MetricsData {
             snapshot,
             fleet: daemon.fleet.as_ref().map(|f| f.report()),
+            config_reloads: self.reload.counts,
             burst: MetricsSummary::of(&h.burst_cycles, clock.as_ref()),
             residence: MetricsSummary::of(&h.residence_cycles, clock.as_ref()),
         }

@@ -1,8 +1,8 @@
 //! The control thread's loop. It waits on three channels at once (packets the workers punted,
 //! requests from the API and metrics threads, and packet-trace records) so that each is handled
 //! as soon as it arrives, takes a bounded batch of each before the others get a turn, and runs
-//! the timers between: the neighbour timers every [`TICK_INTERVAL`], and the deadline of a
-//! trace in progress. It never makes a worker wait: everything it sends goes on worker 0's
+//! the timers between: the neighbour timers every [`TICK_INTERVAL`], the deadline of a trace
+//! in progress, and a configuration reload that SIGHUP asked for. It never makes a worker wait: everything it sends goes on worker 0's
 //! inject queue, and a full queue drops the packet and counts it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +19,7 @@ use router_core::reason::DropReason;
 use tracing::{debug, info, warn};
 
 use super::fragment::FRAGMENT_BUDGET;
+use super::reload::Reload;
 use super::trace::Trace;
 use super::{Daemon, DaemonError};
 use crate::api::{Call, Request};
@@ -57,6 +58,8 @@ pub(super) struct ControlThread {
     pub(super) trace: Trace,
     /// The counters at the last `stats.reset`, and when.
     pub(super) baseline: Option<(Snapshot, Instant)>,
+    /// The configuration in force, read again on SIGHUP.
+    pub(super) reload: Reload,
 }
 
 impl ControlThread {
@@ -110,9 +113,13 @@ impl ControlThread {
         Ok(())
     }
 
-    /// Ends a trace whose time is up, and runs the neighbour timers when they are due (and
-    /// checks on the workers then).
+    /// Reloads the configuration after a SIGHUP, ends a trace whose time is up, and runs the
+    /// neighbour timers when they are due (and checks on the workers then).
     fn timers(&mut self, daemon: &Daemon) -> Result<(), DaemonError> {
+        if self.reload.take_request() {
+            // The outcome is logged and counted; a signal has no one to answer.
+            let _ = self.reload(daemon);
+        }
         if self
             .trace
             .deadline()

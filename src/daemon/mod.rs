@@ -15,9 +15,10 @@
 //! thread, as the metrics endpoint does) and starts the capture server for `dpdk-dumpcap`
 //! when EAL shares its configuration.
 //!
-//! On SIGINT or SIGTERM the loop ends; the servers stop (the telemetry commands with them), then the workers (each joined with a
-//! timeout, its final counters kept for the summary), then the control thread lets go of the
-//! packets it holds, then the ports close. Only then is the mempool counted: a buffer not back
+//! On SIGHUP the control thread reads the configuration file again and applies it (`reload`).
+//! On SIGINT or SIGTERM the loop ends; the servers stop (the telemetry commands with them),
+//! then the workers (each joined with a timeout, its final counters kept for the summary),
+//! then the control thread lets go of the packets it holds, then the ports close. Only then is the mempool counted: a buffer not back
 //! is a leak, and the exit code says so.
 
 mod api;
@@ -26,6 +27,7 @@ mod fleet;
 mod fragment;
 mod histograms;
 mod punt;
+mod reload;
 mod setup;
 mod telemetry;
 mod trace;
@@ -59,6 +61,8 @@ pub struct Options {
     pub ready_file: Option<PathBuf>,
     /// Written at exit with the final counters.
     pub summary_json: Option<PathBuf>,
+    /// The file the configuration came from, read again on SIGHUP and `config.reload`.
+    pub config_path: Option<PathBuf>,
 }
 
 /// Why the daemon stopped abnormally.
@@ -160,7 +164,7 @@ fn run_with(
         mut daemon,
         stop,
         stop_workers,
-    } = setup::start(cfg, eal, pool, clock, started)?;
+    } = setup::start(cfg, opts, eal, pool, clock, started)?;
     daemon.wait_links();
     if let Some(path) = &opts.ready_file {
         std::fs::write(path, format!("{}\n", std::process::id()))

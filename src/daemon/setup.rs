@@ -1,7 +1,7 @@
 //! Starting the daemon from its configuration, in the order the pieces need each other: the
 //! ports (configured and started on the mempool), the control plane (its ports by DPDK port
 //! id, the routing state of the file applied as one batch), the control API and metrics
-//! servers, the signal handlers, then the workers, each with its RX queues, one TX queue per
+//! servers, the signal handlers (SIGINT and SIGTERM stop, SIGHUP reloads), then the workers, each with its RX queues, one TX queue per
 //! port and (worker 0) the control thread's inject queue. The conversions from the file's
 //! sections to what each piece takes live next to the configuration types
 //! ([`Config::control_config`], [`DataplaneConfig::port_config`], `IdleMode::from`).
@@ -29,6 +29,7 @@ use tracing::{debug, info};
 use super::control_thread::ControlThread;
 use super::fleet::FleetThread;
 use super::histograms::Histograms;
+use super::reload::Reload;
 use super::trace::Trace;
 use super::{Daemon, DaemonError, PortRuntime};
 use crate::api::server::ApiServer;
@@ -49,6 +50,7 @@ pub(super) struct Started {
 /// Opens the ports, programs the control plane, starts the servers and the workers.
 pub(super) fn start(
     cfg: &Config,
+    opts: &super::Options,
     eal: &Eal,
     pool: &Mempool,
     clock: TscClock,
@@ -68,14 +70,8 @@ pub(super) fn start(
         .telemetry
         .then(|| super::telemetry::Commands::register(&calls_tx))
         .transpose()?;
-    let fleet = match &cfg.fleet {
-        Some(settings) => Some(FleetThread::start(
-            settings,
-            cp.model().clone(),
-            calls_tx.clone(),
-        )?),
-        None => None,
-    };
+    let follow = |fleet| FleetThread::start(fleet, cp.model().clone(), calls_tx.clone());
+    let fleet = cfg.fleet.as_ref().map(follow).transpose()?;
     let (trace_tap, trace_rx) = TraceTap::new();
     let trace_tap = Arc::new(trace_tap);
 
@@ -116,6 +112,7 @@ pub(super) fn start(
         _calls_tx: calls_tx,
         trace: Trace::new(trace_tap, trace_rx),
         baseline: None,
+        reload: Reload::new(opts.config_path.clone(), cfg.clone())?,
     };
     let hists = Histograms::new(
         workers

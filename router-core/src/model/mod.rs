@@ -19,6 +19,7 @@
 //! replace it.
 
 mod addr;
+mod diff;
 mod edit;
 mod external;
 mod fip;
@@ -39,6 +40,7 @@ use crate::lpm::Prefix;
 use crate::wire::EthernetAddress;
 
 pub use self::addr::{is_unicast_host, InterfaceAddr, MacAddr};
+pub use self::diff::Diff;
 pub(crate) use self::edit::each_step;
 pub use self::edit::{Edit, Entry, Step};
 pub use self::external::ExternalSpec;

@@ -114,6 +114,7 @@ pub(crate) fn request(command: &Command) -> Result<Req, Failure> {
         Command::Icmp(w) => icmp(w),
         Command::Trace(w) => trace(w),
         Command::Version => Ok(req("version", Value::Null)),
+        Command::Reload => Ok(req("config.reload", Value::Null)),
         Command::Fleet(w) => simple(
             w,
             "fleet",

@@ -23,8 +23,8 @@ use dvr_router::api::client::{Client, ClientError};
 use dvr_router::api::fleet::FleetClient;
 use dvr_router::api::view::{
     BatchApplied, ExternalView, Fips, HistSet, HistView, HostView, Interfaces, Lookup, Neighbors,
-    NetworkView, Networks, Peers, Ports, RouterEntry, Routers, Routes, StatsView, TraceView,
-    VersionInfo,
+    NetworkView, Networks, Peers, Ports, ReloadView, RouterEntry, Routers, Routes, StatsView,
+    TraceView, VersionInfo,
 };
 use dvr_router::api::{ApiError, ErrorCode, REPLY_TIMEOUT};
 use router_core::control::NeighborView;
@@ -110,6 +110,7 @@ pub(crate) const EXAMPLES: &str = "Examples:
   dvrctl stats
   dvrctl hist --full
   dvrctl trace count 5 dst 10.0.2.7 proto icmp
+  dvrctl reload                 (re-read dvrd's configuration file, as SIGHUP does)
   dvrctl apply changes.txt      (every add/del of the file in one atomic batch)
   dvrctl -b commands.txt        (every command of the file, one by one)
   dvrctl --etcd http://127.0.0.1:2379 port add 10.0.1.5 network blue mac fa:16:3e:aa:01:05 host host-a
@@ -165,6 +166,9 @@ pub(crate) enum Command {
     /// The fleet: status (with --etcd: every host, the revision it applied, its lag and
     /// errors) | show (one host's membership, from its dvrd)
     Fleet(Words),
+    /// Re-read dvrd's configuration file and apply it, as SIGHUP does; prints what changed
+    /// (refused, and nothing changed, when the file is invalid).
+    Reload,
     /// The daemon's and the API's versions.
     Version,
     /// Send any request: OP [ARGS as a JSON object].
@@ -586,6 +590,7 @@ mod tests {
             parse("trace proto 17").unwrap().args,
             json!({"protocol": 17})
         );
+        assert_eq!(parse("reload").unwrap(), req("config.reload", Value::Null));
         assert_eq!(parse("call stats.show").unwrap().op, "stats.show");
         assert_eq!(
             parse(r#"call route.list {"router":"x"}"#).unwrap().args,

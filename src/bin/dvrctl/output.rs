@@ -43,6 +43,7 @@ pub(crate) fn human(op: &str, v: &Value) -> Result<String, Failure> {
         "trace" => show::<TraceView>(out, op, v)?,
         "batch" => show::<BatchApplied>(out, op, v)?,
         "version" => show::<VersionInfo>(out, op, v)?,
+        "config.reload" => show::<ReloadView>(out, op, v)?,
         "fleet.status" => fleet_status(out, op, v)?,
         "fleet.show" => {
             let f: dvr_router::api::view::FleetView = parse_as(op, v)?;
@@ -283,6 +284,14 @@ impl Human for StatsView {
                 t.tbl8_used
             );
         }
+        let r = &self.config_reloads;
+        if r.applied + r.refused > 0 {
+            let _ = writeln!(
+                o,
+                "configuration reloads since start: {} applied, {} refused",
+                r.applied, r.refused
+            );
+        }
     }
 }
 
@@ -293,6 +302,12 @@ impl Human for BatchApplied {
             "{} changes applied ({} changed, {} unchanged)",
             self.changes, self.changed, self.unchanged
         );
+    }
+}
+
+impl Human for ReloadView {
+    fn human(&self, o: &mut String) {
+        let _ = writeln!(o, "{}", self.summary);
     }
 }
 
