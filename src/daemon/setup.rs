@@ -64,12 +64,7 @@ pub(super) fn start(
     // The control API and the metrics endpoint take requests from now on; the control thread
     // answers them once its loop runs.
     let (calls_tx, calls_rx) = bounded(CALL_QUEUE_DEPTH);
-    let (api, metrics) = servers(cfg, &calls_tx)?;
-    let telemetry = cfg
-        .eal
-        .telemetry
-        .then(|| super::telemetry::Commands::register(&calls_tx))
-        .transpose()?;
+    let (api, metrics, telemetry) = servers(cfg, &calls_tx)?;
     let follow = |fleet| FleetThread::start(fleet, cp.model().clone(), calls_tx.clone());
     let fleet = cfg.fleet.as_ref().map(follow).transpose()?;
     let (trace_tap, trace_rx) = TraceTap::new();
@@ -114,13 +109,8 @@ pub(super) fn start(
         baseline: None,
         reload: Reload::new(opts.config_path.clone(), cfg.clone())?,
     };
-    let hists = Histograms::new(
-        workers
-            .iter()
-            .map(|(h, _)| Arc::clone(h.histograms()))
-            .collect(),
-        eal.tsc_hz(),
-    );
+    let shared_hists = workers.iter().map(|(h, _)| Arc::clone(h.histograms()));
+    let hists = Histograms::new(shared_hists.collect(), eal.tsc_hz());
     let daemon = Daemon {
         ports,
         workers,
@@ -266,11 +256,16 @@ fn port_setups(cfg: &Config, ports: &[PortRuntime]) -> Result<Vec<PortSetup>, Da
     Ok(setups)
 }
 
-/// The control API server, and the metrics endpoint when the file asks for one.
-fn servers(
-    cfg: &Config,
-    calls: &Sender<Call>,
-) -> Result<(ApiServer, Option<MetricsServer>), DaemonError> {
+/// The control API server, the metrics endpoint when the file asks for one, and dvrd's
+/// telemetry commands unless telemetry is off: everything that asks the control thread.
+type Servers = (
+    ApiServer,
+    Option<MetricsServer>,
+    Option<super::telemetry::Commands>,
+);
+
+/// Starts [`Servers`], each with its own end of the control thread's request channel.
+fn servers(cfg: &Config, calls: &Sender<Call>) -> Result<Servers, DaemonError> {
     let api = ApiServer::start(&cfg.control.socket, calls.clone())
         .map_err(|e| DaemonError::Other(e.to_string()))?;
     let metrics = match cfg.control.metrics {
@@ -283,7 +278,12 @@ fn servers(
         }
         None => None,
     };
-    Ok((api, metrics))
+    let telemetry = cfg
+        .eal
+        .telemetry
+        .then(|| super::telemetry::Commands::register(calls))
+        .transpose()?;
+    Ok((api, metrics, telemetry))
 }
 
 /// What every worker is started with besides its own queues.
