@@ -173,12 +173,7 @@ impl ControlThread {
 /// The file's routing state as a model of this host: its ports, with the file's objects
 /// validated in the file's order, as at start.
 fn target_model(running: &Model, file: &Config) -> Result<Model, ApiError> {
-    let mut target = Model {
-        local_ports: running.local_ports.clone(),
-        external_port: running.external_port,
-        dvr_mac_base: running.dvr_mac_base,
-        ..Model::default()
-    };
+    let mut target = running.without_objects();
     for (key, change) in file.changes_with_keys() {
         target.apply(&change).map_err(|e| {
             ApiError::new(ErrorCode::InvalidConfig, format!("{key}: {e}")).for_field(key)

@@ -239,6 +239,18 @@ impl Model {
         Self::new(local_ports)
     }
 
+    /// The same host with none of its DVR objects: what the daemon set up (ports, the external
+    /// port, the DVR MAC range) and nothing the configuration or the API added. A file's
+    /// routing state is rebuilt on it at a reload.
+    pub fn without_objects(&self) -> Self {
+        Model {
+            local_ports: self.local_ports.clone(),
+            external_port: self.external_port,
+            dvr_mac_base: self.dvr_mac_base,
+            ..Model::default()
+        }
+    }
+
     /// Validates one change and makes it, returning the entry it touched as it was and as it is
     /// (`None`: nothing to do). A refused change changes nothing.
     ///
