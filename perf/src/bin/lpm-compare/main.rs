@@ -3,15 +3,15 @@
 //! applies updates. Results of every lookup are cross-checked against `rte_lpm`.
 //!
 //! ```text
-//! lpm-compare [--routes 1000000] [--lookups 16777216] [--rounds 5] [--hugepages] [--json FILE]
+//! lpm-compare [--routes 1000000] [--lookups 16777216] [--rounds 5] [--churn-rounds 5]
+//!             [--hugepages] [--skip-rte-lpm] [--json FILE]
 //! ```
 //!
 //! EAL runs with `--no-huge` unless `--hugepages` (then DPDK's tables sit in 2 MiB pages and
 //! the router's tables are advised onto transparent huge pages, so both get large pages).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::Parser;
 use dpdk_bindings::{advise_hugepages, tsc, Eal, RteFib, RteLpm, LPM_MISS};
@@ -21,6 +21,8 @@ use router_core::lpm::testgen::{random_addresses, realistic_routes};
 use router_core::lpm::{LpmConfig, LpmWriter, Prefix, NO_ROUTE};
 use router_core::qsbr::Qsbr;
 use serde::Serialize;
+
+mod churn;
 
 #[derive(Debug, Parser)]
 #[command(about = "Compare the router's LPM with DPDK's rte_lpm and rte_fib")]
@@ -43,6 +45,9 @@ struct Args {
     /// Skip rte_lpm inserts (they take about a minute for 1M routes).
     #[arg(long)]
     skip_rte_lpm: bool,
+    /// Rounds of the lookups-under-updates scenarios.
+    #[arg(long, default_value_t = 5)]
+    churn_rounds: usize,
     /// Write the results as JSON.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -58,7 +63,8 @@ struct Results {
     tsc_hz: u64,
     insert_s: Insert,
     cycles_per_lookup: Lookups,
-    churn: Option<Churn>,
+    /// Lookups under updates, per writer scenario (`churn.rs`).
+    churn: Vec<churn::Outcome>,
     mismatches_vs_rte_lpm: u64,
 }
 
@@ -78,17 +84,6 @@ struct Lookups {
     router_rounds: Vec<f64>,
     rte_lpm_rounds: Vec<f64>,
     rte_fib_rounds: Vec<f64>,
-}
-
-#[derive(Debug, Default, Serialize)]
-struct Churn {
-    /// Updates per second the writer thread applied during the lookups.
-    updates_per_s: f64,
-    /// Lookup cycles with the writer running, and the ratio to the quiet rounds.
-    cycles_per_lookup: f64,
-    ratio_to_quiet: f64,
-    /// Worst single update, microseconds.
-    update_us_max: f64,
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -130,14 +125,18 @@ fn main() {
         addrs.len()
     );
     r.cycles_per_lookup = tables.lookup_rounds(&addrs, &args);
-    r.churn = Some(churn(
-        &mut tables.ours,
-        &tables.qsbr,
-        &routes,
-        &addrs,
-        args.burst,
-        r.cycles_per_lookup.router,
-    ));
+    let qsbr = tables.qsbr.register().expect("reader");
+    let lpm = Arc::clone(tables.ours.lpm());
+    let reader = churn::Reader {
+        lpm: &lpm,
+        qsbr: &qsbr,
+        addrs: &addrs,
+        burst: args.burst,
+        cpu: current_cpu(),
+    };
+    r.churn = churn::run(&mut tables.ours, &routes, &reader, args.churn_rounds);
+    print_churn(&r.churn);
+    drop(qsbr);
 
     println!("{}", serde_json::to_string_pretty(&r).expect("json"));
     if let Some(path) = &args.json {
@@ -313,94 +312,26 @@ fn cycles_per_lookup(addrs: &[u32], burst: usize, mut lookup: impl FnMut(&[u32])
     cycles as f64 / addrs.len() as f64
 }
 
-/// Lookups on this thread while another applies updates at up to 1M per second: replace and
-/// restore the next hops of a 10k-prefix subset.
-fn churn(
-    ours: &mut LpmWriter,
-    qsbr: &Arc<Qsbr>,
-    routes: &[(Prefix, NextHopId)],
-    addrs: &[u32],
-    burst: usize,
-    quiet: f64,
-) -> Churn {
-    let lpm = Arc::clone(ours.lpm());
-    let reader = qsbr.register().expect("reader");
-    let stop = AtomicBool::new(false);
-    let subset: Vec<_> = routes
-        .iter()
-        .step_by((routes.len() / 10_000).max(1))
-        .copied()
-        .collect();
-    let mut c = Churn::default();
-    let reader_cpu = current_cpu();
-    let (updates, worst_us, elapsed) = std::thread::scope(|s| {
-        let writer = s.spawn(|| apply_updates(ours, &subset, &stop, reader_cpu));
-        let mut out = vec![0u32; burst];
-        let start = tsc();
-        let mut sink = 0u64;
-        for _ in 0..2 {
-            for a in addrs.chunks(burst) {
-                lpm.lookup_burst(a, &mut out[..a.len()]);
-                sink = sink.wrapping_add(u64::from(out[0]));
-                reader.quiescent();
-            }
-        }
-        c.cycles_per_lookup = (tsc() - start) as f64 / (2 * addrs.len()) as f64;
-        std::hint::black_box(sink);
-        stop.store(true, Ordering::Relaxed);
-        writer.join().expect("writer")
-    });
-    c.updates_per_s = updates as f64 / elapsed;
-    c.update_us_max = worst_us;
-    c.ratio_to_quiet = c.cycles_per_lookup / quiet;
-    eprintln!(
-        "churn: {:.0} updates/s while looking up: {:.1} cycles per lookup ({:.2}x quiet), worst update {:.1} us",
-        c.updates_per_s, c.cycles_per_lookup, c.ratio_to_quiet, c.update_us_max
-    );
-    c
-}
-
-/// The writer of [`churn`]: flips the next hops of `subset` until `stop`, at most 1M updates
-/// per second, on a CPU other than the reader's. Returns the updates, the worst update in
-/// microseconds and the seconds it ran.
-fn apply_updates(
-    ours: &mut LpmWriter,
-    subset: &[(Prefix, NextHopId)],
-    stop: &AtomicBool,
-    reader_cpu: usize,
-) -> (u64, f64, f64) {
-    // EAL pinned the main thread (the reader) to its lcore, and threads inherit that:
-    // without its own CPU the spinning writer would share the reader's and halve it.
-    let cpus = core_affinity::get_core_ids().unwrap_or_default();
-    if let Some(&cpu) = cpus.iter().rev().find(|c| c.id != reader_cpu) {
-        core_affinity::set_for_current(cpu);
+/// The lookups-under-updates table, on stderr with the progress lines.
+fn print_churn(outcomes: &[churn::Outcome]) {
+    eprintln!("lookups while a writer updates (loaded / quiet, median [min-max] of the rounds):");
+    for o in outcomes {
+        let (lo, hi) = o
+            .ratios
+            .iter()
+            .fold((f64::MAX, 0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+        eprintln!(
+            "  {:24} {:5} routes /{}-/{}: {:.2}x [{lo:.2}-{hi:.2}], {:.0} updates/s, {:.0}% changing the table, worst update {:.0} us",
+            o.scenario.name,
+            o.routes,
+            o.lengths.0,
+            o.lengths.1,
+            o.ratio,
+            o.updates_per_s,
+            100.0 * o.effective_share,
+            o.update_us_max
+        );
     }
-    let start = Instant::now();
-    let mut worst = 0f64;
-    let mut n = 0u64;
-    'outer: loop {
-        for (i, &(p, nh)) in subset.iter().enumerate() {
-            if stop.load(Ordering::Relaxed) {
-                break 'outer;
-            }
-            // Pace at 1M updates per second at most: every 100 updates, sleep while
-            // ahead of the schedule (the next batches catch up after an overshoot).
-            if n % 100 == 0 {
-                let due = Duration::from_micros(n);
-                let now = start.elapsed();
-                if now < due {
-                    std::thread::sleep(due - now);
-                }
-            }
-            let alt = NextHopId::new((nh.get() + 1 + i as u32) & 0xff_ffff).expect("next hop");
-            let t = Instant::now();
-            ours.insert(p, if n % 2 == 0 { alt } else { nh })
-                .expect("update");
-            worst = worst.max(t.elapsed().as_secs_f64() * 1e6);
-            n += 1;
-        }
-    }
-    (n, worst, start.elapsed().as_secs_f64())
 }
 
 /// The CPU the calling thread may run on when it is pinned to one (EAL pins the main thread).
