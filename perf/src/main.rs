@@ -25,8 +25,8 @@ use std::time::Duration;
 use clap::Parser;
 
 use perf::frame::{self, FrameSize};
-use perf::mfr::RateFigures;
 use perf::gen::{driver_hold_max, EalSetup, GenError, GenSetup, Generator};
+use perf::mfr::RateFigures;
 use perf::report::{LadderPoint, RunReport, SearchReport, TrialReport};
 use perf::routes;
 use perf::search::{Outcome, Search, SearchConfig, SearchResult};

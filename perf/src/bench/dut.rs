@@ -97,7 +97,10 @@ impl Placement {
     /// lcores on one CPU (`--lcores=0@cpu,1@cpu`) when they share it.
     pub fn lcore_args(main: usize, worker: usize) -> Vec<String> {
         if main == worker {
-            vec![format!("--lcores=0@{main},1@{main}"), "--main-lcore=0".into()]
+            vec![
+                format!("--lcores=0@{main},1@{main}"),
+                "--main-lcore=0".into(),
+            ]
         } else {
             vec![
                 "-l".into(),

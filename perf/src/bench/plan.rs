@@ -32,7 +32,9 @@ impl Method {
 }
 
 /// The generator of a block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub enum GenKind {
     /// `dvr-pktgen`, this repository's generator (stamps, sequence numbers, latency).
     #[default]

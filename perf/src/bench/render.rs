@@ -392,14 +392,16 @@ fn mfr_quality(md: &mut String, summary: &[BlockSummary], p: &Plan, duts: &[DutK
          every benchmark process frozen or idle; 0% on a quiet machine): {}. *Spread* is \
          (max - min) / median of a trial's per-second forwarded rates (0 for a steady trial); \
          the per-second range is the smallest and largest per-second rate of any round: a \
-         stall of the virtual CPU shows as a low second. A trial *waited* when the device's \
+         stall of the virtual CPU shows as a low second. *Sent* is the median per-second rate \
+         the generator's TX queue took (it offers more: it sends at full rate, and the device's \
+         ring refuses the rest). A trial *waited* when the device's \
          worker and the generator together waited more than {} us for a CPU.\n",
         background(summary),
         p.wait_limit_us,
     );
     let cols = [
         "rounds ok",
-        "offered, Mpps",
+        "sent, Mpps",
         "per-second spread",
         "per-second range, Mpps",
         "trials that waited",

@@ -34,6 +34,8 @@ const BACKGROUND_WINDOW: Duration = Duration::from_secs(1);
 const BACKGROUND_BUSY_WARN: f64 = 0.05;
 /// How long a generator may take to start and see its links up.
 const GEN_READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// coreutils' `stdbuf`, which makes testpmd's standard output line-buffered on a pipe.
+const STDBUF: &str = "/usr/bin/stdbuf";
 /// How long a device may take to exit on SIGINT.
 const EXIT_GRACE: Duration = Duration::from_secs(30);
 
@@ -150,6 +152,10 @@ fn start_station(
 ) -> io::Result<Station> {
     let dut = dut::start(start)?;
     let kind = dut.kind;
+    if block.generator == GenKind::TestpmdFlowgen && kind == DutKind::DvrdVxlan {
+        resolve_underlay(opts, start.dir, kind)?;
+    }
+    let stdbuf = PathBuf::from(STDBUF);
     let (program, args, log) = match block.generator {
         GenKind::Pktgen => (
             &opts.programs.pktgen,
@@ -161,11 +167,19 @@ fn start_station(
                 io::Error::other(format!("testpmd sends no {} frames", block.frame_size))
             })?;
             let core = opts.placement.generator_core;
-            (
-                &opts.programs.testpmd,
-                tgen::args(kind.name(), core, opts.hugepages, opts.plan.flows, bytes),
-                tgen::log_path(start.dir, kind.name()),
-            )
+            // Line-buffered: testpmd's answers must reach the harness as they are printed.
+            let mut args = vec![
+                "-oL".to_owned(),
+                opts.programs.testpmd.display().to_string(),
+            ];
+            args.extend(tgen::args(
+                kind.name(),
+                core,
+                opts.hugepages,
+                opts.plan.flows,
+                bytes,
+            ));
+            (&stdbuf, args, tgen::log_path(start.dir, kind.name()))
         }
     };
     let name = block.generator.name();
@@ -196,6 +210,41 @@ fn start_station(
     }
     station.dut.proc.pause()?;
     Ok(station)
+}
+
+/// flowgen answers no ARP, so dvrd on the VXLAN path could never resolve the peer's VTEP:
+/// before testpmd connects, a short dvr-pktgen probe (toward [`routes::SMALL_ROUTE`], which
+/// that device's configuration has for this alone) lets it resolve the VTEP, which then stays
+/// reachable for the whole block (see [`write_block_files`]).
+fn resolve_underlay(opts: &RunOptions, dir: &Path, kind: DutKind) -> io::Result<()> {
+    let name = kind.name();
+    let mut args: Vec<String> = [
+        ("--port", topo::client_vdev(name, 0, opts.hugepages)),
+        ("--port", topo::client_vdev(name, 1, opts.hugepages)),
+        ("--dst-mac", tgen::FLOWGEN_DST_MAC.into()),
+        ("--src-ip", topo::SRC_IP.into()),
+        ("--flows", "16".into()),
+        ("--rate", "1k".into()),
+        ("--packets", "10".into()),
+        ("--warmup-s", "0".into()),
+        ("--lcore", opts.placement.generator_core.to_string()),
+        ("--file-prefix", format!("bench-arp-{name}")),
+    ]
+    .into_iter()
+    .flat_map(|(flag, value)| [flag.to_owned(), value])
+    .collect();
+    if !opts.hugepages {
+        args.push("--no-huge".into());
+    }
+    let log = dir.join(format!("arp-probe-{name}.log"));
+    let mut probe = proc::spawn("arp probe", &opts.programs.pktgen, &args, &log, opts.boost)?;
+    match probe.wait_exit(GEN_READY_TIMEOUT)? {
+        Some(status) if status.success() => Ok(()),
+        other => Err(io::Error::other(format!(
+            "the VTEP of {name} was not resolved ({other:?}; see {})",
+            log.display()
+        ))),
+    }
 }
 
 fn run_block(opts: &RunOptions, block: &BlockPlan, dir: &Path) -> io::Result<BlockResult> {
@@ -261,13 +310,25 @@ fn write_block_files(opts: &RunOptions, block: &BlockPlan, dir: &Path) -> io::Re
     };
     let l3fwd_rules = dir.join("l3fwd-rules-v4.cfg");
     std::fs::write(&l3fwd_rules, routes::l3fwd_rules(&route_set, 1))?;
-    dut::write_dvrd_configs(
-        dir,
-        &route_set,
-        opts.hugepages,
-        opts.placement,
-        ingress_mac,
-    )?;
+    dut::write_dvrd_configs(dir, &route_set, opts.hugepages, opts.placement, ingress_mac)?;
+    if block.generator == GenKind::TestpmdFlowgen {
+        // The VXLAN path's probe route, and its VTEP reachable for the block once resolved.
+        let mut probed = route_set;
+        probed.push(routes::SMALL_ROUTE.parse().expect("valid prefix"));
+        let p = opts.placement;
+        let name = DutKind::DvrdVxlan.name();
+        let config = topo::dvrd_config(
+            name,
+            topo::DvrdPath::Remote,
+            &probed,
+            opts.hugepages,
+            p.worker_core,
+            p.main_core,
+        );
+        let config = topo::with_ingress_mac(&config, tgen::FLOWGEN_DST_MAC)
+            + "\n[neighbor]\nreachable_ms = 86400000\n";
+        std::fs::write(dir.join(format!("{name}.toml")), config)?;
+    }
     Ok(BlockFiles { l3fwd_rules })
 }
 

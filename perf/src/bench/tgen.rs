@@ -42,7 +42,13 @@ const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
 /// testpmd's arguments as the generator for the device `dut` on CPU `core` (its main lcore
 /// and its forwarding lcore both there, as two EAL lcores).
-pub fn args(dut: &str, core: usize, hugepages: bool, flows: usize, frame_bytes: u32) -> Vec<String> {
+pub fn args(
+    dut: &str,
+    core: usize,
+    hugepages: bool,
+    flows: usize,
+    frame_bytes: u32,
+) -> Vec<String> {
     let mut a = vec![
         format!("--lcores=0@{core},1@{core}"),
         "--main-lcore=0".into(),
@@ -140,7 +146,12 @@ pub fn parse_stats_line(line: &str, port: &mut Option<u32>, counters: &mut Count
         return false;
     }
     let value = |key: &str| -> Option<u64> {
-        line.split(key).nth(1)?.split_whitespace().next()?.parse().ok()
+        line.split(key)
+            .nth(1)?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
     };
     match *port {
         Some(1) => {
@@ -242,7 +253,10 @@ pub fn covering_routes(count: usize) -> Vec<Prefix> {
 
 /// The frame size testpmd can send for a block (`64`, ...; not IMIX).
 pub fn frame_bytes(frame_size: &str) -> Option<u32> {
-    frame_size.parse().ok().filter(|&b| (64..=1518).contains(&b))
+    frame_size
+        .parse()
+        .ok()
+        .filter(|&b| (64..=1518).contains(&b))
 }
 
 /// The log of a testpmd generator next to the device's.
