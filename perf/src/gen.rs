@@ -198,6 +198,23 @@ struct Schedule {
     sample_cycles: u64,
 }
 
+impl Pace {
+    /// The rate of all TX ports, the rate and the packets of each: at full rate the schedule
+    /// only stands in for the report (no packet is ever due, the trial ends by time).
+    fn schedule(self, duration: Duration, tx_ports: usize) -> (f64, f64, u64) {
+        let rate_pps = match self {
+            Pace::Rate(r) => r,
+            Pace::Full => 1.0,
+        };
+        let port_rate = rate_pps / tx_ports as f64;
+        let per_port = match self {
+            Pace::Rate(_) => ((duration.as_secs_f64() * port_rate).round() as u64).max(1),
+            Pace::Full => u64::MAX,
+        };
+        (rate_pps, port_rate, per_port)
+    }
+}
+
 impl Schedule {
     fn new(start: u64, period: f64, per_port: u64) -> Schedule {
         Schedule {
@@ -222,6 +239,35 @@ impl Schedule {
             tx_samples: Vec::new(),
             next_sample: u64::MAX,
             sample_cycles: 0,
+        }
+    }
+
+    /// The trial's length, seconds, and its offered rate: as scheduled, or at full rate as long
+    /// as the sending took and what the generator achieved.
+    fn length(
+        &self,
+        tx_ports: usize,
+        offered: u64,
+        send_span_s: f64,
+        port_rate: f64,
+        rate_pps: f64,
+    ) -> (f64, f64) {
+        if self.full_rate_end.is_some() {
+            let span = send_span_s.max(1e-9);
+            (span, offered as f64 / span)
+        } else {
+            let target = self.target[..tx_ports].iter().max().copied().unwrap_or(0);
+            (target as f64 / port_rate, rate_pps)
+        }
+    }
+
+    /// Sets the end of a full-rate trial and, when `sampled`, a sample every second.
+    fn prepare(&mut self, pace: Pace, duration: Duration, hz: f64, sampled: bool) {
+        if pace == Pace::Full {
+            self.full_rate_end = Some(self.start + (duration.as_secs_f64() * hz) as u64);
+        }
+        if sampled {
+            self.sample_every(hz as u64);
         }
     }
 
@@ -570,16 +616,7 @@ impl Generator {
         self.seq.reset();
         self.latency.reset();
         let hz = self.tsc_hz as f64;
-        // At full rate the schedule only stands in for the report: no packet is ever due.
-        let rate_pps = match pace {
-            Pace::Rate(r) => r,
-            Pace::Full => 1.0,
-        };
-        let port_rate = rate_pps / self.tx.len() as f64;
-        let per_port = match pace {
-            Pace::Rate(_) => ((duration.as_secs_f64() * port_rate).round() as u64).max(1),
-            Pace::Full => u64::MAX,
-        };
+        let (rate_pps, port_rate, per_port) = pace.schedule(duration, self.tx.len());
         let drain_cycles = (drain.as_secs_f64() * hz) as u64;
         let trial = self.trial;
         let waits_before = self.watch.read();
@@ -610,12 +647,7 @@ impl Generator {
             hz / port_rate,
             per_port,
         );
-        if pace == Pace::Full {
-            sched.full_rate_end = Some(sched.start + (duration.as_secs_f64() * hz) as u64);
-        }
-        if !until_first {
-            sched.sample_every(hz as u64);
-        }
+        sched.prepare(pace, duration, hz, !until_first);
         let abort_after = sched.start + (ABORT_AFTER.as_secs_f64() * hz) as u64;
         loop {
             let now = tsc();
@@ -671,15 +703,7 @@ impl Generator {
         let lost = offered.saturating_sub(distinct);
         let send_span_s = sched.last_send.saturating_sub(sched.start) as f64 / hz;
         let full_rate = sched.full_rate_end.is_some();
-        // At full rate the trial is as long as the sending took, and the offered rate is what
-        // the generator achieved.
-        let (duration_s, rate_pps) = if full_rate {
-            let span = send_span_s.max(1e-9);
-            (span, offered as f64 / span)
-        } else {
-            let target = sched.target[..n_tx].iter().max().copied().unwrap_or(0);
-            (target as f64 / port_rate, rate_pps)
-        };
+        let (duration_s, rate_pps) = sched.length(n_tx, offered, send_span_s, port_rate, rate_pps);
         let tx_pps_achieved = if send_span_s > duration_s {
             offered as f64 / send_span_s
         } else {

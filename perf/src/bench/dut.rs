@@ -174,26 +174,25 @@ struct Launch<'a> {
     summary: Option<PathBuf>,
 }
 
+/// testpmd's forwarding core, queues and pool, as a device and as the generator alike.
+pub const TESTPMD_QUEUES: [&str; 7] = [
+    "--nb-cores=1",
+    "--rxq=1",
+    "--txq=1",
+    "--burst=32",
+    "--rxd=1024",
+    "--txd=1024",
+    "--total-num-mbufs=16384",
+];
+
 fn testpmd<'a>(s: &DutStart<'a>) -> Launch<'a> {
     let p = s.placement;
     let lcores = Placement::lcore_args(p.main_core, p.worker_core);
     let mut args = eal_args(s.kind.name(), lcores, s.hugepages);
-    args.extend(
-        [
-            "--",
-            "--forward-mode=io",
-            "--nb-cores=1",
-            "--rxq=1",
-            "--txq=1",
-            "--burst=32",
-            "--rxd=1024",
-            "--txd=1024",
-            "--total-num-mbufs=16384",
-            // Without a stats period testpmd waits for Enter and quits at EOF.
-            "--stats-period=3600",
-        ]
-        .map(String::from),
-    );
+    args.extend(["--", "--forward-mode=io"].map(String::from));
+    args.extend(TESTPMD_QUEUES.map(String::from));
+    // Without a stats period testpmd waits for Enter and quits at EOF.
+    args.push("--stats-period=3600".into());
     Launch {
         program: &s.programs.testpmd,
         args,

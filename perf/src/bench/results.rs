@@ -551,9 +551,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn ratios_are_taken_within_a_round() {
-        let inst = |kind| DutInstance {
+    fn instance(kind: DutKind) -> DutInstance {
+        DutInstance {
             kind,
             ok: true,
             error: None,
@@ -562,13 +561,17 @@ mod tests {
             log: String::new(),
             workers: None,
             exit: String::new(),
-        };
+        }
+    }
+
+    #[test]
+    fn ratios_are_taken_within_a_round() {
         let block = BlockResult {
             frame_size: "64".into(),
             routes: 1,
             generator: GenKind::Pktgen,
             hugepages: true,
-            duts: vec![inst(DutKind::Dvrd), inst(DutKind::L3fwd)],
+            duts: vec![instance(DutKind::Dvrd), instance(DutKind::L3fwd)],
             rounds: (1..=3)
                 .map(|i| RoundResult {
                     round: i,
@@ -604,16 +607,6 @@ mod tests {
 
     #[test]
     fn mfr_ratios_use_the_median_of_per_second_rates_within_a_round() {
-        let inst = |kind| DutInstance {
-            kind,
-            ok: true,
-            error: None,
-            ready_s: 0.0,
-            command: Vec::new(),
-            log: String::new(),
-            workers: None,
-            exit: String::new(),
-        };
         // Round 1: dvrd 9 (one stalled second at 1), l3fwd 10: 0.9. Round 2: both slower,
         // 4 / 5: 0.8. Round 3: l3fwd failed: no ratio.
         let rounds = vec![
@@ -635,7 +628,7 @@ mod tests {
             routes: 1,
             generator: GenKind::TestpmdFlowgen,
             hugepages: false,
-            duts: vec![inst(DutKind::Dvrd), inst(DutKind::L3fwd)],
+            duts: vec![instance(DutKind::Dvrd), instance(DutKind::L3fwd)],
             rounds: rounds
                 .into_iter()
                 .enumerate()

@@ -24,6 +24,7 @@ use std::path::Path;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use super::dut::TESTPMD_QUEUES;
 use super::proc::Pipes;
 use super::topo;
 use crate::mfr::Sample;
@@ -69,16 +70,10 @@ pub fn args(
             "-i",
             "--disable-device-start",
             "--forward-mode=flowgen",
-            "--nb-cores=1",
-            "--rxq=1",
-            "--txq=1",
-            "--burst=32",
-            "--rxd=1024",
-            "--txd=1024",
-            "--total-num-mbufs=16384",
         ]
         .map(String::from),
     );
+    a.extend(TESTPMD_QUEUES.map(String::from));
     a.push(format!("--flowgen-flows={flows}"));
     // flowgen's frames are `--txpkts` minus the 4 bytes of FCS.
     a.push(format!("--txpkts={frame_bytes}"));
