@@ -12,7 +12,9 @@ use crate::mfr::RateFigures;
 use crate::report::{RunReport, TrialReport};
 
 /// Version of this file's layout.
-pub const SCHEMA: u32 = 1;
+/// 2: the method, the generators and the maximum-forwarding-rate trials (1 reads as a search
+/// run with dvr-pktgen).
+pub const SCHEMA: u32 = 2;
 
 /// A whole run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
