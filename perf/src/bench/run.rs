@@ -426,7 +426,7 @@ fn measure_in_round(
     match (&run.error, &run.mfr) {
         (Some(e), _) => say(&format!("  round {round} {kind}: failed: {e}")),
         (None, Some(m)) => say(&format!(
-            "  round {round} {kind}: MFR {:.3} Mpps (per second {:.3}-{:.3}), offered {:.3} Mpps",
+            "  round {round} {kind}: MFR {:.3} Mpps (per second {:.3}-{:.3}), sent {:.3} Mpps",
             m.forwarded.median_pps / 1e6,
             m.forwarded.min_pps / 1e6,
             m.forwarded.max_pps / 1e6,
