@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # The benchmark: builds everything in release mode, then measures dvrd against DPDK's l3fwd and
-# testpmd (io) with dvr-pktgen, in interleaved rounds. See BENCHMARKS.md.
+# testpmd (io), in interleaved rounds, with two generators: dvr-pktgen and DPDK's own testpmd
+# (flowgen). See BENCHMARKS.md.
 #
-#   bench/run.sh [quick|full|smoke] [more dvr-bench run options]
+#   bench/run.sh [quick|full|smoke] [more dvr-bench run options, e.g. --method pdr]
 #
-# quick (the default, under ten minutes): 64-byte frames, 1 and 1M routes, 5 rounds.
-# full (about an hour): 64 B and IMIX, 1 / 20k / 200k / 1M routes, 5 rounds, longer trials.
+# The figure is the maximum forwarding rate under overload: the generator at full rate, the
+# median of the per-second forwarded rates of a long trial, then latency at 10/50/90% of it.
+# quick (the default, about 20-25 minutes here): 64-byte frames, 1 and 1M routes, both
+#   generators, 5 rounds of 10 s trials.
+# full: 64 B and IMIX (dvr-pktgen only), 1 / 20k / 200k / 1M routes, 20 s trials.
+# smoke (2-3 minutes): a check of the harness, 2 rounds of 2 s trials, 1 route, no icount.
+# --method pdr: the NDR/PDR search of short trials instead (for dedicated cores).
 # Results: bench/results/<date>-<mode>.{json,md} and -throughput.png, -latency.png.
 # BENCH_UPDATE_DOC=1 also replaces the results section of BENCHMARKS.md.
 # Run as root (DPDK, hugepages, process priority).
@@ -19,7 +25,9 @@ cargo build --release --quiet -p dvr-router --bin dvrd
 bench/build-l3fwd.sh
 
 # The deterministic part first (seconds): instructions per packet, against the baseline.
-bench/icount.sh || echo "bench: instruction counts above the baseline (see above)" >&2
+if [ "$mode" != smoke ]; then
+  bench/icount.sh || echo "bench: instruction counts above the baseline (see above)" >&2
+fi
 
 args=(run --mode "$mode")
 # Hugepages: every DPDK process of the run together needs about 1 GiB.

@@ -20,6 +20,7 @@ use dpdk_bindings::{tsc, Eal, Mbuf, MbufBurst, Mempool, Port, PortConfig, RxQueu
 
 use crate::frame::{self, Endpoints, FrameSize, Received, Stamp, Template};
 use crate::latency::LatencyRecorder;
+use crate::mfr::Sample;
 use crate::report::{PortReport, TrialReport};
 use crate::routes::FlowSpec;
 use crate::sched::{Delays, Watch};
@@ -46,6 +47,18 @@ const ABORT_LAGGING_FRACTION: f64 = 0.75;
 const ABORT_AFTER: Duration = Duration::from_millis(50);
 /// Trial number of the readiness probe (real trials count from 1).
 const PROBE_TRIAL: u16 = 0;
+/// Per-second samples kept without reallocating (a longer trial grows the vector once).
+const SAMPLES_RESERVED: usize = 64;
+
+/// How a trial sends.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Pace {
+    /// Open loop at this rate (all TX ports together), packets per second.
+    Rate(f64),
+    /// As fast as the generator can: a full burst on every TX port on every pass, whatever
+    /// the device takes (the maximum forwarding rate's overload).
+    Full,
+}
 
 /// An error of the generator.
 #[derive(Debug, thiserror::Error)]
@@ -175,6 +188,31 @@ struct Schedule {
     aborted: bool,
     all_sent_at: Option<u64>,
     rx: RxCounters,
+    /// Full rate: the TSC at which sending stops (no schedule to keep).
+    full_rate_end: Option<u64>,
+    /// Received (distinct test packets) and sent packets, sampled every `sample_cycles`
+    /// from `start` while sending.
+    rx_samples: Vec<Sample>,
+    tx_samples: Vec<Sample>,
+    next_sample: u64,
+    sample_cycles: u64,
+}
+
+impl Pace {
+    /// The rate of all TX ports, the rate and the packets of each: at full rate the schedule
+    /// only stands in for the report (no packet is ever due, the trial ends by time).
+    fn schedule(self, duration: Duration, tx_ports: usize) -> (f64, f64, u64) {
+        let rate_pps = match self {
+            Pace::Rate(r) => r,
+            Pace::Full => 1.0,
+        };
+        let port_rate = rate_pps / tx_ports as f64;
+        let per_port = match self {
+            Pace::Rate(_) => ((duration.as_secs_f64() * port_rate).round() as u64).max(1),
+            Pace::Full => u64::MAX,
+        };
+        (rate_pps, port_rate, per_port)
+    }
 }
 
 impl Schedule {
@@ -196,7 +234,67 @@ impl Schedule {
             aborted: false,
             all_sent_at: None,
             rx: RxCounters::default(),
+            full_rate_end: None,
+            rx_samples: Vec::new(),
+            tx_samples: Vec::new(),
+            next_sample: u64::MAX,
+            sample_cycles: 0,
         }
+    }
+
+    /// The trial's length, seconds, and its offered rate: as scheduled, or at full rate as long
+    /// as the sending took and what the generator achieved.
+    fn length(
+        &self,
+        tx_ports: usize,
+        offered: u64,
+        send_span_s: f64,
+        port_rate: f64,
+        rate_pps: f64,
+    ) -> (f64, f64) {
+        if self.full_rate_end.is_some() {
+            let span = send_span_s.max(1e-9);
+            (span, offered as f64 / span)
+        } else {
+            let target = self.target[..tx_ports].iter().max().copied().unwrap_or(0);
+            (target as f64 / port_rate, rate_pps)
+        }
+    }
+
+    /// Sets the end of a full-rate trial and, when `sampled`, a sample every second.
+    fn prepare(&mut self, pace: Pace, duration: Duration, hz: f64, sampled: bool) {
+        if pace == Pace::Full {
+            self.full_rate_end = Some(self.start + (duration.as_secs_f64() * hz) as u64);
+        }
+        if sampled {
+            self.sample_every(hz as u64);
+        }
+    }
+
+    /// Samples the counters every `every` cycles from the start, the first sample at it.
+    fn sample_every(&mut self, every: u64) {
+        self.sample_cycles = every.max(1);
+        self.next_sample = self.start;
+        self.rx_samples.reserve(SAMPLES_RESERVED);
+        self.tx_samples.reserve(SAMPLES_RESERVED);
+    }
+
+    /// Records a sample if one is due at `now` (while sending only).
+    #[inline]
+    fn sample(&mut self, now: u64, received: u64, hz: f64) {
+        if now < self.next_sample || self.all_sent_at.is_some() {
+            return;
+        }
+        let at_s = now.saturating_sub(self.start) as f64 / hz;
+        self.rx_samples.push(Sample {
+            at_s,
+            packets: received,
+        });
+        self.tx_samples.push(Sample {
+            at_s,
+            packets: self.sent,
+        });
+        self.next_sample += self.sample_cycles;
     }
 
     /// Sends what is due at `now`, at most one burst per TX port, and notes when everything
@@ -217,19 +315,32 @@ impl Schedule {
                 continue;
             }
             all_sent = false;
-            let due = ((((now - self.start) as f64) / self.period) as u64 + 1).min(self.target[t]);
+            let due = match self.full_rate_end {
+                Some(end) if now >= end => {
+                    self.target[t] = k0;
+                    self.last_send = self.last_send.max(now);
+                    continue;
+                }
+                Some(_) => k0 + BURST as u64,
+                None => {
+                    ((((now - self.start) as f64) / self.period) as u64 + 1).min(self.target[t])
+                }
+            };
             if due <= k0 {
                 continue;
             }
             let n = ((due - k0) as usize).min(BURST);
-            let scheduled_first = self.start + (k0 as f64 * self.period) as u64;
-            let lag = now.saturating_sub(scheduled_first);
+            let lag = if self.full_rate_end.is_some() {
+                0
+            } else {
+                now.saturating_sub(self.start + (k0 as f64 * self.period) as u64)
+            };
             self.lag_max = self.lag_max.max(lag);
             lagging |= lag > side.lag_limit_cycles;
             if side.pool.alloc_burst(burst, n).is_err() {
                 self.alloc_failed += n as u64;
             } else {
-                self.fill(burst, t, txp, k0, side);
+                self.fill(burst, t, txp, k0, side, now);
                 let took = ports[txp.port].tx.tx_burst(burst);
                 self.sent += took as u64;
                 self.refused += burst.len() as u64;
@@ -248,7 +359,7 @@ impl Schedule {
     }
 
     /// Writes packets `k0..` of TX port `t` into the fresh mbufs of `burst`, stamped with their
-    /// scheduled send times.
+    /// scheduled send times (at full rate, with `now`).
     #[inline(always)]
     fn fill(
         &mut self,
@@ -257,7 +368,9 @@ impl Schedule {
         txp: &TxPort,
         k0: u64,
         side: &TxSide<'_>,
+        now: u64,
     ) {
+        let full_rate = self.full_rate_end.is_some();
         for (i, mbuf) in burst.as_mut_slice().iter_mut().enumerate() {
             let k = k0 + i as u64;
             let local = self.flow_cursor[t];
@@ -273,7 +386,11 @@ impl Schedule {
                 trial: side.trial,
                 flow: flow_id as u16,
                 seq: self.seq_cursor[t],
-                tsc: self.start + (k as f64 * self.period) as u64,
+                tsc: if full_rate {
+                    now
+                } else {
+                    self.start + (k as f64 * self.period) as u64
+                },
             };
             write_frame(mbuf, template, &flow, &stamp);
             self.flow_cursor[t] += 1;
@@ -462,7 +579,7 @@ impl Generator {
     pub fn probe(&mut self, timeout: Duration) -> Result<Duration, GenError> {
         let began = Instant::now();
         self.trial = PROBE_TRIAL;
-        let report = self.run(PROBE_RATE_PPS, timeout, Duration::ZERO, true);
+        let report = self.run(Pace::Rate(PROBE_RATE_PPS), timeout, Duration::ZERO, true);
         if self.stopped() {
             return Err(GenError::Interrupted);
         }
@@ -476,7 +593,14 @@ impl Generator {
     /// at most `drain` more.
     pub fn trial(&mut self, rate_pps: f64, duration: Duration, drain: Duration) -> TrialReport {
         self.trial = self.trial.wrapping_add(1).max(1);
-        self.run(rate_pps, duration, drain, false)
+        self.run(Pace::Rate(rate_pps), duration, drain, false)
+    }
+
+    /// Runs one trial at full rate (see [`Pace::Full`]) for `duration`, then RX for at most
+    /// `drain` more. The report's per-second samples give the maximum forwarding rate.
+    pub fn trial_full_rate(&mut self, duration: Duration, drain: Duration) -> TrialReport {
+        self.trial = self.trial.wrapping_add(1).max(1);
+        self.run(Pace::Full, duration, drain, false)
     }
 
     /// The trial loop: sends what is due, notes the lag (and cuts the trial short when the
@@ -484,7 +608,7 @@ impl Generator {
     /// for or the drain time is over (or, for the probe, the first packet is back).
     fn run(
         &mut self,
-        rate_pps: f64,
+        pace: Pace,
         duration: Duration,
         drain: Duration,
         until_first: bool,
@@ -492,8 +616,7 @@ impl Generator {
         self.seq.reset();
         self.latency.reset();
         let hz = self.tsc_hz as f64;
-        let port_rate = rate_pps / self.tx.len() as f64;
-        let per_port = ((duration.as_secs_f64() * port_rate).round() as u64).max(1);
+        let (rate_pps, port_rate, per_port) = pace.schedule(duration, self.tx.len());
         let drain_cycles = (drain.as_secs_f64() * hz) as u64;
         let trial = self.trial;
         let waits_before = self.watch.read();
@@ -524,6 +647,7 @@ impl Generator {
             hz / port_rate,
             per_port,
         );
+        sched.prepare(pace, duration, hz, !until_first);
         let abort_after = sched.start + (ABORT_AFTER.as_secs_f64() * hz) as u64;
         loop {
             let now = tsc();
@@ -534,6 +658,7 @@ impl Generator {
             if lagging {
                 sched.note_lagging(now, prev_now, abort_after);
             }
+            sched.sample(now, seq.counts().distinct(), hz);
             prev_now = now;
             for port in ports.iter_mut() {
                 poll_rx(
@@ -576,8 +701,9 @@ impl Generator {
         let counts = self.seq.counts();
         let distinct = counts.distinct();
         let lost = offered.saturating_sub(distinct);
-        let duration_s = sched.target[..n_tx].iter().max().copied().unwrap_or(0) as f64 / port_rate;
         let send_span_s = sched.last_send.saturating_sub(sched.start) as f64 / hz;
+        let full_rate = sched.full_rate_end.is_some();
+        let (duration_s, rate_pps) = sched.length(n_tx, offered, send_span_s, port_rate, rate_pps);
         let tx_pps_achieved = if send_span_s > duration_s {
             offered as f64 / send_span_s
         } else {
@@ -627,7 +753,13 @@ impl Generator {
             generator_wait_ns: waits.own_ns,
             disturbed: sched.lag_max > self.lag_limit_cycles || waited > self.wait_limit,
             latency: self.latency.summary(),
-            latency_record_corrected: self.latency.summary_record_corrected(interval_ns),
+            latency_record_corrected: if full_rate {
+                None
+            } else {
+                self.latency.summary_record_corrected(interval_ns)
+            },
+            rx_samples: sched.rx_samples.clone(),
+            tx_samples: sched.tx_samples.clone(),
         }
         .with_gbps(self.frame_size.mean_bytes())
     }

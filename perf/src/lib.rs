@@ -6,6 +6,7 @@
 //! - [`seq`]: per-flow sequence tracking (loss, reordering, duplicates) in bounded memory.
 //! - [`latency`]: per-packet latency in an HDR histogram.
 //! - [`search`]: the NDR/PDR binary search.
+//! - [`mfr`]: the maximum forwarding rate of a trial from per-second samples.
 //! - [`sched`]: time the measured threads waited for a CPU (disturbed trials).
 //! - [`gen`]: the DPDK generator loop.
 //! - [`report`]: what the generator writes as JSON.
@@ -19,6 +20,7 @@ pub mod frame;
 pub mod gen;
 pub mod icount;
 pub mod latency;
+pub mod mfr;
 pub mod report;
 pub mod routes;
 pub mod sched;

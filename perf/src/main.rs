@@ -7,8 +7,10 @@
 //!            --search --trial-s 3 --ladder 0.1,0.5,0.9 --json out.json
 //! ```
 //!
-//! Port 0 sends, the other ports receive (`--tx` changes that). Without `--search`, it runs
-//! `--trials` trials at `--rate`. Exit status: 0, 1 on an error, 2 when `--fail-on-loss` is
+//! Port 0 sends, the other ports receive (`--tx` changes that). Without `--search` or `--mfr`,
+//! it runs `--trials` trials at `--rate`. `--mfr` runs one trial of `--trial-s` at full rate
+//! (the maximum forwarding rate: the median of the per-second received rates), then the
+//! `--ladder` at fractions of that rate. Exit status: 0, 1 on an error, 2 when `--fail-on-loss` is
 //! given and a trial lost, reordered or duplicated a packet, 3 when mbufs leaked.
 #![forbid(unsafe_code)]
 
@@ -24,6 +26,7 @@ use clap::Parser;
 
 use perf::frame::{self, FrameSize};
 use perf::gen::{driver_hold_max, EalSetup, GenError, GenSetup, Generator};
+use perf::mfr::RateFigures;
 use perf::report::{LadderPoint, RunReport, SearchReport, TrialReport};
 use perf::routes;
 use perf::search::{Outcome, Search, SearchConfig, SearchResult};
@@ -76,6 +79,11 @@ struct Args {
     /// Search for the NDR and the PDR instead of fixed-rate trials.
     #[arg(long)]
     search: bool,
+    /// Measure the maximum forwarding rate instead: one trial of --trial-s at full rate (a
+    /// full burst per pass, whatever the device takes), rated by the median of its
+    /// per-second received rates; the --ladder is then run at fractions of that rate.
+    #[arg(long, conflicts_with = "search")]
+    mfr: bool,
     /// Highest rate of the search (its first trial).
     #[arg(long, value_parser = parse_rate, default_value = "40M")]
     rate_max: f64,
@@ -237,6 +245,7 @@ fn new_report(args: &Args, setup: &GenSetup, gen: &Generator) -> RunReport {
         trials: Vec::new(),
         search: None,
         ladder: Vec::new(),
+        mfr: None,
         mbufs_in_use_after: 0,
         mbufs_in_use_at_exit: 0,
         mbufs_driver_hold_max: driver_hold_max(&setup.vdevs),
@@ -375,21 +384,35 @@ fn measure(args: &Args, gen: &mut Generator, report: &mut RunReport) -> Result<(
         args.rate * 0.1
     };
     if args.warmup_s > 0.0 {
-        gen.trial(
-            warmup_rate,
-            Duration::from_secs_f64(args.warmup_s),
-            drain(args),
-        );
+        let warmup = Duration::from_secs_f64(args.warmup_s);
+        if args.mfr {
+            gen.trial_full_rate(warmup, drain(args));
+        } else {
+            gen.trial(warmup_rate, warmup, drain(args));
+        }
     }
-    if !args.search {
+    let top_pps = if args.mfr {
+        let t = gen.trial_full_rate(Duration::from_secs_f64(args.trial_s), drain(args));
+        let rates = RateFigures::of_samples(&t.rx_samples);
+        if !args.quiet {
+            say(args, &mfr_line(&t, &rates));
+        }
+        report.mfr = Some(t);
+        rates.median_pps
+    } else if args.search {
+        let search = search(args, gen)?;
+        let pdr_pps = search.result.pdr_pps;
+        report.search = Some(search);
+        pdr_pps
+    } else {
         return fixed_rate_trials(args, gen, report);
+    };
+    if gen.stopped() {
+        return Err(GenError::Interrupted);
     }
-    let search = search(args, gen)?;
-    let pdr_pps = search.result.pdr_pps;
-    report.search = Some(search);
     let ladder_len = Duration::from_secs_f64(args.ladder_s.unwrap_or(args.trial_s));
     for &fraction in &args.ladder {
-        let rate = (pdr_pps * fraction).max(args.rate_min);
+        let rate = (top_pps * fraction).max(args.rate_min);
         let (t, _) = trial_with_retries(args, gen, rate, ladder_len);
         report.ladder.push(LadderPoint { fraction, trial: t });
         if gen.stopped() {
@@ -456,6 +479,20 @@ fn search(args: &Args, gen: &mut Generator) -> Result<SearchReport, GenError> {
         trials_repeated: repeated_total,
         trials,
     })
+}
+
+fn mfr_line(t: &TrialReport, rates: &RateFigures) -> String {
+    format!(
+        "MFR {:.3} Mpps (median of {} per-second rates, {:.3}-{:.3}); offered {:.3} Mpps, wait \
+         dut {:.0} gen {:.0} us",
+        rates.median_pps / 1e6,
+        rates.per_second_pps.len(),
+        rates.min_pps / 1e6,
+        rates.max_pps / 1e6,
+        t.rate_pps / 1e6,
+        t.device_wait_ns as f64 / 1e3,
+        t.generator_wait_ns as f64 / 1e3,
+    )
 }
 
 fn search_line(result: &SearchResult) -> String {

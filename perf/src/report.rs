@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::latency::LatencySummary;
+use crate::mfr::Sample;
 use crate::search::{SearchConfig, SearchResult};
 
 /// The result of one trial at one offered rate.
@@ -70,6 +71,12 @@ pub struct TrialReport {
     /// The same after HdrHistogram's closed-loop correction at the offered interval (`None`
     /// when too costly to compute: latencies of seconds).
     pub latency_record_corrected: Option<LatencySummary>,
+    /// Distinct test packets received so far, sampled about every second while sending.
+    #[serde(default)]
+    pub rx_samples: Vec<Sample>,
+    /// Packets the TX queues took so far, at the same moments.
+    #[serde(default)]
+    pub tx_samples: Vec<Sample>,
 }
 
 /// One point of the latency ladder: a trial at a fraction of the PDR.
@@ -138,6 +145,9 @@ pub struct RunReport {
     pub search: Option<SearchReport>,
     /// The latency ladder (`--ladder`).
     pub ladder: Vec<LadderPoint>,
+    /// The maximum-forwarding-rate trial (`--mfr`): full rate, per-second samples.
+    #[serde(default)]
+    pub mfr: Option<TrialReport>,
     /// Mbufs of the generator's pool in use after the measurement, ports still open (the
     /// driver's posted RX buffers in zero-copy mode, otherwise 0).
     pub mbufs_in_use_after: u32,

@@ -90,14 +90,42 @@ fn wait_exit(child: &mut Child, timeout: Duration) -> Option<std::process::ExitS
     None
 }
 
-fn run_path(dvrd: &Path, path: DvrdPath) {
+/// How the generator measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Measure {
+    /// `PACKETS` at `RATE`: nothing may be lost.
+    FixedRate,
+    /// The maximum-forwarding-rate trial (`--mfr`): full rate for `FULL_RATE_S`, per-second
+    /// samples; overload loses packets, but nothing may be reordered or duplicated.
+    FullRate,
+}
+
+/// Length of the full-rate trial, seconds.
+const FULL_RATE_S: &str = "3";
+
+/// The generator's measurement options.
+fn measure_args(measure: Measure) -> Vec<String> {
+    let packets = PACKETS.to_string();
+    let args: &[&str] = match measure {
+        Measure::FixedRate => &["--rate", RATE, "--packets", &packets, "--trials", "1"],
+        Measure::FullRate => &["--mfr", "--trial-s", FULL_RATE_S],
+    };
+    args.iter().map(|a| (*a).to_owned()).collect()
+}
+
+fn run_path(dvrd: &Path, path: DvrdPath, measure: Measure) {
     let name = format!(
-        "smoke{}-{}",
+        "smoke{}-{}{}",
         std::process::id(),
         match path {
             DvrdPath::Local => "l",
             DvrdPath::Remote => "r",
             DvrdPath::FloatingIp => "f",
+        },
+        if measure == Measure::FullRate {
+            "m"
+        } else {
+            ""
         }
     );
     let dir = std::env::temp_dir().join(format!("dvr-{name}"));
@@ -151,9 +179,9 @@ fn run_path(dvrd: &Path, path: DvrdPath) {
             .args(["--port", &topo::client_vdev(&name, 0, false)])
             .args(["--port", &topo::client_vdev(&name, 1, false)])
             .args(["--dst-mac", topo::GW_BLUE_MAC, "--src-ip", topo::SRC_IP])
-            .args(["--flows", "64", "--rate", RATE, "--packets"])
-            .arg(PACKETS.to_string())
-            .args(["--trials", "1", "--warmup-s", "0", "--drain-ms", "200"])
+            .args(["--flows", "64"])
+            .args(measure_args(measure))
+            .args(["--warmup-s", "0", "--drain-ms", "200"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(gen_log)
@@ -196,6 +224,24 @@ fn run_path(dvrd: &Path, path: DvrdPath) {
     let gen_exit = wait_exit(&mut gen.0, Duration::from_secs(30)).expect("generator did not exit");
 
     assert_eq!(report.error, None, "see {}", dir.display());
+    assert!(
+        dut_exit.success(),
+        "dvrd exit {dut_exit}; see {}",
+        dir.display()
+    );
+    assert!(gen_exit.success(), "generator exit {gen_exit} (3: leak)");
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(s["mempool_in_use"], 0, "dvrd leaked mbufs");
+    match measure {
+        Measure::FixedRate => check_fixed_rate(&report, path, &dir),
+        Measure::FullRate => check_full_rate(&report, &dir),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every packet of the fixed-rate trial arrived, once and in order.
+fn check_fixed_rate(report: &RunReport, path: DvrdPath, dir: &Path) {
     assert_eq!(report.trials.len(), 1);
     let t = &report.trials[0];
     eprintln!(
@@ -221,23 +267,56 @@ fn run_path(dvrd: &Path, path: DvrdPath) {
     assert_eq!((t.lost, t.reordered, t.duplicated, t.late), (0, 0, 0, 0));
     let expect_vxlan = if path == DvrdPath::Remote { PACKETS } else { 0 };
     assert_eq!(t.received_vxlan, expect_vxlan);
+}
+
+/// The full-rate trial came with a sample every second, its per-second rates add up to what
+/// was received, and overload reordered or duplicated nothing.
+fn check_full_rate(report: &RunReport, dir: &Path) {
+    assert!(report.search.is_none() && report.trials.is_empty());
+    let t = report.mfr.as_ref().expect("an MFR trial in the report");
+    let secs: usize = FULL_RATE_S.parse().unwrap();
+    // One sample a second from the start (the last one may land on the end of the sending).
+    let n = t.rx_samples.len();
+    assert!(n == secs || n == secs + 1, "{n} samples in {secs} s");
+    assert_eq!(t.rx_samples[0].packets, 0);
+    let rates = perf::mfr::RateFigures::of_samples(&t.rx_samples);
+    eprintln!(
+        "smoke full rate: MFR {:.3} Mpps [{:.3}-{:.3}], offered {:.3} Mpps, received {}, \
+         lost {}",
+        rates.median_pps / 1e6,
+        rates.min_pps / 1e6,
+        rates.max_pps / 1e6,
+        t.rate_pps / 1e6,
+        t.received,
+        t.lost
+    );
     assert!(
-        dut_exit.success(),
-        "dvrd exit {dut_exit}; see {}",
+        rates.min_pps > 0.0,
+        "forwarded every second; see {}",
         dir.display()
     );
-    assert!(gen_exit.success(), "generator exit {gen_exit} (3: leak)");
-    let s: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
-    assert_eq!(s["mempool_in_use"], 0, "dvrd leaked mbufs");
-    let _ = std::fs::remove_dir_all(&dir);
+    let sampled = t.rx_samples.last().unwrap().packets;
+    assert!(
+        sampled <= t.received,
+        "{sampled} sampled, {} received",
+        t.received
+    );
+    assert!(t.duration_s >= secs as f64 - 0.01, "{}", t.duration_s);
+    assert_eq!((t.reordered, t.duplicated), (0, 0));
+    assert!(t.offered >= t.received);
 }
 
 #[test]
 fn generator_through_dvrd_without_loss_or_reordering() {
     let Some(dvrd) = can_run() else { return };
-    run_path(&dvrd, DvrdPath::Local);
-    run_path(&dvrd, DvrdPath::Remote);
+    run_path(&dvrd, DvrdPath::Local, Measure::FixedRate);
+    run_path(&dvrd, DvrdPath::Remote, Measure::FixedRate);
     // SNAT out of the external port, the external gateway (the generator) resolved by ARP.
-    run_path(&dvrd, DvrdPath::FloatingIp);
+    run_path(&dvrd, DvrdPath::FloatingIp, Measure::FixedRate);
+}
+
+#[test]
+fn generator_at_full_rate_samples_the_forwarded_rate_every_second() {
+    let Some(dvrd) = can_run() else { return };
+    run_path(&dvrd, DvrdPath::Local, Measure::FullRate);
 }

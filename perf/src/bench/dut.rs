@@ -85,10 +85,31 @@ pub struct Programs {
 pub struct Placement {
     /// The device under test's forwarding core.
     pub worker_core: usize,
-    /// The device under test's main lcore (control thread; mostly asleep).
+    /// The device under test's main lcore (control thread; mostly asleep). By default the
+    /// worker's CPU: on the generator's, its wake-ups would take time from the generator.
     pub main_core: usize,
     /// The generator's core.
     pub generator_core: usize,
+}
+
+impl Placement {
+    /// EAL lcore options for a main lcore and one forwarding lcore: `-l main,worker`, or two
+    /// lcores on one CPU (`--lcores=0@cpu,1@cpu`) when they share it.
+    pub fn lcore_args(main: usize, worker: usize) -> Vec<String> {
+        if main == worker {
+            vec![
+                format!("--lcores=0@{main},1@{main}"),
+                "--main-lcore=0".into(),
+            ]
+        } else {
+            vec![
+                "-l".into(),
+                format!("{main},{worker}"),
+                "--main-lcore".into(),
+                main.to_string(),
+            ]
+        }
+    }
 }
 
 /// A started device under test.
@@ -153,31 +174,25 @@ struct Launch<'a> {
     summary: Option<PathBuf>,
 }
 
+/// testpmd's forwarding core, queues and pool, as a device and as the generator alike.
+pub const TESTPMD_QUEUES: [&str; 7] = [
+    "--nb-cores=1",
+    "--rxq=1",
+    "--txq=1",
+    "--burst=32",
+    "--rxd=1024",
+    "--txd=1024",
+    "--total-num-mbufs=16384",
+];
+
 fn testpmd<'a>(s: &DutStart<'a>) -> Launch<'a> {
     let p = s.placement;
-    let lcores = vec![
-        "-l".into(),
-        format!("{},{}", p.main_core, p.worker_core),
-        "--main-lcore".into(),
-        p.main_core.to_string(),
-    ];
+    let lcores = Placement::lcore_args(p.main_core, p.worker_core);
     let mut args = eal_args(s.kind.name(), lcores, s.hugepages);
-    args.extend(
-        [
-            "--",
-            "--forward-mode=io",
-            "--nb-cores=1",
-            "--rxq=1",
-            "--txq=1",
-            "--burst=32",
-            "--rxd=1024",
-            "--txd=1024",
-            "--total-num-mbufs=16384",
-            // Without a stats period testpmd waits for Enter and quits at EOF.
-            "--stats-period=3600",
-        ]
-        .map(String::from),
-    );
+    args.extend(["--", "--forward-mode=io"].map(String::from));
+    args.extend(TESTPMD_QUEUES.map(String::from));
+    // Without a stats period testpmd waits for Enter and quits at EOF.
+    args.push("--stats-period=3600".into());
     Launch {
         program: &s.programs.testpmd,
         args,
@@ -298,12 +313,14 @@ pub fn read_summary(path: &Path) -> Option<WorkerFigures> {
 }
 
 /// The dvrd configuration files of a block, one per path, each named after its device
-/// (`dvrd.toml`, `dvrd-vxlan.toml`, `dvrd-fip.toml`) in `dir`.
+/// (`dvrd.toml`, `dvrd-vxlan.toml`, `dvrd-fip.toml`) in `dir`; `ingress_mac` replaces the
+/// ingress gateway's MAC (a generator that sends to a fixed MAC).
 pub fn write_dvrd_configs(
     dir: &Path,
     routes: &[router_core::lpm::Prefix],
     hugepages: bool,
     placement: Placement,
+    ingress_mac: Option<&str>,
 ) -> io::Result<()> {
     for (kind, path) in [
         (DutKind::Dvrd, DvrdPath::Local),
@@ -319,6 +336,10 @@ pub fn write_dvrd_configs(
             placement.worker_core,
             placement.main_core,
         );
+        let text = match ingress_mac {
+            Some(mac) => topo::with_ingress_mac(&text, mac),
+            None => text,
+        };
         std::fs::write(dir.join(format!("{name}.toml")), text)?;
     }
     Ok(())

@@ -12,6 +12,7 @@ use plotters::prelude::*;
 use plotters::style::FontStyle;
 
 use super::dut::DutKind;
+use super::plan::GenKind;
 use super::render::routes_label;
 use super::results::{BlockSummary, LadderSummary};
 
@@ -53,12 +54,13 @@ fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
-/// The frame sizes of the blocks, in order of first appearance.
-fn frame_sizes(summary: &[BlockSummary]) -> Vec<&str> {
-    let mut sizes: Vec<&str> = Vec::new();
+/// The (generator, frame size) pairs of the blocks, in order of first appearance.
+fn frame_sizes(summary: &[BlockSummary]) -> Vec<(GenKind, &str)> {
+    let mut sizes: Vec<(GenKind, &str)> = Vec::new();
     for b in summary {
-        if !sizes.contains(&b.frame_size.as_str()) {
-            sizes.push(&b.frame_size);
+        let key = (b.generator, b.frame_size.as_str());
+        if !sizes.contains(&key) {
+            sizes.push(key);
         }
     }
     sizes
@@ -116,18 +118,21 @@ fn legend<'a, CT: CoordTranslate>(
         .map_err(err)
 }
 
-/// PDR (median, min-max bars) against route-table size, one panel per frame size.
+/// The rate (maximum forwarding rate, or PDR; median, min-max bars) against route-table
+/// size, one panel per generator and frame size.
 pub fn throughput(path: &Path, summary: &[BlockSummary]) -> Result<(), String> {
     let sizes = frame_sizes(summary);
     let width = 560 * sizes.len().max(1) as u32;
     let root = BitMapBackend::new(path, (width, 420)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let panels = root.split_evenly((1, sizes.len().max(1)));
-    for (panel, size) in panels.iter().zip(&sizes) {
-        let mut blocks: Vec<&BlockSummary> =
-            summary.iter().filter(|b| b.frame_size == *size).collect();
+    for (panel, &(generator, size)) in panels.iter().zip(&sizes) {
+        let mut blocks: Vec<&BlockSummary> = summary
+            .iter()
+            .filter(|b| b.frame_size == size && b.generator == generator)
+            .collect();
         blocks.sort_by_key(|b| b.routes);
-        throughput_panel(panel, size, &blocks)?;
+        throughput_panel(panel, generator, size, &blocks)?;
     }
     root.present().map_err(err)
 }
@@ -135,6 +140,7 @@ pub fn throughput(path: &Path, summary: &[BlockSummary]) -> Result<(), String> {
 /// One frame size's PDR against the route-table sizes of `blocks` (sorted by routes).
 fn throughput_panel(
     panel: &DrawingArea<BitMapBackend<'_>, Shift>,
+    generator: GenKind,
     size: &str,
     blocks: &[&BlockSummary],
 ) -> Result<(), String> {
@@ -143,13 +149,21 @@ fn throughput_panel(
     let ymax = blocks
         .iter()
         .flat_map(|b| b.duts.values())
-        .filter_map(|d| d.pdr_mpps.as_ref().map(|s| s.max))
+        .filter_map(|d| d.rate_mpps().map(|s| s.max))
         .fold(1.0, f64::max)
         * 1.15;
-    let title = if size == "imix" {
-        "PDR, IMIX".to_owned()
+    let figure = if blocks
+        .iter()
+        .any(|b| b.duts.values().any(|d| d.mfr_mpps.is_some()))
+    {
+        "MFR"
     } else {
-        format!("PDR, {size}-byte frames")
+        "PDR"
+    };
+    let title = if size == "imix" {
+        format!("{figure}, {generator}, IMIX")
+    } else {
+        format!("{figure}, {generator}, {size}-byte frames")
     };
     let mut chart = ChartBuilder::on(panel)
         .caption(title, (FONT, 20))
@@ -181,7 +195,7 @@ fn throughput_panel(
             .iter()
             .enumerate()
             .filter_map(|(i, b)| {
-                let s = b.duts.get(&kind)?.pdr_mpps.as_ref()?;
+                let s = b.duts.get(&kind)?.rate_mpps()?;
                 Some((i as f64, s.median, s.min, s.max))
             })
             .collect();
@@ -207,6 +221,11 @@ fn throughput_panel(
 
 /// Latency (p50 dashed-marker line, p99 solid) against the load, one panel per block.
 pub fn latency(path: &Path, summary: &[BlockSummary]) -> Result<(), String> {
+    // Only blocks with a ladder (testpmd stamps nothing).
+    let summary: Vec<&BlockSummary> = summary
+        .iter()
+        .filter(|b| b.duts.values().any(|d| !d.ladder.is_empty()))
+        .collect();
     let n = summary.len().max(1);
     let cols = n.min(3);
     let rows = n.div_ceil(cols);

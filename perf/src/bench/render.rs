@@ -1,12 +1,13 @@
 //! The markdown report of a run: an introduction (the plan and the machine), then one table
-//! per figure (PDR, NDR, ratios, dvrd's workers, latency, run quality), the problems met and
-//! the plots. Every table has one row per block (or per block and device), written by
-//! [`row`] under a [`header`].
+//! per figure (the maximum forwarding rate, or PDR and NDR; ratios; dvrd's workers; latency;
+//! run quality), the problems met and the plots. Every table has one row per block (or per
+//! block and device), written by [`row`] under a [`header`]; a block is a generator, a frame
+//! size and a route table.
 
 use std::fmt::Write as _;
 
 use super::dut::DutKind;
-use super::plan::Plan;
+use super::plan::{Method, Plan};
 use super::results::{ratio_name, BlockSummary, DutSummary, RunResults, Spread, RATIOS};
 
 /// Formats a route count: 1, 20k, 1M.
@@ -28,12 +29,13 @@ fn frame_label(size: &str) -> String {
     }
 }
 
-/// A block in prose: `64 B 1M routes`.
-fn block_label(frame_size: &str, routes: usize) -> String {
+/// A block in prose: `dvr-pktgen 64 B 1M routes`.
+fn block_label(b: &BlockSummary) -> String {
     format!(
-        "{} {} routes",
-        frame_label(frame_size),
-        routes_label(routes)
+        "{} {} {} routes",
+        b.generator,
+        frame_label(&b.frame_size),
+        routes_label(b.routes)
     )
 }
 
@@ -55,10 +57,14 @@ fn duts_of(summary: &[BlockSummary]) -> Vec<DutKind> {
 /// `device_column`), then `cols`.
 fn header(md: &mut String, device_column: bool, cols: &[String]) {
     let first = if device_column { "device | " } else { "" };
-    let _ = writeln!(md, "| frame | routes | {first}{} |", cols.join(" | "));
     let _ = writeln!(
         md,
-        "|---|---|{}{}",
+        "| generator | frame | routes | {first}{} |",
+        cols.join(" | ")
+    );
+    let _ = writeln!(
+        md,
+        "|---|---|---|{}{}",
         if device_column { "---|" } else { "" },
         "---|".repeat(cols.len())
     );
@@ -69,7 +75,8 @@ fn row(md: &mut String, b: &BlockSummary, device: Option<DutKind>, cells: &[Stri
     let device = device.map_or(String::new(), |k| format!("{k} | "));
     let _ = writeln!(
         md,
-        "| {} | {} | {device}{} |",
+        "| {} | {} | {} | {device}{} |",
+        b.generator,
         frame_label(&b.frame_size),
         routes_label(b.routes),
         cells.join(" | ")
@@ -98,11 +105,23 @@ pub fn markdown(r: &RunResults, plot_names: &[String]) -> String {
     let mut md = String::new();
     let duts = duts_of(&r.summary);
     introduction(&mut md, r);
-    rate_tables(&mut md, &r.summary, &duts);
-    ratio_table(&mut md, &r.summary);
+    let of = match r.plan.method {
+        Method::Mfr => {
+            mfr_table(&mut md, &r.summary, &duts);
+            "MFR"
+        }
+        Method::Pdr => {
+            rate_tables(&mut md, &r.summary, &duts);
+            "PDR"
+        }
+    };
+    ratio_table(&mut md, &r.summary, of);
     worker_table(&mut md, &r.summary);
-    latency_table(&mut md, &r.summary, &r.plan.ladder, &duts);
-    quality_section(&mut md, &r.summary, &r.plan, &duts);
+    latency_table(&mut md, &r.summary, &r.plan.ladder, &duts, of);
+    match r.plan.method {
+        Method::Mfr => mfr_quality(&mut md, &r.summary, &r.plan, &duts),
+        Method::Pdr => quality_section(&mut md, &r.summary, &r.plan, &duts),
+    }
     problems(&mut md, r);
     if !plot_names.is_empty() {
         md.push('\n');
@@ -117,19 +136,30 @@ pub fn markdown(r: &RunResults, plot_names: &[String]) -> String {
 fn introduction(md: &mut String, r: &RunResults) {
     let m = &r.machine;
     let p = &r.plan;
+    let how = match p.method {
+        Method::Mfr => format!(
+            "Maximum forwarding rate under overload (RFC 2889): the generator at full rate, \
+             trials of {} s after {} s of warm-up, the forwarded rate counted every second and \
+             the trial's figure the median of those per-second rates; {} flows",
+            p.trial_s, p.warmup_s, p.flows
+        ),
+        Method::Pdr => format!(
+            "Trials of {} s, search resolution {}%, PDR = loss at most {}%, {} flows",
+            p.trial_s,
+            p.resolution * 100.0,
+            p.pdr_loss_ratio * 100.0,
+            p.flows
+        ),
+    };
     let _ = writeln!(
         md,
         "Run `{}` of {} ({} mode, {:.0} min): {} rounds, interleaved, device order rotated each \
-         round. Trials of {} s, search resolution {}%, PDR = loss at most {}%, {} flows.\n",
+         round. {how}.\n",
         r.command,
         r.started,
         p.mode,
         r.duration_s / 60.0,
         p.rounds,
-        p.trial_s,
-        p.resolution * 100.0,
-        p.pdr_loss_ratio * 100.0,
-        p.flows
     );
     let _ = writeln!(
         md,
@@ -199,11 +229,33 @@ fn rate_cell(d: &DutSummary, pdr: bool) -> String {
     format!("{}{mark}", spread(s, 2))
 }
 
-fn ratio_table(md: &mut String, summary: &[BlockSummary]) {
-    let ratio_names: Vec<String> = RATIOS.iter().map(|&(a, b)| ratio_name(a, b)).collect();
+/// The maximum forwarding rate of every device, one column each, one row per block.
+fn mfr_table(md: &mut String, summary: &[BlockSummary], duts: &[DutKind]) {
+    let names: Vec<String> = duts.iter().map(|d| d.name().to_owned()).collect();
     let _ = writeln!(
         md,
-        "#### PDR ratios within a round: median [min-max] over the rounds\n"
+        "#### Maximum forwarding rate, Mpps: median [min-max] over the rounds\n"
+    );
+    header(md, false, &names);
+    for b in summary {
+        let cells: Vec<String> = duts
+            .iter()
+            .map(|k| b.duts.get(k).map_or("-".into(), |d| spread(&d.mfr_mpps, 2)))
+            .collect();
+        row(md, b, None, &cells);
+    }
+    md.push('\n');
+}
+
+fn ratio_table(md: &mut String, summary: &[BlockSummary], of: &str) {
+    let ratio_names: Vec<String> = RATIOS
+        .iter()
+        .map(|&(a, b)| ratio_name(a, b))
+        .filter(|n| summary.iter().any(|b| b.ratios.contains_key(n)))
+        .collect();
+    let _ = writeln!(
+        md,
+        "#### {of} ratios within a round: median [min-max] over the rounds\n"
     );
     header(md, false, &ratio_names);
     for b in summary {
@@ -236,18 +288,29 @@ fn worker_table(md: &mut String, summary: &[BlockSummary]) {
     md.push('\n');
 }
 
-fn latency_table(md: &mut String, summary: &[BlockSummary], fractions: &[f64], duts: &[DutKind]) {
+fn latency_table(
+    md: &mut String,
+    summary: &[BlockSummary],
+    fractions: &[f64],
+    duts: &[DutKind],
+    of: &str,
+) {
     let _ = writeln!(
         md,
         "#### Latency, us: p50 / p99 / p99.9 (medians over the rounds) at a fraction of each \
-         device's own PDR\n"
+         device's own {of} (dvr-pktgen, paced; it stamps every packet)\n"
     );
     let cols: Vec<String> = fractions
         .iter()
-        .map(|f| format!("{:.0}% of PDR", f * 100.0))
+        .map(|f| format!("{:.0}% of {of}", f * 100.0))
         .collect();
     header(md, true, &cols);
-    device_rows(md, summary, duts, |d| {
+    let stamped: Vec<BlockSummary> = summary
+        .iter()
+        .filter(|b| b.duts.values().any(|d| !d.ladder.is_empty()))
+        .cloned()
+        .collect();
+    device_rows(md, &stamped, duts, |d| {
         let cells = fractions
             .iter()
             .map(|f| {
@@ -269,20 +332,6 @@ fn latency_table(md: &mut String, summary: &[BlockSummary], fractions: &[f64], d
 
 /// The background load, and per device the rounds and trials that counted.
 fn quality_section(md: &mut String, summary: &[BlockSummary], p: &Plan, duts: &[DutKind]) {
-    let background: Vec<String> = summary
-        .iter()
-        .map(|b| {
-            let busy = b.background_busy.as_ref().map_or("-".into(), |s| {
-                format!(
-                    "{:.0}% [{:.0}-{:.0}%]",
-                    s.median * 100.0,
-                    s.min * 100.0,
-                    s.max * 100.0
-                )
-            });
-            format!("{} {busy}", block_label(&b.frame_size, b.routes))
-        })
-        .collect();
     let _ = writeln!(
         md,
         "#### Run quality\n\nBackground load before each round (busy share of all CPUs with \
@@ -290,7 +339,7 @@ fn quality_section(md: &mut String, summary: &[BlockSummary], p: &Plan, duts: &[
          *disturbed* when the device's worker or the generator waited more than {} us for a \
          CPU, or the generator fell more than {} us behind its schedule; disturbed trials are \
          repeated up to {} times.\n",
-        background.join(", "),
+        background(summary),
         p.wait_limit_us,
         p.lag_limit_us,
         p.retries
@@ -315,11 +364,69 @@ fn quality_section(md: &mut String, summary: &[BlockSummary], p: &Plan, duts: &[
     });
 }
 
+/// The background load of every block before its rounds, in prose.
+fn background(summary: &[BlockSummary]) -> String {
+    summary
+        .iter()
+        .map(|b| {
+            let busy = b.background_busy.as_ref().map_or("-".into(), |s| {
+                format!(
+                    "{:.0}% [{:.0}-{:.0}%]",
+                    s.median * 100.0,
+                    s.min * 100.0,
+                    s.max * 100.0
+                )
+            });
+            format!("{} {busy}", block_label(b))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The run quality of a maximum-forwarding-rate run: the background load, and per device the
+/// offered load, how steady the per-second rates were within a trial, and the stalls.
+fn mfr_quality(md: &mut String, summary: &[BlockSummary], p: &Plan, duts: &[DutKind]) {
+    let _ = writeln!(
+        md,
+        "#### Run quality\n\nBackground load before each round (busy share of all CPUs with \
+         every benchmark process frozen or idle; 0% on a quiet machine): {}. *Spread* is \
+         (max - min) / median of a trial's per-second forwarded rates (0 for a steady trial); \
+         the per-second range is the smallest and largest per-second rate of any round: a \
+         stall of the virtual CPU shows as a low second. *Sent* is the median per-second rate \
+         the generator's TX queue took (it offers more: it sends at full rate, and the device's \
+         ring refuses the rest). A trial *waited* when the device's \
+         worker and the generator together waited more than {} us for a CPU.\n",
+        background(summary),
+        p.wait_limit_us,
+    );
+    let cols = [
+        "rounds ok",
+        "sent, Mpps",
+        "per-second spread",
+        "per-second range, Mpps",
+        "trials that waited",
+    ]
+    .map(String::from);
+    header(md, true, &cols);
+    device_rows(md, summary, duts, |d| {
+        let range = d
+            .per_second_range_mpps
+            .map_or("-".into(), |(lo, hi)| format!("{lo:.2}-{hi:.2}"));
+        Some(vec![
+            format!("{}/{}", d.rounds_ok, p.rounds),
+            spread(&d.offered_mpps, 2),
+            spread(&d.per_second_spread, 2),
+            range,
+            d.trials_disturbed.to_string(),
+        ])
+    });
+}
+
 /// Every device that did not start or stopped, and every failed measurement.
 fn problems(md: &mut String, r: &RunResults) {
     let mut errors = Vec::new();
-    for b in &r.blocks {
-        let block = block_label(&b.frame_size, b.routes);
+    for (b, s) in r.blocks.iter().zip(&r.summary) {
+        let block = block_label(s);
         for d in &b.duts {
             if let Some(e) = &d.error {
                 errors.push(format!("{block}, {}: {e}", d.kind));

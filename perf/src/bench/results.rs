@@ -6,12 +6,15 @@ use serde::{Deserialize, Serialize};
 
 use super::dut::{DutKind, Placement, Programs, WorkerFigures};
 use super::machine::Machine;
-use super::plan::Plan;
+use super::plan::{GenKind, Plan};
 use crate::latency::LatencySummary;
+use crate::mfr::RateFigures;
 use crate::report::{RunReport, TrialReport};
 
 /// Version of this file's layout.
-pub const SCHEMA: u32 = 1;
+/// 2: the method, the generators and the maximum-forwarding-rate trials (1 reads as a search
+/// run with dvr-pktgen).
+pub const SCHEMA: u32 = 2;
 
 /// A whole run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,6 +50,9 @@ pub struct BlockResult {
     pub frame_size: String,
     /// Routes.
     pub routes: usize,
+    /// The generator.
+    #[serde(default)]
+    pub generator: GenKind,
     /// Whether this block's processes used hugepages.
     pub hugepages: bool,
     /// The devices as started.
@@ -113,6 +119,9 @@ pub struct DutRun {
     pub trials_repeated: usize,
     /// Counted trials that were still disturbed.
     pub trials_disturbed: usize,
+    /// The maximum-forwarding-rate trial (method `mfr`).
+    #[serde(default)]
+    pub mfr: Option<MfrRun>,
     /// The latency ladder.
     pub ladder: Vec<LadderResult>,
     /// The search's trials, briefly.
@@ -121,6 +130,39 @@ pub struct DutRun {
     pub report: String,
     /// The generator's command line.
     pub command: Vec<String>,
+}
+
+/// One maximum-forwarding-rate trial: the generator at full rate, the forwarded rate counted
+/// every second.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MfrRun {
+    /// The forwarded (received by the generator) per-second rates; their median is the
+    /// device's maximum forwarding rate in this round.
+    pub forwarded: RateFigures,
+    /// The generator's sent per-second rates (the offered load).
+    pub offered: RateFigures,
+    /// Length of the trial, seconds.
+    pub duration_s: f64,
+    /// CPU wait of the device's worker during the trial, microseconds (dvr-pktgen only).
+    pub device_wait_us: f64,
+    /// CPU wait of the generator, microseconds (dvr-pktgen only).
+    pub generator_wait_us: f64,
+    /// The waits passed the plan's limit.
+    pub disturbed: bool,
+}
+
+impl MfrRun {
+    /// The figures of dvr-pktgen's full-rate trial.
+    pub fn of_trial(t: &TrialReport) -> MfrRun {
+        MfrRun {
+            forwarded: RateFigures::of_samples(&t.rx_samples),
+            offered: RateFigures::of_samples(&t.tx_samples),
+            duration_s: t.duration_s,
+            device_wait_us: t.device_wait_ns as f64 / 1e3,
+            generator_wait_us: t.generator_wait_ns as f64 / 1e3,
+            disturbed: t.disturbed,
+        }
+    }
 }
 
 /// One latency trial.
@@ -171,11 +213,22 @@ impl DutRun {
             trials: 0,
             trials_repeated: 0,
             trials_disturbed: 0,
+            mfr: None,
             ladder: Vec::new(),
             search_trials: Vec::new(),
             report: String::new(),
             command,
         }
+    }
+
+    /// The rate that ranks the device in this round: the maximum forwarding rate when
+    /// measured, otherwise the PDR; `None` when the run failed or found nothing.
+    pub fn rate_pps(&self) -> Option<f64> {
+        let rate = self
+            .mfr
+            .as_ref()
+            .map_or(self.pdr_pps, |m| m.forwarded.median_pps);
+        (self.ok && rate > 0.0).then_some(rate)
     }
 
     /// The figures of a generator report.
@@ -195,19 +248,20 @@ impl DutRun {
             generator_wait_us: t.generator_wait_ns as f64 / 1e3,
         };
         let search = r.search.as_ref();
+        let measured = search.is_some() || r.mfr.is_some();
         DutRun {
             kind,
-            ok: search.is_some(),
-            error: search
-                .is_none()
-                .then(|| "no search in the report".to_owned()),
+            ok: measured,
+            error: (!measured).then(|| "no search or MFR trial in the report".to_owned()),
             ndr_pps: search.map_or(0.0, |s| s.result.ndr_pps),
             pdr_pps: search.map_or(0.0, |s| s.result.pdr_pps),
             converged: search.is_some_and(|s| s.result.converged),
             pdr_generator_limited: search.is_some_and(|s| s.result.pdr.generator_limited),
             trials: search.map_or(0, |s| s.result.trials),
             trials_repeated: search.map_or(0, |s| s.trials_repeated),
-            trials_disturbed: search.map_or(0, |s| s.trials.iter().filter(|t| t.disturbed).count()),
+            trials_disturbed: search.map_or(0, |s| s.trials.iter().filter(|t| t.disturbed).count())
+                + usize::from(r.mfr.as_ref().is_some_and(|t| t.disturbed)),
+            mfr: r.mfr.as_ref().map(MfrRun::of_trial),
             ladder: r
                 .ladder
                 .iter()
@@ -284,6 +338,18 @@ pub struct LadderSummary {
 /// One device over the rounds of a block.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DutSummary {
+    /// Maximum forwarding rate, Mpps (each round's median of per-second rates).
+    #[serde(default)]
+    pub mfr_mpps: Option<Spread>,
+    /// Offered load of the maximum-forwarding-rate trials, Mpps (median per-second sent).
+    #[serde(default)]
+    pub offered_mpps: Option<Spread>,
+    /// Per-second rate spread within a trial, `(max - min) / median`, over the rounds.
+    #[serde(default)]
+    pub per_second_spread: Option<Spread>,
+    /// Smallest and largest per-second forwarded rate of any round, Mpps (stalls show here).
+    #[serde(default)]
+    pub per_second_range_mpps: Option<(f64, f64)>,
     /// PDR, Mpps.
     pub pdr_mpps: Option<Spread>,
     /// NDR, Mpps.
@@ -306,6 +372,13 @@ pub struct DutSummary {
     pub workers: Option<WorkerFigures>,
 }
 
+impl DutSummary {
+    /// The rate that ranks the device: the maximum forwarding rate, or the PDR.
+    pub fn rate_mpps(&self) -> Option<&Spread> {
+        self.mfr_mpps.as_ref().or(self.pdr_mpps.as_ref())
+    }
+}
+
 /// A block over its rounds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BlockSummary {
@@ -313,11 +386,15 @@ pub struct BlockSummary {
     pub frame_size: String,
     /// Routes.
     pub routes: usize,
+    /// The generator.
+    #[serde(default)]
+    pub generator: GenKind,
     /// Background load before the rounds (busy share of all CPUs).
     pub background_busy: Option<Spread>,
     /// Per device.
     pub duts: BTreeMap<DutKind, DutSummary>,
-    /// PDR ratios of the same round (`dvrd/l3fwd`, ...), over the rounds.
+    /// Ratios of the same round (`dvrd/l3fwd`, ...) of the maximum forwarding rate, or of the
+    /// PDR in a search run, over the rounds.
     pub ratios: BTreeMap<String, Spread>,
 }
 
@@ -340,6 +417,7 @@ pub fn summarise(block: &BlockResult) -> BlockSummary {
     BlockSummary {
         frame_size: block.frame_size.clone(),
         routes: block.routes,
+        generator: block.generator,
         background_busy: Spread::of(block.rounds.iter().map(|r| r.background_busy).collect()),
         duts: block
             .duts
@@ -362,10 +440,37 @@ fn dut_summary(block: &BlockResult, inst: &DutInstance) -> DutSummary {
     // failure lost too much, as happens when the machine takes the CPU away for
     // milliseconds) has no PDR and no ladder: it is left out of their medians, as it is
     // out of the ratios, rather than counted as a device that forwards nothing.
-    let measured: Vec<&DutRun> = ok.iter().copied().filter(|r| r.pdr_pps > 0.0).collect();
+    let measured: Vec<&DutRun> = ok
+        .iter()
+        .copied()
+        .filter(|r| r.rate_pps().is_some())
+        .collect();
+    let mfr: Vec<&MfrRun> = measured.iter().filter_map(|r| r.mfr.as_ref()).collect();
+    let range = mfr
+        .iter()
+        .filter(|m| !m.forwarded.per_second_pps.is_empty())
+        .fold(None, |acc: Option<(f64, f64)>, m| {
+            let (lo, hi) = (m.forwarded.min_pps / 1e6, m.forwarded.max_pps / 1e6);
+            Some(acc.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))))
+        });
     DutSummary {
-        pdr_mpps: Spread::of(measured.iter().map(|r| r.pdr_pps / 1e6).collect()),
-        ndr_mpps: Spread::of(ok.iter().map(|r| r.ndr_pps / 1e6).collect()),
+        mfr_mpps: Spread::of(mfr.iter().map(|m| m.forwarded.median_pps / 1e6).collect()),
+        offered_mpps: Spread::of(mfr.iter().map(|m| m.offered.median_pps / 1e6).collect()),
+        per_second_spread: Spread::of(mfr.iter().map(|m| m.forwarded.spread()).collect()),
+        per_second_range_mpps: range,
+        pdr_mpps: Spread::of(
+            measured
+                .iter()
+                .filter(|r| r.mfr.is_none())
+                .map(|r| r.pdr_pps / 1e6)
+                .collect(),
+        ),
+        ndr_mpps: Spread::of(
+            ok.iter()
+                .filter(|r| r.mfr.is_none())
+                .map(|r| r.ndr_pps / 1e6)
+                .collect(),
+        ),
         generator_limited_rounds: ok.iter().filter(|r| r.pdr_generator_limited).count(),
         rounds_ok: ok.len(),
         rounds_with_pdr: measured.len(),
@@ -405,8 +510,8 @@ fn ladder_summary(measured: &[&DutRun]) -> Vec<LadderSummary> {
         .collect()
 }
 
-/// The PDR ratios of [`RATIOS`], each taken within a round, over the rounds where both
-/// devices found a PDR.
+/// The ratios of [`RATIOS`] (of [`DutRun::rate_pps`]), each taken within a round, over the
+/// rounds where both devices were measured.
 fn ratios(block: &BlockResult) -> BTreeMap<String, Spread> {
     let mut ratios = BTreeMap::new();
     for (a, b) in RATIOS {
@@ -414,13 +519,7 @@ fn ratios(block: &BlockResult) -> BTreeMap<String, Spread> {
             .rounds
             .iter()
             .filter_map(|round| {
-                let pdr = |k: DutKind| {
-                    round
-                        .runs
-                        .iter()
-                        .find(|r| r.kind == k && r.ok && r.pdr_pps > 0.0)
-                        .map(|r| r.pdr_pps)
-                };
+                let pdr = |k: DutKind| round.runs.iter().find(|r| r.kind == k)?.rate_pps();
                 Some(pdr(a)? / pdr(b)?)
             })
             .collect();
@@ -454,9 +553,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn ratios_are_taken_within_a_round() {
-        let inst = |kind| DutInstance {
+    fn instance(kind: DutKind) -> DutInstance {
+        DutInstance {
             kind,
             ok: true,
             error: None,
@@ -465,12 +563,17 @@ mod tests {
             log: String::new(),
             workers: None,
             exit: String::new(),
-        };
+        }
+    }
+
+    #[test]
+    fn ratios_are_taken_within_a_round() {
         let block = BlockResult {
             frame_size: "64".into(),
             routes: 1,
+            generator: GenKind::Pktgen,
             hugepages: true,
-            duts: vec![inst(DutKind::Dvrd), inst(DutKind::L3fwd)],
+            duts: vec![instance(DutKind::Dvrd), instance(DutKind::L3fwd)],
             rounds: (1..=3)
                 .map(|i| RoundResult {
                     round: i,
@@ -489,5 +592,67 @@ mod tests {
         assert!((r.median - 1.5).abs() < 1e-12 && (r.max - r.min).abs() < 1e-12);
         let pdr = s.duts[&DutKind::Dvrd].pdr_mpps.as_ref().unwrap();
         assert_eq!((pdr.min, pdr.median, pdr.max), (3.0, 6.0, 9.0));
+    }
+
+    /// A maximum-forwarding-rate run of `per_second` rates (Mpps).
+    fn mfr_run(kind: DutKind, per_second: &[f64]) -> DutRun {
+        DutRun {
+            ok: true,
+            error: None,
+            mfr: Some(MfrRun {
+                forwarded: RateFigures::of(per_second.iter().map(|r| r * 1e6).collect()),
+                ..MfrRun::default()
+            }),
+            ..DutRun::failed(kind, String::new(), Vec::new())
+        }
+    }
+
+    #[test]
+    fn mfr_ratios_use_the_median_of_per_second_rates_within_a_round() {
+        // Round 1: dvrd 9 (one stalled second at 1), l3fwd 10: 0.9. Round 2: both slower,
+        // 4 / 5: 0.8. Round 3: l3fwd failed: no ratio.
+        let rounds = vec![
+            vec![
+                mfr_run(DutKind::Dvrd, &[9.0, 1.0, 9.0, 9.5, 8.5]),
+                mfr_run(DutKind::L3fwd, &[10.0, 10.0, 10.0]),
+            ],
+            vec![
+                mfr_run(DutKind::Dvrd, &[4.0, 4.0, 4.0]),
+                mfr_run(DutKind::L3fwd, &[5.0, 5.0, 2.0]),
+            ],
+            vec![
+                mfr_run(DutKind::Dvrd, &[6.0]),
+                DutRun::failed(DutKind::L3fwd, "gone".into(), Vec::new()),
+            ],
+        ];
+        let block = BlockResult {
+            frame_size: "64".into(),
+            routes: 1,
+            generator: GenKind::TestpmdFlowgen,
+            hugepages: false,
+            duts: vec![instance(DutKind::Dvrd), instance(DutKind::L3fwd)],
+            rounds: rounds
+                .into_iter()
+                .enumerate()
+                .map(|(i, runs)| RoundResult {
+                    round: i + 1,
+                    order: vec![DutKind::Dvrd, DutKind::L3fwd],
+                    background_busy: 0.0,
+                    runs,
+                })
+                .collect(),
+        };
+        let s = summarise(&block);
+        let r = &s.ratios["dvrd/l3fwd"];
+        assert_eq!(r.values.len(), 2);
+        assert!((r.median - 0.85).abs() < 1e-12, "{r:?}");
+        assert!((r.min - 0.8).abs() < 1e-12 && (r.max - 0.9).abs() < 1e-12);
+        let d = &s.duts[&DutKind::Dvrd];
+        let mfr = d.mfr_mpps.as_ref().unwrap();
+        assert_eq!((mfr.min, mfr.median, mfr.max), (4.0, 6.0, 9.0));
+        // The stall shows in the per-second range, not in the rate.
+        assert_eq!(d.per_second_range_mpps, Some((1.0, 9.5)));
+        assert!(d.pdr_mpps.is_none() && d.ndr_mpps.is_none());
+        assert_eq!(s.generator, GenKind::TestpmdFlowgen);
     }
 }

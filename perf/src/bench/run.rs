@@ -1,5 +1,8 @@
 //! The run: for every block start the devices once (each frozen while another is measured),
 //! then measure them in interleaved rounds, each device with the same generator and settings.
+//! A block's generator is `dvr-pktgen` (one `--serve` session per device: a search, or the
+//! maximum-forwarding-rate trial, then the latency ladder) or testpmd's flowgen (`tgen`: the
+//! maximum-forwarding-rate trial only).
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -8,14 +11,16 @@ use std::time::{Duration, Instant};
 
 use super::dut::{self, Dut, DutKind, DutStart, Placement, Programs};
 use super::machine::{self, Machine};
-use super::plan::{BlockPlan, Plan};
+use super::plan::{BlockPlan, GenKind, Method, Plan};
 use super::proc::{self, Pipes, Proc};
 use super::results::{
-    summarise, BlockResult, DutInstance, DutRun, RoundResult, RunResults, SCHEMA,
+    summarise, BlockResult, DutInstance, DutRun, MfrRun, RoundResult, RunResults, SCHEMA,
 };
-use super::topo;
+use super::{tgen, topo};
+use crate::mfr::{rotated, RateFigures};
 use crate::report::RunReport;
 use crate::routes;
+use crate::sched::Watch;
 
 /// Pause after resuming a device before its generator starts sending.
 const SETTLE: Duration = Duration::from_millis(100);
@@ -29,6 +34,8 @@ const BACKGROUND_WINDOW: Duration = Duration::from_secs(1);
 const BACKGROUND_BUSY_WARN: f64 = 0.05;
 /// How long a generator may take to start and see its links up.
 const GEN_READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// coreutils' `stdbuf`, which makes testpmd's standard output line-buffered on a pipe.
+const STDBUF: &str = "/usr/bin/stdbuf";
 /// How long a device may take to exit on SIGINT.
 const EXIT_GRACE: Duration = Duration::from_secs(30);
 
@@ -77,6 +84,14 @@ pub fn run(opts: &RunOptions) -> io::Result<RunResults> {
             machine.load_start
         ));
     }
+    let p = opts.placement;
+    say(&format!(
+        "placement: device worker and main lcore on CPUs {} and {}, generator on CPU {}",
+        p.worker_core, p.main_core, p.generator_core
+    ));
+    if p.generator_core == p.worker_core || p.generator_core == p.main_core {
+        say("the generator shares a CPU with the device: its figures measure both together");
+    }
     for rt in &machine.realtime_processes {
         say(&format!(
             "real-time process {rt}: it preempts the benchmark on its CPUs whatever the \
@@ -124,11 +139,12 @@ struct Station {
     dut: Dut,
     pipes: Pipes,
     gen: Proc,
+    generator: GenKind,
     command: Vec<String>,
 }
 
-/// Starts the device, then its generator (in `--serve` mode: it connects once and measures on
-/// request), then freezes the device.
+/// Starts the device, then its generator (connected once for the whole block: `dvr-pktgen`
+/// in `--serve` mode, testpmd interactive), then freezes the device.
 fn start_station(
     opts: &RunOptions,
     block: &BlockPlan,
@@ -136,29 +152,99 @@ fn start_station(
 ) -> io::Result<Station> {
     let dut = dut::start(start)?;
     let kind = dut.kind;
-    let args = pktgen_args(opts, block, kind, dut.proc.pid());
-    let log = start.dir.join(format!("pktgen-{kind}.log"));
-    let (gen, pipes) =
-        proc::spawn_piped("dvr-pktgen", &opts.programs.pktgen, &args, &log, opts.boost)?;
-    let mut command = vec![opts.programs.pktgen.display().to_string()];
+    if block.generator == GenKind::TestpmdFlowgen && kind == DutKind::DvrdVxlan {
+        resolve_underlay(opts, start.dir, kind)?;
+    }
+    let stdbuf = PathBuf::from(STDBUF);
+    let (program, args, log) = match block.generator {
+        GenKind::Pktgen => (
+            &opts.programs.pktgen,
+            pktgen_args(opts, block, kind, dut.proc.pid()),
+            start.dir.join(format!("pktgen-{kind}.log")),
+        ),
+        GenKind::TestpmdFlowgen => {
+            let bytes = tgen::frame_bytes(&block.frame_size).ok_or_else(|| {
+                io::Error::other(format!("testpmd sends no {} frames", block.frame_size))
+            })?;
+            let core = opts.placement.generator_core;
+            // Line-buffered: testpmd's answers must reach the harness as they are printed.
+            let mut args = vec![
+                "-oL".to_owned(),
+                opts.programs.testpmd.display().to_string(),
+            ];
+            args.extend(tgen::args(
+                kind.name(),
+                core,
+                opts.hugepages,
+                opts.plan.flows,
+                bytes,
+            ));
+            (&stdbuf, args, tgen::log_path(start.dir, kind.name()))
+        }
+    };
+    let name = block.generator.name();
+    let (gen, pipes) = proc::spawn_piped(name, program, &args, &log, opts.boost)?;
+    let mut command = vec![program.display().to_string()];
     command.extend(args);
     let mut station = Station {
         dut,
         pipes,
         gen,
+        generator: block.generator,
         command,
     };
-    match station.pipes.lines.recv_timeout(GEN_READY_TIMEOUT) {
-        Ok(line) if line == "ready" => {}
-        other => {
-            return Err(io::Error::other(format!(
-                "generator for {kind} did not connect ({other:?}; see {})",
-                log.display()
-            )))
+    let connected = match block.generator {
+        GenKind::Pktgen => match station.pipes.lines.recv_timeout(GEN_READY_TIMEOUT) {
+            Ok(line) if line == "ready" => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+        GenKind::TestpmdFlowgen => {
+            tgen::set_up(&mut station.pipes, GEN_READY_TIMEOUT).map_err(|e| e.to_string())
         }
+    };
+    if let Err(e) = connected {
+        return Err(io::Error::other(format!(
+            "{name} for {kind} did not connect ({e}; see {})",
+            log.display()
+        )));
     }
     station.dut.proc.pause()?;
     Ok(station)
+}
+
+/// flowgen answers no ARP, so dvrd on the VXLAN path could never resolve the peer's VTEP:
+/// before testpmd connects, a short dvr-pktgen probe (toward [`routes::SMALL_ROUTE`], which
+/// that device's configuration has for this alone) lets it resolve the VTEP, which then stays
+/// reachable for the whole block (see [`write_block_files`]).
+fn resolve_underlay(opts: &RunOptions, dir: &Path, kind: DutKind) -> io::Result<()> {
+    let name = kind.name();
+    let mut args: Vec<String> = [
+        ("--port", topo::client_vdev(name, 0, opts.hugepages)),
+        ("--port", topo::client_vdev(name, 1, opts.hugepages)),
+        ("--dst-mac", tgen::FLOWGEN_DST_MAC.into()),
+        ("--src-ip", topo::SRC_IP.into()),
+        ("--flows", "16".into()),
+        ("--rate", "1k".into()),
+        ("--packets", "10".into()),
+        ("--warmup-s", "0".into()),
+        ("--lcore", opts.placement.generator_core.to_string()),
+        ("--file-prefix", format!("bench-arp-{name}")),
+    ]
+    .into_iter()
+    .flat_map(|(flag, value)| [flag.to_owned(), value])
+    .collect();
+    if !opts.hugepages {
+        args.push("--no-huge".into());
+    }
+    let log = dir.join(format!("arp-probe-{name}.log"));
+    let mut probe = proc::spawn("arp probe", &opts.programs.pktgen, &args, &log, opts.boost)?;
+    match probe.wait_exit(GEN_READY_TIMEOUT)? {
+        Some(status) if status.success() => Ok(()),
+        other => Err(io::Error::other(format!(
+            "the VTEP of {name} was not resolved ({other:?}; see {})",
+            log.display()
+        ))),
+    }
 }
 
 fn run_block(opts: &RunOptions, block: &BlockPlan, dir: &Path) -> io::Result<BlockResult> {
@@ -184,6 +270,7 @@ fn run_block(opts: &RunOptions, block: &BlockPlan, dir: &Path) -> io::Result<Blo
     Ok(BlockResult {
         frame_size: block.frame_size.clone(),
         routes: block.routes,
+        generator: block.generator,
         hugepages: opts.hugepages,
         duts,
         rounds,
@@ -211,11 +298,37 @@ struct BlockFiles {
     l3fwd_rules: PathBuf,
 }
 
+/// The routes of a block cover the generator's destinations: `dvr-pktgen` picks them inside
+/// the route set, flowgen's are fixed (and its frames go to a fixed MAC).
 fn write_block_files(opts: &RunOptions, block: &BlockPlan, dir: &Path) -> io::Result<BlockFiles> {
-    let route_set = routes::route_set(block.routes);
+    let (route_set, ingress_mac) = match block.generator {
+        GenKind::Pktgen => (routes::route_set(block.routes), None),
+        GenKind::TestpmdFlowgen => (
+            tgen::covering_routes(block.routes),
+            Some(tgen::FLOWGEN_DST_MAC),
+        ),
+    };
     let l3fwd_rules = dir.join("l3fwd-rules-v4.cfg");
     std::fs::write(&l3fwd_rules, routes::l3fwd_rules(&route_set, 1))?;
-    dut::write_dvrd_configs(dir, &route_set, opts.hugepages, opts.placement)?;
+    dut::write_dvrd_configs(dir, &route_set, opts.hugepages, opts.placement, ingress_mac)?;
+    if block.generator == GenKind::TestpmdFlowgen {
+        // The VXLAN path's probe route, and its VTEP reachable for the block once resolved.
+        let mut probed = route_set;
+        probed.push(routes::SMALL_ROUTE.parse().expect("valid prefix"));
+        let p = opts.placement;
+        let name = DutKind::DvrdVxlan.name();
+        let config = topo::dvrd_config(
+            name,
+            topo::DvrdPath::Remote,
+            &probed,
+            opts.hugepages,
+            p.worker_core,
+            p.main_core,
+        );
+        let config = topo::with_ingress_mac(&config, tgen::FLOWGEN_DST_MAC)
+            + "\n[neighbor]\nreachable_ms = 86400000\n";
+        std::fs::write(dir.join(format!("{name}.toml")), config)?;
+    }
     Ok(BlockFiles { l3fwd_rules })
 }
 
@@ -273,9 +386,7 @@ fn run_round(
     round: usize,
     stations: &mut [(DutInstance, Option<Station>)],
 ) -> RoundResult {
-    let mut order: Vec<DutKind> = block.duts.clone();
-    let shift = round % order.len().max(1);
-    order.rotate_left(shift);
+    let order = rotated(&block.duts, round);
     let background_busy = machine::busy_share(BACKGROUND_WINDOW);
     if background_busy > BACKGROUND_BUSY_WARN {
         say(&format!(
@@ -312,9 +423,16 @@ fn measure_in_round(
         return DutRun::failed(kind, inst.error.clone().unwrap_or_default(), Vec::new());
     };
     let run = measure(opts, dir, round, st);
-    match &run.error {
-        Some(e) => say(&format!("  round {round} {kind}: failed: {e}")),
-        None => say(&format!(
+    match (&run.error, &run.mfr) {
+        (Some(e), _) => say(&format!("  round {round} {kind}: failed: {e}")),
+        (None, Some(m)) => say(&format!(
+            "  round {round} {kind}: MFR {:.3} Mpps (per second {:.3}-{:.3}), sent {:.3} Mpps",
+            m.forwarded.median_pps / 1e6,
+            m.forwarded.min_pps / 1e6,
+            m.forwarded.max_pps / 1e6,
+            m.offered.median_pps / 1e6,
+        )),
+        (None, None) => say(&format!(
             "  round {round} {kind}: PDR {:.3} Mpps, NDR {:.3} Mpps{}",
             run.pdr_pps / 1e6,
             run.ndr_pps / 1e6,
@@ -386,6 +504,8 @@ fn pktgen_args(opts: &RunOptions, block: &BlockPlan, kind: DutKind, pid: u32) ->
         ("--resolution", p.resolution.to_string()),
         ("--pdr-loss", p.pdr_loss_ratio.to_string()),
         ("--trials-max", p.trials_max.to_string()),
+    ];
+    let trials = [
         ("--trial-s", p.trial_s.to_string()),
         ("--warmup-s", p.warmup_s.to_string()),
         ("--retries", p.retries.to_string()),
@@ -403,8 +523,14 @@ fn pktgen_args(opts: &RunOptions, block: &BlockPlan, kind: DutKind, pid: u32) ->
     };
     let mut a = vec!["--serve".to_owned()];
     a.extend(options(&ports));
-    a.push("--search".into());
-    a.extend(options(&search));
+    match p.method {
+        Method::Pdr => {
+            a.push("--search".into());
+            a.extend(options(&search));
+        }
+        Method::Mfr => a.push("--mfr".into()),
+    }
+    a.extend(options(&trials));
     if !p.ladder.is_empty() {
         let ladder: Vec<String> = p.ladder.iter().map(f64::to_string).collect();
         a.extend(options(&[
@@ -418,9 +544,62 @@ fn pktgen_args(opts: &RunOptions, block: &BlockPlan, kind: DutKind, pid: u32) ->
     a
 }
 
-/// Measures one device once: resume it, ask its generator for a search and a ladder, freeze
-/// it again.
+/// Measures one device once with its block's generator.
 fn measure(opts: &RunOptions, dir: &Path, round: usize, st: &mut Station) -> DutRun {
+    match st.generator {
+        GenKind::Pktgen => measure_pktgen(opts, dir, round, st),
+        GenKind::TestpmdFlowgen => measure_testpmd(opts, st),
+    }
+}
+
+/// Resumes the device, runs testpmd's flowgen for a warm-up and the trial, freezes the
+/// device again. The CPU waits of the device's worker and of testpmd come from `/proc`.
+fn measure_testpmd(opts: &RunOptions, st: &mut Station) -> DutRun {
+    let kind = st.dut.kind;
+    let command = st.command.clone();
+    if let Err(e) = st.dut.proc.resume() {
+        return DutRun::failed(kind, format!("resume: {e}"), command);
+    }
+    sleep(SETTLE);
+    let p = &opts.plan;
+    let device = Watch::new(&[(st.dut.proc.pid(), opts.placement.worker_core)]);
+    let generator = Watch::new(&[(st.gen.pid(), opts.placement.generator_core)]);
+    let (d0, g0) = (device.read(), generator.read());
+    let measured = tgen::trial(
+        &mut st.pipes,
+        Duration::from_secs_f64(p.warmup_s),
+        Duration::from_secs_f64(p.trial_s),
+    );
+    let (d1, g1) = (device.read(), generator.read());
+    let _ = st.dut.proc.pause();
+    let trial = match measured {
+        Ok(t) => t,
+        Err(e) => return DutRun::failed(kind, e.to_string(), command),
+    };
+    let device_wait_us = d1.since(d0).device_ns as f64 / 1e3;
+    let generator_wait_us = g1.since(g0).device_ns as f64 / 1e3;
+    let mfr = MfrRun {
+        forwarded: RateFigures::of_samples(&trial.rx),
+        offered: RateFigures::of_samples(&trial.tx),
+        duration_s: trial.duration_s,
+        device_wait_us,
+        generator_wait_us,
+        disturbed: device_wait_us + generator_wait_us > p.wait_limit_us as f64,
+    };
+    DutRun {
+        ok: true,
+        error: None,
+        trials: 1,
+        trials_disturbed: usize::from(mfr.disturbed),
+        mfr: Some(mfr),
+        report: st.gen.log.display().to_string(),
+        ..DutRun::failed(kind, String::new(), command)
+    }
+}
+
+/// Resumes the device, asks dvr-pktgen for a search (or the maximum-forwarding-rate trial)
+/// and a ladder, freezes it again.
+fn measure_pktgen(opts: &RunOptions, dir: &Path, round: usize, st: &mut Station) -> DutRun {
     let kind = st.dut.kind;
     let json = dir.join(format!("round{round}-{kind}.json"));
     let _ = std::fs::remove_file(&json);
@@ -432,8 +611,9 @@ fn measure(opts: &RunOptions, dir: &Path, round: usize, st: &mut Station) -> Dut
     // The search and the ladder: bounded by the plan, with a wide margin.
     let p = &opts.plan;
     let limit = Duration::from_secs_f64(
-        60.0 + (p.trials_max as f64 * (p.retries as f64 + 1.0) + p.ladder.len() as f64 + 2.0)
-            * (p.trial_s.max(p.ladder_s) + 0.5),
+        60.0 + p.warmup_s
+            + (p.trials_max as f64 * (p.retries as f64 + 1.0) + p.ladder.len() as f64 + 2.0)
+                * (p.trial_s.max(p.ladder_s) + 0.5),
     );
     let asked =
         writeln!(st.pipes.stdin, "{}", json.display()).and_then(|()| st.pipes.stdin.flush());

@@ -127,6 +127,15 @@ pub fn dvrd_config(
     t
 }
 
+/// `config` (from [`dvrd_config`]) with BLUE's gateway, the address of every test frame, at
+/// `mac` instead of [`GW_BLUE_MAC`].
+pub fn with_ingress_mac(config: &str, mac: &str) -> String {
+    config.replace(
+        &format!("mac = \"{GW_BLUE_MAC}\""),
+        &format!("mac = \"{mac}\""),
+    )
+}
+
 /// EAL, the worker and the two ports (the second one the fabric on the remote path).
 fn write_dataplane(
     t: &mut String,
@@ -265,5 +274,8 @@ mod tests {
         assert!(fip.contains("external = true") && fip.contains(FIP));
         assert!(!fip.contains("198.18.1.0/24"));
         assert!(client_vdev("dvrd", 0, true).ends_with(",zero-copy=yes"));
+        let moved = with_ingress_mac(&local, "00:01:02:03:04:01");
+        assert!(moved.contains("mac = \"00:01:02:03:04:01\"") && !moved.contains(GW_BLUE_MAC));
+        assert!(moved.contains(GW_RED_MAC));
     }
 }

@@ -1,8 +1,10 @@
 //! `dvr-bench`: the benchmark harness. `dvrd` against DPDK's l3fwd and testpmd over memif,
-//! one generator, interleaved rounds; results as JSON, markdown and PNG plots.
+//! with two generators (dvr-pktgen and testpmd's flowgen), interleaved rounds; results as
+//! JSON, markdown and PNG plots.
 //!
 //! ```text
-//! dvr-bench run --mode quick|full|smoke [--out bench/results] [--update-doc BENCHMARKS.md]
+//! dvr-bench run --mode quick|full|smoke [--method mfr|pdr] [--out bench/results]
+//!               [--update-doc BENCHMARKS.md]
 //! dvr-bench report bench/results/<stamp>.json [--update-doc BENCHMARKS.md]
 //! ```
 //! `bench/run.sh` builds everything and calls `run`.
@@ -14,7 +16,7 @@ use std::process::{Command, ExitCode};
 use clap::{Parser, Subcommand};
 
 use perf::bench::dut::{DutKind, Placement, Programs};
-use perf::bench::plan::{BlockPlan, Plan};
+use perf::bench::plan::{BlockPlan, GenKind, Method, Plan};
 use perf::bench::results::{summarise, RunResults};
 use perf::bench::run::{self, RunOptions};
 use perf::bench::{icount as counts, plot, render};
@@ -63,9 +65,20 @@ struct IcountArgs {
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    /// `quick` (under ten minutes), `full`, or `smoke` (about a minute).
+    /// `quick` (the default of `make bench`), `full`, or `smoke` (a check of the harness).
     #[arg(long, default_value = "quick")]
     mode: String,
+    /// `mfr`: the maximum forwarding rate under overload (long full-rate trials, the median
+    /// of per-second rates); `pdr`: the NDR/PDR search over short trials (for dedicated
+    /// cores; dvr-pktgen only).
+    #[arg(long, default_value = "mfr")]
+    method: String,
+    /// Only these generators (comma-separated: dvr-pktgen, testpmd-flowgen).
+    #[arg(long, value_delimiter = ',')]
+    generators: Vec<String>,
+    /// Length of a trial, seconds (overrides the mode's).
+    #[arg(long)]
+    trial_s: Option<f64>,
     /// Rounds (overrides the mode's).
     #[arg(long)]
     rounds: Option<usize>,
@@ -106,9 +119,13 @@ struct RunArgs {
     /// CPU of the devices' forwarding core.
     #[arg(long, default_value_t = 1)]
     worker_core: usize,
-    /// CPU of the devices' main lcore and of the generator.
-    #[arg(long, default_value_t = 0)]
+    /// CPU of the devices' main lcore (by default the forwarding core's: never the
+    /// generator's).
+    #[arg(long, default_value_t = 1)]
     main_core: usize,
+    /// CPU of the generator (both generators).
+    #[arg(long, default_value_t = 0)]
+    generator_core: usize,
 }
 
 /// Markers of the generated section in a markdown file.
@@ -147,34 +164,42 @@ fn absolute(p: &Path) -> PathBuf {
     std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned())
 }
 
-fn run_cmd(a: RunArgs) -> Result<(), String> {
-    let mut plan = Plan::named(&a.mode).ok_or(format!("no mode `{}`", a.mode))?;
+/// The plan of the mode and method, with the options' changes.
+fn build_plan(a: &RunArgs) -> Result<Plan, String> {
+    let method = Method::from_name(&a.method).ok_or(format!("no method `{}`", a.method))?;
+    let mut plan = Plan::named(&a.mode, method).ok_or(format!("no mode `{}`", a.mode))?;
     if let Some(r) = a.rounds {
         plan.rounds = r;
     }
+    if let Some(t) = a.trial_s {
+        plan.trial_s = t;
+    }
     if !a.routes.is_empty() {
-        let duts = plan
-            .blocks
-            .first()
-            .map(|b| b.duts.clone())
-            .unwrap_or_default();
-        let sizes: Vec<String> = plan.blocks.iter().fold(Vec::new(), |mut v, b| {
-            if !v.contains(&b.frame_size) {
-                v.push(b.frame_size.clone());
+        // The mode's frame sizes and generators with these table sizes.
+        let mut kept: Vec<BlockPlan> = Vec::new();
+        for b in &plan.blocks {
+            let same = |k: &BlockPlan| k.frame_size == b.frame_size && k.generator == b.generator;
+            if !kept.iter().any(same) {
+                kept.push(b.clone());
             }
-            v
-        });
-        // The mode's frame sizes with these table sizes.
-        plan.blocks = sizes
-            .iter()
-            .flat_map(|size| {
-                a.routes.iter().map(|&routes| BlockPlan {
-                    frame_size: size.clone(),
+        }
+        plan.blocks = kept
+            .into_iter()
+            .flat_map(|b| {
+                a.routes.iter().map(move |&routes| BlockPlan {
                     routes,
-                    duts: duts.clone(),
+                    ..b.clone()
                 })
             })
             .collect();
+    }
+    if !a.generators.is_empty() {
+        let keep: Vec<GenKind> = a
+            .generators
+            .iter()
+            .map(|n| GenKind::from_name(n).ok_or(format!("no generator `{n}`")))
+            .collect::<Result<_, _>>()?;
+        plan.blocks.retain(|b| keep.contains(&b.generator));
     }
     if !a.only.is_empty() {
         let keep: Vec<DutKind> = a
@@ -186,6 +211,11 @@ fn run_cmd(a: RunArgs) -> Result<(), String> {
             b.duts.retain(|k| keep.contains(k));
         }
     }
+    Ok(plan)
+}
+
+fn run_cmd(a: RunArgs) -> Result<(), String> {
+    let plan = build_plan(&a)?;
     let programs = Programs {
         testpmd: absolute(&a.testpmd),
         l3fwd: absolute(&a.l3fwd),
@@ -203,7 +233,7 @@ fn run_cmd(a: RunArgs) -> Result<(), String> {
         placement: Placement {
             worker_core: a.worker_core,
             main_core: a.main_core,
-            generator_core: a.main_core,
+            generator_core: a.generator_core,
         },
         hugepages: !a.no_huge,
         boost: !a.no_boost,
