@@ -955,7 +955,8 @@ impl Config {
 mod tests {
     use super::*;
 
-    const MINIMAL: &str = r#"
+    /// A valid file with one port and one worker.
+    pub(super) const MINIMAL: &str = r#"
 [eal]
 hugepages = false
 vdevs = ["net_null0"]

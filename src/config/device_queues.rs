@@ -196,21 +196,10 @@ rx = ["a"]
 
     #[test]
     fn one_worker_leaves_the_device_strings_alone() {
-        let cfg = Config::from_toml(MINIMAL_AF_PACKET).unwrap();
+        let text = crate::config::tests::MINIMAL
+            .replace("[\"net_null0\"]", "[\"net_af_packet0,iface=veth-a\"]")
+            .replace("device = \"net_null0\"", "device = \"net_af_packet0\"");
+        let cfg = Config::from_toml(&text).unwrap();
         assert_eq!(cfg.vdevs_with_queues(), ["net_af_packet0,iface=veth-a"]);
     }
-
-    const MINIMAL_AF_PACKET: &str = r#"
-[eal]
-hugepages = false
-vdevs = ["net_af_packet0,iface=veth-a"]
-
-[[ports]]
-name = "a"
-device = "net_af_packet0"
-
-[[workers]]
-core = 0
-rx = ["a"]
-"#;
 }
