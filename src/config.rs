@@ -19,6 +19,8 @@ use router_core::model::{
 };
 use serde::Deserialize;
 
+mod device_queues;
+
 /// Most RX/TX descriptors per queue.
 pub const DESCRIPTORS_MAX: u16 = 4096;
 
@@ -239,7 +241,8 @@ pub struct EalConfig {
     pub memory_mb: u32,
     /// Keeps this process's runtime files apart from other DPDK processes'.
     pub file_prefix: String,
-    /// Virtual devices to create (`--vdev`), e.g. `net_af_packet0,iface=veth0`.
+    /// Virtual devices to create (`--vdev`), e.g. `net_af_packet0,iface=veth0`. An af_packet
+    /// device without `qpairs=` gets one queue pair per worker (see `device_queues`).
     pub vdevs: Vec<String>,
     /// Probe PCI devices (bare metal). Off for virtual devices only.
     pub pci: bool,
@@ -733,6 +736,7 @@ impl Config {
         self.eal.validate(max_cpu)?;
         let names = self.validate_ports()?;
         self.validate_workers(&names, max_cpu)?;
+        self.validate_vdev_queues()?;
         self.tables.validate()?;
         if let Some(f) = &self.fleet {
             f.validate(self)?;
@@ -939,7 +943,7 @@ impl Config {
         if !self.eal.telemetry {
             args.push("--no-telemetry".into());
         }
-        for v in &self.eal.vdevs {
+        for v in self.vdevs_with_queues() {
             args.push(format!("--vdev={v}"));
         }
         args.extend(self.eal.extra_args.iter().cloned());
@@ -951,7 +955,8 @@ impl Config {
 mod tests {
     use super::*;
 
-    const MINIMAL: &str = r#"
+    /// A valid file with one port and one worker.
+    pub(super) const MINIMAL: &str = r#"
 [eal]
 hugepages = false
 vdevs = ["net_null0"]

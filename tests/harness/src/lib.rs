@@ -39,6 +39,7 @@ pub mod dvrd;
 pub mod etcd;
 pub mod external;
 pub mod fleet;
+pub mod flows;
 pub mod frames;
 pub mod net;
 pub mod one_host;

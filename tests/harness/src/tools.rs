@@ -404,7 +404,7 @@ for line in sys.stdin:
         print("err", e.errno, e.strerror, flush=True)
 "#;
 
-fn python() -> &'static str {
+pub(crate) fn python() -> &'static str {
     if Path::new("/usr/bin/python3").exists() {
         "/usr/bin/python3"
     } else {
