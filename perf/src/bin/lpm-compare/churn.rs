@@ -156,6 +156,9 @@ pub struct Outcome {
     pub effective_share: f64,
     /// Worst single update, microseconds.
     pub update_us_max: f64,
+    /// The reader's CPU, and the writer's at the end of each loaded pass.
+    pub reader_cpu: usize,
+    pub writer_cpus: Vec<Option<usize>>,
 }
 
 /// The reader's side: the table, its QSBR registration, the addresses, the burst size, and the
@@ -214,6 +217,8 @@ pub fn run(
                 updates_per_s: 0.0,
                 effective_share: 0.0,
                 update_us_max: 0.0,
+                reader_cpu: reader.cpu,
+                writer_cpus: Vec::new(),
             }
         })
         .collect();
@@ -229,15 +234,18 @@ pub fn run(
             outcome.loaded.push(loaded);
             outcome.ratios.push(loaded / quiet);
             outcome.update_us_max = outcome.update_us_max.max(w.worst_us);
+            outcome.writer_cpus.push(w.cpu);
             rates.push(w.updates as f64 / w.seconds);
             shares.push(w.effective as f64 / w.updates.max(1) as f64);
             restore(writer, &set);
             eprintln!(
-                "churn round {round} {:24}: quiet {quiet:5.1}, loaded {loaded:5.1} cycles per lookup ({:.2}x), {:.0} updates/s, {:.0}% changing the table",
+                "churn round {round} {:24}: quiet {quiet:5.1}, loaded {loaded:5.1} cycles per lookup ({:.2}x), {:.0} updates/s, {:.0}% changing the table, reader on CPU {}, writer on CPU {}",
                 outcome.scenario.name,
                 loaded / quiet,
                 w.updates as f64 / w.seconds,
-                100.0 * w.effective as f64 / w.updates.max(1) as f64
+                100.0 * w.effective as f64 / w.updates.max(1) as f64,
+                reader.cpu,
+                w.cpu.map_or("?".into(), |c| c.to_string())
             );
         }
     }
@@ -280,6 +288,8 @@ fn restore(writer: &mut LpmWriter, set: &[(Prefix, NextHopId)]) {
 
 /// What the writer did during a loaded pass.
 struct Written {
+    /// The CPU the writer ran on at the end.
+    cpu: Option<usize>,
     updates: u64,
     /// Updates that changed the table.
     effective: u64,
@@ -299,7 +309,9 @@ fn loaded_pass(
     std::thread::scope(|s| {
         let handle = s.spawn(|| {
             pin_writer(scenario.placement, reader_cpu);
-            apply(writer, set, scenario.update, &stop)
+            let mut written = apply(writer, set, scenario.update, &stop);
+            written.cpu = running_cpu();
+            written
         });
         // Let the writer reach its pace.
         std::thread::sleep(Duration::from_millis(20));
@@ -310,15 +322,43 @@ fn loaded_pass(
 }
 
 /// Pins the calling (writer) thread: EAL pinned the reader, and threads inherit its CPU.
+///
+/// The CPUs come from the machine's online list, not from the thread's affinity mask: the
+/// mask this thread inherited holds only the reader's CPU, so a choice among its CPUs would
+/// leave the writer on the reader's CPU whatever was asked (so did this benchmark until it
+/// checked where the writer ran).
 fn pin_writer(placement: Placement, reader_cpu: usize) {
-    let cpus = core_affinity::get_core_ids().unwrap_or_default();
     let cpu = match placement {
-        Placement::OtherCpu => cpus.iter().rev().find(|c| c.id != reader_cpu),
-        Placement::SameCpu => cpus.iter().find(|c| c.id == reader_cpu),
+        Placement::OtherCpu => online_cpus().into_iter().rev().find(|&c| c != reader_cpu),
+        Placement::SameCpu => Some(reader_cpu),
     };
-    if let Some(&cpu) = cpu {
-        core_affinity::set_for_current(cpu);
+    if let Some(id) = cpu {
+        assert!(
+            core_affinity::set_for_current(core_affinity::CoreId { id }),
+            "cannot pin the writer to CPU {id}"
+        );
     }
+}
+
+/// The CPUs the kernel has online (`/sys/devices/system/cpu/online`, e.g. `0-1`).
+fn online_cpus() -> Vec<usize> {
+    let list = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
+    list.trim()
+        .split(',')
+        .filter_map(|range| {
+            let (lo, hi) = range.split_once('-').unwrap_or((range, range));
+            Some(lo.parse::<usize>().ok()?..=hi.parse::<usize>().ok()?)
+        })
+        .flatten()
+        .collect()
+}
+
+/// The CPU the calling thread runs on now (`/proc/thread-self/stat`, field 39).
+fn running_cpu() -> Option<usize> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    // The command name (field 2) may hold spaces: count from after its closing parenthesis.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(36)?.parse().ok()
 }
 
 /// The writer loop: cycles through `set` until `stop`, at most [`UPDATES_PER_S_MAX`] updates
@@ -331,6 +371,7 @@ fn apply(
 ) -> Written {
     let start = Instant::now();
     let mut w = Written {
+        cpu: None,
         updates: 0,
         effective: 0,
         worst_us: 0.0,
