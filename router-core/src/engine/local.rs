@@ -95,25 +95,38 @@ impl<T: Tracer> Burst<'_, T> {
             dsts: &dsts,
             hops: &hops,
         };
+        self.route_all(&pass, &which[..n], pkts, verdicts);
+    }
+
+    /// The third pass over the looked-up frames, `pkts[which[k]]` for the `k`-th lookup.
+    #[inline(always)]
+    fn route_all(
+        &mut self,
+        pass: &Pass3<'_, '_>,
+        which: &[u8],
+        pkts: &mut [PacketBuf<'_>],
+        verdicts: &mut [Verdict],
+    ) {
+        let gw = pass.gw;
         let mut plan = None;
-        if topo.fips.is_empty() {
-            for (k, &w) in which[..n].iter().enumerate() {
+        if self.topo.fips.is_empty() {
+            for (k, &w) in which.iter().enumerate() {
                 let i = usize::from(w);
                 let pkt = &mut pkts[i];
-                verdicts[i] = match self.route_planned(&mut plan, gw, hops[k], pkt) {
+                verdicts[i] = match self.route_planned(&mut plan, gw, pass.hops[k], pkt) {
                     Some(v) => v,
-                    None => self.route_looked_up(&pass, pkt, k, i),
+                    None => self.route_looked_up(pass, pkt, k, i),
                 };
             }
         } else {
-            for (k, &w) in which[..n].iter().enumerate() {
+            for (k, &w) in which.iter().enumerate() {
                 let i = usize::from(w);
                 let pkt = &mut pkts[i];
                 verdicts[i] = match self.route_floating(gw, pkt, i) {
                     Some(v) => v,
-                    None => match self.route_planned(&mut plan, gw, hops[k], pkt) {
+                    None => match self.route_planned(&mut plan, gw, pass.hops[k], pkt) {
                         Some(v) => v,
-                        None => self.route_looked_up(&pass, pkt, k, i),
+                        None => self.route_looked_up(pass, pkt, k, i),
                     },
                 };
             }
