@@ -91,7 +91,11 @@ impl<'a, T: Tracer> Burst<'a, T> {
             EtherType::VLAN => return Err(Verdict::Drop(DropReason::VlanTagged)),
             _ => return Err(Verdict::Drop(DropReason::UnsupportedEthertype)),
         }
-        let total_len = check_ipv4(&f[ETH_LEN..]).map_err(Verdict::Drop)?;
+        // The plain header first; anything else goes to the check that names what is wrong.
+        let total_len = match local::check_ipv4_fast(f) {
+            Some(len) => len,
+            None => check_ipv4(&f[ETH_LEN..]).map_err(Verdict::Drop)?,
+        };
         let outer = Ipv4Packet::new_unchecked(&f[ETH_LEN..ETH_LEN + total_len]);
         self.trace(i, || TraceEvent::ipv4(outer.into_inner()));
         if outer.dst_addr_u32() != host.vtep {

@@ -15,13 +15,13 @@ use crate::lpm::NO_ROUTE;
 use crate::wire::{self, checksum, EtherType, EthernetAddress, EthernetFrame, Ipv4Packet};
 
 /// The network a local port attaches to, and the router behind its gateway if it has one.
-struct Lan<'a> {
+pub(super) struct Lan<'a> {
     network: NetworkId,
     net: &'a NetworkInfo,
-    gateway: Option<Gateway<'a>>,
+    pub(super) gateway: Option<Gateway<'a>>,
     /// The gateway's MAC as a word ([`EthernetAddress::to_u64`]). No 48-bit MAC equals the
     /// value with bit 63 set that stands here without a router: then nothing is routed.
-    gw_mac: u64,
+    pub(super) gw_mac: u64,
 }
 
 /// What the third pass reads for each frame: the gateway, and the destinations looked up with
@@ -86,27 +86,53 @@ impl<T: Tracer> Burst<'_, T> {
         let mut hops = [NO_ROUTE; MAX_BURST];
         gw.router.lpm.lookup_burst(&dsts[..n], &mut hops[..n]);
 
-        // Pass 3: next hop, checks that depend on it, rewrite. Instances with a floating IP
-        // here reach the outside by it: that test has a loop of its own, so that a host without
-        // floating IPs pays nothing for it per packet.
+        // Pass 3: next hop, checks that depend on it, rewrite; by the next hop's plan where
+        // one applies (`fast.rs`). Instances with a floating IP here reach the outside by it:
+        // that test has a loop of its own, so that a host without floating IPs pays nothing
+        // for it per packet.
         let pass = Pass3 {
             gw,
             dsts: &dsts,
             hops: &hops,
         };
-        if topo.fips.is_empty() {
-            for (k, &w) in which[..n].iter().enumerate() {
+        self.route_all(&pass, &which[..n], pkts, verdicts);
+    }
+
+    /// The third pass over the looked-up frames, `pkts[which[k]]` for the `k`-th lookup.
+    #[inline(always)]
+    fn route_all(
+        &mut self,
+        pass: &Pass3<'_, '_>,
+        which: &[u8],
+        pkts: &mut [PacketBuf<'_>],
+        verdicts: &mut [Verdict],
+    ) {
+        let gw = pass.gw;
+        let mut plan = None;
+        if self.topo.fips.is_empty() {
+            for (k, &w) in which.iter().enumerate() {
                 let i = usize::from(w);
-                verdicts[i] = self.route_looked_up(&pass, &mut pkts[i], k, i);
-            }
-        } else {
-            for (k, &w) in which[..n].iter().enumerate() {
-                let i = usize::from(w);
-                verdicts[i] = match self.route_floating(gw, &mut pkts[i], i) {
+                let pkt = &mut pkts[i];
+                verdicts[i] = match self.route_planned(&mut plan, gw, pass.hops[k], pkt) {
                     Some(v) => v,
-                    None => self.route_looked_up(&pass, &mut pkts[i], k, i),
+                    None => self.route_looked_up(pass, pkt, k, i),
                 };
             }
+        } else {
+            for (k, &w) in which.iter().enumerate() {
+                let i = usize::from(w);
+                let pkt = &mut pkts[i];
+                verdicts[i] = match self.route_floating(gw, pkt, i) {
+                    Some(v) => v,
+                    None => match self.route_planned(&mut plan, gw, pass.hops[k], pkt) {
+                        Some(v) => v,
+                        None => self.route_looked_up(pass, pkt, k, i),
+                    },
+                };
+            }
+        }
+        if let Some(plan) = plan {
+            self.settle(gw, &plan);
         }
     }
 
@@ -133,6 +159,9 @@ impl<T: Tracer> Burst<'_, T> {
     #[inline]
     fn classify_local(&mut self, lan: &Lan<'_>, pkt: &mut PacketBuf<'_>, i: usize) -> Classified {
         use Classified::Done;
+        if let Some(dst) = self.classify_plain(lan, pkt) {
+            return Classified::Route(dst);
+        }
         let f = pkt.frame();
         let Some(h) = f.first_chunk::<ETH_LEN>() else {
             return Done(Verdict::Drop(DropReason::FrameTruncated));

@@ -20,6 +20,8 @@
 //! - `local.rs`: frames from a local port, the first pass (classification, the RFC 1812 checks,
 //!   delivery to the router's own addresses by punting, bridging);
 //! - `route.rs`: the third pass, next hop, MTU, TTL and MAC rewrite;
+//! - `fast.rs`: the common case of the first and third passes in fewer instructions, each
+//!   next hop resolved once per burst, everything else left to the general path;
 //! - `icmp_error.rs`: the ICMP errors routing originates;
 //! - `fabric.rs`: frames from the fabric (decapsulation, delivery) and VXLAN encapsulation
 //!   toward peer hosts;
@@ -30,6 +32,7 @@
 
 mod external;
 mod fabric;
+mod fast;
 mod icmp_error;
 mod local;
 mod route;

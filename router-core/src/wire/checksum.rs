@@ -80,21 +80,39 @@ pub fn verify(bytes: &[u8]) -> bool {
     data(bytes) == 0xffff
 }
 
-/// Whether a 20-byte IPv4 header (no options) carries a correct checksum (RFC 1071: the one's
-/// complement sum of the header, checksum included, is 0xffff), for the per-packet path.
-/// Summing 32-bit little-endian words and folding gives the byte-swapped sum, which is 0xffff
-/// exactly when the true sum is (RFC 1071 section 2(B): byte order independence).
-#[inline]
+/// Whether a 20-byte IPv4 header (no options) carries a correct checksum, for the per-packet
+/// path: its five 32-bit words, summed as integers, without folding.
+///
+/// The folded one's complement sum of a nonzero integer sum `s` is the value in `1..=0xffff`
+/// congruent to `s` modulo `0xffff` (each fold preserves `s` modulo `0xffff`, since 2^16 = 1
+/// modulo 0xffff): it is `0xffff`, what a correct header sums to (RFC 1071), exactly when
+/// `s` is a nonzero multiple of `0xffff`. A 32-bit word is two 16-bit words modulo `0xffff`
+/// likewise. Read little-endian, every 16-bit word is byte-swapped, which multiplies the sum
+/// by 256 modulo `0xffff` (RFC 1071 section 2(B)): 256 is prime to `0xffff`, so that changes
+/// nothing to being a multiple of it, and no byte swap is needed. One remainder by a constant
+/// (a multiply and a shift) replaces the four folds.
+#[inline(always)]
 pub fn verify_plain_ipv4_header(header: &[u8; 20]) -> bool {
-    let mut sum = 0u64;
-    for w in header.chunks_exact(4) {
-        sum += u64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
-    }
-    let sum = (sum & 0xffff_ffff) + (sum >> 32);
-    let sum = (sum & 0xffff) + (sum >> 16);
-    let sum = (sum & 0xffff) + (sum >> 16);
-    let sum = (sum & 0xffff) + (sum >> 16);
-    sum == 0xffff
+    let word = |at: usize| {
+        u64::from(u32::from_le_bytes([
+            header[at],
+            header[at + 1],
+            header[at + 2],
+            header[at + 3],
+        ]))
+    };
+    let sum = word(0) + word(4) + word(8) + word(12) + word(16);
+    sum != 0 && sum % 0xffff == 0
+}
+
+/// The IPv4 header checksum after the TTL is decremented by one: RFC 1624 eqn. 3
+/// ([`update_u16`]) for the word TTL/protocol going down by `0x0100`, specialised: the sum
+/// `~m + m'` is `0xfeff` whatever the protocol, so one addition and one fold remain.
+#[inline(always)]
+pub fn ttl_decremented(checksum: u16) -> u16 {
+    // At most 0xffff + 0xfeff: one end-around carry, after which no carry is left.
+    let sum = u32::from(!checksum) + 0xfeff;
+    !((sum + (sum >> 16)) as u16)
 }
 
 /// The checksum after a 16-bit word covered by `checksum` changes from `old` to `new`, by
@@ -178,7 +196,47 @@ mod tests {
         );
     }
 
+    #[test]
+    fn plain_header_verify_edges() {
+        // All zero sums to zero, which the fold leaves as 0x0000: not a correct header.
+        assert!(!verify_plain_ipv4_header(&[0; 20]));
+        assert!(!verify(&[0; 20]));
+        let mut ones = [0u8; 20];
+        ones[..2].copy_from_slice(&[0xff, 0xff]);
+        assert!(verify_plain_ipv4_header(&ones));
+        assert!(verify_plain_ipv4_header(&[0xff; 20]));
+        assert!(verify(&[0xff; 20]));
+    }
+
+    #[test]
+    fn ttl_decrement_gives_zero_not_minus_zero() {
+        // 0xfeff + 0x0100 is 0xffff (-0); the full recomputation gives 0x0000 (+0).
+        assert_eq!(ttl_decremented(0xfeff), 0x0000);
+        assert_eq!(ttl_decremented(0xfeff), update_u16(0xfeff, 0x4011, 0x3f11));
+        assert_eq!(ttl_decremented(0x9463), 0x9563);
+    }
+
     proptest! {
+        #[test]
+        fn plain_header_verify_matches_the_fold(
+            mut header in any::<[u8; 20]>(),
+            fix in any::<bool>(),
+        ) {
+            if fix {
+                // Half the cases carry a correct checksum.
+                header[10..12].fill(0);
+                let c = compute(&header);
+                header[10..12].copy_from_slice(&c.to_be_bytes());
+            }
+            prop_assert_eq!(verify_plain_ipv4_header(&header), verify(&header));
+        }
+
+        #[test]
+        fn ttl_decremented_is_update_u16(checksum in any::<u16>(), ttl in 1u8.., protocol in any::<u8>()) {
+            let old = u16::from_be_bytes([ttl, protocol]);
+            prop_assert_eq!(ttl_decremented(checksum), update_u16(checksum, old, old - 0x0100));
+        }
+
         #[test]
         fn data_matches_the_naive_sum(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
             prop_assert_eq!(data(&bytes), naive_sum(&bytes));

@@ -366,8 +366,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
         if ttl == 0 {
             return 0;
         }
-        let old = u16::from_be_bytes([ttl, b[field::PROTOCOL]]);
-        let sum = checksum::update_u16(read_u16(b, field::CHECKSUM), old, old - 0x0100);
+        let sum = checksum::ttl_decremented(read_u16(b, field::CHECKSUM));
         b[field::TTL] = ttl - 1;
         write_u16(b, field::CHECKSUM, sum);
         ttl - 1

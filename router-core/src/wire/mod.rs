@@ -61,7 +61,8 @@ pub use self::ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
 pub use self::packet::{BadWindow, PacketBuf};
 pub use self::udp::{UdpPacket, UdpRepr};
 pub use self::vxlan::{
-    FabricHeader, VxlanPacket, VxlanRepr, VXLAN_ENCAP_OVERHEAD, VXLAN_HEADER_LEN, VXLAN_PORT,
+    FabricHeader, FabricTemplate, VxlanPacket, VxlanRepr, VXLAN_ENCAP_OVERHEAD, VXLAN_HEADER_LEN,
+    VXLAN_PORT,
 };
 
 pub(crate) use self::view::FieldValue;

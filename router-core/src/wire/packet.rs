@@ -46,6 +46,25 @@ impl<'a> PacketBuf<'a> {
         &mut self.buf[self.head..self.head + self.len]
     }
 
+    /// The first `N` bytes of the frame as an array, `None` when the frame is shorter: one
+    /// bounds check for every fixed-offset field read from them.
+    #[inline(always)]
+    pub fn head_chunk<const N: usize>(&self) -> Option<&[u8; N]> {
+        if self.len < N {
+            return None;
+        }
+        self.buf.get(self.head..)?.first_chunk::<N>()
+    }
+
+    /// The first `N` bytes of the frame, writable: [`head_chunk`](Self::head_chunk).
+    #[inline(always)]
+    pub fn head_chunk_mut<const N: usize>(&mut self) -> Option<&mut [u8; N]> {
+        if self.len < N {
+            return None;
+        }
+        self.buf.get_mut(self.head..)?.first_chunk_mut::<N>()
+    }
+
     /// Offset of the frame in the buffer.
     #[inline]
     pub fn head(&self) -> usize {
@@ -144,5 +163,18 @@ mod tests {
         assert_eq!(p.len(), 4);
         assert!(p.set_len(48));
         assert!(!p.set_len(49));
+    }
+
+    #[test]
+    fn head_chunk_is_bounded_by_the_frame() {
+        let mut buf = [0u8; 64];
+        buf[16] = 0xaa;
+        let mut p = PacketBuf::new(&mut buf, 16, 20).unwrap();
+        assert_eq!(p.head_chunk::<20>().map(|h| h[0]), Some(0xaa));
+        // The buffer holds 48 bytes from the head, the frame only 20.
+        assert!(p.head_chunk::<21>().is_none());
+        p.head_chunk_mut::<4>().unwrap()[1] = 0xbb;
+        assert_eq!(p.frame()[1], 0xbb);
+        assert!(p.head_chunk_mut::<21>().is_none());
     }
 }

@@ -118,6 +118,70 @@ impl FabricHeader {
     }
 }
 
+/// The outer headers toward one peer for one VNI, written once and copied in front of every
+/// frame of a burst that goes there: only the lengths, the identification, the UDP source
+/// port and the IPv4 checksum differ from frame to frame. The checksum is the template's
+/// partial sum (RFC 1071 section 2(A), "commutative and associative") plus the two 16-bit
+/// words that change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FabricTemplate {
+    bytes: [u8; VXLAN_ENCAP_OVERHEAD],
+    /// The sum of the IPv4 header's words that stay the same, not folded.
+    partial_sum: u32,
+}
+
+impl FabricTemplate {
+    /// The template of `h` (its `ident` and `src_port` are ignored: they are per frame).
+    pub fn new(h: &FabricHeader) -> FabricTemplate {
+        let mut bytes = [0u8; VXLAN_ENCAP_OVERHEAD];
+        let constant = FabricHeader {
+            ident: 0,
+            src_port: 0,
+            ..*h
+        };
+        constant.emit(&mut bytes, 0);
+        let ip = &bytes[OUTER_IP..OUTER_UDP];
+        let mut partial_sum = 0;
+        for at in (0..ipv4::HEADER_LEN).step_by(2) {
+            if at != ipv4::field::TOTAL_LEN
+                && at != ipv4::field::IDENT
+                && at != ipv4::field::CHECKSUM
+            {
+                partial_sum += u32::from(read_u16(ip, at));
+            }
+        }
+        FabricTemplate { bytes, partial_sum }
+    }
+
+    /// What [`FabricHeader::emit`] writes for this template's header with `ident` and
+    /// `src_port`, in front of an inner frame of `inner_len` bytes (which the caller has
+    /// checked fits an IPv4 total length).
+    #[inline(always)]
+    pub fn emit(
+        &self,
+        o: &mut [u8; VXLAN_ENCAP_OVERHEAD],
+        inner_len: usize,
+        ident: u16,
+        src_port: u16,
+    ) {
+        let ip_len = (VXLAN_ENCAP_OVERHEAD - OUTER_IP + inner_len) as u16;
+        let udp_len = (VXLAN_ENCAP_OVERHEAD - OUTER_UDP + inner_len) as u16;
+        let sum = self.partial_sum + u32::from(ip_len) + u32::from(ident);
+        let sum = (sum & 0xffff) + (sum >> 16);
+        let checksum = !((sum & 0xffff) + (sum >> 16)) as u16;
+        *o = self.bytes;
+        let ip = OUTER_IP + ipv4::field::TOTAL_LEN;
+        o[ip..ip + 4]
+            .copy_from_slice(&((u32::from(ip_len) << 16) | u32::from(ident)).to_be_bytes());
+        let at = OUTER_IP + ipv4::field::CHECKSUM;
+        o[at..at + 2].copy_from_slice(&checksum.to_be_bytes());
+        let at = OUTER_UDP + udp::field::SRC_PORT;
+        o[at..at + 2].copy_from_slice(&src_port.to_be_bytes());
+        let at = OUTER_UDP + udp::field::LENGTH;
+        o[at..at + 2].copy_from_slice(&udp_len.to_be_bytes());
+    }
+}
+
 #[inline(always)]
 fn write_u64(b: &mut [u8], at: usize, value: u64) {
     b[at..at + 8].copy_from_slice(&value.to_be_bytes());
@@ -312,6 +376,26 @@ mod tests {
     }
 
     use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn template_emits_what_the_header_emits(
+            dst_mac in any::<[u8; 6]>(),
+            src_mac in any::<[u8; 6]>(),
+            src_vtep in any::<u32>(),
+            dst_vtep in any::<u32>(),
+            vni in 0..=VNI_MAX,
+            src_port in any::<u16>(),
+            ident in any::<u16>(),
+            inner_len in 0usize..=(usize::from(u16::MAX) - VXLAN_ENCAP_OVERHEAD + ethernet::HEADER_LEN),
+        ) {
+            let h = FabricHeader { dst_mac, src_mac, src_vtep, dst_vtep, vni, src_port, ident };
+            let (mut by_header, mut by_template) = ([0u8; VXLAN_ENCAP_OVERHEAD], [0xa5; VXLAN_ENCAP_OVERHEAD]);
+            h.emit(&mut by_header, inner_len);
+            FabricTemplate::new(&h).emit(&mut by_template, inner_len, ident, src_port);
+            prop_assert_eq!(by_header, by_template);
+        }
+    }
 
     /// Where the VXLAN header starts in the fixture: outer Ethernet, IPv4 and UDP headers.
     const AT: usize = 42;
